@@ -1,0 +1,365 @@
+"""Configuration: the project agreement (``project.toml``), ``node.toml`` and ``coordinator.toml``.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting. Errors
+name the file, the key and what was expected. Relative paths in a file resolve against that file's
+folder, so a deployment kit can be moved as a whole.
+
+The project fingerprint is ``sha256:`` plus the SHA-256 of the project file's exact bytes, so a DPO can
+check it with ``sha256sum project.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from oda_fed.errors import ConfigError
+
+PROJECT_FORMAT_VERSION = 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
+FieldType = Literal["name", "date", "postcode", "sex", "nhs_number", "text"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- project.toml -------------------------------------------------------------------------------
+
+
+class SourceLayout(_Strict):
+    """How a partner's extract names its columns (optional in the project; a node may override)."""
+
+    record_id: str = "record_id"
+    columns: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    date_format: str | None = None
+
+
+class Partner(_Strict):
+    id: Name
+    name: str
+    source: SourceLayout | None = None
+
+
+class LinkageField(_Strict):
+    name: Name
+    type: FieldType
+    weight: float = Field(default=1.0, gt=0, le=10)
+    ngram: int | None = Field(default=None, ge=1, le=5)
+    bits_per_token: int | None = Field(default=None, ge=1, le=200)
+
+
+class Linkage(_Strict):
+    bits: int = Field(default=1024, ge=64, le=8192)
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    one_record_per_partner: bool = True
+    fields: list[LinkageField] = Field(min_length=1)
+
+    @field_validator("bits")
+    @classmethod
+    def _power_of_two(cls, bits: int) -> int:
+        if bits & (bits - 1):
+            raise ValueError("must be a power of two and a multiple of 64, e.g. 1024")
+        return bits
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, fields: list[LinkageField]) -> list[LinkageField]:
+        names = [f.name for f in fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field names must be unique; repeated: {', '.join(dupes)}")
+        return fields
+
+
+class AreaSource(_Strict):
+    partner: Name
+    attribute: Name
+
+
+class Product(_Strict):
+    id: Name
+    kind: Literal["partner_count_by_area"]
+    title: str
+    area: AreaSource
+    recipients: list[Name] = Field(min_length=1)
+
+
+class Disclosure(_Strict):
+    min_cell: int = Field(default=10, ge=1)
+    rounding_base: int = Field(default=5, ge=1)
+
+
+class Retention(_Strict):
+    clk_days: int = Field(default=30, ge=0)
+
+
+class Project(_Strict):
+    """The project agreement: the information sharing protocol as code."""
+
+    version: Literal[1] = PROJECT_FORMAT_VERSION
+    name: Name
+    title: str
+    purpose: str
+    legal_gateway: str
+    partners: list[Partner] = Field(min_length=2)
+    linkage: Linkage
+    products: list[Product] = Field(default_factory=list)
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+    retention: Retention = Field(default_factory=Retention)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Project:
+        ids = [p.id for p in self.partners]
+        if len(set(ids)) != len(ids):
+            raise ValueError("partner ids must be unique")
+        for product in self.products:
+            if product.area.partner not in ids:
+                raise ValueError(
+                    f"product '{product.id}': area partner '{product.area.partner}' is not a partner"
+                )
+            unknown = [r for r in product.recipients if r not in ids and r != "coordinator"]
+            if unknown:
+                raise ValueError(
+                    f"product '{product.id}': recipients {unknown} are neither partners nor "
+                    "'coordinator'"
+                )
+        return self
+
+    @property
+    def partner_ids(self) -> list[str]:
+        return [p.id for p in self.partners]
+
+    def partner(self, partner_id: str) -> Partner:
+        for p in self.partners:
+            if p.id == partner_id:
+                return p
+        raise ConfigError(f"'{partner_id}' is not a partner in project '{self.name}'")
+
+    def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
+        """Whether the project lets ``partner`` share ``attribute`` for ``product_id``."""
+        return any(
+            p.id == product_id and p.area.partner == partner and p.area.attribute == attribute
+            for p in self.products
+        )
+
+
+class LoadedProject(_Strict):
+    """A project with the path and fingerprint it was loaded from."""
+
+    path: Path
+    fingerprint: Fingerprint
+    project: Project
+
+
+# --- node.toml ----------------------------------------------------------------------------------
+
+
+class TlsFiles(_Strict):
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class NodeSource(_Strict):
+    path: Path
+    format: Literal["csv"] = "csv"
+    record_id: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    date_format: str | None = None
+    on_invalid: Literal["error", "missing"] = "error"
+
+
+class CoordinatorAddress(_Strict):
+    address: str
+    # The name the coordinator's certificate carries, when it differs from the host in ``address``.
+    server_name: str | None = None
+
+
+class NodeConfig(_Strict):
+    partner: Name
+    project: Path
+    project_fingerprint: Fingerprint
+    secret_file: Path
+    workdir: Path
+    coordinator: CoordinatorAddress
+    tls: TlsFiles
+    source: NodeSource
+    audit_dir: Path | None = None
+    chunk_records: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @property
+    def audit_path(self) -> Path:
+        return (self.audit_dir or self.workdir / "audit") / f"{self.partner}.jsonl"
+
+
+# --- coordinator.toml ---------------------------------------------------------------------------
+
+
+class Operator(_Strict):
+    cert: Path
+    key: Path
+
+
+class CoordinatorConfig(_Strict):
+    project: Path
+    project_fingerprint: Fingerprint
+    listen: str = "127.0.0.1:7443"
+    # Host name the operator CLI uses to check the coordinator's certificate.
+    server_name: str = "localhost"
+    state_dir: Path
+    output_dir: Path
+    audit_dir: Path | None = None
+    tls: TlsFiles
+    operator: Operator | None = None
+    max_message_mb: int = Field(default=32, ge=1, le=512)
+
+    @property
+    def audit_path(self) -> Path:
+        return (self.audit_dir or self.state_dir / "audit") / "coordinator.jsonl"
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def fingerprint_bytes(data: bytes) -> str:
+    """Project fingerprint of file contents: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _read_toml(path: Path) -> tuple[bytes, dict]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return raw, tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _explain(path: Path, exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against the example config)"
+        elif err["type"] == "string_pattern_mismatch" and "sha256" in str(err.get("ctx", {})):
+            msg = "expected 'sha256:' followed by 64 lower-case hex digits"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = "expected lower-case letters, digits, '-' or '_' (at most 63), e.g. 'council'"
+        lines.append(f"{path}: key '{key}': {msg}")
+    return ConfigError("\n".join(lines))
+
+
+def _resolve_paths(data: dict, base: Path, keys: tuple[tuple[str, ...], ...]) -> None:
+    for key in keys:
+        node = data
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict) and isinstance(node.get(key[-1]), str):
+            node[key[-1]] = str((base / node[key[-1]]).resolve())
+
+
+def _validate(model: type[M], path: Path, data: dict) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
+def load_project(path: Path) -> LoadedProject:
+    """Read and validate a project file and compute its fingerprint.
+
+    Examples
+    --------
+    >>> loaded = load_project(Path("project.toml"))  # doctest: +SKIP
+    >>> loaded.fingerprint  # doctest: +SKIP
+    'sha256:…'
+    """
+    path = Path(path)
+    raw, data = _read_toml(path)
+    project = _validate(Project, path, data)
+    return LoadedProject(path=path.resolve(), fingerprint=fingerprint_bytes(raw), project=project)
+
+
+def load_pinned_project(path: Path, *, pinned: str, pinned_in: Path) -> LoadedProject:
+    """Load a project and refuse it unless its fingerprint equals the one pinned by the DPO."""
+    loaded = load_project(path)
+    if loaded.fingerprint != pinned:
+        from oda_fed.errors import ProjectMismatchError
+
+        raise ProjectMismatchError(
+            f"{path}: project fingerprint {loaded.fingerprint} differs from the one pinned in "
+            f"{pinned_in} ({pinned}). Use the project file your DPO approved, or have the DPO pin "
+            "the new fingerprint."
+        )
+    return loaded
+
+
+_NODE_PATHS = (
+    ("project",),
+    ("secret_file",),
+    ("workdir",),
+    ("audit_dir",),
+    ("tls", "ca"),
+    ("tls", "cert"),
+    ("tls", "key"),
+    ("source", "path"),
+)
+_COORDINATOR_PATHS = (
+    ("project",),
+    ("state_dir",),
+    ("output_dir",),
+    ("audit_dir",),
+    ("tls", "ca"),
+    ("tls", "cert"),
+    ("tls", "key"),
+    ("operator", "cert"),
+    ("operator", "key"),
+)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read and validate ``node.toml``; relative paths resolve against its folder."""
+    path = Path(path)
+    _, data = _read_toml(path)
+    _resolve_paths(data, path.resolve().parent, _NODE_PATHS)
+    return _validate(NodeConfig, path, data)
+
+
+def load_coordinator_config(path: Path) -> CoordinatorConfig:
+    """Read and validate ``coordinator.toml``; relative paths resolve against its folder."""
+    path = Path(path)
+    _, data = _read_toml(path)
+    _resolve_paths(data, path.resolve().parent, _COORDINATOR_PATHS)
+    return _validate(CoordinatorConfig, path, data)
+
+
+def check_name(value: str, what: str) -> str:
+    """Validate a partner/product/round name outside a model (CLI arguments)."""
+    if not re.match(NAME_PATTERN, value):
+        raise ConfigError(f"{what} '{value}': expected lower-case letters, digits, '-' or '_'")
+    return value

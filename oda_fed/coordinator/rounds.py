@@ -1,0 +1,205 @@
+"""The round state machine: what happens once uploads are in, derived from the store each time.
+
+States: ``open`` (waiting for every partner's CLKs) → ``matching`` → ``waiting_attributes`` (the
+partners named by products share the allowed attribute) → ``releasing`` (entity ids and products
+are being delivered) → ``closed``. ``failed`` ends a round that cannot go on.
+
+:meth:`RoundEngine.advance` looks at the stored state and does the next step, so it is safe to call
+again at any time, and a restarted coordinator resumes a round by calling it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.config import LoadedProject
+from oda_fed.coordinator.store import CLKS, Store, attribute_upload
+from oda_fed.disclosure import DisclosureRules
+from oda_fed.matching.link import link_clks, partners_per_entity
+from oda_fed.products import partner_count_by_area, render_report, write_product
+
+log = logging.getLogger(__name__)
+
+ENCODE = "encode_and_upload"
+ENTITIES = "entities"
+CLOSED = "closed"
+MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".html": "text/html"}
+
+Notify = Callable[[str], None]
+
+
+def new_round_id() -> str:
+    return datetime.now(UTC).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(2)
+
+
+class RoundEngine:
+    """Advances rounds. One lock serialises advances, so two uploads finishing together match once."""
+
+    def __init__(self, *, store: Store, loaded: LoadedProject, output_dir: Path, notify: Notify) -> None:
+        self.store = store
+        self.loaded = loaded
+        self.project = loaded.project
+        self.output_dir = output_dir
+        self._notify = notify  # called with a partner id when it has new instructions
+        self._lock = threading.Lock()
+
+    def start_round(self) -> str:
+        round_id = new_round_id()
+        self.store.create_round(round_id=round_id, project=self.loaded.fingerprint,
+                                partners=self.project.partner_ids)
+        log.info("round %s opened for %d partners", round_id, len(self.project.partner_ids))
+        for partner in self.project.partner_ids:
+            self._notify(partner)
+        return round_id
+
+    def advance(self, round_id: str) -> None:
+        with self._lock:
+            try:
+                self._advance(round_id)
+            except Exception as exc:  # a bug or broken data must not leave the round hanging silently
+                log.exception("round %s failed", round_id)
+                self.store.set_state(round_id, "failed", message=f"coordinator error: {exc}")
+                for partner in self.project.partner_ids:
+                    self._notify(partner)
+
+    def _advance(self, round_id: str) -> None:
+        current = self.store.round(round_id)
+        if current is None:
+            return
+        if current.state == "open" and all(
+            self.store.upload_complete(round_id=round_id, partner=p, upload=CLKS)
+            for p in self.project.partner_ids
+        ):
+            self.store.set_state(round_id, "matching")
+            current = self.store.round(round_id)
+        if current.state == "matching":
+            self._match(round_id)
+            current = self.store.round(round_id)
+        if current.state == "waiting_attributes" and self._attributes_in(round_id):
+            self._release_products(round_id)
+            current = self.store.round(round_id)
+        if current.state == "releasing" and self._delivered(round_id):
+            self.store.set_state(round_id, "closed", message="all deliveries acknowledged")
+            self.store.add_deliveries(
+                round_id=round_id, items=[(p, CLOSED) for p in self.project.partner_ids]
+            )
+            log.info("round %s closed", round_id)
+            for partner in self.project.partner_ids:
+                self._notify(partner)
+
+    # --- matching -------------------------------------------------------------------------------
+
+    def _match(self, round_id: str) -> None:
+        linkage = self.project.linkage
+        words = linkage.bits // 64
+        partners = self.project.partner_ids
+        clks = [self.store.load_clks(round_id=round_id, partner=p, words=words) for p in partners]
+        log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))
+        clustering = link_clks(clks, threshold=linkage.threshold,
+                               one_per_source=linkage.one_record_per_partner)
+        entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
+        rows: list[tuple[str, int, str, float | None]] = []
+        for partner, labels, scores in zip(partners, clustering.labels, clustering.scores, strict=True):
+            for ref, (label, score) in enumerate(zip(labels.tolist(), scores.tolist(), strict=True)):
+                rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
+        self.store.store_members(round_id=round_id, rows=rows, new_entities=entity_ids)
+        linked = int((partners_per_entity(clustering) >= 2).sum())
+        deliveries = [(p, ENTITIES) for p in partners]
+        deliveries += [
+            (prod.area.partner, attribute_upload(prod.id, prod.area.attribute))
+            for prod in self.project.products
+        ]
+        self.store.add_deliveries(round_id=round_id, items=deliveries)
+        self.store.set_state(
+            round_id, "waiting_attributes",
+            message=f"{clustering.n_entities} entities, {linked} known to two or more partners",
+            entities=clustering.n_entities, linked_entities=linked,
+        )
+        log.info("round %s: %d entities (%d linked)", round_id, clustering.n_entities, linked)
+        for partner in partners:
+            self._notify(partner)
+
+    # --- products -------------------------------------------------------------------------------
+
+    def _attributes_in(self, round_id: str) -> bool:
+        return all(
+            self.store.upload_complete(
+                round_id=round_id, partner=prod.area.partner,
+                upload=attribute_upload(prod.id, prod.area.attribute),
+            )
+            for prod in self.project.products
+        )
+
+    def _delivered(self, round_id: str) -> bool:
+        return all(done for _, what, done, _ in self.store.deliveries(round_id=round_id) if what != CLOSED)
+
+    def attribute_values(self, *, round_id: str, partner: str, upload: str) -> list[str]:
+        values: list[str] = []
+        for blob in self.store.chunk_data(round_id=round_id, partner=partner, upload=upload):
+            values.extend(json.loads(blob.decode("utf-8")))
+        return values
+
+    def _release_products(self, round_id: str) -> None:
+        members = pd.DataFrame(self.store.members(round_id=round_id),
+                               columns=["partner", "ref", "entity_id", "score"])
+        entity_partners = members.groupby("entity_id")["partner"].nunique()
+        out_dir = self.output_dir / round_id
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rules = DisclosureRules(min_cell=self.project.disclosure.min_cell,
+                                rounding_base=self.project.disclosure.rounding_base)
+        released = []
+        deliveries = []
+        for prod in self.project.products:
+            values = self.attribute_values(
+                round_id=round_id, partner=prod.area.partner,
+                upload=attribute_upload(prod.id, prod.area.attribute),
+            )
+            own = members[members.partner == prod.area.partner].sort_values("ref")
+            area = pd.Series(values, index=own.entity_id.to_numpy(), dtype=object)
+            area = area[area != ""]
+            table = partner_count_by_area(
+                entity_partners=entity_partners, entity_area=area, product_id=prod.id,
+                title=prod.title, rules=rules, n_partners=len(self.project.partners),
+            )
+            paths = write_product(table, out_dir)
+            for path in paths.values():
+                self.store.add_product_file(round_id=round_id, product_id=prod.id, name=path.name,
+                                            media_type=MEDIA_TYPES[path.suffix], path=path)
+            released.append((table, paths))
+            deliveries += [(r, f"product:{prod.id}") for r in prod.recipients if r != "coordinator"]
+        report = render_report(
+            out_path=out_dir / "report.html",
+            project_name=self.project.title,
+            project_fingerprint=self.loaded.fingerprint,
+            round_id=round_id,
+            generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            linkage=self.linkage_summary(round_id, members, entity_partners),
+            products=released,
+        )
+        self.store.add_deliveries(round_id=round_id, items=deliveries)
+        self.store.set_state(round_id, "releasing", message="products released", report=str(report))
+        log.info("round %s: %d product(s) written to %s", round_id, len(released), out_dir)
+        for partner in self.project.partner_ids:
+            self._notify(partner)
+
+    def linkage_summary(self, round_id: str, members: pd.DataFrame,
+                        entity_partners: pd.Series) -> dict[str, object]:
+        return {
+            "records_per_partner": {
+                p: int((members.partner == p).sum()) for p in self.project.partner_ids
+            },
+            "entities": int(entity_partners.size),
+            "entities_by_partner_count": {
+                int(k): int(v) for k, v in entity_partners.value_counts().sort_index().items()
+            },
+            "threshold": self.project.linkage.threshold,
+        }

@@ -1,0 +1,74 @@
+"""Run the coordinator: load and pin the project, open the store and audit log, serve over mTLS.
+
+Shutdown runs in this order: health reports NOT_SERVING, the server stops with a grace period, then
+the audit log is flushed and fsynced and the store closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from oda_fed.config import CoordinatorConfig, load_pinned_project
+from oda_fed.coordinator.service import COORDINATOR, CoordinatorService
+from oda_fed.coordinator.store import Store
+from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
+from oda_fed.transport.channel import create_server
+from oda_fed.transport.crossing import Crossings
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("oda_fed.proto.v1.Coordinator", "oda_fed.proto.v1.Admin")
+
+
+def serve(config: CoordinatorConfig, *, config_path: Path, port_file: Path | None = None,
+          stop_event: threading.Event | None = None, grace: float = 5.0) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully."""
+    loaded = load_pinned_project(config.project, pinned=config.project_fingerprint,
+                                 pinned_in=config_path)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.state_dir / "coordinator.sqlite")
+    crossings = Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint)
+    service = CoordinatorService(loaded=loaded, store=store, crossings=crossings,
+                                 output_dir=config.output_dir)
+
+    def on_refused(who: str | None, method: str, reason: str) -> None:
+        crossings.record(sender=who or "unknown", recipient=COORDINATOR, kind="refused:call",
+                         detail={"method": method, "reason": reason[:200]})
+
+    workers = 4 * len(loaded.project.partners) + 8  # each node holds one stream open
+    server, port = create_server(address=config.listen, tls=config.tls, max_workers=workers,
+                                 max_message_mb=config.max_message_mb, on_refused=on_refused)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(service, server)
+    admin_pb2_grpc.add_AdminServicer_to_server(service, server)
+    server.start()
+    for name in ("", *SERVICES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("coordinator for project '%s' (%s) listening on port %d",
+             loaded.project.name, loaded.fingerprint, port)
+    if port_file is not None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(port_file)
+    service.resume()
+
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        log.info("coordinator shutting down")
+        health_servicer.enter_graceful_shutdown()
+        service.sessions.shutdown()
+        server.stop(grace).wait()
+        service.stop()
+        crossings.close()
+        store.close()

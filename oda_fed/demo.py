@@ -1,0 +1,294 @@
+"""``oda-fed demo``: a whole federation on localhost, end to end.
+
+One coordinator and three nodes run as separate processes and talk gRPC over mutual TLS with
+certificates from a partnership CA made for the demo. Each node's key is created in the node's own
+folder and only a certificate signing request goes to the CA. The demo plays every role, so the
+folders it writes are laid out as the parties' machines would be:
+
+    WORKDIR/data/          synthetic extracts, one per partner, and truth.csv
+    WORKDIR/ca/            the partnership CA (kept by whoever the partnership trusts)
+    WORKDIR/coordinator/   coordinator.toml, its certificate, state, audit log, products
+    WORKDIR/nodes/<id>/    node.toml, key, certificate, linkage secret, audit log, entity ids
+    WORKDIR/project.toml   the project agreement
+    WORKDIR/logs/          each process's log
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from oda_fed.audit import cross_check, verify_dir
+from oda_fed.config import fingerprint_bytes, load_coordinator_config
+from oda_fed.coordinator.admin import AdminClient, RoundStatus
+from oda_fed.errors import OdaFedError
+from oda_fed.matching import Quality, pairwise_quality
+from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
+from oda_fed.synth import ErrorLevel, PartnerProfile, Synthetic, generate, write
+
+MARKER = ".oda-fed-demo"
+PRODUCT_ID = "known_to_services_by_ward"
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    records: dict[str, int]
+    status: RoundStatus
+    quality: Quality
+    product_csv: Path
+    report: Path
+    audit_ok: bool
+    audit_entries: dict[str, int]
+    audit_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float = 0.8) -> dict:
+    """The demo's project agreement, as a TOML-ready dict."""
+    return {
+        "version": 1,
+        "name": "known-to-services-demo",
+        "title": "Residents known to several services, by ward (demonstration)",
+        "purpose": "Count residents known to one, two or three services in each ward, to plan "
+                   "joined-up support. Synthetic data only.",
+        "legal_gateway": "Demonstration only: no real personal data is processed.",
+        "partners": [{"id": p.id, "name": p.label} for p in profiles],
+        "linkage": {
+            "bits": 1024,
+            "threshold": threshold,
+            "one_record_per_partner": True,
+            "fields": [
+                {"name": "first_name", "type": "name"},
+                {"name": "last_name", "type": "name"},
+                {"name": "date_of_birth", "type": "date"},
+                {"name": "sex", "type": "sex"},
+                {"name": "postcode", "type": "postcode"},
+            ],
+        },
+        "products": [{
+            "id": PRODUCT_ID,
+            "kind": "partner_count_by_area",
+            "title": "Residents known to 1, 2 or 3 services, by ward",
+            "area": {"partner": profiles[0].id, "attribute": "ward"},
+            "recipients": [*[p.id for p in profiles], "coordinator"],
+        }],
+        "disclosure": {"min_cell": 10, "rounding_base": 5},
+        "retention": {"clk_days": 30},
+    }
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise OdaFedError(f"{workdir} exists and is not an earlier demo folder; choose another "
+                              "--workdir or empty it")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("written by oda-fed demo; safe to delete\n")
+
+
+def _write_toml(path: Path, doc: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tomli_w.dumps(doc).encode("utf-8"))
+    return path
+
+
+class Processes:
+    """The demo's child processes; all of them are stopped on the way out."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen] = {}
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = (self.logs / f"{name}.log").open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "oda_fed", *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+        self.procs[name] = proc
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() not in (None, 0):
+                tail = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise OdaFedError(f"{name} exited with code {proc.returncode}: " + " | ".join(tail))
+
+    def wait(self, name: str, timeout: float) -> int:
+        return self.procs[name].wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def setup(workdir: Path, *, population: int, seed: int, errors: ErrorLevel) -> tuple[Synthetic, Path]:
+    """Write data, project, PKI, secret and coordinator config; return the synthetic data."""
+    _prepare_workdir(workdir)
+    synthetic = generate(population=population, partners=3, seed=seed, errors=errors)
+    write(synthetic, workdir / "data")
+    profiles = synthetic.profiles
+    project_path = _write_toml(workdir / "project.toml", project_document(profiles))
+    fingerprint = fingerprint_bytes(project_path.read_bytes())
+
+    ca_dir = workdir / "ca"
+    init_ca(ca_dir, name="oda-fed demo partnership CA")
+    coord = workdir / "coordinator"
+    cert, key = issue(ca_dir=ca_dir, name="coordinator", role="coordinator", out_dir=coord / "tls",
+                      hosts=["localhost", "127.0.0.1"])
+    op_cert, op_key = issue(ca_dir=ca_dir, name="operator", role="operator", out_dir=coord / "tls")
+    shutil.copyfile(ca_dir / "ca.crt", coord / "tls" / "ca.crt")
+    _write_toml(coord / "coordinator.toml", {
+        "project": "../project.toml",
+        "project_fingerprint": fingerprint,
+        "listen": "127.0.0.1:0",
+        "server_name": "localhost",
+        "state_dir": "state",
+        "output_dir": "products",
+        "audit_dir": "audit",
+        "tls": {"ca": "tls/ca.crt", "cert": f"tls/{cert.name}", "key": f"tls/{key.name}"},
+        "operator": {"cert": f"tls/{op_cert.name}", "key": f"tls/{op_key.name}"},
+    })
+
+    secret_master = workdir / "nodes" / ".agreed.secret"
+    secret_master.parent.mkdir(parents=True, exist_ok=True)
+    new_secret(secret_master)  # stands in for the partners' own secret agreement
+    for profile in profiles:
+        node = workdir / "nodes" / profile.id
+        csr = create_request(name=profile.id, role="node", out_dir=node / "tls")  # key stays here
+        sign_request(ca_dir=ca_dir, csr_path=csr, out_path=node / "tls" / f"{profile.id}.crt")
+        shutil.copyfile(ca_dir / "ca.crt", node / "tls" / "ca.crt")
+        shutil.copyfile(secret_master, node / "linkage.secret")
+        os.chmod(node / "linkage.secret", 0o600)
+    secret_master.unlink()
+    return synthetic, project_path
+
+
+def write_node_configs(workdir: Path, synthetic: Synthetic, *, port: int) -> list[Path]:
+    fingerprint = fingerprint_bytes((workdir / "project.toml").read_bytes())
+    paths = []
+    for profile in synthetic.profiles:
+        node = workdir / "nodes" / profile.id
+        paths.append(_write_toml(node / "node.toml", {
+            "partner": profile.id,
+            "project": "../../project.toml",
+            "project_fingerprint": fingerprint,
+            "secret_file": "linkage.secret",
+            "workdir": "state",
+            "audit_dir": "audit",
+            "coordinator": {"address": f"127.0.0.1:{port}", "server_name": "localhost"},
+            "tls": {"ca": "tls/ca.crt", "cert": f"tls/{profile.id}.crt", "key": f"tls/{profile.id}.key"},
+            "source": {
+                "path": f"../../data/{profile.id}.csv",
+                "record_id": profile.record_id_column,
+                "columns": dict(profile.columns),
+                "attributes": dict(profile.attributes),
+                "date_format": profile.date_format,
+            },
+        }))
+    return paths
+
+
+def evaluate(workdir: Path, synthetic: Synthetic) -> Quality:
+    """Precision and recall of the federated round against the synthetic truth.
+
+    Only the demo can do this: it holds every node's local entity ids and the truth. No party in a
+    real federation sees both.
+    """
+    truth = synthetic.truth.astype({"record_id": str})
+    predicted, actual = [], []
+    codes: dict[str, int] = {}
+    entity_codes: dict[str, int] = {}
+    for profile in synthetic.profiles:
+        local = pd.read_csv(workdir / "nodes" / profile.id / "state" / "entities.csv",
+                            dtype=str, keep_default_na=False)
+        persons = truth[truth.source == profile.id].set_index("record_id")["person_id"].astype(str)
+        predicted.append(np.array([entity_codes.setdefault(e, len(entity_codes))
+                                   for e in local.entity_id], dtype=np.int64))
+        actual.append(np.array([codes.setdefault(persons[r], len(codes)) for r in local.record_id],
+                               dtype=np.int64))
+    return pairwise_quality(predicted, actual)
+
+
+def run_demo(workdir: Path, *, population: int = 3000, seed: int = 7, errors: ErrorLevel = "medium",
+             timeout: float = 300.0, on_step=None, on_status=None) -> DemoResult:
+    """Run the whole federation and return what it found. See the module docstring."""
+    started = time.monotonic()
+    step = on_step or (lambda _msg: None)
+    workdir = workdir.resolve()
+    step("generating synthetic partners, project, CA and certificates")
+    synthetic, _ = setup(workdir, population=population, seed=seed, errors=errors)
+    coord_cfg_path = workdir / "coordinator" / "coordinator.toml"
+    port_file = workdir / "coordinator" / "port"
+    procs = Processes(workdir / "logs")
+    try:
+        step("starting the coordinator")
+        procs.start("coordinator", "coordinator", "serve", "--config", str(coord_cfg_path),
+                    "--port-file", str(port_file))
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            procs.check()
+            if time.monotonic() > deadline:
+                raise OdaFedError("the coordinator did not start within 60s; see logs/coordinator.log")
+            time.sleep(0.1)
+        port = int(port_file.read_text())
+        step(f"starting {len(synthetic.profiles)} nodes (each dials out to port {port})")
+        for path in write_node_configs(workdir, synthetic, port=port):
+            procs.start(path.parent.name, "node", "run", "--config", str(path), "--rounds", "1")
+        admin = AdminClient(load_coordinator_config(coord_cfg_path), address=f"127.0.0.1:{port}")
+        try:
+            step("running a linkage round")
+            status = admin.start_round()
+
+            def watch(s: RoundStatus) -> None:
+                procs.check()
+                if on_status is not None:
+                    on_status(s)
+
+            status = admin.wait(status.round_id, timeout=timeout, on_status=watch)
+        finally:
+            admin.close()
+        if status.state != "closed":
+            raise OdaFedError(f"round {status.round_id} {status.state}: {status.message}")
+        for profile in synthetic.profiles:
+            procs.wait(profile.id, timeout=60)
+    finally:
+        procs.stop_all()
+    procs.check()
+
+    step("checking the result against the synthetic truth and verifying the audit logs")
+    quality = evaluate(workdir, synthetic)
+    reports = verify_dir(workdir)
+    problems = [p for r in reports for p in r.problems]
+    problems += cross_check([r.path for r in reports])
+    product_csv = next((workdir / "coordinator" / "products" / status.round_id).glob(f"{PRODUCT_ID}.csv"))
+    return DemoResult(
+        workdir=workdir,
+        records={p.partner: p.records for p in status.partners},
+        status=status,
+        quality=quality,
+        product_csv=product_csv,
+        report=Path(status.report_path),
+        audit_ok=not problems,
+        audit_entries={(r.party or r.path.stem): r.entries for r in reports},
+        audit_problems=problems,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,158 @@
+"""Read a partner's data, map its columns to the project's fields and standardise the values.
+
+Everything here runs on the partner's premises. Error messages may name rows and columns, since they
+are shown to the partner's own staff, but they never travel to the coordinator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.config import NodeSource, Project
+from oda_fed.errors import InputDataError
+from oda_fed.standardise import STANDARDISERS, InvalidValue, standardise_column, standardise_date
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each project field and shareable attribute sits in one partner's file."""
+
+    record_id: str
+    columns: Mapping[str, str]
+    attributes: Mapping[str, str]
+    date_format: str | None
+    on_invalid: str = "error"
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """A partner's records, standardised and ready to encode; nothing here leaves the node."""
+
+    path: Path
+    record_ids: np.ndarray            # object array of str
+    fields: dict[str, list[str | None]]
+    attributes: dict[str, list[str]]
+    missing: dict[str, int]
+    invalid: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+
+def layout_for(project: Project, partner: str | None, source: NodeSource | None = None) -> Layout:
+    """Resolve the column layout: the node's own settings, else the project's, else field names."""
+    agreed = None
+    if partner is not None and partner in project.partner_ids:
+        agreed = project.partner(partner).source
+    fields = [f.name for f in project.linkage.fields]
+    columns = {f: f for f in fields}
+    attributes: dict[str, str] = {}
+    record_id = "record_id"
+    date_format = None
+    if agreed is not None:
+        columns.update(agreed.columns)
+        attributes.update(agreed.attributes)
+        record_id = agreed.record_id
+        date_format = agreed.date_format
+    on_invalid = "error"
+    if source is not None:
+        columns.update(source.columns)
+        attributes.update(source.attributes)
+        record_id = source.record_id or record_id
+        date_format = source.date_format or date_format
+        on_invalid = source.on_invalid
+    return Layout(record_id=record_id, columns={f: columns[f] for f in fields},
+                  attributes=attributes, date_format=date_format, on_invalid=on_invalid)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV as text columns, with a clear error for files pandas cannot parse."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                           encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise InputDataError(f"{path}: not UTF-8 text; export the file as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise InputDataError(f"{path}: the file is empty (no header row)") from None
+    except pd.errors.ParserError as exc:
+        raise InputDataError(f"{path}: malformed CSV: {exc}") from None
+
+
+def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
+    if column not in frame.columns:
+        found = ", ".join(frame.columns[:20])
+        raise InputDataError(
+            f"{path}: no column '{column}' ({what}). Columns found: {found}. Fix the mapping in "
+            "node.toml [source] or the project's [partners.source], or the file's header."
+        )
+
+
+def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
+    """Read ``path`` and standardise every linkage field.
+
+    Raises
+    ------
+    InputDataError
+        A mapped column is missing, record ids are empty or repeated, or (with
+        ``on_invalid = "error"``) a value is malformed. Nothing is written in any of these cases.
+    """
+    frame = read_csv(path)
+    _require(frame, path, layout.record_id, "the record id")
+    for field, column in layout.columns.items():
+        _require(frame, path, column, f"mapped from field '{field}'")
+    for attribute, column in layout.attributes.items():
+        _require(frame, path, column, f"mapped from attribute '{attribute}'")
+
+    ids = frame[layout.record_id].str.strip()
+    if (ids == "").any():
+        row = int(np.flatnonzero((ids == "").to_numpy())[0]) + 2
+        raise InputDataError(f"{path}: row {row} has an empty record id in '{layout.record_id}'")
+    dupes = ids[ids.duplicated()]
+    if len(dupes):
+        raise InputDataError(
+            f"{path}: {len(dupes)} repeated record id(s) in '{layout.record_id}' "
+            f"(first: '{dupes.iloc[0]}'); each record needs its own id"
+        )
+
+    fields: dict[str, list[str | None]] = {}
+    missing: dict[str, int] = {}
+    invalid: dict[str, int] = {}
+    for spec in project.linkage.fields:
+        column = layout.columns[spec.name]
+        fmt = layout.date_format if spec.type == "date" else None
+        values, bad = standardise_column(frame[column], spec.type, fmt=fmt)
+        n_bad = int(bad.sum())
+        if n_bad and layout.on_invalid == "error":
+            index = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputDataError(
+                f"{path}: row {index + 2}, column '{column}' (field '{spec.name}'): "
+                f"{_reason(spec.type, frame[column].iloc[index], fmt)}. {n_bad} value(s) in this "
+                "column are invalid. Fix them, or set on_invalid = \"missing\" in node.toml [source] "
+                "to treat them as missing."
+            )
+        invalid[spec.name] = n_bad
+        as_list = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+                   for v in values.tolist()]
+        missing[spec.name] = sum(v is None for v in as_list) - n_bad
+        fields[spec.name] = as_list
+    attributes = {a: frame[c].str.strip().tolist() for a, c in layout.attributes.items()}
+    return PreparedSource(path=Path(path), record_ids=ids.to_numpy(dtype=object), fields=fields,
+                          attributes=attributes, missing=missing, invalid=invalid)
+
+
+def _reason(field_type: str, value: str, fmt: str | None) -> str:
+    try:
+        if field_type == "date":
+            standardise_date(value, fmt=fmt)
+        else:
+            STANDARDISERS[field_type](value)
+    except InvalidValue as exc:
+        return str(exc)
+    return "invalid value"

@@ -1,0 +1,140 @@
+"""Who may call what: one table maps every RPC to the roles allowed to call it.
+
+The caller's identity comes from its TLS client certificate (``context.auth_context()``), never from a
+field the client fills in. A gRPC interceptor cannot see the certificate, so the interceptor here
+refuses unknown methods outright and wraps every known handler in a check that runs with the call's
+context, before any servicer code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from typing import Any
+
+import grpc
+
+from oda_fed.errors import AuthError
+from oda_fed.pki import Identity, identity_from_pem
+
+_COORD = "/oda_fed.proto.v1.Coordinator/"
+_ADMIN = "/oda_fed.proto.v1.Admin/"
+_HEALTH = "/grpc.health.v1.Health/"
+_ANY = frozenset({"node", "operator", "coordinator"})
+
+#: Every RPC the coordinator serves, and the certificate roles allowed to call it.
+ROLES_BY_METHOD: dict[str, frozenset[str]] = {
+    _COORD + "Connect": frozenset({"node"}),
+    _COORD + "UploadClks": frozenset({"node"}),
+    _COORD + "GetUploadStatus": frozenset({"node"}),
+    _COORD + "UploadAttribute": frozenset({"node"}),
+    _COORD + "FetchEntities": frozenset({"node"}),
+    _ADMIN + "StartRound": frozenset({"operator"}),
+    _ADMIN + "GetRound": frozenset({"operator"}),
+    _HEALTH + "Check": _ANY,
+    _HEALTH + "Watch": _ANY,
+    _HEALTH + "List": _ANY,
+}
+
+RefusalHook = Callable[[str | None, str, str], None]
+"""Called as ``hook(caller_name_or_None, method, reason)`` for every refused call."""
+
+
+@lru_cache(maxsize=256)
+def _identity(pem: bytes) -> Identity:
+    return identity_from_pem(pem)
+
+
+def peer_identity(context: grpc.ServicerContext) -> Identity:
+    """The identity in the caller's verified client certificate.
+
+    Raises
+    ------
+    AuthError
+        When the call carries no client certificate or the certificate has no oda-fed identity.
+    """
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        raise AuthError("the call carries no client certificate")
+    return _identity(bytes(pems[0]))
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses methods outside :data:`ROLES_BY_METHOD` and checks roles on the rest."""
+
+    def __init__(self, *, on_refused: RefusalHook | None = None) -> None:
+        self._on_refused = on_refused
+
+    def _refuse(self, who: str | None, method: str, reason: str) -> None:
+        if self._on_refused is not None:
+            self._on_refused(who, method, reason)
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        method = handler_call_details.method
+        roles = ROLES_BY_METHOD.get(method)
+        if roles is None:
+            self._refuse(None, method, "unknown method")
+
+            def deny(_request: Any, context: grpc.ServicerContext) -> None:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {method} is not offered")
+
+            return grpc.unary_unary_rpc_method_handler(deny)
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap(handler, self._authorise(method, roles))
+
+    def _authorise(self, method: str, roles: frozenset[str]) -> Callable[[Any], None]:
+        def check(context: grpc.ServicerContext) -> None:
+            try:
+                ident = peer_identity(context)
+            except AuthError as exc:
+                self._refuse(None, method, str(exc))
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            if ident.role not in roles:
+                reason = (
+                    f"a {ident.role} certificate ('{ident.name}') may not call {method}; "
+                    f"allowed: {', '.join(sorted(roles))}"
+                )
+                self._refuse(ident.name, method, reason)
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+
+        return check
+
+
+def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Any], None]) -> grpc.RpcMethodHandler:
+    ser = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        fn_uu = handler.unary_unary
+
+        def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+            check(context)
+            return fn_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **ser)
+    if handler.unary_stream is not None:
+        fn_us = handler.unary_stream
+
+        def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            check(context)
+            yield from fn_us(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **ser)
+    if handler.stream_unary is not None:
+        fn_su = handler.stream_unary
+
+        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            check(context)
+            return fn_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **ser)
+    fn_ss = handler.stream_stream
+
+    def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        check(context)
+        yield from fn_ss(requests, context)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **ser)

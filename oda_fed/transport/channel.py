@@ -1,0 +1,96 @@
+"""Mutual-TLS gRPC servers and channels. There is no insecure mode."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from oda_fed.config import TlsFiles
+from oda_fed.errors import ConfigError
+from oda_fed.transport.auth import AuthInterceptor, RefusalHook
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found (see `oda-fed pki --help`)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"{path}: not a PEM {what}")
+    return data
+
+
+def message_options(max_message_mb: int) -> list[tuple[str, int]]:
+    size = max_message_mb * 1024 * 1024
+    return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+
+
+def create_server(
+    *,
+    address: str,
+    tls: TlsFiles,
+    max_workers: int = 32,
+    max_message_mb: int = 32,
+    on_refused: RefusalHook | None = None,
+) -> tuple[grpc.Server, int]:
+    """A gRPC server that requires a client certificate from the partnership CA.
+
+    Returns the (not yet started) server and the bound port, so tests can bind port 0.
+    """
+    credentials = grpc.ssl_server_credentials(
+        [(_read(tls.key, "private key"), _read(tls.cert, "certificate"))],
+        root_certificates=_read(tls.ca, "CA certificate"),
+        require_client_auth=True,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[AuthInterceptor(on_refused=on_refused)],
+        options=[*message_options(max_message_mb), *_KEEPALIVE],
+    )
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address} (address in use or not local?)")
+    return server, port
+
+
+def create_channel(
+    *, address: str, tls: TlsFiles, server_name: str | None = None, max_message_mb: int = 32
+) -> grpc.Channel:
+    """A channel that presents our certificate and checks the server's against the CA."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca, "CA certificate"),
+        private_key=_read(tls.key, "private key"),
+        certificate_chain=_read(tls.cert, "certificate"),
+    )
+    options: list[tuple[str, int | str]] = [*message_options(max_message_mb), *_KEEPALIVE]
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+def describe_rpc_error(exc: grpc.RpcError, *, address: str) -> str:
+    """Turn a transport failure into one actionable line."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        hint = (
+            "the coordinator is not reachable, or the TLS handshake failed: check the address, that "
+            "the coordinator is running, and that both certificates were issued by the partnership CA"
+        )
+        return f"{address}: {hint} ({details})"
+    name = code.name if code is not None else "ERROR"
+    return f"{address}: {name}: {details}"

@@ -1,0 +1,129 @@
+"""Configuration errors name the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from oda_fed.config import load_node_config, load_pinned_project, load_project
+from oda_fed.errors import ConfigError, ProjectMismatchError
+
+PROJECT = """\
+version = 1
+name = "test-project"
+title = "Test"
+purpose = "testing"
+legal_gateway = "none"
+
+[[partners]]
+id = "council"
+name = "Council"
+
+[[partners]]
+id = "police"
+name = "Police"
+
+[linkage]
+threshold = 0.8
+
+[[linkage.fields]]
+name = "first_name"
+type = "name"
+
+[[products]]
+id = "by_ward"
+kind = "partner_count_by_area"
+title = "By ward"
+area = { partner = "council", attribute = "ward" }
+recipients = ["council", "coordinator"]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "project.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_project_loads_with_defaults_and_fingerprint(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT)
+    loaded = load_project(path)
+    assert loaded.fingerprint == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.project.disclosure.min_cell == 10
+    assert loaded.project.disclosure.rounding_base == 5
+    assert loaded.project.partner_ids == ["council", "police"]
+    assert loaded.project.attribute_allowed(partner="council", product_id="by_ward", attribute="ward")
+    assert not loaded.project.attribute_allowed(partner="police", product_id="by_ward", attribute="ward")
+    assert not loaded.project.attribute_allowed(partner="council", product_id="by_ward",
+                                                attribute="name")
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT.replace("threshold = 0.8", "treshold = 0.8"))
+    with pytest.raises(ConfigError) as info:
+        load_project(path)
+    message = str(info.value)
+    assert str(path) in message and "linkage.treshold" in message and "unknown key" in message
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT.replace('purpose = "testing"\n', ""))
+    with pytest.raises(ConfigError, match=r"key 'purpose': required key is missing"):
+        load_project(path)
+
+
+def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT.replace("threshold = 0.8", 'threshold = "high"'))
+    with pytest.raises(ConfigError, match=r"linkage.threshold.*number"):
+        load_project(path)
+
+
+def test_product_must_name_a_partner(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT.replace('area = { partner = "council"', 'area = { partner = "fire"'))
+    with pytest.raises(ConfigError, match="area partner 'fire' is not a partner"):
+        load_project(path)
+
+
+def test_invalid_toml_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT + "\n[broken\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_project(path)
+
+
+def test_pinned_fingerprint_mismatch_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, PROJECT)
+    with pytest.raises(ProjectMismatchError, match="differs from the one pinned"):
+        load_pinned_project(path, pinned="sha256:" + "0" * 64, pinned_in=tmp_path / "node.toml")
+
+
+def test_node_config_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    node = write(tmp_path, f"""\
+partner = "council"
+project = "project.toml"
+project_fingerprint = "sha256:{'a' * 64}"
+secret_file = "linkage.secret"
+workdir = "state"
+[coordinator]
+address = "localhost:7443"
+[tls]
+ca = "ca.crt"
+cert = "council.crt"
+key = "council.key"
+[source]
+path = "data/council.csv"
+record_id = "person_ref"
+""", "node.toml")
+    cfg = load_node_config(node)
+    assert cfg.source.path == (tmp_path / "data" / "council.csv").resolve()
+    assert cfg.tls.key == (tmp_path / "council.key").resolve()
+    assert cfg.audit_path == (tmp_path / "state" / "audit" / "council.jsonl").resolve()
+
+
+def test_node_config_bad_fingerprint_format(tmp_path: Path) -> None:
+    node = write(tmp_path, 'partner = "council"\nproject_fingerprint = "abc"\n', "node.toml")
+    with pytest.raises(ConfigError) as info:
+        load_node_config(node)
+    assert "project_fingerprint" in str(info.value) and "sha256:" in str(info.value)
+    assert "key 'project': required key is missing" in str(info.value)

@@ -1,0 +1,77 @@
+"""The coordinator store: idempotent chunked uploads, refusals leave nothing behind, restart-safe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oda_fed.coordinator.store import CLKS, Chunk, Store
+from oda_fed.errors import ProtocolError
+
+
+def chunk(index: int, *, total_chunks: int = 2, records: int = 3, total: int = 6,
+          fill: int = 1) -> Chunk:
+    data = np.full((records, 2), fill, dtype="<u8").tobytes()
+    return Chunk(chunk_index=index, total_chunks=total_chunks, first_ref=index * 3, records=records,
+                 total_records=total, data=data)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "db.sqlite")
+    s.create_round(round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"])
+    yield s
+    s.close()
+
+
+def test_upload_completes_when_every_chunk_is_in(store: Store) -> None:
+    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    assert not state.complete and state.stored_chunks == (0,)
+    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, fill=2))
+    assert state.complete and state.records_stored == 6
+    clks = store.load_clks(round_id="r1", partner="a", words=2)
+    assert clks.shape == (6, 2) and clks[0, 0] == 1 and clks[5, 1] == 2
+
+
+def test_same_chunk_twice_is_stored_once(store: Store) -> None:
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    assert state.stored_chunks == (0,) and state.records_stored == 3
+
+
+def test_conflicting_chunk_is_refused_and_changes_nothing(store: Store) -> None:
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    with pytest.raises(ProtocolError, match="different content"):
+        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0, fill=9))
+    assert store.load_clks(round_id="r1", partner="a", words=2)[0, 0] == 1
+
+
+def test_changed_totals_are_refused(store: Store) -> None:
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    with pytest.raises(ProtocolError, match="started with"):
+        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, total=9))
+    state = store.upload_state(round_id="r1", partner="a", upload=CLKS)
+    assert state.stored_chunks == (0,)
+
+
+def test_first_chunk_refused_leaves_no_upload_row(store: Store) -> None:
+    bad = Chunk(chunk_index=0, total_chunks=1, first_ref=1, records=3, total_records=3,
+                data=b"\0" * 48)
+    with pytest.raises(ProtocolError, match="contiguous"):
+        store.store_chunk(round_id="r1", partner="b", upload=CLKS, chunk=bad)
+    assert store.upload_state(round_id="r1", partner="b", upload=CLKS) is None
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    s = Store(path)
+    s.create_round(round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"])
+    s.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    s.close()
+    again = Store(path)
+    assert again.round("r1").state == "open"
+    assert again.upload_state(round_id="r1", partner="a", upload=CLKS).stored_chunks == (0,)
+    assert again.pending_deliveries(partner="b") == [("r1", "encode_and_upload")]
+    again.close()
