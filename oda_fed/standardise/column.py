@@ -1,0 +1,113 @@
+"""Standardisation of a whole column, each distinct value once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.standardise.dates import standardise_date
+from oda_fed.standardise.fieldtypes import FIELD_TYPES, FieldType, InvalidValue
+from oda_fed.standardise.identifiers import (
+    standardise_nhs_number,
+    standardise_postcode,
+    standardise_sex,
+)
+from oda_fed.standardise.names import standardise_name, standardise_text
+
+STANDARDISERS: dict[FieldType, Callable[[str | None], str | None]] = {
+    "name": standardise_name,
+    "date": standardise_date,
+    "postcode": standardise_postcode,
+    "sex": standardise_sex,
+    "nhs_number": standardise_nhs_number,
+    "text": standardise_text,
+}
+"""The single-value standardiser of each field type."""
+
+
+def _as_text(value: object) -> str | None:
+    """Turn a cell as a reader typed it back into text; ``None`` for a missing cell."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    # Readers type date and number columns; turn them back into what a partner wrote.
+    if isinstance(value, dt.date | np.datetime64):
+        stamp = pd.Timestamp(value)
+        return None if pd.isna(stamp) else stamp.date().isoformat()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        real = float(value)
+        if np.isnan(real):
+            return None
+        # An integer column with gaps comes back as float: 9434765919.0 is an NHS number.
+        if real.is_integer():
+            return str(int(real))
+    return str(value)
+
+
+def standardise_column(
+    values: pd.Series, field_type: FieldType, *, fmt: str | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Standardise every value of a column without raising on bad values.
+
+    Each distinct value is standardised once, so a million rows of repeating names, dates and
+    postcodes cost as much as their distinct values.
+
+    Parameters
+    ----------
+    values
+        The raw column. Cells may be strings, or numbers and dates where a reader typed them.
+        ``None``, NaN, NaT, empty and whitespace-only cells are missing.
+    field_type
+        How to standardise the values.
+    fmt
+        For ``"date"`` fields only: an exact ``strptime`` format (see ``standardise_date``).
+
+    Returns
+    -------
+    standardised : pandas.Series
+        Object dtype, same index and name as ``values``: the standardised strings, with
+        ``None`` for missing and for invalid cells.
+    invalid : pandas.Series
+        Boolean, same index: ``True`` where a present value could not be standardised. Missing
+        cells are not invalid. The caller decides whether to reject the file (the index gives
+        the rows) or to count invalid cells as missing.
+
+    Raises
+    ------
+    ValueError
+        When ``field_type`` is unknown, or ``fmt`` is given for a field that is not a date.
+
+    Examples
+    --------
+    >>> clean, invalid = standardise_column(pd.Series(["ls62ab", "", "nowhere"]), "postcode")
+    >>> clean.tolist(), invalid.tolist()
+    (['LS6 2AB', None, None], [False, False, True])
+    """
+    if field_type not in STANDARDISERS:
+        raise ValueError(f"unknown field type {field_type!r}; expected one of {FIELD_TYPES}")
+    standardise = STANDARDISERS[field_type]
+    if fmt is not None:
+        if field_type != "date":
+            raise ValueError(f"fmt applies to date fields only, not {field_type!r}")
+        standardise = partial(standardise_date, fmt=fmt)
+    if not isinstance(values, pd.Series):
+        values = pd.Series(values, dtype=object)
+
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    # One extra slot at the end, so that the sentinel code -1 of missing cells reads (None, False).
+    results = np.full(len(uniques) + 1, None, dtype=object)
+    bad = np.zeros(len(uniques) + 1, dtype=bool)
+    for i, raw in enumerate(uniques):
+        try:
+            results[i] = standardise(_as_text(raw))
+        except InvalidValue:
+            bad[i] = True
+    standardised = pd.Series(results[codes], index=values.index, name=values.name, dtype=object)
+    invalid = pd.Series(bad[codes], index=values.index, name=values.name, dtype=bool)
+    return standardised, invalid
