@@ -1,1 +1,17 @@
+"""Data products: controlled tables, their CSV and PNG files, and the HTML round report.
 
+Every table is put through :mod:`oda_fed.disclosure` when it is built, so nothing uncontrolled
+reaches a file.
+"""
+
+from oda_fed.products.export import write_product
+from oda_fed.products.report import render_report
+from oda_fed.products.tables import ProductError, ProductTable, partner_count_by_area
+
+__all__ = [
+    "ProductError",
+    "ProductTable",
+    "partner_count_by_area",
+    "render_report",
+    "write_product",
+]

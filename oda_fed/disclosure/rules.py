@@ -1,0 +1,75 @@
+"""Disclosure rules a project agrees for its data products, and the error they raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oda_fed.errors import OdaFedError
+
+__all__ = ["DisclosureError", "DisclosureRules"]
+
+
+class DisclosureError(OdaFedError, ValueError):
+    """A table or a rule cannot be put through disclosure control as it is.
+
+    It is also a ``ValueError``, so callers that only know the standard exception still catch it.
+    Messages never quote count values: a small count in an error that crosses a boundary would be
+    the very disclosure the check exists to stop.
+    """
+
+
+@dataclass(frozen=True)
+class DisclosureRules:
+    """Small-cell suppression and rounding applied to every released count.
+
+    Parameters
+    ----------
+    min_cell
+        Counts below this are suppressed, zero included (a published zero says "nobody", which
+        is itself a disclosure when combined with other tables). ``0`` turns suppression off.
+    rounding_base
+        Every count that is not suppressed is rounded to the nearest multiple of this; halves
+        round up. ``1`` turns rounding off.
+
+    Examples
+    --------
+    >>> DisclosureRules()
+    DisclosureRules(min_cell=10, rounding_base=5)
+    >>> DisclosureRules(min_cell=5, rounding_base=1).describe()
+    'Counts below 5 are suppressed. Counts are not rounded. No totals are published.'
+    """
+
+    min_cell: int = 10
+    rounding_base: int = 5
+
+    def __post_init__(self) -> None:
+        # bool is an int subclass; True as a threshold is a typo, not a rule.
+        for name in ("min_cell", "rounding_base"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DisclosureError(f"{name} must be an integer, got {type(value).__name__}")
+        if self.min_cell < 0:
+            raise DisclosureError("min_cell must be 0 or more")
+        if self.rounding_base < 1:
+            raise DisclosureError("rounding_base must be 1 or more")
+
+    def describe(self) -> str:
+        """Say the rules in one plain sentence for captions and reports.
+
+        Examples
+        --------
+        >>> DisclosureRules(min_cell=0, rounding_base=1).describe()
+        'No counts are suppressed. Counts are not rounded. No totals are published.'
+        """
+        if self.min_cell > 0:
+            parts = [f"Counts below {self.min_cell} are suppressed."]
+            other = "Other counts"
+        else:
+            parts = ["No counts are suppressed."]
+            other = "Counts"
+        if self.rounding_base > 1:
+            parts.append(f"{other} are rounded to the nearest {self.rounding_base} (halves up).")
+        else:
+            parts.append("Counts are not rounded.")
+        parts.append("No totals are published.")
+        return " ".join(parts)

@@ -1,0 +1,211 @@
+"""A single self-contained HTML report of one linkage round and its data products."""
+
+from __future__ import annotations
+
+import base64
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from oda_fed.disclosure import SUPPRESSED_COLUMN
+from oda_fed.products.charts import PNG_SIGNATURE
+from oda_fed.products.tables import ProductError, ProductTable
+
+__all__ = ["render_report"]
+
+_QUALITY_KEYS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
+
+
+@dataclass(frozen=True)
+class _Cell:
+    text: str
+    suppressed: bool = False
+
+
+def render_report(
+    *,
+    out_path: Path,
+    project_name: str,
+    project_fingerprint: str,
+    round_id: str,
+    generated_at: str,
+    linkage: Mapping[str, object],
+    products: Sequence[tuple[ProductTable, Mapping[str, Path]]],
+    audit: Mapping[str, object] | None = None,
+) -> Path:
+    """Write one HTML file that can be mailed: every chart is embedded, nothing is fetched.
+
+    Every value is HTML-escaped (autoescape on), and a Content-Security-Policy forbids
+    scripts and remote loads as a second line of defence. Only the file name of a released
+    CSV is shown, never the folder it was written to.
+
+    Parameters
+    ----------
+    out_path
+        Where to write the report; the parent folder is created if missing.
+    project_name, project_fingerprint, round_id, generated_at
+        Shown in the heading; ``generated_at`` as given (e.g. an ISO 8601 time).
+    linkage
+        Linkage summary. Keys rendered when present: ``records_per_partner``
+        (``dict[str, int]``), ``entities`` (int), ``entities_by_partner_count``
+        (``dict[int, int]``), ``threshold``, ``precision``, ``recall``, ``f1`` (floats).
+        These figures are shown as given, not disclosure-controlled: control them first if
+        the report goes beyond the partners.
+    products
+        ``(product, paths)`` pairs, ``paths`` as returned by
+        :func:`~oda_fed.products.export.write_product`; the ``"png"`` entry, when present, is
+        embedded as a ``data:`` URI.
+    audit
+        Optional audit summary (e.g. ``{"logs verified": True, "entries": {...}}``); values
+        may be scalars, sequences or one level of nested mappings.
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+
+    Raises
+    ------
+    ProductError
+        When a product's ``"png"`` file is missing or is not a PNG.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = render_report(
+    ...     out_path=Path(tempfile.mkdtemp()) / "report.html", project_name="Demo",
+    ...     project_fingerprint="ab12", round_id="r1", generated_at="2025-01-01T00:00:00Z",
+    ...     linkage={"entities": 42}, products=[])
+    >>> "ab12" in out.read_text()
+    True
+    """
+    context = {
+        "project_name": project_name,
+        "project_fingerprint": project_fingerprint,
+        "round_id": round_id,
+        "generated_at": generated_at,
+        "linkage": _linkage_context(linkage),
+        "products": [_product_context(p, paths) for p, paths in products],
+        "audit": None if audit is None else _audit_context(audit),
+    }
+    html = _environment().get_template("report.html").render(**context)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(html, encoding="utf-8")
+    return out_path
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("oda_fed.products", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _linkage_context(linkage: Mapping[str, object]) -> dict[str, object]:
+    summary: list[tuple[str, str]] = []
+    if "entities" in linkage:
+        summary.append(("Entities", _number(linkage["entities"])))
+    if "threshold" in linkage:
+        summary.append(("Match threshold", _decimal(linkage["threshold"])))
+    for key, label in _QUALITY_KEYS:
+        if linkage.get(key) is not None:
+            summary.append((label, _decimal(linkage[key])))
+
+    records = linkage.get("records_per_partner") or {}
+    by_count = linkage.get("entities_by_partner_count") or {}
+    return {
+        "summary": summary,
+        "records_per_partner": [(str(k), _number(v)) for k, v in _items(records)],
+        "entities_by_partner_count": [
+            (str(k), _number(v)) for k, v in sorted(_items(by_count), key=lambda kv: int(kv[0]))
+        ],
+    }
+
+
+def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[str, object]:
+    table = product.table
+    areas = list(dict.fromkeys(table["area"].tolist()))
+    partner_values = sorted(set(table["partners"].tolist()))
+    cells = {
+        (a, p): _Cell("suppressed", True) if s else _Cell(_number(c))
+        for a, p, c, s in zip(
+            table["area"].tolist(),
+            table["partners"].tolist(),
+            table["count"].tolist(),
+            table[SUPPRESSED_COLUMN].tolist(),
+            strict=True,
+        )
+    }
+    headers = ["Area"] + [f"Known to {p} partner" + ("" if p == 1 else "s") for p in partner_values]
+    rows = [[_Cell(str(a))] + [cells.get((a, p), _Cell("")) for p in partner_values] for a in areas]
+    csv_path = paths.get("csv")
+    return {
+        "id": product.product_id,
+        "title": product.title,
+        "rules": product.rules.describe(),
+        "suppressed_cells": product.suppressed_cells,
+        "headers": headers,
+        "rows": rows,
+        "chart": _png_data_uri(paths["png"], product.product_id) if "png" in paths else None,
+        "csv_name": None if csv_path is None else Path(csv_path).name,
+    }
+
+
+def _png_data_uri(path: Path, product_id: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProductError(f"chart for product {product_id!r} cannot be read") from exc
+    # Only a real PNG goes into an image/png URI; anything else has no place in the report.
+    if not data.startswith(PNG_SIGNATURE):
+        raise ProductError(f"chart for product {product_id!r} is not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _audit_context(audit: Mapping[str, object]) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = []
+    for key, value in audit.items():
+        if isinstance(value, Mapping):
+            items = [(str(k), _scalar(v)) for k, v in value.items()]
+            entries.append({"key": str(key), "value": None, "children": items})
+        else:
+            entries.append({"key": str(key), "value": _scalar(value), "children": None})
+    return entries
+
+
+def _items(value: object) -> list[tuple[object, object]]:
+    return list(value.items()) if isinstance(value, Mapping) else []
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return _number(value)
+    if isinstance(value, numbers.Real):
+        return _decimal(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(_scalar(v) for v in value)
+    return str(value)
+
+
+def _number(value: object) -> str:
+    # numbers.Integral also covers numpy integers, which the caller's tallies often are.
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def _decimal(value: object) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):.3f}"
+    return str(value)

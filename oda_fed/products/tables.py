@@ -1,0 +1,233 @@
+"""Data product tables built from the linked index, disclosure-controlled at construction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.disclosure import SUPPRESSED_COLUMN, DisclosureRules, control_counts
+from oda_fed.errors import OdaFedError
+
+__all__ = [
+    "PRODUCT_COLUMNS",
+    "ProductError",
+    "ProductTable",
+    "partner_count_by_area",
+]
+
+#: Columns of every :class:`ProductTable`, in this order.
+PRODUCT_COLUMNS = ("area", "partners", "count", SUPPRESSED_COLUMN)
+
+# The product id names files on disk: no separators, no leading dot, nothing a shell mangles.
+_PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+class ProductError(OdaFedError, ValueError):
+    """A data product cannot be built, written or reported from the inputs given.
+
+    Messages say how many values are wrong, never which entity ids or counts.
+    """
+
+
+@dataclass(frozen=True, eq=False)
+class ProductTable:
+    """A disclosure-controlled table, ready for release.
+
+    Compared by identity (``eq=False``): a DataFrame has no single truth value.
+
+    Parameters
+    ----------
+    product_id
+        Short identifier from the project, used as the file stem (letters, digits, ``_.-``).
+    title
+        Human title for the chart and the report.
+    table
+        The controlled table: columns ``area`` (str), ``partners`` (int), ``count`` (``Int64``,
+        ``<NA>`` where suppressed) and ``suppressed`` (bool).
+    rules
+        The rules the table was controlled with.
+    suppressed_cells
+        How many cells are suppressed; must match ``table["suppressed"]``.
+
+    Raises
+    ------
+    ProductError
+        When the table does not look controlled: missing columns, a published count that is not
+        a multiple of the rounding base, a count present in a suppressed cell, or a wrong
+        ``suppressed_cells``.
+
+    Examples
+    --------
+    >>> product = partner_count_by_area(
+    ...     entity_partners=pd.Series([1] * 12, index=range(12)),
+    ...     entity_area=pd.Series(["E05000001"] * 12, index=range(12)),
+    ...     product_id="known_to_services", title="Known to services",
+    ...     rules=DisclosureRules(), n_partners=2)
+    >>> product.suppressed_cells
+    3
+    """
+
+    product_id: str
+    title: str
+    table: pd.DataFrame
+    rules: DisclosureRules
+    suppressed_cells: int
+
+    def __post_init__(self) -> None:
+        if not _PRODUCT_ID.fullmatch(self.product_id):
+            raise ProductError(
+                "product_id must be 1-100 letters, digits, '_', '.' or '-', starting with a "
+                "letter or digit"
+            )
+        missing = [c for c in PRODUCT_COLUMNS if c not in self.table.columns]
+        if missing:
+            raise ProductError(f"product table lacks column(s) {missing}")
+        if str(self.table["count"].dtype) != "Int64":
+            raise ProductError("product table count column must be nullable Int64")
+        if not pd.api.types.is_bool_dtype(self.table[SUPPRESSED_COLUMN].dtype):
+            raise ProductError("product table suppressed column must be boolean")
+        suppressed = self.table[SUPPRESSED_COLUMN].to_numpy(dtype=bool)
+        absent = self.table["count"].isna().to_numpy()
+        if not np.array_equal(suppressed, absent):
+            raise ProductError("product table counts must be missing exactly where suppressed")
+        published = self.table["count"].dropna().to_numpy(dtype=np.int64)
+        if np.any(published % self.rules.rounding_base != 0):
+            raise ProductError("product table has counts not rounded under its rules")
+        if int(suppressed.sum()) != self.suppressed_cells:
+            raise ProductError("suppressed_cells does not match the table")
+
+
+def partner_count_by_area(
+    *,
+    entity_partners: pd.Series,
+    entity_area: pd.Series,
+    product_id: str,
+    title: str,
+    rules: DisclosureRules,
+    n_partners: int,
+    unknown_area: str = "area not known",
+    areas: Sequence[str] | None = None,
+) -> ProductTable:
+    """Count entities by the number of partners that know them, broken down by area.
+
+    "Residents known to 1, 2 or 3 services, by ward." The area comes from one partner; entities
+    it does not know (or knows without an area) are counted in the ``unknown_area`` row.
+
+    The table has one row per (area, partners) for every area and every partners value
+    ``1..n_partners``. Zero counts are kept, then suppressed: a missing row would itself say
+    "nobody here". The ``unknown_area`` rows are always present, for the same reason. Rows are
+    sorted by area (the ``unknown_area`` rows last), then by partners.
+
+    Parameters
+    ----------
+    entity_partners
+        Index: entity id (unique). Value: number of partners that know the entity,
+        ``1..n_partners``.
+    entity_area
+        Index: entity id, for entities the area-holding partner knows (a subset of
+        ``entity_partners``'s index). Value: area code; missing values count as unknown.
+    product_id, title
+        See :class:`ProductTable`.
+    rules
+        Disclosure rules to apply.
+    n_partners
+        Number of partners in the project.
+    unknown_area
+        Label of the row for entities without an area; must differ from every area code.
+    areas
+        Every area to report, e.g. every ward in the authority, so that an area where nobody is
+        linked still gets its (suppressed) rows. When given, it must include every area code in
+        ``entity_area``. When omitted, the areas present in ``entity_area`` are reported.
+
+    Returns
+    -------
+    ProductTable
+        The controlled table with columns ``area, partners, count, suppressed``.
+
+    Raises
+    ------
+    ProductError
+        On duplicate entity ids, partner counts outside ``1..n_partners``, areas for entities
+        that are not in ``entity_partners``, an area code equal to ``unknown_area``, or area
+        codes missing from ``areas``.
+
+    Examples
+    --------
+    >>> partners = pd.Series([1, 2, 2], index=["e1", "e2", "e3"])
+    >>> area = pd.Series(["W1", "W1"], index=["e1", "e2"])
+    >>> product = partner_count_by_area(
+    ...     entity_partners=partners, entity_area=area, product_id="p", title="t",
+    ...     rules=DisclosureRules(min_cell=0, rounding_base=1), n_partners=2)
+    >>> product.table[["area", "partners", "count"]].values.tolist()
+    [['W1', 1, 1], ['W1', 2, 1], ['area not known', 1, 0], ['area not known', 2, 1]]
+    """
+    if isinstance(n_partners, bool) or not isinstance(n_partners, int) or n_partners < 1:
+        raise ProductError("n_partners must be a positive integer")
+    partners = _checked_partners(entity_partners, n_partners)
+    area = _checked_area(entity_area, partners.index)
+
+    present = set(area.dropna())
+    if areas is None:
+        row_areas = sorted(present)
+    else:
+        listed = [str(a) for a in areas]
+        unlisted = len(present - set(listed))
+        if unlisted:
+            raise ProductError(f"{unlisted} area code(s) in entity_area are not in areas")
+        row_areas = sorted(set(listed))
+    if unknown_area in row_areas:
+        raise ProductError(f"an area code equals the unknown_area label {unknown_area!r}")
+    row_areas.append(unknown_area)
+
+    cells = pd.DataFrame(
+        {
+            "area": area.reindex(partners.index).fillna(unknown_area).to_numpy(dtype=object),
+            "partners": partners.to_numpy(),
+        }
+    )
+    counts = cells.groupby(["area", "partners"]).size()
+    grid = pd.MultiIndex.from_product(
+        [row_areas, range(1, n_partners + 1)], names=["area", "partners"]
+    )
+    raw = counts.reindex(grid, fill_value=0).rename("count").reset_index()
+    raw["area"] = raw["area"].astype(str)
+    raw["partners"] = raw["partners"].astype(np.int64)
+    table = control_counts(raw, rules=rules)
+    return ProductTable(
+        product_id=product_id,
+        title=title,
+        table=table,
+        rules=rules,
+        suppressed_cells=int(table[SUPPRESSED_COLUMN].sum()),
+    )
+
+
+def _checked_partners(entity_partners: pd.Series, n_partners: int) -> pd.Series:
+    if not entity_partners.index.is_unique:
+        raise ProductError("entity_partners has duplicate entity ids")
+    dtype = entity_partners.dtype
+    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_integer_dtype(dtype):
+        raise ProductError("entity_partners must hold integer partner counts")
+    missing = int(entity_partners.isna().sum())
+    if missing:
+        raise ProductError(f"entity_partners has {missing} missing value(s)")
+    values = entity_partners.to_numpy(dtype=np.int64)
+    out_of_range = int(np.count_nonzero((values < 1) | (values > n_partners)))
+    if out_of_range:
+        raise ProductError(f"entity_partners has {out_of_range} value(s) outside 1..{n_partners}")
+    return pd.Series(values, index=entity_partners.index)
+
+
+def _checked_area(entity_area: pd.Series, entities: pd.Index) -> pd.Series:
+    if not entity_area.index.is_unique:
+        raise ProductError("entity_area has duplicate entity ids")
+    unknown = int((~entity_area.index.isin(entities)).sum())
+    if unknown:
+        raise ProductError(f"entity_area has {unknown} entity id(s) not in entity_partners")
+    # Codes are labels: compare and sort them as text whatever dtype they arrived in.
+    values = [None if pd.isna(v) else str(v) for v in entity_area.tolist()]
+    return pd.Series(values, index=entity_area.index, dtype=object)
