@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ CLOSED = "closed"
 MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".html": "text/html"}
 
 Notify = Callable[[str], None]
+Deleted = Callable[[str, int], None]
 
 
 def new_round_id() -> str:
@@ -44,12 +45,14 @@ def new_round_id() -> str:
 class RoundEngine:
     """Advances rounds. One lock serialises advances, so two uploads finishing together match once."""
 
-    def __init__(self, *, store: Store, loaded: LoadedProject, output_dir: Path, notify: Notify) -> None:
+    def __init__(self, *, store: Store, loaded: LoadedProject, output_dir: Path, notify: Notify,
+                 on_deleted: Deleted | None = None) -> None:
         self.store = store
         self.loaded = loaded
         self.project = loaded.project
         self.output_dir = output_dir
         self._notify = notify  # called with a partner id when it has new instructions
+        self._on_deleted = on_deleted  # called with (round id, CLKs deleted) for the audit log
         self._lock = threading.Lock()
 
     def start_round(self) -> str:
@@ -95,6 +98,21 @@ class RoundEngine:
             log.info("round %s closed", round_id)
             for partner in self.project.partner_ids:
                 self._notify(partner)
+            self.enforce_retention()
+
+    def enforce_retention(self, *, now: datetime | None = None) -> list[str]:
+        """Delete the CLKs of finished rounds older than the project's retention period."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.project.retention.clk_days)
+        deleted = []
+        for round_id, records in self.store.expired_clks(older_than=cutoff):
+            self.store.delete_clks(round_id)
+            log.info("round %s: deleted %d CLKs (retention %d days)", round_id, records,
+                     self.project.retention.clk_days)
+            if self._on_deleted is not None:
+                self._on_deleted(round_id, records)
+            deleted.append(round_id)
+        return deleted
 
     # --- matching -------------------------------------------------------------------------------
 

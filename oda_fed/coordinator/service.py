@@ -87,7 +87,8 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         self.crossings = crossings
         self.sessions = Sessions()
         self.chunk_records = chunk_records
-        self.engine = RoundEngine(store=store, loaded=loaded, output_dir=output_dir, notify=self.push)
+        self.engine = RoundEngine(store=store, loaded=loaded, output_dir=output_dir, notify=self.push,
+                                  on_deleted=self._log_deletion)
         self._advance_q: queue.Queue[str | None] = queue.Queue()
         self._worker = threading.Thread(target=self._advance_loop, name="rounds", daemon=True)
         self._worker.start()
@@ -101,8 +102,14 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
     def schedule(self, round_id: str) -> None:
         self._advance_q.put(round_id)
 
+    def _log_deletion(self, round_id: str, records: int) -> None:
+        self.crossings.record(sender=COORDINATOR, recipient=COORDINATOR, kind="retention:clks_deleted",
+                              records=records, round_id=round_id,
+                              detail={"clk_days": self.project.retention.clk_days})
+
     def resume(self) -> None:
-        """After a restart, pick up every round that was under way."""
+        """After a restart, delete what retention says must go, then pick up rounds under way."""
+        self.engine.enforce_retention()
         for r in self.store.active_rounds():
             log.info("resuming round %s (%s)", r.round_id, r.state)
             self.schedule(r.round_id)

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     entities INTEGER NOT NULL DEFAULT 0,
     linked_entities INTEGER NOT NULL DEFAULT 0,
     report TEXT NOT NULL DEFAULT '',
+    clks_deleted TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL
 );
@@ -204,6 +205,24 @@ class Store:
                 args.append(counts[key])
         with self._tx() as db:
             db.execute(f"UPDATE rounds SET {', '.join(sets)} WHERE round_id = ?", (*args, round_id))
+
+    def expired_clks(self, *, older_than: datetime) -> list[tuple[str, int]]:
+        """Finished rounds whose CLKs are past retention: (round_id, number of CLKs held)."""
+        cutoff = older_than.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return self._query(
+            "SELECT r.round_id, COALESCE(SUM(c.records), 0) FROM rounds r LEFT JOIN chunks c "
+            "ON c.round_id = r.round_id AND c.upload = ? WHERE r.state IN ('closed', 'failed') "
+            "AND r.clks_deleted IS NULL AND r.updated <= ? GROUP BY r.round_id ORDER BY r.seq",
+            (CLKS, cutoff),
+        )
+
+    def delete_clks(self, round_id: str) -> None:
+        """Delete a round's CLKs for good (the linked index and products stay)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM chunks WHERE round_id = ? AND upload = ?", (round_id, CLKS))
+            db.execute("UPDATE rounds SET clks_deleted = ? WHERE round_id = ?", (_now(), round_id))
+        with self._lock:
+            self._db.execute("VACUUM")  # so deleted CLKs do not linger in free pages
 
     # --- uploads --------------------------------------------------------------------------------
 

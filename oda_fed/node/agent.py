@@ -168,11 +168,14 @@ class NodeAgent:
         self.crossings.record(sender=self.partner, recipient=COORDINATOR, kind="hello", message=hello)
         outgoing.put(coordinator_pb2.NodeEvent(hello=hello))
         stream = stub.Connect(iter(outgoing.get, None))
+        finishing = False
         try:
             for instruction in stream:
                 kind = "instruction:" + (instruction.WhichOneof("body") or "empty")
                 self.crossings.record(sender=COORDINATOR, recipient=self.partner, kind=kind,
                                       message=instruction, round_id=instruction.round_id)
+                if finishing:
+                    continue  # logged as received; the coordinator re-sends it next session
                 result, failure = self._handle(stub, instruction)
                 self.crossings.record(sender=self.partner, recipient=COORDINATOR,
                                       kind="instruction_result", message=result,
@@ -181,10 +184,15 @@ class NodeAgent:
                 if failure is not None:
                     raise failure
                 if rounds is not None and self.rounds_closed >= rounds:
-                    return
+                    # Half-close and let the coordinator end the stream, so our last result is
+                    # delivered (and logged on both sides) rather than cut off by a cancel.
+                    finishing = True
+                    outgoing.put(None)
+        except BaseException:
+            stream.cancel()
+            raise
         finally:
             outgoing.put(None)
-            stream.cancel()
 
     # --- instructions ---------------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""Shared fixtures: a federation folder (data, project, CA, certificates, configs) and a running
+coordinator on a loopback port, with real mutual TLS."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import tomli_w
+
+if TYPE_CHECKING:
+    from oda_fed.coordinator.admin import AdminClient
+    from oda_fed.node.agent import NodeAgent
+    from oda_fed.synth import Synthetic
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261122)
+
+
+@dataclass
+class Federation:
+    workdir: Path
+    synthetic: Synthetic  # noqa: F821
+    port: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def coordinator_config(self) -> Path:
+        return self.workdir / "coordinator" / "coordinator.toml"
+
+    def node_config(self, partner: str) -> Path:
+        return self.workdir / "nodes" / partner / "node.toml"
+
+    @property
+    def partners(self) -> list[str]:
+        return [p.id for p in self.synthetic.profiles]
+
+    def start_coordinator(self, *, same_port: bool = False) -> None:
+        """Serve in a thread; ``same_port`` rebinds the previous port, as a restarted service would."""
+        if same_port:
+            doc = tomllib.loads(self.coordinator_config.read_text())
+            doc["listen"] = f"127.0.0.1:{self.port}"
+            self.coordinator_config.write_text(tomli_w.dumps(doc))
+        self._stop = threading.Event()
+        port_file = self.workdir / "coordinator" / "port"
+        port_file.unlink(missing_ok=True)
+        from oda_fed.config import load_coordinator_config
+        from oda_fed.coordinator.server import serve
+        from oda_fed.demo import write_node_configs
+
+        cfg = load_coordinator_config(self.coordinator_config)
+
+        def target() -> None:
+            try:
+                serve(cfg, config_path=self.coordinator_config, port_file=port_file,
+                      stop_event=self._stop, grace=1.0)
+            except BaseException as exc:  # surfaced by the test through .errors
+                self.errors.append(exc)
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, "coordinator did not start"
+            time.sleep(0.05)
+        new_port = int(port_file.read_text())
+        if new_port != self.port:
+            self.port = new_port
+            write_node_configs(self.workdir, self.synthetic, port=self.port)
+
+    def stop_coordinator(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def admin(self) -> AdminClient:
+        from oda_fed.config import load_coordinator_config
+        from oda_fed.coordinator.admin import AdminClient
+
+        return AdminClient(load_coordinator_config(self.coordinator_config),
+                           address=f"127.0.0.1:{self.port}")
+
+    def agent(self, partner: str, config: Path | None = None) -> NodeAgent:
+        from oda_fed.config import load_node_config
+        from oda_fed.node.agent import NodeAgent
+
+        path = config or self.node_config(partner)
+        return NodeAgent(load_node_config(path), config_path=path)
+
+    def run_node(self, partner: str, *, rounds: int = 1) -> tuple[threading.Thread, list]:
+        """Run a node in a thread; the returned list collects any exception it raised."""
+        errors: list[BaseException] = []
+        agent = self.agent(partner)
+
+        def target() -> None:
+            try:
+                agent.run(rounds=rounds, give_up_after=20)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                agent.close()
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread, errors
+
+
+@pytest.fixture
+def federation(tmp_path: Path):
+    """A three-partner federation folder with a coordinator serving on a free loopback port."""
+    from oda_fed.demo import setup
+
+    synthetic, _ = setup(tmp_path / "fed", population=400, seed=11, errors="low")
+    fed = Federation(workdir=tmp_path / "fed", synthetic=synthetic)
+    fed.start_coordinator()
+    yield fed
+    fed.stop_coordinator()

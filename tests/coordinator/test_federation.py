@@ -1,0 +1,271 @@
+"""A real federation on loopback: one coordinator, three nodes, mutual TLS, one round; and the
+attacks and mistakes it must refuse. Servers are real; identities come from real certificates."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+import tomli_w
+
+from oda_fed.audit import cross_check, read_entries, verify_dir
+from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config
+from oda_fed.coordinator.store import CLKS, Store
+from oda_fed.errors import AuthError, InputDataError, ProjectMismatchError
+from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
+from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
+from oda_fed.transport.channel import create_channel
+
+pytestmark = pytest.mark.grpc
+
+
+def run_round(fed) -> object:
+    threads = [fed.run_node(p) for p in fed.partners]
+    admin = fed.admin()
+    try:
+        status = admin.start_round()
+        status = admin.wait(status.round_id, timeout=120)
+    finally:
+        admin.close()
+    for thread, errors in threads:
+        thread.join(timeout=60)
+        assert not errors, errors
+    return status
+
+
+def refusals(log: Path) -> list:
+    return [e for e in read_entries(log) if e.kind.startswith("refused")]
+
+
+def test_full_round_delivers_entities_products_and_audit(federation) -> None:
+    status = run_round(federation)
+    assert status.state == "closed", status.message
+    assert status.linked_entities > 0 and status.entities > status.linked_entities
+
+    # Each node holds entity ids for exactly its own records, keyed by its own record ids.
+    ids = {}
+    for profile in federation.synthetic.profiles:
+        local = pd.read_csv(federation.workdir / "nodes" / profile.id / "state" / "entities.csv",
+                            dtype=str)
+        source = federation.synthetic.partners[profile.id]
+        assert sorted(local.record_id) == sorted(source[profile.record_id_column])
+        ids[profile.id] = set(local.entity_id)
+        release = federation.workdir / "nodes" / profile.id / "state" / "releases" / status.round_id
+        csv = release / "known_to_services_by_ward" / "known_to_services_by_ward.csv"
+        product = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        assert {"area", "partners", "count", "suppressed"} <= set(product.columns)
+        suppressed = product[product.suppressed.str.lower() == "true"]
+        assert (suppressed["count"] == "").all(), "suppressed cells must be empty, not 0"
+        shown = product[product.suppressed.str.lower() != "true"]["count"].astype(int)
+        assert (shown % 5 == 0).all() and (shown >= 10).all()
+    # Some entities are known to all three partners.
+    assert ids["council"] & ids["police"] & ids["social_care"]
+
+    assert Path(status.report_path).exists()
+    reports = verify_dir(federation.workdir)
+    assert len(reports) == 4 and all(r.ok for r in reports), [r.problems for r in reports]
+    assert cross_check(reports) == []
+
+
+def test_coordinator_never_holds_the_secret(federation) -> None:
+    run_round(federation)
+    secret = read_secret(federation.workdir / "nodes" / "council" / "linkage.secret")
+    needles = secret_fingerprints(secret)
+    scanned = 0
+    for path in (federation.workdir / "coordinator").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            for needle in needles:
+                assert needle not in data, f"linkage secret found in {path}"
+    assert scanned >= 5  # database, audit log, products, report, config, certificates
+
+
+def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
+    run_round(federation)
+    blob = b"".join(p.read_bytes() for p in (federation.workdir / "coordinator").rglob("*")
+                    if p.is_file())
+    council = federation.synthetic.partners["council"]
+    profile = federation.synthetic.profiles[0]
+    for record_id in council[profile.record_id_column].head(50):
+        assert record_id.encode() not in blob
+    surnames = council[profile.columns["last_name"]]
+    for name in surnames[surnames.str.len() >= 7].head(50):
+        assert name.encode() not in blob
+
+
+def test_node_claiming_another_partner_is_refused(federation) -> None:
+    # The council's node.toml, but with the police certificate and key.
+    cfg = load_node_config(federation.node_config("council"))
+    police = federation.workdir / "nodes" / "police" / "tls"
+    doc = cfg.model_dump(mode="json")
+    doc["tls"] = {"ca": str(cfg.tls.ca), "cert": str(police / "police.crt"),
+                  "key": str(police / "police.key")}
+    path = federation.workdir / "nodes" / "council" / "impostor.toml"
+    path.write_text(tomli_w.dumps(doc))
+    agent = federation.agent("council", path)
+    with pytest.raises(AuthError, match="claims partner id 'council'.*issued to 'police'"):
+        agent.run(rounds=1, give_up_after=5)
+    agent.close()
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert any("claims partner id" in e.detail.get("reason", "") for e in refusals(log))
+
+
+def test_certificate_from_another_ca_is_refused(federation, tmp_path: Path) -> None:
+    rogue = tmp_path / "rogue-ca"
+    init_ca(rogue, name="not the partnership")
+    cert, key = issue(ca_dir=rogue, name="council", role="node", out_dir=tmp_path / "rogue")
+    cfg = load_node_config(federation.node_config("council"))
+    doc = cfg.model_dump(mode="json")
+    doc["tls"]["cert"], doc["tls"]["key"] = str(cert), str(key)
+    path = tmp_path / "rogue.toml"
+    path.write_text(tomli_w.dumps(doc))
+    agent = federation.agent("council", path)
+    with pytest.raises(AuthError, match="TLS handshake"):
+        agent.run(rounds=1, give_up_after=5)
+    agent.close()
+
+
+def test_project_fingerprint_mismatch_is_refused_and_logged(federation) -> None:
+    node_dir = federation.workdir / "nodes" / "council"
+    other = node_dir / "other-project.toml"
+    other.write_bytes((federation.workdir / "project.toml").read_bytes() + b"\n# amended\n")
+    cfg = load_node_config(federation.node_config("council"))
+    doc = cfg.model_dump(mode="json")
+    doc["project"] = str(other)
+    doc["project_fingerprint"] = fingerprint_bytes(other.read_bytes())
+    path = node_dir / "amended.toml"
+    path.write_text(tomli_w.dumps(doc))
+    agent = federation.agent("council", path)
+    with pytest.raises(ProjectMismatchError, match="project fingerprint mismatch"):
+        agent.run(rounds=1, give_up_after=5)
+    agent.close()
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert any(e.kind == "refused:hello" and "mismatch" in e.detail["reason"] for e in refusals(log))
+
+
+def test_node_refuses_an_instruction_for_another_project(federation) -> None:
+    agent = federation.agent("council")
+    instruction = coordinator_pb2.Instruction(
+        instruction_id="r1/encode_and_upload", project_fingerprint="sha256:" + "1" * 64,
+        round_id="r1", encode_and_upload=coordinator_pb2.EncodeAndUpload(chunk_records=10,
+                                                                         clk_bits=1024))
+    result, failure = agent._handle(None, instruction)
+    agent.close()
+    assert not result.ok and failure is None
+    assert "project fingerprint mismatch" in result.error
+    assert not (federation.workdir / "nodes" / "council" / "state" / "rounds" / "r1").exists()
+    log = federation.workdir / "nodes" / "council" / "audit" / "council.jsonl"
+    assert [e.kind for e in refusals(log)] == ["refused:encode_and_upload"]
+
+
+def _node_stub(federation, partner: str):
+    tls = TlsFiles(ca=federation.workdir / "nodes" / partner / "tls" / "ca.crt",
+                   cert=federation.workdir / "nodes" / partner / "tls" / f"{partner}.crt",
+                   key=federation.workdir / "nodes" / partner / "tls" / f"{partner}.key")
+    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
+
+
+def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) -> None:
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    admin.close()
+    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    channel, stub = _node_stub(federation, "council")
+    short = coordinator_pb2.ClkChunk(round_id=round_id, project_fingerprint=fingerprint,
+                                     chunk_index=0, total_chunks=1, first_ref=0, records=4,
+                                     total_records=4, clk_bits=512, clks=b"\0" * 4 * 64)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UploadClks(iter([short]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "512 bits long but the project uses 1024-bit" in info.value.details()
+    truncated = coordinator_pb2.ClkChunk(round_id=round_id, project_fingerprint=fingerprint,
+                                         chunk_index=0, total_chunks=1, first_ref=0, records=4,
+                                         total_records=4, clk_bits=1024, clks=b"\0" * 500)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UploadClks(iter([truncated]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "truncated" in info.value.details()
+    channel.close()
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    store.close()
+
+
+def test_a_node_certificate_cannot_use_the_admin_api(federation) -> None:
+    channel, _ = _node_stub(federation, "police")
+    with pytest.raises(grpc.RpcError) as info:
+        admin_pb2_grpc.AdminStub(channel).StartRound(admin_pb2.StartRoundRequest(), timeout=10)
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_client_without_a_certificate_cannot_connect(federation) -> None:
+    ca = (federation.workdir / "ca" / "ca.crt").read_bytes()
+    channel = grpc.secure_channel(f"127.0.0.1:{federation.port}",
+                                  grpc.ssl_channel_credentials(root_certificates=ca),
+                                  options=[("grpc.ssl_target_name_override", "localhost")])
+    stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetUploadStatus(coordinator_pb2.UploadStatusRequest(round_id="x"), timeout=10)
+    channel.close()
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_missing_column_fails_on_the_node_and_uploads_nothing(federation) -> None:
+    csv = federation.workdir / "data" / "police.csv"
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    surname = federation.synthetic.profiles[1].columns["last_name"]
+    backup = csv.with_suffix(".bak")
+    shutil.copyfile(csv, backup)
+    frame.drop(columns=[surname]).to_csv(csv, index=False)
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    agent = federation.agent("police")
+    with pytest.raises(InputDataError, match=f"no column '{surname}'"):
+        agent.run(rounds=1, give_up_after=5)
+    agent.close()
+    status = admin.get_round(round_id)
+    admin.close()
+    assert status.state == "open"
+    assert "police could not do 'encode_and_upload'" in status.message
+    assert "InputDataError" in status.message and surname not in status.message
+    assert not (federation.workdir / "nodes" / "police" / "state" / "rounds" / round_id).exists()
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    assert store.upload_state(round_id=round_id, partner="police", upload=CLKS) is None
+    store.close()
+
+
+def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    admin.close()
+    # Two partners upload, then the coordinator goes down before the third arrives.
+    early = [federation.run_node(p, rounds=1) for p in federation.partners[:2]]
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    deadline = time.monotonic() + 60
+    while not all(store.upload_complete(round_id=round_id, partner=p, upload=CLKS)
+                  for p in federation.partners[:2]):
+        assert time.monotonic() < deadline, "the first two uploads did not arrive"
+        time.sleep(0.1)
+    store.close()
+    federation.stop_coordinator()
+    federation.start_coordinator(same_port=True)
+    # The early nodes reconnect by themselves; the third joins now.
+    late = federation.run_node(federation.partners[2], rounds=1)
+    admin = federation.admin()
+    status = admin.wait(round_id, timeout=120)
+    admin.close()
+    assert status.state == "closed", status.message
+    for thread, errors in [*early, late]:
+        thread.join(timeout=90)
+        assert not errors, errors
+    counts = [len(pd.read_csv(federation.workdir / "nodes" / p / "state" / "entities.csv"))
+              for p in federation.partners]
+    assert counts == [len(federation.synthetic.partners[p]) for p in federation.partners]
+    assert min(counts) > 0
