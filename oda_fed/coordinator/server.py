@@ -38,7 +38,7 @@ def serve(config: CoordinatorConfig, *, config_path: Path, port_file: Path | Non
 
     def on_refused(who: str | None, method: str, reason: str) -> None:
         crossings.record(sender=who or "unknown", recipient=COORDINATOR, kind="refused:call",
-                         detail={"method": method, "reason": reason[:200]})
+                         detail={"method": method[:200], "reason": reason[:200]})
 
     workers = 4 * len(loaded.project.partners) + 8  # each node holds one stream open
     server, port = create_server(address=config.listen, tls=config.tls, max_workers=workers,

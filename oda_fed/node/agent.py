@@ -33,7 +33,13 @@ from oda_fed.errors import (
 )
 from oda_fed.node.encode import encode_source
 from oda_fed.node.sources import layout_for, prepare
-from oda_fed.pki import read_secret
+from oda_fed.pki import (
+    identity_from_cert,
+    load_certificate,
+    read_secret,
+    secret_fingerprints,
+    verify_issued_by,
+)
 from oda_fed.proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_channel, describe_rpc_error
 from oda_fed.transport.crossing import Crossings
@@ -115,15 +121,29 @@ class NodeAgent:
         if self.partner not in self.project.partner_ids:
             raise ConfigError(f"{config_path}: partner '{self.partner}' is not a partner in project "
                               f"'{self.project.name}' ({', '.join(self.project.partner_ids)})")
+        self._check_certificate()
         self.secret = read_secret(config.secret_file)
         self.layout = layout_for(self.project, self.partner, config.source)
         self.workdir = config.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.crossings = Crossings(config.audit_path, party=self.partner, project=self.loaded.fingerprint)
+        self.crossings = Crossings(config.audit_path, party=self.partner, project=self.loaded.fingerprint,
+                                   forbidden=secret_fingerprints(self.secret))
         self.rounds_closed = 0
 
     def close(self) -> None:
         self.crossings.close()
+
+    def _check_certificate(self) -> None:
+        """Catch a wrong certificate here, with a clear message, before the coordinator's TLS
+        handshake refuses it with nothing more than a closed socket."""
+        tls = self.config.tls
+        cert = load_certificate(tls.cert)
+        verify_issued_by(load_certificate(tls.ca, what="CA certificate"), cert)
+        ident = identity_from_cert(cert)
+        if ident.role != "node" or ident.name != self.partner:
+            raise AuthError(f"{tls.cert} is a {ident.role} certificate for '{ident.name}', but this "
+                            f"node is partner '{self.partner}'; use the node certificate issued to "
+                            f"'{self.partner}'")
 
     # --- connection -----------------------------------------------------------------------------
 
@@ -169,6 +189,7 @@ class NodeAgent:
         outgoing.put(coordinator_pb2.NodeEvent(hello=hello))
         stream = stub.Connect(iter(outgoing.get, None))
         finishing = False
+        failure: OdaFedError | None = None
         try:
             for instruction in stream:
                 kind = "instruction:" + (instruction.WhichOneof("body") or "empty")
@@ -181,9 +202,7 @@ class NodeAgent:
                                       kind="instruction_result", message=result,
                                       round_id=instruction.round_id, records=result.records)
                 outgoing.put(coordinator_pb2.NodeEvent(result=result))
-                if failure is not None:
-                    raise failure
-                if rounds is not None and self.rounds_closed >= rounds:
+                if failure is not None or (rounds is not None and self.rounds_closed >= rounds):
                     # Half-close and let the coordinator end the stream, so our last result is
                     # delivered (and logged on both sides) rather than cut off by a cancel.
                     finishing = True
@@ -193,6 +212,8 @@ class NodeAgent:
             raise
         finally:
             outgoing.put(None)
+        if failure is not None:
+            raise failure
 
     # --- instructions ---------------------------------------------------------------------------
 

@@ -6,12 +6,22 @@ same ``payload_sha256`` for one crossing and a DPO can cross-check them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from oda_fed.audit import AuditLog
+
+
+# The audit format's round id shape: anything else from the wire is not written into a log.
+ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def loggable_round(round_id: str | None) -> str | None:
+    """``round_id`` if it may go into an audit entry, else None (refusals of odd ids still log)."""
+    return round_id if round_id and ROUND_ID.fullmatch(round_id) else None
 
 
 def wire_bytes(message: Message) -> bytes:
@@ -21,10 +31,12 @@ def wire_bytes(message: Message) -> bytes:
 class Crossings:
     """One party's audit log, bound to that party and the project it works under."""
 
-    def __init__(self, path: Path, *, party: str, project: str) -> None:
+    def __init__(self, path: Path, *, party: str, project: str,
+                 forbidden: Iterable[bytes] = ()) -> None:
         self.party = party
         self.project = project
-        self.log = AuditLog(path, party=party)
+        # ``forbidden``: encodings of the linkage secret; an entry containing one is refused.
+        self.log = AuditLog(path, party=party, forbidden=forbidden)
 
     def record(
         self,
@@ -45,7 +57,7 @@ class Crossings:
             project=self.project,
             payload=payload,
             records=records,
-            round_id=round_id or None,
+            round_id=loggable_round(round_id),
             detail=dict(detail or {}),
         )
 

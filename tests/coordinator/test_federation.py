@@ -99,18 +99,17 @@ def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
 
 
 def test_node_claiming_another_partner_is_refused(federation) -> None:
-    # The council's node.toml, but with the police certificate and key.
-    cfg = load_node_config(federation.node_config("council"))
-    police = federation.workdir / "nodes" / "police" / "tls"
-    doc = cfg.model_dump(mode="json")
-    doc["tls"] = {"ca": str(cfg.tls.ca), "cert": str(police / "police.crt"),
-                  "key": str(police / "police.key")}
-    path = federation.workdir / "nodes" / "council" / "impostor.toml"
-    path.write_text(tomli_w.dumps(doc))
-    agent = federation.agent("council", path)
-    with pytest.raises(AuthError, match="claims partner id 'council'.*issued to 'police'"):
-        agent.run(rounds=1, give_up_after=5)
-    agent.close()
+    # A client holding the police certificate says it is the council.
+    channel, stub = _node_stub(federation, "police")
+    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    hello = coordinator_pb2.NodeEvent(hello=coordinator_pb2.Hello(
+        partner_id="council", project_fingerprint=fingerprint))
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Connect(iter([hello]), timeout=10))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "claims partner id 'council'" in info.value.details()
+    assert "issued to 'police'" in info.value.details()
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
     assert any("claims partner id" in e.detail.get("reason", "") for e in refusals(log))
 
@@ -119,15 +118,37 @@ def test_certificate_from_another_ca_is_refused(federation, tmp_path: Path) -> N
     rogue = tmp_path / "rogue-ca"
     init_ca(rogue, name="not the partnership")
     cert, key = issue(ca_dir=rogue, name="council", role="node", out_dir=tmp_path / "rogue")
+
+    # The coordinator refuses it in the TLS handshake, even from a client that trusts the real CA.
+    tls = TlsFiles(ca=federation.workdir / "ca" / "ca.crt", cert=cert, key=key)
+    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    hello = coordinator_pb2.NodeEvent(hello=coordinator_pb2.Hello(partner_id="council"))
+    with pytest.raises(grpc.RpcError) as info:
+        list(coordinator_pb2_grpc.CoordinatorStub(channel).Connect(iter([hello]), timeout=10))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert not [e for e in read_entries(log) if e.kind == "hello"] if log.exists() else True
+
+    # A node configured with it says so before dialling out.
     cfg = load_node_config(federation.node_config("council"))
     doc = cfg.model_dump(mode="json")
     doc["tls"]["cert"], doc["tls"]["key"] = str(cert), str(key)
     path = tmp_path / "rogue.toml"
     path.write_text(tomli_w.dumps(doc))
-    agent = federation.agent("council", path)
-    with pytest.raises(AuthError, match="TLS handshake"):
-        agent.run(rounds=1, give_up_after=5)
-    agent.close()
+    with pytest.raises(AuthError, match="not issued by this partnership's CA"):
+        federation.agent("council", path)
+
+
+def test_node_refuses_to_start_with_another_partners_certificate(federation) -> None:
+    cfg = load_node_config(federation.node_config("council"))
+    doc = cfg.model_dump(mode="json")
+    police = federation.workdir / "nodes" / "police" / "tls"
+    doc["tls"]["cert"], doc["tls"]["key"] = str(police / "police.crt"), str(police / "police.key")
+    path = federation.workdir / "nodes" / "council" / "swapped.toml"
+    path.write_text(tomli_w.dumps(doc))
+    with pytest.raises(AuthError, match="certificate for 'police'.*partner 'council'"):
+        federation.agent("council", path)
 
 
 def test_project_fingerprint_mismatch_is_refused_and_logged(federation) -> None:
@@ -269,3 +290,19 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
               for p in federation.partners]
     assert counts == [len(federation.synthetic.partners[p]) for p in federation.partners]
     assert min(counts) > 0
+
+
+def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
+    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    channel, stub = _node_stub(federation, "council")
+    chunk = coordinator_pb2.ClkChunk(round_id="../../" + "x" * 500, project_fingerprint=fingerprint,
+                                     chunk_index=0, total_chunks=1, first_ref=0, records=1,
+                                     total_records=1, clk_bits=1024, clks=b"\0" * 128)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UploadClks(iter([chunk]))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is unknown" in info.value.details()
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert all(r.ok for r in verify_dir(log.parent))
+    assert [e.round for e in refusals(log)] == [None]
