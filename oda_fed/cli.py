@@ -30,22 +30,34 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-pki_app = typer.Typer(help="The partnership CA, certificates and the linkage secret.", no_args_is_help=True)
-coordinator_app = typer.Typer(help="Run and operate the coordinator (the ODA's linkage unit).",
-                              no_args_is_help=True)
+pki_app = typer.Typer(
+    help="The partnership CA, certificates and the linkage secret.", no_args_is_help=True
+)
+coordinator_app = typer.Typer(
+    help="Run and operate the coordinator (the ODA's linkage unit).", no_args_is_help=True
+)
 node_app = typer.Typer(help="Run a partner's node.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and summarise audit logs (for DPOs).", no_args_is_help=True)
 project_app = typer.Typer(help="Inspect a project agreement.", no_args_is_help=True)
-for sub, name in ((pki_app, "pki"), (coordinator_app, "coordinator"), (node_app, "node"),
-                  (audit_app, "audit"), (project_app, "project")):
+for sub, name in (
+    (pki_app, "pki"),
+    (coordinator_app, "coordinator"),
+    (node_app, "node"),
+    (audit_app, "audit"),
+    (project_app, "project"),
+):
     app.add_typer(sub, name=name)
 
 ExistingFile = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        datefmt="[%X]", handlers=[RichHandler(console=err_console, show_path=False)])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
 
 
 def _run(fn, *args, **kwargs):
@@ -65,8 +77,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Privacy-preserving federated record linkage and disclosure-controlled analysis."""
 
@@ -76,8 +92,12 @@ def main(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo-run"),
-    population: Annotated[int, typer.Option(min=100, help="People in the synthetic population.")] = 3000,
+    workdir: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
+        "demo-run"
+    ),
+    population: Annotated[
+        int, typer.Option(min=100, help="People in the synthetic population.")
+    ] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed for the synthetic data.")] = 7,
     errors: Annotated[str, typer.Option(help="Error level: low, medium or high.")] = "medium",
 ) -> None:
@@ -101,8 +121,9 @@ def synth(
     """Write a synthetic population: one CSV per partner, truth.csv, and a matching project.toml."""
     from oda_fed.commands import write_synth
 
-    paths = _run(write_synth, population=population, partners=partners, out=out, seed=seed,
-                 errors=errors)
+    paths = _run(
+        write_synth, population=population, partners=partners, out=out, seed=seed, errors=errors
+    )
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -116,15 +137,18 @@ def encode(
     secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")],
     input: Annotated[Path, typer.Option(help="CSV with the records to encode.")],
     out: Annotated[Path, typer.Option(help="Output .npy file of bit-packed uint64 CLKs.")],
-    partner: Annotated[str | None, typer.Option(help="Partner whose column layout applies "
-                                                     "(default: the input file's name).")] = None,
+    partner: Annotated[
+        str | None,
+        typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
+    ] = None,
 ) -> None:
     """Encode a CSV into CLKs with the project's encoding (NumPy uint64, one row per record)."""
     from oda_fed.commands import encode_file
 
     _logging(False)
-    summary = _run(encode_file, project=project, secret_file=secret_file, input=input, out=out,
-                   partner=partner)
+    summary = _run(
+        encode_file, project=project, secret_file=secret_file, input=input, out=out, partner=partner
+    )
     table = Table("field", "missing", "invalid", title=f"{summary['records']} records encoded")
     for name in summary["missing"]:
         table.add_row(name, str(summary["missing"][name]), str(summary["invalid"][name]))
@@ -134,20 +158,38 @@ def encode(
 
 @app.command()
 def link(
-    files: Annotated[list[Path], typer.Argument(help="Two or more CSV files; each file's name "
-                                                     "(without .csv) names its source.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Two or more CSV files; each file's name (without .csv) names its source."
+        ),
+    ],
     project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")],
     secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")],
     out: Annotated[Path, typer.Option(help="Where to write links.csv.")] = Path("links.csv"),
-    truth: Annotated[Path | None, typer.Option(help="Optional truth.csv (source,record_id,"
-                                                    "person_id) to report precision and recall.")] = None,
-    all_records: Annotated[bool, typer.Option(help="Also write records linked to no other.")] = False,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Optional truth.csv (source,record_id,person_id) to report precision and recall."
+        ),
+    ] = None,
+    all_records: Annotated[
+        bool, typer.Option(help="Also write records linked to no other.")
+    ] = False,
 ) -> None:
     """Embedded mode: link files in one process with no network and write links.csv."""
     from oda_fed.commands import link_cli
 
-    _run(link_cli, console, files=files, project=project, secret_file=secret_file, out=out,
-         truth=truth, all_records=all_records)
+    _run(
+        link_cli,
+        console,
+        files=files,
+        project=project,
+        secret_file=secret_file,
+        out=out,
+        truth=truth,
+        all_records=all_records,
+    )
 
 
 # --- project --------------------------------------------------------------------------------------
@@ -201,7 +243,9 @@ def pki_sign(
     """Sign a certificate request with the partnership CA."""
     from oda_fed.pki import sign_request
 
-    console.print(f"certificate: {_run(sign_request, ca_dir=ca_dir, csr_path=csr, out_path=out, days=days)}")
+    console.print(
+        f"certificate: {_run(sign_request, ca_dir=ca_dir, csr_path=csr, out_path=out, days=days)}"
+    )
 
 
 @pki_app.command("issue")
@@ -216,8 +260,9 @@ def pki_issue(
     """Make a key and certificate in one step (prefer request + sign for node keys)."""
     from oda_fed.pki import issue
 
-    cert, key = _run(issue, ca_dir=ca_dir, name=name, role=role, out_dir=out, hosts=host or (),
-                     days=days)
+    cert, key = _run(
+        issue, ca_dir=ca_dir, name=name, role=role, out_dir=out, hosts=host or (), days=days
+    )
     console.print(f"certificate: {cert}\nkey: {key}")
 
 
@@ -235,7 +280,9 @@ def pki_secret(out: Annotated[Path, typer.Option(help="Where to write the secret
 @coordinator_app.command("serve")
 def coordinator_serve(
     config: Annotated[Path, typer.Option(help="coordinator.toml")],
-    port_file: Annotated[Path | None, typer.Option(help="Write the bound port here once serving.")] = None,
+    port_file: Annotated[
+        Path | None, typer.Option(help="Write the bound port here once serving.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the coordinator over mutual TLS until SIGTERM or Ctrl-C."""
@@ -277,8 +324,10 @@ def coordinator_status(
 def node_run(
     config: Annotated[Path, typer.Option(help="node.toml")],
     rounds: Annotated[int | None, typer.Option(help="Exit after this many rounds close.")] = None,
-    give_up_after: Annotated[float | None, typer.Option(help="Exit if the coordinator stays "
-                                                             "unreachable this many seconds.")] = None,
+    give_up_after: Annotated[
+        float | None,
+        typer.Option(help="Exit if the coordinator stays unreachable this many seconds."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the node: dial out to the coordinator and do this partner's part of each round."""
@@ -300,7 +349,9 @@ def node_run(
 
 
 @audit_app.command("verify")
-def audit_verify(directory: Annotated[Path, typer.Argument(help="Folder holding *.jsonl audit logs.")]) -> None:
+def audit_verify(
+    directory: Annotated[Path, typer.Argument(help="Folder holding *.jsonl audit logs.")],
+) -> None:
     """Check every audit log's hash chain, and that both sides of each crossing agree."""
     from oda_fed.audit import cross_check, verify_dir
 
@@ -324,13 +375,22 @@ def audit_verify(directory: Annotated[Path, typer.Argument(help="Folder holding 
 
 
 @audit_app.command("report")
-def audit_report(directory: Annotated[Path, typer.Argument(help="Folder holding *.jsonl audit logs.")]) -> None:
+def audit_report(
+    directory: Annotated[Path, typer.Argument(help="Folder holding *.jsonl audit logs.")],
+) -> None:
     """Summarise what crossed each boundary: message kinds, records and bytes, per direction."""
     from oda_fed.audit import read_entries, verify_dir
 
     for report in verify_dir(directory):
-        table = Table("sender", "recipient", "kind", "messages", "records", "bytes",
-                      title=f"{report.path} ({'verified' if report.ok else 'FAILED verification'})")
+        table = Table(
+            "sender",
+            "recipient",
+            "kind",
+            "messages",
+            "records",
+            "bytes",
+            title=f"{report.path} ({'verified' if report.ok else 'FAILED verification'})",
+        )
         counts: Counter = Counter()
         records: Counter = Counter()
         size: Counter = Counter()

@@ -26,8 +26,14 @@ def _level(errors: str) -> str:
 
 
 def _spinner(console: Console) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 # --- synth ----------------------------------------------------------------------------------------
@@ -39,8 +45,9 @@ def write_synth(*, population: int, partners: int, out: Path, seed: int, errors:
     from oda_fed.synth import generate, write
 
     try:
-        synthetic = generate(population=population, partners=partners, seed=seed,
-                             errors=_level(errors))
+        synthetic = generate(
+            population=population, partners=partners, seed=seed, errors=_level(errors)
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     paths = write(synthetic, out)
@@ -48,8 +55,11 @@ def write_synth(*, population: int, partners: int, out: Path, seed: int, errors:
     for entry, profile in zip(doc["partners"], synthetic.profiles, strict=True):
         entry["source"] = {
             "record_id": profile.record_id_column,
-            "columns": {k: v for k, v in profile.columns.items()
-                        if k in {f["name"] for f in doc["linkage"]["fields"]}},
+            "columns": {
+                k: v
+                for k, v in profile.columns.items()
+                if k in {f["name"] for f in doc["linkage"]["fields"]}
+            },
             "attributes": dict(profile.attributes),
             "date_format": profile.date_format,
         }
@@ -61,15 +71,17 @@ def write_synth(*, population: int, partners: int, out: Path, seed: int, errors:
 # --- encode / link --------------------------------------------------------------------------------
 
 
-def encode_file(*, project: Path, secret_file: Path, input: Path, out: Path,
-                partner: str | None) -> dict:
+def encode_file(
+    *, project: Path, secret_file: Path, input: Path, out: Path, partner: str | None
+) -> dict:
     from oda_fed.node.encode import encode_source
     from oda_fed.node.sources import layout_for, prepare
 
     loaded = load_project(project)
     secret = read_secret(secret_file)
-    source = prepare(input, project=loaded.project,
-                     layout=layout_for(loaded.project, partner or input.stem))
+    source = prepare(
+        input, project=loaded.project, layout=layout_for(loaded.project, partner or input.stem)
+    )
     clks = encode_source(source, project=loaded.project, secret=secret)
     if out.suffix != ".npy":
         raise ConfigError(f"{out}: the output must be a .npy file")
@@ -79,8 +91,16 @@ def encode_file(*, project: Path, secret_file: Path, input: Path, out: Path,
     return {"records": len(source), "missing": source.missing, "invalid": source.invalid}
 
 
-def link_cli(console: Console, *, files: list[Path], project: Path, secret_file: Path, out: Path,
-             truth: Path | None, all_records: bool) -> None:
+def link_cli(
+    console: Console,
+    *,
+    files: list[Path],
+    project: Path,
+    secret_file: Path,
+    out: Path,
+    truth: Path | None,
+    all_records: bool,
+) -> None:
     from oda_fed.embedded import link_files
 
     if len(files) < 2:
@@ -90,25 +110,37 @@ def link_cli(console: Console, *, files: list[Path], project: Path, secret_file:
     started = time.monotonic()
     with _spinner(console) as progress:
         task = progress.add_task("linking", total=None)
-        result = link_files(files, project=loaded.project, secret=secret,
-                            progress=lambda msg: progress.update(task, description=msg))
+        result = link_files(
+            files,
+            project=loaded.project,
+            secret=secret,
+            progress=lambda msg: progress.update(task, description=msg),
+        )
     links = result.links(include_singletons=all_records)
     tmp = out.with_name(out.name + ".tmp")
     links.to_csv(tmp, index=False)
     tmp.replace(out)
 
-    table = Table("source", "records", "linked", title=f"linked in {time.monotonic() - started:.1f}s "
-                  f"(threshold {loaded.project.linkage.threshold})")
+    table = Table(
+        "source",
+        "records",
+        "linked",
+        title=f"linked in {time.monotonic() - started:.1f}s "
+        f"(threshold {loaded.project.linkage.threshold})",
+    )
     linked = links[links.entity_id.duplicated(keep=False)] if all_records else links
     for source, prep in zip(result.sources, result.prepared, strict=True):
         table.add_row(source, str(len(prep)), str(int((linked.source == source).sum())))
     console.print(table)
-    console.print(f"{result.clustering.n_entities} entities, "
-                  f"{linked.entity_id.nunique()} of them linked across sources")
+    console.print(
+        f"{result.clustering.n_entities} entities, "
+        f"{linked.entity_id.nunique()} of them linked across sources"
+    )
     if truth is not None:
         q = result.quality(pd.read_csv(truth, dtype=str, keep_default_na=False))
-        console.print(f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, "
-                      f"F1 {q.f1:.4f}")
+        console.print(
+            f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
+        )
     console.print(f"wrote {out} ({len(links)} rows)")
 
 
@@ -116,11 +148,22 @@ def link_cli(console: Console, *, files: list[Path], project: Path, secret_file:
 
 
 def _status_table(status) -> Table:
-    table = Table("partner", "connected", "records", "uploaded", "entity ids delivered",
-                  title=f"round {status.round_id}: {status.state}")
+    table = Table(
+        "partner",
+        "connected",
+        "records",
+        "uploaded",
+        "entity ids delivered",
+        title=f"round {status.round_id}: {status.state}",
+    )
     for p in status.partners:
-        table.add_row(p.partner, "yes" if p.connected else "no", str(p.records),
-                      "yes" if p.uploaded else "no", "yes" if p.entities_delivered else "no")
+        table.add_row(
+            p.partner,
+            "yes" if p.connected else "no",
+            str(p.records),
+            "yes" if p.uploaded else "no",
+            "yes" if p.entities_delivered else "no",
+        )
     return table
 
 
@@ -135,8 +178,13 @@ def start_round_cli(console: Console, *, config: Path, wait: bool, timeout: floa
         if wait:
             with _spinner(console) as progress:
                 task = progress.add_task("waiting", total=None)
-                status = client.wait(status.round_id, timeout=timeout, on_status=lambda s: progress.update(
-                    task, description=f"{s.state}: {s.message}"))
+                status = client.wait(
+                    status.round_id,
+                    timeout=timeout,
+                    on_status=lambda s: progress.update(
+                        task, description=f"{s.state}: {s.message}"
+                    ),
+                )
         console.print(_status_table(status))
         if status.message:
             console.print(status.message)
@@ -161,7 +209,9 @@ def status_cli(console: Console, *, config: Path, round_id: str) -> None:
 # --- demo -----------------------------------------------------------------------------------------
 
 
-def run_demo_cli(console: Console, *, workdir: Path, population: int, seed: int, errors: str) -> None:
+def run_demo_cli(
+    console: Console, *, workdir: Path, population: int, seed: int, errors: str
+) -> None:
     from oda_fed.demo import run_demo
 
     console.rule("[bold]oda-fed demo")
@@ -174,38 +224,57 @@ def run_demo_cli(console: Console, *, workdir: Path, population: int, seed: int,
 
         def on_status(s) -> None:
             done = sum(p.uploaded for p in s.partners)
-            progress.update(task, description=f"round {s.round_id}: {s.state} "
-                            f"({done}/{len(s.partners)} uploaded) {s.message}")
+            progress.update(
+                task,
+                description=f"round {s.round_id}: {s.state} "
+                f"({done}/{len(s.partners)} uploaded) {s.message}",
+            )
 
-        result = run_demo(workdir, population=population, seed=seed, errors=_level(errors),
-                          on_step=step, on_status=on_status)
+        result = run_demo(
+            workdir,
+            population=population,
+            seed=seed,
+            errors=_level(errors),
+            on_step=step,
+            on_status=on_status,
+        )
 
     records = Table("partner", "records", "connected over mTLS", title="partners")
     for p in result.status.partners:
         records.add_row(p.partner, f"{p.records:,}", "yes")
     console.print(records)
     q = result.quality
-    console.print(f"entities: {result.status.entities:,} ({result.status.linked_entities:,} known to "
-                  "two or more partners)")
-    console.print(f"linkage quality against the synthetic truth: precision [bold]{q.precision:.4f}[/], "
-                  f"recall [bold]{q.recall:.4f}[/], F1 {q.f1:.4f} "
-                  f"({q.true_positives:,} of {q.true_pairs:,} true pairs found)")
+    console.print(
+        f"entities: {result.status.entities:,} ({result.status.linked_entities:,} known to "
+        "two or more partners)"
+    )
+    console.print(
+        f"linkage quality against the synthetic truth: precision [bold]{q.precision:.4f}[/], "
+        f"recall [bold]{q.recall:.4f}[/], F1 {q.f1:.4f} "
+        f"({q.true_positives:,} of {q.true_pairs:,} true pairs found)"
+    )
 
     product = pd.read_csv(result.product_csv, dtype=str, keep_default_na=False)
     wide = product.assign(
         count=np.where(product.suppressed.str.lower() == "true", "suppressed", product["count"])
     ).pivot(index="area", columns="partners", values="count")
-    shown = Table("area", *[f"known to {c}" for c in wide.columns],
-                  title="residents known to 1, 2 or 3 services, by ward "
-                        "(counts < 10 suppressed, others rounded to 5)")
+    shown = Table(
+        "area",
+        *[f"known to {c}" for c in wide.columns],
+        title="residents known to 1, 2 or 3 services, by ward "
+        "(counts < 10 suppressed, others rounded to 5)",
+    )
     for area, row in wide.iterrows():
         shown.add_row(area, *[f"[dim]{v}[/]" if v == "suppressed" else v for v in row])
     console.print(shown)
     suppressed = int((product.suppressed.str.lower() == "true").sum())
     console.print(f"{suppressed} of {len(product)} cells suppressed")
     audit = "[green]verified[/]" if result.audit_ok else "[bold red]FAILED[/]"
-    console.print(f"audit logs {audit}: " + ", ".join(f"{k} {v}" for k, v in result.audit_entries.items())
-                  + " entries")
+    console.print(
+        f"audit logs {audit}: "
+        + ", ".join(f"{k} {v}" for k, v in result.audit_entries.items())
+        + " entries"
+    )
     for problem in result.audit_problems:
         console.print(f"  {problem}", highlight=False)
     console.print(f"product: {result.product_csv}")

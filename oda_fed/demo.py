@@ -61,7 +61,7 @@ def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float =
         "name": "known-to-services-demo",
         "title": "Residents known to several services, by ward (demonstration)",
         "purpose": "Count residents known to one, two or three services in each ward, to plan "
-                   "joined-up support. Synthetic data only.",
+        "joined-up support. Synthetic data only.",
         "legal_gateway": "Demonstration only: no real personal data is processed.",
         "partners": [{"id": p.id, "name": p.label} for p in profiles],
         "linkage": {
@@ -76,13 +76,15 @@ def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float =
                 {"name": "postcode", "type": "postcode"},
             ],
         },
-        "products": [{
-            "id": PRODUCT_ID,
-            "kind": "partner_count_by_area",
-            "title": "Residents known to 1, 2 or 3 services, by ward",
-            "area": {"partner": profiles[0].id, "attribute": "ward"},
-            "recipients": [*[p.id for p in profiles], "coordinator"],
-        }],
+        "products": [
+            {
+                "id": PRODUCT_ID,
+                "kind": "partner_count_by_area",
+                "title": "Residents known to 1, 2 or 3 services, by ward",
+                "area": {"partner": profiles[0].id, "attribute": "ward"},
+                "recipients": [*[p.id for p in profiles], "coordinator"],
+            }
+        ],
         "disclosure": {"min_cell": 10, "rounding_base": 5},
         "retention": {"clk_days": 30},
     }
@@ -91,8 +93,10 @@ def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float =
 def _prepare_workdir(workdir: Path) -> None:
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists():
-            raise OdaFedError(f"{workdir} exists and is not an earlier demo folder; choose another "
-                              "--workdir or empty it")
+            raise OdaFedError(
+                f"{workdir} exists and is not an earlier demo folder; choose another "
+                "--workdir or empty it"
+            )
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / MARKER).write_text("written by oda-fed demo; safe to delete\n")
@@ -115,15 +119,21 @@ class Processes:
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "oda_fed", *args], stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oda_fed", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         self.procs[name] = proc
         return proc
 
     def check(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() not in (None, 0):
-                tail = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+                tail = (
+                    (self.logs / f"{name}.log")
+                    .read_text(errors="replace")
+                    .strip()
+                    .splitlines()[-3:]
+                )
                 raise OdaFedError(f"{name} exited with code {proc.returncode}: " + " | ".join(tail))
 
     def wait(self, name: str, timeout: float) -> int:
@@ -140,7 +150,9 @@ class Processes:
                 proc.kill()
 
 
-def setup(workdir: Path, *, population: int, seed: int, errors: ErrorLevel) -> tuple[Synthetic, Path]:
+def setup(
+    workdir: Path, *, population: int, seed: int, errors: ErrorLevel
+) -> tuple[Synthetic, Path]:
     """Write data, project, PKI, secret and coordinator config; return the synthetic data."""
     _prepare_workdir(workdir)
     synthetic = generate(population=population, partners=3, seed=seed, errors=errors)
@@ -152,21 +164,29 @@ def setup(workdir: Path, *, population: int, seed: int, errors: ErrorLevel) -> t
     ca_dir = workdir / "ca"
     init_ca(ca_dir, name="oda-fed demo partnership CA")
     coord = workdir / "coordinator"
-    cert, key = issue(ca_dir=ca_dir, name="coordinator", role="coordinator", out_dir=coord / "tls",
-                      hosts=["localhost", "127.0.0.1"])
+    cert, key = issue(
+        ca_dir=ca_dir,
+        name="coordinator",
+        role="coordinator",
+        out_dir=coord / "tls",
+        hosts=["localhost", "127.0.0.1"],
+    )
     op_cert, op_key = issue(ca_dir=ca_dir, name="operator", role="operator", out_dir=coord / "tls")
     shutil.copyfile(ca_dir / "ca.crt", coord / "tls" / "ca.crt")
-    _write_toml(coord / "coordinator.toml", {
-        "project": "../project.toml",
-        "project_fingerprint": fingerprint,
-        "listen": "127.0.0.1:0",
-        "server_name": "localhost",
-        "state_dir": "state",
-        "output_dir": "products",
-        "audit_dir": "audit",
-        "tls": {"ca": "tls/ca.crt", "cert": f"tls/{cert.name}", "key": f"tls/{key.name}"},
-        "operator": {"cert": f"tls/{op_cert.name}", "key": f"tls/{op_key.name}"},
-    })
+    _write_toml(
+        coord / "coordinator.toml",
+        {
+            "project": "../project.toml",
+            "project_fingerprint": fingerprint,
+            "listen": "127.0.0.1:0",
+            "server_name": "localhost",
+            "state_dir": "state",
+            "output_dir": "products",
+            "audit_dir": "audit",
+            "tls": {"ca": "tls/ca.crt", "cert": f"tls/{cert.name}", "key": f"tls/{key.name}"},
+            "operator": {"cert": f"tls/{op_cert.name}", "key": f"tls/{op_key.name}"},
+        },
+    )
 
     secret_master = workdir / "nodes" / ".agreed.secret"
     secret_master.parent.mkdir(parents=True, exist_ok=True)
@@ -187,23 +207,32 @@ def write_node_configs(workdir: Path, synthetic: Synthetic, *, port: int) -> lis
     paths = []
     for profile in synthetic.profiles:
         node = workdir / "nodes" / profile.id
-        paths.append(_write_toml(node / "node.toml", {
-            "partner": profile.id,
-            "project": "../../project.toml",
-            "project_fingerprint": fingerprint,
-            "secret_file": "linkage.secret",
-            "workdir": "state",
-            "audit_dir": "audit",
-            "coordinator": {"address": f"127.0.0.1:{port}", "server_name": "localhost"},
-            "tls": {"ca": "tls/ca.crt", "cert": f"tls/{profile.id}.crt", "key": f"tls/{profile.id}.key"},
-            "source": {
-                "path": f"../../data/{profile.id}.csv",
-                "record_id": profile.record_id_column,
-                "columns": dict(profile.columns),
-                "attributes": dict(profile.attributes),
-                "date_format": profile.date_format,
-            },
-        }))
+        paths.append(
+            _write_toml(
+                node / "node.toml",
+                {
+                    "partner": profile.id,
+                    "project": "../../project.toml",
+                    "project_fingerprint": fingerprint,
+                    "secret_file": "linkage.secret",
+                    "workdir": "state",
+                    "audit_dir": "audit",
+                    "coordinator": {"address": f"127.0.0.1:{port}", "server_name": "localhost"},
+                    "tls": {
+                        "ca": "tls/ca.crt",
+                        "cert": f"tls/{profile.id}.crt",
+                        "key": f"tls/{profile.id}.key",
+                    },
+                    "source": {
+                        "path": f"../../data/{profile.id}.csv",
+                        "record_id": profile.record_id_column,
+                        "columns": dict(profile.columns),
+                        "attributes": dict(profile.attributes),
+                        "date_format": profile.date_format,
+                    },
+                },
+            )
+        )
     return paths
 
 
@@ -218,18 +247,36 @@ def evaluate(workdir: Path, synthetic: Synthetic) -> Quality:
     codes: dict[str, int] = {}
     entity_codes: dict[str, int] = {}
     for profile in synthetic.profiles:
-        local = pd.read_csv(workdir / "nodes" / profile.id / "state" / "entities.csv",
-                            dtype=str, keep_default_na=False)
+        local = pd.read_csv(
+            workdir / "nodes" / profile.id / "state" / "entities.csv",
+            dtype=str,
+            keep_default_na=False,
+        )
         persons = truth[truth.source == profile.id].set_index("record_id")["person_id"].astype(str)
-        predicted.append(np.array([entity_codes.setdefault(e, len(entity_codes))
-                                   for e in local.entity_id], dtype=np.int64))
-        actual.append(np.array([codes.setdefault(persons[r], len(codes)) for r in local.record_id],
-                               dtype=np.int64))
+        predicted.append(
+            np.array(
+                [entity_codes.setdefault(e, len(entity_codes)) for e in local.entity_id],
+                dtype=np.int64,
+            )
+        )
+        actual.append(
+            np.array(
+                [codes.setdefault(persons[r], len(codes)) for r in local.record_id], dtype=np.int64
+            )
+        )
     return pairwise_quality(predicted, actual)
 
 
-def run_demo(workdir: Path, *, population: int = 3000, seed: int = 7, errors: ErrorLevel = "medium",
-             timeout: float = 300.0, on_step=None, on_status=None) -> DemoResult:
+def run_demo(
+    workdir: Path,
+    *,
+    population: int = 3000,
+    seed: int = 7,
+    errors: ErrorLevel = "medium",
+    timeout: float = 300.0,
+    on_step=None,
+    on_status=None,
+) -> DemoResult:
     """Run the whole federation and return what it found. See the module docstring."""
     started = time.monotonic()
     step = on_step or (lambda _msg: None)
@@ -241,13 +288,22 @@ def run_demo(workdir: Path, *, population: int = 3000, seed: int = 7, errors: Er
     procs = Processes(workdir / "logs")
     try:
         step("starting the coordinator")
-        procs.start("coordinator", "coordinator", "serve", "--config", str(coord_cfg_path),
-                    "--port-file", str(port_file))
+        procs.start(
+            "coordinator",
+            "coordinator",
+            "serve",
+            "--config",
+            str(coord_cfg_path),
+            "--port-file",
+            str(port_file),
+        )
         deadline = time.monotonic() + 60
         while not port_file.exists():
             procs.check()
             if time.monotonic() > deadline:
-                raise OdaFedError("the coordinator did not start within 60s; see logs/coordinator.log")
+                raise OdaFedError(
+                    "the coordinator did not start within 60s; see logs/coordinator.log"
+                )
             time.sleep(0.1)
         port = int(port_file.read_text())
         step(f"starting {len(synthetic.profiles)} nodes (each dials out to port {port})")
@@ -279,7 +335,9 @@ def run_demo(workdir: Path, *, population: int = 3000, seed: int = 7, errors: Er
     reports = verify_dir(workdir)
     problems = [p for r in reports for p in r.problems]
     problems += cross_check([r.path for r in reports])
-    product_csv = next((workdir / "coordinator" / "products" / status.round_id).glob(f"{PRODUCT_ID}.csv"))
+    product_csv = next(
+        (workdir / "coordinator" / "products" / status.round_id).glob(f"{PRODUCT_ID}.csv")
+    )
     return DemoResult(
         workdir=workdir,
         records={p.partner: p.records for p in status.partners},

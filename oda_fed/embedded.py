@@ -40,17 +40,23 @@ class LinkResult:
         sizes = np.zeros(self.clustering.n_entities, dtype=np.int64)
         for labels in self.clustering.labels:
             np.add.at(sizes, labels, 1)
-        for source, prep, labels, scores in zip(self.sources, self.prepared, self.clustering.labels,
-                                                self.clustering.scores, strict=True):
+        for source, prep, labels, scores in zip(
+            self.sources, self.prepared, self.clustering.labels, self.clustering.scores, strict=True
+        ):
             keep = np.ones(len(labels), dtype=bool) if include_singletons else sizes[labels] >= 2
-            frames.append(pd.DataFrame({
-                "entity_index": labels[keep],
-                "source": source,
-                "record_id": prep.record_ids[keep],
-                "score": np.round(scores[keep], 6),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "entity_index": labels[keep],
+                        "source": source,
+                        "record_id": prep.record_ids[keep],
+                        "score": np.round(scores[keep], 6),
+                    }
+                )
+            )
         out = pd.concat(frames, ignore_index=True).sort_values(
-            ["entity_index", "source", "record_id"], kind="stable")
+            ["entity_index", "source", "record_id"], kind="stable"
+        )
         out.insert(0, "entity_id", [self.entity_id(i) for i in out.pop("entity_index")])
         return out.reset_index(drop=True)
 
@@ -59,8 +65,10 @@ class LinkResult:
         missing = {"source", "record_id", "person_id"} - set(truth.columns)
         if missing:
             raise InputDataError(f"truth file lacks column(s) {', '.join(sorted(missing))}")
-        person = {(s, str(r)): str(p) for s, r, p in
-                  truth[["source", "record_id", "person_id"]].itertuples(index=False)}
+        person = {
+            (s, str(r)): str(p)
+            for s, r, p in truth[["source", "record_id", "person_id"]].itertuples(index=False)
+        }
         codes: dict[str, int] = {}
         true_labels = []
         for source, prep in zip(self.sources, self.prepared, strict=True):
@@ -85,7 +93,9 @@ def link_files(
     """
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) != len(stems):
-        raise InputDataError("input files must have different names; the name identifies the source")
+        raise InputDataError(
+            "input files must have different names; the name identifies the source"
+        )
     prepared = []
     clks = []
     for path, stem in zip(paths, stems, strict=True):
@@ -95,6 +105,10 @@ def link_files(
         prep = prepare(Path(path), project=project, layout=layout)
         prepared.append(prep)
         clks.append(encode_source(prep, project=project, secret=secret))
-    clustering = link_clks(clks, threshold=project.linkage.threshold,
-                           one_per_source=project.linkage.one_record_per_partner, progress=progress)
+    clustering = link_clks(
+        clks,
+        threshold=project.linkage.threshold,
+        one_per_source=project.linkage.one_record_per_partner,
+        progress=progress,
+    )
     return LinkResult(sources=stems, prepared=prepared, clustering=clustering)

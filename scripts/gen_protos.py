@@ -20,7 +20,9 @@ PACKAGE_DIR = Path("oda_fed/proto/v1")
 
 def generate(out_root: Path) -> list[Path]:
     """Generate into ``out_root/oda_fed/proto/v1`` and return the generated files."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto")
+    )
     include = Path(protoc.__file__).parent / "_proto"
     bindir = Path(sys.executable).parent  # the plugins live beside this interpreter
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +49,9 @@ def generate(out_root: Path) -> list[Path]:
             produced.append(dest)
     init = target / "__init__.py"
     if not init.exists():
-        init.write_text('"""Generated from protos/; do not edit. Regenerate with `make proto`."""\n')
+        init.write_text(
+            '"""Generated from protos/; do not edit. Regenerate with `make proto`."""\n'
+        )
     return produced
 
 

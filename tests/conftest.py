@@ -62,8 +62,13 @@ class Federation:
 
         def target() -> None:
             try:
-                serve(cfg, config_path=self.coordinator_config, port_file=port_file,
-                      stop_event=self._stop, grace=1.0)
+                serve(
+                    cfg,
+                    config_path=self.coordinator_config,
+                    port_file=port_file,
+                    stop_event=self._stop,
+                    grace=1.0,
+                )
             except BaseException as exc:  # surfaced by the test through .errors
                 self.errors.append(exc)
 
@@ -88,8 +93,9 @@ class Federation:
         from oda_fed.config import load_coordinator_config
         from oda_fed.coordinator.admin import AdminClient
 
-        return AdminClient(load_coordinator_config(self.coordinator_config),
-                           address=f"127.0.0.1:{self.port}")
+        return AdminClient(
+            load_coordinator_config(self.coordinator_config), address=f"127.0.0.1:{self.port}"
+        )
 
     def agent(self, partner: str, config: Path | None = None) -> NodeAgent:
         from oda_fed.config import load_node_config

@@ -16,7 +16,9 @@ def test_demo_runs_the_whole_federation(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "oda_fed", "demo", "--workdir", str(workdir)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     out = proc.stdout + proc.stderr
@@ -41,7 +43,11 @@ def test_demo_runs_the_whole_federation(tmp_path: Path) -> None:
     other = tmp_path / "precious"
     other.mkdir()
     (other / "keep.txt").write_text("x")
-    refused = subprocess.run([sys.executable, "-m", "oda_fed", "demo", "--workdir", str(other)],
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "oda_fed", "demo", "--workdir", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 1 and "not an earlier demo folder" in refused.stderr
     assert (other / "keep.txt").read_text() == "x"

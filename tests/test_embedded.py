@@ -16,8 +16,22 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    result = runner.invoke(app, ["synth", "--population", "1500", "--partners", "3", "--out",
-                                 str(out), "--seed", "5", "--errors", "medium"])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--population",
+            "1500",
+            "--partners",
+            "3",
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+            "--errors",
+            "medium",
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["pki", "secret", "--out", str(out / "linkage.secret")])
     assert result.exit_code == 0, result.output
@@ -25,11 +39,23 @@ def data(tmp_path_factory) -> Path:
 
 
 def link(data: Path, out: Path, *files: str, extra: tuple[str, ...] = ()):
-    paths = [str(data / f) for f in files] or [str(data / f"{p}.csv") for p in
-                                              ("council", "police", "social_care")]
-    return runner.invoke(app, ["link", *paths, "--project", str(data / "project.toml"),
-                               "--secret-file", str(data / "linkage.secret"), "--out", str(out),
-                               *extra])
+    paths = [str(data / f) for f in files] or [
+        str(data / f"{p}.csv") for p in ("council", "police", "social_care")
+    ]
+    return runner.invoke(
+        app,
+        [
+            "link",
+            *paths,
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(out),
+            *extra,
+        ],
+    )
 
 
 def test_link_writes_links_and_reports_quality(data: Path, tmp_path: Path) -> None:
@@ -67,9 +93,20 @@ def test_missing_column_is_a_clear_error_and_writes_nothing(data: Path, tmp_path
     police.drop(columns=["family_name"]).to_csv(broken_dir / "police.csv", index=False)
     (broken_dir / "council.csv").write_bytes((data / "council.csv").read_bytes())
     out = tmp_path / "links.csv"
-    result = runner.invoke(app, ["link", str(broken_dir / "council.csv"), str(broken_dir / "police.csv"),
-                                 "--project", str(data / "project.toml"),
-                                 "--secret-file", str(data / "linkage.secret"), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "link",
+            str(broken_dir / "council.csv"),
+            str(broken_dir / "police.csv"),
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 3
     assert "no column 'family_name'" in result.output
     assert not out.exists()
@@ -84,17 +121,82 @@ def test_malformed_date_names_row_and_column(data: Path, tmp_path: Path) -> None
     (in_dir / "police.csv").write_bytes((data / "police.csv").read_bytes())
     out = tmp_path / "links.csv"
     out.write_text("earlier results\n")
-    result = runner.invoke(app, ["link", str(in_dir / "council.csv"), str(in_dir / "police.csv"),
-                                 "--project", str(data / "project.toml"),
-                                 "--secret-file", str(data / "linkage.secret"), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "link",
+            str(in_dir / "council.csv"),
+            str(in_dir / "police.csv"),
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 3
     assert "row 6, column 'dob'" in result.output
     assert out.read_text() == "earlier results\n"  # earlier output stays intact
 
 
 def test_missing_secret_file_is_a_config_error(data: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["link", str(data / "council.csv"), str(data / "police.csv"),
-                                 "--project", str(data / "project.toml"),
-                                 "--secret-file", str(tmp_path / "nope"), "--out", str(tmp_path / "x.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "link",
+            str(data / "council.csv"),
+            str(data / "police.csv"),
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "x.csv"),
+        ],
+    )
     assert result.exit_code == 2
     assert "nope" in result.output
+
+
+def test_encode_writes_clks_with_the_project_settings(data: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    out = tmp_path / "council.npy"
+    result = runner.invoke(
+        app,
+        [
+            "encode",
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--input",
+            str(data / "council.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    clks = np.load(out)
+    rows = len(pd.read_csv(data / "council.csv"))
+    assert clks.dtype == np.uint64 and clks.shape == (rows, 16)
+    fill = np.unpackbits(clks.view(np.uint8), axis=1).mean()
+    assert 0.2 < fill < 0.6
+    assert "missing" in result.output and "invalid" in result.output
+    again = tmp_path / "again.npy"
+    runner.invoke(
+        app,
+        [
+            "encode",
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--input",
+            str(data / "council.csv"),
+            "--out",
+            str(again),
+        ],
+    )
+    assert np.array_equal(np.load(again), clks)

@@ -43,11 +43,17 @@ class RoundStatus:
 
 def _status(msg: admin_pb2.RoundStatus) -> RoundStatus:
     return RoundStatus(
-        round_id=msg.round_id, state=msg.state, message=msg.message, entities=msg.entities,
-        linked_entities=msg.linked_entities, report_path=msg.report_path,
+        round_id=msg.round_id,
+        state=msg.state,
+        message=msg.message,
+        entities=msg.entities,
+        linked_entities=msg.linked_entities,
+        report_path=msg.report_path,
         product_files=tuple(msg.product_files),
-        partners=tuple(PartnerProgress(p.partner_id, p.connected, p.records, p.uploaded,
-                                       p.entities_delivered) for p in msg.partners),
+        partners=tuple(
+            PartnerProgress(p.partner_id, p.connected, p.records, p.uploaded, p.entities_delivered)
+            for p in msg.partners
+        ),
     )
 
 
@@ -56,12 +62,18 @@ class AdminClient:
 
     def __init__(self, config: CoordinatorConfig, *, address: str | None = None) -> None:
         if config.operator is None:
-            raise ConfigError("coordinator.toml has no [operator] section with the operator "
-                              "certificate and key (issue one with `oda-fed pki issue NAME --role operator`)")
+            raise ConfigError(
+                "coordinator.toml has no [operator] section with the operator "
+                "certificate and key (issue one with `oda-fed pki issue NAME --role operator`)"
+            )
         host, _, port = config.listen.rpartition(":")
-        self.address = address or f"{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{port}"
+        self.address = (
+            address or f"{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{port}"
+        )
         tls = TlsFiles(ca=config.tls.ca, cert=config.operator.cert, key=config.operator.key)
-        self._channel = create_channel(address=self.address, tls=tls, server_name=config.server_name)
+        self._channel = create_channel(
+            address=self.address, tls=tls, server_name=config.server_name
+        )
         self._stub = admin_pb2_grpc.AdminStub(self._channel)
 
     def close(self) -> None:
@@ -74,14 +86,22 @@ class AdminClient:
             raise OdaFedError(describe_rpc_error(exc, address=self.address)) from None
 
     def start_round(self, *, project_fingerprint: str = "") -> RoundStatus:
-        return self._call(self._stub.StartRound,
-                          admin_pb2.StartRoundRequest(project_fingerprint=project_fingerprint))
+        return self._call(
+            self._stub.StartRound,
+            admin_pb2.StartRoundRequest(project_fingerprint=project_fingerprint),
+        )
 
     def get_round(self, round_id: str = "") -> RoundStatus:
         return self._call(self._stub.GetRound, admin_pb2.GetRoundRequest(round_id=round_id))
 
-    def wait(self, round_id: str, *, timeout: float, on_status: Callable[[RoundStatus], None] | None = None,
-             interval: float = 0.25) -> RoundStatus:
+    def wait(
+        self,
+        round_id: str,
+        *,
+        timeout: float,
+        on_status: Callable[[RoundStatus], None] | None = None,
+        interval: float = 0.25,
+    ) -> RoundStatus:
         """Poll until the round closes or fails; raise when ``timeout`` seconds pass first."""
         deadline = time.monotonic() + timeout
         while True:
@@ -91,6 +111,8 @@ class AdminClient:
             if status.finished:
                 return status
             if time.monotonic() > deadline:
-                raise OdaFedError(f"round {round_id} still '{status.state}' after {timeout:.0f}s: "
-                                  f"{status.message}")
+                raise OdaFedError(
+                    f"round {round_id} still '{status.state}' after {timeout:.0f}s: "
+                    f"{status.message}"
+                )
             time.sleep(interval)

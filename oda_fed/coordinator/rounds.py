@@ -45,8 +45,15 @@ def new_round_id() -> str:
 class RoundEngine:
     """Advances rounds. One lock serialises advances, so two uploads finishing together match once."""
 
-    def __init__(self, *, store: Store, loaded: LoadedProject, output_dir: Path, notify: Notify,
-                 on_deleted: Deleted | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        loaded: LoadedProject,
+        output_dir: Path,
+        notify: Notify,
+        on_deleted: Deleted | None = None,
+    ) -> None:
         self.store = store
         self.loaded = loaded
         self.project = loaded.project
@@ -57,8 +64,9 @@ class RoundEngine:
 
     def start_round(self) -> str:
         round_id = new_round_id()
-        self.store.create_round(round_id=round_id, project=self.loaded.fingerprint,
-                                partners=self.project.partner_ids)
+        self.store.create_round(
+            round_id=round_id, project=self.loaded.fingerprint, partners=self.project.partner_ids
+        )
         log.info("round %s opened for %d partners", round_id, len(self.project.partner_ids))
         for partner in self.project.partner_ids:
             self._notify(partner)
@@ -68,7 +76,9 @@ class RoundEngine:
         with self._lock:
             try:
                 self._advance(round_id)
-            except Exception as exc:  # a bug or broken data must not leave the round hanging silently
+            except (
+                Exception
+            ) as exc:  # a bug or broken data must not leave the round hanging silently
                 log.exception("round %s failed", round_id)
                 self.store.set_state(round_id, "failed", message=f"coordinator error: {exc}")
                 for partner in self.project.partner_ids:
@@ -107,8 +117,12 @@ class RoundEngine:
         deleted = []
         for round_id, records in self.store.expired_clks(older_than=cutoff):
             self.store.delete_clks(round_id)
-            log.info("round %s: deleted %d CLKs (retention %d days)", round_id, records,
-                     self.project.retention.clk_days)
+            log.info(
+                "round %s: deleted %d CLKs (retention %d days)",
+                round_id,
+                records,
+                self.project.retention.clk_days,
+            )
             if self._on_deleted is not None:
                 self._on_deleted(round_id, records)
             deleted.append(round_id)
@@ -122,12 +136,17 @@ class RoundEngine:
         partners = self.project.partner_ids
         clks = [self.store.load_clks(round_id=round_id, partner=p, words=words) for p in partners]
         log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))
-        clustering = link_clks(clks, threshold=linkage.threshold,
-                               one_per_source=linkage.one_record_per_partner)
+        clustering = link_clks(
+            clks, threshold=linkage.threshold, one_per_source=linkage.one_record_per_partner
+        )
         entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
         rows: list[tuple[str, int, str, float | None]] = []
-        for partner, labels, scores in zip(partners, clustering.labels, clustering.scores, strict=True):
-            for ref, (label, score) in enumerate(zip(labels.tolist(), scores.tolist(), strict=True)):
+        for partner, labels, scores in zip(
+            partners, clustering.labels, clustering.scores, strict=True
+        ):
+            for ref, (label, score) in enumerate(
+                zip(labels.tolist(), scores.tolist(), strict=True)
+            ):
                 rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
         self.store.store_members(round_id=round_id, rows=rows, new_entities=entity_ids)
         linked = int((partners_per_entity(clustering) >= 2).sum())
@@ -138,9 +157,11 @@ class RoundEngine:
         ]
         self.store.add_deliveries(round_id=round_id, items=deliveries)
         self.store.set_state(
-            round_id, "waiting_attributes",
+            round_id,
+            "waiting_attributes",
             message=f"{clustering.n_entities} entities, {linked} known to two or more partners",
-            entities=clustering.n_entities, linked_entities=linked,
+            entities=clustering.n_entities,
+            linked_entities=linked,
         )
         log.info("round %s: %d entities (%d linked)", round_id, clustering.n_entities, linked)
         for partner in partners:
@@ -151,14 +172,17 @@ class RoundEngine:
     def _attributes_in(self, round_id: str) -> bool:
         return all(
             self.store.upload_complete(
-                round_id=round_id, partner=prod.area.partner,
+                round_id=round_id,
+                partner=prod.area.partner,
                 upload=attribute_upload(prod.id, prod.area.attribute),
             )
             for prod in self.project.products
         )
 
     def _delivered(self, round_id: str) -> bool:
-        return all(done for _, what, done, _ in self.store.deliveries(round_id=round_id) if what != CLOSED)
+        return all(
+            done for _, what, done, _ in self.store.deliveries(round_id=round_id) if what != CLOSED
+        )
 
     def attribute_values(self, *, round_id: str, partner: str, upload: str) -> list[str]:
         values: list[str] = []
@@ -167,31 +191,44 @@ class RoundEngine:
         return values
 
     def _release_products(self, round_id: str) -> None:
-        members = pd.DataFrame(self.store.members(round_id=round_id),
-                               columns=["partner", "ref", "entity_id", "score"])
+        members = pd.DataFrame(
+            self.store.members(round_id=round_id), columns=["partner", "ref", "entity_id", "score"]
+        )
         entity_partners = members.groupby("entity_id")["partner"].nunique()
         out_dir = self.output_dir / round_id
         out_dir.mkdir(parents=True, exist_ok=True)
-        rules = DisclosureRules(min_cell=self.project.disclosure.min_cell,
-                                rounding_base=self.project.disclosure.rounding_base)
+        rules = DisclosureRules(
+            min_cell=self.project.disclosure.min_cell,
+            rounding_base=self.project.disclosure.rounding_base,
+        )
         released = []
         deliveries = []
         for prod in self.project.products:
             values = self.attribute_values(
-                round_id=round_id, partner=prod.area.partner,
+                round_id=round_id,
+                partner=prod.area.partner,
                 upload=attribute_upload(prod.id, prod.area.attribute),
             )
             own = members[members.partner == prod.area.partner].sort_values("ref")
             area = pd.Series(values, index=own.entity_id.to_numpy(), dtype=object)
             area = area[area != ""]
             table = partner_count_by_area(
-                entity_partners=entity_partners, entity_area=area, product_id=prod.id,
-                title=prod.title, rules=rules, n_partners=len(self.project.partners),
+                entity_partners=entity_partners,
+                entity_area=area,
+                product_id=prod.id,
+                title=prod.title,
+                rules=rules,
+                n_partners=len(self.project.partners),
             )
             paths = write_product(table, out_dir)
             for path in paths.values():
-                self.store.add_product_file(round_id=round_id, product_id=prod.id, name=path.name,
-                                            media_type=MEDIA_TYPES[path.suffix], path=path)
+                self.store.add_product_file(
+                    round_id=round_id,
+                    product_id=prod.id,
+                    name=path.name,
+                    media_type=MEDIA_TYPES[path.suffix],
+                    path=path,
+                )
             released.append((table, paths))
             deliveries += [(r, f"product:{prod.id}") for r in prod.recipients if r != "coordinator"]
         report = render_report(
@@ -209,8 +246,9 @@ class RoundEngine:
         for partner in self.project.partner_ids:
             self._notify(partner)
 
-    def linkage_summary(self, round_id: str, members: pd.DataFrame,
-                        entity_partners: pd.Series) -> dict[str, object]:
+    def linkage_summary(
+        self, round_id: str, members: pd.DataFrame, entity_partners: pd.Series
+    ) -> dict[str, object]:
         return {
             "records_per_partner": {
                 p: int((members.partner == p).sum()) for p in self.project.partner_ids

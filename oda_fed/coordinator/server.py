@@ -25,24 +25,41 @@ log = logging.getLogger(__name__)
 SERVICES = ("oda_fed.proto.v1.Coordinator", "oda_fed.proto.v1.Admin")
 
 
-def serve(config: CoordinatorConfig, *, config_path: Path, port_file: Path | None = None,
-          stop_event: threading.Event | None = None, grace: float = 5.0) -> None:
+def serve(
+    config: CoordinatorConfig,
+    *,
+    config_path: Path,
+    port_file: Path | None = None,
+    stop_event: threading.Event | None = None,
+    grace: float = 5.0,
+) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully."""
-    loaded = load_pinned_project(config.project, pinned=config.project_fingerprint,
-                                 pinned_in=config_path)
+    loaded = load_pinned_project(
+        config.project, pinned=config.project_fingerprint, pinned_in=config_path
+    )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     store = Store(config.state_dir / "coordinator.sqlite")
     crossings = Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint)
-    service = CoordinatorService(loaded=loaded, store=store, crossings=crossings,
-                                 output_dir=config.output_dir)
+    service = CoordinatorService(
+        loaded=loaded, store=store, crossings=crossings, output_dir=config.output_dir
+    )
 
     def on_refused(who: str | None, method: str, reason: str) -> None:
-        crossings.record(sender=who or "unknown", recipient=COORDINATOR, kind="refused:call",
-                         detail={"method": method[:200], "reason": reason[:200]})
+        crossings.record(
+            sender=who or "unknown",
+            recipient=COORDINATOR,
+            kind="refused:call",
+            detail={"method": method[:200], "reason": reason[:200]},
+        )
 
     workers = 4 * len(loaded.project.partners) + 8  # each node holds one stream open
-    server, port = create_server(address=config.listen, tls=config.tls, max_workers=workers,
-                                 max_message_mb=config.max_message_mb, on_refused=on_refused)
+    server, port = create_server(
+        address=config.listen,
+        tls=config.tls,
+        max_workers=workers,
+        max_message_mb=config.max_message_mb,
+        on_refused=on_refused,
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(service, server)
@@ -50,8 +67,12 @@ def serve(config: CoordinatorConfig, *, config_path: Path, port_file: Path | Non
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator for project '%s' (%s) listening on port %d",
-             loaded.project.name, loaded.fingerprint, port)
+    log.info(
+        "coordinator for project '%s' (%s) listening on port %d",
+        loaded.project.name,
+        loaded.fingerprint,
+        port,
+    )
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(f"{port}\n")

@@ -193,7 +193,9 @@ class Store:
         )
         return [Round(*r) for r in rows]
 
-    def set_state(self, round_id: str, state: str, *, message: str | None = None, **counts: object) -> None:
+    def set_state(
+        self, round_id: str, state: str, *, message: str | None = None, **counts: object
+    ) -> None:
         sets = ["state = ?", "updated = ?"]
         args: list[object] = [state, _now()]
         if message is not None:
@@ -264,8 +266,16 @@ class Store:
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
                     "sha256, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (round_id, partner, upload, chunk.chunk_index, chunk.first_ref, chunk.records,
-                     digest, chunk.data),
+                    (
+                        round_id,
+                        partner,
+                        upload,
+                        chunk.chunk_index,
+                        chunk.first_ref,
+                        chunk.records,
+                        digest,
+                        chunk.data,
+                    ),
                 )
             state = self._upload_state(db, round_id, partner, upload)
             if state is not None and not state.complete and self._all_there(state):
@@ -286,8 +296,9 @@ class Store:
         )
 
     @staticmethod
-    def _check_contiguous(db: sqlite3.Connection, round_id: str, partner: str, upload: str,
-                          total: int) -> None:
+    def _check_contiguous(
+        db: sqlite3.Connection, round_id: str, partner: str, upload: str, total: int
+    ) -> None:
         expected = 0
         for first_ref, records in db.execute(
             "SELECT first_ref, records FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
@@ -295,13 +306,17 @@ class Store:
             (round_id, partner, upload),
         ):
             if first_ref != expected:
-                raise ProtocolError(f"chunks do not cover refs contiguously (gap or overlap at ref {expected})")
+                raise ProtocolError(
+                    f"chunks do not cover refs contiguously (gap or overlap at ref {expected})"
+                )
             expected += records
         if expected != total:
             raise ProtocolError(f"chunks cover {expected} refs, but the upload declared {total}")
 
     @staticmethod
-    def _upload_state(db: sqlite3.Connection, round_id: str, partner: str, upload: str) -> UploadState | None:
+    def _upload_state(
+        db: sqlite3.Connection, round_id: str, partner: str, upload: str
+    ) -> UploadState | None:
         row = db.execute(
             "SELECT total_chunks, total_records, complete FROM uploads "
             "WHERE round_id = ? AND partner = ? AND upload = ?",
@@ -347,8 +362,13 @@ class Store:
 
     # --- linked index ---------------------------------------------------------------------------
 
-    def store_members(self, *, round_id: str, rows: list[tuple[str, int, str, float | None]],
-                      new_entities: list[str]) -> None:
+    def store_members(
+        self,
+        *,
+        round_id: str,
+        rows: list[tuple[str, int, str, float | None]],
+        new_entities: list[str],
+    ) -> None:
         """Record (partner, ref, entity_id, score) for a round and register new entity ids."""
         with self._tx() as db:
             db.execute("DELETE FROM members WHERE round_id = ?", (round_id,))
@@ -408,8 +428,9 @@ class Store:
 
     # --- products -------------------------------------------------------------------------------
 
-    def add_product_file(self, *, round_id: str, product_id: str, name: str, media_type: str,
-                         path: Path) -> None:
+    def add_product_file(
+        self, *, round_id: str, product_id: str, name: str, media_type: str, path: Path
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO products (round_id, product_id, name, media_type, path) "
@@ -417,7 +438,9 @@ class Store:
                 (round_id, product_id, name, media_type, str(path)),
             )
 
-    def product_files(self, *, round_id: str, product_id: str | None = None) -> list[tuple[str, str, str, str]]:
+    def product_files(
+        self, *, round_id: str, product_id: str | None = None
+    ) -> list[tuple[str, str, str, str]]:
         sql = "SELECT product_id, name, media_type, path FROM products WHERE round_id = ?"
         args: tuple = (round_id,)
         if product_id is not None:

@@ -26,7 +26,6 @@ from oda_fed.config import LoadedProject, NodeConfig, load_pinned_project
 from oda_fed.errors import (
     AuthError,
     ConfigError,
-    InputDataError,
     OdaFedError,
     ProjectMismatchError,
     ProtocolError,
@@ -73,21 +72,25 @@ class RoundFiles:
     def prepared(self) -> bool:
         return (self.dir / "refs.csv").exists()
 
-    def save(self, *, record_ids: np.ndarray, clks: np.ndarray, attributes: dict[str, list[str]]) -> None:
+    def save(
+        self, *, record_ids: np.ndarray, clks: np.ndarray, attributes: dict[str, list[str]]
+    ) -> None:
         """Write the round's state in a scratch folder and rename it into place in one step."""
         tmp = self.dir.with_name(self.dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         pd.DataFrame({"ref": np.arange(len(record_ids)), "record_id": record_ids}).to_csv(
-            tmp / "refs.csv", index=False)
+            tmp / "refs.csv", index=False
+        )
         np.save(tmp / "clks.npy", clks)
         for name, values in attributes.items():
             (tmp / f"attribute-{name}.json").write_text(json.dumps(values, ensure_ascii=False))
         tmp.rename(self.dir)
 
     def record_ids(self) -> np.ndarray:
-        return pd.read_csv(self.dir / "refs.csv", dtype={"record_id": str},
-                           keep_default_na=False)["record_id"].to_numpy(dtype=object)
+        return pd.read_csv(self.dir / "refs.csv", dtype={"record_id": str}, keep_default_na=False)[
+            "record_id"
+        ].to_numpy(dtype=object)
 
     def clks(self) -> np.ndarray:
         return np.load(self.dir / "clks.npy")
@@ -116,18 +119,25 @@ class NodeAgent:
         self.config = config
         self.partner = config.partner
         self.loaded: LoadedProject = load_pinned_project(
-            config.project, pinned=config.project_fingerprint, pinned_in=config_path)
+            config.project, pinned=config.project_fingerprint, pinned_in=config_path
+        )
         self.project = self.loaded.project
         if self.partner not in self.project.partner_ids:
-            raise ConfigError(f"{config_path}: partner '{self.partner}' is not a partner in project "
-                              f"'{self.project.name}' ({', '.join(self.project.partner_ids)})")
+            raise ConfigError(
+                f"{config_path}: partner '{self.partner}' is not a partner in project "
+                f"'{self.project.name}' ({', '.join(self.project.partner_ids)})"
+            )
         self._check_certificate()
         self.secret = read_secret(config.secret_file)
         self.layout = layout_for(self.project, self.partner, config.source)
         self.workdir = config.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.crossings = Crossings(config.audit_path, party=self.partner, project=self.loaded.fingerprint,
-                                   forbidden=secret_fingerprints(self.secret))
+        self.crossings = Crossings(
+            config.audit_path,
+            party=self.partner,
+            project=self.loaded.fingerprint,
+            forbidden=secret_fingerprints(self.secret),
+        )
         self.rounds_closed = 0
 
     def close(self) -> None:
@@ -141,9 +151,11 @@ class NodeAgent:
         verify_issued_by(load_certificate(tls.ca, what="CA certificate"), cert)
         ident = identity_from_cert(cert)
         if ident.role != "node" or ident.name != self.partner:
-            raise AuthError(f"{tls.cert} is a {ident.role} certificate for '{ident.name}', but this "
-                            f"node is partner '{self.partner}'; use the node certificate issued to "
-                            f"'{self.partner}'")
+            raise AuthError(
+                f"{tls.cert} is a {ident.role} certificate for '{ident.name}', but this "
+                f"node is partner '{self.partner}'; use the node certificate issued to "
+                f"'{self.partner}'"
+            )
 
     # --- connection -----------------------------------------------------------------------------
 
@@ -157,8 +169,11 @@ class NodeAgent:
         delay = 1.0
         down_since: float | None = None
         while rounds is None or self.rounds_closed < rounds:
-            channel = create_channel(address=address, tls=self.config.tls,
-                                     server_name=self.config.coordinator.server_name)
+            channel = create_channel(
+                address=address,
+                tls=self.config.tls,
+                server_name=self.config.coordinator.server_name,
+            )
             try:
                 self._session(coordinator_pb2_grpc.CoordinatorStub(channel), rounds)
                 delay, down_since = 1.0, None
@@ -166,7 +181,9 @@ class NodeAgent:
                 message = describe_rpc_error(exc, address=address)
                 details = (exc.details() or "") if hasattr(exc, "details") else ""
                 if "handshake" in details.lower() or "certificate" in details.lower():
-                    raise AuthError(f"TLS handshake with the coordinator failed: {message}") from None
+                    raise AuthError(
+                        f"TLS handshake with the coordinator failed: {message}"
+                    ) from None
                 fatal = _FATAL.get(exc.code())
                 if fatal is not None:
                     raise fatal(f"the coordinator refused this node: {details}") from None
@@ -182,10 +199,14 @@ class NodeAgent:
 
     def _session(self, stub: coordinator_pb2_grpc.CoordinatorStub, rounds: int | None) -> None:
         outgoing: queue.Queue[coordinator_pb2.NodeEvent | None] = queue.Queue()
-        hello = coordinator_pb2.Hello(partner_id=self.partner,
-                                      project_fingerprint=self.loaded.fingerprint,
-                                      software_version=__version__)
-        self.crossings.record(sender=self.partner, recipient=COORDINATOR, kind="hello", message=hello)
+        hello = coordinator_pb2.Hello(
+            partner_id=self.partner,
+            project_fingerprint=self.loaded.fingerprint,
+            software_version=__version__,
+        )
+        self.crossings.record(
+            sender=self.partner, recipient=COORDINATOR, kind="hello", message=hello
+        )
         outgoing.put(coordinator_pb2.NodeEvent(hello=hello))
         stream = stub.Connect(iter(outgoing.get, None))
         finishing = False
@@ -193,14 +214,24 @@ class NodeAgent:
         try:
             for instruction in stream:
                 kind = "instruction:" + (instruction.WhichOneof("body") or "empty")
-                self.crossings.record(sender=COORDINATOR, recipient=self.partner, kind=kind,
-                                      message=instruction, round_id=instruction.round_id)
+                self.crossings.record(
+                    sender=COORDINATOR,
+                    recipient=self.partner,
+                    kind=kind,
+                    message=instruction,
+                    round_id=instruction.round_id,
+                )
                 if finishing:
                     continue  # logged as received; the coordinator re-sends it next session
                 result, failure = self._handle(stub, instruction)
-                self.crossings.record(sender=self.partner, recipient=COORDINATOR,
-                                      kind="instruction_result", message=result,
-                                      round_id=instruction.round_id, records=result.records)
+                self.crossings.record(
+                    sender=self.partner,
+                    recipient=COORDINATOR,
+                    kind="instruction_result",
+                    message=result,
+                    round_id=instruction.round_id,
+                    records=result.records,
+                )
                 outgoing.put(coordinator_pb2.NodeEvent(result=result))
                 if failure is not None or (rounds is not None and self.rounds_closed >= rounds):
                     # Half-close and let the coordinator end the stream, so our last result is
@@ -217,8 +248,12 @@ class NodeAgent:
 
     # --- instructions ---------------------------------------------------------------------------
 
-    def _handle(self, stub, instruction) -> tuple[coordinator_pb2.InstructionResult, OdaFedError | None]:
-        result = coordinator_pb2.InstructionResult(instruction_id=instruction.instruction_id, ok=True)
+    def _handle(
+        self, stub, instruction
+    ) -> tuple[coordinator_pb2.InstructionResult, OdaFedError | None]:
+        result = coordinator_pb2.InstructionResult(
+            instruction_id=instruction.instruction_id, ok=True
+        )
         failure: OdaFedError | None = None
         body = instruction.WhichOneof("body")
         try:
@@ -226,7 +261,8 @@ class NodeAgent:
                 raise Refused(
                     f"project fingerprint mismatch: the instruction names "
                     f"{instruction.project_fingerprint or '(none)'}, this node is pinned to "
-                    f"{self.loaded.fingerprint}")
+                    f"{self.loaded.fingerprint}"
+                )
             files = RoundFiles(self.workdir, instruction.round_id)
             if body == "encode_and_upload":
                 result.records = self._encode_and_upload(stub, instruction, files)
@@ -238,14 +274,21 @@ class NodeAgent:
                 self._receive_product(instruction)
             elif body == "round_closed":
                 self.rounds_closed += 1
-                log.info("round %s closed: %s", instruction.round_id, instruction.round_closed.status)
+                log.info(
+                    "round %s closed: %s", instruction.round_id, instruction.round_closed.status
+                )
             else:
                 raise Refused(f"unknown instruction {body!r}; this node runs oda-fed {__version__}")
         except Refused as exc:
             result.ok, result.error = False, str(exc)[:200]
             log.warning("refused %s for round %s: %s", body, instruction.round_id, exc)
-            self.crossings.record(sender=COORDINATOR, recipient=self.partner, kind=f"refused:{body}",
-                                  round_id=instruction.round_id, detail={"reason": str(exc)[:200]})
+            self.crossings.record(
+                sender=COORDINATOR,
+                recipient=self.partner,
+                kind=f"refused:{body}",
+                round_id=instruction.round_id,
+                detail={"reason": str(exc)[:200]},
+            )
         except OdaFedError as exc:
             # The full message stays in this node's log; the coordinator only learns the kind.
             result.ok, result.error = False, f"{type(exc).__name__} on the node; see the node's log"
@@ -255,28 +298,46 @@ class NodeAgent:
     def _encode_and_upload(self, stub, instruction, files: RoundFiles) -> int:
         request = instruction.encode_and_upload
         if request.clk_bits != self.project.linkage.bits:
-            raise Refused(f"asked for {request.clk_bits}-bit CLKs; the project says "
-                          f"{self.project.linkage.bits}")
+            raise Refused(
+                f"asked for {request.clk_bits}-bit CLKs; the project says "
+                f"{self.project.linkage.bits}"
+            )
         if not files.prepared:
             source = prepare(self.config.source.path, project=self.project, layout=self.layout)
             clks = encode_source(source, project=self.project, secret=self.secret)
             # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
             order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
-            shareable = {p.area.attribute for p in self.project.products if p.area.partner == self.partner}
-            attributes = {a: [source.attributes[a][i] for i in order]
-                          for a in shareable if a in source.attributes}
-            files.save(record_ids=source.record_ids[order], clks=np.ascontiguousarray(clks[order]),
-                       attributes=attributes)
-            log.info("round %s: encoded %d records (missing: %s; invalid: %s)", instruction.round_id,
-                     len(source), source.missing, source.invalid)
+            shareable = {
+                p.area.attribute for p in self.project.products if p.area.partner == self.partner
+            }
+            attributes = {
+                a: [source.attributes[a][i] for i in order]
+                for a in shareable
+                if a in source.attributes
+            }
+            files.save(
+                record_ids=source.record_ids[order],
+                clks=np.ascontiguousarray(clks[order]),
+                attributes=attributes,
+            )
+            log.info(
+                "round %s: encoded %d records (missing: %s; invalid: %s)",
+                instruction.round_id,
+                len(source),
+                source.missing,
+                source.invalid,
+            )
         clks = files.clks()
         self._upload_clks(stub, instruction.round_id, clks, max(1, request.chunk_records or 10_000))
         return len(clks)
 
     def _upload_clks(self, stub, round_id: str, clks: np.ndarray, chunk_records: int) -> None:
         fingerprint = self.loaded.fingerprint
-        status = stub.GetUploadStatus(coordinator_pb2.UploadStatusRequest(
-            round_id=round_id, project_fingerprint=fingerprint, upload="clks"))
+        status = stub.GetUploadStatus(
+            coordinator_pb2.UploadStatusRequest(
+                round_id=round_id, project_fingerprint=fingerprint, upload="clks"
+            )
+        )
         if status.complete:
             return
         stored = set(status.stored_chunks)
@@ -288,43 +349,73 @@ class NodeAgent:
             for index in range(total):
                 if index in stored:
                     continue
-                part = clks[index * chunk_records:(index + 1) * chunk_records]
+                part = clks[index * chunk_records : (index + 1) * chunk_records]
                 chunk = coordinator_pb2.ClkChunk(
-                    round_id=round_id, project_fingerprint=fingerprint, chunk_index=index,
-                    total_chunks=total, first_ref=index * chunk_records, records=len(part),
-                    total_records=n, clk_bits=bits, clks=part.astype("<u8", copy=False).tobytes())
-                self.crossings.record(sender=self.partner, recipient=COORDINATOR, kind="clk_chunk",
-                                      message=chunk, records=len(part), round_id=round_id,
-                                      detail={"chunk": index, "of": total})
+                    round_id=round_id,
+                    project_fingerprint=fingerprint,
+                    chunk_index=index,
+                    total_chunks=total,
+                    first_ref=index * chunk_records,
+                    records=len(part),
+                    total_records=n,
+                    clk_bits=bits,
+                    clks=part.astype("<u8", copy=False).tobytes(),
+                )
+                self.crossings.record(
+                    sender=self.partner,
+                    recipient=COORDINATOR,
+                    kind="clk_chunk",
+                    message=chunk,
+                    records=len(part),
+                    round_id=round_id,
+                    detail={"chunk": index, "of": total},
+                )
                 yield chunk
 
         receipt = stub.UploadClks(chunks())
         if not receipt.complete:
-            raise ProtocolError(f"upload of round {round_id} incomplete: the coordinator holds "
-                                f"{receipt.records_stored} of {n} CLKs")
+            raise ProtocolError(
+                f"upload of round {round_id} incomplete: the coordinator holds "
+                f"{receipt.records_stored} of {n} CLKs"
+            )
         log.info("round %s: uploaded %d CLKs in %d chunk(s)", round_id, n, total)
 
     def _share_attribute(self, stub, instruction, files: RoundFiles) -> int:
         request = instruction.share_attribute
-        if not self.project.attribute_allowed(partner=self.partner, product_id=request.product_id,
-                                              attribute=request.attribute):
-            raise Refused(f"the project does not allow sharing '{request.attribute}' for product "
-                          f"'{request.product_id}'")
+        if not self.project.attribute_allowed(
+            partner=self.partner, product_id=request.product_id, attribute=request.attribute
+        ):
+            raise Refused(
+                f"the project does not allow sharing '{request.attribute}' for product "
+                f"'{request.product_id}'"
+            )
         values = files.attribute(request.attribute)
         n = len(values)
         total = max(1, -(-n // ATTRIBUTE_CHUNK))
 
         def chunks() -> Iterator[coordinator_pb2.AttributeChunk]:
             for index in range(total):
-                part = values[index * ATTRIBUTE_CHUNK:(index + 1) * ATTRIBUTE_CHUNK]
+                part = values[index * ATTRIBUTE_CHUNK : (index + 1) * ATTRIBUTE_CHUNK]
                 chunk = coordinator_pb2.AttributeChunk(
-                    round_id=instruction.round_id, project_fingerprint=self.loaded.fingerprint,
-                    product_id=request.product_id, attribute=request.attribute, chunk_index=index,
-                    total_chunks=total, first_ref=index * ATTRIBUTE_CHUNK, total_records=n, values=part)
-                self.crossings.record(sender=self.partner, recipient=COORDINATOR,
-                                      kind="attribute_chunk", message=chunk, records=len(part),
-                                      round_id=instruction.round_id,
-                                      detail={"attribute": request.attribute, "chunk": index})
+                    round_id=instruction.round_id,
+                    project_fingerprint=self.loaded.fingerprint,
+                    product_id=request.product_id,
+                    attribute=request.attribute,
+                    chunk_index=index,
+                    total_chunks=total,
+                    first_ref=index * ATTRIBUTE_CHUNK,
+                    total_records=n,
+                    values=part,
+                )
+                self.crossings.record(
+                    sender=self.partner,
+                    recipient=COORDINATOR,
+                    kind="attribute_chunk",
+                    message=chunk,
+                    records=len(part),
+                    round_id=instruction.round_id,
+                    detail={"attribute": request.attribute, "chunk": index},
+                )
                 yield chunk
 
         stub.UploadAttribute(chunks())
@@ -332,19 +423,29 @@ class NodeAgent:
 
     def _fetch_entities(self, stub, instruction, files: RoundFiles) -> int:
         entity_ids: list[str] = []
-        request = coordinator_pb2.FetchEntitiesRequest(round_id=instruction.round_id,
-                                                       project_fingerprint=self.loaded.fingerprint)
+        request = coordinator_pb2.FetchEntitiesRequest(
+            round_id=instruction.round_id, project_fingerprint=self.loaded.fingerprint
+        )
         for chunk in stub.FetchEntities(request):
-            self.crossings.record(sender=COORDINATOR, recipient=self.partner, kind="entity_chunk",
-                                  message=chunk, records=len(chunk.entity_ids),
-                                  round_id=instruction.round_id)
+            self.crossings.record(
+                sender=COORDINATOR,
+                recipient=self.partner,
+                kind="entity_chunk",
+                message=chunk,
+                records=len(chunk.entity_ids),
+                round_id=instruction.round_id,
+            )
             if chunk.first_ref != len(entity_ids):
                 raise ProtocolError(f"entity ids arrived out of order (ref {chunk.first_ref})")
             entity_ids.extend(chunk.entity_ids)
         path = files.write_entities(entity_ids)
         shutil.copyfile(path, self.workdir / "entities.csv")
-        log.info("round %s: entity ids for %d records written to %s", instruction.round_id,
-                 len(entity_ids), path)
+        log.info(
+            "round %s: entity ids for %d records written to %s",
+            instruction.round_id,
+            len(entity_ids),
+            path,
+        )
         return len(entity_ids)
 
     def _receive_product(self, instruction) -> None:
@@ -359,5 +460,10 @@ class NodeAgent:
             if not name or name.startswith("."):
                 raise Refused(f"unusable file name {item.name!r} in release")
             (out / name).write_bytes(item.content)
-        log.info("round %s: received product '%s' (%d file(s)) in %s", instruction.round_id,
-                 release.product_id, len(release.files), out)
+        log.info(
+            "round %s: received product '%s' (%d file(s)) in %s",
+            instruction.round_id,
+            release.product_id,
+            len(release.files),
+            out,
+        )

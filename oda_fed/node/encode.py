@@ -26,5 +26,10 @@ def field_encodings(project: Project) -> list[FieldEncoding]:
 
 def encode_source(source: PreparedSource, *, project: Project, secret: bytes) -> np.ndarray:
     """CLKs for every record of ``source``, in file order (``uint64``, shape ``(n, bits // 64)``)."""
-    return encode_records(source.fields, fields=field_encodings(project), secret=secret,
-                          context=project.name, bits=project.linkage.bits)
+    return encode_records(
+        source.fields,
+        fields=field_encodings(project),
+        secret=secret,
+        context=project.name,
+        bits=project.linkage.bits,
+    )

@@ -34,7 +34,7 @@ class PreparedSource:
     """A partner's records, standardised and ready to encode; nothing here leaves the node."""
 
     path: Path
-    record_ids: np.ndarray            # object array of str
+    record_ids: np.ndarray  # object array of str
     fields: dict[str, list[str | None]]
     attributes: dict[str, list[str]]
     missing: dict[str, int]
@@ -66,15 +66,21 @@ def layout_for(project: Project, partner: str | None, source: NodeSource | None 
         record_id = source.record_id or record_id
         date_format = source.date_format or date_format
         on_invalid = source.on_invalid
-    return Layout(record_id=record_id, columns={f: columns[f] for f in fields},
-                  attributes=attributes, date_format=date_format, on_invalid=on_invalid)
+    return Layout(
+        record_id=record_id,
+        columns={f: columns[f] for f in fields},
+        attributes=attributes,
+        date_format=date_format,
+        on_invalid=on_invalid,
+    )
 
 
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV as text columns, with a clear error for files pandas cannot parse."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                           encoding="utf-8-sig")
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        )
     except FileNotFoundError:
         raise InputDataError(f"{path}: file not found") from None
     except UnicodeDecodeError:
@@ -134,17 +140,25 @@ def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
             raise InputDataError(
                 f"{path}: row {index + 2}, column '{column}' (field '{spec.name}'): "
                 f"{_reason(spec.type, frame[column].iloc[index], fmt)}. {n_bad} value(s) in this "
-                "column are invalid. Fix them, or set on_invalid = \"missing\" in node.toml [source] "
+                'column are invalid. Fix them, or set on_invalid = "missing" in node.toml [source] '
                 "to treat them as missing."
             )
         invalid[spec.name] = n_bad
-        as_list = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-                   for v in values.tolist()]
+        as_list = [
+            None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            for v in values.tolist()
+        ]
         missing[spec.name] = sum(v is None for v in as_list) - n_bad
         fields[spec.name] = as_list
     attributes = {a: frame[c].str.strip().tolist() for a, c in layout.attributes.items()}
-    return PreparedSource(path=Path(path), record_ids=ids.to_numpy(dtype=object), fields=fields,
-                          attributes=attributes, missing=missing, invalid=invalid)
+    return PreparedSource(
+        path=Path(path),
+        record_ids=ids.to_numpy(dtype=object),
+        fields=fields,
+        attributes=attributes,
+        missing=missing,
+        invalid=invalid,
+    )
 
 
 def _reason(field_type: str, value: str, fmt: str | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -55,17 +56,51 @@ def draw_product(product: ProductTable) -> Figure:
     table = product.table
     areas = list(dict.fromkeys(table["area"].tolist()))
     partner_values = sorted(set(table["partners"].tolist()))
-    n_areas, n_groups = len(areas), max(len(partner_values), 1)
+    # Entities with no area are usually far more numerous than any one area; on a shared scale
+    # they would flatten every other bar, so they get a panel with a scale of their own.
+    apart = [a for a in areas if a == product.unknown_area]
+    areas = [a for a in areas if a != product.unknown_area]
+    n_areas = len(areas)
 
-    width_in = float(np.clip(3.0 + 0.9 * n_areas, 6.0, 24.0))
+    width_in = float(np.clip(3.0 + 0.9 * (n_areas + len(apart)), 6.0, 24.0))
     fig = Figure(figsize=(width_in, 5.0), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    if apart and areas:
+        ax, ax_apart = fig.subplots(1, 2, width_ratios=[max(n_areas, 1), 1.6])
+    else:
+        ax, ax_apart = fig.add_subplot(), None
+        areas = areas + apart
 
-    x = np.arange(n_areas, dtype=float)
+    handles = _bars(ax, table, areas, partner_values, product)
+    ax.set_title(_plain(product.title))
+    crowded = len(areas) > 6
+    ax.set_xticks(
+        np.arange(len(areas), dtype=float),
+        [_plain(a) for a in areas],
+        rotation=45 if crowded else 0,
+        ha="right" if crowded else "center",
+    )
+    ax.set_xlabel("area")
+    ax.set_ylabel("entities")
+    if ax_apart is not None:
+        _bars(ax_apart, table, apart, partner_values, product)
+        ax_apart.set_xticks([0.0], [_plain(apart[0])])
+        ax_apart.set_title("own scale", fontsize="small")
+    ax.legend(*handles, fontsize="small")
+    fig.supxlabel(_plain(product.rules.describe()), fontsize="small")
+    return fig
+
+
+def _bars(
+    ax, table: pd.DataFrame, areas: list[str], partner_values: list[int], product: ProductTable
+) -> tuple[list, list[str]]:
+    """Grouped bars for ``areas`` on ``ax``; suppressed cells get a cross on the axis, no bar."""
+    x = np.arange(len(areas), dtype=float)
+    n_groups = max(len(partner_values), 1)
     bar_width = 0.8 / n_groups
     cmap = _palette(n_groups)
     top = 0
+    handles, labels = [], []
     marked = False
     for j, partners in enumerate(partner_values):
         rows = table[table["partners"] == partners].set_index("area").reindex(areas)
@@ -73,34 +108,24 @@ def draw_product(product: ProductTable) -> Figure:
         suppressed = rows[SUPPRESSED_COLUMN].fillna(False).to_numpy(dtype=bool)
         offset = x - 0.4 + bar_width * (j + 0.5)
         label = f"known to {partners} partner" + ("" if partners == 1 else "s")
-        ax.bar(offset, counts, width=bar_width, label=label, color=cmap[j])
+        handles.append(ax.bar(offset, counts, width=bar_width, color=cmap[j]))
+        labels.append(label)
         if suppressed.any():
-            ax.scatter(
+            cross = ax.scatter(
                 offset[suppressed],
                 np.zeros(int(suppressed.sum())),
                 marker="x",
                 color="#b00020",
                 zorder=3,
                 clip_on=False,
-                label=None if marked else "suppressed",
             )
-            marked = True
+            if not marked:
+                handles.insert(0, cross)
+                labels.insert(0, "suppressed")
+                marked = True
         top = max(top, int(counts.max(initial=0)))
-
-    ax.set_title(_plain(product.title))
-    crowded = n_areas > 6
-    ax.set_xticks(
-        x,
-        [_plain(a) for a in areas],
-        rotation=45 if crowded else 0,
-        ha="right" if crowded else "center",
-    )
-    ax.set_xlabel("area")
-    ax.set_ylabel("entities")
     ax.set_ylim(0, max(top * 1.15, product.rules.min_cell, 1))
-    ax.legend(fontsize="small")
-    fig.supxlabel(_plain(product.rules.describe()), fontsize="small")
-    return fig
+    return handles, labels
 
 
 def write_chart(product: ProductTable, path: Path) -> Path:

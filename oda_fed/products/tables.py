@@ -76,6 +76,8 @@ class ProductTable:
     table: pd.DataFrame
     rules: DisclosureRules
     suppressed_cells: int
+    #: The area label for entities with no area, if the table has such rows (charted apart).
+    unknown_area: str | None = None
 
     def __post_init__(self) -> None:
         if not _PRODUCT_ID.fullmatch(self.product_id):
@@ -203,6 +205,7 @@ def partner_count_by_area(
         table=table,
         rules=rules,
         suppressed_cells=int(table[SUPPRESSED_COLUMN].sum()),
+        unknown_area=unknown_area,
     )
 
 

@@ -14,7 +14,6 @@ from google.protobuf.message import Message
 
 from oda_fed.audit import AuditLog
 
-
 # The audit format's round id shape: anything else from the wire is not written into a log.
 ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
@@ -31,8 +30,9 @@ def wire_bytes(message: Message) -> bytes:
 class Crossings:
     """One party's audit log, bound to that party and the project it works under."""
 
-    def __init__(self, path: Path, *, party: str, project: str,
-                 forbidden: Iterable[bytes] = ()) -> None:
+    def __init__(
+        self, path: Path, *, party: str, project: str, forbidden: Iterable[bytes] = ()
+    ) -> None:
         self.party = party
         self.project = project
         # ``forbidden``: encodings of the linkage secret; an entry containing one is refused.

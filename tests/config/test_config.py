@@ -54,10 +54,15 @@ def test_project_loads_with_defaults_and_fingerprint(tmp_path: Path) -> None:
     assert loaded.project.disclosure.min_cell == 10
     assert loaded.project.disclosure.rounding_base == 5
     assert loaded.project.partner_ids == ["council", "police"]
-    assert loaded.project.attribute_allowed(partner="council", product_id="by_ward", attribute="ward")
-    assert not loaded.project.attribute_allowed(partner="police", product_id="by_ward", attribute="ward")
-    assert not loaded.project.attribute_allowed(partner="council", product_id="by_ward",
-                                                attribute="name")
+    assert loaded.project.attribute_allowed(
+        partner="council", product_id="by_ward", attribute="ward"
+    )
+    assert not loaded.project.attribute_allowed(
+        partner="police", product_id="by_ward", attribute="ward"
+    )
+    assert not loaded.project.attribute_allowed(
+        partner="council", product_id="by_ward", attribute="name"
+    )
 
 
 def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
@@ -81,7 +86,9 @@ def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
 
 
 def test_product_must_name_a_partner(tmp_path: Path) -> None:
-    path = write(tmp_path, PROJECT.replace('area = { partner = "council"', 'area = { partner = "fire"'))
+    path = write(
+        tmp_path, PROJECT.replace('area = { partner = "council"', 'area = { partner = "fire"')
+    )
     with pytest.raises(ConfigError, match="area partner 'fire' is not a partner"):
         load_project(path)
 
@@ -99,10 +106,12 @@ def test_pinned_fingerprint_mismatch_is_refused(tmp_path: Path) -> None:
 
 
 def test_node_config_paths_resolve_against_the_file(tmp_path: Path) -> None:
-    node = write(tmp_path, f"""\
+    node = write(
+        tmp_path,
+        f"""\
 partner = "council"
 project = "project.toml"
-project_fingerprint = "sha256:{'a' * 64}"
+project_fingerprint = "sha256:{"a" * 64}"
 secret_file = "linkage.secret"
 workdir = "state"
 [coordinator]
@@ -114,7 +123,9 @@ key = "council.key"
 [source]
 path = "data/council.csv"
 record_id = "person_ref"
-""", "node.toml")
+""",
+        "node.toml",
+    )
     cfg = load_node_config(node)
     assert cfg.source.path == (tmp_path / "data" / "council.csv").resolve()
     assert cfg.tls.key == (tmp_path / "council.key").resolve()

@@ -49,8 +49,9 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
     # Each node holds entity ids for exactly its own records, keyed by its own record ids.
     ids = {}
     for profile in federation.synthetic.profiles:
-        local = pd.read_csv(federation.workdir / "nodes" / profile.id / "state" / "entities.csv",
-                            dtype=str)
+        local = pd.read_csv(
+            federation.workdir / "nodes" / profile.id / "state" / "entities.csv", dtype=str
+        )
         source = federation.synthetic.partners[profile.id]
         assert sorted(local.record_id) == sorted(source[profile.record_id_column])
         ids[profile.id] = set(local.entity_id)
@@ -87,8 +88,9 @@ def test_coordinator_never_holds_the_secret(federation) -> None:
 
 def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
     run_round(federation)
-    blob = b"".join(p.read_bytes() for p in (federation.workdir / "coordinator").rglob("*")
-                    if p.is_file())
+    blob = b"".join(
+        p.read_bytes() for p in (federation.workdir / "coordinator").rglob("*") if p.is_file()
+    )
     council = federation.synthetic.partners["council"]
     profile = federation.synthetic.profiles[0]
     for record_id in council[profile.record_id_column].head(50):
@@ -102,8 +104,9 @@ def test_node_claiming_another_partner_is_refused(federation) -> None:
     # A client holding the police certificate says it is the council.
     channel, stub = _node_stub(federation, "police")
     fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
-    hello = coordinator_pb2.NodeEvent(hello=coordinator_pb2.Hello(
-        partner_id="council", project_fingerprint=fingerprint))
+    hello = coordinator_pb2.NodeEvent(
+        hello=coordinator_pb2.Hello(partner_id="council", project_fingerprint=fingerprint)
+    )
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Connect(iter([hello]), timeout=10))
     channel.close()
@@ -121,7 +124,9 @@ def test_certificate_from_another_ca_is_refused(federation, tmp_path: Path) -> N
 
     # The coordinator refuses it in the TLS handshake, even from a client that trusts the real CA.
     tls = TlsFiles(ca=federation.workdir / "ca" / "ca.crt", cert=cert, key=key)
-    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    channel = create_channel(
+        address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost"
+    )
     hello = coordinator_pb2.NodeEvent(hello=coordinator_pb2.Hello(partner_id="council"))
     with pytest.raises(grpc.RpcError) as info:
         list(coordinator_pb2_grpc.CoordinatorStub(channel).Connect(iter([hello]), timeout=10))
@@ -166,15 +171,19 @@ def test_project_fingerprint_mismatch_is_refused_and_logged(federation) -> None:
         agent.run(rounds=1, give_up_after=5)
     agent.close()
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
-    assert any(e.kind == "refused:hello" and "mismatch" in e.detail["reason"] for e in refusals(log))
+    assert any(
+        e.kind == "refused:hello" and "mismatch" in e.detail["reason"] for e in refusals(log)
+    )
 
 
 def test_node_refuses_an_instruction_for_another_project(federation) -> None:
     agent = federation.agent("council")
     instruction = coordinator_pb2.Instruction(
-        instruction_id="r1/encode_and_upload", project_fingerprint="sha256:" + "1" * 64,
-        round_id="r1", encode_and_upload=coordinator_pb2.EncodeAndUpload(chunk_records=10,
-                                                                         clk_bits=1024))
+        instruction_id="r1/encode_and_upload",
+        project_fingerprint="sha256:" + "1" * 64,
+        round_id="r1",
+        encode_and_upload=coordinator_pb2.EncodeAndUpload(chunk_records=10, clk_bits=1024),
+    )
     result, failure = agent._handle(None, instruction)
     agent.close()
     assert not result.ok and failure is None
@@ -185,10 +194,14 @@ def test_node_refuses_an_instruction_for_another_project(federation) -> None:
 
 
 def _node_stub(federation, partner: str):
-    tls = TlsFiles(ca=federation.workdir / "nodes" / partner / "tls" / "ca.crt",
-                   cert=federation.workdir / "nodes" / partner / "tls" / f"{partner}.crt",
-                   key=federation.workdir / "nodes" / partner / "tls" / f"{partner}.key")
-    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    tls = TlsFiles(
+        ca=federation.workdir / "nodes" / partner / "tls" / "ca.crt",
+        cert=federation.workdir / "nodes" / partner / "tls" / f"{partner}.crt",
+        key=federation.workdir / "nodes" / partner / "tls" / f"{partner}.key",
+    )
+    channel = create_channel(
+        address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost"
+    )
     return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
 
 
@@ -198,16 +211,32 @@ def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) 
     admin.close()
     fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
     channel, stub = _node_stub(federation, "council")
-    short = coordinator_pb2.ClkChunk(round_id=round_id, project_fingerprint=fingerprint,
-                                     chunk_index=0, total_chunks=1, first_ref=0, records=4,
-                                     total_records=4, clk_bits=512, clks=b"\0" * 4 * 64)
+    short = coordinator_pb2.ClkChunk(
+        round_id=round_id,
+        project_fingerprint=fingerprint,
+        chunk_index=0,
+        total_chunks=1,
+        first_ref=0,
+        records=4,
+        total_records=4,
+        clk_bits=512,
+        clks=b"\0" * 4 * 64,
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([short]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "512 bits long but the project uses 1024-bit" in info.value.details()
-    truncated = coordinator_pb2.ClkChunk(round_id=round_id, project_fingerprint=fingerprint,
-                                         chunk_index=0, total_chunks=1, first_ref=0, records=4,
-                                         total_records=4, clk_bits=1024, clks=b"\0" * 500)
+    truncated = coordinator_pb2.ClkChunk(
+        round_id=round_id,
+        project_fingerprint=fingerprint,
+        chunk_index=0,
+        total_chunks=1,
+        first_ref=0,
+        records=4,
+        total_records=4,
+        clk_bits=1024,
+        clks=b"\0" * 500,
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([truncated]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -228,9 +257,11 @@ def test_a_node_certificate_cannot_use_the_admin_api(federation) -> None:
 
 def test_a_client_without_a_certificate_cannot_connect(federation) -> None:
     ca = (federation.workdir / "ca" / "ca.crt").read_bytes()
-    channel = grpc.secure_channel(f"127.0.0.1:{federation.port}",
-                                  grpc.ssl_channel_credentials(root_certificates=ca),
-                                  options=[("grpc.ssl_target_name_override", "localhost")])
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{federation.port}",
+        grpc.ssl_channel_credentials(root_certificates=ca),
+        options=[("grpc.ssl_target_name_override", "localhost")],
+    )
     stub = coordinator_pb2_grpc.CoordinatorStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         stub.GetUploadStatus(coordinator_pb2.UploadStatusRequest(round_id="x"), timeout=10)
@@ -270,8 +301,10 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
     early = [federation.run_node(p, rounds=1) for p in federation.partners[:2]]
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
     deadline = time.monotonic() + 60
-    while not all(store.upload_complete(round_id=round_id, partner=p, upload=CLKS)
-                  for p in federation.partners[:2]):
+    while not all(
+        store.upload_complete(round_id=round_id, partner=p, upload=CLKS)
+        for p in federation.partners[:2]
+    ):
         assert time.monotonic() < deadline, "the first two uploads did not arrive"
         time.sleep(0.1)
     store.close()
@@ -286,8 +319,10 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
     for thread, errors in [*early, late]:
         thread.join(timeout=90)
         assert not errors, errors
-    counts = [len(pd.read_csv(federation.workdir / "nodes" / p / "state" / "entities.csv"))
-              for p in federation.partners]
+    counts = [
+        len(pd.read_csv(federation.workdir / "nodes" / p / "state" / "entities.csv"))
+        for p in federation.partners
+    ]
     assert counts == [len(federation.synthetic.partners[p]) for p in federation.partners]
     assert min(counts) > 0
 
@@ -295,9 +330,17 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
 def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
     fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
     channel, stub = _node_stub(federation, "council")
-    chunk = coordinator_pb2.ClkChunk(round_id="../../" + "x" * 500, project_fingerprint=fingerprint,
-                                     chunk_index=0, total_chunks=1, first_ref=0, records=1,
-                                     total_records=1, clk_bits=1024, clks=b"\0" * 128)
+    chunk = coordinator_pb2.ClkChunk(
+        round_id="../../" + "x" * 500,
+        project_fingerprint=fingerprint,
+        chunk_index=0,
+        total_chunks=1,
+        first_ref=0,
+        records=1,
+        total_records=1,
+        clk_bits=1024,
+        clks=b"\0" * 128,
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
     channel.close()

@@ -11,11 +11,18 @@ from oda_fed.coordinator.store import CLKS, Chunk, Store
 from oda_fed.errors import ProtocolError
 
 
-def chunk(index: int, *, total_chunks: int = 2, records: int = 3, total: int = 6,
-          fill: int = 1) -> Chunk:
+def chunk(
+    index: int, *, total_chunks: int = 2, records: int = 3, total: int = 6, fill: int = 1
+) -> Chunk:
     data = np.full((records, 2), fill, dtype="<u8").tobytes()
-    return Chunk(chunk_index=index, total_chunks=total_chunks, first_ref=index * 3, records=records,
-                 total_records=total, data=data)
+    return Chunk(
+        chunk_index=index,
+        total_chunks=total_chunks,
+        first_ref=index * 3,
+        records=records,
+        total_records=total,
+        data=data,
+    )
 
 
 @pytest.fixture
@@ -57,8 +64,9 @@ def test_changed_totals_are_refused(store: Store) -> None:
 
 
 def test_first_chunk_refused_leaves_no_upload_row(store: Store) -> None:
-    bad = Chunk(chunk_index=0, total_chunks=1, first_ref=1, records=3, total_records=3,
-                data=b"\0" * 48)
+    bad = Chunk(
+        chunk_index=0, total_chunks=1, first_ref=1, records=3, total_records=3, data=b"\0" * 48
+    )
     with pytest.raises(ProtocolError, match="contiguous"):
         store.store_chunk(round_id="r1", partner="b", upload=CLKS, chunk=bad)
     assert store.upload_state(round_id="r1", partner="b", upload=CLKS) is None

@@ -30,8 +30,13 @@ def test_committed_code_matches_protos(tmp_path: Path) -> None:
 
 
 def test_only_serde_and_servicers_import_generated_code() -> None:
-    allowed = {"coordinator/service.py", "coordinator/server.py", "coordinator/admin.py",
-               "node/agent.py", "transport/crossing.py"}
+    allowed = {
+        "coordinator/service.py",
+        "coordinator/server.py",
+        "coordinator/admin.py",
+        "node/agent.py",
+        "transport/crossing.py",
+    }
     offenders = []
     for path in (ROOT / "oda_fed").rglob("*.py"):
         rel = path.relative_to(ROOT / "oda_fed").as_posix()
