@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from oda_fed.config import load_coordinator_config, load_project
+from oda_fed.durable import write_atomic
 from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.pki import read_secret
 
@@ -85,9 +86,7 @@ def encode_file(
     clks = encode_source(source, project=loaded.project, secret=secret)
     if out.suffix != ".npy":
         raise ConfigError(f"{out}: the output must be a .npy file")
-    tmp = out.with_name(out.name + ".tmp.npy")
-    np.save(tmp, clks)
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: np.save(tmp, clks))
     return {"records": len(source), "missing": source.missing, "invalid": source.invalid}
 
 
@@ -117,9 +116,7 @@ def link_cli(
             progress=lambda msg: progress.update(task, description=msg),
         )
     links = result.links(include_singletons=all_records)
-    tmp = out.with_name(out.name + ".tmp")
-    links.to_csv(tmp, index=False)
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
 
     table = Table(
         "source",

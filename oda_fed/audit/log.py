@@ -26,6 +26,7 @@ from oda_fed.audit.entry import (
     utc_now,
 )
 from oda_fed.audit.verify import verify_log
+from oda_fed.durable import fsync_dir
 from oda_fed.errors import AuditError
 from oda_fed.pki.identity import is_valid_name
 
@@ -57,16 +58,6 @@ def _payload_digest(
     if size not in (None, 0):
         raise AuditError("size was given without a payload or payload_sha256")
     return _EMPTY_SHA256, 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    # A new log's directory entry must be durable too, or a crash could lose the whole file.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class AuditLog:
@@ -138,7 +129,7 @@ class AuditLog:
         self._next_seq = report.entries
         self._head = report.head or ZERO_HASH
         if not existed:
-            _fsync_dir(self._path.parent)
+            fsync_dir(self._path.parent)
 
     def _take_lock(self, fd: int) -> None:
         # Two writers would fork the chain (two entries with one seq), so a second one is refused.

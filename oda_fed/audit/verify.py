@@ -327,12 +327,12 @@ def cross_check(logs: Iterable[Path | LogReport]) -> list[str]:
     """Compare the logs of two or more parties: every crossing must be logged on both sides.
 
     A crossing is identified by (sender, recipient, kind, round, payload_sha256). Local events
-    (kinds starting ``refused:`` or ``retention:``) are one party's own record and are not
-    matched. For each pair of parties whose logs are both given, each crossing between them that one side logged must appear
-    in the other side's log as often. Entries are matched by content, not by time or position, so
-    the logs need not interleave. Lines that do not parse are skipped here; :func:`verify_log`
-    reports them. Several files from one party (e.g. rotated logs) are merged, and the same entry
-    given twice counts once.
+    (kinds starting ``refused:`` or ``retention:``) are one party's own record and are not matched.
+    For each pair of parties whose logs are both given, each crossing between them that one side
+    logged must appear in the other side's log as often. Entries are matched by content, not by time
+    or position, so the logs need not interleave. Lines that do not parse are skipped here;
+    :func:`verify_log` reports them. Several files from one party (e.g. rotated logs) are merged,
+    and the same entry given twice counts once.
 
     Parameters
     ----------

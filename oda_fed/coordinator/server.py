@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from oda_fed.config import CoordinatorConfig, load_pinned_project
 from oda_fed.coordinator.service import COORDINATOR, CoordinatorService
 from oda_fed.coordinator.store import Store
+from oda_fed.durable import write_atomic
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
@@ -74,9 +75,7 @@ def serve(
         port,
     )
     if port_file is not None:
-        tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(f"{port}\n")
-        tmp.replace(port_file)
+        write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
     service.resume()
 
     stop = stop_event or threading.Event()

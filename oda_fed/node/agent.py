@@ -23,6 +23,7 @@ import pandas as pd
 
 from oda_fed import __version__
 from oda_fed.config import LoadedProject, NodeConfig, load_pinned_project
+from oda_fed.durable import fsync_dir, write_atomic
 from oda_fed.errors import (
     AuthError,
     ConfigError,
@@ -86,6 +87,7 @@ class RoundFiles:
         for name, values in attributes.items():
             (tmp / f"attribute-{name}.json").write_text(json.dumps(values, ensure_ascii=False))
         tmp.rename(self.dir)
+        fsync_dir(self.dir.parent)
 
     def record_ids(self) -> np.ndarray:
         return pd.read_csv(self.dir / "refs.csv", dtype={"record_id": str}, keep_default_na=False)[
@@ -106,9 +108,8 @@ class RoundFiles:
         if len(entity_ids) != len(ids):
             raise ProtocolError(f"received {len(entity_ids)} entity ids for {len(ids)} refs")
         out = self.dir / "entities.csv"
-        tmp = out.with_suffix(".tmp")
-        pd.DataFrame({"record_id": ids, "entity_id": entity_ids}).to_csv(tmp, index=False)
-        tmp.replace(out)
+        frame = pd.DataFrame({"record_id": ids, "entity_id": entity_ids})
+        write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
         return out
 
 

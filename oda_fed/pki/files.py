@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
 
+from oda_fed.durable import fsync_dir
 from oda_fed.errors import ConfigError
 
 PRIVATE_MODE = 0o600
@@ -26,16 +26,6 @@ def refuse_existing(paths: list[Path], *, force: bool) -> None:
                 f"{path} already exists; refusing to overwrite key material. Move it away first, "
                 "or pass force=True (--force) if replacing it is intended"
             )
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Persist the directory entry too, so a crash cannot lose a file we reported as written.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -95,7 +85,7 @@ def write_file(path: Path, data: bytes, *, private: bool, force: bool) -> Path:
         raise
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
