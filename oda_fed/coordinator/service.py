@@ -383,7 +383,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                 round_id=round_id,
                 detail={"chunk": chunk.chunk_index, "of": chunk.total_chunks},
             )
-            state = self._store_chunk(context, partner, CLKS, chunk, chunk.clks)
+            state = self._store_chunk(context, partner, CLKS, chunk, chunk.clks, chunk.records)
         if state is None:
             self.refuse(
                 context,
@@ -397,7 +397,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             self.schedule(round_id)
         return _receipt(round_id, state)
 
-    def _store_chunk(self, context, partner: str, upload: str, chunk, data: bytes):
+    def _store_chunk(self, context, partner: str, upload: str, chunk, data: bytes, records: int):
         try:
             return self.store.store_chunk(
                 round_id=chunk.round_id,
@@ -407,7 +407,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                     chunk_index=chunk.chunk_index,
                     total_chunks=chunk.total_chunks,
                     first_ref=chunk.first_ref,
-                    records=_records(chunk),
+                    records=records,
                     total_records=chunk.total_records,
                     data=data,
                 ),
@@ -490,7 +490,12 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             )
             data = json.dumps(list(chunk.values), ensure_ascii=False).encode("utf-8")
             state = self._store_chunk(
-                context, partner, attribute_upload(chunk.product_id, chunk.attribute), chunk, data
+                context,
+                partner,
+                attribute_upload(chunk.product_id, chunk.attribute),
+                chunk,
+                data,
+                len(chunk.values),
             )
         if state is None:
             self.refuse(
@@ -589,10 +594,6 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             )
         msg.product_files.extend(path for *_, path in self.store.product_files(round_id=round_id))
         return msg
-
-
-def _records(chunk) -> int:
-    return chunk.records if hasattr(chunk, "clks") else len(chunk.values)
 
 
 def _clk_chunk_problem(chunk: coordinator_pb2.ClkChunk, bits: int) -> str:

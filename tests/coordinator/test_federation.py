@@ -349,3 +349,19 @@ def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> No
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
     assert all(r.ok for r in verify_dir(log.parent))
     assert [e.round for e in refusals(log)] == [None]
+
+
+def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) -> None:
+    # Issued by the partnership CA, but 'fire' is not a partner in this project.
+    cert, key = issue(ca_dir=federation.workdir / "ca", name="fire", role="node", out_dir=tmp_path)
+    tls = TlsFiles(ca=federation.workdir / "ca" / "ca.crt", cert=cert, key=key)
+    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    hello = coordinator_pb2.NodeEvent(
+        hello=coordinator_pb2.Hello(partner_id="fire", project_fingerprint=fingerprint)
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        list(coordinator_pb2_grpc.CoordinatorStub(channel).Connect(iter([hello]), timeout=10))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'fire' is not a partner" in info.value.details()
