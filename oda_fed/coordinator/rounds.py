@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oda_fed.audit import read_entries, verify_log
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
@@ -53,6 +54,7 @@ class RoundEngine:
         output_dir: Path,
         notify: Notify,
         on_deleted: Deleted | None = None,
+        audit_log: Path | None = None,
     ) -> None:
         self.store = store
         self.loaded = loaded
@@ -60,6 +62,7 @@ class RoundEngine:
         self.output_dir = output_dir
         self._notify = notify  # called with a partner id when it has new instructions
         self._on_deleted = on_deleted  # called with (round id, CLKs deleted) for the audit log
+        self.audit_log = audit_log
         self._lock = threading.Lock()
 
     def start_round(self) -> str:
@@ -239,12 +242,30 @@ class RoundEngine:
             generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
             linkage=self.linkage_summary(round_id, members, entity_partners),
             products=released,
+            audit=self.audit_summary(round_id),
         )
         self.store.add_deliveries(round_id=round_id, items=deliveries)
         self.store.set_state(round_id, "releasing", message="products released", report=str(report))
         log.info("round %s: %d product(s) written to %s", round_id, len(released), out_dir)
         for partner in self.project.partner_ids:
             self._notify(partner)
+
+    def audit_summary(self, round_id: str) -> dict[str, object] | None:
+        """The coordinator's audit log as it stands at release: verified, and this round's crossings."""
+        if self.audit_log is None or not self.audit_log.exists():
+            return None
+        report = verify_log(self.audit_log)
+        kinds: dict[str, int] = {}
+        if report.ok:
+            for entry in read_entries(self.audit_log):
+                if entry.round == round_id:
+                    kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+        return {
+            "coordinator log": self.audit_log.name,
+            "chain verified": "yes" if report.ok else "NO: " + "; ".join(report.problems[:3]),
+            "entries so far": report.entries,
+            "this round's messages by kind": kinds,
+        }
 
     def linkage_summary(
         self, round_id: str, members: pd.DataFrame, entity_partners: pd.Series

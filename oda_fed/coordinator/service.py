@@ -99,6 +99,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             output_dir=output_dir,
             notify=self.push,
             on_deleted=self._log_deletion,
+            audit_log=crossings.log.path,
         )
         self._advance_q: queue.Queue[str | None] = queue.Queue()
         self._worker = threading.Thread(target=self._advance_loop, name="rounds", daemon=True)
