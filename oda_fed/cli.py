@@ -20,7 +20,7 @@ from rich.table import Table
 from oda_fed import __version__
 from oda_fed.errors import OdaFedError
 
-console = Console()
+console = Console(log_path=False)
 err_console = Console(stderr=True)
 
 app = typer.Typer(

@@ -26,6 +26,14 @@ def _level(errors: str) -> str:
     return errors
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the current folder when it is inside it (shorter to read and copy)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _spinner(console: Console) -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -236,9 +244,20 @@ def run_demo_cli(
             on_status=on_status,
         )
 
-    records = Table("partner", "records", "connected over mTLS", title="partners")
+    records = Table(
+        "partner",
+        "records",
+        "CLKs uploaded",
+        "entity ids delivered",
+        title="partners (each a separate process, mutual TLS)",
+    )
     for p in result.status.partners:
-        records.add_row(p.partner, f"{p.records:,}", "yes")
+        records.add_row(
+            p.partner,
+            f"{p.records:,}",
+            "yes" if p.uploaded else "no",
+            "yes" if p.entities_delivered else "no",
+        )
     console.print(records)
     q = result.quality
     console.print(
@@ -274,9 +293,11 @@ def run_demo_cli(
     )
     for problem in result.audit_problems:
         console.print(f"  {problem}", highlight=False)
-    console.print(f"product: {result.product_csv}")
-    console.print(f"HTML report: [bold]{result.report}[/]")
-    console.print(f"finished in {result.seconds:.1f}s; everything is under {result.workdir}")
+    console.print(f"product: {_shown(result.product_csv)}")
+    console.print(f"HTML report: [bold]{_shown(result.report)}[/]")
+    console.print(
+        f"finished in {result.seconds:.1f}s; everything is under {_shown(result.workdir)}"
+    )
     if not result.audit_ok:
         from oda_fed.errors import AuditError
 
