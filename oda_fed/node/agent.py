@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
 ATTRIBUTE_CHUNK = 10_000
+CONNECT_TIMEOUT = 10.0
 _FATAL = {
     grpc.StatusCode.PERMISSION_DENIED: AuthError,
     grpc.StatusCode.UNAUTHENTICATED: AuthError,
@@ -176,8 +177,20 @@ class NodeAgent:
                 server_name=self.config.coordinator.server_name,
             )
             try:
+                # Say hello (and log it) only once a connection exists, so an unreachable
+                # coordinator leaves no one-sided entries in this node's audit log.
+                grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
                 self._session(coordinator_pb2_grpc.CoordinatorStub(channel), rounds)
                 delay, down_since = 1.0, None
+            except grpc.FutureTimeoutError:
+                down_since = self._wait_to_retry(
+                    f"{address}: no connection within {CONNECT_TIMEOUT:.0f}s (is the coordinator "
+                    "running, and was its certificate issued by the partnership CA?)",
+                    delay,
+                    down_since,
+                    give_up_after,
+                )
+                delay = min(delay * 2, 30.0)
             except grpc.RpcError as exc:
                 message = describe_rpc_error(exc, address=address)
                 details = (exc.details() or "") if hasattr(exc, "details") else ""
@@ -188,15 +201,22 @@ class NodeAgent:
                 fatal = _FATAL.get(exc.code())
                 if fatal is not None:
                     raise fatal(f"the coordinator refused this node: {details}") from None
-                now = time.monotonic()
-                down_since = down_since or now
-                if give_up_after is not None and now - down_since > give_up_after:
-                    raise ProtocolError(f"gave up after {give_up_after:.0f}s: {message}") from None
-                log.warning("%s; retrying in %.0fs", message, delay)
-                time.sleep(delay)
+                down_since = self._wait_to_retry(message, delay, down_since, give_up_after)
                 delay = min(delay * 2, 30.0)
             finally:
                 channel.close()
+
+    @staticmethod
+    def _wait_to_retry(
+        message: str, delay: float, down_since: float | None, give_up_after: float | None
+    ) -> float:
+        now = time.monotonic()
+        down_since = down_since or now
+        if give_up_after is not None and now - down_since > give_up_after:
+            raise ProtocolError(f"gave up after {give_up_after:.0f}s: {message}")
+        log.warning("%s; retrying in %.0fs", message, delay)
+        time.sleep(delay)
+        return down_since
 
     def _session(self, stub: coordinator_pb2_grpc.CoordinatorStub, rounds: int | None) -> None:
         outgoing: queue.Queue[coordinator_pb2.NodeEvent | None] = queue.Queue()

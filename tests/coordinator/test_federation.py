@@ -325,6 +325,11 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
     ]
     assert counts == [len(federation.synthetic.partners[p]) for p in federation.partners]
     assert min(counts) > 0
+    # Reconnecting through the outage left no one-sided entries: both sides' logs still agree.
+    federation.stop_coordinator()
+    reports = verify_dir(federation.workdir)
+    assert all(r.ok for r in reports)
+    assert cross_check(reports) == []
 
 
 def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
@@ -355,7 +360,9 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
     # Issued by the partnership CA, but 'fire' is not a partner in this project.
     cert, key = issue(ca_dir=federation.workdir / "ca", name="fire", role="node", out_dir=tmp_path)
     tls = TlsFiles(ca=federation.workdir / "ca" / "ca.crt", cert=cert, key=key)
-    channel = create_channel(address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost")
+    channel = create_channel(
+        address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost"
+    )
     fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
     hello = coordinator_pb2.NodeEvent(
         hello=coordinator_pb2.Hello(partner_id="fire", project_fingerprint=fingerprint)
