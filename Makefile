@@ -4,7 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv proto lint clean
+REF       := .venv-ref
+REF_STAMP := $(REF)/.installed
+
+.PHONY: demo test venv ref proto lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +17,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# clkhash and anonlink, the references for bit-identity tests and benchmarks, in their own
+# environment because they pin old dependencies.
+$(REF_STAMP): requirements-ref.txt
+	test -x $(REF)/bin/python || $(PYTHON) -m venv $(REF)
+	$(REF)/bin/python -m pip install --quiet --upgrade pip
+	$(REF)/bin/python -m pip install --quiet -r requirements-ref.txt
+	touch $(REF_STAMP)
+
+ref: $(REF_STAMP)
+
 ## Run a whole federation on localhost: coordinator + 3 nodes over mutual TLS.
 demo: $(STAMP)
 	$(VENV)/bin/oda-fed demo --workdir demo-run
 
 ## Install what is needed and run the whole test suite.
-test: $(STAMP)
-	$(PY) -m pytest -q
+test: $(STAMP) $(REF_STAMP)
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) -m pytest -q
 
 ## Regenerate oda_fed/proto/v1 from protos/ with the pinned generator.
 proto: $(STAMP)
@@ -29,5 +42,9 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check oda_fed tests benchmarks scripts
 
+## Benchmarks against the references (prints ratios; see benchmarks/README.md).
+bench: $(STAMP) $(REF_STAMP)
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/encode.py
+
 clean:
-	rm -rf $(VENV) demo-run build *.egg-info
+	rm -rf $(VENV) $(REF) demo-run build *.egg-info
