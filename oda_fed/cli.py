@@ -204,6 +204,27 @@ def project_fingerprint(path: Annotated[Path, typer.Argument(help="project.toml"
     console.print(loaded.fingerprint)
 
 
+@project_app.command("explain")
+def project_explain(
+    path: Annotated[Path, typer.Argument(help="project.toml")],
+    sample: Annotated[
+        Path | None, typer.Option(help="A CSV of real records to measure the fill on.")
+    ] = None,
+    secret_file: Annotated[
+        Path | None, typer.Option(help="Linkage secret (needed with --sample).")
+    ] = None,
+    partner: Annotated[
+        str | None, typer.Option(help="Partner whose column layout the sample uses.")
+    ] = None,
+) -> None:
+    """Print the encoding derived from the project and the expected fill of the filter."""
+    from oda_fed.commands import explain_cli
+
+    _run(
+        explain_cli, console, project=path, sample=sample, secret_file=secret_file, partner=partner
+    )
+
+
 # --- pki ------------------------------------------------------------------------------------------
 
 

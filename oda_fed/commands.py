@@ -149,6 +149,64 @@ def link_cli(
     console.print(f"wrote {out} ({len(links)} rows)")
 
 
+def explain_cli(
+    console: Console,
+    *,
+    project: Path,
+    sample: Path | None,
+    secret_file: Path | None,
+    partner: str | None,
+) -> None:
+    from oda_fed.encoding.explain import explain
+    from oda_fed.node.encode import encode_source, field_encodings
+    from oda_fed.node.sources import layout_for, prepare
+
+    loaded = load_project(project)
+    linkage = loaded.project.linkage
+    clks = None
+    if sample is not None:
+        if secret_file is None:
+            raise ConfigError("--sample needs --secret-file to encode the sample")
+        prep = prepare(
+            sample,
+            project=loaded.project,
+            layout=layout_for(loaded.project, partner or sample.stem),
+        )
+        clks = encode_source(prep, project=loaded.project, secret=read_secret(secret_file))
+    result = explain(field_encodings(loaded.project), bits=linkage.bits, sample=clks)
+    table = Table(
+        "field",
+        "type",
+        "n-gram",
+        "bits per token (k)",
+        "weight",
+        "tokens per value",
+        "insertions",
+        title=f"{loaded.project.name}: {linkage.bits}-bit CLKs, threshold {linkage.threshold}",
+    )
+    for r in result.fields:
+        e = r.encoding
+        ngram = (
+            str(e.ngram) if e.type in ("name", "postcode", "text", "free_text", "address") else "-"
+        )
+        table.add_row(
+            e.name,
+            e.type,
+            ngram,
+            str(e.k),
+            f"{e.weight:g}",
+            f"{r.tokens_per_value:.1f}",
+            f"{r.bits_inserted:.0f}",
+        )
+    console.print(table)
+    console.print(f"expected fill: [bold]{result.expected_fill:.0%}[/] of {result.bits} bits")
+    if result.measured_fill is not None:
+        console.print(f"measured fill on {sample}: [bold]{result.measured_fill:.0%}[/]")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"fingerprint: {loaded.fingerprint}")
+
+
 # --- coordinator operator -------------------------------------------------------------------------
 
 

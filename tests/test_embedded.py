@@ -200,3 +200,12 @@ def test_encode_writes_clks_with_the_project_settings(data: Path, tmp_path: Path
         ],
     )
     assert np.array_equal(np.load(again), clks)
+
+
+def test_project_explain_prints_fields_and_fill(data: Path) -> None:
+    result = runner.invoke(app, ["project", "explain", str(data / "project.toml"), "--sample",
+                                 str(data / "council.csv"), "--secret-file",
+                                 str(data / "linkage.secret")])
+    assert result.exit_code == 0, result.output
+    assert "first_name" in result.output and "expected fill" in result.output
+    assert "measured fill" in result.output
