@@ -136,24 +136,30 @@ def encode(
     project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")],
     secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")],
     input: Annotated[Path, typer.Option(help="CSV with the records to encode.")],
-    out: Annotated[Path, typer.Option(help="Output .npy file of bit-packed uint64 CLKs.")],
+    out: Annotated[Path, typer.Option(help="Output file.")],
+    format: Annotated[
+        str, typer.Option(help="npy (uint64 array) or arrow (record_id + clk columns).")
+    ] = "npy",
     partner: Annotated[
         str | None,
         typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
     ] = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read per chunk.")] = 100_000,
 ) -> None:
-    """Encode a CSV into CLKs with the project's encoding (NumPy uint64, one row per record)."""
-    from oda_fed.commands import encode_file
+    """Encode a CSV into CLKs with the project's encoding, in bounded memory with a progress bar."""
+    from oda_fed.commands import encode_cli
 
-    _logging(False)
-    summary = _run(
-        encode_file, project=project, secret_file=secret_file, input=input, out=out, partner=partner
+    _run(
+        encode_cli,
+        console,
+        project=project,
+        secret_file=secret_file,
+        input=input,
+        out=out,
+        partner=partner,
+        fmt=format,
+        chunk_rows=chunk_rows,
     )
-    table = Table("field", "missing", "invalid", title=f"{summary['records']} records encoded")
-    for name in summary["missing"]:
-        table.add_row(name, str(summary["missing"][name]), str(summary["invalid"][name]))
-    console.print(table)
-    console.print(f"wrote {out}")
 
 
 @app.command()

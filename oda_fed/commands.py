@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import tomli_w
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from oda_fed.config import load_coordinator_config, load_project
@@ -80,22 +87,56 @@ def write_synth(*, population: int, partners: int, out: Path, seed: int, errors:
 # --- encode / link --------------------------------------------------------------------------------
 
 
-def encode_file(
-    *, project: Path, secret_file: Path, input: Path, out: Path, partner: str | None
-) -> dict:
-    from oda_fed.node.encode import encode_source
-    from oda_fed.node.sources import layout_for, prepare
+def encode_cli(
+    console: Console,
+    *,
+    project: Path,
+    secret_file: Path,
+    input: Path,
+    out: Path,
+    partner: str | None,
+    fmt: str,
+    chunk_rows: int,
+) -> None:
+    from oda_fed.node.encode import FORMATS, encode_file, write_encoded
+    from oda_fed.node.sources import layout_for
 
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     loaded = load_project(project)
     secret = read_secret(secret_file)
-    source = prepare(
-        input, project=loaded.project, layout=layout_for(loaded.project, partner or input.stem)
+    started = time.monotonic()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"encoding {input.name}", total=None)
+        encoded = encode_file(
+            input,
+            project=loaded.project,
+            secret=secret,
+            chunk_rows=chunk_rows,
+            layout=layout_for(loaded.project, partner or input.stem),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    seconds = time.monotonic() - started
+    write_encoded(encoded, out, fmt=fmt)
+    table = Table(
+        "field",
+        "missing",
+        "invalid (counted as missing)",
+        title=f"{len(encoded):,} records encoded in {seconds:.1f}s "
+        f"({len(encoded) / max(seconds, 1e-9):,.0f} records/s)",
     )
-    clks = encode_source(source, project=loaded.project, secret=secret)
-    if out.suffix != ".npy":
-        raise ConfigError(f"{out}: the output must be a .npy file")
-    write_atomic(out, lambda tmp: np.save(tmp, clks))
-    return {"records": len(source), "missing": source.missing, "invalid": source.invalid}
+    for name in encoded.missing:
+        table.add_row(name, f"{encoded.missing[name]:,}", f"{encoded.invalid[name]:,}")
+    console.print(table)
+    console.print(f"wrote {out} ({fmt}, {encoded.clks.shape[1] * 64}-bit CLKs)")
 
 
 def link_cli(
@@ -134,7 +175,7 @@ def link_cli(
         f"(threshold {loaded.project.linkage.threshold})",
     )
     linked = links[links.entity_id.duplicated(keep=False)] if all_records else links
-    for source, prep in zip(result.sources, result.prepared, strict=True):
+    for source, prep in zip(result.sources, result.encoded, strict=True):
         table.add_row(source, str(len(prep)), str(int((linked.source == source).sum())))
     console.print(table)
     console.print(

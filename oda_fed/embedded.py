@@ -17,8 +17,8 @@ from oda_fed.config import Project
 from oda_fed.errors import InputDataError
 from oda_fed.matching import Clustering, Quality, pairwise_quality
 from oda_fed.matching.link import link_clks
-from oda_fed.node.encode import encode_source
-from oda_fed.node.sources import PreparedSource, layout_for, prepare
+from oda_fed.node.encode import EncodedSource, encode_file
+from oda_fed.node.sources import layout_for
 
 Progress = Callable[[str], None]
 
@@ -28,7 +28,7 @@ class LinkResult:
     """Entities found across the sources, with each record's entity id and joining score."""
 
     sources: list[str]
-    prepared: list[PreparedSource]
+    encoded: list[EncodedSource]
     clustering: Clustering
 
     def entity_id(self, index: int) -> str:
@@ -41,7 +41,7 @@ class LinkResult:
         for labels in self.clustering.labels:
             np.add.at(sizes, labels, 1)
         for source, prep, labels, scores in zip(
-            self.sources, self.prepared, self.clustering.labels, self.clustering.scores, strict=True
+            self.sources, self.encoded, self.clustering.labels, self.clustering.scores, strict=True
         ):
             keep = np.ones(len(labels), dtype=bool) if include_singletons else sizes[labels] >= 2
             frames.append(
@@ -71,7 +71,7 @@ class LinkResult:
         }
         codes: dict[str, int] = {}
         true_labels = []
-        for source, prep in zip(self.sources, self.prepared, strict=True):
+        for source, prep in zip(self.sources, self.encoded, strict=True):
             ids = []
             for record in prep.record_ids:
                 key = person.get((source, str(record)))
@@ -96,19 +96,20 @@ def link_files(
         raise InputDataError(
             "input files must have different names; the name identifies the source"
         )
-    prepared = []
+    encoded_sources = []
     clks = []
     for path, stem in zip(paths, stems, strict=True):
         if progress is not None:
             progress(f"standardising and encoding {Path(path).name}")
-        layout = layout_for(project, stem)
-        prep = prepare(Path(path), project=project, layout=layout)
-        prepared.append(prep)
-        clks.append(encode_source(prep, project=project, secret=secret))
+        encoded = encode_file(
+            Path(path), project=project, layout=layout_for(project, stem), secret=secret
+        )
+        encoded_sources.append(encoded)
+        clks.append(encoded.clks)
     clustering = link_clks(
         clks,
         threshold=project.linkage.threshold,
         one_per_source=project.linkage.one_record_per_partner,
         progress=progress,
     )
-    return LinkResult(sources=stems, prepared=prepared, clustering=clustering)
+    return LinkResult(sources=stems, encoded=encoded_sources, clustering=clustering)

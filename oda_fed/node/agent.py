@@ -31,8 +31,8 @@ from oda_fed.errors import (
     ProjectMismatchError,
     ProtocolError,
 )
-from oda_fed.node.encode import encode_source
-from oda_fed.node.sources import layout_for, prepare
+from oda_fed.node.encode import encode_file
+from oda_fed.node.sources import layout_for
 from oda_fed.pki import (
     identity_from_cert,
     load_certificate,
@@ -324,8 +324,13 @@ class NodeAgent:
                 f"{self.project.linkage.bits}"
             )
         if not files.prepared:
-            source = prepare(self.config.source.path, project=self.project, layout=self.layout)
-            clks = encode_source(source, project=self.project, secret=self.secret)
+            source = encode_file(
+                self.config.source.path,
+                project=self.project,
+                layout=self.layout,
+                secret=self.secret,
+                progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
+            )
             # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
             order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
             shareable = {
@@ -338,7 +343,7 @@ class NodeAgent:
             }
             files.save(
                 record_ids=source.record_ids[order],
-                clks=np.ascontiguousarray(clks[order]),
+                clks=np.ascontiguousarray(source.clks[order]),
                 attributes=attributes,
             )
             log.info(

@@ -6,7 +6,7 @@ are shown to the partner's own staff, but they never travel to the coordinator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +75,30 @@ def layout_for(project: Project, partner: str | None, source: NodeSource | None 
     )
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV as text columns, with a clear error for files pandas cannot parse."""
+def read_csv(path: Path, *, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Read a CSV as text columns, ``chunk_rows`` at a time (all at once when None).
+
+    Raises a clear :class:`InputDataError` for files pandas cannot parse.
+    """
     try:
-        return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        reader = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
+            chunksize=chunk_rows,
         )
+        if chunk_rows is None:
+            yield reader
+            return
+        with reader:
+            empty = True
+            for frame in reader:
+                empty = False
+                yield frame
+            if empty:  # a header and no rows: still one (empty) chunk, so columns get checked
+                yield pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputDataError(f"{path}: file not found") from None
     except UnicodeDecodeError:
@@ -89,6 +107,15 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise InputDataError(f"{path}: the file is empty (no header row)") from None
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{path}: malformed CSV: {exc}") from None
+
+
+def count_rows(path: Path) -> int:
+    """Data rows in a CSV, counted fast from line ends (for progress display only)."""
+    lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            lines += block.count(b"\n")
+    return max(lines - 1, 0)
 
 
 def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
@@ -100,48 +127,90 @@ def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
         )
 
 
-def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
-    """Read ``path`` and standardise every linkage field.
+def iter_prepared(
+    path: Path, *, project: Project, layout: Layout, chunk_rows: int = 100_000
+) -> Iterator[PreparedSource]:
+    """Read ``path`` in chunks and standardise every linkage field of each chunk.
+
+    Only one chunk of raw values is in memory at a time. Counts of missing and invalid values are
+    per chunk; record ids are checked for blanks and repeats across the whole file.
 
     Raises
     ------
     InputDataError
         A mapped column is missing, record ids are empty or repeated, or (with
-        ``on_invalid = "error"``) a value is malformed. Nothing is written in any of these cases.
+        ``on_invalid = "error"``) a value is malformed. The message names the row and column.
     """
-    frame = read_csv(path)
-    _require(frame, path, layout.record_id, "the record id")
-    for field, column in layout.columns.items():
-        _require(frame, path, column, f"mapped from field '{field}'")
-    for attribute, column in layout.attributes.items():
-        _require(frame, path, column, f"mapped from attribute '{attribute}'")
+    seen: set[str] = set()
+    first_row = 0
+    for frame in read_csv(path, chunk_rows=chunk_rows):
+        if first_row == 0:
+            _require(frame, path, layout.record_id, "the record id")
+            for field, column in layout.columns.items():
+                _require(frame, path, column, f"mapped from field '{field}'")
+            for attribute, column in layout.attributes.items():
+                _require(frame, path, column, f"mapped from attribute '{attribute}'")
+        yield _prepare_frame(
+            frame, path=Path(path), project=project, layout=layout, first_row=first_row, seen=seen
+        )
+        first_row += len(frame)
+
+
+def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
+    """Read and standardise a whole file at once (for small files; see :func:`iter_prepared`)."""
+    chunks = list(iter_prepared(path, project=project, layout=layout, chunk_rows=1_000_000))
+    if len(chunks) == 1:
+        return chunks[0]
+    return PreparedSource(
+        path=Path(path),
+        record_ids=np.concatenate([c.record_ids for c in chunks]),
+        fields={f: [v for c in chunks for v in c.fields[f]] for f in chunks[0].fields},
+        attributes={a: [v for c in chunks for v in c.attributes[a]] for a in chunks[0].attributes},
+        missing={f: sum(c.missing[f] for c in chunks) for f in chunks[0].missing},
+        invalid={f: sum(c.invalid[f] for c in chunks) for f in chunks[0].invalid},
+    )
+
+
+def _prepare_frame(
+    frame: pd.DataFrame,
+    *,
+    path: Path,
+    project: Project,
+    layout: Layout,
+    first_row: int,
+    seen: set[str],
+) -> PreparedSource:
+    # CSV line of data row i: the header is line 1 and rows count from first_row.
+    def line(i: int) -> int:
+        return first_row + i + 2
 
     ids = frame[layout.record_id].str.strip()
     if (ids == "").any():
-        row = int(np.flatnonzero((ids == "").to_numpy())[0]) + 2
+        row = line(int(np.flatnonzero((ids == "").to_numpy())[0]))
         raise InputDataError(f"{path}: row {row} has an empty record id in '{layout.record_id}'")
-    dupes = ids[ids.duplicated()]
+    dupes = ids[ids.duplicated() | ids.isin(seen)]
     if len(dupes):
         raise InputDataError(
             f"{path}: {len(dupes)} repeated record id(s) in '{layout.record_id}' "
             f"(first: '{dupes.iloc[0]}'); each record needs its own id"
         )
+    seen.update(ids)
 
     fields: dict[str, list[str | None]] = {}
     missing: dict[str, int] = {}
     invalid: dict[str, int] = {}
     for spec in project.linkage.fields:
         column = layout.columns[spec.name]
-        fmt = layout.date_format if spec.type == "date" else None
+        fmt = layout.date_format if is_date(spec.type) else None
         values, bad = standardise_column(frame[column], spec.type, fmt=fmt)
         n_bad = int(bad.sum())
         if n_bad and layout.on_invalid == "error":
             index = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputDataError(
-                f"{path}: row {index + 2}, column '{column}' (field '{spec.name}'): "
+                f"{path}: row {line(index)}, column '{column}' (field '{spec.name}'): "
                 f"{_reason(spec.type, frame[column].iloc[index], fmt)}. {n_bad} value(s) in this "
-                'column are invalid. Fix them, or set on_invalid = "missing" in node.toml [source] '
-                "to treat them as missing."
+                'column of this chunk are invalid. Fix them, or set on_invalid = "missing" in '
+                "node.toml [source] to count them as missing."
             )
         invalid[spec.name] = n_bad
         as_list = [
@@ -152,7 +221,7 @@ def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
         fields[spec.name] = as_list
     attributes = {a: frame[c].str.strip().tolist() for a, c in layout.attributes.items()}
     return PreparedSource(
-        path=Path(path),
+        path=path,
         record_ids=ids.to_numpy(dtype=object),
         fields=fields,
         attributes=attributes,
@@ -161,9 +230,13 @@ def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
     )
 
 
+def is_date(field_type: str) -> bool:
+    return field_type in ("date", "date_of_birth")
+
+
 def _reason(field_type: str, value: str, fmt: str | None) -> str:
     try:
-        if field_type == "date":
+        if is_date(field_type):
             standardise_date(value, fmt=fmt)
         else:
             STANDARDISERS[field_type](value)
