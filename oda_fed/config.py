@@ -27,6 +27,7 @@ FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
 FieldType = Literal["name", "date", "postcode", "sex", "nhs_number", "text"]
+EXACT_TYPES = ("nhs_number", "uprn")
 
 
 class _Strict(BaseModel):
@@ -57,6 +58,18 @@ class LinkageField(_Strict):
     weight: float = Field(default=1.0, gt=0, le=10)
     ngram: int | None = Field(default=None, ge=1, le=5)
     bits_per_token: int | None = Field(default=None, ge=1, le=200)
+    # Also send a keyed token (HMAC) of the value so the coordinator can match it exactly. Only for
+    # exact identifiers; the DPOs agree to it by signing a project that says so.
+    keyed_token: bool = False
+
+    @model_validator(mode="after")
+    def _token_only_for_identifiers(self) -> LinkageField:
+        if self.keyed_token and self.type not in EXACT_TYPES:
+            raise ValueError(
+                f"keyed_token is only for exact identifiers ({', '.join(EXACT_TYPES)}), "
+                f"not a {self.type} field"
+            )
+        return self
 
 
 class Linkage(_Strict):

@@ -139,8 +139,18 @@ class RoundEngine:
         partners = self.project.partner_ids
         clks = [self.store.load_clks(round_id=round_id, partner=p, words=words) for p in partners]
         log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))
+        keyed = [f.name for f in linkage.fields if f.keyed_token]
+        tokens = None
+        if keyed:
+            tokens = [
+                {f: self.store.load_tokens(round_id=round_id, partner=p, field=f) for f in keyed}
+                for p in partners
+            ]
         clustering = link_clks(
-            clks, threshold=linkage.threshold, one_per_source=linkage.one_record_per_partner
+            clks,
+            threshold=linkage.threshold,
+            one_per_source=linkage.one_record_per_partner,
+            tokens=tokens,
         )
         entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
         rows: list[tuple[str, int, str, float | None]] = []

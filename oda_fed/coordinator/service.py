@@ -93,6 +93,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         self.crossings = crossings
         self.sessions = Sessions()
         self.chunk_records = chunk_records
+        self.keyed_fields = frozenset(f.name for f in self.project.linkage.fields if f.keyed_token)
         self.engine = RoundEngine(
             store=store,
             loaded=loaded,
@@ -365,7 +366,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                 round_id=round_id,
             )
             self._open_round(context, round_id, who=partner, kind="clk_upload", states=("open",))
-            problem = _clk_chunk_problem(chunk, bits)
+            problem = _clk_chunk_problem(chunk, bits) or _token_problem(chunk, self.keyed_fields)
             if problem:
                 self.refuse(
                     context,
@@ -384,7 +385,9 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                 round_id=round_id,
                 detail={"chunk": chunk.chunk_index, "of": chunk.total_chunks},
             )
-            state = self._store_chunk(context, partner, CLKS, chunk, chunk.clks, chunk.records)
+            state = self._store_chunk(
+                context, partner, CLKS, chunk, chunk.clks, chunk.records, _token_blob(chunk)
+            )
         if state is None:
             self.refuse(
                 context,
@@ -398,7 +401,16 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             self.schedule(round_id)
         return _receipt(round_id, state)
 
-    def _store_chunk(self, context, partner: str, upload: str, chunk, data: bytes, records: int):
+    def _store_chunk(
+        self,
+        context,
+        partner: str,
+        upload: str,
+        chunk,
+        data: bytes,
+        records: int,
+        tokens: bytes | None = None,
+    ):
         try:
             return self.store.store_chunk(
                 round_id=chunk.round_id,
@@ -411,6 +423,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                     records=records,
                     total_records=chunk.total_records,
                     data=data,
+                    tokens=tokens,
                 ),
             )
         except ProtocolError as exc:
@@ -619,6 +632,31 @@ def _clk_chunk_problem(chunk: coordinator_pb2.ClkChunk, bits: int) -> str:
     if chunk.first_ref + chunk.records > chunk.total_records:
         return "chunk refs run past the declared total number of records"
     return ""
+
+
+def _token_problem(chunk: coordinator_pb2.ClkChunk, keyed: frozenset[str]) -> str:
+    """Why a chunk's keyed tokens cannot be accepted, or '' when they are what the project agreed."""
+    got = [c.field for c in chunk.tokens]
+    if sorted(got) != sorted(keyed):
+        return (
+            f"the project agrees keyed tokens for {sorted(keyed) or 'no fields'}, but the chunk "
+            f"carries {got or 'none'}; encode with the signed project"
+        )
+    for column in chunk.tokens:
+        if len(column.values) != chunk.records:
+            return (
+                f"keyed tokens for '{column.field}': {len(column.values)} for {chunk.records} CLKs"
+            )
+        if any(len(v) not in (0, 32) for v in column.values):
+            return f"keyed tokens for '{column.field}' must be 32-byte HMAC-SHA256 digests"
+    return ""
+
+
+def _token_blob(chunk: coordinator_pb2.ClkChunk) -> bytes | None:
+    if not chunk.tokens:
+        return None
+    columns = {c.field: [v.hex() if v else None for v in c.values] for c in chunk.tokens}
+    return json.dumps(columns, sort_keys=True).encode("ascii")
 
 
 def _receipt(round_id: str, state) -> coordinator_pb2.UploadReceipt:

@@ -11,6 +11,7 @@ entity ids and the attribute values the project explicitly allows.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     records INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     data BLOB NOT NULL,
+    -- keyed tokens of exact identifiers that came with a CLK chunk (JSON: field -> hex or null)
+    tokens BLOB,
     PRIMARY KEY (round_id, partner, upload, chunk_index)
 );
 CREATE TABLE IF NOT EXISTS entities (
@@ -128,6 +131,7 @@ class Chunk:
     records: int
     total_records: int
     data: bytes
+    tokens: bytes | None = None
 
 
 class Store:
@@ -234,7 +238,7 @@ class Store:
         A chunk seen before with the same content is accepted and not stored twice. A chunk that
         contradicts what was stored (other content, other totals) is refused and nothing changes.
         """
-        digest = hashlib.sha256(chunk.data).hexdigest()
+        digest = hashlib.sha256(chunk.data + (chunk.tokens or b"")).hexdigest()
         with self._tx() as db:
             row = db.execute(
                 "SELECT total_chunks, total_records, complete FROM uploads "
@@ -265,7 +269,7 @@ class Store:
             if old is None:
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
-                    "sha256, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "sha256, data, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         round_id,
                         partner,
@@ -275,6 +279,7 @@ class Store:
                         chunk.records,
                         digest,
                         chunk.data,
+                        chunk.tokens,
                     ),
                 )
             state = self._upload_state(db, round_id, partner, upload)
@@ -352,6 +357,17 @@ class Store:
             (round_id, partner, upload),
         )
         return [r[0] for r in rows]
+
+    def load_tokens(self, *, round_id: str, partner: str, field: str) -> list[str | None]:
+        """A complete CLK upload's keyed tokens for ``field`` (hex, None where missing), ref order."""
+        out: list[str | None] = []
+        for (blob,) in self._query(
+            "SELECT tokens FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
+            "ORDER BY first_ref",
+            (round_id, partner, CLKS),
+        ):
+            out.extend(json.loads(blob)[field] if blob else [])
+        return out
 
     def load_clks(self, *, round_id: str, partner: str, words: int) -> np.ndarray:
         blobs = self.chunk_data(round_id=round_id, partner=partner, upload=CLKS)

@@ -301,6 +301,7 @@ class ClkChunk(_message.Message):
     TOTAL_RECORDS_FIELD_NUMBER: _builtins.int
     CLK_BITS_FIELD_NUMBER: _builtins.int
     CLKS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     project_fingerprint: _builtins.str
     chunk_index: _builtins.int
@@ -314,6 +315,10 @@ class ClkChunk(_message.Message):
     """records * clk_bits / 8 bytes: row-major little-endian uint64 words; bit b of a CLK is bit
     (b % 64) of word (b / 64).
     """
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenColumn]:
+        """Keyed tokens of exact identifiers, only for fields the project marks `keyed_token`."""
+
     def __init__(
         self,
         *,
@@ -326,14 +331,44 @@ class ClkChunk(_message.Message):
         total_records: _builtins.int = ...,
         clk_bits: _builtins.int = ...,
         clks: _builtins.bytes = ...,
+        tokens: _abc.Iterable[Global___TokenColumn] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "records", b"records", "round_id", b"round_id", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "records", b"records", "round_id", b"round_id", "tokens", b"tokens", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClkChunk: _TypeAlias = ClkChunk  # noqa: Y015
+
+@_typing.final
+class TokenColumn(_message.Message):
+    """HMAC-SHA256 tokens of one exact identifier (e.g. an NHS number) under a key derived from the
+    linkage secret: equal identifiers give equal tokens, and without the key they cannot be reversed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """One per record of the chunk, in ref order: 32 bytes, or empty where the value is missing."""
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenColumn: _TypeAlias = TokenColumn  # noqa: Y015
 
 @_typing.final
 class UploadStatusRequest(_message.Message):
