@@ -213,7 +213,9 @@ def explain_cli(
             project=loaded.project,
             layout=layout_for(loaded.project, partner or sample.stem),
         )
-        clks = encode_source(prep, project=loaded.project, secret=read_secret(secret_file))
+        clks = encode_source(
+            prep, project=loaded.project, secret=read_secret(secret_file), harden_clks=False
+        )
     result = explain(field_encodings(loaded.project), bits=linkage.bits, sample=clks)
     table = Table(
         "field",

@@ -72,11 +72,37 @@ class LinkageField(_Strict):
         return self
 
 
+class HardeningOptions(_Strict):
+    """``[linkage.hardening]``: see docs/hardening.md for what each costs and protects against."""
+
+    diffusion_taps: int = Field(default=0, ge=0, le=64)
+    salt_field: Name | None = None
+    balance: bool = False
+    xor_fold: bool = False
+    blip: float = Field(default=0.0, ge=0.0, lt=0.5)
+
+
 class Linkage(_Strict):
     bits: int = Field(default=1024, ge=64, le=8192)
     threshold: float = Field(default=0.8, gt=0, le=1)
     one_record_per_partner: bool = True
     fields: list[LinkageField] = Field(min_length=1)
+    hardening: HardeningOptions = Field(default_factory=HardeningOptions)
+
+    @model_validator(mode="after")
+    def _salt_field_exists(self) -> Linkage:
+        salt = self.hardening.salt_field
+        if salt is not None and salt not in {f.name for f in self.fields}:
+            raise ValueError(f"hardening.salt_field '{salt}' is not one of the linkage fields")
+        if self.hardening.xor_fold and self.bits < 128:
+            raise ValueError("hardening.xor_fold needs bits of at least 128")
+        return self
+
+    @property
+    def wire_bits(self) -> int:
+        """Length of the CLKs that leave a node: balancing doubles it, XOR-folding halves it."""
+        bits = self.bits * (2 if self.hardening.balance else 1)
+        return bits // 2 if self.hardening.xor_fold else bits
 
     @field_validator("bits")
     @classmethod

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomli_w
 from typer.testing import CliRunner
 
 from oda_fed.cli import app
@@ -203,9 +206,49 @@ def test_encode_writes_clks_with_the_project_settings(data: Path, tmp_path: Path
 
 
 def test_project_explain_prints_fields_and_fill(data: Path) -> None:
-    result = runner.invoke(app, ["project", "explain", str(data / "project.toml"), "--sample",
-                                 str(data / "council.csv"), "--secret-file",
-                                 str(data / "linkage.secret")])
+    result = runner.invoke(
+        app,
+        [
+            "project",
+            "explain",
+            str(data / "project.toml"),
+            "--sample",
+            str(data / "council.csv"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "first_name" in result.output and "expected fill" in result.output
     assert "measured fill" in result.output
+
+
+def test_hardened_project_still_links(data: Path, tmp_path: Path) -> None:
+    doc = tomllib.loads((data / "project.toml").read_text())
+    doc["linkage"]["hardening"] = {"balance": True, "diffusion_taps": 3}
+    project = tmp_path / "project.toml"
+    project.write_text(tomli_w.dumps(doc))
+    out = tmp_path / "links.csv"
+    result = runner.invoke(
+        app,
+        [
+            "link",
+            *[str(data / f"{p}.csv") for p in ("council", "police")],
+            "--project",
+            str(project),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(out),
+            "--truth",
+            str(data / "truth.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    match = re.search(r"precision\s+(\S+),\s+recall\s+(\S+),", result.output)
+    precision, recall = float(match[1]), float(match[2])
+    assert precision > 0.9 and recall > 0.8
+
+    from oda_fed.config import load_project
+
+    assert load_project(project).project.linkage.wire_bits == 2048

@@ -135,7 +135,7 @@ class RoundEngine:
 
     def _match(self, round_id: str) -> None:
         linkage = self.project.linkage
-        words = linkage.bits // 64
+        words = linkage.wire_bits // 64
         partners = self.project.partner_ids
         clks = [self.store.load_clks(round_id=round_id, partner=p, words=words) for p in partners]
         log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))

@@ -224,7 +224,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         )
         if what == ENCODE:
             msg.encode_and_upload.chunk_records = self.chunk_records
-            msg.encode_and_upload.clk_bits = self.project.linkage.bits
+            msg.encode_and_upload.clk_bits = self.project.linkage.wire_bits
         elif what == ENTITIES:
             msg.entities_ready.SetInParent()
         elif what.startswith("attribute:"):
@@ -353,7 +353,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         self, request_iterator: Iterator[coordinator_pb2.ClkChunk], context: grpc.ServicerContext
     ) -> coordinator_pb2.UploadReceipt:
         partner = self._partner(context, "clk_upload")
-        bits = self.project.linkage.bits
+        bits = self.project.linkage.wire_bits
         state = None
         round_id = ""
         for chunk in request_iterator:

@@ -318,10 +318,10 @@ class NodeAgent:
 
     def _encode_and_upload(self, stub, instruction, files: RoundFiles) -> int:
         request = instruction.encode_and_upload
-        if request.clk_bits != self.project.linkage.bits:
+        if request.clk_bits != self.project.linkage.wire_bits:
             raise Refused(
                 f"asked for {request.clk_bits}-bit CLKs; the project says "
-                f"{self.project.linkage.bits}"
+                f"{self.project.linkage.wire_bits}"
             )
         if not files.prepared:
             source = encode_file(

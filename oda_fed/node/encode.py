@@ -14,6 +14,7 @@ import numpy as np
 
 from oda_fed.config import Project
 from oda_fed.encoding import FieldEncoding, default_field_encoding, encode_records
+from oda_fed.encoding.hardening import Hardening, harden, salts_for
 from oda_fed.node.sources import Layout, PreparedSource, count_rows, iter_prepared
 
 #: Called with (records done, records in the file).
@@ -33,15 +34,36 @@ def field_encodings(project: Project) -> list[FieldEncoding]:
     return out
 
 
-def encode_source(source: PreparedSource, *, project: Project, secret: bytes) -> np.ndarray:
-    """CLKs for every record of ``source``, in file order (``uint64``, shape ``(n, bits // 64)``)."""
-    return encode_records(
+def hardening(project: Project) -> Hardening | None:
+    """The project's hardening options, or None when all are off."""
+    options = project.linkage.hardening
+    chosen = Hardening(**options.model_dump())
+    return None if chosen == Hardening() else chosen
+
+
+def encode_source(
+    source: PreparedSource, *, project: Project, secret: bytes, harden_clks: bool = True
+) -> np.ndarray:
+    """CLKs for every record of ``source``, in file order (``uint64``, ``(n, wire_bits // 64)``).
+
+    With the project's hardening applied (salted tokens at encoding, then the post-encoding
+    options), unless ``harden_clks`` is False, which gives the plain filter (for fill checks).
+    """
+    chosen = hardening(project) if harden_clks else None
+    salted = {}
+    if chosen is not None and chosen.salt_field is not None:
+        salted["salts"] = salts_for(source.fields[chosen.salt_field], hardening=chosen)
+    clks = encode_records(
         source.fields,
         fields=field_encodings(project),
         secret=secret,
         context=project.name,
         bits=project.linkage.bits,
+        **salted,
     )
+    if chosen is None:
+        return clks
+    return harden(clks, hardening=chosen, secret=secret, context=project.name)
 
 
 @dataclass(frozen=True)
@@ -99,7 +121,7 @@ def encode_file(
         done += len(chunk)
         if progress is not None:
             progress(done, max(total, done))
-    words = project.linkage.bits // 64
+    words = project.linkage.wire_bits // 64
     return EncodedSource(
         path=Path(path),
         record_ids=np.concatenate(ids) if ids else np.empty(0, dtype=object),
