@@ -106,10 +106,12 @@ def link_files(
         )
         encoded_sources.append(encoded)
         clks.append(encoded.clks)
+    keyed = any(f.keyed_token for f in project.linkage.fields)
     clustering = link_clks(
         clks,
         threshold=project.linkage.threshold,
         one_per_source=project.linkage.one_record_per_partner,
+        tokens=[e.tokens for e in encoded_sources] if keyed else None,
         progress=progress,
     )
     return LinkResult(sources=stems, encoded=encoded_sources, clustering=clustering)

@@ -252,3 +252,70 @@ def test_hardened_project_still_links(data: Path, tmp_path: Path) -> None:
     from oda_fed.config import load_project
 
     assert load_project(project).project.linkage.wire_bits == 2048
+
+
+def test_keyed_nhs_tokens_link_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    assert (
+        runner.invoke(
+            app,
+            [
+                "synth",
+                "--population",
+                "1200",
+                "--partners",
+                "5",
+                "--out",
+                str(out),
+                "--seed",
+                "9",
+                "--errors",
+                "high",
+            ],
+        ).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["pki", "secret", "--out", str(out / "k")]).exit_code == 0
+    doc = tomllib.loads((out / "project.toml").read_text())
+    doc["linkage"]["fields"].append(
+        {"name": "nhs_number", "type": "nhs_number", "keyed_token": True}
+    )
+    for partner in doc["partners"]:
+        if partner["id"] in ("social_care", "nhs_trust"):
+            frame = pd.read_csv(out / f"{partner['id']}.csv", dtype=str, nrows=0)
+            column = next(c for c in frame.columns if "nhs" in c.lower())
+            partner["source"]["columns"]["nhs_number"] = column
+    project = tmp_path / "project.toml"
+    project.write_text(tomli_w.dumps(doc))
+
+    def quality(project_path: Path) -> tuple[float, float]:
+        result = runner.invoke(
+            app,
+            [
+                "link",
+                str(out / "social_care.csv"),
+                str(out / "nhs_trust.csv"),
+                "--project",
+                str(project_path),
+                "--secret-file",
+                str(out / "k"),
+                "--out",
+                str(tmp_path / "links.csv"),
+                "--truth",
+                str(out / "truth.csv"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        match = re.search(r"precision\s+(\S+),\s+recall\s+(\S+),", result.output)
+        return float(match[1]), float(match[2])
+
+    plain_doc = tomllib.loads(project.read_text())
+    plain_doc["linkage"]["fields"][-1]["keyed_token"] = False
+    plain = tmp_path / "plain.toml"
+    plain.write_text(tomli_w.dumps(plain_doc))
+    _, recall_plain = quality(plain)
+    precision, recall = quality(project)
+    assert recall > recall_plain and precision > 0.95
+
+    links = pd.read_csv(tmp_path / "links.csv", dtype=str)
+    assert (links.score.astype(float) == 1.0).sum() > 0  # token matches carry score 1.0

@@ -75,7 +75,12 @@ class RoundFiles:
         return (self.dir / "refs.csv").exists()
 
     def save(
-        self, *, record_ids: np.ndarray, clks: np.ndarray, attributes: dict[str, list[str]]
+        self,
+        *,
+        record_ids: np.ndarray,
+        clks: np.ndarray,
+        attributes: dict[str, list[str]],
+        tokens: dict[str, list[bytes | None]],
     ) -> None:
         """Write the round's state in a scratch folder and rename it into place in one step."""
         tmp = self.dir.with_name(self.dir.name + ".tmp")
@@ -87,6 +92,8 @@ class RoundFiles:
         np.save(tmp / "clks.npy", clks)
         for name, values in attributes.items():
             (tmp / f"attribute-{name}.json").write_text(json.dumps(values, ensure_ascii=False))
+        hexed = {f: [v.hex() if v else None for v in values] for f, values in tokens.items()}
+        (tmp / "tokens.json").write_text(json.dumps(hexed))
         tmp.rename(self.dir)
         fsync_dir(self.dir.parent)
 
@@ -97,6 +104,10 @@ class RoundFiles:
 
     def clks(self) -> np.ndarray:
         return np.load(self.dir / "clks.npy")
+
+    def tokens(self) -> dict[str, list[bytes | None]]:
+        hexed = json.loads((self.dir / "tokens.json").read_text())
+        return {f: [bytes.fromhex(v) if v else None for v in values] for f, values in hexed.items()}
 
     def attribute(self, name: str) -> list[str]:
         path = self.dir / f"attribute-{name}.json"
@@ -345,6 +356,7 @@ class NodeAgent:
                 record_ids=source.record_ids[order],
                 clks=np.ascontiguousarray(source.clks[order]),
                 attributes=attributes,
+                tokens={f: [v[i] for i in order] for f, v in source.tokens.items()},
             )
             log.info(
                 "round %s: encoded %d records (missing: %s; invalid: %s)",
@@ -354,10 +366,18 @@ class NodeAgent:
                 source.invalid,
             )
         clks = files.clks()
-        self._upload_clks(stub, instruction.round_id, clks, max(1, request.chunk_records or 10_000))
+        chunk_records = max(1, request.chunk_records or 10_000)
+        self._upload_clks(stub, instruction.round_id, clks, files.tokens(), chunk_records)
         return len(clks)
 
-    def _upload_clks(self, stub, round_id: str, clks: np.ndarray, chunk_records: int) -> None:
+    def _upload_clks(
+        self,
+        stub,
+        round_id: str,
+        clks: np.ndarray,
+        tokens: dict[str, list[bytes | None]],
+        chunk_records: int,
+    ) -> None:
         fingerprint = self.loaded.fingerprint
         status = stub.GetUploadStatus(
             coordinator_pb2.UploadStatusRequest(
@@ -375,7 +395,8 @@ class NodeAgent:
             for index in range(total):
                 if index in stored:
                     continue
-                part = clks[index * chunk_records : (index + 1) * chunk_records]
+                rows = slice(index * chunk_records, (index + 1) * chunk_records)
+                part = clks[rows]
                 chunk = coordinator_pb2.ClkChunk(
                     round_id=round_id,
                     project_fingerprint=fingerprint,
@@ -387,6 +408,8 @@ class NodeAgent:
                     clk_bits=bits,
                     clks=part.astype("<u8", copy=False).tobytes(),
                 )
+                for field, values in tokens.items():
+                    chunk.tokens.add(field=field, values=[v or b"" for v in values[rows]])
                 self.crossings.record(
                     sender=self.partner,
                     recipient=COORDINATOR,

@@ -14,6 +14,7 @@ import numpy as np
 
 from oda_fed.config import Project
 from oda_fed.encoding import FieldEncoding, default_field_encoding, encode_records
+from oda_fed.encoding.exact import derive_token_key, exact_tokens
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
 from oda_fed.node.sources import Layout, PreparedSource, count_rows, iter_prepared
 
@@ -76,6 +77,8 @@ class EncodedSource:
     attributes: dict[str, list[str]]
     missing: dict[str, int]
     invalid: dict[str, int]
+    # keyed tokens of exact identifiers the project marks keyed_token: field -> 32 bytes or None
+    tokens: dict[str, list[bytes | None]]
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -109,12 +112,20 @@ def encode_file(
     attributes: dict[str, list[str]] = {a: [] for a in layout.attributes}
     missing = {f.name: 0 for f in project.linkage.fields}
     invalid = dict(missing)
+    keys = {
+        f.name: derive_token_key(secret, context=project.name, field=f.name)
+        for f in project.linkage.fields
+        if f.keyed_token
+    }
+    tokens: dict[str, list[bytes | None]] = {name: [] for name in keys}
     done = 0
     for chunk in iter_prepared(path, project=project, layout=layout, chunk_rows=chunk_rows):
         ids.append(chunk.record_ids)
         clks.append(encode_source(chunk, project=project, secret=secret))
         for name, values in chunk.attributes.items():
             attributes[name].extend(values)
+        for name, key in keys.items():
+            tokens[name].extend(exact_tokens(chunk.fields[name], key=key))
         for name in missing:
             missing[name] += chunk.missing[name]
             invalid[name] += chunk.invalid[name]
@@ -129,6 +140,7 @@ def encode_file(
         attributes=attributes,
         missing=missing,
         invalid=invalid,
+        tokens=tokens,
     )
 
 

@@ -23,7 +23,7 @@ class Layout:
     """Where each project field and shareable attribute sits in one partner's file."""
 
     record_id: str
-    columns: Mapping[str, str]
+    columns: Mapping[str, str]  # field -> column; "" where this partner does not hold the field
     attributes: Mapping[str, str]
     date_format: str | None
     on_invalid: str = "error"
@@ -147,7 +147,8 @@ def iter_prepared(
         if first_row == 0:
             _require(frame, path, layout.record_id, "the record id")
             for field, column in layout.columns.items():
-                _require(frame, path, column, f"mapped from field '{field}'")
+                if column:  # "" means this partner does not hold the field
+                    _require(frame, path, column, f"mapped from field '{field}'")
             for attribute, column in layout.attributes.items():
                 _require(frame, path, column, f"mapped from attribute '{attribute}'")
         yield _prepare_frame(
@@ -201,6 +202,11 @@ def _prepare_frame(
     invalid: dict[str, int] = {}
     for spec in project.linkage.fields:
         column = layout.columns[spec.name]
+        if not column:  # not held by this partner: every value is missing
+            fields[spec.name] = [None] * len(frame)
+            missing[spec.name] = len(frame)
+            invalid[spec.name] = 0
+            continue
         fmt = layout.date_format if is_date(spec.type) else None
         values, bad = standardise_column(frame[column], spec.type, fmt=fmt)
         n_bad = int(bad.sum())

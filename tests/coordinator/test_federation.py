@@ -372,3 +372,28 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
     channel.close()
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "'fire' is not a partner" in info.value.details()
+
+
+def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    admin.close()
+    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    channel, stub = _node_stub(federation, "council")
+    chunk = coordinator_pb2.ClkChunk(
+        round_id=round_id,
+        project_fingerprint=fingerprint,
+        chunk_index=0,
+        total_chunks=1,
+        first_ref=0,
+        records=1,
+        total_records=1,
+        clk_bits=1024,
+        clks=b"\0" * 128,
+    )
+    chunk.tokens.add(field="nhs_number", values=[b"\1" * 32])
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UploadClks(iter([chunk]))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "agrees keyed tokens for no fields" in info.value.details()

@@ -83,3 +83,24 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     assert again.upload_state(round_id="r1", partner="a", upload=CLKS).stored_chunks == (0,)
     assert again.pending_deliveries(partner="b") == [("r1", "encode_and_upload")]
     again.close()
+
+
+def test_tokens_are_stored_with_their_chunk_and_read_in_ref_order(store: Store) -> None:
+    import json
+
+    for index, tokens in enumerate((["aa", None, "bb"], ["cc", "dd", None])):
+        blob = json.dumps({"nhs": tokens}).encode()
+        store.store_chunk(
+            round_id="r1",
+            partner="a",
+            upload=CLKS,
+            chunk=Chunk(**{**chunk(index).__dict__, "tokens": blob}),
+        )
+    assert store.load_tokens(round_id="r1", partner="a", field="nhs") == [
+        "aa",
+        None,
+        "bb",
+        "cc",
+        "dd",
+        None,
+    ]
