@@ -133,27 +133,50 @@ def synth(
 
 @app.command()
 def encode(
-    project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")],
-    secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")],
     input: Annotated[Path, typer.Option(help="CSV with the records to encode.")],
     out: Annotated[Path, typer.Option(help="Output file.")],
+    project: Annotated[
+        Path | None, typer.Option(help="The project agreement (project.toml).")
+    ] = None,
+    clkhash_schema: Annotated[
+        Path | None,
+        typer.Option(help="A clkhash v3 linkage schema (JSON) instead of a project."),
+    ] = None,
+    secret_file: Annotated[Path | None, typer.Option(help="The linkage secret file.")] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="The secret as text (clkhash style, with --clkhash-schema). Other users of this "
+            "machine can see command lines: prefer --secret-file."
+        ),
+    ] = None,
     format: Annotated[
-        str, typer.Option(help="npy (uint64 array) or arrow (record_id + clk columns).")
-    ] = "npy",
+        str | None,
+        typer.Option(
+            help="npy (uint64 array), arrow (record_id + clk columns) or clkhash-json "
+            "(default: clkhash-json with --clkhash-schema, else npy)."
+        ),
+    ] = None,
     partner: Annotated[
         str | None,
         typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
     ] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read per chunk.")] = 100_000,
 ) -> None:
-    """Encode a CSV into CLKs with the project's encoding, in bounded memory with a progress bar."""
+    """Encode a CSV into CLKs, in bounded memory with a progress bar.
+
+    With --project, the project's encoding (what nodes send). With --clkhash-schema, exactly the
+    bits clkhash produces for that schema and secret.
+    """
     from oda_fed.commands import encode_cli
 
     _run(
         encode_cli,
         console,
         project=project,
+        clkhash_schema=clkhash_schema,
         secret_file=secret_file,
+        secret=secret,
         input=input,
         out=out,
         partner=partner,

@@ -90,21 +90,30 @@ def write_synth(*, population: int, partners: int, out: Path, seed: int, errors:
 def encode_cli(
     console: Console,
     *,
-    project: Path,
-    secret_file: Path,
+    project: Path | None,
+    clkhash_schema: Path | None,
+    secret_file: Path | None,
+    secret: str | None,
     input: Path,
     out: Path,
     partner: str | None,
-    fmt: str,
+    fmt: str | None,
     chunk_rows: int,
 ) -> None:
     from oda_fed.node.encode import FORMATS, encode_file, write_encoded
     from oda_fed.node.sources import layout_for
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    loaded = load_project(project)
-    secret = read_secret(secret_file)
+    if (project is None) == (clkhash_schema is None):
+        raise ConfigError("give either --project or --clkhash-schema")
+    if (secret_file is None) == (secret is None):
+        raise ConfigError("give either --secret-file or --secret")
+    if project is not None and secret is not None:
+        raise ConfigError("--secret is for clkhash schemas; with --project use --secret-file")
+    key = read_secret(secret_file) if secret_file is not None else secret.encode("utf-8")
+    fmt = fmt or ("clkhash-json" if clkhash_schema is not None else "npy")
+    formats = (*FORMATS, "clkhash-json")
+    if fmt not in formats:
+        raise ConfigError(f"--format must be one of {', '.join(formats)}, not '{fmt}'")
     started = time.monotonic()
     with Progress(
         SpinnerColumn(),
@@ -116,16 +125,32 @@ def encode_cli(
         transient=True,
     ) as progress:
         task = progress.add_task(f"encoding {input.name}", total=None)
-        encoded = encode_file(
-            input,
-            project=loaded.project,
-            secret=secret,
-            chunk_rows=chunk_rows,
-            layout=layout_for(loaded.project, partner or input.stem),
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        if clkhash_schema is not None:
+            encoded = _encode_clkhash_file(clkhash_schema, input, key, chunk_rows, report)
+        else:
+            loaded = load_project(project)
+            if fmt == "clkhash-json":
+                raise ConfigError("clkhash-json output is for --clkhash-schema encodings")
+            encoded = encode_file(
+                input,
+                project=loaded.project,
+                secret=key,
+                chunk_rows=chunk_rows,
+                layout=layout_for(loaded.project, partner or input.stem),
+                progress=report,
+            )
     seconds = time.monotonic() - started
-    write_encoded(encoded, out, fmt=fmt)
+    if fmt == "clkhash-json":
+        from oda_fed.encoding import write_clkhash_json
+
+        bits = encoded.clks.shape[1] * 64
+        write_atomic(out, lambda tmp: write_clkhash_json(encoded.clks, tmp, bits=bits))
+    else:
+        write_encoded(encoded, out, fmt=fmt)
     table = Table(
         "field",
         "missing",
@@ -135,8 +160,38 @@ def encode_cli(
     )
     for name in encoded.missing:
         table.add_row(name, f"{encoded.missing[name]:,}", f"{encoded.invalid[name]:,}")
-    console.print(table)
+    if encoded.missing:
+        console.print(table)
+    else:
+        console.print(table.title)
     console.print(f"wrote {out} ({fmt}, {encoded.clks.shape[1] * 64}-bit CLKs)")
+
+
+def _encode_clkhash_file(
+    schema_path: Path, input: Path, secret: bytes, chunk_rows: int, report
+) -> object:
+    """Encode a CSV with a clkhash schema, a chunk at a time; row ids are line numbers."""
+    from oda_fed.encoding import encode_clkhash, load_clkhash_schema
+    from oda_fed.node.encode import EncodedSource
+    from oda_fed.node.sources import count_rows, read_csv
+
+    schema = load_clkhash_schema(schema_path)
+    total = count_rows(input)
+    parts, done = [], 0
+    for frame in read_csv(input, chunk_rows=chunk_rows):
+        parts.append(encode_clkhash(schema, frame, secret=secret))
+        done += len(frame)
+        report(done, max(total, done))
+    clks = np.concatenate(parts) if parts else np.zeros((0, schema.bits // 64), dtype=np.uint64)
+    return EncodedSource(
+        path=input,
+        record_ids=np.arange(len(clks)).astype(str).astype(object),
+        clks=clks,
+        attributes={},
+        missing={},
+        invalid={},
+        tokens={},
+    )
 
 
 def link_cli(
