@@ -26,7 +26,20 @@ FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
-FieldType = Literal["name", "date", "postcode", "sex", "nhs_number", "text"]
+# The project's field vocabulary; "date" and "text" are deprecated aliases of date_of_birth and
+# free_text, kept so older projects still load.
+FieldType = Literal[
+    "name",
+    "date_of_birth",
+    "postcode",
+    "address",
+    "sex",
+    "nhs_number",
+    "uprn",
+    "free_text",
+    "date",
+    "text",
+]
 EXACT_TYPES = ("nhs_number", "uprn")
 
 

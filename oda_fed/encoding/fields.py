@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from oda_fed.errors import ConfigError
-from oda_fed.standardise import FIELD_TYPES, FieldType
+from oda_fed.standardise import FIELD_TYPE_ALIASES, FIELD_TYPES, FieldType
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,16 @@ class FieldEncoding:
 # little; an NHS number is one exact token that nearly identifies a person on its own.
 _DEFAULTS: dict[FieldType, tuple[int, int]] = {
     "name": (2, 20),
-    "date": (2, 30),
+    "date_of_birth": (2, 30),
     "postcode": (2, 15),
+    "address": (2, 10),
     "sex": (2, 10),
     "nhs_number": (2, 60),
-    "text": (2, 10),
+    "uprn": (2, 60),
+    "free_text": (2, 10),
 }
+# The deprecated names share their replacement's defaults.
+_DEFAULTS.update({alias: _DEFAULTS[name] for alias, name in FIELD_TYPE_ALIASES.items()})
 
 
 def default_field_encoding(name: str, type: FieldType, *, weight: float = 1.0) -> FieldEncoding:

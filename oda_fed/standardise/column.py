@@ -10,24 +10,43 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from oda_fed.standardise.addresses import standardise_address
 from oda_fed.standardise.dates import standardise_date
-from oda_fed.standardise.fieldtypes import FIELD_TYPES, FieldType, InvalidValue
+from oda_fed.standardise.fieldtypes import (
+    CANONICAL_FIELD_TYPES,
+    FIELD_TYPE_ALIASES,
+    FieldType,
+    InvalidValue,
+    canonical_field_type,
+)
 from oda_fed.standardise.identifiers import (
     standardise_nhs_number,
     standardise_postcode,
     standardise_sex,
+    standardise_uprn,
 )
 from oda_fed.standardise.names import standardise_name, standardise_text
 
-STANDARDISERS: dict[FieldType, Callable[[str | None], str | None]] = {
+_CANONICAL_STANDARDISERS: dict[FieldType, Callable[[str | None], str | None]] = {
     "name": standardise_name,
-    "date": standardise_date,
+    "date_of_birth": standardise_date,
     "postcode": standardise_postcode,
+    "address": standardise_address,
     "sex": standardise_sex,
     "nhs_number": standardise_nhs_number,
-    "text": standardise_text,
+    "uprn": standardise_uprn,
+    "free_text": standardise_text,
 }
-"""The single-value standardiser of each field type."""
+
+STANDARDISERS: dict[FieldType, Callable[[str | None], str | None]] = {
+    **_CANONICAL_STANDARDISERS,
+    **{alias: _CANONICAL_STANDARDISERS[name] for alias, name in FIELD_TYPE_ALIASES.items()},
+}
+"""The single-value standardiser of each field type, deprecated aliases included.
+
+Each raises ``InvalidValue`` for a present value it cannot standardise; ``standardise_column``
+counts those instead.
+"""
 
 
 def _as_text(value: object) -> str | None:
@@ -64,9 +83,11 @@ def standardise_column(
         The raw column. Cells may be strings, or numbers and dates where a reader typed them.
         ``None``, NaN, NaT, empty and whitespace-only cells are missing.
     field_type
-        How to standardise the values.
+        How to standardise the values; a deprecated alias ("date", "text") works as the type it
+        names.
     fmt
-        For ``"date"`` fields only: an exact ``strptime`` format (see ``standardise_date``).
+        For date fields only (``"date_of_birth"`` or its alias ``"date"``): an exact
+        ``strptime`` format (see ``standardise_date``).
 
     Returns
     -------
@@ -76,7 +97,9 @@ def standardise_column(
     invalid : pandas.Series
         Boolean, same index: ``True`` where a present value could not be standardised. Missing
         cells are not invalid. The caller decides whether to reject the file (the index gives
-        the rows) or to count invalid cells as missing.
+        the rows) or to count invalid cells as missing. No field type raises on a bad value:
+        an impossible date (31/02/2000), a failed NHS number check digit or a malformed
+        postcode is counted here.
 
     Raises
     ------
@@ -90,10 +113,12 @@ def standardise_column(
     (['LS6 2AB', None, None], [False, False, True])
     """
     if field_type not in STANDARDISERS:
-        raise ValueError(f"unknown field type {field_type!r}; expected one of {FIELD_TYPES}")
+        raise ValueError(
+            f"unknown field type {field_type!r}; expected one of {', '.join(CANONICAL_FIELD_TYPES)}"
+        )
     standardise = STANDARDISERS[field_type]
     if fmt is not None:
-        if field_type != "date":
+        if canonical_field_type(field_type) != "date_of_birth":
             raise ValueError(f"fmt applies to date fields only, not {field_type!r}")
         standardise = partial(standardise_date, fmt=fmt)
     if not isinstance(values, pd.Series):

@@ -2,18 +2,83 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal, get_args
 
 from oda_fed.errors import InputDataError
 
-FieldType = Literal["name", "date", "postcode", "sex", "nhs_number", "text"]
-"""The kinds of identifier a linkage field can hold; each has its own standardiser and tokens."""
+FieldType = Literal[
+    "name",
+    "date_of_birth",
+    "postcode",
+    "address",
+    "sex",
+    "nhs_number",
+    "uprn",
+    "free_text",
+    # Deprecated aliases, kept so that projects written before the rename still load.
+    "date",
+    "text",
+]
+"""Every field type name a project may use: the vocabulary, then the deprecated aliases.
+
+Each has its own standardiser (:data:`oda_fed.standardise.STANDARDISERS`). ``"date"`` and
+``"text"`` are deprecated aliases of ``"date_of_birth"`` and ``"free_text"``; new projects should
+use the new names, and code that dispatches on a type should first map it with
+:func:`canonical_field_type`.
+"""
 
 FIELD_TYPES: tuple[FieldType, ...] = get_args(FieldType)
+"""Every accepted field type name, canonical names first, then the deprecated aliases."""
+
+FIELD_TYPE_ALIASES: Mapping[str, FieldType] = MappingProxyType(
+    {"date": "date_of_birth", "text": "free_text"}
+)
+"""Deprecated field type name to the canonical name that replaces it."""
+
+CANONICAL_FIELD_TYPES: tuple[FieldType, ...] = tuple(
+    name for name in FIELD_TYPES if name not in FIELD_TYPE_ALIASES
+)
+"""The project vocabulary: every field type that is not a deprecated alias."""
 
 # Values are echoed in messages to help a partner fix their data; the message never leaves the
 # node, but a long free-text value has no business in a log line either.
 _MAX_ECHO = 32
+
+
+def canonical_field_type(field_type: str) -> FieldType:
+    """Return the canonical name of a field type, resolving the deprecated aliases.
+
+    Parameters
+    ----------
+    field_type
+        A field type name from a project, e.g. ``"date"`` or ``"date_of_birth"``.
+
+    Returns
+    -------
+    FieldType
+        The name from the project vocabulary, e.g. ``"date_of_birth"``.
+
+    Raises
+    ------
+    ValueError
+        When the name is not a field type at all.
+
+    Examples
+    --------
+    >>> canonical_field_type("date")
+    'date_of_birth'
+    >>> canonical_field_type("postcode")
+    'postcode'
+    """
+    if field_type in FIELD_TYPE_ALIASES:
+        return FIELD_TYPE_ALIASES[field_type]
+    if field_type not in FIELD_TYPES:
+        raise ValueError(
+            f"unknown field type {field_type!r}; expected one of {', '.join(CANONICAL_FIELD_TYPES)}"
+        )
+    return field_type  # type: ignore[return-value]  # checked against the Literal just above
 
 
 class InvalidValue(InputDataError):

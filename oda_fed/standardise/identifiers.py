@@ -1,4 +1,4 @@
-"""Standardisation of coded identifiers: UK postcodes, sex, and NHS numbers."""
+"""Standardisation of coded identifiers: UK postcodes, sex, NHS numbers and UPRNs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ _POSTCODE = re.compile(
     r"(?P<inward>[0-9][ABD-HJLNP-UW-Z]{2})"
 )
 _GIROBANK = "GIR0AA"
+# British Forces Post Office addresses are written "BFPO" and a number of up to four digits.
+_BFPO = re.compile(r"BFPO(\d{1,4})")
+
+# Typing and OCR slips between look-alike characters, fixed only where the postcode format allows
+# a digit alone or a letter alone, so that the fix cannot turn one valid postcode into another.
+_TO_DIGIT = str.maketrans("OI", "01")
+_TO_LETTER = str.maketrans("01", "OI")
+
+_UPRN_DIGITS = 12
 
 _SEXES = {
     **dict.fromkeys(("m", "male", "man", "boy", "1"), "m"),
@@ -32,8 +41,36 @@ _NHS_SEPARATORS = re.compile(r"[\s\-]")
 _NHS_WEIGHTS = range(10, 1, -1)
 
 
+def _fix_look_alikes(compact: str) -> str:
+    """Fix O/0 and I/1 slips in the positions whose character class the format fixes.
+
+    Those positions are: the first character (always a letter); the first inward character
+    (always a digit); the second character of a two-character outward code (A9: a digit); and
+    the second and third of a four-character outward code (AA99, AA9A: a letter, then a digit).
+    Elsewhere a letter and a digit are both possible (A9A versus A99 versus AA9), and nothing is
+    changed. The inward letters are never O or I, so a 0 or 1 there stays invalid.
+    """
+    if not 5 <= len(compact) <= 7:
+        return compact
+    outward, inward = list(compact[:-3]), compact[-3:]
+    outward[0] = outward[0].translate(_TO_LETTER)
+    if len(outward) == 2:
+        outward[1] = outward[1].translate(_TO_DIGIT)
+    elif len(outward) == 4:
+        outward[1] = outward[1].translate(_TO_LETTER)
+        outward[2] = outward[2].translate(_TO_DIGIT)
+    return "".join(outward) + inward[0].translate(_TO_DIGIT) + inward[1:]
+
+
 def standardise_postcode(value: str | None) -> str | None:
     """Validate a UK postcode and write it in upper case with one space before the inward code.
+
+    Letter O typed for digit 0 and letter I for digit 1 (and the reverse) are fixed, but only in
+    the positions where the format allows just one of the two: the first character is always a
+    letter, the first character of the inward code always a digit, and so on (see the module
+    source). So "LS6 OAB" becomes "LS6 0AB", while "W1A" and "W1O", each a possible outward code
+    shape, are left as written. Two special cases are accepted: the Girobank postcode
+    ``GIR 0AA``, and British Forces Post Office numbers, written ``BFPO 123``.
 
     Parameters
     ----------
@@ -57,11 +94,19 @@ def standardise_postcode(value: str | None) -> str | None:
     'LS6 2AB'
     >>> standardise_postcode(" sw1a  2aa ")
     'SW1A 2AA'
+    >>> standardise_postcode("LS6 OAB")
+    'LS6 0AB'
+    >>> standardise_postcode("bfpo 57")
+    'BFPO 57'
     """
     text = present(value)
     if text is None:
         return None
     compact = "".join(text.split()).upper()
+    if (bfpo := _BFPO.fullmatch(compact)) and int(bfpo[1]) > 0:
+        # Numbers are not zero-padded; "BFPO 057" is BFPO 57.
+        return f"BFPO {int(bfpo[1])}"
+    compact = _fix_look_alikes(compact)
     if compact == _GIROBANK:
         return "GIR 0AA"
     match = _POSTCODE.fullmatch(compact)
@@ -153,4 +198,48 @@ def standardise_nhs_number(value: str | None) -> str | None:
     check = (11 - total % 11) % 11
     if check == 10 or check != int(digits[9]):
         raise InvalidValue("nhs_number", "check digit does not match", value=text)
+    return digits
+
+
+def standardise_uprn(value: str | None) -> str | None:
+    """Validate a Unique Property Reference Number (UPRN) and return its digits.
+
+    A UPRN is a whole number of one to twelve digits, issued by Ordnance Survey for every
+    addressable place in Great Britain. Surrounding whitespace is ignored and leading zeros are
+    stripped, because some systems store UPRNs zero-padded to twelve digits and others as plain
+    integers. Zero is not a UPRN: it is a placeholder, and is rejected so that it cannot link
+    unrelated places.
+
+    Parameters
+    ----------
+    value
+        The raw UPRN; ``None``, empty or whitespace-only means missing.
+
+    Returns
+    -------
+    str or None
+        The digits without leading zeros, or ``None`` when missing.
+
+    Raises
+    ------
+    InvalidValue
+        When the value has anything but digits, has more than twelve digits, or is zero.
+
+    Examples
+    --------
+    >>> standardise_uprn("000100023336956")
+    '100023336956'
+    >>> standardise_uprn(" 10023336956 ")
+    '10023336956'
+    """
+    text = present(value)
+    if text is None:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise InvalidValue("uprn", "not a UPRN (expected up to twelve digits)", value=text)
+    digits = text.lstrip("0")
+    if not digits:
+        raise InvalidValue("uprn", "zero is a placeholder, not a UPRN", value=text)
+    if len(digits) > _UPRN_DIGITS:
+        raise InvalidValue("uprn", "not a UPRN (expected up to twelve digits)", value=text)
     return digits

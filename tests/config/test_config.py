@@ -138,3 +138,32 @@ def test_node_config_bad_fingerprint_format(tmp_path: Path) -> None:
         load_node_config(node)
     assert "project_fingerprint" in str(info.value) and "sha256:" in str(info.value)
     assert "key 'project': required key is missing" in str(info.value)
+
+
+def test_project_field_types_are_exactly_the_standardisers() -> None:
+    from typing import get_args
+
+    from oda_fed.config import FieldType
+    from oda_fed.standardise import FIELD_TYPES
+
+    assert set(get_args(FieldType)) == set(FIELD_TYPES)
+
+
+def test_keyed_token_only_for_exact_identifiers(tmp_path: Path) -> None:
+    text = PROJECT.replace('type = "name"', 'type = "name"\nkeyed_token = true')
+    with pytest.raises(ConfigError, match="keyed_token is only for exact identifiers"):
+        load_project(write(tmp_path, text))
+    ok = PROJECT.replace('type = "name"', 'type = "nhs_number"\nkeyed_token = true')
+    assert load_project(write(tmp_path, ok)).project.linkage.fields[0].keyed_token
+
+
+def test_hardening_salt_field_must_be_a_linkage_field(tmp_path: Path) -> None:
+    text = PROJECT.replace(
+        "[[linkage.fields]]", '[linkage.hardening]\nsalt_field = "dob"\n\n[[linkage.fields]]', 1
+    )
+    with pytest.raises(ConfigError, match="salt_field 'dob' is not one of the linkage fields"):
+        load_project(write(tmp_path, text))
+    balanced = PROJECT.replace(
+        "[[linkage.fields]]", "[linkage.hardening]\nbalance = true\n\n[[linkage.fields]]", 1
+    )
+    assert load_project(write(tmp_path, balanced)).project.linkage.wire_bits == 2048

@@ -19,7 +19,7 @@ def test_k_is_bits_per_token_times_weight_rounded_half_up() -> None:
     ("kwargs", "problem"),
     [
         ({"name": "", "type": "name"}, "empty name"),
-        ({"name": "a", "type": "address"}, "type 'address'"),
+        ({"name": "a", "type": "passport"}, "type 'passport'"),
         ({"name": "a", "type": "name", "ngram": 0}, "ngram"),
         ({"name": "a", "type": "name", "ngram": 2.0}, "ngram"),
         ({"name": "a", "type": "name", "bits_per_token": 0}, "bits_per_token"),

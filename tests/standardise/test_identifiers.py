@@ -7,6 +7,7 @@ from oda_fed.standardise import (
     standardise_nhs_number,
     standardise_postcode,
     standardise_sex,
+    standardise_uprn,
 )
 
 
@@ -123,8 +124,106 @@ def test_invalid_nhs_number(raw: str, problem: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "standardise", [standardise_postcode, standardise_sex, standardise_nhs_number]
+    "standardise", [standardise_postcode, standardise_sex, standardise_nhs_number, standardise_uprn]
 )
 @pytest.mark.parametrize("raw", [None, "", " \t "])
 def test_missing(standardise, raw: str | None) -> None:
     assert standardise(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("LS6 OAB", "LS6 0AB"),  # inward digit typed as the letter O
+        ("LS6 IAB", "LS6 1AB"),  # ... and as the letter I
+        ("0L1 1AA", "OL1 1AA"),  # first character is always a letter
+        ("1P4 1AA", "IP4 1AA"),
+        ("MO 1AE", "M0 1AE"),  # A9: the second character is a digit
+        ("MI 1AE", "M1 1AE"),
+        ("S016 1AA", "SO16 1AA"),  # AA99: the second is a letter ...
+        ("SOI6 1AA", "SO16 1AA"),  # ... and the third a digit
+        ("EC1A IBB", "EC1A 1BB"),
+        ("gir oaa", "GIR 0AA"),
+    ],
+)
+def test_look_alike_slips_are_fixed_where_the_format_fixes_the_class(
+    raw: str, expected: str
+) -> None:
+    assert standardise_postcode(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "W1O 1AA",  # third of three: A9A has a letter there, A99 a digit, so it is not guessed
+        "BI1 1AA",  # second of three: AA9 has a letter (never I), A99 a digit, so B11 is not guessed
+        "SO1O 1AA",  # fourth of four: AA99 digit, AA9A letter
+        "LS6 2O0",  # inward letters are never O (or I), so 0 and 1 there are not letters
+        "LS6 2AI",
+    ],
+)
+def test_look_alikes_in_positions_the_format_leaves_open_are_not_guessed(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="not a UK postcode"):
+        standardise_postcode(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("BFPO 57", "BFPO 57"),
+        ("bfpo57", "BFPO 57"),
+        (" BFPO  1234 ", "BFPO 1234"),
+        ("BFPO 057", "BFPO 57"),
+        ("BF1 3AD", "BF1 3AD"),  # the postcode form of forces mail is an ordinary postcode
+        ("GIR 0AA", "GIR 0AA"),
+        ("G I R 0 A A", "GIR 0AA"),
+    ],
+)
+def test_special_cases(raw: str, expected: str) -> None:
+    assert standardise_postcode(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["BFPO", "BFPO 12345", "BFPO 0", "BFPO 12A", "GIR 0AB"])
+def test_invalid_special_cases(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="not a UK postcode"):
+        standardise_postcode(raw)
+
+
+def test_canonical_postcodes_are_fixed_points() -> None:
+    for raw in ["LS6 OAB", "0L1 1AA", "MO 1AE", "bfpo 57", "gir0aa", "sw1a2aa"]:
+        once = standardise_postcode(raw)
+        assert standardise_postcode(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("100023336956", "100023336956"),
+        ("000100023336956", "100023336956"),  # zero-padded beyond twelve digits
+        ("010023336956", "10023336956"),
+        (" 7 ", "7"),
+        ("1", "1"),
+        ("999999999999", "999999999999"),
+    ],
+)
+def test_valid_uprn(raw: str, expected: str) -> None:
+    assert standardise_uprn(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("1000233369561", "up to twelve digits"),
+        ("1000 2333 6956", "up to twelve digits"),
+        ("UPRN100023336956", "up to twelve digits"),
+        ("-5", "up to twelve digits"),
+        ("1.5", "up to twelve digits"),
+        ("١٢٣", "up to twelve digits"),  # Arabic-Indic digits are digits, but not ASCII ones
+        ("0", "placeholder"),
+        ("000000000000", "placeholder"),
+    ],
+)
+def test_invalid_uprn(raw: str, problem: str) -> None:
+    with pytest.raises(InvalidValue, match=problem) as caught:
+        standardise_uprn(raw)
+    assert caught.value.field_type == "uprn"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from oda_fed.standardise import standardise_name, standardise_text
+from oda_fed.standardise import first_given_name, given_names, standardise_name, standardise_text
 from oda_fed.standardise.names import fold_accents
 
 
@@ -83,3 +83,69 @@ def test_standardise_text_missing(raw: str | None) -> None:
 
 def test_fold_accents() -> None:
     assert fold_accents("Ärger ÉCOLE ﬁn ø") == "arger ecole fin o"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Mrs. Jane Doe", "jane doe"),
+        ("Ms Jane Doe", "jane doe"),
+        ("Miss Jane Doe", "jane doe"),
+        ("Prof. Jane Doe", "jane doe"),
+        ("Rev Jane Doe", "jane doe"),
+        ("Sir John Major", "john major"),
+        ("Dame Judi Dench", "judi dench"),
+        ("Rt Hon Sir John Major", "john major"),
+        ("Fr. Ted Crilly", "ted crilly"),
+        ("John Smith Jr", "john smith"),
+        ("John Smith Snr.", "john smith"),
+        ("John Smith II", "john smith"),
+        ("John Smith III", "john smith"),
+        ("Smith Jr, John", "smith john"),  # inverted, suffix before the comma
+        ("Smith, Mr John", "smith john"),  # inverted, title after the comma
+        ("Smith, Ms", "smith"),
+        ("Smith - Jones", "smithjones"),  # spaced hyphen
+        ("Smith -Jones", "smithjones"),
+        ("O' Brien", "obrien"),  # spaced apostrophe
+        ("Ní Bhriain-Ó Dónaill", "ni bhriaino donaill"),
+        ("Mary-Jane Louise", "maryjane louise"),  # every given name kept, in order
+        ("  MARY JANE   LOUISE ", "mary jane louise"),
+    ],
+)
+def test_titles_suffixes_and_double_barrels(raw: str, expected: str) -> None:
+    assert standardise_name(raw) == expected
+
+
+def test_suffix_alone_is_kept() -> None:
+    # A one-word value is never emptied, whatever it is.
+    assert standardise_name("III") == "iii"
+    assert standardise_name("Jr") == "jr"
+
+
+def test_given_names() -> None:
+    assert given_names("Mary-Jane Louise") == ["maryjane", "louise"]
+    assert given_names("Miss Mary Jane  LOUISE") == ["mary", "jane", "louise"]
+    assert given_names("maryjane louise") == ["maryjane", "louise"]  # already standardised
+    assert given_names("Zoë") == ["zoe"]
+    assert given_names(None) == []
+    assert given_names("  ") == []
+    assert given_names("-") == []
+
+
+def test_first_given_name() -> None:
+    assert first_given_name("Mary-Jane Louise") == "maryjane"
+    assert first_given_name("Mr John Paul") == "john"
+    assert first_given_name(standardise_name("Mary-Jane Louise")) == "maryjane"
+    assert first_given_name(None) is None
+    assert first_given_name("...") is None
+
+
+def test_first_given_name_agrees_where_middle_names_differ() -> None:
+    assert standardise_name("Mary-Jane Louise") != standardise_name("Mary-Jane")
+    assert first_given_name("Mary-Jane Louise") == first_given_name("Mary-Jane")
+
+
+def test_fold_accents_ascii_fast_path_matches_unicode_path() -> None:
+    # The ASCII shortcut must give what NFKD + casefold gives.
+    for value in ["John SMITH", "o'brien-JONES 3", "ABC\\tdef"]:
+        assert fold_accents(value) == fold_accents(value + "é")[:-1]
