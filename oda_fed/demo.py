@@ -71,7 +71,7 @@ def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float =
             "fields": [
                 {"name": "first_name", "type": "name"},
                 {"name": "last_name", "type": "name"},
-                {"name": "date_of_birth", "type": "date"},
+                {"name": "date_of_birth", "type": "date_of_birth"},
                 {"name": "sex", "type": "sex"},
                 {"name": "postcode", "type": "postcode"},
             ],
