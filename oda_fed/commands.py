@@ -273,15 +273,13 @@ def explain_cli(
         )
     result = explain(field_encodings(loaded.project), bits=linkage.bits, sample=clks)
     table = Table(
-        "field",
-        "type",
-        "n-gram",
-        "bits per token (k)",
-        "weight",
-        "tokens per value",
-        "insertions",
-        title=f"{loaded.project.name}: {linkage.bits}-bit CLKs, threshold {linkage.threshold}",
+        title=f"{loaded.project.name}: {linkage.bits}-bit CLKs, threshold {linkage.threshold}"
     )
+    # Names and types fold onto a second line rather than being cut short on narrow terminals.
+    for header in ("field", "type"):
+        table.add_column(header, overflow="fold", min_width=len(header))
+    for header in ("n-gram", "k", "weight", "tokens per value", "insertions"):
+        table.add_column(header, justify="right")
     for r in result.fields:
         e = r.encoding
         ngram = (
