@@ -129,8 +129,9 @@ def encode_cli(
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        bits = None
         if clkhash_schema is not None:
-            encoded = _encode_clkhash_file(clkhash_schema, input, key, chunk_rows, report)
+            bits, encoded = _encode_clkhash_file(clkhash_schema, input, key, chunk_rows, report)
         else:
             loaded = load_project(project)
             if fmt == "clkhash-json":
@@ -147,7 +148,6 @@ def encode_cli(
     if fmt == "clkhash-json":
         from oda_fed.encoding import write_clkhash_json
 
-        bits = encoded.clks.shape[1] * 64
         write_atomic(out, lambda tmp: write_clkhash_json(encoded.clks, tmp, bits=bits))
     else:
         write_encoded(encoded, out, fmt=fmt)
@@ -164,26 +164,28 @@ def encode_cli(
         console.print(table)
     else:
         console.print(table.title)
-    console.print(f"wrote {out} ({fmt}, {encoded.clks.shape[1] * 64}-bit CLKs)")
+    console.print(f"wrote {out} ({fmt}, {bits or encoded.clks.shape[1] * 64}-bit CLKs)")
 
 
 def _encode_clkhash_file(
     schema_path: Path, input: Path, secret: bytes, chunk_rows: int, report
-) -> object:
+) -> tuple[int, object]:
     """Encode a CSV with a clkhash schema, a chunk at a time; row ids are line numbers."""
-    from oda_fed.encoding import encode_clkhash, load_clkhash_schema
+    from oda_fed.encoding import ClkhashEncoder, load_clkhash_schema
     from oda_fed.node.encode import EncodedSource
     from oda_fed.node.sources import count_rows, read_csv
 
     schema = load_clkhash_schema(schema_path)
+    encoder = ClkhashEncoder(schema, secret=secret)  # caches carry across chunks
     total = count_rows(input)
     parts, done = [], 0
     for frame in read_csv(input, chunk_rows=chunk_rows):
-        parts.append(encode_clkhash(schema, frame, secret=secret))
+        parts.append(encoder.encode(frame, first_row=done))
         done += len(frame)
         report(done, max(total, done))
-    clks = np.concatenate(parts) if parts else np.zeros((0, schema.bits // 64), dtype=np.uint64)
-    return EncodedSource(
+    words = -(-schema.bits // 64)
+    clks = np.concatenate(parts) if parts else np.zeros((0, words), dtype=np.uint64)
+    return schema.bits, EncodedSource(
         path=input,
         record_ids=np.arange(len(clks)).astype(str).astype(object),
         clks=clks,

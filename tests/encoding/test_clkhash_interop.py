@@ -595,3 +595,52 @@ def test_clkhash_json_is_what_clkhash_writes(reference, tmp_path: Path) -> None:
     path = write_clkhash_json(clks, tmp_path / "clks.json", bits=100)
     assert json.loads(path.read_text()) == {"clks": expected}
     np.testing.assert_array_equal(read_clkhash_json(path), clks)
+
+
+def test_the_encode_command_writes_what_clkhash_writes(reference, examples, tmp_path: Path) -> None:
+    """`oda-fed encode --clkhash-schema` end to end, in chunks, against clkhash's own bits."""
+    from typer.testing import CliRunner
+
+    from oda_fed.cli import app
+    from oda_fed.encoding import read_clkhash_json
+
+    schema = examples["randomnames-schema.json"]
+    schema_path = tmp_path / "schema.json"
+    schema_path.write_text(json.dumps(schema))
+    rows = [
+        [str(i), name, dob, sex]
+        for i, (name, dob, sex) in enumerate(
+            [
+                ("Zoë O'Brien", "1980/12/31", "F"),
+                ("John Smith", "1975/01/02", "M"),
+                ("Li Wei", "2001/07/04", "F"),
+                ("Ana-María López", "1999/02/28", "F"),
+            ]
+            * 7
+        )
+    ]
+    csv = tmp_path / "people.csv"
+    pd.DataFrame(rows, columns=[f["identifier"] for f in schema["features"]]).to_csv(
+        csv, index=False
+    )
+    out = tmp_path / "clks.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "encode",
+            "--clkhash-schema",
+            str(schema_path),
+            "--secret",
+            SECRET,
+            "--input",
+            str(csv),
+            "--out",
+            str(out),
+            "--chunk-rows",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    got = read_clkhash_json(out)
+    expected = reference.clk_bytes(schema, rows)
+    assert np.array_equal(to_clkhash_bytes(got, bits=schema["clkConfig"]["l"]), expected)
