@@ -141,7 +141,8 @@ def iter_prepared(
         A mapped column is missing, record ids are empty or repeated, or (with
         ``on_invalid = "error"``) a value is malformed. The message names the row and column.
     """
-    seen: set[str] = set()
+    ids: list[np.ndarray] = []
+    memo = _Memo()
     first_row = 0
     for frame in read_csv(path, chunk_rows=chunk_rows):
         if first_row == 0:
@@ -151,10 +152,58 @@ def iter_prepared(
                     _require(frame, path, column, f"mapped from field '{field}'")
             for attribute, column in layout.attributes.items():
                 _require(frame, path, column, f"mapped from attribute '{attribute}'")
-        yield _prepare_frame(
-            frame, path=Path(path), project=project, layout=layout, first_row=first_row, seen=seen
+        chunk = _prepare_frame(
+            frame, path=Path(path), project=project, layout=layout, first_row=first_row, memo=memo
         )
+        ids.append(chunk.record_ids)
+        yield chunk
         first_row += len(frame)
+    # One pass over all ids at the end: checking each chunk against everything before it would
+    # cost time growing with the square of the file. Nothing has been written before this point.
+    every = pd.Series(np.concatenate(ids) if ids else np.empty(0, dtype=object))
+    dupes = every[every.duplicated()]
+    if len(dupes):
+        raise InputDataError(
+            f"{path}: {len(dupes)} repeated record id(s) in '{layout.record_id}' "
+            f"(first: '{dupes.iloc[0]}', row {int(dupes.index[0]) + 2}); each record needs its own id"
+        )
+
+
+class _Memo:
+    """Standardised values carried across chunks, for columns whose values repeat.
+
+    Dates of birth, names and postcodes repeat from chunk to chunk, so each distinct raw value is
+    standardised once per file. Columns of mostly unique values (addresses) are not memoised, so
+    memory stays bounded by a chunk.
+    """
+
+    MAX_DISTINCT_SHARE = 0.5
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict[str, tuple[object, bool]] | None] = {}
+
+    def standardise(
+        self, field: str, values: pd.Series, field_type: str, fmt: str | None
+    ) -> tuple[pd.Series, pd.Series]:
+        cache = self._cache.get(field, {})
+        if cache is None:
+            return standardise_column(values, field_type, fmt=fmt)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        todo = [u for u in uniques if u not in cache]
+        if todo:
+            std, bad = standardise_column(pd.Series(todo, dtype=object), field_type, fmt=fmt)
+            cache.update(zip(todo, zip(std.tolist(), bad.tolist(), strict=True), strict=True))
+        if field not in self._cache:
+            # Decide once, on the first chunk, whether this column repeats enough to memoise.
+            keep = len(uniques) <= self.MAX_DISTINCT_SHARE * max(len(values), 1)
+            self._cache[field] = cache if keep else None
+        looked = [cache[u] for u in uniques]
+        std_u = np.array([s for s, _ in looked] + [None], dtype=object)
+        bad_u = np.array([b for _, b in looked] + [False], dtype=bool)
+        return (
+            pd.Series(std_u[codes], index=values.index, dtype=object),
+            pd.Series(bad_u[codes], index=values.index, dtype=bool),
+        )
 
 
 def prepare(path: Path, *, project: Project, layout: Layout) -> PreparedSource:
@@ -179,7 +228,7 @@ def _prepare_frame(
     project: Project,
     layout: Layout,
     first_row: int,
-    seen: set[str],
+    memo: _Memo,
 ) -> PreparedSource:
     # CSV line of data row i: the header is line 1 and rows count from first_row.
     def line(i: int) -> int:
@@ -189,13 +238,6 @@ def _prepare_frame(
     if (ids == "").any():
         row = line(int(np.flatnonzero((ids == "").to_numpy())[0]))
         raise InputDataError(f"{path}: row {row} has an empty record id in '{layout.record_id}'")
-    dupes = ids[ids.duplicated() | ids.isin(seen)]
-    if len(dupes):
-        raise InputDataError(
-            f"{path}: {len(dupes)} repeated record id(s) in '{layout.record_id}' "
-            f"(first: '{dupes.iloc[0]}'); each record needs its own id"
-        )
-    seen.update(ids)
 
     fields: dict[str, list[str | None]] = {}
     missing: dict[str, int] = {}
@@ -208,7 +250,7 @@ def _prepare_frame(
             invalid[spec.name] = 0
             continue
         fmt = layout.date_format if is_date(spec.type) else None
-        values, bad = standardise_column(frame[column], spec.type, fmt=fmt)
+        values, bad = memo.standardise(spec.name, frame[column], spec.type, fmt)
         n_bad = int(bad.sum())
         if n_bad and layout.on_invalid == "error":
             index = int(np.flatnonzero(bad.to_numpy())[0])
