@@ -162,6 +162,13 @@ def encode(
         typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
     ] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read per chunk.")] = 100_000,
+    on_invalid: Annotated[
+        str,
+        typer.Option(
+            help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
+            "missing: count malformed values as missing and go on."
+        ),
+    ] = "error",
 ) -> None:
     """Encode a CSV into CLKs, in bounded memory with a progress bar.
 
@@ -182,6 +189,7 @@ def encode(
         partner=partner,
         fmt=format,
         chunk_rows=chunk_rows,
+        on_invalid=on_invalid,
     )
 
 
@@ -205,6 +213,13 @@ def link(
     all_records: Annotated[
         bool, typer.Option(help="Also write records linked to no other.")
     ] = False,
+    on_invalid: Annotated[
+        str,
+        typer.Option(
+            help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
+            "missing: count malformed values as missing and go on."
+        ),
+    ] = "error",
 ) -> None:
     """Embedded mode: link files in one process with no network and write links.csv."""
     from oda_fed.commands import link_cli
@@ -218,6 +233,7 @@ def link(
         out=out,
         truth=truth,
         all_records=all_records,
+        on_invalid=on_invalid,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,15 @@ from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.pki import read_secret
 
 ERROR_LEVELS = ("low", "medium", "high")
+
+
+ON_INVALID = ("error", "missing")
+
+
+def _on_invalid(value: str) -> str:
+    if value not in ON_INVALID:
+        raise ConfigError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, not '{value}'")
+    return value
 
 
 def _level(errors: str) -> str:
@@ -99,6 +109,7 @@ def encode_cli(
     partner: str | None,
     fmt: str | None,
     chunk_rows: int,
+    on_invalid: str = "error",
 ) -> None:
     from oda_fed.node.encode import FORMATS, encode_file, write_encoded
     from oda_fed.node.sources import layout_for
@@ -141,7 +152,10 @@ def encode_cli(
                 project=loaded.project,
                 secret=key,
                 chunk_rows=chunk_rows,
-                layout=layout_for(loaded.project, partner or input.stem),
+                layout=replace(
+                    layout_for(loaded.project, partner or input.stem),
+                    on_invalid=_on_invalid(on_invalid),
+                ),
                 progress=report,
             )
     seconds = time.monotonic() - started
@@ -205,6 +219,7 @@ def link_cli(
     out: Path,
     truth: Path | None,
     all_records: bool,
+    on_invalid: str = "error",
 ) -> None:
     from oda_fed.embedded import link_files
 
@@ -217,6 +232,7 @@ def link_cli(
         task = progress.add_task("linking", total=None)
         result = link_files(
             files,
+            on_invalid=_on_invalid(on_invalid),
             project=loaded.project,
             secret=secret,
             progress=lambda msg: progress.update(task, description=msg),

@@ -7,7 +7,7 @@ results agree with what the coordinator would find for the same inputs and setti
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +83,19 @@ class LinkResult:
 
 
 def link_files(
-    paths: Sequence[Path], *, project: Project, secret: bytes, progress: Progress | None = None
+    paths: Sequence[Path],
+    *,
+    project: Project,
+    secret: bytes,
+    on_invalid: str = "error",
+    progress: Progress | None = None,
 ) -> LinkResult:
     """Link the records of several CSV files.
 
     A file's stem names its source. When the stem is a partner id in the project, that partner's
     agreed column layout applies; otherwise columns must be named after the project's fields, and
-    the record id column is ``record_id``.
+    the record id column is ``record_id``. ``on_invalid`` is ``"error"`` (stop at the first malformed
+    value, naming its row and column) or ``"missing"`` (count malformed values as missing).
     """
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) != len(stems):
@@ -102,7 +108,10 @@ def link_files(
         if progress is not None:
             progress(f"standardising and encoding {Path(path).name}")
         encoded = encode_file(
-            Path(path), project=project, layout=layout_for(project, stem), secret=secret
+            Path(path),
+            project=project,
+            layout=replace(layout_for(project, stem), on_invalid=on_invalid),
+            secret=secret,
         )
         encoded_sources.append(encoded)
         clks.append(encoded.clks)

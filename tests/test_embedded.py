@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
@@ -319,3 +320,47 @@ def test_keyed_nhs_tokens_link_exactly(tmp_path: Path) -> None:
 
     links = pd.read_csv(tmp_path / "links.csv", dtype=str)
     assert (links.score.astype(float) == 1.0).sum() > 0  # token matches carry score 1.0
+
+
+def test_on_invalid_missing_counts_instead_of_stopping(data: Path, tmp_path: Path) -> None:
+    council = pd.read_csv(data / "council.csv", dtype=str, keep_default_na=False)
+    council.loc[[4, 9], "dob"] = ["31/02/1980", "13/13/2001"]
+    bad = tmp_path / "council.csv"
+    council.to_csv(bad, index=False)
+    out = tmp_path / "c.npy"
+    args = [
+        "encode",
+        "--project",
+        str(data / "project.toml"),
+        "--secret-file",
+        str(data / "linkage.secret"),
+        "--input",
+        str(bad),
+        "--out",
+        str(out),
+    ]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 3 and "row 6, column 'dob'" in stopped.output
+    assert not out.exists()
+    counted = runner.invoke(app, [*args, "--on-invalid", "missing"])
+    assert counted.exit_code == 0, counted.output
+    row = next(line for line in counted.output.splitlines() if "date_of_birth" in line)
+    assert row.split("│")[3].strip() == "2"  # invalid column
+    assert len(np.load(out)) == len(council)  # no row dropped
+    linked = runner.invoke(
+        app,
+        [
+            "link",
+            str(bad),
+            str(data / "police.csv"),
+            "--project",
+            str(data / "project.toml"),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(tmp_path / "l.csv"),
+            "--on-invalid",
+            "missing",
+        ],
+    )
+    assert linked.exit_code == 0, linked.output
