@@ -20,10 +20,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from oda_fed.encoding.keys import MIN_SECRET_BYTES
+from oda_fed.encoding.keys import derive_key
 from oda_fed.errors import AuthError, ConfigError
 
 TOKEN_KEY_BYTES = 32
@@ -69,23 +66,14 @@ def derive_token_key(secret: bytes, *, context: str, field: str) -> bytes:
     >>> len(key)
     32
     """
-    if not isinstance(secret, bytes | bytearray):
-        raise TypeError(f"the linkage secret must be bytes, not {type(secret).__name__}")
-    if len(secret) < MIN_SECRET_BYTES:
-        # The length is safe to report; the secret itself never goes into a message.
-        raise AuthError(
-            f"the linkage secret is {len(secret)} bytes; at least {MIN_SECRET_BYTES} are required"
-        )
-    if not context:
-        raise ConfigError("the key derivation context (the project name) is empty")
     if not field:
         raise ConfigError("an exact-token field has an empty name")
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=TOKEN_KEY_BYTES,
-        salt=context.encode("utf-8"),
+    return derive_key(
+        secret,
+        context=context,
         info=TOKEN_INFO_PREFIX + field.encode("utf-8"),
-    ).derive(bytes(secret))
+        length=TOKEN_KEY_BYTES,
+    )
 
 
 def exact_tokens(values: Sequence[str | None], *, key: bytes) -> list[bytes | None]:

@@ -80,12 +80,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from oda_fed.encoding import hardening_kernels as kernels
-from oda_fed.encoding.keys import MIN_SECRET_BYTES
-from oda_fed.errors import AuthError, ConfigError, InputDataError
+from oda_fed.encoding.keys import check_secret, derive_key
+from oda_fed.errors import ConfigError, InputDataError
 
 __all__ = ["HARDENING_INFO_PREFIX", "Hardening", "harden", "hardened_bits", "salts_for"]
 
@@ -229,24 +227,12 @@ def hardened_bits(bits: int, hardening: Hardening) -> int:
 
 def _option_key(secret: bytes, *, context: str, option: str) -> bytes:
     """``HKDF-SHA256(secret, salt=context, info=HARDENING_INFO_PREFIX + option)``, 32 bytes."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=_KEY_BYTES,
-        salt=context.encode("utf-8"),
+    return derive_key(
+        secret,
+        context=context,
         info=HARDENING_INFO_PREFIX + option.encode("ascii"),
-    ).derive(bytes(secret))
-
-
-def _check_secret(secret: bytes, context: str) -> None:
-    if not isinstance(secret, bytes | bytearray):
-        raise TypeError(f"the linkage secret must be bytes, not {type(secret).__name__}")
-    if len(secret) < MIN_SECRET_BYTES:
-        # The length is safe to report; the secret itself never goes into a message.
-        raise AuthError(
-            f"the linkage secret is {len(secret)} bytes; at least {MIN_SECRET_BYTES} are required"
-        )
-    if not isinstance(context, str) or not context:
-        raise ConfigError("the key derivation context (the project name) is empty")
+        length=_KEY_BYTES,
+    )
 
 
 class _KeyStream:
@@ -409,7 +395,7 @@ def harden(
     ((1, 4), dtype('uint64'))
     """
     _check_clks(clks)
-    _check_secret(secret, context)
+    check_secret(secret, context)
     hardened_bits(clks.shape[1] * WORD_BITS, hardening)  # checks the options fit the length
 
     out = clks

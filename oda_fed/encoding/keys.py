@@ -24,6 +24,31 @@ KEY_INFO_PREFIX = b"oda-fed/clk/v1/"
 """HKDF ``info`` is this prefix followed by the field name in UTF-8."""
 
 
+def check_secret(secret: bytes, context: str) -> None:
+    """Refuse a secret or context no key may be derived from (the secret never enters a message)."""
+    if not isinstance(secret, bytes | bytearray):
+        raise TypeError(f"the linkage secret must be bytes, not {type(secret).__name__}")
+    if len(secret) < MIN_SECRET_BYTES:
+        # The length is safe to report; the secret itself never goes into a message.
+        raise AuthError(
+            f"the linkage secret is {len(secret)} bytes; at least {MIN_SECRET_BYTES} are required"
+        )
+    if not isinstance(context, str) or not context:
+        raise ConfigError("the key derivation context (the project name) is empty")
+
+
+def derive_key(secret: bytes, *, context: str, info: bytes, length: int = 32) -> bytes:
+    """``HKDF-SHA256(ikm=secret, salt=context (UTF-8), info)``: every key oda-fed derives.
+
+    Each use has its own ``info`` prefix (CLK fields, exact tokens, hardening), so no two uses can
+    ever share a key.
+    """
+    check_secret(secret, context)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=length, salt=context.encode("utf-8"), info=info
+    ).derive(bytes(secret))
+
+
 def derive_field_keys(
     secret: bytes, *, context: str, fields: Sequence[FieldEncoding]
 ) -> dict[str, bytes]:
@@ -60,26 +85,17 @@ def derive_field_keys(
     >>> len(keys["dob"])
     32
     """
-    if not isinstance(secret, bytes | bytearray):
-        raise TypeError(f"the linkage secret must be bytes, not {type(secret).__name__}")
-    if len(secret) < MIN_SECRET_BYTES:
-        # The length is safe to report; the secret itself never goes into a message.
-        raise AuthError(
-            f"the linkage secret is {len(secret)} bytes; at least {MIN_SECRET_BYTES} are required"
-        )
-    if not context:
-        raise ConfigError("the key derivation context (the project name) is empty")
+    check_secret(secret, context)
     names = [field.name for field in fields]
     if len(set(names)) != len(names):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         raise ConfigError(f"linkage fields must have unique names; repeated: {duplicated}")
-    salt = context.encode("utf-8")
     return {
-        name: HKDF(
-            algorithm=hashes.SHA256(),
-            length=FIELD_KEY_BYTES,
-            salt=salt,
+        name: derive_key(
+            secret,
+            context=context,
             info=KEY_INFO_PREFIX + name.encode("utf-8"),
-        ).derive(bytes(secret))
+            length=FIELD_KEY_BYTES,
+        )
         for name in names
     }
