@@ -19,6 +19,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oda_fed.errors import ConfigError
+from oda_fed.standardise import FieldType  # the field vocabulary is the standardisers'
 
 PROJECT_FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -26,20 +27,6 @@ FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
-# The project's field vocabulary; "date" and "text" are deprecated aliases of date_of_birth and
-# free_text, kept so older projects still load.
-FieldType = Literal[
-    "name",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "sex",
-    "nhs_number",
-    "uprn",
-    "free_text",
-    "date",
-    "text",
-]
 EXACT_TYPES = ("nhs_number", "uprn")
 
 
