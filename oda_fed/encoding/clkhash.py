@@ -45,10 +45,12 @@ bits within each byte are reversed; :mod:`oda_fed.encoding.clkhash_json` convert
 
 How it is fast
 --------------
-clkhash works record by record. Here each column of a chunk is factorised into distinct values;
-each distinct value is checked, formatted and tokenised once per encoder, n-grams of all new values
-at once; each distinct token is hashed once; and Numba kernels set the bits over rows in parallel
-(:mod:`oda_fed.encoding.engine`).
+clkhash works record by record. Here each column of a chunk is factorised into distinct values
+(on every core at once). The distinct values are checked and formatted together
+(:func:`~oda_fed.encoding.clkhash_values.format_values`): with numpy and Numba over their code
+points wherever a check allows, the rest one by one exactly as clkhash does. The n-grams of all
+values become integer keys at once; each distinct token is hashed once; and Numba kernels set
+the bits over rows in parallel (:mod:`oda_fed.encoding.engine`).
 """
 
 from __future__ import annotations
@@ -56,17 +58,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from oda_fed.encoding.clkhash_schema import ClkhashFeature, ClkhashSchema, StringFormat
-from oda_fed.encoding.clkhash_values import formatter, shown, token_ks, tokenise
+from oda_fed.encoding.clkhash_schema import (
+    ClkhashFeature,
+    ClkhashSchema,
+    DateFormat,
+    EnumFormat,
+    NumericComparison,
+)
+from oda_fed.encoding.clkhash_values import format_values, shown, token_ks, tokenise
 from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
-from oda_fed.encoding.tokens import TokenLists
+from oda_fed.encoding.token_batches import TokenLists
 from oda_fed.errors import AuthError, InputDataError
 
 CHUNK_ROWS = 100_000
@@ -172,55 +182,22 @@ class _FeatureEncoder:
                 bits=bits,
                 non_singular=feature.prevent_singularity,
             )
-        self._format = formatter(feature)
-        self.values = ValueCache(TokenCache(hasher), self._prepare)
+        # Values are remembered across chunks only where checking or tokenising them takes
+        # Python code per value; otherwise doing it again costs less than looking them up.
+        per_value = isinstance(feature.format, DateFormat | EnumFormat) or isinstance(
+            feature.comparison, NumericComparison
+        )
+        self.values = ValueCache(TokenCache(hasher), self._prepare, remember=per_value)
 
     def _prepare(self, values: list[str]) -> tuple[TokenLists, np.ndarray, dict[int, str]]:
-        feature = self.feature
-        formatted: list[str] = []
-        problems: dict[int, str] = {}
-        fast = self._fast_format(values)
-        if fast is not None:
-            formatted = fast
-        else:
-            for i, value in enumerate(values):
-                if value == feature.missing_sentinel:
-                    formatted.append(feature.missing_replacement or "")
-                    continue
-                text, problem = self._format(value)
-                if problem is not None:
-                    problems[i] = f"invalid: {problem}"
-                formatted.append(text or "")
-        found, unreadable = tokenise(formatted, feature.comparison)
+        formatted, problems, points = format_values(self.feature, values)
+        found, unreadable = tokenise(formatted, self.feature.comparison, points=points)
         problems.update(unreadable)
-        return found, token_ks(feature, found.counts), problems
+        return found, token_ks(self.feature, found.counts), problems
 
-    def _fast_format(self, values: list[str]) -> list[str] | None:
-        """The formatted values when a string feature only needs its encoding checked and every
-        value passes, found with one check of all values joined; ``None`` otherwise."""
-        fmt = self.feature.format
-        if not (
-            isinstance(fmt, StringFormat)
-            and fmt.pattern is None
-            and fmt.case == "mixed"
-            and fmt.min_length is None
-            and fmt.max_length is None
-        ):
-            return None
-        try:
-            # A string encodes exactly when each of its characters does.
-            "".join(values).encode(self.feature.encoding)
-        except UnicodeEncodeError:
-            return None
-        sentinel = self.feature.missing_sentinel
-        if sentinel is None:
-            return values
-        replacement = self.feature.missing_replacement or ""
-        return [replacement if value == sentinel else value for value in values]
-
-    def batch(self, column: object) -> tuple[FieldBatch, _Problem | None]:
-        """The feature's part of a chunk, and its first problem (by row), if any."""
-        codes, values = _factorize(column, self.feature.identifier)
+    def batch(self, codes: np.ndarray, values: list[str]) -> tuple[FieldBatch, _Problem | None]:
+        """The feature's part of a chunk whose column :func:`_factorize` gave ``codes`` and
+        ``values``, and its first problem (by row), if any."""
         batch, problems = self.values.batch(codes, values)
         if not problems:
             return batch, None
@@ -246,12 +223,14 @@ def _factorize(column: object, identifier: str) -> tuple[np.ndarray, list[str]]:
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     values = np.asarray(uniques, dtype=object).tolist()
-    for value in values:
-        if not isinstance(value, str):
-            raise InputDataError(
-                f"column {identifier!r}: values must be strings, found a {type(value).__name__} "
-                "(read the file with dtype=str)"
-            )
+    # A pandas string column holds only strings (missing cells aside), so only others are checked.
+    if not isinstance(getattr(column, "dtype", None), pd.StringDtype):
+        for value in values:
+            if not isinstance(value, str):
+                raise InputDataError(
+                    f"column {identifier!r}: values must be strings, found a "
+                    f"{type(value).__name__} (read the file with dtype=str)"
+                )
     missing = codes < 0
     if missing.any():
         try:
@@ -323,7 +302,21 @@ class ClkhashEncoder:
         """
         columns = _columns(rows, self.schema, first_row=first_row)
         n = len(rows)
-        found = [encoder.batch(columns(encoder.feature.index)) for encoder in self._features]
+        # Factorising a column of pandas strings runs in Arrow without the GIL, so columns
+        # are factorised on every core at once; the rest of each feature's work follows in turn.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            factorized = list(
+                pool.map(
+                    lambda encoder: _factorize(
+                        columns(encoder.feature.index), encoder.feature.identifier
+                    ),
+                    self._features,
+                )
+            )
+        found = [
+            encoder.batch(codes, values)
+            for encoder, (codes, values) in zip(self._features, factorized, strict=True)
+        ]
         problems = [problem for _, problem in found if problem is not None]
         if problems:
             _, row, index, message = min(problems)

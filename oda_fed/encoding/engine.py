@@ -8,15 +8,19 @@ occurrences of each distinct value), and :func:`encode_batches` returns the chun
 
 Why it is fast
 --------------
-Values repeat across a population (first names, dates, postcodes) and tokens repeat far more, so
-work is done once per distinct thing: each distinct token is hashed once per encoder and its bit
-positions kept (:class:`TokenCache`); each distinct value is tokenised once per encoder, in
-vectorised batches, and its token occurrences kept (:class:`ValueCache`); rows only gather. Bits
-are set by Numba kernels (:mod:`oda_fed.encoding.kernels`) that run over rows in parallel. When
-CLKs are short enough, each distinct value's bits are first collected into a one-value mask and
-each row ORs its fields' masks word by word (:func:`~oda_fed.encoding.kernels.or_masks`); for very
-wide CLKs, where a mask costs more than its positions, rows set their positions directly. Both
-give the same bits.
+Values repeat across a population (first names, dates, postcodes), and tokens repeat far more
+even where values do not (the n-grams of addresses and ids), so work is done once per distinct
+thing. Each chunk's distinct values are checked and tokenised together, as arrays of code points
+(:mod:`oda_fed.encoding.codepoints`): n-grams become integer keys in a Numba kernel, and only
+distinct keys become token strings. Each distinct token is hashed once per encoder and its bit
+positions kept (:class:`TokenCache`). Where a value needs Python code of its own (a date to
+parse, say), the :class:`ValueCache` also keeps each value's tokens across chunks; otherwise
+tokenising a chunk's values again costs less than looking them up. Bits are set by Numba kernels
+(:mod:`oda_fed.encoding.kernels`) that run over rows in parallel. For a field whose values
+repeat, each distinct value's bits are first collected into a one-value mask and each row ORs
+its masks word by word (:func:`~oda_fed.encoding.kernels.or_masks`); for a field whose values
+hardly repeat, or very wide CLKs, where a mask costs more than its positions, rows set their
+positions directly. Both give the same bits.
 
 Memory stays bounded by the chunk (its codes, token occurrences and masks) plus the two caches,
 which are emptied between chunks once they pass ``max_values`` values or ``max_tokens`` tokens.
@@ -31,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.encoding import kernels
-from oda_fed.encoding.tokens import TokenLists
+from oda_fed.encoding.token_batches import TokenLists
 
 Hasher = Callable[[list[Hashable], np.ndarray], tuple[np.ndarray, np.ndarray]]
 """``(keys, need) -> (positions, lengths)``: the bit positions of new tokens.
@@ -221,10 +225,13 @@ class ValueCache:
         When this cache holds more values, or the token cache more tokens, both are emptied
         before the next chunk, so that a field of unique values (an id) cannot grow them
         without bound.
+    remember
+        Whether to keep values across chunks. When tokenising is vectorised, tokenising a
+        chunk's values again costs less than looking each one up, so only tokens are kept.
 
     Examples
     --------
-    >>> from oda_fed.encoding.tokens import TokenLists
+    >>> from oda_fed.encoding.token_batches import TokenLists
     >>> cache = TokenCache(lambda keys, need: (np.zeros(int(need.sum()), np.uint32), need))
     >>> def tokenise(values):
     ...     found = TokenLists.from_lists([list(value) for value in values])
@@ -241,9 +248,11 @@ class ValueCache:
         *,
         max_values: int = 1_000_000,
         max_tokens: int = 2_000_000,
+        remember: bool = True,
     ) -> None:
         self.cache = cache
         self._tokenise = tokenise
+        self._remember = remember
         self._max_values = max_values
         self._max_tokens = max_tokens
         self.clear()
@@ -269,6 +278,10 @@ class ValueCache:
         """
         if len(self) > self._max_values or len(self.cache) > self._max_tokens:
             self.clear()
+        if not self._remember:
+            found, ks, problems = self._tokenise(values)
+            tokens = self._token_rows(found, ks)
+            return FieldBatch(codes, found.offsets, tokens, ks, self.cache), problems
         get = self._ids.get
         ids = np.fromiter((get(value, -1) for value in values), dtype=np.int64, count=len(values))
         problems: dict[int, str] = {}
@@ -289,9 +302,7 @@ class ValueCache:
         """Tokenise and cache new values; return their ids (a value with a problem gets the
         id of an empty token list, and is not cached)."""
         found, ks, problems = self._tokenise(values)
-        need = np.zeros(len(found.keys), dtype=np.int64)
-        np.maximum.at(need, found.index, ks)
-        rows = self.cache.ids(found.keys, need)[found.index]
+        rows = self._token_rows(found, ks)
         counts = found.counts
         first = len(self._ids)
         ids = np.arange(first, first + len(values), dtype=np.int64)
@@ -315,6 +326,13 @@ class ValueCache:
         self._lengths[first:top] = counts
         self._used = end
         return ids, problems
+
+    def _token_rows(self, found: TokenLists, ks: np.ndarray) -> np.ndarray:
+        """The token cache row of each token occurrence, hashing tokens not seen before."""
+        need = np.zeros(len(found.keys), dtype=np.int64)
+        # Each distinct token needs as many positions as its most demanding occurrence.
+        np.maximum.at(need, found.index, ks)
+        return self.cache.ids(found.keys, need)[found.index]
 
 
 def encode_batches(
@@ -354,29 +372,30 @@ def encode_batches(
         # The kernels do not check bounds: a position past the CLK would write past its row.
         if batch.cache.position_bound > 64 * words or len(batch.codes) != rows:
             raise ValueError(f"a field batch does not fit {rows} CLKs of {64 * words} bits")
-    mask_cost = rows * len(batches) * words
-    direct_cost = 0
+    # Per field: setting a value's bits once into a mask and ORing the mask into each of its
+    # rows pays when values repeat; for values that hardly repeat (an id), rows set bits direct.
+    masked, direct = [], []
     for batch in batches:
         set_per_value = int(batch.ks.sum())
-        mask_cost += set_per_value
-        direct_cost += rows * set_per_value // max(batch.values, 1)
-    values = sum(batch.values for batch in batches)
-    if direct_cost < mask_cost or values * words * 8 > _MASK_BYTES:
-        for batch in batches:
-            _set_bits(batch, value_of_row=batch.codes, out=out)
-        return out
-
-    masks = np.zeros((values, words), dtype=np.uint64)
-    codes = np.empty((rows, len(batches)), dtype=np.int64)
-    first = 0
-    for f, batch in enumerate(batches):
-        last = first + batch.values
-        _set_bits(
-            batch, value_of_row=np.arange(batch.values, dtype=np.int64), out=masks[first:last]
-        )
-        codes[:, f] = np.where(batch.codes >= 0, batch.codes + first, -1)
-        first = last
-    kernels.or_masks(codes, masks, out)
+        row_by_row = rows * set_per_value // max(batch.values, 1)
+        via_mask = set_per_value + rows * words
+        (direct if row_by_row <= via_mask else masked).append(batch)
+    if sum(batch.values for batch in masked) * words * 8 > _MASK_BYTES:
+        masked, direct = [], list(batches)
+    if masked:
+        masks = np.zeros((sum(batch.values for batch in masked), words), dtype=np.uint64)
+        codes = np.empty((rows, len(masked)), dtype=np.int64)
+        first = 0
+        for f, batch in enumerate(masked):
+            last = first + batch.values
+            _set_bits(
+                batch, value_of_row=np.arange(batch.values, dtype=np.int64), out=masks[first:last]
+            )
+            codes[:, f] = np.where(batch.codes >= 0, batch.codes + first, -1)
+            first = last
+        kernels.or_masks(codes, masks, out)
+    for batch in direct:
+        _set_bits(batch, value_of_row=batch.codes, out=out)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Numba kernels of the CLK encoder: set the cached bit positions of tokens into CLK rows.
+"""Numba kernels of the CLK encoder: read values as code points, cut them into n-gram keys, and
+set the cached bit positions of tokens into CLK rows.
 
 Only ``@njit`` functions over arrays live here, so that Numba's on-disk cache, which tracks this
 file alone, is invalidated whenever a kernel changes. Every kernel has a plain-Python twin of the
@@ -14,6 +15,9 @@ The arrays describe a batch of distinct values and their tokens in compressed sp
   its token's cached positions, so one cached row serves every ``k``);
 - ``tok_offsets`` (``int64[t]``) and ``positions`` (``uint32[...]``): token ``t``'s positions
   start at ``positions[tok_offsets[t]]``; there are at least as many as any occurrence uses.
+
+Values are code points in the form of :class:`oda_fed.encoding.codepoints.CodePoints`: ``data``
+(``uint32``) with ``offsets`` (``int64[u + 1]``).
 
 CLKs and masks are ``uint64[:, ::1]``: bit ``b`` lives in word ``b // 64`` at position
 ``b % 64``, least significant bit first.
@@ -83,3 +87,108 @@ def or_masks(codes: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None:
                 continue
             for w in range(words):
                 out[r, w] |= masks[c, w]
+
+
+@njit(cache=True, parallel=True)
+def ngram_keys(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    gram_offsets: np.ndarray,
+    n: int,
+    pad: int,
+    pad_width: int,
+    lut: np.ndarray,
+    base: int,
+    position_unit: int,
+    out: np.ndarray,
+) -> None:
+    """Write the key of every n-gram of every value into ``out``.
+
+    Value ``v`` (code points ``data[offsets[v]:offsets[v + 1]]``, padded with ``pad_width``
+    copies of the code point ``pad`` at each end) has its n-grams, in order, at
+    ``out[gram_offsets[v]:gram_offsets[v + 1]]``: as many as the caller made room for, at most
+    ``len(padded) - n + 1``. Each code point ``c`` is a digit ``lut[c]`` (``c`` itself when
+    ``lut`` is empty); the key of the n-gram starting at ``i`` is its digits in base ``base``,
+    first most significant, plus ``i * position_unit`` (0 for plain n-grams). The caller checks
+    that keys fit 64 bits. Each parallel iteration writes only its own value's slots.
+
+    Examples
+    --------
+    >>> out = np.zeros(3, dtype=np.uint64)
+    >>> ngram_keys(np.array([97, 98], dtype=np.uint32), np.array([0, 2]), np.array([0, 3]),
+    ...     2, 32, 1, np.zeros(0, dtype=np.uint32), 1000, 0, out)
+    >>> out.tolist()
+    [32097, 97098, 98032]
+    """
+    wide = np.uint64(base)
+    unit = np.uint64(position_unit)
+    mapped = len(lut) > 0
+    for v in prange(len(offsets) - 1):
+        lo = offsets[v]
+        length = offsets[v + 1] - lo
+        first = gram_offsets[v]
+        for i in range(gram_offsets[v + 1] - first):
+            key = np.uint64(0)
+            for t in range(n):
+                j = i + t - pad_width
+                c = data[lo + j] if 0 <= j < length else pad
+                digit = np.uint64(lut[c]) if mapped else np.uint64(c)
+                key = key * wide + digit
+            out[first + i] = key + np.uint64(i) * unit
+
+
+@njit(cache=True, parallel=True)
+def all_allowed(
+    data: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, out: np.ndarray
+) -> None:
+    """Set ``out[v]`` to whether every code point ``c`` of value ``v`` has ``allowed[c]``
+    (a code point past the end of ``allowed`` is not allowed; an empty value passes).
+
+    Examples
+    --------
+    >>> out = np.zeros(2, dtype=np.bool_)
+    >>> all_allowed(np.array([1, 5], dtype=np.uint32), np.array([0, 1, 2]),
+    ...     np.array([False, True]), out)
+    >>> out.tolist()
+    [True, False]
+    """
+    size = len(allowed)
+    for v in prange(len(offsets) - 1):
+        ok = True
+        for o in range(offsets[v], offsets[v + 1]):
+            c = data[o]
+            if c >= size or not allowed[c]:
+                ok = False
+                break
+        out[v] = ok
+
+
+@njit(cache=True, parallel=True)
+def plain_decimals(
+    data: np.ndarray, offsets: np.ndarray, most_digits: int, plain: np.ndarray, numbers: np.ndarray
+) -> None:
+    """Find the values that are 1 to ``most_digits`` ASCII digits without a leading zero (``0``
+    alone is one), setting ``plain[v]`` and, for those, ``numbers[v]`` to the number.
+
+    Examples
+    --------
+    >>> plain, numbers = np.zeros(2, dtype=np.bool_), np.zeros(2, dtype=np.int64)
+    >>> plain_decimals(np.array([52, 50, 48, 55], dtype=np.uint32), np.array([0, 2, 4]), 18,
+    ...     plain, numbers)
+    >>> plain.tolist(), numbers.tolist()
+    ([True, False], [42, 0])
+    """
+    for v in prange(len(offsets) - 1):
+        lo, hi = offsets[v], offsets[v + 1]
+        ok = 1 <= hi - lo <= most_digits and not (hi - lo > 1 and data[lo] == 48)
+        number = 0
+        for o in range(lo, hi):
+            if not ok:
+                break
+            c = data[o]
+            if c < 48 or c > 57:
+                ok = False
+            else:
+                number = number * 10 + (np.int64(c) - 48)
+        plain[v] = ok
+        numbers[v] = number if ok else 0

@@ -2,7 +2,8 @@
 
 Each function has the same name, arguments and effect as its kernel. Bits are set one at a time
 on Python integers (bit ``b`` of a row is ``1 << b``) and only then written back as ``uint64``
-words, so these twins share no word arithmetic with the kernels.
+words, so these twins share no word arithmetic with the kernels; n-gram keys and decimal numbers
+are computed with Python integers and strings.
 """
 
 from __future__ import annotations
@@ -48,3 +49,54 @@ def or_masks(codes: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None:
             if c >= 0:
                 bits |= _row_int(masks[c])
         _write_row(out, r, bits)
+
+
+def ngram_keys(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    gram_offsets: np.ndarray,
+    n: int,
+    pad: int,
+    pad_width: int,
+    lut: np.ndarray,
+    base: int,
+    position_unit: int,
+    out: np.ndarray,
+) -> None:
+    """Write each value's n-gram keys: digits (``lut[c]``, or ``c``) in base ``base``, plus the
+    position times ``position_unit``."""
+    for v in range(len(offsets) - 1):
+        value = [int(c) for c in data[int(offsets[v]) : int(offsets[v + 1])]]
+        padded = [pad] * pad_width + value + [pad] * pad_width
+        first = int(gram_offsets[v])
+        for i in range(int(gram_offsets[v + 1]) - first):
+            key = 0
+            for c in padded[i : i + n]:
+                key = key * base + (int(lut[c]) if len(lut) else c)
+            out[first + i] = (key + i * position_unit) % 2**64
+
+
+def all_allowed(
+    data: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, out: np.ndarray
+) -> None:
+    """Whether each value's code points are all allowed (inside ``allowed`` and true there)."""
+    table = allowed.tolist()
+    for v in range(len(offsets) - 1):
+        chunk = data[int(offsets[v]) : int(offsets[v + 1])].tolist()
+        out[v] = all(c < len(table) and table[c] for c in chunk)
+
+
+def plain_decimals(
+    data: np.ndarray, offsets: np.ndarray, most_digits: int, plain: np.ndarray, numbers: np.ndarray
+) -> None:
+    """Which values are plain decimals (``str(int(s)) == s``, at most ``most_digits`` ASCII
+    digits), and their numbers (0 for the others)."""
+    for v in range(len(offsets) - 1):
+        text = "".join(chr(c) for c in data[int(offsets[v]) : int(offsets[v + 1])].tolist())
+        ok = (
+            0 < len(text) <= most_digits
+            and all("0" <= ch <= "9" for ch in text)
+            and str(int(text)) == text
+        )
+        plain[v] = ok
+        numbers[v] = int(text) if ok else 0

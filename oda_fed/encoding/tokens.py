@@ -7,9 +7,10 @@ plain (``"first_name:_j"``); a field with several kinds marks the extra ones ``k
 cannot collide.
 
 :func:`tokens` tokenises one value. :func:`token_lists` tokenises a batch of distinct values into
-a :class:`TokenLists` (compressed sparse rows) with the same tokens per value; for n-gram fields
-it slices all values at once as a matrix of code points (:func:`ngram_lists`) and builds a string
-only once per distinct token, which is what makes encoding a large population fast.
+a :class:`~oda_fed.encoding.token_batches.TokenLists` (compressed sparse rows) with the same
+tokens per value; for n-gram fields it cuts all values at once
+(:func:`~oda_fed.encoding.token_batches.ngram_lists`) and builds a string only once per distinct
+token, which is what makes encoding a large population fast.
 
 Each field type has one entry in ``_TOKENIZERS``; a type without a batch tokenizer in
 ``_BATCH_TOKENIZERS`` is batched by calling its one-value tokenizer on each value.
@@ -19,138 +20,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from oda_fed.encoding.fields import FieldEncoding
+from oda_fed.encoding.token_batches import TokenLists, ngram_lists
 from oda_fed.standardise import InvalidValue
+
+# TokenLists and ngram_lists live in token_batches; they are named here too, where callers and
+# earlier versions import them from.
+__all__ = ["TokenLists", "ngram_lists", "ngrams", "token_lists", "tokens"]
 
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _PAD = "_"
-
-# Code points need 21 bits, so an n-gram packs into one uint64 (a fast hash key) when
-# 21 * n bits, plus the position bits of a positional n-gram, fit.
-_CODE_BITS = 21
-_MAX_POSITION_BITS = 22
-
-
-@dataclass(frozen=True)
-class TokenLists:
-    """The tokens of a batch of values, in compressed sparse row form.
-
-    Value ``v`` has the tokens ``keys[index[i]]`` for ``i`` in
-    ``range(offsets[v], offsets[v + 1])``, in order, repeats kept.
-
-    Parameters
-    ----------
-    offsets
-        ``int64[u + 1]``, starting at 0 and non-decreasing.
-    index
-        ``int64[m]``, each in ``range(len(keys))``.
-    keys
-        The tokens (strings, or any hashable key); normally distinct.
-
-    Examples
-    --------
-    >>> batch = TokenLists.from_lists([["a", "b"], [], ["b"]])
-    >>> batch.lists()
-    [['a', 'b'], [], ['b']]
-    >>> batch.counts.tolist()
-    [2, 0, 1]
-    """
-
-    offsets: np.ndarray
-    index: np.ndarray
-    keys: list[Hashable]
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Number of tokens of each value, ``int64[u]``."""
-        return np.diff(self.offsets)
-
-    @classmethod
-    def from_lists(cls, lists: Sequence[Sequence[Hashable]]) -> TokenLists:
-        """Build from one list of tokens per value."""
-        ids: dict[Hashable, int] = {}
-        index = [ids.setdefault(token, len(ids)) for tokens_ in lists for token in tokens_]
-        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(offsets, np.asarray(index, dtype=np.int64), list(ids))
-
-    @classmethod
-    def concat(cls, parts: Sequence[TokenLists]) -> TokenLists:
-        """The values of ``parts`` one batch after another."""
-        if len(parts) == 1:
-            return parts[0]
-        keys: list[Hashable] = []
-        indexes, counts = [], []
-        for part in parts:
-            indexes.append(part.index + len(keys))
-            counts.append(part.counts)
-            keys.extend(part.keys)
-        offsets = np.zeros(sum(len(p) for p in parts) + 1, dtype=np.int64)
-        if len(offsets) > 1:
-            np.cumsum(np.concatenate(counts), out=offsets[1:])
-        return cls(offsets, np.concatenate(indexes) if indexes else _EMPTY, keys)
-
-    @classmethod
-    def single(cls, keys: Sequence[Hashable]) -> TokenLists:
-        """One token per value: value ``v`` has the token ``keys[v]``."""
-        index, distinct = pd.factorize(np.asarray(keys, dtype=object))
-        offsets = np.arange(len(keys) + 1, dtype=np.int64)
-        return cls(offsets, np.asarray(index, dtype=np.int64), list(distinct))
-
-    @classmethod
-    def scatter(cls, size: int, parts: Sequence[tuple[np.ndarray, TokenLists]]) -> TokenLists:
-        """``size`` values, where ``parts`` gives the tokens of values ``indices`` as a batch."""
-        counts = np.zeros(size, dtype=np.int64)
-        for indices, part in parts:
-            counts[indices] = part.counts
-        offsets = np.zeros(size + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        index = np.zeros(offsets[-1], dtype=np.int64)
-        keys: list[Hashable] = []
-        for indices, part in parts:
-            index[_moved(part.offsets, new_starts=offsets[indices], counts=part.counts)] = (
-                part.index + len(keys)
-            )
-            keys.extend(part.keys)
-        return cls(offsets, index, keys)
-
-    def then(self, other: TokenLists) -> TokenLists:
-        """Each value's tokens here followed by its tokens in ``other`` (same number of values)."""
-        mine, theirs = self.counts, other.counts
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(mine + theirs, out=offsets[1:])
-        index = np.empty(offsets[-1], dtype=np.int64)
-        # Occurrence i of value v moves from its old offset to the value's new one.
-        index[_moved(self.offsets, new_starts=offsets, counts=mine)] = self.index
-        moved = _moved(other.offsets, new_starts=offsets[:-1] + mine, counts=theirs)
-        index[moved] = other.index + len(self.keys)
-        return TokenLists(offsets, index, [*self.keys, *other.keys])
-
-    def lists(self) -> list[list[Hashable]]:
-        """One list of tokens per value (for inspection and tests)."""
-        index = self.index.tolist()
-        bounds = self.offsets.tolist()
-        return [
-            [self.keys[i] for i in index[lo:hi]] for lo, hi in zip(bounds, bounds[1:], strict=False)
-        ]
-
-
-_EMPTY = np.zeros(0, dtype=np.int64)
-
-
-def _moved(old_offsets: np.ndarray, *, new_starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """New places of the occurrences that start at ``old_offsets`` when values move."""
-    shift = np.repeat(new_starts[: len(counts)] - old_offsets[:-1], counts)
-    return np.arange(old_offsets[-1], dtype=np.int64) + shift
 
 
 def ngrams(value: str, n: int) -> list[str]:
@@ -170,178 +52,6 @@ def ngrams(value: str, n: int) -> list[str]:
     if len(padded) <= n:
         return [padded]
     return list(dict.fromkeys(padded[i : i + n] for i in range(len(padded) - n + 1)))
-
-
-def ngram_lists(
-    values: Sequence[str],
-    n: int,
-    *,
-    pad: str,
-    pad_width: int,
-    positional: bool = False,
-    prefix: str = "",
-) -> TokenLists:
-    """Return the n-grams of every value at once, in order, repeats kept.
-
-    Each value is padded with ``pad_width`` copies of ``pad`` at each end, then cut into its
-    ``len(padded) - n + 1`` n-grams. An empty value has no tokens; a non-empty value shorter
-    than ``n`` after padding is one token, the padded value. A positional n-gram is
-    ``f"{i + 1} {gram}"`` (counting from 1, as clkhash writes them). Every token is prefixed
-    with ``prefix``.
-
-    Parameters
-    ----------
-    values
-        The values; each distinct value should appear once, as work is per value.
-    n
-        The n of the n-grams, at least 1.
-    pad
-        One padding character.
-    pad_width
-        Copies of ``pad`` at each end.
-    positional
-        Whether tokens carry their position.
-    prefix
-        Put before every token.
-
-    Returns
-    -------
-    TokenLists
-
-    Examples
-    --------
-    >>> ngram_lists(["ab", ""], 2, pad=" ", pad_width=1).lists()
-    [[' a', 'ab', 'b '], []]
-    >>> ngram_lists(["ab"], 1, pad=" ", pad_width=0, positional=True).lists()
-    [['1 a', '2 b']]
-    """
-    u = len(values)
-    lens = np.fromiter(map(len, values), dtype=np.int64, count=u)
-    padded = lens + 2 * pad_width
-    short = (lens > 0) & (padded < n)
-    grams = np.where(lens > 0, np.maximum(padded - n + 1, 1), 0)
-    offsets = np.zeros(u + 1, dtype=np.int64)
-    np.cumsum(grams, out=offsets[1:])
-    m = int(offsets[-1])
-
-    cps = np.zeros((m, n), dtype=np.uint32)
-    starts = np.zeros(m, dtype=np.int64)
-    regular = np.flatnonzero((lens > 0) & ~short)
-    # Values are sliced in buckets of similar length, so that one long value does not widen
-    # the code point matrix of every other.
-    order = regular[np.argsort(lens[regular], kind="stable")]
-    lo = 0
-    while lo < len(order):
-        width = int(lens[order[lo]])
-        limit = max(2 * width, 16)
-        hi = int(np.searchsorted(lens[order], limit, side="right"))
-        _slice_bucket(
-            values,
-            order[lo:hi],
-            lens=lens,
-            offsets=offsets,
-            cps=cps,
-            starts=starts,
-            n=n,
-            pad=pad,
-            pad_width=pad_width,
-        )
-        lo = hi
-
-    shorts = np.flatnonzero(short)
-    if not shorts.size:
-        index, keys = _distinct_grams(cps, starts, n, positional=positional, prefix=prefix)
-        return TokenLists(offsets, index, keys)
-    # Padded values shorter than n are each one token, the padded value (no positional form is
-    # needed: clkhash's padding never makes a value shorter than n).
-    index = np.empty(m, dtype=np.int64)
-    sliced = np.ones(m, dtype=bool)
-    sliced[offsets[shorts]] = False
-    index[sliced], keys = _distinct_grams(
-        cps[sliced], starts[sliced], n, positional=positional, prefix=prefix
-    )
-    whole = {f"{prefix}{pad * pad_width}{values[v]}{pad * pad_width}" for v in shorts.tolist()}
-    ids = {key: len(keys) + j for j, key in enumerate(whole)}
-    keys.extend(ids)
-    index[offsets[shorts]] = [
-        ids[f"{prefix}{pad * pad_width}{values[v]}{pad * pad_width}"] for v in shorts.tolist()
-    ]
-    return TokenLists(offsets, index, keys)
-
-
-def _slice_bucket(
-    values: Sequence[str],
-    rows: np.ndarray,
-    *,
-    lens: np.ndarray,
-    offsets: np.ndarray,
-    cps: np.ndarray,
-    starts: np.ndarray,
-    n: int,
-    pad: str,
-    pad_width: int,
-) -> None:
-    """Write the n-grams of the values ``rows`` into ``cps`` (code points) and ``starts``."""
-    width = int(lens[rows].max())
-    text = np.array([values[v] for v in rows], dtype=f"<U{width}")
-    matrix = np.full((len(rows), width + 2 * pad_width), ord(pad), dtype=np.uint32)
-    matrix[:, pad_width : pad_width + width] = text.view(np.uint32).reshape(len(rows), width)
-    # Lengths come from Python, so a value's own trailing NULs are kept; only the cells past
-    # its end are reset to padding.
-    ends = pad_width + lens[rows]
-    matrix[np.arange(matrix.shape[1])[None, :] >= ends[:, None]] = ord(pad)
-    windows = np.lib.stride_tricks.sliding_window_view(matrix, n, axis=1)
-    count = ends + pad_width - n + 1
-    valid = np.arange(windows.shape[1])[None, :] < count[:, None]
-    which, start = np.nonzero(valid)
-    at = offsets[rows[which]] + start
-    cps[at] = windows[which, start]
-    starts[at] = start
-
-
-def _distinct_grams(
-    cps: np.ndarray, starts: np.ndarray, n: int, *, positional: bool, prefix: str
-) -> tuple[np.ndarray, list[Hashable]]:
-    """Number the distinct n-grams (with position, if positional) and spell each once."""
-    if len(cps) == 0:
-        return np.zeros(0, dtype=np.int64), []
-    position_bits = 64 - _CODE_BITS * n
-    if not positional and position_bits >= 0 or positional and position_bits >= _MAX_POSITION_BITS:
-        packed = np.zeros(len(cps), dtype=np.uint64)
-        for j in range(n):
-            packed |= cps[:, j].astype(np.uint64) << np.uint64(_CODE_BITS * (n - 1 - j))
-        if positional:
-            packed |= starts.astype(np.uint64) << np.uint64(_CODE_BITS * n)
-        index, distinct = pd.factorize(packed)
-        distinct = np.asarray(distinct, dtype=np.uint64)
-        shifts = np.uint64(_CODE_BITS) * np.arange(n - 1, -1, -1, dtype=np.uint64)
-        grams = ((distinct[:, None] >> shifts[None, :]) & np.uint64((1 << _CODE_BITS) - 1)).astype(
-            np.uint32
-        )
-        positions = (distinct >> np.uint64(_CODE_BITS * n)).astype(np.int64)
-    else:
-        table = np.column_stack([cps, starts.astype(np.uint32)]) if positional else cps
-        rows, index = np.unique(table, axis=0, return_inverse=True)
-        grams = np.ascontiguousarray(rows[:, :n])
-        positions = rows[:, n].astype(np.int64) if positional else np.zeros(len(rows), np.int64)
-    spelled = _spell(grams)
-    if positional:
-        keys: list[Hashable] = [
-            f"{prefix}{p + 1} {g}" for p, g in zip(positions.tolist(), spelled, strict=True)
-        ]
-    else:
-        keys = [prefix + g for g in spelled] if prefix else list(spelled)
-    return np.asarray(index, dtype=np.int64).reshape(-1), keys
-
-
-def _spell(grams: np.ndarray) -> list[str]:
-    """The strings of rows of code points."""
-    n = grams.shape[1]
-    # numpy's fixed-width strings drop trailing NULs, so rows holding a NUL are spelled by hand.
-    spelled = np.ascontiguousarray(grams).view(f"<U{n}").reshape(-1).tolist()
-    for i in np.flatnonzero((grams == 0).any(axis=1)).tolist():
-        spelled[i] = "".join(map(chr, grams[i].tolist()))
-    return spelled
 
 
 # --- the tokens of each field type -------------------------------------------------------------

@@ -17,9 +17,20 @@ from oda_fed.encoding import (
     engine,
     kernels,
     reference,
+    token_batches,
     tokens,
 )
 from oda_fed.encoding.clk import RECORD_SALT_DOMAIN
+from oda_fed.encoding.clkhash_schema import (
+    ClkhashFeature,
+    DateFormat,
+    EnumFormat,
+    IntegerFormat,
+    NgramComparison,
+    StringFormat,
+)
+from oda_fed.encoding.clkhash_values import format_values, formatter
+from oda_fed.encoding.codepoints import CodePoints
 from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
 from oda_fed.encoding.fields import default_field_encoding
 from oda_fed.encoding.tokens import TokenLists, ngram_lists, token_lists
@@ -116,6 +127,191 @@ def test_kernels_on_all_zero_and_all_one_rows() -> None:
         out = np.zeros((2, 2), dtype=np.uint64)
         impl.or_masks(codes, ones, out)
         assert out[0].tolist() == [2**64 - 1] * 2 and out[1].tolist() == [0, 0]
+
+
+@st.composite
+def _code_point_batches(draw):
+    """Values as code points (any code point, surrogates and NUL included) with offsets."""
+    values = draw(st.lists(st.lists(st.integers(0, 0x10FFFF), max_size=9), max_size=8))
+    data = np.array([c for value in values for c in value], dtype=np.uint32)
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
+    return data, offsets
+
+
+@pytest.mark.kernel
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(_code_point_batches(), st.integers(1, 3), st.integers(0, 2), st.booleans(), st.data())
+def test_ngram_keys_matches_its_twin(batch, n, pad_width, positional, data) -> None:
+    points, offsets = batch
+    lengths = np.diff(offsets) + 2 * pad_width
+    # As many n-grams as fit, or fewer (the caller may ask for none of a value's).
+    grams = np.array(
+        [data.draw(st.integers(0, max(int(k) - n + 1, 0))) for k in lengths], dtype=np.int64
+    )
+    gram_offsets = np.concatenate([[0], np.cumsum(grams)]).astype(np.int64)
+    pad = 0x5F
+    if data.draw(st.booleans()):
+        # A dense alphabet: every code point in use, and the pad, gets a digit.
+        alphabet = np.unique(np.append(points, pad))
+        lut = np.zeros(int(alphabet.max()) + 1, dtype=np.uint32)
+        lut[alphabet] = np.arange(len(alphabet), dtype=np.uint32)
+        base = len(alphabet)
+    else:
+        lut, base = np.zeros(0, dtype=np.uint32), 1 << 21
+    unit = base**n if positional else 0
+    fast = np.zeros(int(gram_offsets[-1]), dtype=np.uint64)
+    plain = fast.copy()
+    args = (points, offsets, gram_offsets, n, pad, pad_width, lut)
+    kernels.ngram_keys(*args, np.uint64(base), np.uint64(unit), fast)
+    reference.ngram_keys(*args, base, unit, plain)
+    np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.kernel
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(_code_point_batches(), st.lists(st.booleans(), max_size=70))
+def test_all_allowed_matches_its_twin(batch, table) -> None:
+    points, offsets = batch
+    points = points % 80  # so that the table decides most code points
+    allowed = np.array(table, dtype=np.bool_)
+    fast, plain = np.zeros(len(offsets) - 1, bool), np.ones(len(offsets) - 1, bool)
+    kernels.all_allowed(points, offsets, allowed, fast)
+    reference.all_allowed(points, offsets, allowed, plain)
+    np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.kernel
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.text(alphabet="0123456789 +-_x٣", max_size=20), max_size=10))
+def test_plain_decimals_matches_its_twin_and_python(values) -> None:
+    points = CodePoints.from_strings(values)
+    fast = np.zeros(len(values), bool), np.zeros(len(values), np.int64)
+    plain = np.zeros(len(values), bool), np.zeros(len(values), np.int64)
+    kernels.plain_decimals(points.data, points.offsets, 18, *fast)
+    reference.plain_decimals(points.data, points.offsets, 18, *plain)
+    np.testing.assert_array_equal(fast[0], plain[0])
+    np.testing.assert_array_equal(fast[1], plain[1])
+    for value, ok, number in zip(values, *fast, strict=True):
+        # A plain decimal is exactly a string that int() reads and str() writes back unchanged.
+        assert ok == (len(value) <= 18 and value.isascii() and _round_trips(value))
+        assert number == (int(value) if ok else 0)
+
+
+def _round_trips(value: str) -> bool:
+    try:
+        return str(int(value, 10)) == value
+    except ValueError:
+        return False
+
+
+def test_code_points_keep_every_character() -> None:
+    values = ["", "a", "zoë", "\x00x\x00", "\ud800", "😀b", "ab"]
+    points = CodePoints.from_strings(values)
+    assert points.lengths.tolist() == [len(v) for v in values]
+    assert [points.string(v) for v in range(len(values))] == values
+    assert points.all_in([(0, 0x7F)]).tolist() == [True, True, False, True, False, False, True]
+
+
+# --- vectorised checks are the one-value checks ---------------------------------------------------
+
+_FORMATS = [
+    IntegerFormat(),
+    IntegerFormat(minimum=0, maximum=500),
+    IntegerFormat(minimum=-(2**70)),
+    StringFormat(pattern="[0-9]{4}"),
+    StringFormat(pattern="[0-9]*"),
+    StringFormat(pattern="[a-c_]+"),
+    StringFormat(pattern="x"),
+    StringFormat(pattern="(?i)[a-c]+"),
+    StringFormat(pattern="[^0-9]*"),
+    StringFormat(pattern=r"\d{2,3}"),
+    StringFormat(pattern="[0-9][a-z]"),
+    StringFormat(case="lower", max_length=3),
+    StringFormat(case="upper", min_length=2),
+    StringFormat(encoding="ascii"),
+    StringFormat(encoding="utf-16", case="lower"),
+    DateFormat(format="%Y-%m-%d"),
+    EnumFormat(values=("a", "b")),
+]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(_FORMATS),
+    st.sampled_from([None, "", "N/A"]),
+    st.lists(
+        st.text(alphabet="0123456789abcAB_ xéÉß٣\ud800-+N/", max_size=7)
+        | st.sampled_from(["2001-02-03", "007", "1" * 19, "ǅ", "İ"]),
+        max_size=30,
+        unique=True,
+    ),
+)
+def test_format_values_gives_what_the_one_value_checks_give(fmt, sentinel, values) -> None:
+    feature = ClkhashFeature(
+        identifier="f",
+        index=0,
+        format=fmt,
+        comparison=NgramComparison(n=2),
+        missing_sentinel=sentinel,
+        missing_replacement=None if sentinel is None else "",
+    )
+    formatted, problems, points = format_values(feature, values)
+    check = formatter(feature)
+    for i, value in enumerate(values):
+        if value == sentinel:
+            assert formatted[i] == "" and i not in problems
+            continue
+        text, problem = check(value)
+        assert formatted[i] == (text or "")
+        assert problems.get(i) == (None if problem is None else f"invalid: {problem}")
+    assert [points.string(v) for v in range(len(formatted))] == formatted
+
+
+# --- n-grams by every path --------------------------------------------------------------------------
+
+
+def _plain_ngrams(value: str, n: int, *, pad: str, pad_width: int, positional: bool) -> list:
+    if not value:
+        return []
+    padded = pad * pad_width + value + pad * pad_width
+    if len(padded) < n:
+        return [padded]
+    grams = [padded[i : i + n] for i in range(len(padded) - n + 1)]
+    return [f"{i + 1} {g}" for i, g in enumerate(grams)] if positional else grams
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.lists(st.text(alphabet="ab \x00é😀\ud800_Z", max_size=10), max_size=12, unique=True),
+    st.integers(1, 3),
+    st.integers(0, 3),
+    st.booleans(),
+    st.sampled_from(["dense", "packed", "sliced"]),
+)
+def test_ngram_lists_agree_on_every_path(monkeypatch_values, n, pad_width, positional, path):
+    values = monkeypatch_values
+    with pytest.MonkeyPatch.context() as patch:
+        if path != "dense":
+            # No table is small enough, so keys are packed (n <= 3) or sliced (n > 3).
+            patch.setattr(token_batches, "_DENSE_KEYS", 0)
+            patch.setattr(token_batches, "_MAX_DENSE_KEYS", 0)
+        # Without a table, 4-grams fit no 64-bit key, so they are sliced.
+        n = 4 if path == "sliced" else min(n, 3)
+        found = ngram_lists(values, n, pad="_", pad_width=pad_width, positional=positional)
+    expected = [
+        _plain_ngrams(v, n, pad="_", pad_width=pad_width, positional=positional) for v in values
+    ]
+    assert found.lists() == expected
+    assert len(set(found.keys)) == len(found.keys)
+
+
+def test_wide_ngrams_of_many_code_points_take_the_general_path() -> None:
+    # 4-grams over a large alphabet fit neither a table nor 64 bits.
+    values = ["".join(chr(0x4E00 + (7 * i + j) % 5000) for j in range(12)) for i in range(400)]
+    found = ngram_lists(values, 4, pad=" ", pad_width=3, positional=True)
+    assert found.lists() == [
+        _plain_ngrams(v, 4, pad=" ", pad_width=3, positional=True) for v in values
+    ]
 
 
 # --- batch tokens are the one-value tokens --------------------------------------------------------
@@ -325,6 +521,41 @@ def test_salts_must_match_the_records() -> None:
         )
     with pytest.raises(InputDataError, match="salts"):
         _encode({"first_name": ["a"], "dob": [None], "postcode": [None]}, salts=[3])
+
+
+def test_fields_set_by_masks_and_row_by_row_give_the_same_bits(monkeypatch, rng) -> None:
+    cache = TokenCache(
+        lambda keys, need: (
+            rng.integers(0, 128, int(np.sum(need)), dtype=np.uint32),
+            np.asarray(need, dtype=np.int64),
+        )
+    )
+    rows = 300
+    batches = []
+    for values in (3, rows):  # a field whose values repeat, and one whose values do not
+        found = TokenLists.from_lists(
+            [[f"t{(v * 7 + j) % 11}" for j in range(v % 4)] for v in range(values)]
+        )
+        ks = rng.integers(1, 9, len(found.index))
+        need = np.zeros(len(found.keys), dtype=np.int64)
+        np.maximum.at(need, found.index, ks)
+        tokens_ = cache.ids(found.keys, need)[found.index]
+        codes = rng.integers(-1, values, rows)
+        batches.append(FieldBatch(codes, found.offsets, tokens_, ks, cache))
+    expected = np.zeros((rows, 2), dtype=np.uint64)
+    for batch in batches:
+        reference.set_token_bits(
+            batch.codes,
+            batch.offsets,
+            batch.tokens,
+            batch.ks,
+            cache.offsets,
+            cache.positions,
+            expected,
+        )
+    np.testing.assert_array_equal(encode_batches(batches, rows=rows, words=2), expected)
+    monkeypatch.setattr(engine, "_MASK_BYTES", 0)
+    np.testing.assert_array_equal(encode_batches(batches, rows=rows, words=2), expected)
 
 
 def test_encode_batches_of_no_rows() -> None:

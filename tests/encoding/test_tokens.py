@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from oda_fed.encoding import FieldEncoding, ngrams, tokens
+from oda_fed.encoding.tokens import ngram_lists, token_lists
 from oda_fed.standardise import InvalidValue
 
 FIRST = FieldEncoding("first_name", "name")
@@ -83,3 +84,16 @@ def test_equal_values_in_two_fields_give_disjoint_tokens() -> None:
 def test_empty_value_has_no_tokens() -> None:
     for encoding in (FIRST, DOB, POSTCODE, FieldEncoding("sex", "sex")):
         assert tokens("", encoding) == []
+
+
+def test_batches_of_mostly_distinct_values_give_each_value_its_tokens() -> None:
+    # Ids and addresses hardly repeat, but their n-grams do: every value still gets its own.
+    address = FieldEncoding("address", "address")
+    values = [f"{i} mill road, flat {i % 7}" for i in range(300)] + ["a", "é😀", "_x_"]
+    got = token_lists(values, address).lists()
+    assert [set(found) for found in got] == [set(tokens(v, address)) for v in values]
+
+
+def test_ngram_lists_keep_the_pad_character_inside_values() -> None:
+    found = ngram_lists(["a b", " "], 2, pad=" ", pad_width=1).lists()
+    assert found == [[" a", "a ", " b", "b "], ["  ", "  "]]
