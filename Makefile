@@ -45,6 +45,8 @@ lint: $(STAMP)
 ## Benchmarks against the references (prints ratios; see benchmarks/README.md).
 bench: $(STAMP) $(REF_STAMP)
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/encode.py
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/kernel.py
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/hardening.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info

@@ -1,8 +1,12 @@
-"""Dice candidate pairs between two sets of CLKs: input checks, threshold, kernel call, sort.
+"""Dice candidate pairs between two sets of CLKs: input checks, threshold, kernel calls, sort.
 
 The threshold semantics are exact and match what a user sees: a pair is a candidate when its
 reported ``score`` (the Dice coefficient rounded to ``float64``) is ``>= threshold``. The kernel
 tests this with integers only, using the rational :func:`threshold_ratio` returns.
+
+The kernels write each passing pair once, as an ``int64`` key that encodes its exact score rank
+and its (left, right) index (:func:`key_layout`); one ``numpy`` sort of the keys gives the
+documented order, and :func:`oda_fed.matching.kernels.decode_keys` turns them into columns.
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numba
 import numpy as np
 
 from oda_fed.errors import InputDataError
 from oda_fed.matching import kernels
+
+# Keys per task per round (1 MiB): room for many block-tile units (at most 8192 keys each), so
+# that most calls finish in one round, yet small beside the output at low thresholds.
+_SLAB_KEYS = 1 << 17
 
 
 class MatchingInputError(InputDataError, ValueError):
@@ -134,8 +143,162 @@ def _smallest_fraction_above(x: Fraction, *, max_den: int) -> Fraction:
     return min(f for f in neighbours if f >= x)
 
 
-def dice_candidates(a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candidates:
+def _check_top_k(top_k: int | None) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
+        raise MatchingInputError(
+            f"top_k must be a whole number or None, got {type(top_k).__name__}"
+        )
+    if top_k < 1:
+        raise MatchingInputError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
+    return int(top_k)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """How :func:`candidate_keys` packs a pair into an ``int64`` key.
+
+    The key is ``rank << pair_bits | left << right_bits | right``.
+
+    Attributes
+    ----------
+    score_bits : int
+        ``K`` of :func:`oda_fed.matching.kernels.score_rank`; 0 leaves the rank out.
+    right_bits : int
+        Bits for any right row index.
+    pair_bits : int
+        Bits for ``left << right_bits | right``.
+    """
+
+    score_bits: int
+    right_bits: int
+    pair_bits: int
+
+
+def key_layout(*, n_a: int, n_b: int, words: int, num: int, den: int) -> KeyLayout:
+    """Pick the bits of the candidate sort key for these input sizes and this threshold.
+
+    ``score_bits`` is the smallest ``K`` with ``2**K >= smax**2`` (``smax = 128 * words``, the
+    largest ``pa + pb``), which makes the rank exact. When the rank of the lowest passing score
+    and the pair do not fit together in 63 bits (for 1024-bit CLKs at threshold 0.5, beyond
+    about 2**41 pairs), or the CLKs are longer than 65,536 bits, ``score_bits`` is 0: the key is
+    the pair alone and :func:`find_candidates` sorts by score afterwards, more slowly.
+
+    Examples
+    --------
+    >>> key_layout(n_a=10_000, n_b=10_000, words=16, num=1, den=2)
+    KeyLayout(score_bits=22, right_bits=14, pair_bits=28)
+    """
+    right_bits = max(n_b - 1, 0).bit_length()
+    pair_bits = max(n_a - 1, 0).bit_length() + right_bits
+    if pair_bits > 63:
+        raise MatchingInputError(
+            f"{n_a:,} x {n_b:,} CLKs are too many to pair in one call; split or block the inputs"
+        )
+    smax = 128 * words
+    score_bits = (smax * smax - 1).bit_length()
+    worst_rank = (1 << score_bits) - (num << score_bits) // den
+    # score_rank's float quotient is exact only while smax <= 2**17 (see its docstring).
+    if smax > 1 << 17 or worst_rank.bit_length() + pair_bits > 63:
+        score_bits = 0
+    return KeyLayout(score_bits=score_bits, right_bits=right_bits, pair_bits=pair_bits)
+
+
+def candidate_keys(
+    a: np.ndarray, b: np.ndarray, *, num: int, den: int, layout: KeyLayout, tasks: int
+) -> np.ndarray:
+    """Sort keys of all pairs with Dice >= ``num / den``, in no particular order.
+
+    Sorts both sides by popcount, transposes the right side, finds each popcount's window of
+    sorted right rows, then runs :func:`oda_fed.matching.kernels.scan_round` until every task
+    is done, keeping each round's slabs. ``tasks`` is the number of parallel work lists.
+    Sorting the keys orders pairs by score descending, then left, then right (with
+    ``layout.score_bits == 0``: by left, then right).
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111], [0b0001]], dtype=np.uint64)
+    >>> layout = KeyLayout(score_bits=0, right_bits=1, pair_bits=2)
+    >>> sorted(candidate_keys(a, a, num=4, den=5, layout=layout, tasks=2).tolist())
+    [0, 3]
+    """
+    max_pop = 64 * a.shape[1]
+    pop_a, pop_b = kernels.popcounts(a), kernels.popcounts(b)
+    order_a = np.argsort(pop_a, kind="stable")
+    order_b = np.argsort(pop_b, kind="stable")
+    pop_sa, pop_sb = pop_a[order_a], pop_b[order_b]
+    # starts[p]: the first sorted right position with popcount >= p.
+    starts = np.searchsorted(pop_sb, np.arange(max_pop + 2), side="left")
+    lo, hi = kernels.popcount_windows(max_pop, num, den)
+    win_start = starts[np.minimum(lo, max_pop + 1)]
+    win_stop = np.where(hi >= lo, starts[np.minimum(hi, max_pop) + 1], win_start)
+    scan = (
+        a[order_a], np.ascontiguousarray(b[order_b].T), pop_sa, pop_sb, order_a, order_b,
+        win_start, win_stop, num, den, layout.score_bits, layout.right_bits, layout.pair_bits,
+    )  # fmt: skip
+    next_block = np.arange(tasks, dtype=np.int64)
+    next_col = np.full(tasks, -1, dtype=np.int64)
+    fill = np.zeros(tasks, dtype=np.int64)
+    parts = []
+    done = False
+    while not done:
+        # A fresh slab each round: the previous rounds' slabs are kept as they are, not copied.
+        slab = np.empty((tasks, _SLAB_KEYS), dtype=np.int64)
+        done = kernels.scan_round(*scan, next_block, next_col, slab, fill)
+        parts.extend(slab[t, : fill[t]] for t in range(tasks) if fill[t])
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def find_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    num: int,
+    den: int,
+    top_k: int | None,
+    layout: KeyLayout,
+) -> Candidates:
+    """Run the kernels on checked inputs; :func:`dice_candidates` is the public entry point.
+
+    ``layout`` comes from :func:`key_layout`; tests also pass ``score_bits=0`` to check the
+    slower path that huge inputs take.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111]], dtype=np.uint64)
+    >>> layout = key_layout(n_a=1, n_b=1, words=1, num=1, den=1)
+    >>> find_candidates(a, a, num=1, den=1, top_k=None, layout=layout).score.tolist()
+    [1.0]
+    """
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return Candidates(left=empty, right=empty.copy(), score=np.empty(0, dtype=np.float64))
+    # Several tasks per thread: blocks are dealt round-robin, so each thread gets a fair mix.
+    tasks = 4 * numba.get_num_threads()
+    keys = candidate_keys(a, b, num=num, den=den, layout=layout, tasks=tasks)
+    # numpy's sort uses an AVX-512 sorting network where the CPU has one; keys are unique.
+    keys.sort()
+    bits = (layout.score_bits, layout.right_bits, layout.pair_bits)
+    left, right, score = kernels.decode_keys(a, b, keys, *bits)
+    if layout.score_bits == 0:
+        # The keys held (left, right) only: a stable sort on score gives the documented order.
+        order = np.argsort(-score, kind="stable")
+        left, right, score = left[order], right[order], score[order]
+    if top_k is not None and top_k < b.shape[0]:
+        keep = kernels.top_k_positions(left, a.shape[0], top_k)
+        left, right, score = left[keep], right[keep], score[keep]
+    return Candidates(left=left, right=right, score=score)
+
+
+def dice_candidates(
+    a: np.ndarray, b: np.ndarray, *, threshold: float, top_k: int | None = None
+) -> Candidates:
     """All pairs ``(i, j)`` whose Dice coefficient of ``a[i]`` and ``b[j]`` is ``>= threshold``.
+
+    Scored by the Numba kernels in :mod:`oda_fed.matching.kernels` on every core: only right
+    rows whose popcount lets a pair reach the threshold are compared, in cache-sized tiles,
+    with hardware popcounts and an integer threshold test.
 
     Parameters
     ----------
@@ -144,6 +307,10 @@ def dice_candidates(a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candid
     threshold : float
         In ``(0, 1]``. Compared against the ``float64`` score, exactly (see
         :func:`threshold_ratio`). Two all-zero CLKs have Dice 0 and are never candidates.
+    top_k : int or None
+        Keep at most this many pairs per left row: its best right rows by score, ties going to
+        the lower right index (so the kept pairs are the first ``top_k`` of that left row in the
+        order below). ``None`` (the default) keeps every pair above the threshold.
 
     Returns
     -------
@@ -153,7 +320,8 @@ def dice_candidates(a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candid
     Raises
     ------
     MatchingInputError
-        On a wrong dtype, dimension, word count, layout or threshold. Arrays are never copied.
+        On a wrong dtype, dimension, word count, layout, threshold or ``top_k``. Arrays are
+        never copied.
 
     Examples
     --------
@@ -162,6 +330,8 @@ def dice_candidates(a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candid
     >>> found = dice_candidates(a, b, threshold=0.8)
     >>> found.right.tolist(), found.score.tolist()
     ([1, 0], [1.0, 0.8571428571428571])
+    >>> dice_candidates(a, b, threshold=0.8, top_k=1).right.tolist()
+    [1]
     """
     check_clks(a, name="a")
     check_clks(b, name="b")
@@ -169,12 +339,10 @@ def dice_candidates(a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candid
         raise MatchingInputError(
             f"a and b must have the same CLK length; got {a.shape[1]} and {b.shape[1]} words"
         )
+    k = _check_top_k(top_k)
     num, den = threshold_ratio(threshold, words=a.shape[1])
-    left, right, score = kernels.candidate_pairs(a, b, num, den)
-    # The kernel emits pairs in (left, right) order, so a stable sort on score alone yields the
-    # documented order (score desc, left asc, right asc).
-    order = np.argsort(-score, kind="stable")
-    return Candidates(left=left[order], right=right[order], score=score[order])
+    layout = key_layout(n_a=a.shape[0], n_b=b.shape[0], words=a.shape[1], num=num, den=den)
+    return find_candidates(a, b, num=num, den=den, top_k=k, layout=layout)
 
 
 def dice_score(a_row: np.ndarray, b_row: np.ndarray) -> float:

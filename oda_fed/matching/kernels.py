@@ -1,8 +1,9 @@
-"""Numba kernels over bit-packed CLKs: popcounts and Dice candidate pairs.
+"""Numba kernels over bit-packed CLKs: popcounts, popcount windows and Dice candidate pairs.
 
-Only ``@njit`` functions over arrays live here (plus the popcount intrinsic they share), so that
-Numba's on-disk cache, which tracks this file alone, is invalidated whenever a kernel changes.
-Every public kernel has a plain-Python twin of the same name in :mod:`oda_fed.matching.reference`.
+Only ``@njit`` functions over arrays live here (plus the popcount intrinsic they share and a few
+constant tile sizes), so that Numba's on-disk cache, which tracks this file alone, is invalidated
+whenever a kernel changes. Every public kernel has a plain-Python twin of the same name in
+:mod:`oda_fed.matching.reference`.
 
 CLKs are ``uint64[:, ::1]`` arrays: row ``r`` is one CLK, bit ``b`` lives in word ``b // 64`` at
 position ``b % 64``. Counts are ``int64`` throughout: Numba promotes mixed ``uint64``/``int64``
@@ -11,6 +12,27 @@ arithmetic to ``float64``, which would make the threshold test inexact.
 The threshold is a rational ``num / den`` and a pair ``(i, j)`` passes when
 ``2 * inter * den >= num * (pa + pb)``: integers only, no division per pair. Pairs whose two CLKs
 are both all-zero have Dice 0 by definition and never pass (every threshold is positive).
+
+How the candidate scan works (:func:`scan_round`, driven by
+:func:`oda_fed.matching.candidates.candidate_keys`; measured in ``benchmarks/kernel.py``):
+
+* Both sides are sorted by popcount. Each left row then meets only the contiguous run of right
+  rows inside its exact popcount window (:func:`popcount_window`).
+* The sorted right side is stored transposed (``bt[w, j]`` is word ``w`` of right row ``j``), so
+  the inner loop runs over right rows with the left row's words held in registers: LLVM turns
+  it into vector loads, ANDs and vector popcounts (``vpopcntq`` on AVX-512), with no horizontal
+  sums.
+* Cache tiling: a block of ``_BLOCK_ROWS`` left rows (neighbours in popcount, so with nearly the
+  same window) walks the union of their windows in tiles of ``_TILE`` right rows; a tile
+  (``_TILE * 128`` bytes for 1024-bit CLKs) stays in L1 while the block streams over it.
+* One pass: a passing pair is written once, as one ``int64`` sort key, into its task's slab, and
+  never recomputed. Blocks are dealt round-robin to a few tasks per thread under ``prange``, so
+  every core gets both cheap (extreme popcount) and costly (central) blocks. A task that might
+  overflow its slab stops; the round's slabs are kept and the next round resumes. Scratch
+  memory is a slab per task whatever the match rate; only the output grows with it.
+* The key is ``rank << pair_bits | left << right_bits | right``, with ``rank`` an exact integer
+  that falls as Dice rises (:func:`score_rank`), so one ``numpy.sort`` of the keys yields the
+  documented order: score descending, left ascending, right ascending.
 """
 
 from __future__ import annotations
@@ -19,6 +41,11 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+# Right rows per tile: 256 rows of 1024-bit CLKs are 32 KiB, under a 48 KiB L1 data cache.
+_TILE = 256
+# Left rows per block: enough to reuse each tile many times, few enough to keep blocks balanced.
+_BLOCK_ROWS = 32
 
 
 @intrinsic
@@ -78,100 +105,367 @@ def dice_pair(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def _reachable(pa: int, pb: int, num: int, den: int) -> bool:
-    """Whether the popcounts alone allow Dice >= num/den (Dice <= 2 min(pa, pb) / (pa + pb))."""
-    total = pa + pb
-    # Both all-zero: Dice is 0 by definition, and 0 >= 0 in the test below would wrongly pass it.
-    if total == 0:
-        return False
-    return 2 * min(pa, pb) * den >= num * total
+def popcount_window(pa: int, num: int, den: int) -> tuple[int, int]:
+    """Popcounts ``pb`` for which a pair ``(pa, pb)`` can reach Dice ``>= num / den``: ``[lo, hi]``.
 
+    Proof that the window is exact. ``inter <= min(pa, pb)``, so
+    ``dice <= 2 min(pa, pb) / (pa + pb)``, with equality when one CLK's bits contain the other's.
+    A pair can therefore pass iff ``2 min(pa, pb) den >= num (pa + pb)`` (and ``pa + pb > 0``).
+    With ``0 < num <= den``, ``2 den - num >= den > 0``, and:
 
-@njit(cache=True, parallel=True)
-def count_candidates(
-    a: np.ndarray, b: np.ndarray, pop_a: np.ndarray, pop_b: np.ndarray, num: int, den: int
-) -> np.ndarray:
-    """Pass 1: for each row of ``a``, how many rows of ``b`` reach Dice >= ``num / den``.
+    * ``pb <= pa``: ``2 pb den >= num pa + num pb``  iff  ``pb (2 den - num) >= num pa``
+      iff  ``pb >= ceil(num pa / (2 den - num))`` = ``lo``;
+    * ``pb >= pa``: ``2 pa den >= num pa + num pb``  iff  ``num pb <= pa (2 den - num)``
+      iff  ``pb <= floor(pa (2 den - num) / num)`` = ``hi``.
 
-    Returns ``int64[len(a)]``. Each parallel iteration writes only its own element.
-    """
-    n_a = a.shape[0]
-    n_b = b.shape[0]
-    counts = np.zeros(n_a, dtype=np.int64)
-    for i in prange(n_a):
-        pa = pop_a[i]
-        found = 0
-        for j in range(n_b):
-            pb = pop_b[j]
-            if not _reachable(pa, pb, num, den):
-                continue
-            if 2 * intersection_count(a, i, b, j) * den >= num * (pa + pb):
-                found += 1
-        counts[i] = found
-    return counts
-
-
-@njit(cache=True, parallel=True)
-def fill_candidates(
-    a: np.ndarray,
-    b: np.ndarray,
-    pop_a: np.ndarray,
-    pop_b: np.ndarray,
-    num: int,
-    den: int,
-    offsets: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    score: np.ndarray,
-) -> None:
-    """Pass 2: write the passing pairs of row ``i`` into ``[offsets[i], offsets[i + 1])``.
-
-    ``left``, ``right`` (``int64``) and ``score`` (``float64``) are preallocated with
-    ``offsets[-1]`` elements; within a row, pairs are written in ascending ``right`` order. The test
-    must be the same as in :func:`count_candidates` so that each row fills its slice exactly.
-    """
-    n_a = a.shape[0]
-    n_b = b.shape[0]
-    for i in prange(n_a):
-        pa = pop_a[i]
-        k = offsets[i]
-        for j in range(n_b):
-            pb = pop_b[j]
-            if not _reachable(pa, pb, num, den):
-                continue
-            inter = intersection_count(a, i, b, j)
-            if 2 * inter * den >= num * (pa + pb):
-                left[k] = i
-                right[k] = j
-                score[k] = 2.0 * inter / (pa + pb)
-                k += 1
-
-
-@njit(cache=True)
-def candidate_pairs(
-    a: np.ndarray, b: np.ndarray, num: int, den: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs with Dice >= ``num / den``, as ``(left, right, score)`` in (left, right) order.
-
-    Runs the two passes: count per left row, prefix-sum the counts into offsets, then fill the
-    preallocated columns. Sorting by score is left to the caller
-    (:func:`oda_fed.matching.dice_candidates`, which also checks the inputs).
+    Both bounds are integer divisions, so no rounding can drop a pair, and ``lo <= pa <= hi``, so
+    the two cases join into one interval. ``pa == 0`` gives an empty window (returned as
+    ``(1, 0)``): such a CLK has Dice 0 with anything. For ``pa > 0``, ``lo >= 1``, so all-zero
+    right CLKs fall outside. The real-number form is ``pa t / (2 - t) <= pb <= pa (2 - t) / t``.
 
     Examples
     --------
-    >>> a = np.array([[0b1111], [0b0001]], dtype=np.uint64)
-    >>> left, right, score = candidate_pairs(a, a, 4, 5)
-    >>> left.tolist(), right.tolist(), score.tolist()
-    ([0, 1], [0, 1], [1.0, 1.0])
+    >>> popcount_window(400, 4, 5)  # t = 0.8: 400 * 0.8 / 1.2 = 266.7, 400 * 1.2 / 0.8 = 600
+    (267, 600)
     """
+    if pa <= 0:
+        return 1, 0
+    slack = 2 * den - num
+    lo = (num * pa + slack - 1) // slack
+    hi = (pa * slack) // num
+    return lo, hi
+
+
+@njit(cache=True)
+def popcount_windows(max_pop: int, num: int, den: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`popcount_window` of every popcount ``0 .. max_pop``, as two ``int64`` arrays.
+
+    Examples
+    --------
+    >>> lo, hi = popcount_windows(4, 4, 5)
+    >>> lo.tolist(), hi.tolist()
+    ([1, 1, 2, 2, 3], [0, 1, 3, 4, 6])
+    """
+    lo = np.empty(max_pop + 1, dtype=np.int64)
+    hi = np.empty(max_pop + 1, dtype=np.int64)
+    for p in range(max_pop + 1):
+        lo[p], hi[p] = popcount_window(p, num, den)
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _words_16(a_row, w):
+    """Words ``w .. w + 15`` of a left row, as a tuple, so that they live in registers."""
+    return (
+        a_row[w], a_row[w + 1], a_row[w + 2], a_row[w + 3],
+        a_row[w + 4], a_row[w + 5], a_row[w + 6], a_row[w + 7],
+        a_row[w + 8], a_row[w + 9], a_row[w + 10], a_row[w + 11],
+        a_row[w + 12], a_row[w + 13], a_row[w + 14], a_row[w + 15],
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _columns_16(bt, w, start, stop):
+    """Words ``w .. w + 15`` of sorted right rows ``start .. stop - 1``: 16 contiguous runs."""
+    return (
+        bt[w, start:stop], bt[w + 1, start:stop], bt[w + 2, start:stop], bt[w + 3, start:stop],
+        bt[w + 4, start:stop], bt[w + 5, start:stop], bt[w + 6, start:stop],
+        bt[w + 7, start:stop], bt[w + 8, start:stop], bt[w + 9, start:stop],
+        bt[w + 10, start:stop], bt[w + 11, start:stop], bt[w + 12, start:stop],
+        bt[w + 13, start:stop], bt[w + 14, start:stop], bt[w + 15, start:stop],
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _and_popcount_16(aw, bw, r):
+    """``popcount`` of 16 left words ANDed with right row ``r``'s 16 words, summed.
+
+    Written out (not a loop over words) so that LLVM vectorises the caller's loop over ``r``:
+    vector loads from each of the 16 runs, ANDs with the broadcast left words, and vector
+    popcounts (``vpopcntq`` on AVX-512), with no horizontal sums. A loop over words instead
+    makes LLVM gather.
+    """
+    return (
+        _popcount64(aw[0] & bw[0][r]) + _popcount64(aw[1] & bw[1][r])
+        + _popcount64(aw[2] & bw[2][r]) + _popcount64(aw[3] & bw[3][r])
+        + _popcount64(aw[4] & bw[4][r]) + _popcount64(aw[5] & bw[5][r])
+        + _popcount64(aw[6] & bw[6][r]) + _popcount64(aw[7] & bw[7][r])
+        + _popcount64(aw[8] & bw[8][r]) + _popcount64(aw[9] & bw[9][r])
+        + _popcount64(aw[10] & bw[10][r]) + _popcount64(aw[11] & bw[11][r])
+        + _popcount64(aw[12] & bw[12][r]) + _popcount64(aw[13] & bw[13][r])
+        + _popcount64(aw[14] & bw[14][r]) + _popcount64(aw[15] & bw[15][r])
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _tile_1024(a_row, bt, start, m, cnt, pop_sb, need, num, twice_den):
+    """For 1024-bit CLKs: ``cnt[r] = popcount(a_row & sorted right row start + r)`` for
+    ``r < m``; returns how many pass, ``twice_den * cnt[r] >= need + num * pop_sb[start + r]``.
+
+    One loop does both (counting in a second pass over ``cnt`` cost a quarter more time).
+    """
+    stop = start + m
+    aw = _words_16(a_row, 0)
+    bw = _columns_16(bt, 0, start, stop)
+    pb = pop_sb[start:stop]
+    hits = 0
+    for r in range(m):
+        c = _and_popcount_16(aw, bw, r)
+        cnt[r] = c
+        hits += twice_den * c >= need + num * pb[r]
+    return hits
+
+
+@njit(cache=True)
+def _add_16_words(a_row, w, bt, start, m, cnt):
+    """``cnt[r] += popcount`` of words ``w .. w + 15`` of ``a_row`` and of sorted right row
+    ``start + r``, for ``r < m``: CLKs longer than 1024 bits."""
+    aw = _words_16(a_row, w)
+    bw = _columns_16(bt, w, start, start + m)
+    for r in range(m):
+        cnt[r] += _and_popcount_16(aw, bw, r)
+
+
+@njit(cache=True)
+def _add_4_words(a_row, w, bt, start, m, cnt):
+    """As :func:`_add_16_words` for 4 words, for CLK lengths that are not a multiple of 1024."""
+    a0, a1, a2, a3 = a_row[w], a_row[w + 1], a_row[w + 2], a_row[w + 3]
+    stop = start + m
+    b0 = bt[w, start:stop]
+    b1 = bt[w + 1, start:stop]
+    b2 = bt[w + 2, start:stop]
+    b3 = bt[w + 3, start:stop]
+    for r in range(m):
+        cnt[r] += (
+            _popcount64(a0 & b0[r]) + _popcount64(a1 & b1[r])
+            + _popcount64(a2 & b2[r]) + _popcount64(a3 & b3[r])
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def _intersections(a_row, bt, start, m, cnt):
+    """``cnt[r] = popcount(a_row & sorted right row start + r)`` for ``r < m``."""
+    words = a_row.shape[0]
+    for r in range(m):
+        cnt[r] = 0
+    w = 0
+    while w + 16 <= words:
+        _add_16_words(a_row, w, bt, start, m, cnt)
+        w += 16
+    while w + 4 <= words:
+        _add_4_words(a_row, w, bt, start, m, cnt)
+        w += 4
+    while w < words:
+        aw = a_row[w]
+        bw = bt[w, start : start + m]
+        for r in range(m):
+            cnt[r] += _popcount64(aw & bw[r])
+        w += 1
+
+
+@njit(cache=True)
+def score_rank(inter: int, total: int, score_bits: int) -> int:
+    """Exact integer rank of the Dice value ``2 inter / total``: lower rank, higher score.
+
+    ``rank = 2**K - floor(2 inter 2**K / total)`` with ``K = score_bits``, where ``2**K`` is at
+    least ``smax**2`` (``smax``, the largest possible ``total``, is at most ``2**17``).
+
+    * Order: distinct Dice values ``2i/s`` and ``2i'/s'`` differ by at least ``1 / (s s')
+      >= 2**-K``, so their scaled values differ by at least 1 and their floors differ; equal
+      values get equal ranks. So ranks order pairs exactly as their scores, reversed.
+    * No integer division: ``2 inter 2**K < 2**52`` is exact as a ``float64``, and the quotient
+      is correctly rounded with an error under ``2**(K + 1 - 53) < 1 / smax``. A quotient that
+      is not an integer lies at least ``1 / total >= 1 / smax`` from the next integer, so
+      rounding never carries it across one, and truncation gives the exact floor.
+    * Inverse: with ``v = 2**K - rank``, ``v total / 2**K`` lies in ``(2 inter - 1, 2 inter]``
+      (because ``total < 2**K``), so ``2 inter = ceil(v total / 2**K)``
+      (:func:`decode_keys` uses this).
+
+    Examples
+    --------
+    >>> score_rank(4, 10, 22), score_rank(8, 20, 22), score_rank(5, 10, 22)  # 0.8, 0.8, 1.0
+    (838861, 838861, 0)
+    """
+    return (1 << score_bits) - int(np.float64((2 * inter) << score_bits) / total)
+
+
+@njit(cache=True)
+def _scan_task(
+    t, sa, bt, pop_sa, pop_sb, order_a, order_b, win_start, win_stop,
+    num, den, score_bits, right_bits, pair_bits, next_block, next_col, slab, fill,
+):  # fmt: skip
+    """Task ``t`` of :func:`scan_round`: its blocks, from where it stopped, into ``slab[t]``."""
+    tasks, capacity = slab.shape
+    n_a = sa.shape[0]
+    n_blocks = (n_a + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    cnt = np.empty(_TILE, dtype=np.int64)
+    passing = np.empty(_TILE, dtype=np.int64)
+    written = 0
+    block = next_block[t]
+    col = next_col[t]
+    while block < n_blocks:
+        i0 = block * _BLOCK_ROWS
+        i1 = min(i0 + _BLOCK_ROWS, n_a)
+        # Windows grow with the popcount and the block is sorted by it, so its first and
+        # last rows bound the union of its windows.
+        lo = win_start[pop_sa[i0]]
+        hi = win_stop[pop_sa[i1 - 1]]
+        col = max(col, lo)
+        while col < hi and capacity - written >= _BLOCK_ROWS * _TILE:
+            tile_stop = min(col + _TILE, hi)
+            for i in range(i0, i1):
+                pa = pop_sa[i]
+                start = max(col, win_start[pa])
+                stop = min(tile_stop, win_stop[pa])
+                if start >= stop:
+                    continue
+                m = stop - start
+                need = num * pa
+                if sa.shape[1] == 16:
+                    hits = _tile_1024(sa[i], bt, start, m, cnt, pop_sb, need, num, 2 * den)
+                else:
+                    _intersections(sa[i], bt, start, m, cnt)
+                    # A vectorised count first: at high thresholds most tiles have no hit.
+                    hits = 0
+                    for r in range(m):
+                        hits += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+                if hits == 0:
+                    continue
+                # Branch-free compaction of the passing positions, then their keys: at low
+                # thresholds, a branch per pair mispredicts often.
+                n = 0
+                for r in range(m):
+                    passing[n] = r
+                    n += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+                left = order_a[i] << right_bits
+                for e in range(n):
+                    r = passing[e]
+                    key = left | order_b[start + r]
+                    if score_bits > 0:
+                        rank = score_rank(cnt[r], pa + pop_sb[start + r], score_bits)
+                        key |= rank << pair_bits
+                    slab[t, written + e] = key
+                written += n
+            col = tile_stop
+        if col < hi:
+            break  # slab nearly full: resume this block at `col` next round
+        block += tasks
+        col = -1
+    next_block[t] = block
+    next_col[t] = col
+    fill[t] = written
+
+
+@njit(cache=True, parallel=True)
+def scan_round(
+    sa: np.ndarray,
+    bt: np.ndarray,
+    pop_sa: np.ndarray,
+    pop_sb: np.ndarray,
+    order_a: np.ndarray,
+    order_b: np.ndarray,
+    win_start: np.ndarray,
+    win_stop: np.ndarray,
+    num: int,
+    den: int,
+    score_bits: int,
+    right_bits: int,
+    pair_bits: int,
+    next_block: np.ndarray,
+    next_col: np.ndarray,
+    slab: np.ndarray,
+    fill: np.ndarray,
+) -> bool:
+    """One round of the candidate scan; returns whether every task has finished.
+
+    Inputs, as :func:`oda_fed.matching.candidates.candidate_keys` prepares them: ``sa``, the
+    left CLKs sorted by popcount (``pop_sa``; ``order_a[i]`` is the original row of sorted
+    row ``i``); ``bt``, the right CLKs sorted likewise and transposed (``bt[w, j]``;
+    ``pop_sb``, ``order_b``); ``[win_start[p], win_stop[p])``, the sorted right positions in the
+    popcount window of ``p``. Keys are ``rank << pair_bits | left << right_bits | right`` (no
+    rank when ``score_bits == 0``).
+
+    Task ``t`` (one per row of ``slab``) owns blocks ``t, t + tasks, t + 2 tasks, ...`` of
+    sorted left rows. It resumes at block ``next_block[t]``, sorted right position
+    ``next_col[t]`` (-1 at a block's start), runs until it is done or its slab might overflow,
+    records where it stopped, and sets ``fill[t]`` to the number of keys it wrote into
+    ``slab[t]``. Each task writes only its own slab row and state: no locks.
+    """
+    if slab.shape[1] < _BLOCK_ROWS * _TILE:
+        # A task could never make progress.
+        raise ValueError("scan_round: each slab row must hold at least 8192 keys")
+    # The loop body is one call: Numba's parallel passes are slow on large loop bodies.
+    for t in prange(slab.shape[0]):
+        _scan_task(
+            t, sa, bt, pop_sa, pop_sb, order_a, order_b, win_start, win_stop,
+            num, den, score_bits, right_bits, pair_bits, next_block, next_col, slab, fill,
+        )  # fmt: skip
+    return next_block.min() >= (sa.shape[0] + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+
+
+@njit(cache=True, parallel=True)
+def decode_keys(
+    a: np.ndarray,
+    b: np.ndarray,
+    keys: np.ndarray,
+    score_bits: int,
+    right_bits: int,
+    pair_bits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left row, right row and ``float64`` Dice score of each key :func:`scan_round` wrote.
+
+    Returned in key order. With a rank in the key the score comes from the rank and the two
+    popcounts (see :func:`score_rank`); without one it is recomputed from the CLKs.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111], [0b0111]], dtype=np.uint64)
+    >>> left, right, score = decode_keys(a, a, np.array([1, 2]), 0, 1, 2)
+    >>> left.tolist(), right.tolist(), score.tolist()
+    ([0, 1], [1, 0], [0.8571428571428571, 0.8571428571428571])
+    """
+    n = keys.shape[0]
     pop_a = popcounts(a)
     pop_b = popcounts(b)
-    counts = count_candidates(a, b, pop_a, pop_b, num, den)
-    offsets = np.zeros(a.shape[0] + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(counts)
-    total = offsets[-1]
-    left = np.empty(total, dtype=np.int64)
-    right = np.empty(total, dtype=np.int64)
-    score = np.empty(total, dtype=np.float64)
-    fill_candidates(a, b, pop_a, pop_b, num, den, offsets, left, right, score)
+    right_mask = (1 << right_bits) - 1
+    pair_mask = (1 << pair_bits) - 1
+    scale = 1 << score_bits
+    left = np.empty(n, dtype=np.int64)
+    right = np.empty(n, dtype=np.int64)
+    score = np.empty(n, dtype=np.float64)
+    for k in prange(n):
+        key = keys[k]
+        i = (key & pair_mask) >> right_bits
+        j = key & right_mask
+        total = pop_a[i] + pop_b[j]
+        if score_bits > 0:
+            twice_inter = ((scale - (key >> pair_bits)) * total + scale - 1) >> score_bits
+        else:
+            twice_inter = 2 * intersection_count(a, i, b, j)
+        left[k] = i
+        right[k] = j
+        score[k] = twice_inter / total
     return left, right, score
+
+
+@njit(cache=True)
+def top_k_positions(left: np.ndarray, n_left: int, k: int) -> np.ndarray:
+    """Positions of the first ``k`` entries of each left row, in order.
+
+    Applied to candidates in the documented order, this keeps each left row's ``k`` best right
+    rows, ties going to the lower right index.
+
+    Examples
+    --------
+    >>> top_k_positions(np.array([0, 1, 0, 0, 1]), 2, 2).tolist()
+    [0, 1, 2, 4]
+    """
+    seen = np.zeros(n_left, dtype=np.int64)
+    keep = np.empty(left.shape[0], dtype=np.int64)
+    size = 0
+    for p in range(left.shape[0]):
+        if seen[left[p]] < k:
+            seen[left[p]] += 1
+            keep[size] = p
+            size += 1
+    return keep[:size]

@@ -19,6 +19,7 @@ from oda_fed.matching import (
     reference,
     threshold_ratio,
 )
+from oda_fed.matching.candidates import KeyLayout, find_candidates, key_layout
 
 
 def _assert_same(got: Candidates, want: Candidates) -> None:
@@ -29,21 +30,111 @@ def _assert_same(got: Candidates, want: Candidates) -> None:
     np.testing.assert_allclose(got.score, want.score, rtol=0, atol=1e-12)
 
 
+def _thresholds(data: st.DataObject, a: np.ndarray, b: np.ndarray) -> float:
+    exact = [reference.dice_pair(x, y) for x in a for y in b]
+    exact = [d for d in exact if d > 0]
+    choices = [st.sampled_from([1.0, 0.8, 2 / 3, 0.5, 1e-9]), st.floats(0, 1, exclude_min=True)]
+    if exact:
+        choices.append(st.sampled_from(exact))
+    return data.draw(st.one_of(choices))
+
+
 @pytest.mark.kernel
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_matches_reference(clk_pairs, data: st.DataObject) -> None:
     a, b = data.draw(clk_pairs)
-    exact = [reference.dice_pair(x, y) for x in a for y in b]
-    exact = [d for d in exact if d > 0]
     # Thresholds equal to a score that occurs put pairs exactly on the boundary.
-    choices = [st.sampled_from([1.0, 0.8, 2 / 3, 0.5, 1e-9]), st.floats(0, 1, exclude_min=True)]
-    if exact:
-        choices.append(st.sampled_from(exact))
-    threshold = data.draw(st.one_of(choices))
+    threshold = _thresholds(data, a, b)
     got = dice_candidates(a, b, threshold=threshold)
     _assert_same(got, reference.dice_candidates(a, b, threshold=threshold))
     assert (got.score >= threshold).all()
+
+
+@pytest.mark.kernel
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), top_k=st.integers(1, 4))
+def test_top_k_matches_reference(clk_pairs, data: st.DataObject, top_k: int) -> None:
+    # The strategy's duplicates and all-one rows make ties common, so tie-breaking is exercised.
+    a, b = data.draw(clk_pairs)
+    threshold = _thresholds(data, a, b)
+    got = dice_candidates(a, b, threshold=threshold, top_k=top_k)
+    _assert_same(got, reference.dice_candidates(a, b, threshold=threshold, top_k=top_k))
+    assert (np.bincount(got.left, minlength=1) <= top_k).all()
+
+
+@pytest.mark.kernel
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), top_k=st.one_of(st.none(), st.integers(1, 3)))
+def test_path_without_score_in_the_key_matches_reference(
+    clk_pairs, data: st.DataObject, top_k: int | None
+) -> None:
+    # Inputs too large for an exact score rank in the key take this path; force it here.
+    a, b = data.draw(clk_pairs)
+    threshold = _thresholds(data, a, b)
+    num, den = threshold_ratio(threshold, words=a.shape[1])
+    layout = key_layout(n_a=a.shape[0], n_b=b.shape[0], words=a.shape[1], num=num, den=den)
+    plain = KeyLayout(score_bits=0, right_bits=layout.right_bits, pair_bits=layout.pair_bits)
+    got = find_candidates(a, b, num=num, den=den, top_k=top_k, layout=plain)
+    _assert_same(got, reference.dice_candidates(a, b, threshold=threshold, top_k=top_k))
+
+
+def test_top_k_ties_go_to_the_lower_right_index() -> None:
+    x = np.array([[0b1111]], dtype=np.uint64)
+    y = np.array([[0b0111]], dtype=np.uint64)
+    b = np.concatenate([y, x, y, x, x])  # right rows 1, 3 and 4 tie at Dice 1.0
+    found = dice_candidates(x, b, threshold=0.5, top_k=2)
+    assert found.right.tolist() == [1, 3]
+    assert found.score.tolist() == [1.0, 1.0]
+    found = dice_candidates(x, b, threshold=0.5, top_k=4)
+    assert found.right.tolist() == [1, 3, 4, 0]
+    assert len(dice_candidates(x, b, threshold=0.5, top_k=100)) == 5
+
+
+def test_top_k_is_per_left_row_and_keeps_the_global_order() -> None:
+    x = np.array([[0b1111]], dtype=np.uint64)
+    y = np.array([[0b0111]], dtype=np.uint64)
+    a = np.concatenate([y, x])
+    b = np.concatenate([y, x, x])
+    found = dice_candidates(a, b, threshold=0.5, top_k=1)
+    assert list(zip(found.left.tolist(), found.right.tolist(), strict=True)) == [(0, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 1.5, True, "2"])
+def test_rejects_bad_top_k(top_k: object) -> None:
+    clks = np.zeros((2, 16), dtype=np.uint64)
+    with pytest.raises(MatchingInputError, match="top_k"):
+        dice_candidates(clks, clks, threshold=0.8, top_k=top_k)  # type: ignore[arg-type]
+
+
+def test_key_layout() -> None:
+    layout = key_layout(n_a=10_000, n_b=10_000, words=16, num=1, den=2)
+    assert layout == KeyLayout(score_bits=22, right_bits=14, pair_bits=28)
+    # 2**41 pairs still fit next to the rank of Dice 0.5; 2**42 do not, and drop the rank.
+    assert key_layout(n_a=2**20, n_b=2**21, words=16, num=1, den=2).score_bits == 22
+    assert key_layout(n_a=2**21, n_b=2**21, words=16, num=1, den=2).score_bits == 0
+    assert key_layout(n_a=1, n_b=1, words=2048, num=1, den=1).score_bits == 0
+    with pytest.raises(MatchingInputError, match="too many"):
+        key_layout(n_a=2**32, n_b=2**32, words=16, num=1, den=2)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("words", [1, 3, 5, 16, 20, 32])
+def test_every_clk_length_matches_reference(words: int, rng: np.random.Generator) -> None:
+    # 16-word groups, 4-word groups and single words all take part for some of these lengths.
+    a = rng.integers(0, 2**64, size=(30, words), dtype=np.uint64)
+    keep = rng.integers(0, 2**64, size=(30, words), dtype=np.uint64)
+    b = np.concatenate(
+        [
+            a & (keep | (keep >> np.uint64(1))),
+            a[:4],
+            rng.integers(0, 2**64, size=(9, words), dtype=np.uint64),
+        ]
+    )
+    for threshold in (0.5, 0.7, 0.9, 1.0):
+        got = dice_candidates(a, b, threshold=threshold)
+        _assert_same(got, reference.dice_candidates(a, b, threshold=threshold))
+    assert len(dice_candidates(a, b, threshold=0.7)) >= 20  # not a vacuous comparison
 
 
 @pytest.mark.kernel
