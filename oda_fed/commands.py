@@ -222,6 +222,7 @@ def link_cli(
     on_invalid: str = "error",
 ) -> None:
     from oda_fed.embedded import link_files
+    from oda_fed.products.quality_report import write_quality_report
 
     if len(files) < 2:
         raise InputDataError("give at least two CSV files to link")
@@ -245,7 +246,8 @@ def link_cli(
         "records",
         "linked",
         title=f"linked in {time.monotonic() - started:.1f}s "
-        f"(threshold {loaded.project.linkage.threshold})",
+        f"(threshold {result.outcome.threshold:.2f}"
+        f"{', chosen automatically' if loaded.project.linkage.threshold == 'auto' else ''})",
     )
     linked = links[links.entity_id.duplicated(keep=False)] if all_records else links
     for source, prep in zip(result.sources, result.encoded, strict=True):
@@ -255,12 +257,32 @@ def link_cli(
         f"{result.clustering.n_entities} entities, "
         f"{linked.entity_id.nunique()} of them linked across sources"
     )
+    outcome = result.outcome
+    est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
+    console.print(
+        f"estimated without truth: precision {est_p:.4f}, recall {est_r:.4f} "
+        f"(recommended threshold {outcome.estimate.recommended:.2f})"
+        if outcome.estimate.reason is None
+        else f"no quality estimate: {outcome.estimate.reason}"
+    )
+    true_figures = None
     if truth is not None:
         q = result.quality(pd.read_csv(truth, dtype=str, keep_default_na=False))
         console.print(
             f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
         )
-    console.print(f"wrote {out} ({len(links)} rows)")
+        true_figures = {"precision": q.precision, "recall": q.recall, "f1": q.f1}
+    report = write_quality_report(
+        out_dir=out.with_name(out.stem + "-quality"),
+        title=f"Linkage quality: {', '.join(result.sources)}",
+        scores=outcome.best_scores,
+        estimate=outcome.estimate,
+        chosen_threshold=outcome.threshold,
+        block_stats=None,
+        entities_by_partner_count=result.entities_by_partner_count(),
+        truth=true_figures,
+    )
+    console.print(f"wrote {out} ({len(links)} rows); quality report: {_shown(report['html'])}")
 
 
 def explain_cli(
@@ -467,6 +489,10 @@ def run_demo_cli(
         console.print(f"  {problem}", highlight=False)
     console.print(f"product: {_shown(result.product_csv)}")
     console.print(f"HTML report: [bold]{_shown(result.report)}[/]")
+    console.print(
+        "linkage quality estimated without truth: "
+        f"{_shown(result.report.with_name('quality.html'))}"
+    )
     console.print(
         f"finished in {result.seconds:.1f}s; everything is under {_shown(result.workdir)}"
     )

@@ -84,7 +84,9 @@ class HardeningOptions(_Strict):
 
 class Linkage(_Strict):
     bits: int = Field(default=1024, ge=64, le=8192)
-    threshold: float = Field(default=0.8, gt=0, le=1)
+    # A number in (0, 1], or "auto": the threshold that maximises F1 as estimated from the scores
+    # (no ground truth needed; see oda_fed.matching.quality).
+    threshold: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = 0.8
     one_record_per_partner: bool = True
     fields: list[LinkageField] = Field(min_length=1)
     hardening: HardeningOptions = Field(default_factory=HardeningOptions)

@@ -16,7 +16,7 @@ import pandas as pd
 from oda_fed.config import Project
 from oda_fed.errors import InputDataError
 from oda_fed.matching import Clustering, Quality, pairwise_quality
-from oda_fed.matching.link import link_clks
+from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
 from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
 
@@ -30,6 +30,7 @@ class LinkResult:
     sources: list[str]
     encoded: list[EncodedSource]
     clustering: Clustering
+    outcome: LinkOutcome
 
     def entity_id(self, index: int) -> str:
         return f"e{index + 1:07d}"
@@ -59,6 +60,12 @@ class LinkResult:
         )
         out.insert(0, "entity_id", [self.entity_id(i) for i in out.pop("entity_index")])
         return out.reset_index(drop=True)
+
+    def entities_by_partner_count(self) -> dict[int, int]:
+        """How many entities are known to 1, 2, … sources."""
+        counts = partners_per_entity(self.clustering)
+        values, freq = np.unique(counts, return_counts=True)
+        return {int(v): int(f) for v, f in zip(values, freq, strict=True)}
 
     def quality(self, truth: pd.DataFrame) -> Quality:
         """Pairwise precision and recall against a truth table (``source, record_id, person_id``)."""
@@ -116,11 +123,13 @@ def link_files(
         encoded_sources.append(encoded)
         clks.append(encoded.clks)
     keyed = any(f.keyed_token for f in project.linkage.fields)
-    clustering = link_clks(
+    outcome = link_with_quality(
         clks,
         threshold=project.linkage.threshold,
         one_per_source=project.linkage.one_record_per_partner,
         tokens=[e.tokens for e in encoded_sources] if keyed else None,
         progress=progress,
     )
-    return LinkResult(sources=stems, encoded=encoded_sources, clustering=clustering)
+    return LinkResult(
+        sources=stems, encoded=encoded_sources, clustering=outcome.clustering, outcome=outcome
+    )

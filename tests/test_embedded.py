@@ -364,3 +364,33 @@ def test_on_invalid_missing_counts_instead_of_stopping(data: Path, tmp_path: Pat
         ],
     )
     assert linked.exit_code == 0, linked.output
+
+
+def test_link_writes_a_quality_report_and_takes_auto_threshold(data: Path, tmp_path: Path) -> None:
+    doc = tomllib.loads((data / "project.toml").read_text())
+    doc["linkage"]["threshold"] = "auto"
+    project = tmp_path / "project.toml"
+    project.write_text(tomli_w.dumps(doc))
+    out = tmp_path / "links.csv"
+    result = runner.invoke(
+        app,
+        [
+            "link",
+            str(data / "council.csv"),
+            str(data / "police.csv"),
+            "--project",
+            str(project),
+            "--secret-file",
+            str(data / "linkage.secret"),
+            "--out",
+            str(out),
+            "--truth",
+            str(data / "truth.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "chosen automatically" in result.output
+    assert "estimated without truth" in result.output
+    report = tmp_path / "links-quality" / "quality.html"
+    assert report.exists()
+    assert (tmp_path / "links-quality" / "score_histogram.png").read_bytes()[:4] == b"\x89PNG"

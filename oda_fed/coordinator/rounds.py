@@ -25,8 +25,9 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
-from oda_fed.matching.link import link_clks, partners_per_entity
+from oda_fed.matching.link import link_with_quality, partners_per_entity
 from oda_fed.products import partner_count_by_area, render_report, write_product
+from oda_fed.products.quality_report import write_quality_report
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +147,25 @@ class RoundEngine:
                 {f: self.store.load_tokens(round_id=round_id, partner=p, field=f) for f in keyed}
                 for p in partners
             ]
-        clustering = link_clks(
+        outcome = link_with_quality(
             clks,
             threshold=linkage.threshold,
             one_per_source=linkage.one_record_per_partner,
             tokens=tokens,
         )
+        clustering = outcome.clustering
+        counts = partners_per_entity(clustering)
+        values, freq = np.unique(counts, return_counts=True)
+        write_quality_report(
+            out_dir=self.output_dir / round_id,
+            title=f"Linkage quality, round {round_id}",
+            scores=outcome.best_scores,
+            estimate=outcome.estimate,
+            chosen_threshold=outcome.threshold,
+            block_stats=None,
+            entities_by_partner_count={int(v): int(f) for v, f in zip(values, freq, strict=True)},
+        )
+        est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
         entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
         rows: list[tuple[str, int, str, float | None]] = []
         for partner, labels, scores in zip(
@@ -162,7 +176,7 @@ class RoundEngine:
             ):
                 rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
         self.store.store_members(round_id=round_id, rows=rows, new_entities=entity_ids)
-        linked = int((partners_per_entity(clustering) >= 2).sum())
+        linked = int((counts >= 2).sum())
         deliveries = [(p, ENTITIES) for p in partners]
         deliveries += [
             (prod.area.partner, attribute_upload(prod.id, prod.area.attribute))
@@ -172,7 +186,9 @@ class RoundEngine:
         self.store.set_state(
             round_id,
             "waiting_attributes",
-            message=f"{clustering.n_entities} entities, {linked} known to two or more partners",
+            message=f"{clustering.n_entities} entities, {linked} known to two or more partners; "
+            f"threshold {outcome.threshold:.2f}, estimated precision {est_p:.3f}, "
+            f"recall {est_r:.3f}",
             entities=clustering.n_entities,
             linked_entities=linked,
         )

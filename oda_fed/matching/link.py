@@ -6,11 +6,14 @@ This is the one linkage pipeline; embedded mode (`oda-fed link`) and the coordin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from oda_fed.matching import Candidates, Clustering, PairCandidates, dice_candidates, resolve
+from oda_fed.matching.candidates import MatchingInputError
+from oda_fed.matching.quality import QualityEstimate, best_scores, estimate_quality
 
 Progress = Callable[[str], None]
 #: Per source: field -> keyed token per record (any hashable; None where missing).
@@ -18,6 +21,31 @@ Tokens = Mapping[str, Sequence[object]]
 
 #: The score a pair gets when a keyed token of an exact identifier agrees.
 EXACT_SCORE = 1.0
+#: Candidates are scored down to here so the quality estimate sees both matches and non-matches.
+QUALITY_FLOOR = 0.5
+
+
+def score_pairs(
+    clks: Sequence[np.ndarray],
+    *,
+    threshold: float,
+    tokens: Sequence[Tokens] | None = None,
+    progress: Progress | None = None,
+) -> list[PairCandidates]:
+    """Candidates for every pair of sources at ``threshold`` (token matches added at 1.0)."""
+    if len(clks) < 2:
+        raise ValueError("linkage needs at least two sources")
+    pairs = []
+    for i in range(len(clks)):
+        for j in range(i + 1, len(clks)):
+            if progress is not None:
+                progress(f"scoring source {i + 1} against source {j + 1}")
+            candidates = dice_candidates(clks[i], clks[j], threshold=threshold)
+            if tokens is not None:
+                left, right = exact_pairs(tokens[i], tokens[j])
+                candidates = with_exact(candidates, left, right, n_right=len(clks[j]))
+            pairs.append(PairCandidates(source_a=i, source_b=j, candidates=candidates))
+    return pairs
 
 
 def link_clks(
@@ -51,21 +79,73 @@ def link_clks(
     >>> link_clks([a, b], threshold=0.9).n_entities
     1
     """
-    if len(clks) < 2:
-        raise ValueError("linkage needs at least two sources")
-    pairs = []
-    for i in range(len(clks)):
-        for j in range(i + 1, len(clks)):
-            if progress is not None:
-                progress(f"scoring source {i + 1} against source {j + 1}")
-            candidates = dice_candidates(clks[i], clks[j], threshold=threshold)
-            if tokens is not None:
-                left, right = exact_pairs(tokens[i], tokens[j])
-                candidates = with_exact(candidates, left, right, n_right=len(clks[j]))
-            pairs.append(PairCandidates(source_a=i, source_b=j, candidates=candidates))
+    pairs = score_pairs(clks, threshold=threshold, tokens=tokens, progress=progress)
     if progress is not None:
         progress("resolving entities")
     return resolve([len(c) for c in clks], pairs, one_per_source=one_per_source)
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    """Entities, the threshold that made them, and the estimate of linkage quality behind it."""
+
+    clustering: Clustering
+    threshold: float
+    best_scores: np.ndarray
+    estimate: QualityEstimate
+
+
+def link_with_quality(
+    clks: Sequence[np.ndarray],
+    *,
+    threshold: float | str,
+    one_per_source: bool = True,
+    tokens: Sequence[Tokens] | None = None,
+    progress: Progress | None = None,
+) -> LinkOutcome:
+    """Link as :func:`link_clks`, and estimate precision and recall without ground truth.
+
+    Candidates are scored down to the estimate's floor (0.5), the best score of each record on the
+    smaller side of every pair of sources is fitted with a two-component mixture, and
+    ``threshold="auto"`` takes the threshold that maximises the estimated F1. Pairs below the
+    chosen threshold are then dropped before resolution.
+    """
+    floor = QUALITY_FLOOR if threshold == "auto" else min(QUALITY_FLOOR, float(threshold))
+    pairs = score_pairs(clks, threshold=floor, tokens=tokens, progress=progress)
+    best = np.concatenate(
+        [np.empty(0)]
+        + [
+            best_scores(
+                p.candidates,
+                side="left" if len(clks[p.source_a]) <= len(clks[p.source_b]) else "right",
+            )
+            for p in pairs
+        ]
+    )
+    estimate = estimate_quality(best)
+    if threshold == "auto":
+        if not np.isfinite(estimate.recommended):
+            raise MatchingInputError(
+                f'threshold = "auto" could not be estimated ({estimate.reason}); set a number'
+            )
+        chosen = float(estimate.recommended)
+    else:
+        chosen = float(threshold)
+    kept = [
+        PairCandidates(
+            source_a=p.source_a, source_b=p.source_b, candidates=_at_least(p.candidates, chosen)
+        )
+        for p in pairs
+    ]
+    if progress is not None:
+        progress("resolving entities")
+    clustering = resolve([len(c) for c in clks], kept, one_per_source=one_per_source)
+    return LinkOutcome(clustering=clustering, threshold=chosen, best_scores=best, estimate=estimate)
+
+
+def _at_least(c: Candidates, threshold: float) -> Candidates:
+    keep = c.score >= threshold  # the order (score desc, left, right) survives a mask
+    return Candidates(left=c.left[keep], right=c.right[keep], score=c.score[keep])
 
 
 def partners_per_entity(clustering: Clustering) -> np.ndarray:

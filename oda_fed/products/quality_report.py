@@ -143,7 +143,9 @@ def _histogram(
     floor = fit.floor if fit is not None else 0.0
     finite = scores[np.isfinite(scores) & (scores >= floor)]
     edges = np.linspace(floor, 1.0, 51)
-    ax.hist(finite, bins=edges, color="#9bb7d4", edgecolor="white", label="best score per record")
+    counts, _, _ = ax.hist(
+        finite, bins=edges, color="#9bb7d4", edgecolor="white", label="best score per record"
+    )
     if fit is not None and fit.ok:
         x = np.linspace(floor, 1.0, 400)
         match, nonmatch = mixture_density(fit, x)
@@ -154,6 +156,9 @@ def _histogram(
     if finite.size:
         # Non-matches outnumber matches near the floor; a log scale keeps both visible.
         ax.set_yscale("log")
+        # The fitted curves' far tails would stretch the axis to absurd powers of ten: show down
+        # to below one record and no further.
+        ax.set_ylim(0.3, max(float(counts.max(initial=1.0)), 1.0) * 3)
     ax.set_xlabel("Dice score")
     ax.set_ylabel("records")
     ax.set_title(title.replace("$", r"\$"))

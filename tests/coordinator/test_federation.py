@@ -67,6 +67,8 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
     assert ids["council"] & ids["police"] & ids["social_care"]
 
     assert Path(status.report_path).exists()
+    quality = Path(status.report_path).with_name("quality.html")
+    assert quality.exists() and "precision" in quality.read_text()
     reports = verify_dir(federation.workdir)
     assert len(reports) == 4 and all(r.ok for r in reports), [r.problems for r in reports]
     assert cross_check(reports) == []
