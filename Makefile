@@ -47,6 +47,7 @@ bench: $(STAMP) $(REF_STAMP)
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/encode.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/kernel.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/hardening.py
+	$(PY) benchmarks/blocking.py --sizes 10000,100000
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info

@@ -469,3 +469,155 @@ def top_k_positions(left: np.ndarray, n_left: int, k: int) -> np.ndarray:
             keep[size] = p
             size += 1
     return keep[:size]
+
+
+# --- LSH blocking (used by matching/blocking.py) ---------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def band_keys(clks: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Keys of several bands: ``out[band, i]`` packs row ``i``'s bits at ``positions[band]``.
+
+    Bit ``j`` of a key is the bit at ``positions[band, j]``. All bands are read from a row at
+    once, while its cache lines are loaded: one band at a time re-reads every row per band.
+
+    Examples
+    --------
+    >>> band_keys(np.array([[0b1010]], dtype=np.uint64), np.array([[1, 2, 3]])).tolist()
+    [[5]]
+    """
+    n = clks.shape[0]
+    bands, k = positions.shape
+    words = positions // 64
+    # uint64 shifts: mixing uint64 and int64 would make Numba compute in float64.
+    shifts = (positions % 64).astype(np.uint64)
+    one = np.uint64(1)
+    out = np.empty((bands, n), dtype=np.uint64)
+    for i in prange(n):
+        for band in range(bands):
+            key = np.uint64(0)
+            for j in range(k):
+                bit = (clks[i, words[band, j]] >> shifts[band, j]) & one
+                key |= bit << np.uint64(j)
+            out[band, i] = key
+    return out
+
+
+@njit(cache=True)
+def count_band_pairs(
+    keys_a: np.ndarray, keys_b: np.ndarray, max_block: int
+) -> tuple[int, int, int, int]:
+    """Merge-join two sorted ``uint64`` key arrays; count the cross pairs of each shared key.
+
+    A block (one shared key) of ``ca * cb`` pairs over ``max_block`` (when ``max_block >= 0``)
+    is skipped. Returns ``(kept pairs, largest block, blocks skipped, pairs skipped)``.
+
+    Examples
+    --------
+    >>> ka = np.array([1, 1, 5], dtype=np.uint64)
+    >>> kb = np.array([1, 5, 5, 7], dtype=np.uint64)
+    >>> count_band_pairs(ka, kb, -1), count_band_pairs(ka, kb, 1)
+    ((4, 2, 0, 0), (0, 2, 2, 4))
+    """
+    i = 0
+    j = 0
+    na = keys_a.shape[0]
+    nb = keys_b.shape[0]
+    kept = 0
+    largest = 0
+    blocks_skipped = 0
+    pairs_skipped = 0
+    while i < na and j < nb:
+        if keys_a[i] < keys_b[j]:
+            i += 1
+        elif keys_a[i] > keys_b[j]:
+            j += 1
+        else:
+            key = keys_a[i]
+            i1 = i
+            while i1 < na and keys_a[i1] == key:
+                i1 += 1
+            j1 = j
+            while j1 < nb and keys_b[j1] == key:
+                j1 += 1
+            size = (i1 - i) * (j1 - j)
+            largest = max(largest, size)
+            if max_block >= 0 and size > max_block:
+                blocks_skipped += 1
+                pairs_skipped += size
+            else:
+                kept += size
+            i = i1
+            j = j1
+    return kept, largest, blocks_skipped, pairs_skipped
+
+
+@njit(cache=True)
+def fill_band_pairs(
+    keys_a: np.ndarray,
+    keys_b: np.ndarray,
+    rows_a: np.ndarray,
+    rows_b: np.ndarray,
+    max_block: int,
+    right_bits: int,
+    out: np.ndarray,
+) -> None:
+    """Write ``rows_a[x] << right_bits | rows_b[y]`` for every pair :func:`count_band_pairs` kept.
+
+    ``keys_a`` and ``keys_b`` are sorted; ``rows_a[x]`` is the original row of ``keys_a[x]``.
+    ``out`` must hold exactly the kept count.
+
+    Examples
+    --------
+    >>> k = np.array([3, 3], dtype=np.uint64)
+    >>> out = np.empty(2, dtype=np.int64)
+    >>> fill_band_pairs(k[:1], k, np.array([4]), np.array([0, 1]), -1, 1, out)
+    >>> out.tolist()
+    [8, 9]
+    """
+    i = 0
+    j = 0
+    na = keys_a.shape[0]
+    nb = keys_b.shape[0]
+    written = 0
+    while i < na and j < nb:
+        if keys_a[i] < keys_b[j]:
+            i += 1
+        elif keys_a[i] > keys_b[j]:
+            j += 1
+        else:
+            key = keys_a[i]
+            i1 = i
+            while i1 < na and keys_a[i1] == key:
+                i1 += 1
+            j1 = j
+            while j1 < nb and keys_b[j1] == key:
+                j1 += 1
+            size = (i1 - i) * (j1 - j)
+            if max_block < 0 or size <= max_block:
+                for x in range(i, i1):
+                    left = rows_a[x] << right_bits
+                    for y in range(j, j1):
+                        out[written] = left | rows_b[y]
+                        written += 1
+            i = i1
+            j = j1
+
+
+@njit(cache=True, parallel=True)
+def pair_intersections(
+    a: np.ndarray, b: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """``popcount(a[left[p]] & b[right[p]])`` for each pair ``p``, as ``int64``.
+
+    Examples
+    --------
+    >>> x = np.array([[0b1111], [0b0110]], dtype=np.uint64)
+    >>> pair_intersections(x, x, np.array([0, 0]), np.array([0, 1])).tolist()
+    [4, 2]
+    """
+    n = left.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for p in prange(n):
+        out[p] = intersection_count(a, left[p], b, right[p])
+    return out

@@ -1,0 +1,528 @@
+"""Hamming locality-sensitive hashing (LSH) blocking from CLK bits alone.
+
+All-pairs scoring (:func:`oda_fed.matching.dice_candidates`) compares every left CLK with every
+right CLK in its popcount window: fine at 10k a side, not at 1M. Blocking here uses nothing but
+the CLK bits, so it needs no extra secret and reveals nothing the coordinator does not already
+hold: ``L`` independent *bands* each sample ``k`` bit positions (seeded); a record's *band key*
+is its ``k`` sampled bits packed into a ``uint64``. Two records are a candidate pair when their
+keys agree in at least one band.
+
+Choosing ``k`` and ``L`` (:func:`auto_params`)
+----------------------------------------------
+Let CLKs have ``m`` bits, a fraction ``f`` of them set (the *fill*), and take a pair at the Dice
+threshold ``t`` with both popcounts near the mean, ``pa = pb = f m``. Its intersection is
+``t f m``, so its Hamming distance is ``d = pa + pb - 2 inter = 2 f m (1 - t)`` and one sampled
+bit agrees with probability ``p = 1 - d / m = 1 - 2 f (1 - t)``. Sampled positions are distinct
+and ``k << m``, so a band of ``k`` bits agrees with probability about ``p**k``, and with ``L``
+independent bands the pair becomes a candidate with probability ``1 - (1 - p**k)**L``. For a
+target recall ``R`` that gives ``L = ceil(log(1 - R) / log(1 - p**k))``. Pairs above the
+threshold are closer, so they are found more often.
+
+``k`` sets the block sizes. Two unrelated CLKs with the same fill agree on one bit with
+probability ``q = f**2 + (1 - f)**2`` and on a band with ``q**k``; each left record meets about
+``n_b q**k`` right records per band, ``n_b L q**k`` in all. Larger ``k`` means smaller blocks but
+more bands (``p > q``, so the expected false candidates ``L q**k`` still fall with ``k``, while
+the per-band cost of packing and sorting keys rises). :func:`auto_params` takes the smallest
+``k`` whose random-pair collision ``q**k`` is at most ``collision`` (default ``2**-20``, about
+one false candidate per band per million right records), then the ``L`` above. Real non-matches
+share more bits than independent CLKs (same sex, postcode area, common names), so measured
+reduction ratios are lower than the model says; ``benchmarks/blocking.py`` measures them.
+
+Exact scoring (:func:`blocked_dice_candidates`) then applies the same integer Dice test as the
+all-pairs kernels to the blocked pairs only, so its result is a subset of
+:func:`~oda_fed.matching.dice_candidates` with identical scores and order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from oda_fed.matching import kernels
+from oda_fed.matching.candidates import (
+    Candidates,
+    MatchingInputError,
+    check_clks,
+    threshold_ratio,
+)
+
+_log = logging.getLogger(__name__)
+
+# Band keys hold the k sampled bits in one uint64.
+_MAX_BITS_PER_BAND = 64
+# Pending pair keys beyond this many (and beyond the unique ones so far) are deduplicated: keeps
+# memory near twice the output while sorting each key only a few times.
+_COMPACT_KEYS = 1 << 22
+# Bands whose keys are computed in one pass over the CLKs: 16 x 8 bytes per record.
+_BANDS_AT_ONCE = 16
+
+
+@dataclass(frozen=True)
+class LshParams:
+    """Hamming LSH parameters: ``bands`` bands of ``bits_per_band`` sampled bit positions.
+
+    Attributes
+    ----------
+    bands : int
+        Number of independent bands ``L`` (at least 1).
+    bits_per_band : int
+        Bit positions ``k`` sampled per band, 1 to 64 (and at most the CLK length).
+    seed : int
+        Seed of the position sampler: the same seed gives the same bands.
+
+    Examples
+    --------
+    >>> LshParams(bands=40, bits_per_band=20)
+    LshParams(bands=40, bits_per_band=20, seed=0)
+    """
+
+    bands: int
+    bits_per_band: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bands", "bits_per_band", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise MatchingInputError(
+                    f"LshParams.{name} must be a whole number, got {type(value).__name__}"
+                )
+        if self.bands < 1:
+            raise MatchingInputError(f"LshParams.bands must be at least 1, got {self.bands}")
+        if not 1 <= self.bits_per_band <= _MAX_BITS_PER_BAND:
+            raise MatchingInputError(
+                f"LshParams.bits_per_band must be 1 to {_MAX_BITS_PER_BAND}, "
+                f"got {self.bits_per_band}"
+            )
+        if self.seed < 0:
+            raise MatchingInputError(f"LshParams.seed must be at least 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class BlockStats:
+    """How much a blocking saved and what it kept.
+
+    Attributes
+    ----------
+    pairs_total : int
+        All cross pairs, ``len(a) * len(b)``.
+    pairs_compared : int
+        Distinct blocked pairs (the pairs a scorer would compare).
+    reduction_ratio : float
+        ``1 - pairs_compared / pairs_total`` (0.0 when there are no pairs).
+    pair_completeness : float or None
+        Share of the true pairs given that are among the blocked pairs; ``None`` without truth
+        (or with an empty truth).
+    bands, bits_per_band : int
+        The parameters used.
+    largest_block : int
+        Pairs in the largest block of any band (skipped blocks included).
+    blocks_skipped, pairs_skipped : int
+        Blocks over ``max_block`` that were skipped, and the pairs they held (counted once per
+        band, so a pair in two skipped blocks counts twice).
+    """
+
+    pairs_total: int
+    pairs_compared: int
+    reduction_ratio: float
+    pair_completeness: float | None
+    bands: int
+    bits_per_band: int
+    largest_block: int
+    blocks_skipped: int = 0
+    pairs_skipped: int = 0
+
+
+@dataclass(frozen=True)
+class _Blocking:
+    """Sorted unique pair keys ``left << right_bits | right`` and what the join saw."""
+
+    keys: np.ndarray
+    right_bits: int
+    largest_block: int
+    blocks_skipped: int
+    pairs_skipped: int
+
+
+def _check_fraction(value: float, *, name: str) -> float:
+    numeric = int | float | np.integer | np.floating
+    if isinstance(value, bool) or not isinstance(value, numeric):
+        raise MatchingInputError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def auto_params(
+    *,
+    threshold: float,
+    fill: float,
+    bits: int,
+    target_recall: float = 0.99,
+    collision: float = 2.0**-20,
+    seed: int = 0,
+) -> LshParams:
+    """LSH parameters that find pairs at Dice ``threshold`` with probability ``target_recall``.
+
+    See the module docstring for the derivation: ``p = 1 - 2 fill (1 - threshold)`` is the
+    chance that one sampled bit agrees for a pair at the threshold, ``k`` is the smallest with
+    ``(fill**2 + (1 - fill)**2)**k <= collision`` (capped at 64 and at ``bits``), and ``L`` the
+    smallest with ``1 - (1 - p**k)**L >= target_recall``.
+
+    Parameters
+    ----------
+    threshold : float
+        Dice threshold in ``(0, 1]``.
+    fill : float
+        Mean share of set bits in the CLKs, in ``(0, 1)`` (mean popcount / bits).
+    bits : int
+        CLK length in bits.
+    target_recall : float
+        Wanted probability, in ``(0, 1)``, that a pair at the threshold shares a band.
+    collision : float
+        Wanted per-band collision probability, in ``(0, 1)``, of two unrelated CLKs.
+    seed : int
+        Seed of the position sampler, passed to :class:`LshParams`.
+
+    Returns
+    -------
+    LshParams
+
+    Raises
+    ------
+    MatchingInputError
+        On an argument out of range.
+
+    Examples
+    --------
+    >>> auto_params(threshold=0.8, fill=0.4, bits=1024)
+    LshParams(bands=212, bits_per_band=22, seed=0)
+    """
+    t = _check_fraction(threshold, name="threshold")
+    f = _check_fraction(fill, name="fill")
+    recall = _check_fraction(target_recall, name="target_recall")
+    hit = _check_fraction(collision, name="collision")
+    if not 0.0 < t <= 1.0:
+        raise MatchingInputError(f"threshold must satisfy 0 < threshold <= 1, got {t!r}")
+    if not 0.0 < f < 1.0:
+        raise MatchingInputError(f"fill must satisfy 0 < fill < 1, got {f!r}")
+    if not 0.0 < recall < 1.0:
+        raise MatchingInputError(
+            f"target_recall must satisfy 0 < target_recall < 1, got {recall!r}"
+        )
+    if not 0.0 < hit < 1.0:
+        raise MatchingInputError(f"collision must satisfy 0 < collision < 1, got {hit!r}")
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or bits < 1:
+        raise MatchingInputError(f"bits must be a whole number of at least 1, got {bits!r}")
+    k_max = min(_MAX_BITS_PER_BAND, int(bits))
+    q = f * f + (1.0 - f) * (1.0 - f)
+    k = min(k_max, max(1, math.ceil(math.log(hit) / math.log(q))))
+    # Hamming fraction 2 f (1 - t) can pass 1 only for t < 1 - 1/(2 f): a hopeless threshold.
+    p = max(1.0 - 2.0 * f * (1.0 - t), 1e-12)
+    band_hit = p**k
+    if band_hit >= 1.0:
+        return LshParams(bands=1, bits_per_band=k, seed=seed)
+    bands = math.ceil(math.log1p(-recall) / math.log1p(-band_hit))
+    return LshParams(bands=max(1, bands), bits_per_band=k, seed=seed)
+
+
+def band_positions(params: LshParams, *, bits: int) -> np.ndarray:
+    """The sampled bit positions, ``int64`` of shape ``(bands, bits_per_band)``.
+
+    Distinct within a band, drawn by ``numpy.random.default_rng(params.seed)``.
+
+    Examples
+    --------
+    >>> band_positions(LshParams(bands=2, bits_per_band=3), bits=64).shape
+    (2, 3)
+    """
+    if params.bits_per_band > bits:
+        raise MatchingInputError(
+            f"bits_per_band ({params.bits_per_band}) exceeds the CLK length ({bits} bits)"
+        )
+    rng = np.random.default_rng(params.seed)
+    out = np.empty((params.bands, params.bits_per_band), dtype=np.int64)
+    for band in range(params.bands):
+        out[band] = np.sort(rng.choice(bits, size=params.bits_per_band, replace=False))
+    return out
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    check_clks(a, name="a")
+    check_clks(b, name="b")
+    if a.shape[1] != b.shape[1]:
+        raise MatchingInputError(
+            f"a and b must have the same CLK length; got {a.shape[1]} and {b.shape[1]} words"
+        )
+
+
+def _check_max_block(max_block: int | None) -> int:
+    if max_block is None:
+        return -1
+    if isinstance(max_block, bool) or not isinstance(max_block, int | np.integer):
+        raise MatchingInputError(
+            f"max_block must be a whole number or None, got {type(max_block).__name__}"
+        )
+    if max_block < 1:
+        raise MatchingInputError(f"max_block must be at least 1 (or None), got {max_block}")
+    return int(max_block)
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``keys`` sorted, without repeats; sorts in place.
+
+    Not ``numpy.unique``: since numpy 2.3 it hashes first, several times slower on tens of
+    millions of ``int64`` keys than one sort.
+    """
+    keys.sort()
+    if keys.shape[0] < 2:
+        return keys
+    first = np.empty(keys.shape[0], dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
+
+
+def _block(a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | None) -> _Blocking:
+    """Run the bands on checked inputs and deduplicate their pairs, in bounded memory."""
+    limit = _check_max_block(max_block)
+    if not isinstance(params, LshParams):
+        raise MatchingInputError(f"params must be LshParams, got {type(params).__name__}")
+    right_bits = max(b.shape[0] - 1, 0).bit_length()
+    if max(a.shape[0] - 1, 0).bit_length() + right_bits > 63:
+        raise MatchingInputError(
+            f"{a.shape[0]:,} x {b.shape[0]:,} CLKs are too many to pair in one call; split them"
+        )
+    empty = np.empty(0, dtype=np.int64)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return _Blocking(empty, right_bits, 0, 0, 0)
+    positions = band_positions(params, bits=64 * a.shape[1])
+    unique = empty
+    pending: list[np.ndarray] = []
+    pending_size = 0
+    largest = blocks_skipped = pairs_skipped = 0
+    for band in range(params.bands):
+        if band % _BANDS_AT_ONCE == 0:
+            chunk = positions[band : band + _BANDS_AT_ONCE]
+            chunk_a, chunk_b = kernels.band_keys(a, chunk), kernels.band_keys(b, chunk)
+        keys_a = chunk_a[band % _BANDS_AT_ONCE]
+        keys_b = chunk_b[band % _BANDS_AT_ONCE]
+        rows_a = np.argsort(keys_a)
+        rows_b = np.argsort(keys_b)
+        sorted_a, sorted_b = keys_a[rows_a], keys_b[rows_b]
+        kept, big, skipped, skipped_pairs = kernels.count_band_pairs(sorted_a, sorted_b, limit)
+        largest = max(largest, big)
+        blocks_skipped += skipped
+        pairs_skipped += skipped_pairs
+        if kept == 0:
+            continue
+        out = np.empty(kept, dtype=np.int64)
+        kernels.fill_band_pairs(sorted_a, sorted_b, rows_a, rows_b, limit, right_bits, out)
+        pending.append(out)
+        pending_size += kept
+        # A pair near the threshold turns up in a few bands, a close one in most: deduplicate
+        # as we go so memory stays near the number of distinct pairs.
+        if pending_size > max(_COMPACT_KEYS, unique.shape[0]):
+            unique = _sorted_unique(np.concatenate([unique, *pending]))
+            pending, pending_size = [], 0
+    if pending:
+        unique = _sorted_unique(np.concatenate([unique, *pending]))
+    if blocks_skipped:
+        # Counts only: never keys or rows, which could single out records.
+        _log.warning(
+            "LSH blocking skipped %d blocks over max_block=%d (%d pairs)",
+            blocks_skipped,
+            limit,
+            pairs_skipped,
+        )
+    return _Blocking(unique, right_bits, largest, blocks_skipped, pairs_skipped)
+
+
+def _split(blocking: _Blocking) -> tuple[np.ndarray, np.ndarray]:
+    left = blocking.keys >> blocking.right_bits
+    right = blocking.keys & ((1 << blocking.right_bits) - 1)
+    return left, right
+
+
+def block_pairs(
+    a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``(left, right)`` pairs whose CLKs share the key of at least one band.
+
+    Per band, each record's sampled bits are packed into a ``uint64`` key (a Numba kernel),
+    both sides are sorted by key and merge-joined; the bands' pairs are deduplicated as they
+    come, so memory stays near the number of distinct pairs.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Bit-packed CLKs, ``uint64`` of shape ``(n, words)``, C-contiguous, same ``words``.
+    params : LshParams
+        Bands and bits per band, e.g. from :func:`auto_params`.
+    max_block : int or None
+        Skip a band's block when it holds more than this many pairs (``len`` of its left rows
+        times its right rows); skipped blocks are counted (:func:`block_stats`) and logged.
+        ``None`` (the default) keeps every block.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``int64`` left and right row indices, sorted by left, then right.
+
+    Raises
+    ------
+    MatchingInputError
+        On a wrong dtype, shape, layout or parameter.
+
+    Examples
+    --------
+    >>> a = np.array([[2**64 - 1], [0]], dtype=np.uint64)
+    >>> left, right = block_pairs(a, a[:1], params=LshParams(bands=4, bits_per_band=8))
+    >>> left.tolist(), right.tolist()
+    ([0], [0])
+    """
+    _check_pair(a, b)
+    return _split(_block(a, b, params=params, max_block=max_block))
+
+
+def estimate_fill(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of set bits over both CLK arrays (0.5 when both are empty).
+
+    Examples
+    --------
+    >>> estimate_fill(np.array([[0xFFFF_FFFF]], dtype=np.uint64), np.zeros((1, 1), np.uint64))
+    0.25
+    """
+    _check_pair(a, b)
+    rows = a.shape[0] + b.shape[0]
+    if rows == 0:
+        return 0.5
+    total = int(kernels.popcounts(a).sum()) + int(kernels.popcounts(b).sum())
+    return total / (rows * 64 * a.shape[1])
+
+
+def blocked_dice_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    threshold: float,
+    params: LshParams | None = None,
+    max_block: int | None = None,
+) -> Candidates:
+    """Blocked pairs whose Dice coefficient is ``>= threshold``, scored exactly.
+
+    The same integer threshold test as :func:`~oda_fed.matching.dice_candidates`, applied only
+    to the pairs :func:`block_pairs` yields: the result is a subset of the all-pairs result,
+    with the same scores and the same order (score descending, then left, then right).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Bit-packed CLKs, ``uint64`` of shape ``(n, words)``, C-contiguous, same ``words``.
+    threshold : float
+        Dice threshold in ``(0, 1]``.
+    params : LshParams or None
+        ``None`` (the default) picks :func:`auto_params` for this threshold and the inputs'
+        mean fill (:func:`estimate_fill`).
+    max_block : int or None
+        As for :func:`block_pairs`.
+
+    Returns
+    -------
+    Candidates
+
+    Raises
+    ------
+    MatchingInputError
+        On a wrong dtype, shape, layout or parameter.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111, 0]], dtype=np.uint64)
+    >>> b = np.array([[0b0111, 0], [0b1111, 0]], dtype=np.uint64)
+    >>> found = blocked_dice_candidates(a, b, threshold=0.8)
+    >>> found.right.tolist(), found.score.tolist()
+    ([1, 0], [1.0, 0.8571428571428571])
+    """
+    _check_pair(a, b)
+    num, den = threshold_ratio(threshold, words=a.shape[1])
+    if params is None:
+        fill = min(max(estimate_fill(a, b), 1e-3), 1 - 1e-3)
+        params = auto_params(threshold=threshold, fill=fill, bits=64 * a.shape[1])
+    left, right = _split(_block(a, b, params=params, max_block=max_block))
+    inter = kernels.pair_intersections(a, b, left, right)
+    total = kernels.popcounts(a)[left] + kernels.popcounts(b)[right]
+    # Integers only, as in the all-pairs kernel; total > 0 excludes two all-zero CLKs.
+    keep = (2 * den * inter >= num * total) & (total > 0)
+    left, right, inter, total = left[keep], right[keep], inter[keep], total[keep]
+    # Correctly rounded division: equal Dice fractions give equal floats, so ties sort as in
+    # dice_candidates.
+    score = (2 * inter) / total
+    order = np.lexsort((right, left, -score))
+    return Candidates(left=left[order], right=right[order], score=score[order])
+
+
+def block_stats(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    params: LshParams,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+    max_block: int | None = None,
+) -> BlockStats:
+    """Block ``a`` against ``b`` and measure the reduction ratio and pair completeness.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Bit-packed CLKs, as for :func:`block_pairs`.
+    params : LshParams
+        Bands and bits per band.
+    truth : tuple of numpy.ndarray or None
+        ``(left, right)`` row indices of the true matching pairs; gives ``pair_completeness``.
+    max_block : int or None
+        As for :func:`block_pairs`.
+
+    Returns
+    -------
+    BlockStats
+
+    Examples
+    --------
+    >>> a = np.array([[2**64 - 1], [0]], dtype=np.uint64)
+    >>> stats = block_stats(a, a, params=LshParams(bands=1, bits_per_band=4),
+    ...                     truth=(np.array([0, 1]), np.array([0, 1])))
+    >>> stats.pairs_compared, stats.reduction_ratio, stats.pair_completeness
+    (2, 0.5, 1.0)
+    """
+    _check_pair(a, b)
+    blocking = _block(a, b, params=params, max_block=max_block)
+    total = a.shape[0] * b.shape[0]
+    compared = int(blocking.keys.shape[0])
+    completeness = None
+    if truth is not None:
+        t_left = np.asarray(truth[0], dtype=np.int64)
+        t_right = np.asarray(truth[1], dtype=np.int64)
+        if t_left.shape != t_right.shape or t_left.ndim != 1:
+            raise MatchingInputError("truth must be two 1-D index arrays of the same length")
+        if t_left.size and (
+            t_left.min() < 0 or t_left.max() >= a.shape[0]
+            or t_right.min() < 0 or t_right.max() >= b.shape[0]
+        ):  # fmt: skip
+            raise MatchingInputError("truth holds row indices outside a or b")
+        if t_left.size:
+            wanted = _sorted_unique((t_left << blocking.right_bits) | t_right)
+            found = np.isin(wanted, blocking.keys, assume_unique=True)
+            completeness = float(found.mean())
+    return BlockStats(
+        pairs_total=total,
+        pairs_compared=compared,
+        reduction_ratio=1.0 - compared / total if total else 0.0,
+        pair_completeness=completeness,
+        bands=params.bands,
+        bits_per_band=params.bits_per_band,
+        largest_block=blocking.largest_block,
+        blocks_skipped=blocking.blocks_skipped,
+        pairs_skipped=blocking.pairs_skipped,
+    )
