@@ -41,6 +41,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
+from _reference import reference_python  # benchmarks/ is on sys.path when run as a script
 
 from oda_fed.encoding import default_field_encoding, encode_records
 from oda_fed.matching import Candidates, dice_candidates
@@ -104,18 +105,6 @@ for job in json.loads(jobs):
 print(json.dumps({"anonlink": anonlink.__version__ if hasattr(anonlink, "__version__") else "?",
                   "extension": _dice.__file__, "convert_seconds": convert, "results": results}))
 """
-
-
-def reference_python() -> Path:
-    """The reference interpreter (as ``benchmarks/_reference.py`` finds it); exits if missing."""
-    configured = os.environ.get("ODA_FED_REFERENCE_PYTHON")
-    python = Path(configured) if configured else REPO / ".venv-ref" / "bin" / "python"
-    if not python.exists():
-        sys.exit(
-            f"the reference interpreter {python} is missing: run `make ref` "
-            "(or set ODA_FED_REFERENCE_PYTHON)"
-        )
-    return python
 
 
 def random_clks(n: int, *, rng: np.random.Generator, fill: float = 0.45) -> np.ndarray:

@@ -48,7 +48,13 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-ExistingFile = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
+OnInvalid = Annotated[
+    str,
+    typer.Option(
+        help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
+        "missing: count malformed values as missing and go on."
+    ),
+]
 
 
 def _logging(verbose: bool) -> None:
@@ -162,13 +168,7 @@ def encode(
         typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
     ] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read per chunk.")] = 100_000,
-    on_invalid: Annotated[
-        str,
-        typer.Option(
-            help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
-            "missing: count malformed values as missing and go on."
-        ),
-    ] = "error",
+    on_invalid: OnInvalid = "error",
 ) -> None:
     """Encode a CSV into CLKs, in bounded memory with a progress bar.
 
@@ -213,13 +213,7 @@ def link(
     all_records: Annotated[
         bool, typer.Option(help="Also write records linked to no other.")
     ] = False,
-    on_invalid: Annotated[
-        str,
-        typer.Option(
-            help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
-            "missing: count malformed values as missing and go on."
-        ),
-    ] = "error",
+    on_invalid: OnInvalid = "error",
 ) -> None:
     """Embedded mode: link files in one process with no network and write links.csv."""
     from oda_fed.commands import link_cli
