@@ -89,6 +89,19 @@ class Federation:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    @property
+    def fingerprint(self) -> str:
+        from oda_fed.config import fingerprint_bytes
+
+        return fingerprint_bytes((self.workdir / "project.toml").read_bytes())
+
+    def start_round(self) -> str:
+        admin = self.admin()
+        try:
+            return admin.start_round().round_id
+        finally:
+            admin.close()
+
     def admin(self) -> AdminClient:
         from oda_fed.config import load_coordinator_config
         from oda_fed.coordinator.admin import AdminClient

@@ -105,7 +105,7 @@ def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
 def test_node_claiming_another_partner_is_refused(federation) -> None:
     # A client holding the police certificate says it is the council.
     channel, stub = _node_stub(federation, "police")
-    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    fingerprint = federation.fingerprint
     hello = coordinator_pb2.NodeEvent(
         hello=coordinator_pb2.Hello(partner_id="council", project_fingerprint=fingerprint)
     )
@@ -207,38 +207,33 @@ def _node_stub(federation, partner: str):
     return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
 
 
-def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) -> None:
-    admin = federation.admin()
-    round_id = admin.start_round().round_id
-    admin.close()
-    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
-    channel, stub = _node_stub(federation, "council")
-    short = coordinator_pb2.ClkChunk(
+def _clk_chunk(
+    round_id: str, fingerprint: str, *, records: int, clk_bits: int, clks: bytes
+) -> coordinator_pb2.ClkChunk:
+    """A one-chunk upload, as a (possibly misbehaving) client would send it."""
+    return coordinator_pb2.ClkChunk(
         round_id=round_id,
         project_fingerprint=fingerprint,
         chunk_index=0,
         total_chunks=1,
         first_ref=0,
-        records=4,
-        total_records=4,
-        clk_bits=512,
-        clks=b"\0" * 4 * 64,
+        records=records,
+        total_records=records,
+        clk_bits=clk_bits,
+        clks=clks,
     )
+
+
+def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) -> None:
+    round_id = federation.start_round()
+    fingerprint = federation.fingerprint
+    channel, stub = _node_stub(federation, "council")
+    short = _clk_chunk(round_id, fingerprint, records=4, clk_bits=512, clks=b"\0" * 4 * 64)
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([short]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "512 bits long but the project uses 1024-bit" in info.value.details()
-    truncated = coordinator_pb2.ClkChunk(
-        round_id=round_id,
-        project_fingerprint=fingerprint,
-        chunk_index=0,
-        total_chunks=1,
-        first_ref=0,
-        records=4,
-        total_records=4,
-        clk_bits=1024,
-        clks=b"\0" * 500,
-    )
+    truncated = _clk_chunk(round_id, fingerprint, records=4, clk_bits=1024, clks=b"\0" * 500)
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([truncated]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -296,9 +291,7 @@ def test_missing_column_fails_on_the_node_and_uploads_nothing(federation) -> Non
 
 
 def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
-    admin = federation.admin()
-    round_id = admin.start_round().round_id
-    admin.close()
+    round_id = federation.start_round()
     # Two partners upload, then the coordinator goes down before the third arrives.
     early = [federation.run_node(p, rounds=1) for p in federation.partners[:2]]
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
@@ -335,18 +328,10 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
 
 
 def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
-    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    fingerprint = federation.fingerprint
     channel, stub = _node_stub(federation, "council")
-    chunk = coordinator_pb2.ClkChunk(
-        round_id="../../" + "x" * 500,
-        project_fingerprint=fingerprint,
-        chunk_index=0,
-        total_chunks=1,
-        first_ref=0,
-        records=1,
-        total_records=1,
-        clk_bits=1024,
-        clks=b"\0" * 128,
+    chunk = _clk_chunk(
+        "../../" + "x" * 500, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128
     )
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
@@ -365,7 +350,7 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
     channel = create_channel(
         address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost"
     )
-    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    fingerprint = federation.fingerprint
     hello = coordinator_pb2.NodeEvent(
         hello=coordinator_pb2.Hello(partner_id="fire", project_fingerprint=fingerprint)
     )
@@ -377,22 +362,10 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
 
 
 def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
-    admin = federation.admin()
-    round_id = admin.start_round().round_id
-    admin.close()
-    fingerprint = fingerprint_bytes((federation.workdir / "project.toml").read_bytes())
+    round_id = federation.start_round()
+    fingerprint = federation.fingerprint
     channel, stub = _node_stub(federation, "council")
-    chunk = coordinator_pb2.ClkChunk(
-        round_id=round_id,
-        project_fingerprint=fingerprint,
-        chunk_index=0,
-        total_chunks=1,
-        first_ref=0,
-        records=1,
-        total_records=1,
-        clk_bits=1024,
-        clks=b"\0" * 128,
-    )
+    chunk = _clk_chunk(round_id, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128)
     chunk.tokens.add(field="nhs_number", values=[b"\1" * 32])
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
