@@ -42,7 +42,15 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
-def link(data: Path, out: Path, *files: str, extra: tuple[str, ...] = ()):
+def link(
+    data: Path,
+    out: Path,
+    *files: str | Path,
+    project: Path | None = None,
+    secret: Path | None = None,
+    extra: tuple[str, ...] = (),
+):
+    """Run `oda-fed link` on files (names in ``data``, or paths; default: the three partners)."""
     paths = [str(data / f) for f in files] or [
         str(data / f"{p}.csv") for p in ("council", "police", "social_care")
     ]
@@ -52,14 +60,21 @@ def link(data: Path, out: Path, *files: str, extra: tuple[str, ...] = ()):
             "link",
             *paths,
             "--project",
-            str(data / "project.toml"),
+            str(project or data / "project.toml"),
             "--secret-file",
-            str(data / "linkage.secret"),
+            str(secret or data / "linkage.secret"),
             "--out",
             str(out),
             *extra,
         ],
     )
+
+
+def measured_quality(output: str) -> tuple[float, float]:
+    """Precision and recall from the line `link --truth` prints."""
+    match = re.search(r"against .*?precision\s+(\S+),\s+recall\s+(\S+),", output, re.S)
+    assert match, output
+    return float(match[1]), float(match[2])
 
 
 def test_link_writes_links_and_reports_quality(data: Path, tmp_path: Path) -> None:
@@ -97,20 +112,7 @@ def test_missing_column_is_a_clear_error_and_writes_nothing(data: Path, tmp_path
     police.drop(columns=["family_name"]).to_csv(broken_dir / "police.csv", index=False)
     (broken_dir / "council.csv").write_bytes((data / "council.csv").read_bytes())
     out = tmp_path / "links.csv"
-    result = runner.invoke(
-        app,
-        [
-            "link",
-            str(broken_dir / "council.csv"),
-            str(broken_dir / "police.csv"),
-            "--project",
-            str(data / "project.toml"),
-            "--secret-file",
-            str(data / "linkage.secret"),
-            "--out",
-            str(out),
-        ],
-    )
+    result = link(data, out, broken_dir / "council.csv", broken_dir / "police.csv")
     assert result.exit_code == 3
     assert "no column 'family_name'" in result.output
     assert not out.exists()
@@ -125,40 +127,14 @@ def test_malformed_date_names_row_and_column(data: Path, tmp_path: Path) -> None
     (in_dir / "police.csv").write_bytes((data / "police.csv").read_bytes())
     out = tmp_path / "links.csv"
     out.write_text("earlier results\n")
-    result = runner.invoke(
-        app,
-        [
-            "link",
-            str(in_dir / "council.csv"),
-            str(in_dir / "police.csv"),
-            "--project",
-            str(data / "project.toml"),
-            "--secret-file",
-            str(data / "linkage.secret"),
-            "--out",
-            str(out),
-        ],
-    )
+    result = link(data, out, in_dir / "council.csv", in_dir / "police.csv")
     assert result.exit_code == 3
     assert "row 6, column 'dob'" in result.output
     assert out.read_text() == "earlier results\n"  # earlier output stays intact
 
 
 def test_missing_secret_file_is_a_config_error(data: Path, tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "link",
-            str(data / "council.csv"),
-            str(data / "police.csv"),
-            "--project",
-            str(data / "project.toml"),
-            "--secret-file",
-            str(tmp_path / "nope"),
-            "--out",
-            str(tmp_path / "x.csv"),
-        ],
-    )
+    result = link(data, tmp_path / "x.csv", "council.csv", "police.csv", secret=tmp_path / "nope")
     assert result.exit_code == 2
     assert "nope" in result.output
 
@@ -230,24 +206,16 @@ def test_hardened_project_still_links(data: Path, tmp_path: Path) -> None:
     project = tmp_path / "project.toml"
     project.write_text(tomli_w.dumps(doc))
     out = tmp_path / "links.csv"
-    result = runner.invoke(
-        app,
-        [
-            "link",
-            *[str(data / f"{p}.csv") for p in ("council", "police")],
-            "--project",
-            str(project),
-            "--secret-file",
-            str(data / "linkage.secret"),
-            "--out",
-            str(out),
-            "--truth",
-            str(data / "truth.csv"),
-        ],
+    result = link(
+        data,
+        out,
+        "council.csv",
+        "police.csv",
+        project=project,
+        extra=("--truth", str(data / "truth.csv")),
     )
     assert result.exit_code == 0, result.output
-    match = re.search(r"precision\s+(\S+),\s+recall\s+(\S+),", result.output)
-    precision, recall = float(match[1]), float(match[2])
+    precision, recall = measured_quality(result.output)
     assert precision > 0.9 and recall > 0.8
 
     from oda_fed.config import load_project
@@ -290,25 +258,17 @@ def test_keyed_nhs_tokens_link_exactly(tmp_path: Path) -> None:
     project.write_text(tomli_w.dumps(doc))
 
     def quality(project_path: Path) -> tuple[float, float]:
-        result = runner.invoke(
-            app,
-            [
-                "link",
-                str(out / "social_care.csv"),
-                str(out / "nhs_trust.csv"),
-                "--project",
-                str(project_path),
-                "--secret-file",
-                str(out / "k"),
-                "--out",
-                str(tmp_path / "links.csv"),
-                "--truth",
-                str(out / "truth.csv"),
-            ],
+        result = link(
+            out,
+            tmp_path / "links.csv",
+            "social_care.csv",
+            "nhs_trust.csv",
+            project=project_path,
+            secret=out / "k",
+            extra=("--truth", str(out / "truth.csv")),
         )
         assert result.exit_code == 0, result.output
-        match = re.search(r"precision\s+(\S+),\s+recall\s+(\S+),", result.output)
-        return float(match[1]), float(match[2])
+        return measured_quality(result.output)
 
     plain_doc = tomllib.loads(project.read_text())
     plain_doc["linkage"]["fields"][-1]["keyed_token"] = False
@@ -347,22 +307,7 @@ def test_on_invalid_missing_counts_instead_of_stopping(data: Path, tmp_path: Pat
     row = next(line for line in counted.output.splitlines() if "date_of_birth" in line)
     assert row.split("│")[3].strip() == "2"  # invalid column
     assert len(np.load(out)) == len(council)  # no row dropped
-    linked = runner.invoke(
-        app,
-        [
-            "link",
-            str(bad),
-            str(data / "police.csv"),
-            "--project",
-            str(data / "project.toml"),
-            "--secret-file",
-            str(data / "linkage.secret"),
-            "--out",
-            str(tmp_path / "l.csv"),
-            "--on-invalid",
-            "missing",
-        ],
-    )
+    linked = link(data, tmp_path / "l.csv", bad, "police.csv", extra=("--on-invalid", "missing"))
     assert linked.exit_code == 0, linked.output
 
 
@@ -372,21 +317,13 @@ def test_link_writes_a_quality_report_and_takes_auto_threshold(data: Path, tmp_p
     project = tmp_path / "project.toml"
     project.write_text(tomli_w.dumps(doc))
     out = tmp_path / "links.csv"
-    result = runner.invoke(
-        app,
-        [
-            "link",
-            str(data / "council.csv"),
-            str(data / "police.csv"),
-            "--project",
-            str(project),
-            "--secret-file",
-            str(data / "linkage.secret"),
-            "--out",
-            str(out),
-            "--truth",
-            str(data / "truth.csv"),
-        ],
+    result = link(
+        data,
+        out,
+        "council.csv",
+        "police.csv",
+        project=project,
+        extra=("--truth", str(data / "truth.csv")),
     )
     assert result.exit_code == 0, result.output
     assert "chosen automatically" in result.output
