@@ -261,8 +261,8 @@ def link_cli(
     est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
     console.print(
         f"estimated without truth: precision {est_p:.4f}, recall {est_r:.4f} "
-        f"(recommended threshold {outcome.estimate.recommended:.2f}; the estimate assumes many "
-        "records have no match: check the histogram in the quality report)"
+        f"(recommended threshold {outcome.estimate.recommended:.2f}; check the histogram in the "
+        "quality report before relying on it)"
         if outcome.estimate.reason is None
         else f"no quality estimate: {outcome.estimate.reason}"
     )

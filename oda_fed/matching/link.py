@@ -13,7 +13,12 @@ import pandas as pd
 
 from oda_fed.matching import Candidates, Clustering, PairCandidates, dice_candidates, resolve
 from oda_fed.matching.candidates import MatchingInputError
-from oda_fed.matching.quality import QualityEstimate, best_scores, estimate_quality
+from oda_fed.matching.quality import (
+    QualityEstimate,
+    best_scores,
+    estimate_quality,
+    runner_up_scores,
+)
 
 Progress = Callable[[str], None]
 #: Per source: field -> keyed token per record (any hashable; None where missing).
@@ -106,23 +111,24 @@ def link_with_quality(
     """Link as :func:`link_clks`, and estimate precision and recall without ground truth.
 
     Candidates are scored down to the estimate's floor (0.5), the best score of each record on the
-    smaller side of every pair of sources is fitted with a two-component mixture, and
-    ``threshold="auto"`` takes the threshold that maximises the estimated F1. Pairs below the
-    chosen threshold are then dropped before resolution.
+    smaller side of every pair of sources is fitted with a two-component mixture, and the non-match
+    component also learns from each record's runner-up score (so it holds when nearly every record
+    has a match), and ``threshold="auto"`` takes the threshold that maximises the estimated F1.
+    Pairs below the chosen threshold are then dropped before resolution.
     """
     floor = QUALITY_FLOOR if threshold == "auto" else min(QUALITY_FLOOR, float(threshold))
     pairs = score_pairs(clks, threshold=floor, tokens=tokens, progress=progress)
+    # The smaller side of each pair: one best (and runner-up) score per record there.
+    sides = ["left" if len(clks[p.source_a]) <= len(clks[p.source_b]) else "right" for p in pairs]
     best = np.concatenate(
         [np.empty(0)]
-        + [
-            best_scores(
-                p.candidates,
-                side="left" if len(clks[p.source_a]) <= len(clks[p.source_b]) else "right",
-            )
-            for p in pairs
-        ]
+        + [best_scores(p.candidates, side=s) for p, s in zip(pairs, sides, strict=True)]
     )
-    estimate = estimate_quality(best)
+    runner_up = np.concatenate(
+        [np.empty(0)]
+        + [runner_up_scores(p.candidates, side=s) for p, s in zip(pairs, sides, strict=True)]
+    )
+    estimate = estimate_quality(best, runner_up=runner_up)
     if threshold == "auto":
         if not np.isfinite(estimate.recommended):
             raise MatchingInputError(
