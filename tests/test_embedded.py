@@ -70,6 +70,15 @@ def link(
     )
 
 
+def project_with(data: Path, tmp_path: Path, **linkage: object) -> Path:
+    """A copy of the synthetic project with some [linkage] settings changed."""
+    doc = tomllib.loads((data / "project.toml").read_text())
+    doc["linkage"].update(linkage)
+    project = tmp_path / "project.toml"
+    project.write_text(tomli_w.dumps(doc))
+    return project
+
+
 def measured_quality(output: str) -> tuple[float, float]:
     """Precision and recall from the line `link --truth` prints."""
     match = re.search(r"against .*?precision\s+(\S+),\s+recall\s+(\S+),", output, re.S)
@@ -201,10 +210,7 @@ def test_project_explain_prints_fields_and_fill(data: Path) -> None:
 
 
 def test_hardened_project_still_links(data: Path, tmp_path: Path) -> None:
-    doc = tomllib.loads((data / "project.toml").read_text())
-    doc["linkage"]["hardening"] = {"balance": True, "diffusion_taps": 3}
-    project = tmp_path / "project.toml"
-    project.write_text(tomli_w.dumps(doc))
+    project = project_with(data, tmp_path, hardening={"balance": True, "diffusion_taps": 3})
     out = tmp_path / "links.csv"
     result = link(
         data,
@@ -312,10 +318,7 @@ def test_on_invalid_missing_counts_instead_of_stopping(data: Path, tmp_path: Pat
 
 
 def test_link_writes_a_quality_report_and_takes_auto_threshold(data: Path, tmp_path: Path) -> None:
-    doc = tomllib.loads((data / "project.toml").read_text())
-    doc["linkage"]["threshold"] = "auto"
-    project = tmp_path / "project.toml"
-    project.write_text(tomli_w.dumps(doc))
+    project = project_with(data, tmp_path, threshold="auto")
     out = tmp_path / "links.csv"
     result = link(
         data,
