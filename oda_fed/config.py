@@ -19,6 +19,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oda_fed.errors import ConfigError
+from oda_fed.matching.blocking import Blocking
 from oda_fed.standardise import FieldType  # the field vocabulary is the standardisers'
 
 PROJECT_FORMAT_VERSION = 1
@@ -82,14 +83,46 @@ class HardeningOptions(_Strict):
     blip: float = Field(default=0.0, ge=0.0, lt=0.5)
 
 
+class BlockingOptions(_Strict):
+    """``[linkage.blocking]``: when the coordinator blocks with LSH, from the CLK bits alone."""
+
+    # "auto" blocks a pair of partners above lsh_above_pairs (rows x rows); "lsh" always; "none"
+    # scores all pairs.
+    method: Literal["auto", "lsh", "none"] = "auto"
+    lsh_above_pairs: int = Field(default=2_500_000_000, ge=0)
+    # Override the automatic parameters (see oda_fed.matching.blocking.auto_params).
+    bands: int | None = Field(default=None, ge=1, le=100_000)
+    bits_per_band: int | None = Field(default=None, ge=1, le=64)
+    target_recall: float = Field(default=0.99, gt=0, lt=1)
+    min_threshold: float = Field(default=0.75, gt=0, le=1)
+    max_block: int | None = Field(default=None, ge=1)
+
+    def to_matching(self) -> Blocking:
+        return Blocking(
+            method=self.method,
+            lsh_above=self.lsh_above_pairs,
+            bands=self.bands,
+            bits_per_band=self.bits_per_band,
+            target_recall=self.target_recall,
+            min_threshold=self.min_threshold,
+            max_block=self.max_block,
+        )
+
+
 class Linkage(_Strict):
     bits: int = Field(default=1024, ge=64, le=8192)
-    # A number in (0, 1], or "auto": the threshold that maximises F1 as estimated from the scores
-    # (no ground truth needed; see oda_fed.matching.quality).
-    threshold: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = 0.8
+    # A number in (0, 1], or "auto" (the default): the threshold that maximises F1 as estimated
+    # from the scores, with no ground truth (see oda_fed.matching.quality).
+    threshold: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = "auto"
     one_record_per_partner: bool = True
+    # When keyed tokens and CLKs disagree: "token" trusts identifiers (agreeing tokens link,
+    # differing ones forbid a link), "clk" trusts similarity (see matching.link.apply_tokens).
+    token_conflict: Literal["token", "clk"] = "token"
+    # Records of the smaller partner whose best scores the quality estimate fits, at most.
+    quality_sample: int = Field(default=10_000, ge=100)
     fields: list[LinkageField] = Field(min_length=1)
     hardening: HardeningOptions = Field(default_factory=HardeningOptions)
+    blocking: BlockingOptions = Field(default_factory=BlockingOptions)
 
     @model_validator(mode="after")
     def _salt_field_exists(self) -> Linkage:
@@ -99,6 +132,16 @@ class Linkage(_Strict):
         if self.hardening.xor_fold and self.bits < 128:
             raise ValueError("hardening.xor_fold needs bits of at least 128")
         return self
+
+    def link_options(self) -> dict[str, object]:
+        """Keyword arguments of :func:`oda_fed.matching.link.link_with_quality` for this project."""
+        return {
+            "threshold": self.threshold,
+            "one_per_source": self.one_record_per_partner,
+            "token_rule": self.token_conflict,
+            "blocking": self.blocking.to_matching(),
+            "quality_sample": self.quality_sample,
+        }
 
     @property
     def wire_bits(self) -> int:

@@ -54,7 +54,9 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def project_document(profiles: tuple[PartnerProfile, ...], *, threshold: float = 0.8) -> dict:
+def project_document(
+    profiles: tuple[PartnerProfile, ...], *, threshold: float | str = "auto"
+) -> dict:
     """The demo's project agreement, as a TOML-ready dict."""
     return {
         "version": 1,

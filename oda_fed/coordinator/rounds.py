@@ -149,9 +149,8 @@ class RoundEngine:
             ]
         outcome = link_with_quality(
             clks,
-            threshold=linkage.threshold,
-            one_per_source=linkage.one_record_per_partner,
             tokens=tokens,
+            **linkage.link_options(),
         )
         clustering = outcome.clustering
         counts = partners_per_entity(clustering)
@@ -162,7 +161,7 @@ class RoundEngine:
             scores=outcome.best_scores,
             estimate=outcome.estimate,
             chosen_threshold=outcome.threshold,
-            block_stats=None,
+            block_stats=outcome.evidence(partners),
             entities_by_partner_count={int(v): int(f) for v, f in zip(values, freq, strict=True)},
         )
         est_p, est_r, _ = outcome.estimate.at(outcome.threshold)

@@ -37,8 +37,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import numba
 import numpy as np
 
 from oda_fed.matching import kernels
@@ -58,6 +61,11 @@ _MAX_BITS_PER_BAND = 64
 _COMPACT_KEYS = 1 << 22
 # Bands whose keys are computed in one pass over the CLKs: 16 x 8 bytes per record.
 _BANDS_AT_ONCE = 16
+# Output keys per scoring task per round (512 KiB): passing pairs are few beside those scored.
+_TASK_KEYS = 1 << 16
+
+#: Called with (bands done, bands in all) after each band.
+BandProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,11 @@ class BlockStats:
     pairs_total : int
         All cross pairs, ``len(a) * len(b)``.
     pairs_compared : int
-        Distinct blocked pairs (the pairs a scorer would compare).
+        Pairs scored: each pair of every (kept) block, once per band it shares, so a pair that
+        shares several bands counts several times.
     reduction_ratio : float
-        ``1 - pairs_compared / pairs_total`` (0.0 when there are no pairs).
+        ``1 - pairs_compared / pairs_total`` (0.0 when there are no pairs): a lower bound on the
+        reduction ratio over distinct pairs, since repeats are counted.
     pair_completeness : float or None
         Share of the true pairs given that are among the blocked pairs; ``None`` without truth
         (or with an empty truth).
@@ -123,6 +133,9 @@ class BlockStats:
     blocks_skipped, pairs_skipped : int
         Blocks over ``max_block`` that were skipped, and the pairs they held (counted once per
         band, so a pair in two skipped blocks counts twice).
+    candidates : int
+        Distinct pairs at or above the threshold (0 from :func:`block_stats`, which scores
+        nothing).
     """
 
     pairs_total: int
@@ -134,17 +147,90 @@ class BlockStats:
     largest_block: int
     blocks_skipped: int = 0
     pairs_skipped: int = 0
+    candidates: int = 0
 
 
 @dataclass(frozen=True)
-class _Blocking:
+class _Join:
     """Sorted unique pair keys ``left << right_bits | right`` and what the join saw."""
 
     keys: np.ndarray
     right_bits: int
+    compared: int
     largest_block: int
     blocks_skipped: int
     pairs_skipped: int
+    truth_found: int | None
+    truth_pairs: int | None
+
+
+#: Above this many pairs (rows of one source times rows of the other), ``method="auto"`` blocks:
+#: all pairs take a few seconds here on 2 cores, blocking about as long.
+LSH_ABOVE_PAIRS = 2_500_000_000
+#: LSH is tuned for at least this threshold. Below it the bands needed grow steeply (about 700
+#: at 0.75, 2,000 at 0.7 for fill 0.4); pairs under it are still scored, but found less often.
+LSH_MIN_THRESHOLD = 0.75
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """When a pair of sources is blocked with LSH, and with which parameters.
+
+    Attributes
+    ----------
+    method : {"auto", "lsh", "none"}
+        ``"auto"`` blocks pairs of sources with more than ``lsh_above`` pairs, ``"lsh"``
+        always, ``"none"`` never (all pairs are scored).
+    lsh_above : int
+        The ``"auto"`` switch-over, in pairs.
+    bands, bits_per_band : int or None
+        Override :func:`auto_params`; either alone keeps the other automatic.
+    target_recall : float
+        For :func:`auto_params`: the chance that a pair at the design threshold shares a band.
+    min_threshold : float
+        Design threshold floor: LSH is tuned for ``max(threshold, min_threshold)``.
+    max_block : int or None
+        Skip blocks of more pairs than this (counted in :class:`BlockStats`).
+    seed : int
+        Seed of the sampled bit positions.
+
+    Examples
+    --------
+    >>> Blocking().uses_lsh(10_000, 10_000), Blocking().uses_lsh(1_000_000, 1_000_000)
+    (False, True)
+    """
+
+    method: Literal["auto", "lsh", "none"] = "auto"
+    lsh_above: int = LSH_ABOVE_PAIRS
+    bands: int | None = None
+    bits_per_band: int | None = None
+    target_recall: float = 0.99
+    min_threshold: float = LSH_MIN_THRESHOLD
+    max_block: int | None = None
+    seed: int = 0
+
+    def uses_lsh(self, n_a: int, n_b: int) -> bool:
+        """Whether a pair of sources of ``n_a`` and ``n_b`` records is blocked."""
+        if self.method == "auto":
+            return n_a * n_b > self.lsh_above
+        return self.method == "lsh"
+
+    def params_for(self, a: np.ndarray, b: np.ndarray, *, threshold: float) -> LshParams:
+        """The LSH parameters for these CLKs at ``threshold``."""
+        if self.bands is not None and self.bits_per_band is not None:
+            return LshParams(bands=self.bands, bits_per_band=self.bits_per_band, seed=self.seed)
+        fill = min(max(estimate_fill(a, b), 1e-3), 1 - 1e-3)
+        auto = auto_params(
+            threshold=max(float(threshold), self.min_threshold),
+            fill=fill,
+            bits=64 * a.shape[1],
+            target_recall=self.target_recall,
+            bits_per_band=self.bits_per_band,
+            seed=self.seed,
+        )
+        if self.bands is None:
+            return auto
+        return LshParams(bands=self.bands, bits_per_band=auto.bits_per_band, seed=self.seed)
 
 
 def _check_fraction(value: float, *, name: str) -> float:
@@ -161,6 +247,7 @@ def auto_params(
     bits: int,
     target_recall: float = 0.99,
     collision: float = 2.0**-20,
+    bits_per_band: int | None = None,
     seed: int = 0,
 ) -> LshParams:
     """LSH parameters that find pairs at Dice ``threshold`` with probability ``target_recall``.
@@ -182,6 +269,8 @@ def auto_params(
         Wanted probability, in ``(0, 1)``, that a pair at the threshold shares a band.
     collision : float
         Wanted per-band collision probability, in ``(0, 1)``, of two unrelated CLKs.
+    bits_per_band : int or None
+        Use this ``k`` instead of the one ``collision`` gives; ``L`` still follows.
     seed : int
         Seed of the position sampler, passed to :class:`LshParams`.
 
@@ -218,6 +307,8 @@ def auto_params(
     k_max = min(_MAX_BITS_PER_BAND, int(bits))
     q = f * f + (1.0 - f) * (1.0 - f)
     k = min(k_max, max(1, math.ceil(math.log(hit) / math.log(q))))
+    if bits_per_band is not None:
+        k = LshParams(bands=1, bits_per_band=bits_per_band).bits_per_band
     # Hamming fraction 2 f (1 - t) can pass 1 only for t < 1 - 1/(2 f): a hopeless threshold.
     p = max(1.0 - 2.0 * f * (1.0 - t), 1e-12)
     band_hit = p**k
@@ -284,8 +375,47 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[first]
 
 
-def _block(a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | None) -> _Blocking:
-    """Run the bands on checked inputs and deduplicate their pairs, in bounded memory."""
+def _sorted_band(keys: np.ndarray, row_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``keys`` sorted, and the original row of each; ties in row order."""
+    n = keys.shape[0]
+    if row_bits and keys.max(initial=0) < (1 << (64 - row_bits)):
+        # One uint64 sort of key << row_bits | row is several times faster than an argsort.
+        packed = (keys << np.uint64(row_bits)) | np.arange(n, dtype=np.uint64)
+        packed.sort()
+        rows = (packed & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+        return packed >> np.uint64(row_bits), rows
+    rows = np.argsort(keys, kind="stable")
+    return keys[rows], rows
+
+
+def _task_bounds(blocks: np.ndarray, tasks: int) -> np.ndarray:
+    """Last block (exclusive) of each of ``tasks`` contiguous runs with about equal pairs."""
+    sizes = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
+    cum = np.cumsum(sizes)
+    targets = cum[-1] * np.arange(1, tasks + 1) / tasks
+    stops = np.minimum(np.searchsorted(cum, targets, side="left") + 1, len(blocks))
+    stops[-1] = len(blocks)
+    return np.maximum.accumulate(stops).astype(np.int64)
+
+
+def _join(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    params: LshParams,
+    max_block: int | None,
+    ratio: tuple[int, int] | None,
+    collect: bool = True,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: BandProgress | None = None,
+) -> _Join:
+    """Run the bands on checked inputs: score each block's pairs, keep the distinct passing ones.
+
+    ``ratio`` is the integer Dice threshold ``(num, den)``; ``None`` keeps every blocked pair.
+    ``collect=False`` only counts the blocks' pairs (for :func:`block_stats`).
+    Memory stays near the passing pairs, whatever the number of pairs compared: a pair is scored
+    inside its block, and passing keys are deduplicated as they come.
+    """
     limit = _check_max_block(max_block)
     if not isinstance(params, LshParams):
         raise MatchingInputError(f"params must be LshParams, got {type(params).__name__}")
@@ -295,9 +425,20 @@ def _block(a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | 
             f"{a.shape[0]:,} x {b.shape[0]:,} CLKs are too many to pair in one call; split them"
         )
     empty = np.empty(0, dtype=np.int64)
+    t_left = t_right = None
+    if truth is not None:
+        t_left, t_right = _check_truth(truth, a, b)
     if a.shape[0] == 0 or b.shape[0] == 0:
-        return _Blocking(empty, right_bits, 0, 0, 0)
+        return _Join(empty, right_bits, 0, 0, 0, 0, None, None)
     positions = band_positions(params, bits=64 * a.shape[1])
+    num, den = ratio if ratio is not None else (-1, 1)
+    pop_a, pop_b = kernels.popcounts(a), kernels.popcounts(b)
+    bits_a = max(a.shape[0] - 1, 0).bit_length()
+    bits_b = right_bits
+    n_tasks = 4 * numba.get_num_threads()
+    compared = np.zeros(n_tasks, dtype=np.int64)
+    written = np.zeros(n_tasks, dtype=np.int64)
+    truth_hit = None if t_left is None else np.zeros(len(t_left), dtype=bool)
     unique = empty
     pending: list[np.ndarray] = []
     pending_size = 0
@@ -308,24 +449,39 @@ def _block(a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | 
             chunk_a, chunk_b = kernels.band_keys(a, chunk), kernels.band_keys(b, chunk)
         keys_a = chunk_a[band % _BANDS_AT_ONCE]
         keys_b = chunk_b[band % _BANDS_AT_ONCE]
-        rows_a = np.argsort(keys_a)
-        rows_b = np.argsort(keys_b)
-        sorted_a, sorted_b = keys_a[rows_a], keys_b[rows_b]
-        kept, big, skipped, skipped_pairs = kernels.count_band_pairs(sorted_a, sorted_b, limit)
+        if truth_hit is not None:
+            truth_hit |= keys_a[t_left] == keys_b[t_right]
+        sorted_a, rows_a = _sorted_band(keys_a, bits_a)
+        sorted_b, rows_b = _sorted_band(keys_b, bits_b)
+        blocks, big, skipped, skipped_pairs = kernels.band_blocks(sorted_a, sorted_b, limit)
         largest = max(largest, big)
         blocks_skipped += skipped
         pairs_skipped += skipped_pairs
-        if kept == 0:
-            continue
-        out = np.empty(kept, dtype=np.int64)
-        kernels.fill_band_pairs(sorted_a, sorted_b, rows_a, rows_b, limit, right_bits, out)
-        pending.append(out)
-        pending_size += kept
+        if len(blocks) and not collect:
+            sizes = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
+            compared[0] += int(sizes.sum())
+        elif len(blocks):
+            task_stop = _task_bounds(blocks, n_tasks)
+            resume_block = np.concatenate([[0], task_stop[:-1]]).astype(np.int64)
+            resume_row = np.zeros(n_tasks, dtype=np.int64)
+            widest = int((blocks[:, 3] - blocks[:, 2]).max())
+            out = np.empty((n_tasks, max(_TASK_KEYS, widest + 1)), dtype=np.int64)
+            while (resume_block < task_stop).any():
+                kernels.score_blocks(
+                    blocks, rows_a, rows_b, a, b, pop_a, pop_b, num, den, right_bits,
+                    task_stop, resume_block, resume_row, out, written, compared,
+                )  # fmt: skip
+                for t in range(n_tasks):
+                    if written[t]:
+                        pending.append(out[t, : written[t]].copy())
+                        pending_size += int(written[t])
         # A pair near the threshold turns up in a few bands, a close one in most: deduplicate
         # as we go so memory stays near the number of distinct pairs.
         if pending_size > max(_COMPACT_KEYS, unique.shape[0]):
             unique = _sorted_unique(np.concatenate([unique, *pending]))
             pending, pending_size = [], 0
+        if progress is not None:
+            progress(band + 1, params.bands)
     if pending:
         unique = _sorted_unique(np.concatenate([unique, *pending]))
     if blocks_skipped:
@@ -336,10 +492,37 @@ def _block(a: np.ndarray, b: np.ndarray, *, params: LshParams, max_block: int | 
             limit,
             pairs_skipped,
         )
-    return _Blocking(unique, right_bits, largest, blocks_skipped, pairs_skipped)
+    found = None if truth_hit is None else int(truth_hit.sum())
+    return _Join(
+        keys=unique,
+        right_bits=right_bits,
+        compared=int(compared.sum()),
+        largest_block=largest,
+        blocks_skipped=blocks_skipped,
+        pairs_skipped=pairs_skipped,
+        truth_found=found,
+        truth_pairs=None if t_left is None else len(t_left),
+    )
 
 
-def _split(blocking: _Blocking) -> tuple[np.ndarray, np.ndarray]:
+def _check_truth(
+    truth: tuple[np.ndarray, np.ndarray], a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    t_left = np.asarray(truth[0], dtype=np.int64)
+    t_right = np.asarray(truth[1], dtype=np.int64)
+    if t_left.shape != t_right.shape or t_left.ndim != 1:
+        raise MatchingInputError("truth must be two 1-D index arrays of the same length")
+    if t_left.size and (
+        t_left.min() < 0 or t_left.max() >= a.shape[0]
+        or t_right.min() < 0 or t_right.max() >= b.shape[0]
+    ):  # fmt: skip
+        raise MatchingInputError("truth holds row indices outside a or b")
+    # Distinct pairs, so that completeness counts each once.
+    pairs = np.unique(np.stack([t_left, t_right], axis=1), axis=0)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def _split(blocking: _Join) -> tuple[np.ndarray, np.ndarray]:
     left = blocking.keys >> blocking.right_bits
     right = blocking.keys & ((1 << blocking.right_bits) - 1)
     return left, right
@@ -383,7 +566,7 @@ def block_pairs(
     ([0], [0])
     """
     _check_pair(a, b)
-    return _split(_block(a, b, params=params, max_block=max_block))
+    return _split(_join(a, b, params=params, max_block=max_block, ratio=None))
 
 
 def estimate_fill(a: np.ndarray, b: np.ndarray) -> float:
@@ -450,17 +633,77 @@ def blocked_dice_candidates(
     if params is None:
         fill = min(max(estimate_fill(a, b), 1e-3), 1 - 1e-3)
         params = auto_params(threshold=threshold, fill=fill, bits=64 * a.shape[1])
-    left, right = _split(_block(a, b, params=params, max_block=max_block))
+    found, _stats = blocked_candidates(
+        a, b, threshold=threshold, params=params, max_block=max_block
+    )
+    return found
+
+
+def blocked_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    threshold: float,
+    params: LshParams | None = None,
+    max_block: int | None = None,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: BandProgress | None = None,
+) -> tuple[Candidates, BlockStats]:
+    """:func:`blocked_dice_candidates`, with the :class:`BlockStats` of the blocking.
+
+    ``truth`` (``(left, right)`` rows of the true pairs) gives the pair completeness;
+    ``progress`` is called with ``(bands done, bands)`` after each band.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111, 0]], dtype=np.uint64)
+    >>> found, stats = blocked_candidates(a, a, threshold=0.8)
+    >>> len(found), stats.pairs_total
+    (1, 1)
+    """
+    _check_pair(a, b)
+    ratio = threshold_ratio(threshold, words=a.shape[1])
+    if params is None:
+        fill = min(max(estimate_fill(a, b), 1e-3), 1 - 1e-3)
+        params = auto_params(threshold=threshold, fill=fill, bits=64 * a.shape[1])
+    join = _join(
+        a, b, params=params, max_block=max_block, ratio=ratio, truth=truth, progress=progress
+    )
+    left, right = _split(join)
     inter = kernels.pair_intersections(a, b, left, right)
     total = kernels.popcounts(a)[left] + kernels.popcounts(b)[right]
-    # Integers only, as in the all-pairs kernel; total > 0 excludes two all-zero CLKs.
-    keep = (2 * den * inter >= num * total) & (total > 0)
-    left, right, inter, total = left[keep], right[keep], inter[keep], total[keep]
     # Correctly rounded division: equal Dice fractions give equal floats, so ties sort as in
     # dice_candidates.
     score = (2 * inter) / total
     order = np.lexsort((right, left, -score))
-    return Candidates(left=left[order], right=right[order], score=score[order])
+    found = Candidates(left=left[order], right=right[order], score=score[order])
+    return found, _stats(join, a, b, params=params, candidates=len(found))
+
+
+def _stats(
+    join: _Join,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    params: LshParams,
+    candidates: int,
+) -> BlockStats:
+    total = a.shape[0] * b.shape[0]
+    completeness = None
+    if join.truth_found is not None and join.truth_pairs:
+        completeness = join.truth_found / join.truth_pairs
+    return BlockStats(
+        pairs_total=total,
+        pairs_compared=join.compared,
+        reduction_ratio=1.0 - join.compared / total if total else 0.0,
+        pair_completeness=completeness,
+        bands=params.bands,
+        bits_per_band=params.bits_per_band,
+        largest_block=join.largest_block,
+        blocks_skipped=join.blocks_skipped,
+        pairs_skipped=join.pairs_skipped,
+        candidates=candidates,
+    )
 
 
 def block_stats(
@@ -497,32 +740,5 @@ def block_stats(
     (2, 0.5, 1.0)
     """
     _check_pair(a, b)
-    blocking = _block(a, b, params=params, max_block=max_block)
-    total = a.shape[0] * b.shape[0]
-    compared = int(blocking.keys.shape[0])
-    completeness = None
-    if truth is not None:
-        t_left = np.asarray(truth[0], dtype=np.int64)
-        t_right = np.asarray(truth[1], dtype=np.int64)
-        if t_left.shape != t_right.shape or t_left.ndim != 1:
-            raise MatchingInputError("truth must be two 1-D index arrays of the same length")
-        if t_left.size and (
-            t_left.min() < 0 or t_left.max() >= a.shape[0]
-            or t_right.min() < 0 or t_right.max() >= b.shape[0]
-        ):  # fmt: skip
-            raise MatchingInputError("truth holds row indices outside a or b")
-        if t_left.size:
-            wanted = _sorted_unique((t_left << blocking.right_bits) | t_right)
-            found = np.isin(wanted, blocking.keys, assume_unique=True)
-            completeness = float(found.mean())
-    return BlockStats(
-        pairs_total=total,
-        pairs_compared=compared,
-        reduction_ratio=1.0 - compared / total if total else 0.0,
-        pair_completeness=completeness,
-        bands=params.bands,
-        bits_per_band=params.bits_per_band,
-        largest_block=blocking.largest_block,
-        blocks_skipped=blocking.blocks_skipped,
-        pairs_skipped=blocking.pairs_skipped,
-    )
+    join = _join(a, b, params=params, max_block=max_block, ratio=None, collect=False, truth=truth)
+    return _stats(join, a, b, params=params, candidates=0)

@@ -504,26 +504,30 @@ def band_keys(clks: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def count_band_pairs(
+def band_blocks(
     keys_a: np.ndarray, keys_b: np.ndarray, max_block: int
-) -> tuple[int, int, int, int]:
-    """Merge-join two sorted ``uint64`` key arrays; count the cross pairs of each shared key.
+) -> tuple[np.ndarray, int, int, int]:
+    """Merge-join two sorted ``uint64`` key arrays into blocks: runs of one shared key.
 
-    A block (one shared key) of ``ca * cb`` pairs over ``max_block`` (when ``max_block >= 0``)
-    is skipped. Returns ``(kept pairs, largest block, blocks skipped, pairs skipped)``.
+    Returns ``(blocks, largest, blocks skipped, pairs skipped)``; ``blocks`` is ``int64`` of
+    shape ``(n, 4)``, each row ``(a_start, a_stop, b_start, b_stop)`` into the sorted arrays. A
+    block of ``(a_stop - a_start) * (b_stop - b_start)`` pairs over ``max_block`` (when
+    ``max_block >= 0``) is counted as skipped and left out.
 
     Examples
     --------
     >>> ka = np.array([1, 1, 5], dtype=np.uint64)
     >>> kb = np.array([1, 5, 5, 7], dtype=np.uint64)
-    >>> count_band_pairs(ka, kb, -1), count_band_pairs(ka, kb, 1)
-    ((4, 2, 0, 0), (0, 2, 2, 4))
+    >>> blocks, largest, skipped, skipped_pairs = band_blocks(ka, kb, -1)
+    >>> blocks.tolist(), largest
+    ([[0, 2, 0, 1], [2, 3, 1, 3]], 2)
     """
-    i = 0
-    j = 0
     na = keys_a.shape[0]
     nb = keys_b.shape[0]
-    kept = 0
+    blocks = np.empty((min(na, nb), 4), dtype=np.int64)
+    n = 0
+    i = 0
+    j = 0
     largest = 0
     blocks_skipped = 0
     pairs_skipped = 0
@@ -546,62 +550,92 @@ def count_band_pairs(
                 blocks_skipped += 1
                 pairs_skipped += size
             else:
-                kept += size
+                blocks[n, 0] = i
+                blocks[n, 1] = i1
+                blocks[n, 2] = j
+                blocks[n, 3] = j1
+                n += 1
             i = i1
             j = j1
-    return kept, largest, blocks_skipped, pairs_skipped
+    return blocks[:n], largest, blocks_skipped, pairs_skipped
 
 
-@njit(cache=True)
-def fill_band_pairs(
-    keys_a: np.ndarray,
-    keys_b: np.ndarray,
+@njit(cache=True, parallel=True)
+def score_blocks(
+    blocks: np.ndarray,
     rows_a: np.ndarray,
     rows_b: np.ndarray,
-    max_block: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    pop_a: np.ndarray,
+    pop_b: np.ndarray,
+    num: int,
+    den: int,
     right_bits: int,
+    task_stop: np.ndarray,
+    resume_block: np.ndarray,
+    resume_row: np.ndarray,
     out: np.ndarray,
+    written: np.ndarray,
+    compared: np.ndarray,
 ) -> None:
-    """Write ``rows_a[x] << right_bits | rows_b[y]`` for every pair :func:`count_band_pairs` kept.
+    """Score every pair of each block; write the passing ones as ``left << right_bits | right``.
 
-    ``keys_a`` and ``keys_b`` are sorted; ``rows_a[x]`` is the original row of ``keys_a[x]``.
-    ``out`` must hold exactly the kept count.
-
-    Examples
-    --------
-    >>> k = np.array([3, 3], dtype=np.uint64)
-    >>> out = np.empty(2, dtype=np.int64)
-    >>> fill_band_pairs(k[:1], k, np.array([4]), np.array([0, 1]), -1, 1, out)
-    >>> out.tolist()
-    [8, 9]
+    Task ``t`` works through blocks ``resume_block[t] .. task_stop[t] - 1`` (its first block
+    from sorted left row ``resume_row[t]``), writing into ``out[t]``, and stops early, at a
+    left row, when the next row's pairs might not fit; ``resume_block``/``resume_row`` then say
+    where to go on, and ``written[t]`` how many keys it wrote. ``compared[t]`` adds the pairs it
+    scored. ``rows_a[x]`` is the original row of sorted position ``x``. ``num < 0`` keeps every
+    pair (blocking alone); otherwise the integer Dice test of the all-pairs kernels applies,
+    with a popcount bound first so most pairs are rejected without reading their CLKs.
+    ``out.shape[1]`` must exceed the largest ``b_stop - b_start``.
     """
-    i = 0
-    j = 0
-    na = keys_a.shape[0]
-    nb = keys_b.shape[0]
-    written = 0
-    while i < na and j < nb:
-        if keys_a[i] < keys_b[j]:
-            i += 1
-        elif keys_a[i] > keys_b[j]:
-            j += 1
-        else:
-            key = keys_a[i]
-            i1 = i
-            while i1 < na and keys_a[i1] == key:
-                i1 += 1
-            j1 = j
-            while j1 < nb and keys_b[j1] == key:
-                j1 += 1
-            size = (i1 - i) * (j1 - j)
-            if max_block < 0 or size <= max_block:
-                for x in range(i, i1):
-                    left = rows_a[x] << right_bits
-                    for y in range(j, j1):
-                        out[written] = left | rows_b[y]
-                        written += 1
-            i = i1
-            j = j1
+    cap = out.shape[1]
+    twice_den = 2 * den
+    for t in prange(task_stop.shape[0]):
+        w = 0
+        scored = 0
+        blk = resume_block[t]
+        x = resume_row[t]
+        full = False
+        while blk < task_stop[t]:
+            a0 = blocks[blk, 0]
+            a1 = blocks[blk, 1]
+            b0 = blocks[blk, 2]
+            b1 = blocks[blk, 3]
+            # Rows of earlier blocks lie before a0: a resumed row is within this block.
+            if x < a0:
+                x = a0
+            while x < a1:
+                if w + (b1 - b0) > cap:
+                    full = True
+                    break
+                i = rows_a[x]
+                pa = pop_a[i]
+                left = i << right_bits
+                for y in range(b0, b1):
+                    j = rows_b[y]
+                    if num < 0:
+                        out[t, w] = left | j
+                        w += 1
+                        continue
+                    pb = pop_b[j]
+                    total = pa + pb
+                    # inter <= min(pa, pb): skip pairs that cannot pass without loading rows.
+                    if total == 0 or twice_den * min(pa, pb) < num * total:
+                        continue
+                    if twice_den * intersection_count(a, i, b, j) >= num * total:
+                        out[t, w] = left | j
+                        w += 1
+                scored += b1 - b0
+                x += 1
+            if full:
+                break
+            blk += 1
+        resume_block[t] = blk
+        resume_row[t] = x
+        written[t] = w
+        compared[t] += scored
 
 
 @njit(cache=True, parallel=True)
