@@ -119,7 +119,7 @@ class Linkage(_Strict):
     # differing ones forbid a link), "clk" trusts similarity (see matching.link.apply_tokens).
     token_conflict: Literal["token", "clk"] = "token"
     # Records of the smaller partner whose best scores the quality estimate fits, at most.
-    quality_sample: int = Field(default=10_000, ge=100)
+    quality_sample: int = Field(default=5_000, ge=100)
     fields: list[LinkageField] = Field(min_length=1)
     hardening: HardeningOptions = Field(default_factory=HardeningOptions)
     blocking: BlockingOptions = Field(default_factory=BlockingOptions)

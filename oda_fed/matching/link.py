@@ -43,7 +43,7 @@ QUALITY_FLOOR = 0.5
 #: two unrelated records (about 0.4 at the usual fill).
 CLK_RULE_FLOOR = 0.5
 #: Records of the smaller source whose best scores the quality estimate fits, at most.
-QUALITY_SAMPLE = 10_000
+QUALITY_SAMPLE = 5_000
 # Pairs scored per call in the quality pass: bounds memory at low thresholds, where a tenth of
 # all pairs may pass the floor.
 _QUALITY_PAIRS = 200_000_000

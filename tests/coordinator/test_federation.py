@@ -68,7 +68,10 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
 
     assert Path(status.report_path).exists()
     quality = Path(status.report_path).with_name("quality.html")
-    assert quality.exists() and "precision" in quality.read_text()
+    page = quality.read_text()
+    assert "precision" in page
+    # How each pair of partners was compared, and what the estimate was fitted on.
+    assert "council × police" in page and "pairs scored" in page and "quality estimate" in page
     reports = verify_dir(federation.workdir)
     assert len(reports) == 4 and all(r.ok for r in reports), [r.problems for r in reports]
     assert cross_check(reports) == []

@@ -1,11 +1,23 @@
-"""The linkage pipeline: keyed tokens of exact identifiers become score-1.0 candidates."""
+"""The linkage pipeline: keyed tokens and their conflict rule, blocking, the quality pass."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from oda_fed.matching import Candidates
-from oda_fed.matching.link import exact_pairs, link_clks, partners_per_entity, with_exact
+from oda_fed.matching import Candidates, MatchingInputError, dice_candidates, pairwise_quality
+from oda_fed.matching.blocking import Blocking
+from oda_fed.matching.link import (
+    TokenConflicts,
+    apply_tokens,
+    exact_pairs,
+    link_clks,
+    link_with_quality,
+    partners_per_entity,
+    quality_scores,
+    with_exact,
+)
+from oda_fed.matching.quality import best_scores, runner_up_scores
 
 
 def clks(rows: list[int]) -> np.ndarray:
@@ -79,3 +91,116 @@ def test_auto_threshold_is_estimated_and_links_well() -> None:
 
     fixed = link_with_quality(clks, threshold=0.8)
     assert fixed.threshold == 0.8
+
+
+def test_the_token_rule_trusts_identifiers_both_ways() -> None:
+    # Row 0: CLKs identical, tokens differ. Row 1: tokens agree, CLKs unrelated.
+    a, b = clks([0b1111, 0b110000]), clks([0b1111, 0b1])
+    tokens = [{"nhs": ["p", "x"]}, {"nhs": ["q", "x"]}]
+    found = dice_candidates(a, b, threshold=0.8)
+    kept, conflicts = apply_tokens(found, a, b, tokens[0], tokens[1], threshold=0.8, rule="token")
+    assert list(zip(kept.left.tolist(), kept.right.tolist(), strict=True)) == [(1, 1)]
+    assert conflicts == TokenConflicts(
+        token_agrees_clk_below=1, linked_by_token=1, token_differs_clk_above=1, vetoed_by_token=1
+    )
+    linked = link_clks([a, b], threshold=0.8, tokens=tokens)
+    assert linked.labels[0][0] != linked.labels[1][0]
+    assert linked.labels[0][1] == linked.labels[1][1]
+
+
+def test_the_clk_rule_trusts_similarity_both_ways() -> None:
+    # Row 0 as above; row 1 agrees in token with CLK Dice 0.4 (under the 0.5 floor); row 2
+    # agrees in token with Dice 0.75 (above the floor, below the threshold). Rows use disjoint
+    # bits, so no cross pair is a candidate.
+    a = clks([0b1111, 0b11 << 8, 0b111 << 16])
+    b = clks([0b1111, 0b1110 << 8, 0b11111 << 16])
+    tokens = [{"nhs": ["p", "x", "y"]}, {"nhs": ["q", "x", "y"]}]
+    found = dice_candidates(a, b, threshold=0.8)
+    kept, conflicts = apply_tokens(found, a, b, tokens[0], tokens[1], threshold=0.8, rule="clk")
+    pairs = set(zip(kept.left.tolist(), kept.right.tolist(), strict=True))
+    assert (0, 0) in pairs and (2, 2) in pairs and (1, 1) not in pairs
+    assert conflicts.token_differs_clk_above == 1 and conflicts.vetoed_by_token == 0
+    assert conflicts.token_agrees_clk_below == 2 and conflicts.linked_by_token == 1
+    with pytest.raises(MatchingInputError):
+        apply_tokens(found, a, b, tokens[0], tokens[1], threshold=0.8, rule="nhs")  # type: ignore[arg-type]
+
+
+def test_a_pair_agreeing_in_one_token_is_not_vetoed_by_another() -> None:
+    a, b = clks([0b1111]), clks([0b1111])
+    found = dice_candidates(a, b, threshold=0.8)
+    kept, conflicts = apply_tokens(
+        found, a, b, {"nhs": ["p"], "uprn": ["u"]}, {"nhs": ["q"], "uprn": ["u"]}, threshold=0.8
+    )
+    assert len(kept) == 1 and conflicts.vetoed_by_token == 0
+
+
+@pytest.fixture(scope="module")
+def realistic() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """CLKs of three synthetic partners and each record's true person code."""
+    from oda_fed.encoding import default_field_encoding, encode_records
+    from oda_fed.standardise import standardise_column
+    from oda_fed.synth import generate
+
+    synthetic = generate(population=1500, partners=3, seed=8, errors="medium")
+    fields = [
+        default_field_encoding(name, kind)
+        for name, kind in (
+            ("first_name", "name"),
+            ("last_name", "name"),
+            ("date_of_birth", "date_of_birth"),
+            ("sex", "sex"),
+            ("postcode", "postcode"),
+        )
+    ]
+    out, people = [], []
+    for profile in synthetic.profiles:
+        frame = synthetic.partners[profile.id]
+        table = {}
+        for f in fields:
+            fmt = profile.date_format if f.type == "date_of_birth" else None
+            table[f.name] = standardise_column(frame[profile.columns[f.name]], f.type, fmt=fmt)[
+                0
+            ].tolist()
+        out.append(encode_records(table, fields=fields, secret=b"s" * 32, context="t"))
+        truth = synthetic.truth[synthetic.truth.source == profile.id].set_index("record_id")
+        people.append(truth.loc[frame[profile.record_id_column], "person_id"].to_numpy())
+    codes = {p: i for i, p in enumerate(np.unique(np.concatenate(people)))}
+    return out, [np.array([codes[p] for p in t]) for t in people]
+
+
+def test_lsh_blocking_in_the_pipeline_keeps_nearly_every_link(realistic) -> None:
+    sources, truth = realistic
+    full = link_with_quality(sources, threshold=0.8, blocking=Blocking(method="none"))
+    blocked = link_with_quality(sources, threshold=0.8, blocking=Blocking(method="lsh"))
+    assert all(b.stats is None for b in full.blocking)
+    stats = [b.stats for b in blocked.blocking]
+    assert len(stats) == 3 and all(s is not None and s.bands > 1 for s in stats)
+    for b, f in zip(blocked.blocking, full.blocking, strict=True):
+        # A subset of the all-pairs candidates, missing at most a few near the threshold.
+        assert f.candidates * 0.98 <= b.candidates <= f.candidates
+    q_full = pairwise_quality(full.clustering.labels, truth)
+    q_blocked = pairwise_quality(blocked.clustering.labels, truth)
+    assert q_full.f1 > 0.95 and q_blocked.f1 > q_full.f1 - 0.01
+    lines = blocked.evidence(["a", "b", "c"])
+    assert "LSH blocking" in lines["a × b"] and "reduction ratio" in lines["b × c"]
+    assert "all" in full.evidence(["a", "b", "c"])["a × c"]
+
+
+def test_the_quality_pass_samples_the_smaller_source(realistic) -> None:
+    sources, _ = realistic
+    small, other = sorted(sources[:2], key=len)
+    best, runner_up, n = quality_scores(small, other, sample=len(small))
+    found = dice_candidates(small, other, threshold=0.5)
+    # Every record: the same figures as from the full candidate list.
+    np.testing.assert_array_equal(best, best_scores(found))
+    np.testing.assert_array_equal(runner_up, runner_up_scores(found))
+    assert n == len(small)
+    part, _, n_part = quality_scores(small, other, sample=200, seed=3)
+    again, _, _ = quality_scores(small, other, sample=200, seed=3)
+    assert n_part == 200 and len(part) <= 200
+    np.testing.assert_array_equal(part, again)
+    assert set(part.tolist()) <= set(best.tolist())
+    outcome = link_with_quality(sources, threshold="auto", quality_sample=300)
+    assert outcome.sampled == 3 * 300 and outcome.sample_from > outcome.sampled
+    assert 0.6 < outcome.threshold < 0.95
+    assert "seeded sample" in outcome.evidence(["a", "b", "c"])["quality estimate"]
