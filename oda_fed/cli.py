@@ -39,12 +39,16 @@ coordinator_app = typer.Typer(
 node_app = typer.Typer(help="Run a partner's node.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and summarise audit logs (for DPOs).", no_args_is_help=True)
 project_app = typer.Typer(help="Inspect a project agreement.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="Inspect a linked index (made by `oda-fed link --index`).", no_args_is_help=True
+)
 for sub, name in (
     (pki_app, "pki"),
     (coordinator_app, "coordinator"),
     (node_app, "node"),
     (audit_app, "audit"),
     (project_app, "project"),
+    (index_app, "index"),
 ):
     app.add_typer(sub, name=name)
 
@@ -214,8 +218,30 @@ def link(
         bool, typer.Option(help="Also write records linked to no other.")
     ] = False,
     on_invalid: OnInvalid = "error",
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A linked index file to create or update. Its entity ids stay stable across "
+            "runs and go into links.csv: unchanged records keep theirs and are not matched again, "
+            "new and changed records are matched against the other sources and join an existing "
+            "entity or get a fresh id, records missing from a file are removed. Once the index "
+            "holds other sources, one file is enough. It holds CLKs and record ids: keep it as "
+            "you keep links.csv."
+        ),
+    ] = None,
+    rebuild_index: Annotated[
+        bool,
+        typer.Option(
+            help="With --index: link every record again (updates never merge or split "
+            "entities) and keep each earlier entity id for the new entity it overlaps most."
+        ),
+    ] = False,
 ) -> None:
-    """Embedded mode: link files in one process with no network and write links.csv."""
+    """Embedded mode: link files in one process with no network and write links.csv.
+
+    With --index, entity ids are stable from run to run and only new and changed records are
+    matched.
+    """
     from oda_fed.commands import link_cli
 
     _run(
@@ -228,6 +254,8 @@ def link(
         truth=truth,
         all_records=all_records,
         on_invalid=on_invalid,
+        index=index,
+        rebuild_index=rebuild_index,
     )
 
 
@@ -262,6 +290,17 @@ def project_explain(
     _run(
         explain_cli, console, project=path, sample=sample, secret_file=secret_file, partner=partner
     )
+
+
+# --- index ----------------------------------------------------------------------------------------
+
+
+@index_app.command("show")
+def index_show(path: Annotated[Path, typer.Argument(help="The linked index file.")]) -> None:
+    """Print a linked index's records per source, its entities and its last updates."""
+    from oda_fed.commands import index_show_cli
+
+    _run(index_show_cli, console, path=path)
 
 
 # --- pki ------------------------------------------------------------------------------------------

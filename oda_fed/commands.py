@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,10 +22,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from oda_fed.config import load_coordinator_config, load_project
+from oda_fed.config import LoadedProject, load_coordinator_config, load_project
 from oda_fed.durable import write_atomic
 from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.pki import read_secret
+
+if TYPE_CHECKING:
+    from oda_fed.embedded import IndexedLinkResult, LinkResult
+    from oda_fed.index import IndexReport
+    from oda_fed.matching.link import LinkOutcome
 
 ERROR_LEVELS = ("low", "medium", "high")
 
@@ -220,14 +227,33 @@ def link_cli(
     truth: Path | None,
     all_records: bool,
     on_invalid: str = "error",
+    index: Path | None = None,
+    rebuild_index: bool = False,
 ) -> None:
     from oda_fed.embedded import link_files
-    from oda_fed.products.quality_report import write_quality_report
 
-    if len(files) < 2:
+    if rebuild_index and index is None:
+        raise ConfigError("--rebuild-index needs --index PATH: the index to rebuild")
+    if index is None and len(files) < 2:
         raise InputDataError("give at least two CSV files to link")
+    if index is not None and not files:
+        raise InputDataError("give the CSV file(s) to add to the linked index")
     loaded = load_project(project)
     secret = read_secret(secret_file)
+    if index is not None:
+        _link_index_cli(
+            console,
+            files=files,
+            loaded=loaded,
+            secret=secret,
+            out=out,
+            truth=truth,
+            all_records=all_records,
+            on_invalid=_on_invalid(on_invalid),
+            index=index,
+            rebuild=rebuild_index,
+        )
+        return
     started = time.monotonic()
     with _spinner(console) as progress:
         task = progress.add_task("linking", total=None)
@@ -266,24 +292,200 @@ def link_cli(
         if outcome.estimate.reason is None
         else f"no quality estimate: {outcome.estimate.reason}"
     )
-    true_figures = None
-    if truth is not None:
-        q = result.quality(pd.read_csv(truth, dtype=str, keep_default_na=False))
-        console.print(
-            f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
-        )
-        true_figures = {"precision": q.precision, "recall": q.recall, "f1": q.f1}
-    report = write_quality_report(
+    true_figures = _true_figures(console, result, truth)
+    html = _quality_report(
+        out, outcome, result.sources, result.entities_by_partner_count(), true_figures
+    )
+    console.print(f"wrote {out} ({len(links)} rows); quality report: {_shown(html)}")
+
+
+def _true_figures(
+    console: Console, result: LinkResult | IndexedLinkResult, truth: Path | None
+) -> dict | None:
+    """Print and return precision, recall and F1 against a truth file, if one was given."""
+    if truth is None:
+        return None
+    q = result.quality(pd.read_csv(truth, dtype=str, keep_default_na=False))
+    console.print(
+        f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
+    )
+    return {"precision": q.precision, "recall": q.recall, "f1": q.f1}
+
+
+def _quality_report(
+    out: Path,
+    outcome: LinkOutcome,
+    sources: list[str],
+    entities: dict[int, int],
+    truth: dict | None,
+) -> Path:
+    """Write the quality report beside ``out``; returns the HTML page's path."""
+    from oda_fed.products.quality_report import write_quality_report
+
+    return write_quality_report(
         out_dir=out.with_name(out.stem + "-quality"),
-        title=f"Linkage quality: {', '.join(result.sources)}",
+        title=f"Linkage quality: {', '.join(sources)}",
         scores=outcome.best_scores,
         estimate=outcome.estimate,
         chosen_threshold=outcome.threshold,
-        block_stats=None,
-        entities_by_partner_count=result.entities_by_partner_count(),
-        truth=true_figures,
+        block_stats=outcome.evidence(sources),
+        entities_by_partner_count=entities,
+        truth=truth,
+    )["html"]
+
+
+def _link_index_cli(
+    console: Console,
+    *,
+    files: list[Path],
+    loaded: LoadedProject,
+    secret: bytes,
+    out: Path,
+    truth: Path | None,
+    all_records: bool,
+    on_invalid: str,
+    index: Path,
+    rebuild: bool,
+) -> None:
+    """`link --index`: create or update the linked index, then write links.csv from it."""
+    from oda_fed.embedded import link_files_to_index
+
+    started = time.monotonic()
+    with _spinner(console) as progress:
+        task = progress.add_task("linking", total=None)
+        result = link_files_to_index(
+            files,
+            project=loaded.project,
+            fingerprint=loaded.fingerprint,
+            secret=secret,
+            index=index,
+            rebuild=rebuild,
+            on_invalid=on_invalid,
+            progress=lambda msg: progress.update(task, description=msg),
+        )
+    links = result.links(include_singletons=all_records)
+    write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
+    report = result.report
+    _print_index_report(console, report, index=index, seconds=time.monotonic() - started)
+
+    true_figures = _true_figures(console, result, truth)
+    relink = report.relink
+    outcome = relink.outcome if relink is not None else None
+    if relink is None or outcome is None:
+        console.print(
+            "no quality report: an update scores only new and changed records, too few to "
+            "estimate from; --rebuild-index relinks everything and writes one"
+        )
+        console.print(f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)})")
+        return
+    partners = result.members.groupby("entity_id")["source"].nunique().value_counts()
+    html = _quality_report(
+        out,
+        outcome,
+        relink.sources,
+        {int(k): int(v) for k, v in sorted(partners.items())},
+        true_figures,
     )
-    console.print(f"wrote {out} ({len(links)} rows); quality report: {_shown(report['html'])}")
+    console.print(
+        f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)}); "
+        f"quality report: {_shown(html)}"
+    )
+
+
+def _print_index_report(
+    console: Console, report: IndexReport, *, index: Path, seconds: float
+) -> None:
+    threshold = "-" if report.threshold is None else f"{report.threshold:.2f}"
+    if report.action == "update":
+        table = Table(
+            "source",
+            "unchanged",
+            "new",
+            "changed",
+            "removed",
+            "joined an entity",
+            "new entities",
+            title=f"updated linked index {_shown(index)} in {seconds:.1f}s (threshold {threshold})",
+        )
+        for u in report.sources:
+            table.add_row(
+                u.source,
+                *(
+                    f"{v:,}"
+                    for v in (u.unchanged, u.new, u.changed, u.removed, u.joined, u.new_entities)
+                ),
+            )
+        console.print(table)
+        scored = sum(u.scored for u in report.sources)
+        kept = sum(u.kept for u in report.sources)
+        retired = sum(u.retired for u in report.sources)
+        kept_note = (
+            f" ({kept:,} changed records matched nothing and kept their own entity id)"
+            if kept
+            else ""
+        )
+        console.print(
+            f"matched only the {scored:,} new or changed records{kept_note}; {retired:,} entity "
+            "ids retired. Updates never merge or split entities: --rebuild-index re-clusters"
+        )
+    else:
+        relink = report.relink
+        table = Table(
+            "source",
+            "unchanged",
+            "new",
+            "changed",
+            "removed",
+            title=f"{'built' if report.action == 'build' else 'rebuilt'} linked index "
+            f"{_shown(index)} in {seconds:.1f}s (threshold {threshold})",
+        )
+        for u in report.sources:
+            table.add_row(u.source, *(f"{v:,}" for v in (u.unchanged, u.new, u.changed, u.removed)))
+        console.print(table)
+        if report.action == "rebuild" and relink is not None:
+            console.print(
+                f"relinked every record: {relink.ids_kept:,} earlier entity ids kept, "
+                f"{relink.ids_new:,} new, {relink.ids_retired:,} retired; "
+                f"{relink.records_moved:,} records changed entity id"
+            )
+    if report.note:
+        console.print(report.note)
+    console.print(
+        f"{report.entities:,} entities, {report.linked_entities:,} of them linked across sources"
+    )
+
+
+def index_show_cli(console: Console, *, path: Path) -> None:
+    """`index show`: per-source counts and the settings of a linked index, read only."""
+    from oda_fed.index import describe_index
+
+    summary = describe_index(path)
+    table = Table("source", "records", "in linked entities", title=f"linked index {_shown(path)}")
+    for source, records, linked in summary.sources:
+        table.add_row(source, f"{records:,}", f"{linked:,}")
+    console.print(table)
+    console.print(
+        f"{summary.entities:,} entities ({summary.linked_entities:,} linked across sources); "
+        f"{summary.retired:,} entity ids retired"
+    )
+    threshold = "none yet" if summary.threshold is None else f"{summary.threshold:.2f}"
+    console.print(f"{summary.bits}-bit CLKs, threshold {threshold}, project {summary.fingerprint}")
+    console.print(f"created {summary.created}, last changed {summary.updated}")
+    for at, action, detail in summary.history:
+        console.print(f"  {at}  {_history_line(action, json.loads(detail))}", highlight=False)
+
+
+def _history_line(action: str, detail: dict) -> str:
+    if action == "update":
+        return (
+            f"update {detail['source']}: {detail['new']:,} new, {detail['changed']:,} changed, "
+            f"{detail['removed']:,} removed; {detail['joined']:,} joined an entity, "
+            f"{detail['new_entities']:,} new entities"
+        )
+    return (
+        f"{action}: {detail['records']:,} records, {detail['entities']:,} entities; "
+        f"{detail['ids_kept']:,} earlier ids kept, {detail['ids_retired']:,} retired"
+    )
 
 
 def explain_cli(

@@ -15,6 +15,7 @@ import pandas as pd
 
 from oda_fed.config import Project
 from oda_fed.errors import InputDataError
+from oda_fed.index import Extract, IndexReport, LinkedIndex
 from oda_fed.matching import Clustering, Quality, pairwise_quality
 from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
 from oda_fed.node.encode import EncodedSource, encode_file
@@ -104,32 +105,157 @@ def link_files(
     the record id column is ``record_id``. ``on_invalid`` is ``"error"`` (stop at the first malformed
     value, naming its row and column) or ``"missing"`` (count malformed values as missing).
     """
+    stems, encoded_sources = _encode_files(
+        paths, project=project, secret=secret, on_invalid=on_invalid, progress=progress
+    )
+    keyed = any(f.keyed_token for f in project.linkage.fields)
+    outcome = link_with_quality(
+        [e.clks for e in encoded_sources],
+        tokens=[e.tokens for e in encoded_sources] if keyed else None,
+        progress=progress,
+        **project.linkage.link_options(),
+    )
+    return LinkResult(
+        sources=stems, encoded=encoded_sources, clustering=outcome.clustering, outcome=outcome
+    )
+
+
+def _encode_files(
+    paths: Sequence[Path],
+    *,
+    project: Project,
+    secret: bytes,
+    on_invalid: str,
+    progress: Progress | None,
+) -> tuple[list[str], list[EncodedSource]]:
+    """Each file's source name (its stem) and its records encoded with its partner's layout."""
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) != len(stems):
         raise InputDataError(
             "input files must have different names; the name identifies the source"
         )
     encoded_sources = []
-    clks = []
     for path, stem in zip(paths, stems, strict=True):
         if progress is not None:
             progress(f"standardising and encoding {Path(path).name}")
-        encoded = encode_file(
-            Path(path),
-            project=project,
-            layout=replace(layout_for(project, stem), on_invalid=on_invalid),
-            secret=secret,
+        encoded_sources.append(
+            encode_file(
+                Path(path),
+                project=project,
+                layout=replace(layout_for(project, stem), on_invalid=on_invalid),
+                secret=secret,
+            )
         )
-        encoded_sources.append(encoded)
-        clks.append(encoded.clks)
-    keyed = any(f.keyed_token for f in project.linkage.fields)
-    outcome = link_with_quality(
-        clks,
-        threshold=project.linkage.threshold,
-        one_per_source=project.linkage.one_record_per_partner,
-        tokens=[e.tokens for e in encoded_sources] if keyed else None,
-        progress=progress,
+    return stems, encoded_sources
+
+
+@dataclass(frozen=True)
+class IndexedLinkResult:
+    """What :func:`link_files_to_index` did to the index, and the index's entities afterwards.
+
+    Attributes
+    ----------
+    sources : list of str
+        The sources of the files given (the index may hold more).
+    report : IndexReport
+        Counts of the build, update or rebuild.
+    members : pandas.DataFrame
+        Every record in the index: ``entity_id, source, record_id, score``.
+    """
+
+    sources: list[str]
+    report: IndexReport
+    members: pd.DataFrame
+
+    def links(self, *, include_singletons: bool = False) -> pd.DataFrame:
+        """One row per record of the index in an entity with others, by stable entity id."""
+        if include_singletons:
+            return self.members.copy()
+        size = self.members.groupby("entity_id")["entity_id"].transform("size")
+        return self.members[size >= 2].reset_index(drop=True)
+
+    def quality(self, truth: pd.DataFrame) -> Quality:
+        """Pairwise precision and recall of the whole index against a truth table."""
+        missing = {"source", "record_id", "person_id"} - set(truth.columns)
+        if missing:
+            raise InputDataError(f"truth file lacks column(s) {', '.join(sorted(missing))}")
+        merged = self.members.merge(
+            truth[["source", "record_id", "person_id"]].astype(str),
+            on=["source", "record_id"],
+            how="left",
+        )
+        if merged["person_id"].isna().any():
+            first = merged[merged["person_id"].isna()].iloc[0]
+            raise InputDataError(
+                f"truth has no person for record '{first.record_id}' of '{first.source}'"
+            )
+        entity = merged["entity_id"].astype("category").cat.codes.to_numpy(np.int64)
+        person = merged["person_id"].astype("category").cat.codes.to_numpy(np.int64)
+        groups = [merged["source"] == s for s in merged["source"].unique()]
+        return pairwise_quality([entity[g] for g in groups], [person[g] for g in groups])
+
+
+def link_files_to_index(
+    paths: Sequence[Path],
+    *,
+    project: Project,
+    fingerprint: str,
+    secret: bytes,
+    index: Path,
+    rebuild: bool = False,
+    on_invalid: str = "error",
+    progress: Progress | None = None,
+) -> IndexedLinkResult:
+    """Link CSV files into a linked index file, creating it or updating it in one transaction.
+
+    A new index is built by linking every file in full. An existing one is updated source by
+    source, in the order given: unchanged records keep their entity ids and are not matched
+    again, new and changed records are matched against the other sources' records, and records
+    missing from a file are removed (see :class:`oda_fed.index.LinkedIndex`). ``rebuild`` links
+    everything again, carrying old entity ids over by largest overlap. Sources the index holds but
+    ``paths`` leaves out keep their records. Files are read as by :func:`link_files`.
+
+    Raises
+    ------
+    ProjectMismatchError
+        The index was built under another project (checked before any file is read).
+    InputDataError
+        As :func:`link_files`, or a new index would hold fewer than two sources.
+
+    Examples
+    --------
+    >>> result = link_files_to_index([Path("council.csv"), Path("police.csv")], project=project,
+    ...     fingerprint=loaded.fingerprint, secret=secret, index=Path("links.index"))  # doctest: +SKIP
+    >>> result.report.action  # doctest: +SKIP
+    'build'
+    """
+    words = project.linkage.wire_bits // 64
+    index = Path(index)
+    # An existing index is checked before the files are read, so a wrong one fails fast; a new
+    # one is only created once every file has been read, so bad input leaves no file behind.
+    linked = (
+        LinkedIndex.open(index, fingerprint=fingerprint, words=words) if index.exists() else None
     )
-    return LinkResult(
-        sources=stems, encoded=encoded_sources, clustering=outcome.clustering, outcome=outcome
-    )
+    try:
+        stems, encoded = _encode_files(
+            paths, project=project, secret=secret, on_invalid=on_invalid, progress=progress
+        )
+        held = set(linked.sources()) if linked is not None else set()
+        if len(held | set(stems)) < 2:
+            raise InputDataError(
+                "give at least two CSV files to build a linked index (one is enough to update "
+                "an index that holds other sources)"
+            )
+        if linked is None:
+            linked = LinkedIndex.open(index, fingerprint=fingerprint, words=words, create=True)
+        report = linked.link(
+            {stem: Extract.from_encoded(e) for stem, e in zip(stems, encoded, strict=True)},
+            rebuild=rebuild,
+            progress=progress,
+            **project.linkage.link_options(),
+        )
+        members = linked.links(include_singletons=True)
+    finally:
+        if linked is not None:
+            linked.close()
+    return IndexedLinkResult(sources=stems, report=report, members=members)

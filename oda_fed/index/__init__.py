@@ -1,1 +1,28 @@
+"""The linked index: stable entity ids across linkage runs, incremental updates, persistence.
 
+Examples
+--------
+>>> from oda_fed.index import Extract, LinkedIndex
+>>> with LinkedIndex.open(path, fingerprint=fp, words=16, create=True) as index:  # doctest: +SKIP
+...     index.link({"council": council, "police": police}, threshold=0.8)
+"""
+
+from oda_fed.index.extract import Extract
+from oda_fed.index.linked import LinkedIndex
+from oda_fed.index.reports import (
+    IndexReport,
+    IndexSummary,
+    Relink,
+    SourceUpdate,
+    describe_index,
+)
+
+__all__ = [
+    "Extract",
+    "IndexReport",
+    "IndexSummary",
+    "LinkedIndex",
+    "Relink",
+    "SourceUpdate",
+    "describe_index",
+]

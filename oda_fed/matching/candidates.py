@@ -205,6 +205,64 @@ def key_layout(*, n_a: int, n_b: int, words: int, num: int, den: int) -> KeyLayo
     return KeyLayout(score_bits=score_bits, right_bits=right_bits, pair_bits=pair_bits)
 
 
+def _scan_inputs(a: np.ndarray, b: np.ndarray, *, num: int, den: int) -> tuple:
+    """Both sides sorted by popcount, the right one transposed, and each popcount's window.
+
+    ``(sa, bt, pop_sa, pop_sb, order_a, order_b, win_start, win_stop)``, as the scan kernels
+    take them.
+    """
+    max_pop = 64 * a.shape[1]
+    pop_a, pop_b = kernels.popcounts(a), kernels.popcounts(b)
+    order_a = np.argsort(pop_a, kind="stable")
+    order_b = np.argsort(pop_b, kind="stable")
+    pop_sa, pop_sb = pop_a[order_a], pop_b[order_b]
+    # starts[p]: the first sorted right position with popcount >= p.
+    starts = np.searchsorted(pop_sb, np.arange(max_pop + 2), side="left")
+    lo, hi = kernels.popcount_windows(max_pop, num, den)
+    win_start = starts[np.minimum(lo, max_pop + 1)]
+    win_stop = np.where(hi >= lo, starts[np.minimum(hi, max_pop) + 1], win_start)
+    return (
+        a[order_a], np.ascontiguousarray(b[order_b].T), pop_sa, pop_sb, order_a, order_b,
+        win_start, win_stop,
+    )  # fmt: skip
+
+
+def best_two_scores(
+    a: np.ndarray, b: np.ndarray, *, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``a``'s best and second-best Dice score against ``b``, at or above ``threshold``.
+
+    The same exact threshold test as :func:`dice_candidates`, without writing any pair: NaN
+    where a row has fewer than one (best) or two (second) such scores. Equal to taking each
+    row's two highest :func:`dice_candidates` scores, at the kernel's full speed even when most
+    pairs pass.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111, 0]], dtype=np.uint64)
+    >>> b = np.array([[0b0111, 0], [0b1111, 0]], dtype=np.uint64)
+    >>> best, second = best_two_scores(a, b, threshold=0.8)
+    >>> best.tolist(), second.tolist()
+    ([1.0], [0.8571428571428571])
+    """
+    check_clks(a, name="a")
+    check_clks(b, name="b")
+    if a.shape[1] != b.shape[1]:
+        raise MatchingInputError(
+            f"a and b must have the same CLK length; got {a.shape[1]} and {b.shape[1]} words"
+        )
+    num, den = threshold_ratio(threshold, words=a.shape[1])
+    best = np.full(a.shape[0], np.nan)
+    second = np.full(a.shape[0], np.nan)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return best, second
+    sa, bt, pop_sa, pop_sb, order_a, _, win_start, win_stop = _scan_inputs(a, b, num=num, den=den)
+    top, runner = kernels.best_two(sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den)
+    best[order_a] = np.where(top >= 0, top, np.nan)
+    second[order_a] = np.where(runner >= 0, runner, np.nan)
+    return best, second
+
+
 def candidate_keys(
     a: np.ndarray, b: np.ndarray, *, num: int, den: int, layout: KeyLayout, tasks: int
 ) -> np.ndarray:
@@ -223,20 +281,8 @@ def candidate_keys(
     >>> sorted(candidate_keys(a, a, num=4, den=5, layout=layout, tasks=2).tolist())
     [0, 3]
     """
-    max_pop = 64 * a.shape[1]
-    pop_a, pop_b = kernels.popcounts(a), kernels.popcounts(b)
-    order_a = np.argsort(pop_a, kind="stable")
-    order_b = np.argsort(pop_b, kind="stable")
-    pop_sa, pop_sb = pop_a[order_a], pop_b[order_b]
-    # starts[p]: the first sorted right position with popcount >= p.
-    starts = np.searchsorted(pop_sb, np.arange(max_pop + 2), side="left")
-    lo, hi = kernels.popcount_windows(max_pop, num, den)
-    win_start = starts[np.minimum(lo, max_pop + 1)]
-    win_stop = np.where(hi >= lo, starts[np.minimum(hi, max_pop) + 1], win_start)
-    scan = (
-        a[order_a], np.ascontiguousarray(b[order_b].T), pop_sa, pop_sb, order_a, order_b,
-        win_start, win_stop, num, den, layout.score_bits, layout.right_bits, layout.pair_bits,
-    )  # fmt: skip
+    bits = (layout.score_bits, layout.right_bits, layout.pair_bits)
+    scan = (*_scan_inputs(a, b, num=num, den=den), num, den, *bits)
     next_block = np.arange(tasks, dtype=np.int64)
     next_col = np.full(tasks, -1, dtype=np.int64)
     fill = np.zeros(tasks, dtype=np.int64)

@@ -403,6 +403,74 @@ def scan_round(
     return next_block.min() >= (sa.shape[0] + _BLOCK_ROWS - 1) // _BLOCK_ROWS
 
 
+@njit(cache=True)
+def _best_two_block(i0, i1, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den, best, second):
+    """Rows ``i0 .. i1 - 1`` of :func:`best_two`: the tiles of their windows, best two kept."""
+    cnt = np.empty(_TILE, dtype=np.int64)
+    lo = win_start[pop_sa[i0]]
+    hi = win_stop[pop_sa[i1 - 1]]
+    col = lo
+    while col < hi:
+        tile_stop = min(col + _TILE, hi)
+        for i in range(i0, i1):
+            pa = pop_sa[i]
+            start = max(col, win_start[pa])
+            stop = min(tile_stop, win_stop[pa])
+            if start >= stop:
+                continue
+            m = stop - start
+            need = num * pa
+            if sa.shape[1] == 16:
+                hits = _tile_1024(sa[i], bt, start, m, cnt, pop_sb, need, num, 2 * den)
+            else:
+                _intersections(sa[i], bt, start, m, cnt)
+                hits = 0
+                for r in range(m):
+                    hits += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+            if hits == 0:
+                continue
+            for r in range(m):
+                total = pa + pop_sb[start + r]
+                if 2 * den * cnt[r] < need + num * pop_sb[start + r] or total == 0:
+                    continue
+                score = 2.0 * cnt[r] / total
+                if score > best[i]:
+                    second[i] = best[i]
+                    best[i] = score
+                elif score > second[i]:
+                    second[i] = score
+        col = tile_stop
+
+
+@njit(cache=True, parallel=True)
+def best_two(
+    sa: np.ndarray,
+    bt: np.ndarray,
+    pop_sa: np.ndarray,
+    pop_sb: np.ndarray,
+    win_start: np.ndarray,
+    win_stop: np.ndarray,
+    num: int,
+    den: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best and second-best Dice score of each sorted left row over all right rows.
+
+    Inputs as for :func:`scan_round`. Only pairs passing ``num / den`` count; a row with fewer
+    than two gets ``-1.0`` in the missing places. Scores are kept per row, never written as
+    pairs, so this runs at the scan's full speed however many pairs pass: the quality
+    estimate's pass over a sample at a low floor.
+    """
+    n_a = sa.shape[0]
+    best = np.full(n_a, -1.0)
+    second = np.full(n_a, -1.0)
+    n_blocks = (n_a + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    for block in prange(n_blocks):
+        i0 = block * _BLOCK_ROWS
+        i1 = min(i0 + _BLOCK_ROWS, n_a)
+        _best_two_block(i0, i1, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den, best, second)
+    return best, second
+
+
 @njit(cache=True, parallel=True)
 def decode_keys(
     a: np.ndarray,

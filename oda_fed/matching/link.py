@@ -21,12 +21,10 @@ from oda_fed.matching import (
     resolve,
 )
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
-from oda_fed.matching.candidates import MatchingInputError
+from oda_fed.matching.candidates import MatchingInputError, best_two_scores
 from oda_fed.matching.quality import (
     QualityEstimate,
-    best_scores,
     estimate_quality,
-    runner_up_scores,
 )
 
 Progress = Callable[[str], None]
@@ -44,9 +42,6 @@ QUALITY_FLOOR = 0.5
 CLK_RULE_FLOOR = 0.5
 #: Records of the smaller source whose best scores the quality estimate fits, at most.
 QUALITY_SAMPLE = 5_000
-# Pairs scored per call in the quality pass: bounds memory at low thresholds, where a tenth of
-# all pairs may pass the floor.
-_QUALITY_PAIRS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -299,7 +294,8 @@ def quality_scores(
     """Best and runner-up scores of (a seeded sample of) ``small``'s records against ``other``.
 
     Each sampled record is scored against every record of ``other`` (no blocking, so the
-    estimate sees the whole score distribution down to ``floor``), keeping its two best. Returns
+    estimate sees the whole score distribution down to ``floor``), keeping only its two best
+    scores (:func:`~oda_fed.matching.candidates.best_two_scores`), never a list of pairs. Returns
     ``(best, runner_up, records sampled)``, aligned as :func:`~oda_fed.matching.quality.best_scores`
     and :func:`~oda_fed.matching.quality.runner_up_scores`.
 
@@ -317,14 +313,9 @@ def quality_scores(
         rows = np.arange(n)
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
-    step = max(1, _QUALITY_PAIRS // max(other.shape[0], 1))
-    best, runner_up = [np.empty(0)], [np.empty(0)]
-    for start in range(0, len(rows), step):
-        part = np.ascontiguousarray(small[rows[start : start + step]])
-        found = dice_candidates(part, other, threshold=floor, top_k=2)
-        best.append(best_scores(found))
-        runner_up.append(runner_up_scores(found))
-    return np.concatenate(best), np.concatenate(runner_up), len(rows)
+    best, runner_up = best_two_scores(np.ascontiguousarray(small[rows]), other, threshold=floor)
+    found = ~np.isnan(best)  # as best_scores(): only records with a score above the floor
+    return best[found], runner_up[found], len(rows)
 
 
 def link_with_quality(

@@ -19,7 +19,7 @@ from oda_fed.matching import (
     reference,
     threshold_ratio,
 )
-from oda_fed.matching.candidates import KeyLayout, find_candidates, key_layout
+from oda_fed.matching.candidates import KeyLayout, best_two_scores, find_candidates, key_layout
 
 
 def _assert_same(got: Candidates, want: Candidates) -> None:
@@ -260,3 +260,20 @@ def test_dice_score() -> None:
         dice_score(x, np.zeros(3, dtype=np.uint64))
     with pytest.raises(MatchingInputError, match="1-D uint64"):
         dice_score(x.astype(np.int64), y)
+
+
+@pytest.mark.kernel
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), threshold=st.sampled_from([1.0, 0.8, 2 / 3, 0.5, 1e-9]))
+def test_best_two_scores_match_a_plain_scan(clk_pairs, data: st.DataObject, threshold) -> None:
+    a, b = data.draw(clk_pairs)
+    best, second = best_two_scores(a, b, threshold=threshold)
+    assert best.shape == second.shape == (a.shape[0],)
+    for i in range(a.shape[0]):
+        scores = sorted(
+            (s for s in (reference.dice_pair(a[i], b[j]) for j in range(b.shape[0]))
+             if s >= threshold and s > 0),
+            reverse=True,
+        )  # fmt: skip
+        want = (scores + [math.nan, math.nan])[:2]
+        np.testing.assert_allclose([best[i], second[i]], want, rtol=0, atol=1e-12)

@@ -1,0 +1,537 @@
+"""The persistent linked index: stable entity ids across linkage runs.
+
+- The first build links every source in full (:func:`oda_fed.matching.link.link_with_quality`)
+  and gives each entity a fresh random id.
+- An update takes one source's new extract. Unchanged records (same record id and digest) keep
+  their entity and are not matched again. New and changed records (the old version removed first)
+  are the only ones scored, against the other sources' records in the index, and join an existing
+  entity or form a new one (:mod:`oda_fed.index.incremental`). Records missing from the extract
+  are removed; an entity id whose last record leaves is retired for good.
+- A rebuild links everything again and gives each new entity the old id it overlaps most, so
+  most ids survive; it reports how many records changed id.
+
+Every call changes the file in one transaction: it is applied whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.errors import ConfigError
+from oda_fed.index.extract import Extract, Records
+from oda_fed.index.ids import carry_over, fresh_ids
+from oda_fed.index.incremental import Placement, place
+from oda_fed.index.reports import IndexReport, IndexSummary, Relink, SourceUpdate, summarise
+from oda_fed.index.store import IndexStore, RecordRow, StoredSource, tokens_json
+from oda_fed.matching.blocking import Blocking
+from oda_fed.matching.link import QUALITY_SAMPLE, TokenRule, link_with_quality
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The project's linkage options other than the threshold."""
+
+    one_per_source: bool
+    token_rule: TokenRule
+    blocking: Blocking | None
+    quality_sample: int
+
+
+class LinkedIndex:
+    """A linked index file: entity ids that stay stable as sources send new extracts.
+
+    Examples
+    --------
+    >>> with LinkedIndex.open(path, fingerprint=fp, words=16, create=True) as index:  # doctest: +SKIP
+    ...     index.link({"council": council, "police": police}, threshold=0.8)
+    ...     later = index.link({"police": new_police}, threshold=0.8)
+    >>> later.sources[0].new, later.sources[0].joined  # doctest: +SKIP
+    (40, 31)
+    """
+
+    def __init__(self, store: IndexStore) -> None:
+        self._store = store
+
+    @classmethod
+    def open(cls, path: Path, *, fingerprint: str, words: int, create: bool = False) -> LinkedIndex:
+        """Open the index at ``path`` (``create``: make it when missing).
+
+        Raises
+        ------
+        ProjectMismatchError
+            The index was built under another project fingerprint or CLK width (the file is not
+            changed).
+        InputDataError
+            The file is missing (without ``create``) or is not a linked index.
+        """
+        return cls(IndexStore.open(Path(path), fingerprint=fingerprint, words=words, create=create))
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> LinkedIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold of the last build or rebuild (what ``"auto"`` reuses in an update)."""
+        value = self._store.meta().get("threshold")
+        return None if value is None else float(value)
+
+    def sources(self) -> list[str]:
+        return self._store.sources()
+
+    # --- changing the index ---------------------------------------------------------------------
+
+    def link(
+        self,
+        extracts: Mapping[str, Extract],
+        *,
+        threshold: float | str,
+        one_per_source: bool = True,
+        token_rule: TokenRule = "token",
+        blocking: Blocking | None = None,
+        quality_sample: int = QUALITY_SAMPLE,
+        rebuild: bool = False,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Build the index from ``extracts``, or update it with them, in one transaction.
+
+        An empty index is built by a full link. Otherwise each source's extract updates it in
+        turn, in the order given, so a later source's new records can join an earlier one's. With
+        ``rebuild``, everything is linked again instead (:meth:`rebuild`). Sources the index holds
+        but ``extracts`` leaves out keep their records.
+
+        Parameters
+        ----------
+        extracts
+            Source name to its current extract.
+        threshold
+            The project threshold; ``"auto"`` estimates it in a build or rebuild, and an update
+            reuses the one the index was last built with.
+        one_per_source
+            At most one record of a source in an entity.
+        token_rule, blocking, quality_sample
+            As for :func:`~oda_fed.matching.link.link_with_quality`: the project's
+            ``link_options()`` give all of these and ``threshold`` and ``one_per_source``.
+        rebuild
+            Link everything again and carry old ids over by largest overlap.
+        progress
+            Called with a short description of each step.
+        """
+        options = _Options(
+            one_per_source=one_per_source,
+            token_rule=token_rule,
+            blocking=blocking,
+            quality_sample=quality_sample,
+        )
+        with self._store.transaction():
+            if rebuild or self._store.n_records() == 0:
+                action = "rebuild" if rebuild and self._store.n_records() else "build"
+                return self._relink(
+                    extracts, threshold=threshold, options=options, progress=progress, action=action
+                )
+            value, note = self._update_threshold(threshold)
+            updates = tuple(
+                self._update_source(
+                    source, extract, threshold=value, options=options, progress=progress
+                )
+                for source, extract in extracts.items()
+            )
+            return self._report(
+                action="update", threshold=value, note=note, sources=updates, relink=None
+            )
+
+    def update_source(
+        self,
+        source: str,
+        extract: Extract,
+        *,
+        threshold: float | str,
+        one_per_source: bool = True,
+        token_rule: TokenRule = "token",
+        blocking: Blocking | None = None,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Apply one source's new extract incrementally (see :meth:`link`), in one transaction.
+
+        Examples
+        --------
+        >>> report = index.update_source("police", extract, threshold=0.8)  # doctest: +SKIP
+        >>> report.sources[0].scored  # doctest: +SKIP
+        12
+        """
+        return self.link(
+            {source: extract},
+            threshold=threshold,
+            one_per_source=one_per_source,
+            token_rule=token_rule,
+            blocking=blocking,
+            progress=progress,
+        )
+
+    def rebuild(
+        self,
+        extracts: Mapping[str, Extract] | None = None,
+        *,
+        threshold: float | str,
+        one_per_source: bool = True,
+        token_rule: TokenRule = "token",
+        blocking: Blocking | None = None,
+        quality_sample: int = QUALITY_SAMPLE,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Link every record again (the given extracts replacing their sources' records).
+
+        New entities take the old id they share most records with, each old id going to at most
+        one entity, so most ids survive; the rest get fresh ids, and old ids left over are retired.
+        Use it to re-cluster after many updates, which never merge or split entities.
+        """
+        return self.link(
+            extracts or {},
+            threshold=threshold,
+            one_per_source=one_per_source,
+            token_rule=token_rule,
+            blocking=blocking,
+            quality_sample=quality_sample,
+            rebuild=True,
+            progress=progress,
+        )
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def entity_ids(self, source: str) -> dict[str, str]:
+        """Record id to entity id for every record of ``source``."""
+        stored = self._store.load_source(source)
+        return dict(zip(stored.record_ids, stored.entity_ids, strict=True))
+
+    def links(self, *, include_singletons: bool = False) -> pd.DataFrame:
+        """One row per record in an entity with others: ``entity_id, source, record_id, score``.
+
+        ``include_singletons`` adds records alone in their entity (empty score). Sorted by entity
+        id, then source, then record id.
+        """
+        frame = pd.DataFrame(
+            self._store.members(), columns=["entity_id", "source", "record_id", "score"]
+        )
+        frame["score"] = frame["score"].astype(np.float64).round(6)
+        if not include_singletons:
+            frame = frame[frame.groupby("entity_id")["entity_id"].transform("size") >= 2]
+        return frame.reset_index(drop=True)
+
+    def summary(self) -> IndexSummary:
+        """Per-source record counts, entity counts, settings and the last updates."""
+        return summarise(self._store)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _update_threshold(self, threshold: float | str) -> tuple[float, str | None]:
+        if threshold != "auto":
+            return float(threshold), None
+        if self.threshold is None:
+            raise ConfigError(
+                'threshold = "auto" needs a threshold from a full link, and this index has none '
+                "(it was built from one source); run with --rebuild-index once two sources are in"
+            )
+        return self.threshold, (
+            f'threshold "auto": reused {self.threshold:.2f}, chosen when the index was last built '
+            "or rebuilt (an update scores too few records to estimate one)"
+        )
+
+    def _update_source(
+        self,
+        source: str,
+        extract: Extract,
+        *,
+        threshold: float,
+        options: _Options,
+        progress: Progress | None,
+    ) -> SourceUpdate:
+        store = self._store
+        records = extract.normalised(source, words=store.words)
+        stored = store.load_source(source)
+        diff = _diff(stored, records)
+        before = dict(zip(stored.record_ids, stored.entity_ids, strict=True))
+        changed, new, removed = diff.changed, diff.new, diff.removed
+        staying = [before[records.record_ids[i]] for i in diff.unchanged]
+
+        # Old versions leave first, so a changed record is matched as if new.
+        store.add_source(source)
+        leaving = removed + [records.record_ids[i] for i in changed]
+        store.delete_records(source, leaving)
+        touched = {before[rid] for rid in leaving}
+        emptied = {e for e, n in store.entity_sizes(touched).items() if n == 0}
+        # A changed record that joins nothing keeps its entity id when it was alone in it: the
+        # same record, corrected, stays the same entity.
+        vacant: dict[int, str] = {}
+        for i in changed:
+            entity = before[records.record_ids[i]]
+            if entity in emptied and entity not in vacant.values():
+                vacant[i] = entity
+
+        scored_rows = sorted(changed + new)
+        if progress is not None:
+            progress(f"matching {len(scored_rows)} new or changed records of {source}")
+        # Nothing to score, nothing to load: an unchanged extract costs one read of its source.
+        others = (
+            [store.load_source(s) for s in store.sources() if s != source] if scored_rows else []
+        )
+        placement = place(
+            records.subset(scored_rows),
+            others,
+            threshold=threshold,
+            one_per_source=options.one_per_source,
+            taken=set(staying) if options.one_per_source else set(),
+            token_rule=options.token_rule,
+            blocking=options.blocking,
+        )
+
+        entity_of: list[str | None] = list(placement.entity)
+        joined = sum(e is not None for e in entity_of)
+        kept = 0
+        for k, i in enumerate(scored_rows):
+            if entity_of[k] is None and i in vacant:
+                entity_of[k] = vacant.pop(i)
+                kept += 1
+        lonely = [k for k, e in enumerate(entity_of) if e is None]
+        fresh = fresh_ids(len(lonely), issued=store.issued_ids())
+        for k, entity in zip(lonely, fresh, strict=True):
+            entity_of[k] = entity
+        store.issue(fresh)
+        retired = emptied - {e for e in entity_of if e is not None}
+        store.retire(sorted(retired))
+
+        store.insert_records(
+            RecordRow(
+                source=source,
+                record_id=records.record_ids[i],
+                entity_id=str(entity_of[k]),
+                score=None if np.isnan(placement.score[k]) else float(placement.score[k]),
+                digest=records.digests[i],
+                clk=records.clk_bytes(i),
+                tokens=tokens_json(records.tokens, i),
+            )
+            for k, i in enumerate(scored_rows)
+        )
+        store.set_scores(_partner_scores(placement, others=others))
+        store.clear_lone_scores(touched)
+        counts = replace(
+            diff.counts(source),
+            scored=len(scored_rows),
+            compared=placement.compared,
+            candidates=placement.candidates,
+            joined=joined,
+            new_entities=len(fresh),
+            kept=kept,
+            retired=len(retired),
+        )
+        store.log("update", {"threshold": threshold, **asdict(counts)})
+        return counts
+
+    def _relink(
+        self,
+        extracts: Mapping[str, Extract],
+        *,
+        threshold: float | str,
+        options: _Options,
+        progress: Progress | None,
+        action: str,
+    ) -> IndexReport:
+        store = self._store
+        words = store.words
+        order = store.sources() + [s for s in extracts if s not in store.sources()]
+        everything: list[Records] = []
+        old: list[str | None] = []
+        updates = []
+        for source in order:
+            stored = store.load_source(source)
+            if source in extracts:
+                records = extracts[source].normalised(source, words=words)
+                updates.append(_diff(stored, records).counts(source))
+            else:
+                records = _as_records(stored)
+            before = dict(zip(stored.record_ids, stored.entity_ids, strict=True))
+            old.extend(before.get(rid) for rid in records.record_ids)
+            everything.append(records)
+
+        with_records = [r for r in everything if len(r)]
+        outcome = None
+        if len(with_records) >= 2:
+            keyed = any(r.tokens for r in everything)
+            outcome = link_with_quality(
+                [r.clks for r in everything],
+                threshold=threshold,
+                one_per_source=options.one_per_source,
+                tokens=[r.tokens for r in everything] if keyed else None,
+                token_rule=options.token_rule,
+                blocking=options.blocking,
+                quality_sample=options.quality_sample,
+                progress=progress,
+            )
+            labels = np.concatenate(outcome.clustering.labels)
+            scores = np.concatenate(outcome.clustering.scores)
+        else:
+            total = sum(len(r) for r in everything)
+            labels, scores = np.arange(total), np.full(total, np.nan)
+
+        if progress is not None:
+            progress("carrying entity ids over")
+        carried = carry_over(old, labels)
+        clusters = np.unique(labels).tolist()
+        issued = store.issued_ids()
+        fresh = fresh_ids(sum(c not in carried for c in clusters), issued=issued)
+        ids = dict(carried)
+        ids.update(zip([c for c in clusters if c not in carried], fresh, strict=True))
+        previously = store.active_ids()
+        retired = previously - set(carried.values())
+
+        store.delete_all_records()
+        for source in order:
+            store.add_source(source)
+        store.issue(fresh)
+        store.retire(sorted(retired))
+        rows = []
+        at = 0
+        for records in everything:
+            for i in range(len(records)):
+                score = scores[at + i]
+                rows.append(
+                    RecordRow(
+                        source=records.source,
+                        record_id=records.record_ids[i],
+                        entity_id=ids[int(labels[at + i])],
+                        score=None if np.isnan(score) else float(score),
+                        digest=records.digests[i],
+                        clk=records.clk_bytes(i),
+                        tokens=tokens_json(records.tokens, i),
+                    )
+                )
+            at += len(records)
+        store.insert_records(rows)
+        chosen = None if outcome is None else outcome.threshold
+        if chosen is not None:
+            store.set_meta("threshold", repr(chosen))
+        relink = Relink(
+            outcome=outcome,
+            sources=tuple(order),
+            ids_kept=len(carried),
+            ids_new=len(fresh),
+            ids_retired=len(retired),
+            records_moved=sum(
+                e is not None and e != ids[int(label)] for e, label in zip(old, labels, strict=True)
+            ),
+        )
+        store.log(
+            action,
+            {
+                "threshold": chosen,
+                "records": len(labels),
+                "entities": len(clusters),
+                "ids_kept": relink.ids_kept,
+                "ids_new": relink.ids_new,
+                "ids_retired": relink.ids_retired,
+                "records_moved": relink.records_moved,
+            },
+        )
+        note = None
+        if threshold == "auto" and chosen is not None:
+            note = f'threshold "auto": estimated {chosen:.2f} from the scores of this full link'
+        return self._report(
+            action=action, threshold=chosen, note=note, sources=tuple(updates), relink=relink
+        )
+
+    def _report(
+        self,
+        *,
+        action: str,
+        threshold: float | None,
+        note: str | None,
+        sources: tuple[SourceUpdate, ...],
+        relink: Relink | None,
+    ) -> IndexReport:
+        summary = summarise(self._store, history=0)
+        return IndexReport(
+            action=action,
+            threshold=threshold,
+            note=note,
+            sources=sources,
+            relink=relink,
+            entities=summary.entities,
+            linked_entities=summary.linked_entities,
+        )
+
+
+@dataclass(frozen=True)
+class _Diff:
+    """A source's extract against the index: rows of the extract, record ids of the index."""
+
+    unchanged: list[int]
+    changed: list[int]
+    new: list[int]
+    removed: list[str]
+
+    def counts(self, source: str) -> SourceUpdate:
+        return SourceUpdate(
+            source=source,
+            unchanged=len(self.unchanged),
+            new=len(self.new),
+            changed=len(self.changed),
+            removed=len(self.removed),
+        )
+
+
+def _diff(stored: StoredSource, records: Records) -> _Diff:
+    """Which records of the extract are unchanged, changed (same id, new digest) or new, and
+    which records of the index the extract no longer has."""
+    digest = dict(zip(stored.record_ids, stored.digests, strict=True))
+    unchanged, changed, new = [], [], []
+    for i, rid in enumerate(records.record_ids):
+        if rid not in digest:
+            new.append(i)
+        elif digest[rid] != records.digests[i]:
+            changed.append(i)
+        else:
+            unchanged.append(i)
+    present = set(records.record_ids)
+    removed = [rid for rid in stored.record_ids if rid not in present]
+    return _Diff(unchanged=unchanged, changed=changed, new=new, removed=removed)
+
+
+def _as_records(stored: StoredSource) -> Records:
+    return Records(
+        source=stored.source,
+        record_ids=stored.record_ids,
+        clks=stored.clks,
+        tokens=stored.tokens,
+        digests=stored.digests,
+    )
+
+
+def _partner_scores(
+    placement: Placement, *, others: list[StoredSource]
+) -> list[tuple[str, str, float]]:
+    """A matched record that was alone takes the score of the edge that joined it (as in a full
+    link, where a record's score is that of the first edge that touched it)."""
+    out: dict[tuple[str, str], float] = {}
+    for match, value in zip(placement.partner, placement.score, strict=True):
+        if match is None:
+            continue
+        other = others[match[0]]
+        if np.isnan(other.scores[match[1]]):
+            key = (other.source, other.record_ids[match[1]])
+            out[key] = max(out.get(key, -np.inf), float(value))
+    return [(s, r, v) for (s, r), v in out.items()]
