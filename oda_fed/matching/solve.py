@@ -1,12 +1,47 @@
-"""Resolve scored candidate pairs from many datasets into entities (greedy union-find).
+"""Resolve scored candidate pairs from many datasets into entities.
 
-Records of all datasets get one global node id (dataset offset + row). Edges are taken in one global
-order and merged with a union-find; with ``one_per_source`` a merge is refused when both groups
-already hold a record of the same dataset, which for two datasets is greedy 1-to-1 matching.
+Records of all datasets get one global node id (dataset offset + row). Every edge (candidate pair)
+is oriented from its smaller ``(dataset, row)`` end and taken in one global order: score
+descending, then ``source_a``, ``left``, ``source_b``, ``right``. A record pair given more than
+once keeps only its best score. Each edge then proposes to merge the entities of its two records.
+
+The merge rule with ``one_per_source`` (the default):
+
+1. Refuse when both entities already hold a record of the same dataset (an entity has at most one
+   record per dataset).
+2. Accept when the edge is *trusted*: its score is at least ``trusted_from``.
+3. Otherwise accept only with complete support: every pair of records across the two entities
+   has an edge at least as high in the order. An edge refused for lack of support still counts
+   as support later, so the merge happens when the last missing edge arrives.
+
+Rule 3 alone is anonlink's ``greedy_solve`` (complete linkage). Rule 2 alone is greedy union-find
+(single linkage). Single linkage lets one weak edge attach a record to an entity whose other
+records do not resemble it: near the threshold such edges are often between relatives or
+neighbours. Complete linkage refuses them, but it also refuses true matches where one record
+was recorded badly, which is common when scores are well clear of the non-matches. So trusted
+edges merge on their own, and weaker ones need the whole entity to agree.
+
+``trusted_from`` is learnt from the edges unless given. An edge is *contested* when one of its
+records already has a higher edge into the other record's dataset. One record per dataset means
+at most one of those edges can be right, so contested edges are mostly non-matches, and their
+share at a score tracks the non-match rate there. ``trusted_from`` is the score level ``c`` that
+maximises ``(uncontested - contested)`` over the edges scoring at least ``c``: the lowest level
+down to which contested edges stay the minority (the isotonic estimate of the contested share
+there is below one half). When no level has an uncontested majority it is ``inf``, and only
+complete support merges.
+
+For two datasets every merge joins two single records, which the one edge between them fully
+supports, so all three rules reduce to greedy 1-to-1 matching by score.
+
+Without ``one_per_source`` every edge merges: entities are the connected components.
+
+The result depends only on the set of edges and their scores, not on their input order, on how
+they are split between :class:`PairCandidates`, or on which way round a pair of datasets is given.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,11 +75,16 @@ class Clustering:
         i.e. the edge that joined it to its entity; ``NaN`` for singletons.
     n_entities : int
         Number of entities, singletons included.
+    trusted_from : float
+        The score from which one edge could merge two entities on its own (see the module
+        docstring); ``inf`` when only complete support merged, ``-inf`` without
+        ``one_per_source``.
     """
 
     labels: list[np.ndarray]
     scores: list[np.ndarray]
     n_entities: int
+    trusted_from: float = -math.inf
 
 
 @njit(cache=True)
@@ -57,11 +97,62 @@ def _find(parent, x):
 
 
 @njit(cache=True)
-def _greedy_merge(node_a, node_b, score, dataset_of, n_datasets, one_per_source):
+def _contested(node_a, node_b, dataset_of, n_datasets):
+    """Per edge (in order): does one of its records already have an edge into the other's dataset."""
+    n_words = (n_datasets + 63) // 64
+    # Per record, a bitset of the datasets it already has an edge into.
+    touched = np.zeros((dataset_of.shape[0], n_words), dtype=np.uint64)
+    contested = np.zeros(node_a.shape[0], dtype=np.bool_)
+    for e in range(node_a.shape[0]):
+        u = node_a[e]
+        v = node_b[e]
+        du = dataset_of[u]
+        dv = dataset_of[v]
+        bit_u = np.uint64(1) << np.uint64(du % 64)
+        bit_v = np.uint64(1) << np.uint64(dv % 64)
+        if (touched[u, dv // 64] & bit_v) or (touched[v, du // 64] & bit_u):
+            contested[e] = True
+        touched[u, dv // 64] |= bit_v
+        touched[v, du // 64] |= bit_u
+    return contested
+
+
+@njit(cache=True)
+def _has_edge(keys, ranks, n_nodes, x, y, e):
+    """Whether records ``x`` and ``y`` have an edge at position ``e`` or earlier in the order."""
+    if x > y:
+        x, y = y, x
+    key = x * n_nodes + y
+    i = np.searchsorted(keys, key)
+    return i < keys.shape[0] and keys[i] == key and ranks[i] <= e
+
+
+@njit(cache=True)
+def _fully_supported(ru, rv, head, nxt, keys, ranks, n_nodes, e):
+    """Whether every record of entity ``ru`` has an edge to every record of ``rv`` by ``e``."""
+    x = head[ru]
+    while x >= 0:
+        y = head[rv]
+        while y >= 0:
+            if not _has_edge(keys, ranks, n_nodes, x, y, e):
+                return False
+            y = nxt[y]
+        x = nxt[x]
+    return True
+
+
+@njit(cache=True)
+def _greedy_merge(
+    node_a, node_b, score, dataset_of, n_datasets, one_per_source, trusted_from, keys, ranks
+):
     """Merge edges in the given order; return (labels, joined score, n_entities) per node."""
     n_nodes = dataset_of.shape[0]
     parent = np.arange(n_nodes)
     size = np.ones(n_nodes, dtype=np.int64)
+    # Members of each entity as a linked list (head and tail per root), to check support.
+    head = np.arange(n_nodes)
+    tail = np.arange(n_nodes)
+    nxt = np.full(n_nodes, -1, dtype=np.int64)
     # Per group root, a bitset of the datasets it holds (only needed for one_per_source).
     n_words = (n_datasets + 63) // 64 if one_per_source else 0
     held = np.zeros((n_nodes, n_words), dtype=np.uint64)
@@ -84,10 +175,18 @@ def _greedy_merge(node_a, node_b, score, dataset_of, n_datasets, one_per_source)
                 break
         if clash:
             continue
+        if (
+            one_per_source
+            and score[e] < trusted_from
+            and not _fully_supported(ru, rv, head, nxt, keys, ranks, n_nodes, e)
+        ):
+            continue
         if size[ru] < size[rv]:
             ru, rv = rv, ru
         parent[rv] = ru
         size[ru] += size[rv]
+        nxt[tail[ru]] = head[rv]
+        tail[ru] = tail[rv]
         for w in range(n_words):
             held[ru, w] |= held[rv, w]
         if np.isnan(joined[u]):
@@ -106,6 +205,20 @@ def _greedy_merge(node_a, node_b, score, dataset_of, n_datasets, one_per_source)
             n_entities += 1
         labels[v] = entity_of_root[r]
     return labels, joined, n_entities
+
+
+def _trusted_level(score: np.ndarray, contested: np.ndarray) -> float:
+    """The level ``c`` maximising ``uncontested - contested`` over edges scoring ``>= c``.
+
+    ``score`` is in the global order (descending). A level sits at the end of a run of tied
+    scores, so ties are all in or all out; among equal gains the highest level wins.
+    """
+    if score.shape[0] == 0:
+        return math.inf
+    gain = np.cumsum(np.where(contested, -1, 1))
+    ends = np.flatnonzero(np.append(score[:-1] != score[1:], True))
+    best = ends[np.argmax(gain[ends])]
+    return float(score[best]) if gain[best] > 0 else math.inf
 
 
 def _check_pair(pair: PairCandidates, sizes: Sequence[int], *, index: int) -> None:
@@ -136,25 +249,36 @@ def _check_pair(pair: PairCandidates, sizes: Sequence[int], *, index: int) -> No
 
 
 def resolve(
-    sizes: Sequence[int], pairs: Sequence[PairCandidates], *, one_per_source: bool = True
+    sizes: Sequence[int],
+    pairs: Sequence[PairCandidates],
+    *,
+    one_per_source: bool = True,
+    trusted_from: float | None = None,
 ) -> Clustering:
     """Greedily merge candidate pairs from any number of datasets into entities.
 
-    All edges are taken in one global order: score descending, then ``source_a``, ``left``,
-    ``source_b``, ``right`` (each edge first oriented so that ``(source_a, left)`` is the smaller
-    end, so the order does not depend on which way round a pair was given). Each edge merges the
-    groups of its two records unless they are already one group or, with ``one_per_source``, the
-    merge would put two records of one dataset in one entity. For two datasets this is greedy
-    1-to-1 matching by score. The result depends only on the set of edges, not their input order.
+    Edges are taken in one global order (score descending, then ``source_a``, ``left``,
+    ``source_b``, ``right``, each edge first oriented from its smaller ``(dataset, row)`` end).
+    With ``one_per_source``, an edge merges the entities of its two records unless they would
+    then hold two records of one dataset, and, when its score is below ``trusted_from``, only if
+    every pair of records across the two entities is an edge already taken (complete support).
+    The module docstring gives the rule and its reasons. For two datasets this is greedy 1-to-1
+    matching by score. The result depends only on the set of edges, not their input order.
 
     Parameters
     ----------
     sizes : sequence of int
         Number of records in each dataset.
     pairs : sequence of PairCandidates
-        Scored edges; any number per pair of datasets.
+        Scored edges; any number per pair of datasets. A record pair given more than once keeps
+        its best score.
     one_per_source : bool
-        Refuse merges that would put two records of one dataset in one entity.
+        Refuse merges that would put two records of one dataset in one entity. Without it every
+        edge merges (connected components) and ``trusted_from`` is not used.
+    trusted_from : float or None
+        Score from which one edge may merge two entities on its own. ``None`` (default) learns it
+        from the share of contested edges; ``math.inf`` gives anonlink's greedy rule (complete
+        linkage) and ``-math.inf`` plain greedy union-find (single linkage).
 
     Returns
     -------
@@ -177,11 +301,14 @@ def resolve(
     sizes = [int(s) for s in sizes]
     if any(s < 0 for s in sizes):
         raise MatchingInputError("dataset sizes must be non-negative")
+    if trusted_from is not None and math.isnan(trusted_from):
+        raise MatchingInputError("trusted_from must be a number or None, not NaN")
     for index, pair in enumerate(pairs):
         _check_pair(pair, sizes, index=index)
 
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(sizes)
+    n_nodes = int(offsets[-1])
     dataset_of = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
 
     def column(values: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -192,21 +319,49 @@ def resolve(
     left = column([p.candidates.left for p in pairs], np.int64)
     right = column([p.candidates.right for p in pairs], np.int64)
     score = column([p.candidates.score for p in pairs], np.float64)
+    if one_per_source:
+        # An edge within one dataset can never merge; leaving it out keeps it from counting as
+        # a contested edge.
+        across = src_a != src_b
+        src_a, src_b, left, right, score = (x[across] for x in (src_a, src_b, left, right, score))
 
-    # Orient every edge from its smaller (dataset, row) end, then sort into the global order.
+    # Orient every edge from its smaller (dataset, row) end: node ids follow (dataset, row), so
+    # then node_a <= node_b and one key, node_a * n_nodes + node_b, names the record pair.
     swap = (src_a > src_b) | ((src_a == src_b) & (left > right))
-    src_a, src_b = np.where(swap, src_b, src_a), np.where(swap, src_a, src_b)
-    left, right = np.where(swap, right, left), np.where(swap, left, right)
-    order = np.lexsort((right, src_b, left, src_a, -score))
-    node_a = offsets[src_a[order]] + left[order]
-    node_b = offsets[src_b[order]] + right[order]
+    node_a = offsets[np.where(swap, src_b, src_a)] + np.where(swap, right, left)
+    node_b = offsets[np.where(swap, src_a, src_b)] + np.where(swap, left, right)
+    pair_key = node_a * max(n_nodes, 1) + node_b
+    # A pair given twice keeps its best score. Sorted by key, the kept pairs are also the lookup
+    # table of the support check.
+    by_key = np.argsort(pair_key, kind="stable")
+    pair_key = pair_key[by_key]
+    starts = np.ones(len(pair_key), dtype=bool)
+    starts[1:] = pair_key[1:] != pair_key[:-1]
+    first = np.flatnonzero(starts)
+    keys = pair_key[first]
+    best = np.maximum.reduceat(score[by_key], first) if len(first) else score
+    # The global order: score descending, then (dataset, row) of each end, i.e. the key (keys are
+    # unique and ascending, so a stable sort by score alone breaks ties by key).
+    order = np.argsort(-best, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))  # position of each key's edge in the order
+    node_a, node_b = np.divmod(keys[order], max(n_nodes, 1))
+    score = best[order]
+
+    if not one_per_source:
+        level = -math.inf
+    elif trusted_from is None:
+        level = _trusted_level(score, _contested(node_a, node_b, dataset_of, len(sizes)))
+    else:
+        level = float(trusted_from)
 
     labels, joined, n_entities = _greedy_merge(
-        node_a, node_b, score[order], dataset_of, len(sizes), one_per_source
+        node_a, node_b, score, dataset_of, len(sizes), one_per_source, level, keys, ranks
     )
     bounds = list(zip(offsets[:-1], offsets[1:], strict=True))
     return Clustering(
         labels=[labels[lo:hi] for lo, hi in bounds],
         scores=[joined[lo:hi] for lo, hi in bounds],
         n_entities=int(n_entities),
+        trusted_from=level,
     )
