@@ -48,6 +48,8 @@ bench: $(STAMP) $(REF_STAMP)
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/kernel.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/hardening.py
 	$(PY) benchmarks/blocking.py --sizes 10000,100000
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/solver.py
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/link.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info
