@@ -252,10 +252,14 @@ class LinkOutcome:
         """
         lines = {}
         if self.sample_from:
-            how = "all" if self.sampled == self.sample_from else "a seeded sample of"
+            how = (
+                f"all {self.sampled:,} records"
+                if self.sampled == self.sample_from
+                else f"a seeded sample of {self.sampled:,} of {self.sample_from:,} records"
+            )
             lines["quality estimate"] = (
-                f"best scores of {how} {self.sampled:,} of {self.sample_from:,} records "
-                "(smaller partner of each pair)"
+                f"best scores of {how} of the smaller partner of each pair, each against every "
+                "record of the other"
             )
         for pair in self.blocking:
             name = f"{sources[pair.source_a]} × {sources[pair.source_b]}"

@@ -62,4 +62,4 @@ def test_degenerate_estimate_still_reports(tmp_path: Path) -> None:
     )
     html = paths["html"].read_text()
     assert "No estimate: only 0 scores" in html and "not estimated" in html
-    assert "<th>True</th>" not in html and "Blocking" not in html
+    assert "<th>True</th>" not in html and "How the partners were compared" not in html
