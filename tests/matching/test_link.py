@@ -15,6 +15,7 @@ from oda_fed.matching.link import (
     link_with_quality,
     partners_per_entity,
     quality_scores,
+    score_pairs,
     with_exact,
 )
 from oda_fed.matching.quality import best_scores, runner_up_scores
@@ -204,3 +205,20 @@ def test_the_quality_pass_samples_the_smaller_source(realistic) -> None:
     assert outcome.sampled == 3 * 300 and outcome.sample_from > outcome.sampled
     assert 0.6 < outcome.threshold < 0.95
     assert "seeded sample" in outcome.evidence(["a", "b", "c"])["quality estimate"]
+
+
+def test_keyed_tokens_are_combined_with_lsh_blocking(realistic) -> None:
+    """A pair sharing a keyed token is a candidate even when no LSH band brings it together."""
+    sources, truth = realistic
+    a, b = sources[0], sources[1]
+    # One band of 64 bits: only near-identical CLKs share it.
+    strict = Blocking(method="lsh", bands=1, bits_per_band=64)
+    same = [(i, j) for i in range(len(a)) for j in np.flatnonzero(truth[1] == truth[0][i])]
+    tokens = [
+        {"nhs": [f"t{truth[0][i]}" for i in range(len(a))]},
+        {"nhs": [f"t{truth[1][j]}" for j in range(len(b))]},
+    ]
+    plain = score_pairs([a, b], threshold=0.8, blocking=strict)[0].candidates
+    keyed = score_pairs([a, b], threshold=0.8, blocking=strict, tokens=tokens)[0].candidates
+    found = set(zip(keyed.left.tolist(), keyed.right.tolist(), strict=True))
+    assert len(plain) < 0.9 * len(same) and set(same) <= found
