@@ -48,6 +48,7 @@ from oda_fed.matching import kernels
 from oda_fed.matching.candidates import (
     Candidates,
     MatchingInputError,
+    check_candidate_count,
     check_clks,
     threshold_ratio,
 )
@@ -63,6 +64,9 @@ _COMPACT_KEYS = 1 << 22
 _BANDS_AT_ONCE = 16
 # Output keys per scoring task per round (512 KiB): passing pairs are few beside those scored.
 _TASK_KEYS = 1 << 16
+
+# More bands than this would take hours at scale: auto_params refuses rather than start.
+MAX_AUTO_BANDS = 10_000
 
 #: Called with (bands done, bands in all) after each band.
 BandProgress = Callable[[int, int], None]
@@ -315,6 +319,12 @@ def auto_params(
     if band_hit >= 1.0:
         return LshParams(bands=1, bits_per_band=k, seed=seed)
     bands = math.ceil(math.log1p(-recall) / math.log1p(-band_hit))
+    if bands > MAX_AUTO_BANDS:
+        raise MatchingInputError(
+            f"LSH would need {bands:,} bands to find pairs at Dice {t:.2f} (more than "
+            f"{MAX_AUTO_BANDS:,}): block for a higher threshold ([linkage.blocking] "
+            'min_threshold), or score all pairs (method = "none")'
+        )
     return LshParams(bands=max(1, bands), bits_per_band=k, seed=seed)
 
 
@@ -480,10 +490,14 @@ def _join(
         if pending_size > max(_COMPACT_KEYS, unique.shape[0]):
             unique = _sorted_unique(np.concatenate([unique, *pending]))
             pending, pending_size = [], 0
+            if ratio is not None:
+                check_candidate_count(unique.shape[0], num=num, den=den)
         if progress is not None:
             progress(band + 1, params.bands)
     if pending:
         unique = _sorted_unique(np.concatenate([unique, *pending]))
+    if ratio is not None:
+        check_candidate_count(unique.shape[0], num=num, den=den)
     if blocks_skipped:
         # Counts only: never keys or rows, which could single out records.
         _log.warning(

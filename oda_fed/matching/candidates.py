@@ -24,6 +24,10 @@ from oda_fed.matching import kernels
 # Keys per task per round (1 MiB): room for many block-tile units (at most 8192 keys each), so
 # that most calls finish in one round, yet small beside the output at low thresholds.
 _SLAB_KEYS = 1 << 17
+#: Candidate pairs one call may return. Linking holds about 100 bytes per candidate at its peak
+#: (keys, columns, the global sort in resolution), so this keeps a pair of sources under ~5 GB;
+#: sensible thresholds give about one candidate per record (700,000 at 1M x 1M), far below it.
+MAX_CANDIDATES = 50_000_000
 
 
 class MatchingInputError(InputDataError, ValueError):
@@ -205,6 +209,16 @@ def key_layout(*, n_a: int, n_b: int, words: int, num: int, den: int) -> KeyLayo
     return KeyLayout(score_bits=score_bits, right_bits=right_bits, pair_bits=pair_bits)
 
 
+def check_candidate_count(count: int, *, num: int, den: int) -> None:
+    """Stop, before memory runs out, when a threshold lets through too many pairs."""
+    if count > MAX_CANDIDATES:
+        raise MatchingInputError(
+            f"more than {MAX_CANDIDATES:,} candidate pairs pass the threshold {num / den:.3f}: "
+            "too many to resolve in memory (a threshold this low links mostly unrelated "
+            'records). Raise the threshold, or use "auto"'
+        )
+
+
 def _scan_inputs(a: np.ndarray, b: np.ndarray, *, num: int, den: int) -> tuple:
     """Both sides sorted by popcount, the right one transposed, and each popcount's window.
 
@@ -293,6 +307,7 @@ def candidate_keys(
         slab = np.empty((tasks, _SLAB_KEYS), dtype=np.int64)
         done = kernels.scan_round(*scan, next_block, next_col, slab, fill)
         parts.extend(slab[t, : fill[t]] for t in range(tasks) if fill[t])
+        check_candidate_count(sum(len(p) for p in parts), num=num, den=den)
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 

@@ -222,3 +222,17 @@ def test_keyed_tokens_are_combined_with_lsh_blocking(realistic) -> None:
     keyed = score_pairs([a, b], threshold=0.8, blocking=strict, tokens=tokens)[0].candidates
     found = set(zip(keyed.left.tolist(), keyed.right.tolist(), strict=True))
     assert len(plain) < 0.9 * len(same) and set(same) <= found
+
+
+def test_a_threshold_that_passes_too_many_pairs_is_refused_clearly(realistic, monkeypatch) -> None:
+    from oda_fed.matching import candidates
+
+    sources, _ = realistic
+    monkeypatch.setattr(candidates, "MAX_CANDIDATES", 1_000)
+    for blocking in (Blocking(method="none"), Blocking(method="lsh")):
+        with pytest.raises(MatchingInputError, match="Raise the threshold"):
+            link_with_quality(sources, threshold=0.3, blocking=blocking)
+    with pytest.raises(MatchingInputError, match="bands to find pairs at Dice 0.30"):
+        link_with_quality(sources, threshold=0.3, blocking=Blocking("lsh", min_threshold=0.3))
+    # At a sensible threshold the same limit is not reached.
+    assert link_with_quality(sources[:2], threshold=0.9).clustering.n_entities > 0
