@@ -120,6 +120,11 @@ class Linkage(_Strict):
     token_conflict: Literal["token", "clk"] = "token"
     # Records of the smaller partner whose best scores the quality estimate fits, at most.
     quality_sample: int = Field(default=5_000, ge=100)
+    # Keep entity ids stable across rounds: nodes send a keyed pseudonym of each record id and the
+    # coordinator updates a persistent linked index. The pseudonyms let the coordinator follow a
+    # partner's record from round to round, so the DPOs agree to it by signing a project that
+    # says so.
+    stable_entity_ids: bool = False
     fields: list[LinkageField] = Field(min_length=1)
     hardening: HardeningOptions = Field(default_factory=HardeningOptions)
     blocking: BlockingOptions = Field(default_factory=BlockingOptions)

@@ -6,6 +6,12 @@ are being delivered) → ``closed``. ``failed`` ends a round that cannot go on.
 
 :meth:`RoundEngine.advance` looks at the stored state and does the next step, so it is safe to call
 again at any time, and a restarted coordinator resumes a round by calling it.
+
+Matching links each round from scratch and gives every entity a fresh random id, unless the project
+sets ``[linkage] stable_entity_ids``: then each round updates the project's linked index
+(:mod:`oda_fed.index`), keyed by the record keys the nodes send, so a record seen in an earlier
+round keeps its entity id. Matching again after a crash is safe either way: the index sees the same
+extracts as unchanged and gives the same ids.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +32,8 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
-from oda_fed.matching.link import link_with_quality, partners_per_entity
+from oda_fed.index import Extract, IndexReport, LinkedIndex
+from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
 from oda_fed.products import partner_count_by_area, render_report, write_product
 from oda_fed.products.quality_report import write_quality_report
 
@@ -38,6 +46,49 @@ MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".html": "text/html"}
 
 Notify = Callable[[str], None]
 Deleted = Callable[[str, int], None]
+#: (partner, ref, entity id, score) of one record in a round.
+Member = tuple[str, int, str, float | None]
+
+
+@dataclass(frozen=True)
+class _Matched:
+    """What matching gave a round: its members, entity ids, counts and the round message."""
+
+    rows: list[Member]
+    entity_ids: list[str]
+    entities: int
+    linked: int
+    message: str
+
+
+def index_path_for(state_dir: Path, fingerprint: str) -> Path:
+    """The linked index file of the project with ``fingerprint`` in a coordinator's state folder.
+
+    One file per signed project: a project amended and signed again starts a new index, so no
+    entity id outlives the agreement it was issued under.
+
+    Examples
+    --------
+    >>> index_path_for(Path("state"), "sha256:" + "ab" * 32).name
+    'linked-abababababababab.index'
+    """
+    return state_dir / f"linked-{fingerprint.rpartition(':')[2][:16]}.index"
+
+
+def _incremental_message(report: IndexReport) -> str:
+    """The round message of an incremental index update, which has no quality estimate."""
+    total = {
+        key: sum(getattr(s, key) for s in report.sources)
+        for key in ("unchanged", "new", "changed", "removed", "joined", "new_entities")
+    }
+    threshold = "" if report.threshold is None else f" at threshold {report.threshold:.2f}"
+    return (
+        f"linked index updated incrementally{threshold}: {total['unchanged']} unchanged records "
+        f"kept their entity ids; {total['new']} new and {total['changed']} changed records were "
+        f"matched ({total['joined']} joined an existing entity, {total['new_entities']} formed "
+        f"new ones); {total['removed']} records no longer sent were removed. No quality report: "
+        "an update scores too few records to estimate precision and recall from"
+    )
 
 
 def new_round_id() -> str:
@@ -56,6 +107,7 @@ class RoundEngine:
         notify: Notify,
         on_deleted: Deleted | None = None,
         audit_log: Path | None = None,
+        index_path: Path | None = None,
     ) -> None:
         self.store = store
         self.loaded = loaded
@@ -64,6 +116,8 @@ class RoundEngine:
         self._notify = notify  # called with a partner id when it has new instructions
         self._on_deleted = on_deleted  # called with (round id, CLKs deleted) for the audit log
         self.audit_log = audit_log
+        # The linked index, used only when the project sets stable_entity_ids.
+        self.index_path = index_path or index_path_for(store.path.parent, loaded.fingerprint)
         self._lock = threading.Lock()
 
     def start_round(self) -> str:
@@ -105,7 +159,11 @@ class RoundEngine:
             self._release_products(round_id)
             current = self.store.round(round_id)
         if current.state == "releasing" and self._delivered(round_id):
-            self.store.set_state(round_id, "closed", message="all deliveries acknowledged")
+            self.store.set_state(
+                round_id,
+                "closed",
+                message=self._with_linkage(round_id, "all deliveries acknowledged"),
+            )
             self.store.add_deliveries(
                 round_id=round_id, items=[(p, CLOSED) for p in self.project.partner_ids]
             )
@@ -147,35 +205,13 @@ class RoundEngine:
                 {f: self.store.load_tokens(round_id=round_id, partner=p, field=f) for f in keyed}
                 for p in partners
             ]
-        outcome = link_with_quality(
-            clks,
-            tokens=tokens,
-            **linkage.link_options(),
+        if linkage.stable_entity_ids:
+            matched = self._link_into_index(round_id, clks=clks, tokens=tokens)
+        else:
+            matched = self._link_afresh(round_id, clks=clks, tokens=tokens)
+        self.store.store_members(
+            round_id=round_id, rows=matched.rows, new_entities=matched.entity_ids
         )
-        clustering = outcome.clustering
-        counts = partners_per_entity(clustering)
-        values, freq = np.unique(counts, return_counts=True)
-        write_quality_report(
-            out_dir=self.output_dir / round_id,
-            title=f"Linkage quality, round {round_id}",
-            scores=outcome.best_scores,
-            estimate=outcome.estimate,
-            chosen_threshold=outcome.threshold,
-            block_stats=outcome.evidence(partners),
-            entities_by_partner_count={int(v): int(f) for v, f in zip(values, freq, strict=True)},
-        )
-        est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
-        entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
-        rows: list[tuple[str, int, str, float | None]] = []
-        for partner, labels, scores in zip(
-            partners, clustering.labels, clustering.scores, strict=True
-        ):
-            for ref, (label, score) in enumerate(
-                zip(labels.tolist(), scores.tolist(), strict=True)
-            ):
-                rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
-        self.store.store_members(round_id=round_id, rows=rows, new_entities=entity_ids)
-        linked = int((counts >= 2).sum())
         deliveries = [(p, ENTITIES) for p in partners]
         deliveries += [
             (prod.area.partner, attribute_upload(prod.id, prod.area.attribute))
@@ -185,15 +221,129 @@ class RoundEngine:
         self.store.set_state(
             round_id,
             "waiting_attributes",
-            message=f"{clustering.n_entities} entities, {linked} known to two or more partners; "
-            f"threshold {outcome.threshold:.2f}, estimated precision {est_p:.3f}, "
-            f"recall {est_r:.3f}",
-            entities=clustering.n_entities,
-            linked_entities=linked,
+            message=matched.message,
+            entities=matched.entities,
+            linked_entities=matched.linked,
+            linkage=matched.message,
         )
-        log.info("round %s: %d entities (%d linked)", round_id, clustering.n_entities, linked)
+        log.info("round %s: %d entities (%d linked)", round_id, matched.entities, matched.linked)
         for partner in partners:
             self._notify(partner)
+
+    def _write_quality(self, round_id: str, outcome: LinkOutcome, sources: Sequence[str]) -> str:
+        """Write the round's quality report for a full link; return the round message's figures."""
+        counts = partners_per_entity(outcome.clustering)
+        values, freq = np.unique(counts, return_counts=True)
+        write_quality_report(
+            out_dir=self.output_dir / round_id,
+            title=f"Linkage quality, round {round_id}",
+            scores=outcome.best_scores,
+            estimate=outcome.estimate,
+            chosen_threshold=outcome.threshold,
+            block_stats=outcome.evidence(list(sources)),
+            entities_by_partner_count={int(v): int(f) for v, f in zip(values, freq, strict=True)},
+        )
+        est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
+        return (
+            f"threshold {outcome.threshold:.2f}, estimated precision {est_p:.3f}, "
+            f"recall {est_r:.3f}"
+        )
+
+    def _link_afresh(
+        self,
+        round_id: str,
+        *,
+        clks: list[np.ndarray],
+        tokens: list[dict[str, list[str | None]]] | None,
+    ) -> _Matched:
+        """Link this round's uploads from scratch, every entity with a fresh random id."""
+        partners = self.project.partner_ids
+        outcome = link_with_quality(clks, tokens=tokens, **self.project.linkage.link_options())
+        clustering = outcome.clustering
+        figures = self._write_quality(round_id, outcome, partners)
+        entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
+        rows: list[Member] = []
+        for partner, labels, scores in zip(
+            partners, clustering.labels, clustering.scores, strict=True
+        ):
+            for ref, (label, score) in enumerate(
+                zip(labels.tolist(), scores.tolist(), strict=True)
+            ):
+                rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
+        linked = int((partners_per_entity(clustering) >= 2).sum())
+        return _Matched(
+            rows=rows,
+            entity_ids=entity_ids,
+            entities=clustering.n_entities,
+            linked=linked,
+            message=f"{clustering.n_entities} entities, {linked} known to two or more partners; "
+            + figures,
+        )
+
+    def _link_into_index(
+        self,
+        round_id: str,
+        *,
+        clks: list[np.ndarray],
+        tokens: list[dict[str, list[str | None]]] | None,
+    ) -> _Matched:
+        """Update the project's linked index with every partner's upload (``stable_entity_ids``).
+
+        Records are keyed in the index by their record keys (hex), so a record sent again
+        unchanged keeps its entity id and is not matched again; new and changed records are
+        matched against the rest, and records a partner no longer sends leave the index.
+        """
+        linkage = self.project.linkage
+        partners = self.project.partner_ids
+        keys = [self.store.load_record_keys(round_id=round_id, partner=p) for p in partners]
+        extracts = {
+            p: Extract(record_ids=k, clks=c, tokens=None if tokens is None else tokens[i])
+            for i, (p, k, c) in enumerate(zip(partners, keys, clks, strict=True))
+        }
+        with LinkedIndex.open(
+            self.index_path,
+            fingerprint=self.loaded.fingerprint,
+            words=linkage.wire_bits // 64,
+            create=True,
+        ) as index:
+            report = index.link(extracts, **linkage.link_options())
+            members = index.links(include_singletons=True)
+        rows: list[Member] = []
+        for partner, partner_keys in zip(partners, keys, strict=True):
+            own = members[members.source == partner].set_index("record_id").reindex(partner_keys)
+            for ref, (entity, score) in enumerate(
+                zip(own.entity_id.tolist(), own.score.tolist(), strict=True)
+            ):
+                rows.append((partner, ref, entity, None if pd.isna(score) else float(score)))
+        frame = pd.DataFrame(rows, columns=["partner", "ref", "entity", "score"])
+        per_entity = frame.groupby("entity")["partner"].nunique()
+        entities, linked = int(per_entity.size), int((per_entity >= 2).sum())
+        head = f"{entities} entities, {linked} known to two or more partners; "
+        outcome = report.relink.outcome if report.relink is not None else None
+        if outcome is not None:
+            message = head + self._write_quality(round_id, outcome, report.relink.sources)
+            message += f"; linked index {report.action}: entity ids stay stable in later rounds"
+        else:
+            message = head + _incremental_message(report)
+        log.info("round %s: linked index %s (%s)", round_id, report.action, self.index_path.name)
+        return _Matched(
+            rows=rows,
+            entity_ids=sorted(set(per_entity.index)),
+            entities=entities,
+            linked=linked,
+            message=message,
+        )
+
+    def _with_linkage(self, round_id: str, message: str) -> str:
+        """``message``, followed for a project with stable entity ids by how matching went.
+
+        An index update has no quality report, so the round's message keeps saying that it was
+        incremental until the round closes (and the nodes are told so in RoundClosed).
+        """
+        current = self.store.round(round_id)
+        if not self.project.linkage.stable_entity_ids or current is None or not current.linkage:
+            return message
+        return f"{message}; {current.linkage}"
 
     # --- products -------------------------------------------------------------------------------
 
@@ -270,7 +420,12 @@ class RoundEngine:
             audit=self.audit_summary(round_id),
         )
         self.store.add_deliveries(round_id=round_id, items=deliveries)
-        self.store.set_state(round_id, "releasing", message="products released", report=str(report))
+        self.store.set_state(
+            round_id,
+            "releasing",
+            message=self._with_linkage(round_id, "products released"),
+            report=str(report),
+        )
         log.info("round %s: %d product(s) written to %s", round_id, len(released), out_dir)
         for partner in self.project.partner_ids:
             self._notify(partner)

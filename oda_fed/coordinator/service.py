@@ -19,7 +19,15 @@ import grpc
 
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.rounds import CLOSED, ENCODE, ENTITIES, RoundEngine
+from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import CLKS, Chunk, Store, attribute_upload
+from oda_fed.coordinator.uploads import (
+    chunk_detail,
+    clk_chunk_problem,
+    record_key_problem,
+    token_blob,
+    token_problem,
+)
 from oda_fed.errors import AuthError, ProtocolError
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from oda_fed.transport.auth import peer_identity
@@ -29,50 +37,6 @@ log = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
 ENTITY_CHUNK = 10_000
-
-
-class Sessions:
-    """Connected nodes and the instructions waiting for each."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queues: dict[str, queue.Queue[coordinator_pb2.Instruction | None]] = {}
-        self._sent: dict[str, set[str]] = {}
-
-    def open(self, partner: str) -> queue.Queue[coordinator_pb2.Instruction | None]:
-        with self._lock:
-            old = self._queues.get(partner)
-            if old is not None:
-                old.put(None)  # a reconnect replaces the old stream
-            q: queue.Queue[coordinator_pb2.Instruction | None] = queue.Queue()
-            self._queues[partner] = q
-            self._sent[partner] = set()
-            return q
-
-    def close(self, partner: str, q: queue.Queue) -> None:
-        with self._lock:
-            if self._queues.get(partner) is q:
-                del self._queues[partner]
-                self._sent.pop(partner, None)
-
-    def connected(self) -> set[str]:
-        with self._lock:
-            return set(self._queues)
-
-    def offer(self, partner: str, instruction: coordinator_pb2.Instruction) -> bool:
-        """Queue an instruction unless this session already has it."""
-        with self._lock:
-            q = self._queues.get(partner)
-            if q is None or instruction.instruction_id in self._sent[partner]:
-                return False
-            self._sent[partner].add(instruction.instruction_id)
-            q.put(instruction)
-            return True
-
-    def shutdown(self) -> None:
-        with self._lock:
-            for q in self._queues.values():
-                q.put(None)
 
 
 class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grpc.AdminServicer):
@@ -91,9 +55,10 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         self.project = loaded.project
         self.store = store
         self.crossings = crossings
-        self.sessions = Sessions()
+        self.sessions: Sessions[coordinator_pb2.Instruction] = Sessions()
         self.chunk_records = chunk_records
         self.keyed_fields = frozenset(f.name for f in self.project.linkage.fields if f.keyed_token)
+        self.stable_ids = self.project.linkage.stable_entity_ids
         self.engine = RoundEngine(
             store=store,
             loaded=loaded,
@@ -366,7 +331,11 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                 round_id=round_id,
             )
             self._open_round(context, round_id, who=partner, kind="clk_upload", states=("open",))
-            problem = _clk_chunk_problem(chunk, bits) or _token_problem(chunk, self.keyed_fields)
+            problem = (
+                clk_chunk_problem(chunk, bits)
+                or token_problem(chunk, self.keyed_fields)
+                or record_key_problem(chunk, stable=self.stable_ids)
+            )
             if problem:
                 self.refuse(
                     context,
@@ -383,10 +352,17 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                 message=chunk,
                 records=chunk.records,
                 round_id=round_id,
-                detail={"chunk": chunk.chunk_index, "of": chunk.total_chunks},
+                detail=chunk_detail(chunk),
             )
             state = self._store_chunk(
-                context, partner, CLKS, chunk, chunk.clks, chunk.records, _token_blob(chunk)
+                context,
+                partner,
+                CLKS,
+                chunk,
+                chunk.clks,
+                chunk.records,
+                tokens=token_blob(chunk),
+                record_keys=b"".join(chunk.record_keys) if self.stable_ids else None,
             )
         if state is None:
             self.refuse(
@@ -409,7 +385,9 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
         chunk,
         data: bytes,
         records: int,
+        *,
         tokens: bytes | None = None,
+        record_keys: bytes | None = None,
     ):
         try:
             return self.store.store_chunk(
@@ -424,6 +402,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
                     total_records=chunk.total_records,
                     data=data,
                     tokens=tokens,
+                    record_keys=record_keys,
                 ),
             )
         except ProtocolError as exc:
@@ -608,55 +587,6 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer, admin_pb2_grp
             )
         msg.product_files.extend(path for *_, path in self.store.product_files(round_id=round_id))
         return msg
-
-
-def _clk_chunk_problem(chunk: coordinator_pb2.ClkChunk, bits: int) -> str:
-    """Why a CLK chunk cannot be accepted, or '' when it is well formed."""
-    if chunk.clk_bits != bits:
-        return (
-            f"CLKs are {chunk.clk_bits} bits long but the project uses {bits}-bit CLKs; "
-            "encode with the project's settings"
-        )
-    if chunk.records == 0:
-        return f"chunk {chunk.chunk_index} declares no records"
-    if len(chunk.clks) != chunk.records * bits // 8:
-        return (
-            f"chunk {chunk.chunk_index} holds {len(chunk.clks)} bytes, but {chunk.records} CLKs "
-            f"of {bits} bits need {chunk.records * bits // 8}; the upload was truncated or "
-            "encoded with other settings"
-        )
-    if chunk.chunk_index >= chunk.total_chunks:
-        return (
-            f"chunk index {chunk.chunk_index} is not below the declared total {chunk.total_chunks}"
-        )
-    if chunk.first_ref + chunk.records > chunk.total_records:
-        return "chunk refs run past the declared total number of records"
-    return ""
-
-
-def _token_problem(chunk: coordinator_pb2.ClkChunk, keyed: frozenset[str]) -> str:
-    """Why a chunk's keyed tokens cannot be accepted, or '' when they are what the project agreed."""
-    got = [c.field for c in chunk.tokens]
-    if sorted(got) != sorted(keyed):
-        return (
-            f"the project agrees keyed tokens for {sorted(keyed) or 'no fields'}, but the chunk "
-            f"carries {got or 'none'}; encode with the signed project"
-        )
-    for column in chunk.tokens:
-        if len(column.values) != chunk.records:
-            return (
-                f"keyed tokens for '{column.field}': {len(column.values)} for {chunk.records} CLKs"
-            )
-        if any(len(v) not in (0, 32) for v in column.values):
-            return f"keyed tokens for '{column.field}' must be 32-byte HMAC-SHA256 digests"
-    return ""
-
-
-def _token_blob(chunk: coordinator_pb2.ClkChunk) -> bytes | None:
-    if not chunk.tokens:
-        return None
-    columns = {c.field: [v.hex() if v else None for v in c.values] for c in chunk.tokens}
-    return json.dumps(columns, sort_keys=True).encode("ascii")
 
 
 def _receipt(round_id: str, state) -> coordinator_pb2.UploadReceipt:

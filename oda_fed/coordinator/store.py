@@ -5,7 +5,8 @@ where it was. Each upload chunk is written in one transaction together with its 
 truncated or refused upload leaves nothing half-stored.
 
 Nothing here holds names, dates, addresses, record ids or the linkage secret: only CLKs, per-round refs,
-entity ids and the attribute values the project explicitly allows.
+entity ids and the attribute values the project explicitly allows, plus, for a project that sets
+``stable_entity_ids``, each record's record key (a keyed pseudonym of its id).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     entities INTEGER NOT NULL DEFAULT 0,
     linked_entities INTEGER NOT NULL DEFAULT 0,
     report TEXT NOT NULL DEFAULT '',
+    -- how matching made this round's entities (kept when later states replace the message)
+    linkage TEXT NOT NULL DEFAULT '',
     clks_deleted TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL
@@ -59,6 +62,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     data BLOB NOT NULL,
     -- keyed tokens of exact identifiers that came with a CLK chunk (JSON: field -> hex or null)
     tokens BLOB,
+    -- record keys (32 bytes per record, ref order, concatenated) when the project keeps entity ids
+    -- stable; keyed pseudonyms of record ids, never the ids themselves
+    record_keys BLOB,
     PRIMARY KEY (round_id, partner, upload, chunk_index)
 );
 CREATE TABLE IF NOT EXISTS entities (
@@ -92,6 +98,8 @@ CREATE TABLE IF NOT EXISTS products (
 """
 
 CLKS = "clks"
+#: Length of one record key (an HMAC-SHA256 digest).
+RECORD_KEY_BYTES = 32
 
 
 def attribute_upload(product_id: str, attribute: str) -> str:
@@ -112,6 +120,7 @@ class Round:
     entities: int
     linked_entities: int
     report: str
+    linkage: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,16 @@ class Chunk:
     total_records: int
     data: bytes
     tokens: bytes | None = None
+    # 32 bytes per record, concatenated, for projects with stable entity ids
+    record_keys: bytes | None = None
+
+    def digest(self) -> str:
+        """SHA-256 of what the chunk carries, to tell a re-sent chunk from a contradicting one."""
+        h = hashlib.sha256(self.data + (self.tokens or b""))
+        if self.record_keys is not None:
+            # Only chunks with record keys hash them, so digests of older chunks are unchanged.
+            h.update(b"\x00record_keys\x00" + self.record_keys)
+        return h.hexdigest()
 
 
 class Store:
@@ -144,6 +163,17 @@ class Store:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(SCHEMA)
         self._db.execute("PRAGMA synchronous = FULL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database written by an earlier version up to this schema (columns only added)."""
+        for table, column, decl in [
+            ("chunks", "record_keys", "BLOB"),
+            ("rounds", "linkage", "TEXT NOT NULL DEFAULT ''"),
+        ]:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -183,7 +213,7 @@ class Store:
         return self.round(round_id)
 
     def round(self, round_id: str | None = None) -> Round | None:
-        cols = "round_id, seq, project, state, message, entities, linked_entities, report"
+        cols = "round_id, seq, project, state, message, entities, linked_entities, report, linkage"
         if round_id:
             rows = self._query(f"SELECT {cols} FROM rounds WHERE round_id = ?", (round_id,))
         else:
@@ -191,7 +221,7 @@ class Store:
         return Round(*rows[0]) if rows else None
 
     def active_rounds(self) -> list[Round]:
-        cols = "round_id, seq, project, state, message, entities, linked_entities, report"
+        cols = "round_id, seq, project, state, message, entities, linked_entities, report, linkage"
         rows = self._query(
             f"SELECT {cols} FROM rounds WHERE state NOT IN ('closed', 'failed') ORDER BY seq"
         )
@@ -205,7 +235,7 @@ class Store:
         if message is not None:
             sets.append("message = ?")
             args.append(message)
-        for key in ("entities", "linked_entities", "report"):
+        for key in ("entities", "linked_entities", "report", "linkage"):
             if key in counts:
                 sets.append(f"{key} = ?")
                 args.append(counts[key])
@@ -238,7 +268,7 @@ class Store:
         A chunk seen before with the same content is accepted and not stored twice. A chunk that
         contradicts what was stored (other content, other totals) is refused and nothing changes.
         """
-        digest = hashlib.sha256(chunk.data + (chunk.tokens or b"")).hexdigest()
+        digest = chunk.digest()
         with self._tx() as db:
             row = db.execute(
                 "SELECT total_chunks, total_records, complete FROM uploads "
@@ -269,7 +299,7 @@ class Store:
             if old is None:
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
-                    "sha256, data, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "sha256, data, tokens, record_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         round_id,
                         partner,
@@ -280,11 +310,13 @@ class Store:
                         digest,
                         chunk.data,
                         chunk.tokens,
+                        chunk.record_keys,
                     ),
                 )
             state = self._upload_state(db, round_id, partner, upload)
             if state is not None and not state.complete and self._all_there(state):
                 self._check_contiguous(db, round_id, partner, upload, state.total_records)
+                self._check_record_keys_unique(db, round_id, partner, upload)
                 db.execute(
                     "UPDATE uploads SET complete = 1 WHERE round_id = ? AND partner = ? AND upload = ?",
                     (round_id, partner, upload),
@@ -317,6 +349,28 @@ class Store:
             expected += records
         if expected != total:
             raise ProtocolError(f"chunks cover {expected} refs, but the upload declared {total}")
+
+    @staticmethod
+    def _check_record_keys_unique(
+        db: sqlite3.Connection, round_id: str, partner: str, upload: str
+    ) -> None:
+        # A repeated record key would make two records one in the linked index; refuse the
+        # upload now, while the node can still be told, rather than fail the round later.
+        seen: set[bytes] = set()
+        expected = 0
+        for (blob,) in db.execute(
+            "SELECT record_keys FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
+            "AND record_keys IS NOT NULL",
+            (round_id, partner, upload),
+        ):
+            for at in range(0, len(blob), RECORD_KEY_BYTES):
+                seen.add(blob[at : at + RECORD_KEY_BYTES])
+                expected += 1
+        if len(seen) != expected:
+            raise ProtocolError(
+                f"the upload repeats {expected - len(seen)} record key(s); each record id must "
+                "be unique within a partner's data"
+            )
 
     @staticmethod
     def _upload_state(
@@ -367,6 +421,21 @@ class Store:
             (round_id, partner, CLKS),
         ):
             out.extend(json.loads(blob)[field] if blob else [])
+        return out
+
+    def load_record_keys(self, *, round_id: str, partner: str) -> list[str]:
+        """A complete CLK upload's record keys (hex), in ref order; empty when none were sent."""
+        out: list[str] = []
+        for (blob,) in self._query(
+            "SELECT record_keys FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
+            "ORDER BY first_ref",
+            (round_id, partner, CLKS),
+        ):
+            if blob:
+                out.extend(
+                    blob[at : at + RECORD_KEY_BYTES].hex()
+                    for at in range(0, len(blob), RECORD_KEY_BYTES)
+                )
         return out
 
     def load_clks(self, *, round_id: str, partner: str, words: int) -> np.ndarray:

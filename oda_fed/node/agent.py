@@ -3,7 +3,10 @@
 The node never accepts inbound connections. It checks every instruction against the project its DPO
 pinned before doing anything, refuses what the project does not allow, and writes every message in
 or out to its own audit log. Record ids stay here: the coordinator sees only per-round random refs,
-and the mapping between the two lives in this node's work folder.
+and the mapping between the two lives in this node's work folder. When the project sets
+``[linkage] stable_entity_ids``, each CLK also goes with its record key, a keyed pseudonym of the
+record id (:func:`oda_fed.encoding.exact.record_keys`) that is the same every round, so the
+coordinator can keep the record's entity id; it cannot reverse it without the linkage secret.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 from oda_fed import __version__
 from oda_fed.config import LoadedProject, NodeConfig, load_pinned_project
 from oda_fed.durable import fsync_dir, write_atomic
+from oda_fed.encoding.exact import derive_record_key, record_keys
 from oda_fed.errors import (
     AuthError,
     ConfigError,
@@ -142,6 +146,12 @@ class NodeAgent:
             )
         self._check_certificate()
         self.secret = read_secret(config.secret_file)
+        # Derived only when the signed project asks for record keys; otherwise none are made.
+        self.record_key = (
+            derive_record_key(self.secret, context=self.project.name, partner=self.partner)
+            if self.project.linkage.stable_entity_ids
+            else None
+        )
         self.layout = layout_for(self.project, self.partner, config.source)
         self.workdir = config.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -366,8 +376,19 @@ class NodeAgent:
                 source.invalid,
             )
         clks = files.clks()
+        keys = None
+        if self.record_key is not None:
+            # Recomputed from the saved refs, so a resumed upload sends the same keys.
+            keys = record_keys([str(r) for r in files.record_ids()], key=self.record_key)
         chunk_records = max(1, request.chunk_records or 10_000)
-        self._upload_clks(stub, instruction.round_id, clks, files.tokens(), chunk_records)
+        self._upload_clks(
+            stub,
+            instruction.round_id,
+            clks,
+            tokens=files.tokens(),
+            keys=keys,
+            chunk_records=chunk_records,
+        )
         return len(clks)
 
     def _upload_clks(
@@ -375,9 +396,13 @@ class NodeAgent:
         stub,
         round_id: str,
         clks: np.ndarray,
+        *,
         tokens: dict[str, list[bytes | None]],
+        keys: list[bytes] | None,
         chunk_records: int,
     ) -> None:
+        """Send the CLKs (with keyed tokens and, when the project asks, record keys) in chunks,
+        skipping chunks the coordinator already holds."""
         fingerprint = self.loaded.fingerprint
         status = stub.GetUploadStatus(
             coordinator_pb2.UploadStatusRequest(
@@ -410,6 +435,11 @@ class NodeAgent:
                 )
                 for field, values in tokens.items():
                     chunk.tokens.add(field=field, values=[v or b"" for v in values[rows]])
+                detail: dict[str, int | bool] = {"chunk": index, "of": total}
+                if keys is not None:
+                    chunk.record_keys.extend(keys[rows])
+                    # The DPO reading this log sees that record pseudonyms left with the CLKs.
+                    detail["record_keys"] = True
                 self.crossings.record(
                     sender=self.partner,
                     recipient=COORDINATOR,
@@ -417,7 +447,7 @@ class NodeAgent:
                     message=chunk,
                     records=len(part),
                     round_id=round_id,
-                    detail={"chunk": index, "of": total},
+                    detail=detail,
                 )
                 yield chunk
 
@@ -427,7 +457,13 @@ class NodeAgent:
                 f"upload of round {round_id} incomplete: the coordinator holds "
                 f"{receipt.records_stored} of {n} CLKs"
             )
-        log.info("round %s: uploaded %d CLKs in %d chunk(s)", round_id, n, total)
+        log.info(
+            "round %s: uploaded %d CLKs in %d chunk(s)%s",
+            round_id,
+            n,
+            total,
+            " with record keys" if keys is not None else "",
+        )
 
     def _share_attribute(self, stub, instruction, files: RoundFiles) -> int:
         request = instruction.share_attribute

@@ -13,8 +13,9 @@ import pytest
 import tomli_w
 
 from oda_fed.audit import cross_check, read_entries, verify_dir
-from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config
+from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config, load_project
 from oda_fed.coordinator.store import CLKS, Store
+from oda_fed.encoding.exact import derive_record_key, record_keys
 from oda_fed.errors import AuthError, InputDataError, ProjectMismatchError
 from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
@@ -375,3 +376,166 @@ def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
     channel.close()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "agrees keyed tokens for no fields" in info.value.details()
+
+
+# --- stable entity ids across rounds (`[linkage] stable_entity_ids`) ------------------------------
+
+
+def opt_in_to_stable_ids(fed) -> None:
+    """Amend the project to set stable_entity_ids, re-pin it everywhere, restart the coordinator."""
+    import tomllib
+
+    from oda_fed.demo import write_node_configs
+
+    fed.stop_coordinator()
+    project = fed.workdir / "project.toml"
+    doc = tomllib.loads(project.read_text())
+    doc["linkage"]["stable_entity_ids"] = True
+    project.write_text(tomli_w.dumps(doc))
+    coordinator = tomllib.loads(fed.coordinator_config.read_text())
+    coordinator["project_fingerprint"] = fed.fingerprint
+    fed.coordinator_config.write_text(tomli_w.dumps(coordinator))
+    fed.start_coordinator()
+    # Rewritten whatever port was bound, so the nodes pin the amended project too.
+    write_node_configs(fed.workdir, fed.synthetic, port=fed.port)
+
+
+def node_entities(fed) -> dict[str, dict[str, str]]:
+    """Each node's latest entities.csv: partner -> record id -> entity id."""
+    out = {}
+    for partner in fed.partners:
+        path = fed.workdir / "nodes" / partner / "state" / "entities.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        out[partner] = dict(zip(frame.record_id, frame.entity_id, strict=True))
+    return out
+
+
+def add_records(fed, partner: str, count: int) -> list[str]:
+    """Append ``count`` new records (copies of existing rows under new ids and first names)."""
+    profile = next(p for p in fed.synthetic.profiles if p.id == partner)
+    csv = fed.workdir / "data" / f"{partner}.csv"
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    new = frame.head(count).copy()
+    new_ids = [f"NEW{i:05d}" for i in range(count)]
+    new[profile.record_id_column] = new_ids
+    new[profile.columns["first_name"]] = [f"Newname{chr(97 + i % 26)}" for i in range(count)]
+    pd.concat([frame, new]).to_csv(csv, index=False)
+    return new_ids
+
+
+def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(federation) -> None:
+    opt_in_to_stable_ids(federation)
+    first = run_round(federation)
+    assert first.state == "closed", first.message
+    assert "linked index build" in first.message
+    assert Path(first.report_path).with_name("quality.html").exists()
+    before = node_entities(federation)
+
+    added = add_records(federation, "police", 12)
+    second = run_round(federation)
+    assert second.state == "closed", second.message
+    assert "updated incrementally" in second.message and "12 new" in second.message
+    after = node_entities(federation)
+
+    for partner in federation.partners:
+        # Every record present in both rounds keeps its entity id, at every node.
+        assert before[partner].keys() <= after[partner].keys()
+        moved = [r for r, e in before[partner].items() if after[partner][r] != e]
+        assert not moved, f"{partner}: {len(moved)} records changed entity id"
+    assert set(after["police"]) == set(before["police"]) | set(added)
+    assert all(after["police"][r] for r in added)
+    # One linked index file; the record keys it was fed are the node's record ids, keyed, in
+    # the order of this round's refs.
+    state = federation.workdir / "coordinator" / "state"
+    assert len(list(state.glob("linked-*.index"))) == 1
+    refs = federation.workdir / "nodes" / "police" / "state" / "rounds" / second.round_id
+    record_ids = pd.read_csv(refs / "refs.csv", dtype=str, keep_default_na=False).record_id
+    key = derive_record_key(
+        read_secret(federation.workdir / "nodes" / "police" / "linkage.secret"),
+        context=load_project(federation.workdir / "project.toml").project.name,
+        partner="police",
+    )
+    store = Store(state / "coordinator.sqlite")
+    held = store.load_record_keys(round_id=second.round_id, partner="police")
+    store.close()
+    assert held == [k.hex() for k in record_keys(list(record_ids), key=key)]
+
+    # Both sides' logs say that record keys crossed with the CLKs, and still agree.
+    for party, log in [
+        ("police", federation.workdir / "nodes" / "police" / "audit" / "police.jsonl"),
+        ("coordinator", federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"),
+    ]:
+        chunks = [e for e in read_entries(log) if e.kind == "clk_chunk" and e.sender == "police"]
+        assert len(chunks) == 2 and all(e.detail.get("record_keys") is True for e in chunks), party
+    federation.stop_coordinator()
+    reports = verify_dir(federation.workdir)
+    assert all(r.ok for r in reports) and cross_check(reports) == []
+
+    # Record keys are pseudonyms: no record id, name or secret is in the coordinator's files.
+    blob = b"".join(
+        p.read_bytes() for p in (federation.workdir / "coordinator").rglob("*") if p.is_file()
+    )
+    for profile in federation.synthetic.profiles:
+        data = pd.read_csv(federation.workdir / "data" / f"{profile.id}.csv", dtype=str)
+        for record_id in data[profile.record_id_column].head(50):
+            assert record_id.encode() not in blob, f"a {profile.id} record id is in clear"
+        surnames = data[profile.columns["last_name"]].dropna()
+        for name in surnames[surnames.str.len() >= 7].head(30):
+            assert name.encode() not in blob
+    for record_id in added:
+        assert record_id.encode() not in blob
+    secret = read_secret(federation.workdir / "nodes" / "council" / "linkage.secret")
+    assert not any(needle in blob for needle in secret_fingerprints(secret))
+
+
+def test_without_opt_in_entity_ids_are_fresh_every_round(federation) -> None:
+    assert run_round(federation).state == "closed"
+    before = node_entities(federation)
+    second = run_round(federation)
+    assert second.state == "closed" and "incremental" not in second.message
+    after = node_entities(federation)
+    for partner in federation.partners:
+        assert before[partner].keys() == after[partner].keys()
+        assert not set(before[partner].values()) & set(after[partner].values())
+    assert not list((federation.workdir / "coordinator" / "state").glob("linked-*.index"))
+
+
+def _upload_refused(federation, chunk: coordinator_pb2.ClkChunk) -> str:
+    channel, stub = _node_stub(federation, "council")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UploadClks(iter([chunk]))
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return info.value.details()
+
+
+def test_record_keys_of_the_wrong_number_are_refused_and_nothing_is_stored(federation) -> None:
+    opt_in_to_stable_ids(federation)
+    round_id = federation.start_round()
+    fingerprint = federation.fingerprint
+
+    def chunk(keys: list[bytes]) -> coordinator_pb2.ClkChunk:
+        c = _clk_chunk(round_id, fingerprint, records=3, clk_bits=1024, clks=b"\0" * 3 * 128)
+        c.record_keys.extend(keys)
+        return c
+
+    assert "carries 2 for 3 CLKs" in _upload_refused(federation, chunk([b"\1" * 32, b"\2" * 32]))
+    assert "carries 0 for 3 CLKs" in _upload_refused(federation, chunk([]))
+    assert "32-byte" in _upload_refused(federation, chunk([b"\1" * 32, b"\2" * 32, b"\3" * 31]))
+    assert "repeats a record key" in _upload_refused(federation, chunk([b"\1" * 32] * 3))
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    store.close()
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert [e.kind for e in refusals(log)] == ["refused:clk_upload"] * 4
+    assert not [e for e in read_entries(log) if e.kind == "clk_chunk"]
+
+
+def test_record_keys_are_refused_when_the_project_does_not_opt_in(federation) -> None:
+    round_id = federation.start_round()
+    chunk = _clk_chunk(round_id, federation.fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128)
+    chunk.record_keys.append(b"\1" * 32)
+    assert "does not set stable_entity_ids" in _upload_refused(federation, chunk)
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    store.close()

@@ -104,3 +104,54 @@ def test_tokens_are_stored_with_their_chunk_and_read_in_ref_order(store: Store) 
         "dd",
         None,
     ]
+
+
+def keyed(index: int, keys: list[bytes], **kwargs) -> Chunk:
+    return Chunk(**{**chunk(index, **kwargs).__dict__, "record_keys": b"".join(keys)})
+
+
+def test_record_keys_are_stored_with_their_chunk_and_read_in_ref_order(store: Store) -> None:
+    keys = [bytes([i]) * 32 for i in range(6)]
+    # Out of order, as a resumed upload may send them.
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
+    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    assert state.complete
+    assert store.load_record_keys(round_id="r1", partner="a") == [k.hex() for k in keys]
+    assert store.load_record_keys(round_id="r1", partner="b") == []
+    # The same chunk again is fine; the same CLKs with other record keys contradict it.
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    with pytest.raises(ProtocolError, match="different content"):
+        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[3:]))
+
+
+def test_a_record_key_repeated_across_chunks_refuses_the_last_chunk(store: Store) -> None:
+    keys = [bytes([i]) * 32 for i in range(5)] + [b"\0" * 32]
+    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    with pytest.raises(ProtocolError, match="repeats 1 record key"):
+        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
+    state = store.upload_state(round_id="r1", partner="a", upload=CLKS)
+    assert state.stored_chunks == (0,) and not state.complete
+
+
+def test_a_database_from_before_record_keys_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    Store(path).close()
+    # What an earlier version wrote: the same tables without the columns added since.
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE chunks DROP COLUMN record_keys")
+    db.execute("ALTER TABLE rounds DROP COLUMN linkage")
+    db.execute(
+        "INSERT INTO rounds (round_id, seq, project, state, created, updated) "
+        "VALUES ('r0', 1, 'p', 'closed', 'then', 'then')"
+    )
+    db.commit()
+    db.close()
+    s = Store(path)
+    assert s.round("r0").linkage == ""
+    s.create_round(round_id="r1", project="p", partners=["a"])
+    one = keyed(0, [b"\1" * 32], records=1, total_chunks=1, total=1)
+    assert s.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=one).complete
+    assert s.load_record_keys(round_id="r1", partner="a") == [(b"\1" * 32).hex()]
+    s.close()

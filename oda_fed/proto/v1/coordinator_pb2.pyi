@@ -8,7 +8,9 @@ Instructions and the node answers each with an InstructionResult. Bulk data (CLK
 values, entity ids) moves over separate streaming calls so the control stream stays responsive.
 
 Privacy: no message here may carry names, dates of birth, addresses, record ids or the linkage
-secret. Records are referred to by per-round random refs that only the node can map back.
+secret. Records are referred to by per-round random refs that only the node can map back, and,
+only where the project sets `stable_entity_ids`, by keyed record pseudonyms
+(ClkChunk.record_keys).
 Add fields; never renumber them; mark removed tags `reserved`.
 """
 
@@ -302,6 +304,7 @@ class ClkChunk(_message.Message):
     CLK_BITS_FIELD_NUMBER: _builtins.int
     CLKS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    RECORD_KEYS_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     project_fingerprint: _builtins.str
     chunk_index: _builtins.int
@@ -319,6 +322,15 @@ class ClkChunk(_message.Message):
     def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenColumn]:
         """Keyed tokens of exact identifiers, only for fields the project marks `keyed_token`."""
 
+    @_builtins.property
+    def record_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Record keys: one per record of the chunk, in ref order, 32 bytes each. A record key is
+        HMAC-SHA256 of the partner's record id under a key derived from the linkage secret and the
+        partner id: the same record gives the same key every round, so the coordinator can keep its
+        entity id stable, and without the secret the key cannot be reversed. Sent only when the
+        project sets `[linkage] stable_entity_ids = true`; otherwise empty, and refused if present.
+        """
+
     def __init__(
         self,
         *,
@@ -332,10 +344,11 @@ class ClkChunk(_message.Message):
         clk_bits: _builtins.int = ...,
         clks: _builtins.bytes = ...,
         tokens: _abc.Iterable[Global___TokenColumn] | None = ...,
+        record_keys: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "records", b"records", "round_id", b"round_id", "tokens", b"tokens", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "record_keys", b"record_keys", "records", b"records", "round_id", b"round_id", "tokens", b"tokens", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

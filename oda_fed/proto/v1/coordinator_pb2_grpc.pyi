@@ -8,7 +8,9 @@ Instructions and the node answers each with an InstructionResult. Bulk data (CLK
 values, entity ids) moves over separate streaming calls so the control stream stays responsive.
 
 Privacy: no message here may carry names, dates of birth, addresses, record ids or the linkage
-secret. Records are referred to by per-round random refs that only the node can map back.
+secret. Records are referred to by per-round random refs that only the node can map back, and,
+only where the project sets `stable_entity_ids`, by keyed record pseudonyms
+(ClkChunk.record_keys).
 Add fields; never renumber them; mark removed tags `reserved`.
 """
 

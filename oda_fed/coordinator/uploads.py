@@ -1,0 +1,143 @@
+"""What a CLK chunk must carry before the coordinator stores it, and how its extras are stored.
+
+Each check returns why a chunk cannot be accepted, or ``""``; the servicer refuses the chunk with
+that reason (INVALID_ARGUMENT) before anything is stored or logged as received.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+from oda_fed.coordinator.store import RECORD_KEY_BYTES
+
+
+class TokenColumn(Protocol):
+    """One keyed-token column of a chunk, as the generated ``TokenColumn`` has it."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def values(self) -> Sequence[bytes]: ...
+
+
+class ClkChunk(Protocol):
+    """The fields of a CLK chunk the checks read; the generated ``ClkChunk`` has them all, and
+    the checks need no generated code (or server) to be tested."""
+
+    @property
+    def chunk_index(self) -> int: ...
+
+    @property
+    def total_chunks(self) -> int: ...
+
+    @property
+    def first_ref(self) -> int: ...
+
+    @property
+    def records(self) -> int: ...
+
+    @property
+    def total_records(self) -> int: ...
+
+    @property
+    def clk_bits(self) -> int: ...
+
+    @property
+    def clks(self) -> bytes: ...
+
+    @property
+    def tokens(self) -> Sequence[TokenColumn]: ...
+
+    @property
+    def record_keys(self) -> Sequence[bytes]: ...
+
+
+def clk_chunk_problem(chunk: ClkChunk, bits: int) -> str:
+    """Why a CLK chunk cannot be accepted, or '' when it is well formed."""
+    if chunk.clk_bits != bits:
+        return (
+            f"CLKs are {chunk.clk_bits} bits long but the project uses {bits}-bit CLKs; "
+            "encode with the project's settings"
+        )
+    if chunk.records == 0:
+        return f"chunk {chunk.chunk_index} declares no records"
+    if len(chunk.clks) != chunk.records * bits // 8:
+        return (
+            f"chunk {chunk.chunk_index} holds {len(chunk.clks)} bytes, but {chunk.records} CLKs "
+            f"of {bits} bits need {chunk.records * bits // 8}; the upload was truncated or "
+            "encoded with other settings"
+        )
+    if chunk.chunk_index >= chunk.total_chunks:
+        return (
+            f"chunk index {chunk.chunk_index} is not below the declared total {chunk.total_chunks}"
+        )
+    if chunk.first_ref + chunk.records > chunk.total_records:
+        return "chunk refs run past the declared total number of records"
+    return ""
+
+
+def token_problem(chunk: ClkChunk, keyed: frozenset[str]) -> str:
+    """Why a chunk's keyed tokens cannot be accepted, or '' when they are what the project agreed."""
+    got = [c.field for c in chunk.tokens]
+    if sorted(got) != sorted(keyed):
+        return (
+            f"the project agrees keyed tokens for {sorted(keyed) or 'no fields'}, but the chunk "
+            f"carries {got or 'none'}; encode with the signed project"
+        )
+    for column in chunk.tokens:
+        if len(column.values) != chunk.records:
+            return (
+                f"keyed tokens for '{column.field}': {len(column.values)} for {chunk.records} CLKs"
+            )
+        if any(len(v) not in (0, 32) for v in column.values):
+            return f"keyed tokens for '{column.field}' must be 32-byte HMAC-SHA256 digests"
+    return ""
+
+
+def token_blob(chunk: ClkChunk) -> bytes | None:
+    if not chunk.tokens:
+        return None
+    columns = {c.field: [v.hex() if v else None for v in c.values] for c in chunk.tokens}
+    return json.dumps(columns, sort_keys=True).encode("ascii")
+
+
+def record_key_problem(chunk: ClkChunk, *, stable: bool) -> str:
+    """Why a chunk's record keys cannot be accepted, or '' when they are what the project agreed.
+
+    A project with ``stable_entity_ids`` needs one 32-byte record key per record; any other project
+    must receive none, because record keys let the coordinator follow records across rounds and
+    only a project the DPOs signed with that option allows it.
+    """
+    got = len(chunk.record_keys)
+    if not stable:
+        if got:
+            return (
+                f"the chunk carries {got} record key(s), but the project does not set "
+                "stable_entity_ids, so record keys must not be sent; encode with the signed project"
+            )
+        return ""
+    if got != chunk.records:
+        return (
+            f"the project sets stable_entity_ids, so every record needs a record key, but chunk "
+            f"{chunk.chunk_index} carries {got} for {chunk.records} CLKs"
+        )
+    if any(len(k) != RECORD_KEY_BYTES for k in chunk.record_keys):
+        return f"record keys must be {RECORD_KEY_BYTES}-byte HMAC-SHA256 digests"
+    if len(set(chunk.record_keys)) != got:
+        return (
+            f"chunk {chunk.chunk_index} repeats a record key; each record id must be unique "
+            "within a partner's data"
+        )
+    return ""
+
+
+def chunk_detail(chunk: ClkChunk) -> dict[str, int | bool]:
+    """The audit detail of a CLK chunk, the same on the node and the coordinator."""
+    detail: dict[str, int | bool] = {"chunk": chunk.chunk_index, "of": chunk.total_chunks}
+    if chunk.record_keys:
+        # So a DPO reading either log sees that this crossing carried record pseudonyms.
+        detail["record_keys"] = True
+    return detail
