@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from oda_fed.pki import read_secret
 
 if TYPE_CHECKING:
     from oda_fed.embedded import IndexedLinkResult, LinkResult
-    from oda_fed.index import IndexReport
+    from oda_fed.index import IndexReport, UpdateQuality
     from oda_fed.matching.link import LinkOutcome
 
 ERROR_LEVELS = ("low", "medium", "high")
@@ -314,8 +315,8 @@ def _true_figures(
 
 def _quality_report(
     out: Path,
-    outcome: LinkOutcome,
-    sources: list[str],
+    outcome: LinkOutcome | UpdateQuality,
+    sources: Sequence[str],
     entities: dict[int, int],
     truth: dict | None,
 ) -> Path:
@@ -370,19 +371,24 @@ def _link_index_cli(
 
     true_figures = _true_figures(console, result, truth)
     relink = report.relink
-    outcome = relink.outcome if relink is not None else None
-    if relink is None or outcome is None:
-        console.print(
-            "no quality report: an update scores only new and changed records, too few to "
-            "estimate from; --rebuild-index relinks everything and writes one"
-        )
+    evidence: LinkOutcome | UpdateQuality | None = report.quality
+    sources: Sequence[str] = [u.source for u in report.sources]
+    if relink is not None and relink.outcome is not None:
+        evidence, sources = relink.outcome, relink.sources
+    if evidence is None:
+        console.print("no quality report: nothing was linked")
         console.print(f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)})")
         return
+    if relink is None:
+        console.print(
+            "quality report of this update: estimated from its new and changed records only; "
+            "--rebuild-index relinks everything"
+        )
     partners = result.members.groupby("entity_id")["source"].nunique().value_counts()
     html = _quality_report(
         out,
-        outcome,
-        relink.sources,
+        evidence,
+        sources,
         {int(k): int(v) for k, v in sorted(partners.items())},
         true_figures,
     )

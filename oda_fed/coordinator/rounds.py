@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,7 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
-from oda_fed.index import Extract, IndexReport, LinkedIndex
+from oda_fed.index import Extract, IndexReport, LinkedIndex, UpdateQuality
 from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
 from oda_fed.products import partner_count_by_area, render_report, write_product
 from oda_fed.products.quality_report import write_quality_report
@@ -76,7 +76,7 @@ def index_path_for(state_dir: Path, fingerprint: str) -> Path:
 
 
 def _incremental_message(report: IndexReport) -> str:
-    """The round message of an incremental index update, which has no quality estimate."""
+    """The round message of an incremental index update: what changed."""
     total = {
         key: sum(getattr(s, key) for s in report.sources)
         for key in ("unchanged", "new", "changed", "removed", "joined", "new_entities")
@@ -86,8 +86,7 @@ def _incremental_message(report: IndexReport) -> str:
         f"linked index updated incrementally{threshold}: {total['unchanged']} unchanged records "
         f"kept their entity ids; {total['new']} new and {total['changed']} changed records were "
         f"matched ({total['joined']} joined an existing entity, {total['new_entities']} formed "
-        f"new ones); {total['removed']} records no longer sent were removed. No quality report: "
-        "an update scores too few records to estimate precision and recall from"
+        f"new ones); {total['removed']} records no longer sent were removed"
     )
 
 
@@ -230,10 +229,24 @@ class RoundEngine:
         for partner in partners:
             self._notify(partner)
 
-    def _write_quality(self, round_id: str, outcome: LinkOutcome, sources: Sequence[str]) -> str:
-        """Write the round's quality report for a full link; return the round message's figures."""
-        counts = partners_per_entity(outcome.clustering)
-        values, freq = np.unique(counts, return_counts=True)
+    def _write_quality(
+        self,
+        round_id: str,
+        outcome: LinkOutcome | UpdateQuality,
+        sources: Sequence[str],
+        entities: Mapping[int, int] | None = None,
+    ) -> str:
+        """Write the round's quality report; return the round message's figures.
+
+        ``outcome`` is a full link's, or an index update's estimate from its new and changed
+        records; ``entities`` (partners -> entities) defaults to the full link's clustering.
+        """
+        if entities is None:
+            if not isinstance(outcome, LinkOutcome):
+                raise TypeError("an index update's report needs the entity counts")
+            counts = partners_per_entity(outcome.clustering)
+            values, freq = np.unique(counts, return_counts=True)
+            entities = {int(v): int(f) for v, f in zip(values, freq, strict=True)}
         write_quality_report(
             out_dir=self.output_dir / round_id,
             title=f"Linkage quality, round {round_id}",
@@ -241,7 +254,7 @@ class RoundEngine:
             estimate=outcome.estimate,
             chosen_threshold=outcome.threshold,
             block_stats=outcome.evidence(list(sources)),
-            entities_by_partner_count={int(v): int(f) for v, f in zip(values, freq, strict=True)},
+            entities_by_partner_count=entities,
         )
         est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
         return (
@@ -325,6 +338,15 @@ class RoundEngine:
             message += f"; linked index {report.action}: entity ids stay stable in later rounds"
         else:
             message = head + _incremental_message(report)
+            if report.quality is not None:
+                by_count = per_entity.value_counts()
+                figures = self._write_quality(
+                    round_id,
+                    report.quality,
+                    [u.source for u in report.sources],
+                    {int(k): int(v) for k, v in sorted(by_count.items())},
+                )
+                message += f"; this update's records: {figures}"
         log.info("round %s: linked index %s (%s)", round_id, report.action, self.index_path.name)
         return _Matched(
             rows=rows,
@@ -337,8 +359,8 @@ class RoundEngine:
     def _with_linkage(self, round_id: str, message: str) -> str:
         """``message``, followed for a project with stable entity ids by how matching went.
 
-        An index update has no quality report, so the round's message keeps saying that it was
-        incremental until the round closes (and the nodes are told so in RoundClosed).
+        The round's message keeps saying how matching went (for an index update: that it was
+        incremental) until the round closes, and the nodes are told so in RoundClosed.
         """
         current = self.store.round(round_id)
         if not self.project.linkage.stable_entity_ids or current is None or not current.linkage:

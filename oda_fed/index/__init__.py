@@ -14,6 +14,7 @@ from oda_fed.index.reports import (
     IndexSummary,
     Relink,
     SourceUpdate,
+    UpdateQuality,
     describe_index,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "LinkedIndex",
     "Relink",
     "SourceUpdate",
+    "UpdateQuality",
     "describe_index",
 ]

@@ -26,10 +26,18 @@ from oda_fed.errors import ConfigError
 from oda_fed.index.extract import Extract, Records
 from oda_fed.index.ids import carry_over, fresh_ids
 from oda_fed.index.incremental import Placement, place
-from oda_fed.index.reports import IndexReport, IndexSummary, Relink, SourceUpdate, summarise
+from oda_fed.index.reports import (
+    IndexReport,
+    IndexSummary,
+    Relink,
+    SourceUpdate,
+    UpdateQuality,
+    summarise,
+)
 from oda_fed.index.store import IndexStore, RecordRow, StoredSource, tokens_json
 from oda_fed.matching.blocking import Blocking
-from oda_fed.matching.link import QUALITY_SAMPLE, TokenRule, link_with_quality
+from oda_fed.matching.link import QUALITY_SAMPLE, TokenRule, link_with_quality, quality_scores
+from oda_fed.matching.quality import estimate_quality
 
 Progress = Callable[[str], None]
 
@@ -146,14 +154,33 @@ class LinkedIndex:
                     extracts, threshold=threshold, options=options, progress=progress, action=action
                 )
             value, note = self._update_threshold(threshold)
-            updates = tuple(
+            done = [
                 self._update_source(
                     source, extract, threshold=value, options=options, progress=progress
                 )
                 for source, extract in extracts.items()
-            )
+            ]
+            updates = tuple(u for u, _ in done)
+            best = np.concatenate([np.empty(0)] + [q[0] for _, q in done])
+            runner_up = np.concatenate([np.empty(0)] + [q[1] for _, q in done])
+            scored = sum(u.scored for u in updates)
+            quality = None
+            if scored:
+                quality = UpdateQuality(
+                    best_scores=best,
+                    estimate=estimate_quality(best, runner_up=runner_up),
+                    threshold=value,
+                    scored=scored,
+                    sampled=sum(q[2] for _, q in done),
+                    updates=updates,
+                )
             return self._report(
-                action="update", threshold=value, note=note, sources=updates, relink=None
+                action="update",
+                threshold=value,
+                note=note,
+                sources=updates,
+                relink=None,
+                quality=quality,
             )
 
     def update_source(
@@ -260,7 +287,8 @@ class LinkedIndex:
         threshold: float,
         options: _Options,
         progress: Progress | None,
-    ) -> SourceUpdate:
+    ) -> tuple[SourceUpdate, tuple[np.ndarray, np.ndarray, int]]:
+        """Apply one extract; also return its scored records' best and runner-up scores."""
         store = self._store
         records = extract.normalised(source, words=store.words)
         stored = store.load_source(source)
@@ -340,7 +368,14 @@ class LinkedIndex:
             retired=len(retired),
         )
         store.log("update", {"threshold": threshold, **asdict(counts)})
-        return counts
+        scores: tuple[np.ndarray, np.ndarray, int] = (np.empty(0), np.empty(0), 0)
+        if scored_rows and others:
+            scores = quality_scores(
+                records.subset(scored_rows).clks,
+                np.concatenate([o.clks for o in others]),
+                sample=options.quality_sample,
+            )
+        return counts, scores
 
     def _relink(
         self,
@@ -462,6 +497,7 @@ class LinkedIndex:
         note: str | None,
         sources: tuple[SourceUpdate, ...],
         relink: Relink | None,
+        quality: UpdateQuality | None = None,
     ) -> IndexReport:
         summary = summarise(self._store, history=0)
         return IndexReport(
@@ -472,6 +508,7 @@ class LinkedIndex:
             relink=relink,
             entities=summary.entities,
             linked_entities=summary.linked_entities,
+            quality=quality,
         )
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from oda_fed.index.store import IndexStore
 from oda_fed.matching.link import LinkOutcome
+from oda_fed.matching.quality import QualityEstimate
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,50 @@ class Relink:
 
 
 @dataclass(frozen=True)
+class UpdateQuality:
+    """The quality estimate of an update, from its new and changed records alone.
+
+    Each scored record's best and runner-up score against every record of the other sources (a
+    seeded sample of them at most ``quality_sample``) is fitted as in a full link, so the report
+    says how well this update's records are likely to have been placed. It has what the quality
+    report needs: ``best_scores``, ``estimate``, ``threshold`` and :meth:`evidence`.
+
+    Attributes
+    ----------
+    best_scores : numpy.ndarray
+        Best scores of the sampled records that have any at or above the floor.
+    estimate : QualityEstimate
+    threshold : float
+        The threshold the update used.
+    scored, sampled : int
+        New and changed records scored; those whose scores were fitted.
+    """
+
+    best_scores: np.ndarray
+    estimate: QualityEstimate
+    threshold: float
+    scored: int
+    sampled: int
+    updates: tuple[SourceUpdate, ...] = ()
+
+    def evidence(self, sources: Sequence[str]) -> dict[str, str]:
+        """How the update was done, as short lines for the report: counts only."""
+        lines = {
+            "quality estimate": (
+                f"best scores of {self.sampled:,} of the {self.scored:,} new and changed records, "
+                "each against every record of the other sources"
+            )
+        }
+        for u in self.updates:
+            lines[u.source] = (
+                f"{u.unchanged:,} unchanged, {u.new:,} new, {u.changed:,} changed, "
+                f"{u.removed:,} removed; {u.joined:,} joined an existing entity, "
+                f"{u.new_entities:,} new entities"
+            )
+        return lines
+
+
+@dataclass(frozen=True)
 class IndexReport:
     """The result of :meth:`LinkedIndex.link` (or its parts).
 
@@ -76,6 +124,8 @@ class IndexReport:
         Set for a build or rebuild.
     entities, linked_entities : int
         Entities in the index afterwards, and those with records of two or more sources.
+    quality : UpdateQuality or None
+        Set for an update that scored any record.
     """
 
     action: str
@@ -85,6 +135,7 @@ class IndexReport:
     relink: Relink | None
     entities: int
     linked_entities: int
+    quality: UpdateQuality | None = None
 
 
 @dataclass(frozen=True)

@@ -435,6 +435,10 @@ def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(feder
     second = run_round(federation)
     assert second.state == "closed", second.message
     assert "updated incrementally" in second.message and "12 new" in second.message
+    # The update writes its own quality report, from its new records.
+    assert "this update's records" in second.message
+    page = Path(second.report_path).with_name("quality.html").read_text()
+    assert "new and changed records" in page
     after = node_entities(federation)
 
     for partner in federation.partners:

@@ -74,8 +74,11 @@ def test_link_with_an_index_keeps_entity_ids_across_runs(files: Path, region: Re
     )
     assert result.exit_code == 0, result.output
     assert "updated linked index" in result.output
-    assert "matched only the" in result.output and "no quality report" in result.output
+    assert "matched only the" in result.output and "quality report of this update" in result.output
     assert "precision" in result.output
+    # The update's report: estimated from its new and changed records, which it names.
+    page = (files / "links-quality" / "quality.html").read_text()
+    assert "new and changed records" in page and "social_care" in page
     second = read_links(files)
     assert set(second.source) == {"council", "police", "social_care"}  # police stays in
     merged = first.merge(second, on=["source", "record_id"], suffixes=("_first", "_second"))

@@ -13,6 +13,7 @@ def test_all_snapshot() -> None:
         "LinkedIndex",
         "Relink",
         "SourceUpdate",
+        "UpdateQuality",
         "describe_index",
     ]
     for name in index.__all__:

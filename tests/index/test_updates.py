@@ -93,6 +93,12 @@ def test_only_new_and_changed_records_are_scored(
     assert sorted(scored_rows) == sorted(
         (13, int(len(region.encoded[s]) * 0.9)) for s in ("police", "social_care")
     )
+    # The update's quality estimate is fitted on those 13 records only.
+    assert unchanged.quality is None
+    assert report.quality is not None
+    assert (report.quality.scored, report.quality.sampled) == (13, 13)
+    assert len(report.quality.best_scores) <= 13
+    assert report.quality.threshold == report.threshold
 
 
 def test_a_changed_record_is_rematched_and_nothing_else_moves(
