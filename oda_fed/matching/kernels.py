@@ -263,6 +263,31 @@ def _intersections(a_row, bt, start, m, cnt):
         w += 1
 
 
+@njit(cache=True, inline="always")
+def _row_tile(i, col, tile_stop, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den, cnt):
+    """Sorted left row ``i`` against the tile ``[col, tile_stop)``, cut to its popcount window.
+
+    Fills ``cnt[:m]`` with the intersections of right positions ``start .. start + m - 1`` and
+    returns ``(start, m, hits)``, ``hits`` being how many pass (all 0 when the window misses the
+    tile).
+    """
+    pa = pop_sa[i]
+    start = max(col, win_start[pa])
+    stop = min(tile_stop, win_stop[pa])
+    if start >= stop:
+        return start, 0, 0
+    m = stop - start
+    need = num * pa
+    if sa.shape[1] == 16:
+        return start, m, _tile_1024(sa[i], bt, start, m, cnt, pop_sb, need, num, 2 * den)
+    _intersections(sa[i], bt, start, m, cnt)
+    # A vectorised count first: at high thresholds most tiles have no hit.
+    hits = 0
+    for r in range(m):
+        hits += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+    return start, m, hits
+
+
 @njit(cache=True)
 def score_rank(inter: int, total: int, score_bits: int) -> int:
     """Exact integer rank of the Dice value ``2 inter / total``: lower rank, higher score.
@@ -314,23 +339,13 @@ def _scan_task(
         while col < hi and capacity - written >= _BLOCK_ROWS * _TILE:
             tile_stop = min(col + _TILE, hi)
             for i in range(i0, i1):
-                pa = pop_sa[i]
-                start = max(col, win_start[pa])
-                stop = min(tile_stop, win_stop[pa])
-                if start >= stop:
-                    continue
-                m = stop - start
-                need = num * pa
-                if sa.shape[1] == 16:
-                    hits = _tile_1024(sa[i], bt, start, m, cnt, pop_sb, need, num, 2 * den)
-                else:
-                    _intersections(sa[i], bt, start, m, cnt)
-                    # A vectorised count first: at high thresholds most tiles have no hit.
-                    hits = 0
-                    for r in range(m):
-                        hits += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+                start, m, hits = _row_tile(
+                    i, col, tile_stop, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den, cnt
+                )
                 if hits == 0:
                     continue
+                pa = pop_sa[i]
+                need = num * pa
                 # Branch-free compaction of the passing positions, then their keys: at low
                 # thresholds, a branch per pair mispredicts often.
                 n = 0
@@ -413,22 +428,13 @@ def _best_two_block(i0, i1, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, de
     while col < hi:
         tile_stop = min(col + _TILE, hi)
         for i in range(i0, i1):
-            pa = pop_sa[i]
-            start = max(col, win_start[pa])
-            stop = min(tile_stop, win_stop[pa])
-            if start >= stop:
-                continue
-            m = stop - start
-            need = num * pa
-            if sa.shape[1] == 16:
-                hits = _tile_1024(sa[i], bt, start, m, cnt, pop_sb, need, num, 2 * den)
-            else:
-                _intersections(sa[i], bt, start, m, cnt)
-                hits = 0
-                for r in range(m):
-                    hits += 2 * den * cnt[r] >= need + num * pop_sb[start + r]
+            start, m, hits = _row_tile(
+                i, col, tile_stop, sa, bt, pop_sa, pop_sb, win_start, win_stop, num, den, cnt
+            )
             if hits == 0:
                 continue
+            pa = pop_sa[i]
+            need = num * pa
             for r in range(m):
                 total = pa + pop_sb[start + r]
                 if 2 * den * cnt[r] < need + num * pop_sb[start + r] or total == 0:
