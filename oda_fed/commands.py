@@ -384,14 +384,7 @@ def _link_index_cli(
             "quality report of this update: estimated from its new and changed records only; "
             "--rebuild-index relinks everything"
         )
-    partners = result.members.groupby("entity_id")["source"].nunique().value_counts()
-    html = _quality_report(
-        out,
-        evidence,
-        sources,
-        {int(k): int(v) for k, v in sorted(partners.items())},
-        true_figures,
-    )
+    html = _quality_report(out, evidence, sources, result.entities_by_partner_count(), true_figures)
     console.print(
         f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)}); "
         f"quality report: {_shown(html)}"

@@ -17,7 +17,12 @@ from oda_fed.config import Project
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, IndexReport, LinkedIndex
 from oda_fed.matching import Clustering, Quality, pairwise_quality
-from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
+from oda_fed.matching.link import (
+    LinkOutcome,
+    entities_by_partner_count,
+    link_with_quality,
+    partners_per_entity,
+)
 from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
 
@@ -64,9 +69,7 @@ class LinkResult:
 
     def entities_by_partner_count(self) -> dict[int, int]:
         """How many entities are known to 1, 2, … sources."""
-        counts = partners_per_entity(self.clustering)
-        values, freq = np.unique(counts, return_counts=True)
-        return {int(v): int(f) for v, f in zip(values, freq, strict=True)}
+        return entities_by_partner_count(partners_per_entity(self.clustering))
 
     def quality(self, truth: pd.DataFrame) -> Quality:
         """Pairwise precision and recall against a truth table (``source, record_id, person_id``)."""
@@ -173,6 +176,10 @@ class IndexedLinkResult:
             return self.members.copy()
         size = self.members.groupby("entity_id")["entity_id"].transform("size")
         return self.members[size >= 2].reset_index(drop=True)
+
+    def entities_by_partner_count(self) -> dict[int, int]:
+        """How many of the index's entities are known to 1, 2, … sources."""
+        return entities_by_partner_count(self.members.groupby("entity_id")["source"].nunique())
 
     def quality(self, truth: pd.DataFrame) -> Quality:
         """Pairwise precision and recall of the whole index against a truth table."""

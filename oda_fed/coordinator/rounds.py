@@ -33,7 +33,12 @@ from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
 from oda_fed.index import Extract, IndexReport, LinkedIndex, UpdateQuality
-from oda_fed.matching.link import LinkOutcome, link_with_quality, partners_per_entity
+from oda_fed.matching.link import (
+    LinkOutcome,
+    entities_by_partner_count,
+    link_with_quality,
+    partners_per_entity,
+)
 from oda_fed.products import partner_count_by_area, render_report, write_product
 from oda_fed.products.quality_report import write_quality_report
 
@@ -234,19 +239,13 @@ class RoundEngine:
         round_id: str,
         outcome: LinkOutcome | UpdateQuality,
         sources: Sequence[str],
-        entities: Mapping[int, int] | None = None,
+        entities: Mapping[int, int],
     ) -> str:
         """Write the round's quality report; return the round message's figures.
 
         ``outcome`` is a full link's, or an index update's estimate from its new and changed
-        records; ``entities`` (partners -> entities) defaults to the full link's clustering.
+        records; ``entities`` maps a number of partners to the entities known to that many.
         """
-        if entities is None:
-            if not isinstance(outcome, LinkOutcome):
-                raise TypeError("an index update's report needs the entity counts")
-            counts = partners_per_entity(outcome.clustering)
-            values, freq = np.unique(counts, return_counts=True)
-            entities = {int(v): int(f) for v, f in zip(values, freq, strict=True)}
         write_quality_report(
             out_dir=self.output_dir / round_id,
             title=f"Linkage quality, round {round_id}",
@@ -273,7 +272,10 @@ class RoundEngine:
         partners = self.project.partner_ids
         outcome = link_with_quality(clks, tokens=tokens, **self.project.linkage.link_options())
         clustering = outcome.clustering
-        figures = self._write_quality(round_id, outcome, partners)
+        counts = partners_per_entity(clustering)
+        figures = self._write_quality(
+            round_id, outcome, partners, entities_by_partner_count(counts)
+        )
         entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
         rows: list[Member] = []
         for partner, labels, scores in zip(
@@ -283,7 +285,7 @@ class RoundEngine:
                 zip(labels.tolist(), scores.tolist(), strict=True)
             ):
                 rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
-        linked = int((partners_per_entity(clustering) >= 2).sum())
+        linked = int((counts >= 2).sum())
         return _Matched(
             rows=rows,
             entity_ids=entity_ids,
@@ -334,17 +336,18 @@ class RoundEngine:
         head = f"{entities} entities, {linked} known to two or more partners; "
         outcome = report.relink.outcome if report.relink is not None else None
         if outcome is not None:
-            message = head + self._write_quality(round_id, outcome, report.relink.sources)
+            message = head + self._write_quality(
+                round_id, outcome, report.relink.sources, entities_by_partner_count(per_entity)
+            )
             message += f"; linked index {report.action}: entity ids stay stable in later rounds"
         else:
             message = head + _incremental_message(report)
             if report.quality is not None:
-                by_count = per_entity.value_counts()
                 figures = self._write_quality(
                     round_id,
                     report.quality,
                     [u.source for u in report.sources],
-                    {int(k): int(v) for k, v in sorted(by_count.items())},
+                    entities_by_partner_count(per_entity),
                 )
                 message += f"; this update's records: {figures}"
         log.info("round %s: linked index %s (%s)", round_id, report.action, self.index_path.name)
@@ -477,8 +480,6 @@ class RoundEngine:
                 p: int((members.partner == p).sum()) for p in self.project.partner_ids
             },
             "entities": int(entity_partners.size),
-            "entities_by_partner_count": {
-                int(k): int(v) for k, v in entity_partners.value_counts().sort_index().items()
-            },
+            "entities_by_partner_count": entities_by_partner_count(entity_partners),
             "threshold": self.project.linkage.threshold,
         }

@@ -402,6 +402,18 @@ def partners_per_entity(clustering: Clustering) -> np.ndarray:
     return counts
 
 
+def entities_by_partner_count(per_entity: np.ndarray | pd.Series) -> dict[int, int]:
+    """How many entities are known to 1, 2, … sources, from each entity's number of sources.
+
+    Examples
+    --------
+    >>> entities_by_partner_count(np.array([1, 2, 2, 3]))
+    {1: 1, 2: 2, 3: 1}
+    """
+    values, freq = np.unique(np.asarray(per_entity), return_counts=True)
+    return {int(v): int(f) for v, f in zip(values, freq, strict=True)}
+
+
 def exact_pairs(a: Tokens, b: Tokens) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs (left in ``a``, right in ``b``) whose tokens agree in at least one shared field."""
     found = []
