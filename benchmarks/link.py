@@ -140,7 +140,7 @@ def child(folder: Path) -> None:
     from oda_fed.config import load_project
     from oda_fed.embedded import link_files
 
-    project = load_project(folder / "project.toml").project
+    project = load_project(folder / "project.toml")
     paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
     times: dict[str, float] = {}
     current: list[object] = [None, time.perf_counter()]
@@ -179,7 +179,7 @@ def child(folder: Path) -> None:
     print(
         json.dumps(
             {
-                "sizes": [len(e.record_ids) for e in result.encoded],
+                "sizes": result.members.source.value_counts()[list(result.sources)].tolist(),
                 "times": times,
                 "total": total,
                 "peak": peak,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,15 +22,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from oda_fed.config import LoadedProject, load_coordinator_config, load_project
+from oda_fed.config import load_coordinator_config, load_project
 from oda_fed.durable import write_atomic
 from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.pki import read_secret
 
 if TYPE_CHECKING:
-    from oda_fed.embedded import IndexedLinkResult, LinkResult
-    from oda_fed.index import IndexReport, UpdateQuality
-    from oda_fed.matching.link import LinkOutcome
+    from oda_fed.index import IndexReport
+    from oda_fed.linkage import LinkResult
 
 ERROR_LEVELS = ("low", "medium", "high")
 
@@ -231,78 +229,99 @@ def link_cli(
     index: Path | None = None,
     rebuild_index: bool = False,
 ) -> None:
+    """`link`: link files afresh, or into a linked index; write links.csv and a quality report."""
     from oda_fed.embedded import link_files
 
     if rebuild_index and index is None:
         raise ConfigError("--rebuild-index needs --index PATH: the index to rebuild")
-    if index is None and len(files) < 2:
-        raise InputDataError("give at least two CSV files to link")
     if index is not None and not files:
         raise InputDataError("give the CSV file(s) to add to the linked index")
     loaded = load_project(project)
     secret = read_secret(secret_file)
-    if index is not None:
-        _link_index_cli(
-            console,
-            files=files,
-            loaded=loaded,
-            secret=secret,
-            out=out,
-            truth=truth,
-            all_records=all_records,
-            on_invalid=_on_invalid(on_invalid),
-            index=index,
-            rebuild=rebuild_index,
-        )
-        return
     started = time.monotonic()
     with _spinner(console) as progress:
         task = progress.add_task("linking", total=None)
         result = link_files(
             files,
-            on_invalid=_on_invalid(on_invalid),
-            project=loaded.project,
+            project=loaded,
             secret=secret,
+            index=index,
+            rebuild=rebuild_index,
+            on_invalid=_on_invalid(on_invalid),
             progress=lambda msg: progress.update(task, description=msg),
         )
     links = result.links(include_singletons=all_records)
     write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
+    seconds = time.monotonic() - started
+    if result.index_report is not None:
+        _print_index_report(console, result.index_report, index=index, seconds=seconds)
+    else:
+        _print_link_table(
+            console,
+            result,
+            links,
+            auto=loaded.project.linkage.threshold == "auto",
+            seconds=seconds,
+            all_records=all_records,
+        )
+    true_figures = _true_figures(console, result, truth)
+    if result.outcome is None:
+        console.print("no quality report: nothing was linked")
+        console.print(f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)})")
+        return
+    report = result.index_report
+    if report is not None and report.relink is None:
+        console.print(
+            "quality report of this update: estimated from its new and changed records only; "
+            "--rebuild-index relinks everything"
+        )
+    html = result.write_quality_report(
+        out.with_name(out.stem + "-quality"),
+        title=f"Linkage quality: {', '.join(result.outcome_sources)}",
+        truth=true_figures,
+    )["html"]
+    source = f", entity ids from {_shown(index)}" if index is not None else ""
+    console.print(f"wrote {out} ({len(links)} rows{source}); quality report: {_shown(html)}")
 
+
+def _print_link_table(
+    console: Console,
+    result: LinkResult,
+    links: pd.DataFrame,
+    *,
+    auto: bool,
+    seconds: float,
+    all_records: bool,
+) -> None:
     table = Table(
         "source",
         "records",
         "linked",
-        title=f"linked in {time.monotonic() - started:.1f}s "
-        f"(threshold {result.outcome.threshold:.2f}"
-        f"{', chosen automatically' if loaded.project.linkage.threshold == 'auto' else ''})",
+        title=f"linked in {seconds:.1f}s (threshold {result.threshold:.2f}"
+        f"{', chosen automatically' if auto else ''})",
     )
     linked = links[links.entity_id.duplicated(keep=False)] if all_records else links
-    for source, prep in zip(result.sources, result.encoded, strict=True):
-        table.add_row(source, str(len(prep)), str(int((linked.source == source).sum())))
+    counts = result.members.source.value_counts()
+    for source in result.sources:
+        table.add_row(
+            source, str(int(counts.get(source, 0))), str(int((linked.source == source).sum()))
+        )
     console.print(table)
     console.print(
-        f"{result.clustering.n_entities} entities, "
-        f"{linked.entity_id.nunique()} of them linked across sources"
+        f"{result.entities} entities, {linked.entity_id.nunique()} of them linked across sources"
     )
     outcome = result.outcome
-    est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
+    estimated = result.estimated()
     console.print(
-        f"estimated without truth: precision {est_p:.4f}, recall {est_r:.4f} "
+        f"estimated without truth: precision {estimated[0]:.4f}, recall {estimated[1]:.4f} "
         f"(recommended threshold {outcome.estimate.recommended:.2f}; check the histogram in the "
         "quality report before relying on it)"
-        if outcome.estimate.reason is None
+        if estimated is not None
         else f"no quality estimate: {outcome.estimate.reason}"
     )
-    true_figures = _true_figures(console, result, truth)
-    html = _quality_report(
-        out, outcome, result.sources, result.entities_by_partner_count(), true_figures
-    )
-    console.print(f"wrote {out} ({len(links)} rows); quality report: {_shown(html)}")
 
 
-def _true_figures(
-    console: Console, result: LinkResult | IndexedLinkResult, truth: Path | None
-) -> dict | None:
+def _true_figures(console: Console, result: LinkResult, truth: Path | None) -> dict | None:
     """Print and return precision, recall and F1 against a truth file, if one was given."""
     if truth is None:
         return None
@@ -311,84 +330,6 @@ def _true_figures(
         f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
     )
     return {"precision": q.precision, "recall": q.recall, "f1": q.f1}
-
-
-def _quality_report(
-    out: Path,
-    outcome: LinkOutcome | UpdateQuality,
-    sources: Sequence[str],
-    entities: dict[int, int],
-    truth: dict | None,
-) -> Path:
-    """Write the quality report beside ``out``; returns the HTML page's path."""
-    from oda_fed.products.quality_report import write_quality_report
-
-    return write_quality_report(
-        out_dir=out.with_name(out.stem + "-quality"),
-        title=f"Linkage quality: {', '.join(sources)}",
-        scores=outcome.best_scores,
-        estimate=outcome.estimate,
-        chosen_threshold=outcome.threshold,
-        block_stats=outcome.evidence(sources),
-        entities_by_partner_count=entities,
-        truth=truth,
-    )["html"]
-
-
-def _link_index_cli(
-    console: Console,
-    *,
-    files: list[Path],
-    loaded: LoadedProject,
-    secret: bytes,
-    out: Path,
-    truth: Path | None,
-    all_records: bool,
-    on_invalid: str,
-    index: Path,
-    rebuild: bool,
-) -> None:
-    """`link --index`: create or update the linked index, then write links.csv from it."""
-    from oda_fed.embedded import link_files_to_index
-
-    started = time.monotonic()
-    with _spinner(console) as progress:
-        task = progress.add_task("linking", total=None)
-        result = link_files_to_index(
-            files,
-            project=loaded.project,
-            fingerprint=loaded.fingerprint,
-            secret=secret,
-            index=index,
-            rebuild=rebuild,
-            on_invalid=on_invalid,
-            progress=lambda msg: progress.update(task, description=msg),
-        )
-    links = result.links(include_singletons=all_records)
-    write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
-    report = result.report
-    _print_index_report(console, report, index=index, seconds=time.monotonic() - started)
-
-    true_figures = _true_figures(console, result, truth)
-    relink = report.relink
-    evidence: LinkOutcome | UpdateQuality | None = report.quality
-    sources: Sequence[str] = [u.source for u in report.sources]
-    if relink is not None and relink.outcome is not None:
-        evidence, sources = relink.outcome, relink.sources
-    if evidence is None:
-        console.print("no quality report: nothing was linked")
-        console.print(f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)})")
-        return
-    if relink is None:
-        console.print(
-            "quality report of this update: estimated from its new and changed records only; "
-            "--rebuild-index relinks everything"
-        )
-    html = _quality_report(out, evidence, sources, result.entities_by_partner_count(), true_figures)
-    console.print(
-        f"wrote {out} ({len(links)} rows, entity ids from {_shown(index)}); "
-        f"quality report: {_shown(html)}"
-    )
 
 
 def _print_index_report(

@@ -19,7 +19,6 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oda_fed.errors import ConfigError
-from oda_fed.matching.blocking import Blocking
 from oda_fed.standardise import FieldType  # the field vocabulary is the standardisers'
 
 PROJECT_FORMAT_VERSION = 1
@@ -84,7 +83,11 @@ class HardeningOptions(_Strict):
 
 
 class BlockingOptions(_Strict):
-    """``[linkage.blocking]``: when the coordinator blocks with LSH, from the CLK bits alone."""
+    """``[linkage.blocking]``: when the coordinator blocks with LSH, from the CLK bits alone.
+
+    The engine reads these as :class:`oda_fed.matching.blocking.Blocking`, through
+    :func:`oda_fed.linkage.settings_for`.
+    """
 
     # "auto" blocks a pair of partners above lsh_above_pairs (rows x rows); "lsh" always; "none"
     # scores all pairs.
@@ -96,17 +99,6 @@ class BlockingOptions(_Strict):
     target_recall: float = Field(default=0.99, gt=0, lt=1)
     min_threshold: float = Field(default=0.75, gt=0, le=1)
     max_block: int | None = Field(default=None, ge=1)
-
-    def to_matching(self) -> Blocking:
-        return Blocking(
-            method=self.method,
-            lsh_above=self.lsh_above_pairs,
-            bands=self.bands,
-            bits_per_band=self.bits_per_band,
-            target_recall=self.target_recall,
-            min_threshold=self.min_threshold,
-            max_block=self.max_block,
-        )
 
 
 class Linkage(_Strict):
@@ -137,16 +129,6 @@ class Linkage(_Strict):
         if self.hardening.xor_fold and self.bits < 128:
             raise ValueError("hardening.xor_fold needs bits of at least 128")
         return self
-
-    def link_options(self) -> dict[str, object]:
-        """Keyword arguments of :func:`oda_fed.matching.link.link_with_quality` for this project."""
-        return {
-            "threshold": self.threshold,
-            "one_per_source": self.one_record_per_partner,
-            "token_rule": self.token_conflict,
-            "blocking": self.blocking.to_matching(),
-            "quality_sample": self.quality_sample,
-        }
 
     @property
     def wire_bits(self) -> int:

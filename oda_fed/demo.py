@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import tomli_w
 
@@ -32,7 +31,8 @@ from oda_fed.audit import cross_check, verify_dir
 from oda_fed.config import fingerprint_bytes, load_coordinator_config
 from oda_fed.coordinator.admin import AdminClient, RoundStatus
 from oda_fed.errors import OdaFedError
-from oda_fed.matching import Quality, pairwise_quality
+from oda_fed.matching import Quality
+from oda_fed.matching.metrics import truth_quality
 from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
 from oda_fed.synth import ErrorLevel, PartnerProfile, Synthetic, generate, write
 
@@ -244,29 +244,15 @@ def evaluate(workdir: Path, synthetic: Synthetic) -> Quality:
     Only the demo can do this: it holds every node's local entity ids and the truth. No party in a
     real federation sees both.
     """
-    truth = synthetic.truth.astype({"record_id": str})
-    predicted, actual = [], []
-    codes: dict[str, int] = {}
-    entity_codes: dict[str, int] = {}
-    for profile in synthetic.profiles:
-        local = pd.read_csv(
+    members = pd.concat(
+        pd.read_csv(
             workdir / "nodes" / profile.id / "state" / "entities.csv",
             dtype=str,
             keep_default_na=False,
-        )
-        persons = truth[truth.source == profile.id].set_index("record_id")["person_id"].astype(str)
-        predicted.append(
-            np.array(
-                [entity_codes.setdefault(e, len(entity_codes)) for e in local.entity_id],
-                dtype=np.int64,
-            )
-        )
-        actual.append(
-            np.array(
-                [codes.setdefault(persons[r], len(codes)) for r in local.record_id], dtype=np.int64
-            )
-        )
-    return pairwise_quality(predicted, actual)
+        ).assign(source=profile.id)
+        for profile in synthetic.profiles
+    )
+    return truth_quality(members, synthetic.truth)
 
 
 def run_demo(

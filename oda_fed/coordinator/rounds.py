@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,15 +32,10 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.config import LoadedProject
 from oda_fed.coordinator.store import CLKS, Store, attribute_upload
 from oda_fed.disclosure import DisclosureRules
-from oda_fed.index import Extract, IndexReport, LinkedIndex, UpdateQuality
-from oda_fed.matching.link import (
-    LinkOutcome,
-    entities_by_partner_count,
-    link_with_quality,
-    partners_per_entity,
-)
+from oda_fed.index import Extract
+from oda_fed.linkage import IndexTarget, run_linkage, settings_for
+from oda_fed.matching.link import entities_by_partner_count
 from oda_fed.products import partner_count_by_area, render_report, write_product
-from oda_fed.products.quality_report import write_quality_report
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +73,6 @@ def index_path_for(state_dir: Path, fingerprint: str) -> Path:
     'linked-abababababababab.index'
     """
     return state_dir / f"linked-{fingerprint.rpartition(':')[2][:16]}.index"
-
-
-def _incremental_message(report: IndexReport) -> str:
-    """The round message of an incremental index update: what changed."""
-    total = {
-        key: sum(getattr(s, key) for s in report.sources)
-        for key in ("unchanged", "new", "changed", "removed", "joined", "new_entities")
-    }
-    threshold = "" if report.threshold is None else f" at threshold {report.threshold:.2f}"
-    return (
-        f"linked index updated incrementally{threshold}: {total['unchanged']} unchanged records "
-        f"kept their entity ids; {total['new']} new and {total['changed']} changed records were "
-        f"matched ({total['joined']} joined an existing entity, {total['new_entities']} formed "
-        f"new ones); {total['removed']} records no longer sent were removed"
-    )
 
 
 def new_round_id() -> str:
@@ -209,10 +189,7 @@ class RoundEngine:
                 {f: self.store.load_tokens(round_id=round_id, partner=p, field=f) for f in keyed}
                 for p in partners
             ]
-        if linkage.stable_entity_ids:
-            matched = self._link_into_index(round_id, clks=clks, tokens=tokens)
-        else:
-            matched = self._link_afresh(round_id, clks=clks, tokens=tokens)
+        matched = self._link(round_id, clks=clks, tokens=tokens)
         self.store.store_members(
             round_id=round_id, rows=matched.rows, new_entities=matched.entity_ids
         )
@@ -234,129 +211,48 @@ class RoundEngine:
         for partner in partners:
             self._notify(partner)
 
-    def _write_quality(
-        self,
-        round_id: str,
-        outcome: LinkOutcome | UpdateQuality,
-        sources: Sequence[str],
-        entities: Mapping[int, int],
-    ) -> str:
-        """Write the round's quality report; return the round message's figures.
-
-        ``outcome`` is a full link's, or an index update's estimate from its new and changed
-        records; ``entities`` maps a number of partners to the entities known to that many.
-        """
-        write_quality_report(
-            out_dir=self.output_dir / round_id,
-            title=f"Linkage quality, round {round_id}",
-            scores=outcome.best_scores,
-            estimate=outcome.estimate,
-            chosen_threshold=outcome.threshold,
-            block_stats=outcome.evidence(list(sources)),
-            entities_by_partner_count=entities,
-        )
-        est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
-        return (
-            f"threshold {outcome.threshold:.2f}, estimated precision {est_p:.3f}, "
-            f"recall {est_r:.3f}"
-        )
-
-    def _link_afresh(
+    def _link(
         self,
         round_id: str,
         *,
         clks: list[np.ndarray],
         tokens: list[dict[str, list[str | None]]] | None,
     ) -> _Matched:
-        """Link this round's uploads from scratch, every entity with a fresh random id."""
-        partners = self.project.partner_ids
-        outcome = link_with_quality(clks, tokens=tokens, **self.project.linkage.link_options())
-        clustering = outcome.clustering
-        counts = partners_per_entity(clustering)
-        figures = self._write_quality(
-            round_id, outcome, partners, entities_by_partner_count(counts)
-        )
-        entity_ids = [secrets.token_hex(8) for _ in range(clustering.n_entities)]
-        rows: list[Member] = []
-        for partner, labels, scores in zip(
-            partners, clustering.labels, clustering.scores, strict=True
-        ):
-            for ref, (label, score) in enumerate(
-                zip(labels.tolist(), scores.tolist(), strict=True)
-            ):
-                rows.append((partner, ref, entity_ids[label], None if np.isnan(score) else score))
-        linked = int((counts >= 2).sum())
-        return _Matched(
-            rows=rows,
-            entity_ids=entity_ids,
-            entities=clustering.n_entities,
-            linked=linked,
-            message=f"{clustering.n_entities} entities, {linked} known to two or more partners; "
-            + figures,
-        )
-
-    def _link_into_index(
-        self,
-        round_id: str,
-        *,
-        clks: list[np.ndarray],
-        tokens: list[dict[str, list[str | None]]] | None,
-    ) -> _Matched:
-        """Update the project's linked index with every partner's upload (``stable_entity_ids``).
-
-        Records are keyed in the index by their record keys (hex), so a record sent again
-        unchanged keeps its entity id and is not matched again; new and changed records are
-        matched against the rest, and records a partner no longer sends leave the index.
-        """
+        """Link this round's uploads: afresh, or into the project's linked index when the
+        project sets stable_entity_ids (records keyed by their record keys)."""
         linkage = self.project.linkage
         partners = self.project.partner_ids
-        keys = [self.store.load_record_keys(round_id=round_id, partner=p) for p in partners]
+        if linkage.stable_entity_ids:
+            ids = [self.store.load_record_keys(round_id=round_id, partner=p) for p in partners]
+            target = IndexTarget(
+                path=self.index_path,
+                fingerprint=self.loaded.fingerprint,
+                words=linkage.wire_bits // 64,
+            )
+        else:
+            ids = [np.arange(len(c)) for c in clks]
+            target = None
         extracts = {
             p: Extract(record_ids=k, clks=c, tokens=None if tokens is None else tokens[i])
-            for i, (p, k, c) in enumerate(zip(partners, keys, clks, strict=True))
+            for i, (p, k, c) in enumerate(zip(partners, ids, clks, strict=True))
         }
-        with LinkedIndex.open(
-            self.index_path,
-            fingerprint=self.loaded.fingerprint,
-            words=linkage.wire_bits // 64,
-            create=True,
-        ) as index:
-            report = index.link(extracts, **linkage.link_options())
-            members = index.links(include_singletons=True)
+        result = run_linkage(extracts, settings=settings_for(linkage), index=target)
+        result.write_quality_report(
+            self.output_dir / round_id, title=f"Linkage quality, round {round_id}"
+        )
         rows: list[Member] = []
-        for partner, partner_keys in zip(partners, keys, strict=True):
-            own = members[members.source == partner].set_index("record_id").reindex(partner_keys)
-            for ref, (entity, score) in enumerate(
-                zip(own.entity_id.tolist(), own.score.tolist(), strict=True)
-            ):
-                rows.append((partner, ref, entity, None if pd.isna(score) else float(score)))
-        frame = pd.DataFrame(rows, columns=["partner", "ref", "entity", "score"])
-        per_entity = frame.groupby("entity")["partner"].nunique()
-        entities, linked = int(per_entity.size), int((per_entity >= 2).sum())
-        head = f"{entities} entities, {linked} known to two or more partners; "
-        outcome = report.relink.outcome if report.relink is not None else None
-        if outcome is not None:
-            message = head + self._write_quality(
-                round_id, outcome, report.relink.sources, entities_by_partner_count(per_entity)
-            )
-            message += f"; linked index {report.action}: entity ids stay stable in later rounds"
-        else:
-            message = head + _incremental_message(report)
-            if report.quality is not None:
-                figures = self._write_quality(
-                    round_id,
-                    report.quality,
-                    [u.source for u in report.sources],
-                    entities_by_partner_count(per_entity),
-                )
-                message += f"; this update's records: {figures}"
-        log.info("round %s: linked index %s (%s)", round_id, report.action, self.index_path.name)
+        for partner, record_ids in zip(partners, ids, strict=True):
+            entities, scores = result.assignments(partner, record_ids)
+            rows += [
+                (partner, ref, e, s)
+                for ref, (e, s) in enumerate(zip(entities, scores, strict=True))
+            ]
         return _Matched(
             rows=rows,
-            entity_ids=sorted(set(per_entity.index)),
-            entities=entities,
-            linked=linked,
-            message=message,
+            entity_ids=sorted({e for _, _, e, _ in rows}),
+            entities=result.entities,
+            linked=result.linked_entities,
+            message=result.summary(),
         )
 
     def _with_linkage(self, round_id: str, message: str) -> str:

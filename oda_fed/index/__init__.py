@@ -3,8 +3,9 @@
 Examples
 --------
 >>> from oda_fed.index import Extract, LinkedIndex
+>>> from oda_fed.matching.settings import LinkSettings
 >>> with LinkedIndex.open(path, fingerprint=fp, words=16, create=True) as index:  # doctest: +SKIP
-...     index.link({"council": council, "police": police}, threshold=0.8)
+...     index.link({"council": council, "police": police}, settings=LinkSettings(threshold=0.8))
 """
 
 from oda_fed.index.extract import Extract

@@ -10,15 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oda_fed.errors import InputDataError, ProjectMismatchError
 from oda_fed.matching.candidates import check_clks
-
-if TYPE_CHECKING:
-    from oda_fed.node.encode import EncodedSource
 
 #: Separates the digest of this format from any other use of SHA-256 on the same bytes.
 _DIGEST_CONTEXT = b"oda-fed index record v1\x00"
@@ -50,15 +46,6 @@ class Extract:
     record_ids: Sequence[str]
     clks: np.ndarray
     tokens: Mapping[str, Sequence[Token]] | None = None
-
-    @classmethod
-    def from_encoded(cls, encoded: EncodedSource) -> Extract:
-        """The extract of an encoded file (record ids, CLKs and keyed tokens)."""
-        return cls(
-            record_ids=[str(r) for r in encoded.record_ids],
-            clks=encoded.clks,
-            tokens=encoded.tokens or None,
-        )
 
     def normalised(self, source: str, *, words: int | None = None) -> Records:
         """Check the extract and put it in the form the index stores.

@@ -35,21 +35,11 @@ from oda_fed.index.reports import (
     summarise,
 )
 from oda_fed.index.store import IndexStore, RecordRow, StoredSource, tokens_json
-from oda_fed.matching.blocking import Blocking
-from oda_fed.matching.link import QUALITY_SAMPLE, TokenRule, link_with_quality, quality_scores
+from oda_fed.matching.link import link_with_quality, quality_scores
 from oda_fed.matching.quality import estimate_quality
+from oda_fed.matching.settings import LinkSettings
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The project's linkage options other than the threshold."""
-
-    one_per_source: bool
-    token_rule: TokenRule
-    blocking: Blocking | None
-    quality_sample: int
 
 
 class LinkedIndex:
@@ -57,9 +47,10 @@ class LinkedIndex:
 
     Examples
     --------
+    >>> settings = LinkSettings(threshold=0.8)
     >>> with LinkedIndex.open(path, fingerprint=fp, words=16, create=True) as index:  # doctest: +SKIP
-    ...     index.link({"council": council, "police": police}, threshold=0.8)
-    ...     later = index.link({"police": new_police}, threshold=0.8)
+    ...     index.link({"council": council, "police": police}, settings=settings)
+    ...     later = index.link({"police": new_police}, settings=settings)
     >>> later.sources[0].new, later.sources[0].joined  # doctest: +SKIP
     (40, 31)
     """
@@ -109,11 +100,7 @@ class LinkedIndex:
         self,
         extracts: Mapping[str, Extract],
         *,
-        threshold: float | str,
-        one_per_source: bool = True,
-        token_rule: TokenRule = "token",
-        blocking: Blocking | None = None,
-        quality_sample: int = QUALITY_SAMPLE,
+        settings: LinkSettings,
         rebuild: bool = False,
         progress: Progress | None = None,
     ) -> IndexReport:
@@ -121,42 +108,38 @@ class LinkedIndex:
 
         An empty index is built by a full link. Otherwise each source's extract updates it in
         turn, in the order given, so a later source's new records can join an earlier one's. With
-        ``rebuild``, everything is linked again instead (:meth:`rebuild`). Sources the index holds
-        but ``extracts`` leaves out keep their records.
+        ``rebuild``, everything is linked again instead: new entities take the old id they share
+        most records with, each old id going to at most one entity, so most ids survive; the rest
+        get fresh ids, and old ids left over are retired. Rebuild to re-cluster after many
+        updates, which never merge or split entities. Sources the index holds but ``extracts``
+        leaves out keep their records.
 
         Parameters
         ----------
         extracts
             Source name to its current extract.
-        threshold
-            The project threshold; ``"auto"`` estimates it in a build or rebuild, and an update
-            reuses the one the index was last built with.
-        one_per_source
-            At most one record of a source in an entity.
-        token_rule, blocking, quality_sample
-            As for :func:`~oda_fed.matching.link.link_with_quality`: the project's
-            ``link_options()`` give all of these and ``threshold`` and ``one_per_source``.
+        settings
+            The project's linkage settings. With ``threshold="auto"`` a build or rebuild estimates
+            the threshold, and an update reuses the one the index was last built with.
         rebuild
             Link everything again and carry old ids over by largest overlap.
         progress
             Called with a short description of each step.
+
+        Examples
+        --------
+        >>> report = index.link({"police": extract}, settings=settings)  # doctest: +SKIP
+        >>> report.sources[0].scored  # doctest: +SKIP
+        12
         """
-        options = _Options(
-            one_per_source=one_per_source,
-            token_rule=token_rule,
-            blocking=blocking,
-            quality_sample=quality_sample,
-        )
         with self._store.transaction():
             if rebuild or self._store.n_records() == 0:
                 action = "rebuild" if rebuild and self._store.n_records() else "build"
-                return self._relink(
-                    extracts, threshold=threshold, options=options, progress=progress, action=action
-                )
-            value, note = self._update_threshold(threshold)
+                return self._relink(extracts, settings=settings, progress=progress, action=action)
+            value, note = self._update_threshold(settings.threshold)
             done = [
                 self._update_source(
-                    source, extract, threshold=value, options=options, progress=progress
+                    source, extract, threshold=value, settings=settings, progress=progress
                 )
                 for source, extract in extracts.items()
             ]
@@ -182,62 +165,6 @@ class LinkedIndex:
                 relink=None,
                 quality=quality,
             )
-
-    def update_source(
-        self,
-        source: str,
-        extract: Extract,
-        *,
-        threshold: float | str,
-        one_per_source: bool = True,
-        token_rule: TokenRule = "token",
-        blocking: Blocking | None = None,
-        progress: Progress | None = None,
-    ) -> IndexReport:
-        """Apply one source's new extract incrementally (see :meth:`link`), in one transaction.
-
-        Examples
-        --------
-        >>> report = index.update_source("police", extract, threshold=0.8)  # doctest: +SKIP
-        >>> report.sources[0].scored  # doctest: +SKIP
-        12
-        """
-        return self.link(
-            {source: extract},
-            threshold=threshold,
-            one_per_source=one_per_source,
-            token_rule=token_rule,
-            blocking=blocking,
-            progress=progress,
-        )
-
-    def rebuild(
-        self,
-        extracts: Mapping[str, Extract] | None = None,
-        *,
-        threshold: float | str,
-        one_per_source: bool = True,
-        token_rule: TokenRule = "token",
-        blocking: Blocking | None = None,
-        quality_sample: int = QUALITY_SAMPLE,
-        progress: Progress | None = None,
-    ) -> IndexReport:
-        """Link every record again (the given extracts replacing their sources' records).
-
-        New entities take the old id they share most records with, each old id going to at most
-        one entity, so most ids survive; the rest get fresh ids, and old ids left over are retired.
-        Use it to re-cluster after many updates, which never merge or split entities.
-        """
-        return self.link(
-            extracts or {},
-            threshold=threshold,
-            one_per_source=one_per_source,
-            token_rule=token_rule,
-            blocking=blocking,
-            quality_sample=quality_sample,
-            rebuild=True,
-            progress=progress,
-        )
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -285,7 +212,7 @@ class LinkedIndex:
         extract: Extract,
         *,
         threshold: float,
-        options: _Options,
+        settings: LinkSettings,
         progress: Progress | None,
     ) -> tuple[SourceUpdate, tuple[np.ndarray, np.ndarray, int]]:
         """Apply one extract; also return its scored records' best and runner-up scores."""
@@ -322,10 +249,10 @@ class LinkedIndex:
             records.subset(scored_rows),
             others,
             threshold=threshold,
-            one_per_source=options.one_per_source,
-            taken=set(staying) if options.one_per_source else set(),
-            token_rule=options.token_rule,
-            blocking=options.blocking,
+            one_per_source=settings.one_per_source,
+            taken=set(staying) if settings.one_per_source else set(),
+            token_rule=settings.token_rule,
+            blocking=settings.blocking,
         )
 
         entity_of: list[str | None] = list(placement.entity)
@@ -373,7 +300,7 @@ class LinkedIndex:
             scores = quality_scores(
                 records.subset(scored_rows).clks,
                 np.concatenate([o.clks for o in others]),
-                sample=options.quality_sample,
+                sample=settings.quality_sample,
             )
         return counts, scores
 
@@ -381,8 +308,7 @@ class LinkedIndex:
         self,
         extracts: Mapping[str, Extract],
         *,
-        threshold: float | str,
-        options: _Options,
+        settings: LinkSettings,
         progress: Progress | None,
         action: str,
     ) -> IndexReport:
@@ -409,12 +335,8 @@ class LinkedIndex:
             keyed = any(r.tokens for r in everything)
             outcome = link_with_quality(
                 [r.clks for r in everything],
-                threshold=threshold,
-                one_per_source=options.one_per_source,
+                settings=settings,
                 tokens=[r.tokens for r in everything] if keyed else None,
-                token_rule=options.token_rule,
-                blocking=options.blocking,
-                quality_sample=options.quality_sample,
                 progress=progress,
             )
             labels = np.concatenate(outcome.clustering.labels)
@@ -483,7 +405,7 @@ class LinkedIndex:
             },
         )
         note = None
-        if threshold == "auto" and chosen is not None:
+        if settings.threshold == "auto" and chosen is not None:
             note = f'threshold "auto": estimated {chosen:.2f} from the scores of this full link'
         return self._report(
             action=action, threshold=chosen, note=note, sources=tuple(updates), relink=relink

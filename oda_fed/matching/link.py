@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,12 +25,11 @@ from oda_fed.matching.quality import (
     QualityEstimate,
     estimate_quality,
 )
+from oda_fed.matching.settings import QUALITY_SAMPLE, LinkSettings, TokenRule
 
 Progress = Callable[[str], None]
 #: Per source: field -> keyed token per record (any hashable; None where missing).
 Tokens = Mapping[str, Sequence[object]]
-#: How a conflict between keyed tokens and CLK similarity is settled (see :func:`apply_tokens`).
-TokenRule = Literal["token", "clk"]
 
 #: The score a pair gets when a keyed token of an exact identifier agrees.
 EXACT_SCORE = 1.0
@@ -40,8 +38,6 @@ QUALITY_FLOOR = 0.5
 #: Under the "clk" rule, an agreeing token links only CLKs at least this similar: well above
 #: two unrelated records (about 0.4 at the usual fill).
 CLK_RULE_FLOOR = 0.5
-#: Records of the smaller source whose best scores the quality estimate fits, at most.
-QUALITY_SAMPLE = 5_000
 
 
 @dataclass(frozen=True)
@@ -246,7 +242,8 @@ class LinkOutcome:
 
         Examples
         --------
-        >>> outcome = link_with_quality([np.ones((2, 1), np.uint64)] * 2, threshold=0.9)
+        >>> settings = LinkSettings(threshold=0.9)
+        >>> outcome = link_with_quality([np.ones((2, 1), np.uint64)] * 2, settings=settings)
         >>> outcome.evidence(["a", "b"])["a × b"]
         'all 4 pairs scored; 4 candidates'
         """
@@ -325,26 +322,30 @@ def quality_scores(
 def link_with_quality(
     clks: Sequence[np.ndarray],
     *,
-    threshold: float | str,
-    one_per_source: bool = True,
+    settings: LinkSettings,
     tokens: Sequence[Tokens] | None = None,
-    token_rule: TokenRule = "token",
-    blocking: Blocking | None = None,
-    quality_sample: int = QUALITY_SAMPLE,
     progress: Progress | None = None,
 ) -> LinkOutcome:
-    """Link as :func:`link_clks`, and estimate precision and recall without ground truth.
+    """Link as :func:`link_clks` under ``settings``, and estimate precision and recall without
+    ground truth.
 
-    First the quality pass: for every pair of sources, up to ``quality_sample`` records of the
-    smaller source (all of them when it is smaller; a seeded sample otherwise) are scored
+    First the quality pass: for every pair of sources, up to ``settings.quality_sample`` records
+    of the smaller source (all of them when it is smaller; a seeded sample otherwise) are scored
     against every record of the other down to 0.5, and their best and runner-up scores are
     fitted with a two-component mixture (:func:`~oda_fed.matching.quality.estimate_quality`;
     the runner-up scores teach the non-match component, so the fit holds when nearly every
     record has a match). ``threshold="auto"`` takes the threshold that maximises the estimated
     F1. Then the candidate pass scores every pair of sources at that threshold, over all pairs
-    or with LSH blocking as ``blocking`` decides, applies keyed tokens by ``token_rule``, and
-    resolves.
+    or with LSH blocking as ``settings.blocking`` decides, applies keyed tokens by
+    ``settings.token_rule``, and resolves.
+
+    Examples
+    --------
+    >>> ones = np.ones((2, 1), np.uint64)
+    >>> link_with_quality([ones, ones], settings=LinkSettings(threshold=0.9)).threshold
+    0.9
     """
+    threshold = settings.threshold
     if len(clks) < 2:
         raise ValueError("linkage needs at least two sources")
     floor = QUALITY_FLOOR if threshold == "auto" else min(QUALITY_FLOOR, float(threshold))
@@ -357,7 +358,7 @@ def link_with_quality(
             small, other = (
                 (clks[i], clks[j]) if len(clks[i]) <= len(clks[j]) else (clks[j], clks[i])
             )
-            b, r, n = quality_scores(small, other, floor=floor, sample=quality_sample)
+            b, r, n = quality_scores(small, other, floor=floor, sample=settings.quality_sample)
             best.append(b)
             runner_up.append(r)
             sampled += n
@@ -372,11 +373,11 @@ def link_with_quality(
         chosen = float(estimate.recommended)
     else:
         chosen = float(threshold)
-    scored = _score_all(clks, chosen, tokens, token_rule, blocking, progress)
+    scored = _score_all(clks, chosen, tokens, settings.token_rule, settings.blocking, progress)
     if progress is not None:
         progress("resolving entities")
     clustering = resolve(
-        [len(c) for c in clks], [p for p, _, _ in scored], one_per_source=one_per_source
+        [len(c) for c in clks], [p for p, _, _ in scored], one_per_source=settings.one_per_source
     )
     conflicts = TokenConflicts()
     for _, _, c in scored:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from oda_fed.errors import InputDataError
 from oda_fed.matching.candidates import MatchingInputError
 
 
@@ -105,3 +107,46 @@ def pairwise_quality(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray
         predicted_pairs=predicted_pairs,
         true_pairs=true_pairs,
     )
+
+
+def truth_quality(members: pd.DataFrame, truth: pd.DataFrame) -> Quality:
+    """Pairwise quality of linked records against a truth table: the one truth-based evaluation.
+
+    Parameters
+    ----------
+    members : pandas.DataFrame
+        One row per record: ``entity_id, source, record_id`` (further columns are ignored).
+    truth : pandas.DataFrame
+        ``source, record_id, person_id`` for at least every record of ``members``.
+
+    Raises
+    ------
+    InputDataError
+        The truth table lacks a column, or has no person for a record.
+
+    Examples
+    --------
+    >>> members = pd.DataFrame({"entity_id": ["e1", "e1"], "source": ["a", "b"],
+    ...                         "record_id": ["1", "2"]})
+    >>> truth = pd.DataFrame({"source": ["a", "b"], "record_id": ["1", "2"],
+    ...                       "person_id": ["p", "p"]})
+    >>> truth_quality(members, truth).precision
+    1.0
+    """
+    missing = {"source", "record_id", "person_id"} - set(truth.columns)
+    if missing:
+        raise InputDataError(f"truth file lacks column(s) {', '.join(sorted(missing))}")
+    truth = truth[["source", "record_id", "person_id"]].astype(str)
+    if truth.duplicated(["source", "record_id"]).any():
+        raise InputDataError("truth file names a record twice (the same source and record_id)")
+    keyed = members[["entity_id", "source", "record_id"]].astype({"record_id": str})
+    merged = keyed.merge(truth, on=["source", "record_id"], how="left")
+    if merged["person_id"].isna().any():
+        first = merged[merged["person_id"].isna()].iloc[0]
+        raise InputDataError(
+            f"truth has no person for record '{first.record_id}' of '{first.source}'"
+        )
+    entity = merged["entity_id"].astype("category").cat.codes.to_numpy(np.int64)
+    person = merged["person_id"].astype("category").cat.codes.to_numpy(np.int64)
+    groups = [(merged["source"] == s).to_numpy() for s in merged["source"].unique()]
+    return pairwise_quality([entity[g] for g in groups], [person[g] for g in groups])

@@ -9,6 +9,7 @@ import pytest
 
 from oda_fed.config import load_node_config, load_pinned_project, load_project
 from oda_fed.errors import ConfigError, ProjectMismatchError
+from oda_fed.linkage import settings_for
 
 PROJECT = """\
 version = 1
@@ -171,9 +172,9 @@ def test_hardening_salt_field_must_be_a_linkage_field(tmp_path: Path) -> None:
 
 def test_linkage_defaults_to_auto_threshold_and_automatic_blocking(tmp_path: Path) -> None:
     linkage = load_project(write(tmp_path, PROJECT.replace("threshold = 0.8\n", ""))).project
-    options = linkage.linkage.link_options()
-    assert options["threshold"] == "auto" and options["token_rule"] == "token"
-    blocking = options["blocking"]
+    options = settings_for(linkage.linkage)
+    assert options.threshold == "auto" and options.token_rule == "token"
+    blocking = options.blocking
     assert blocking.method == "auto" and not blocking.uses_lsh(50_000, 50_000)
     assert blocking.uses_lsh(100_000, 100_000)
 
@@ -185,10 +186,10 @@ def test_blocking_and_token_rule_are_read_and_checked(tmp_path: Path) -> None:
         "bands = 50\nbits_per_band = 20\n\n[[linkage.fields]]",
         1,
     )
-    options = load_project(write(tmp_path, text)).project.linkage.link_options()
-    assert options["token_rule"] == "clk" and options["quality_sample"] == 500
-    assert (options["blocking"].bands, options["blocking"].bits_per_band) == (50, 20)
-    assert options["blocking"].uses_lsh(10, 10)
+    options = settings_for(load_project(write(tmp_path, text)).project.linkage)
+    assert options.token_rule == "clk" and options.quality_sample == 500
+    assert (options.blocking.bands, options.blocking.bits_per_band) == (50, 20)
+    assert options.blocking.uses_lsh(10, 10)
     for bad, message in (
         ('token_conflict = "nhs"', "token_conflict"),
         ("[linkage.blocking]\nbits_per_band = 65", "bits_per_band"),

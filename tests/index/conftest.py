@@ -12,6 +12,7 @@ import pytest
 
 from oda_fed.config import LoadedProject
 from oda_fed.index import Extract, LinkedIndex
+from oda_fed.matching.settings import LinkSettings
 from oda_fed.node.encode import EncodedSource
 
 SOURCES = ("council", "police", "social_care")
@@ -36,14 +37,13 @@ class Region:
         """A fixed threshold, so the tests do not depend on the synthetic project's default."""
         return 0.8
 
+    @property
+    def settings(self) -> LinkSettings:
+        return LinkSettings(threshold=self.threshold)
+
     def extract(self, source: str, rows: np.ndarray | slice | None = None) -> Extract:
         """``source``'s extract, or only the records at ``rows``."""
-        encoded = self.encoded[source]
-        take = np.arange(len(encoded))[rows if rows is not None else slice(None)]
-        return Extract(
-            record_ids=[str(r) for r in encoded.record_ids[take]],
-            clks=np.ascontiguousarray(encoded.clks[take]),
-        )
+        return extract_of(self.encoded[source], rows)
 
     def first(self, share: float) -> dict[str, Extract]:
         """Every source's first ``share`` of records: an earlier extract."""
@@ -82,6 +82,15 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Region:
     return Region(folder=folder, loaded=loaded, secret=secret, encoded=encoded, truth=truth)
 
 
+def extract_of(encoded: EncodedSource, rows: np.ndarray | slice | None = None) -> Extract:
+    """An encoded file's records (or those at ``rows``) as the index takes them."""
+    take = np.arange(len(encoded))[rows if rows is not None else slice(None)]
+    return Extract(
+        record_ids=[str(r) for r in encoded.record_ids[take]],
+        clks=np.ascontiguousarray(encoded.clks[take]),
+    )
+
+
 def clk(*spans: tuple[int, int], words: int = 2) -> np.ndarray:
     """One CLK row with bits ``[lo, hi)`` of each span set."""
     bits = np.zeros(words * 64, dtype=bool)
@@ -116,5 +125,10 @@ def linked_pairs(links: pd.DataFrame) -> set[frozenset[tuple[str, str]]]:
 def helpers() -> SimpleNamespace:
     """The helpers above for test modules (``--import-mode=importlib`` cannot import conftest)."""
     return SimpleNamespace(
-        SOURCES=SOURCES, clk=clk, clks=clks, partition=partition, linked_pairs=linked_pairs
+        SOURCES=SOURCES,
+        clk=clk,
+        clks=clks,
+        extract_of=extract_of,
+        partition=partition,
+        linked_pairs=linked_pairs,
     )

@@ -11,6 +11,7 @@ import pytest
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.index.incremental import place
 from oda_fed.index.store import StoredSource
+from oda_fed.matching.settings import LinkSettings
 
 FP = "sha256:" + "c" * 64
 
@@ -38,12 +39,13 @@ def test_one_record_per_partner_holds_in_updates(
             "council": extract(helpers, {"c1": [(0, 40)]}),
             "police": extract(helpers, {"p1": [(0, 38)]}),
         },
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     entity = index.entity_ids("council")["c1"]
     # p2 matches c1 better than p1 does, but c1's entity already holds a police record.
     report = index.link(
-        {"police": extract(helpers, {"p1": [(0, 38)], "p2": [(0, 40)]})}, threshold=0.8
+        {"police": extract(helpers, {"p1": [(0, 38)], "p2": [(0, 40)]})},
+        settings=LinkSettings(threshold=0.8),
     )
     ids = index.entity_ids("police")
     assert ids["p1"] == entity and ids["p2"] != entity
@@ -56,12 +58,12 @@ def test_greedy_by_score_among_new_records(index: LinkedIndex, helpers: SimpleNa
             "council": extract(helpers, {"c1": [(0, 40)]}),
             "police": extract(helpers, {"p0": [(100, 128)]}),
         },
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     # Both new records match c1; the better one (p2, Dice 1.0) takes the police slot.
     index.link(
         {"police": extract(helpers, {"p0": [(100, 128)], "p1": [(0, 36)], "p2": [(0, 40)]})},
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     council = index.entity_ids("council")["c1"]
     police = index.entity_ids("police")
@@ -82,12 +84,12 @@ def test_updates_never_merge_existing_entities(
         "police": extract(helpers, {"p1": [(20, 80)]}),
     }
     social = {"social_care": extract(helpers, {"s1": [(10, 70)]})}
-    index.link(first, threshold=0.8)
-    index.link(social, threshold=0.8)
+    index.link(first, settings=LinkSettings(threshold=0.8))
+    index.link(social, settings=LinkSettings(threshold=0.8))
     ids = {s: index.entity_ids(s) for s in ("council", "police", "social_care")}
     assert ids["social_care"]["s1"] == ids["council"]["c1"] != ids["police"]["p1"]
 
-    rebuilt = index.rebuild(threshold=0.8)
+    rebuilt = index.link({}, settings=LinkSettings(threshold=0.8), rebuild=True)
     assert rebuilt.relink is not None and rebuilt.relink.ids_retired == 1
     after = {s: index.entity_ids(s) for s in ("council", "police", "social_care")}
     assert len({after[s][r] for s in after for r in after[s]}) == 1
@@ -102,11 +104,11 @@ def test_keyed_tokens_join_records_whose_clks_disagree(
             "council": extract(helpers, {"c1": [(0, 40)], "c2": [(60, 100)]}, nhs=[b"\x01", None]),
             "police": extract(helpers, {"p1": [(60, 100)]}, nhs=[None]),
         },
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     report = index.link(
         {"police": extract(helpers, {"p1": [(60, 100)], "p2": [(100, 128)]}, nhs=[None, b"\x01"])},
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     assert index.entity_ids("police")["p2"] == index.entity_ids("council")["c1"]
     assert report.sources[0].joined == 1
@@ -115,7 +117,7 @@ def test_keyed_tokens_join_records_whose_clks_disagree(
     # Only a token changes: the record has changed and is matched again.
     again = index.link(
         {"police": extract(helpers, {"p1": [(60, 100)], "p2": [(100, 128)]}, nhs=[None, b"\x02"])},
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     assert (again.sources[0].changed, again.sources[0].unchanged) == (1, 1)
     assert index.entity_ids("police")["p2"] != index.entity_ids("council")["c1"]
@@ -129,11 +131,11 @@ def test_a_new_source_is_matched_against_every_other(
             "council": extract(helpers, {"c1": [(0, 40)]}),
             "police": extract(helpers, {"p1": [(60, 100)]}),
         },
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     report = index.link(
         {"fire": extract(helpers, {"f1": [(0, 40)], "f2": [(60, 100)], "f3": [(110, 128)]})},
-        threshold=0.8,
+        settings=LinkSettings(threshold=0.8),
     )
     fire = index.entity_ids("fire")
     assert fire["f1"] == index.entity_ids("council")["c1"]
@@ -179,13 +181,11 @@ def test_an_update_settles_token_conflicts_by_the_project_rule(
             "council": extract(helpers, {"c1": [(0, 40)]}, nhs=[b"\x01"]),
             "police": extract(helpers, {"p0": [(100, 128)]}, nhs=[None]),
         },
-        threshold=0.8,
-        token_rule=rule,
+        settings=LinkSettings(threshold=0.8, token_rule=rule),
     )
     index.link(
         {"police": extract(helpers, {"p0": [(100, 128)], "p1": [(0, 40)]}, nhs=[None, b"\x02"])},
-        threshold=0.8,
-        token_rule=rule,
+        settings=LinkSettings(threshold=0.8, token_rule=rule),
     )
     joined = index.entity_ids("police")["p1"] == index.entity_ids("council")["c1"]
     assert joined is joins

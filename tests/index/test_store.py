@@ -13,6 +13,7 @@ from oda_fed.errors import InputDataError, ProjectMismatchError
 from oda_fed.index import Extract, LinkedIndex, describe_index
 from oda_fed.index.extract import digests
 from oda_fed.index.ids import carry_over, fresh_ids
+from oda_fed.matching.settings import LinkSettings
 
 FP = "sha256:" + "a" * 64
 OTHER_FP = "sha256:" + "b" * 64
@@ -24,7 +25,7 @@ def small_index(path: Path, helpers: SimpleNamespace) -> None:
     )
     police = Extract(record_ids=["p1"], clks=helpers.clks(helpers.clk((0, 40))))
     with LinkedIndex.open(path, fingerprint=FP, words=2, create=True) as index:
-        index.link({"council": council, "police": police}, threshold=0.8)
+        index.link({"council": council, "police": police}, settings=LinkSettings(threshold=0.8))
 
 
 def test_an_index_of_another_project_is_refused_and_left_unchanged(
@@ -49,7 +50,7 @@ def test_extracts_of_another_width_are_refused(tmp_path: Path, helpers: SimpleNa
     wide = Extract(record_ids=["p9"], clks=np.zeros((1, 4), dtype=np.uint64))
     with LinkedIndex.open(path, fingerprint=FP, words=2) as index:
         with pytest.raises(ProjectMismatchError, match="256-bit CLKs"):
-            index.link({"police": wide}, threshold=0.8)
+            index.link({"police": wide}, settings=LinkSettings(threshold=0.8))
         assert index.entity_ids("police").keys() == {"p1"}
 
 
@@ -131,6 +132,7 @@ CRASH = """
 import os, sys
 import numpy as np
 from oda_fed.index import Extract, LinkedIndex
+from oda_fed.matching.settings import LinkSettings
 
 rng = np.random.default_rng(7)
 clks = rng.integers(0, 2**63, size=(60, 2), dtype=np.uint64)
@@ -142,8 +144,8 @@ def die(message):
 with LinkedIndex.open(sys.argv[1], fingerprint=sys.argv[2], words=2) as index:
     index.link(
         {"police": Extract(record_ids=[f"p{i}" for i in range(10, 60)], clks=clks[10:])},
-        threshold=0.8,
         progress=die,
+        settings=LinkSettings(threshold=0.8),
     )
 """
 
@@ -161,7 +163,7 @@ def test_a_crash_mid_update_leaves_the_index_as_before(tmp_path: Path) -> None:
                 "council": Extract(record_ids=[f"c{i}" for i in range(40)], clks=clks[:40].copy()),
                 "police": Extract(record_ids=[f"p{i}" for i in range(40)], clks=clks[:40].copy()),
             },
-            threshold=0.8,
+            settings=LinkSettings(threshold=0.8),
         )
         before = index.links(include_singletons=True)
     crashed = subprocess.run(
@@ -173,6 +175,6 @@ def test_a_crash_mid_update_leaves_the_index_as_before(tmp_path: Path) -> None:
         assert describe_index(path).history[-1][1] == "build"
         # The next update goes through, and SQLite clears what the crash left behind.
         police = Extract(record_ids=[f"p{i}" for i in range(10, 60)], clks=clks[10:].copy())
-        report = index.link({"police": police}, threshold=0.8)
+        report = index.link({"police": police}, settings=LinkSettings(threshold=0.8))
         assert (report.sources[0].removed, report.sources[0].new) == (10, 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["links.index"]

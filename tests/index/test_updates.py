@@ -13,6 +13,7 @@ from oda_fed.errors import ConfigError
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.index import incremental as incremental_module
 from oda_fed.index.store import IndexStore
+from oda_fed.matching.settings import LinkSettings
 
 if TYPE_CHECKING:
     from conftest import Region  # only for annotations: conftest is not importable at run time
@@ -30,12 +31,12 @@ def issued(index: LinkedIndex) -> set[str]:
 
 def test_ids_stay_stable_when_a_partner_adds_records(region: Region, tmp_path: Path) -> None:
     with region.open(tmp_path / "links.index") as index:
-        built = index.link(region.first(0.8), threshold=region.threshold)
+        built = index.link(region.first(0.8), settings=region.settings)
         assert built.action == "build" and built.relink is not None
         before = all_ids(index)
         ever = issued(index)
 
-        report = index.link({"police": region.extract("police")}, threshold=region.threshold)
+        report = index.link({"police": region.extract("police")}, settings=region.settings)
         after = all_ids(index)
 
     assert report.action == "update"
@@ -70,10 +71,10 @@ def test_only_new_and_changed_records_are_scored(
 
     monkeypatch.setattr(incremental_module, "dice_candidates", spy)
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.first(0.9), threshold=region.threshold)
+        index.link(region.first(0.9), settings=region.settings)
         assert scored_rows == []  # the build is a full link, not the incremental matcher
 
-        unchanged = index.link(region.first(0.9), threshold=region.threshold)
+        unchanged = index.link(region.first(0.9), settings=region.settings)
         assert scored_rows == []  # nothing new: nothing scored, nothing compared
         assert all(u.scored == 0 and u.compared == 0 for u in unchanged.sources)
 
@@ -82,7 +83,8 @@ def test_only_new_and_changed_records_are_scored(
         clks[:3] ^= np.uint64(0b111)  # three records change
         ids = list(region.extract("council").record_ids[: n + 10])
         report = index.link(
-            {"council": Extract(record_ids=ids, clks=clks)}, threshold=region.threshold
+            {"council": Extract(record_ids=ids, clks=clks)},
+            settings=region.settings,
         )
 
     (council,) = report.sources
@@ -102,7 +104,7 @@ def test_only_new_and_changed_records_are_scored(
 
 
 def test_a_changed_record_is_rematched_and_nothing_else_moves(
-    region: Region, tmp_path: Path
+    region: Region, tmp_path: Path, helpers: SimpleNamespace
 ) -> None:
     import pandas as pd
 
@@ -110,7 +112,7 @@ def test_a_changed_record_is_rematched_and_nothing_else_moves(
     from oda_fed.node.sources import layout_for
 
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.everything(), settings=region.settings)
         before = all_ids(index)
         links = index.links()
         # A police record linked to others: correct a typo-like change in its family name.
@@ -129,7 +131,7 @@ def test_a_changed_record_is_rematched_and_nothing_else_moves(
             layout=layout_for(project, "police"),
             secret=region.secret,
         )
-        report = index.link({"police": Extract.from_encoded(changed)}, threshold=region.threshold)
+        report = index.link({"police": helpers.extract_of(changed)}, settings=region.settings)
         after = all_ids(index)
 
     (update,) = report.sources
@@ -143,7 +145,7 @@ def test_a_changed_record_alone_keeps_its_id_and_one_that_moves_leaves_it_retire
     region: Region, tmp_path: Path
 ) -> None:
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.everything(), settings=region.settings)
         singles = index.links(include_singletons=True)
         size = singles.groupby("entity_id").entity_id.transform("size")
         alone = singles[(size == 1) & (singles.source == "police")].record_id.tolist()
@@ -161,7 +163,7 @@ def test_a_changed_record_alone_keeps_its_id_and_one_that_moves_leaves_it_retire
         clks[position[alone[1]]] = region.encoded["council"].clks[council_row]  # now matches
         report = index.link(
             {"police": Extract(record_ids=extract.record_ids, clks=clks)},
-            threshold=region.threshold,
+            settings=region.settings,
         )
         after = all_ids(index)
         retired_total = index.summary().retired
@@ -182,13 +184,13 @@ def test_removed_records_disappear_and_their_ids_are_never_reused(
     region: Region, tmp_path: Path
 ) -> None:
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.everything(), settings=region.settings)
         before = all_ids(index)
         extract = region.extract("social_care")
         keep = np.arange(len(extract.record_ids)) >= 40  # the first 40 leave
         report = index.link(
             {"social_care": region.extract("social_care", np.flatnonzero(keep))},
-            threshold=region.threshold,
+            settings=region.settings,
         )
         after = all_ids(index)
         gone = [("social_care", r) for r in list(extract.record_ids)[:40]]
@@ -205,7 +207,7 @@ def test_removed_records_disappear_and_their_ids_are_never_reused(
         assert links[size == 1].score.isna().all()
 
         # The same records come back: they are new now, and never get a retired id back.
-        report = index.link({"social_care": extract}, threshold=region.threshold)
+        report = index.link({"social_care": extract}, settings=region.settings)
         back = all_ids(index)
     assert report.sources[0].new == 40
     assert not {back[k] for k in gone} & retired
@@ -216,8 +218,8 @@ def test_updates_in_one_call_see_each_other(
 ) -> None:
     """A later source's new records can join an entity an earlier source's created that call."""
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.first(0.7), threshold=region.threshold)
-        report = index.link(region.everything(), threshold=region.threshold)
+        index.link(region.first(0.7), settings=region.settings)
+        report = index.link(region.everything(), settings=region.settings)
         links = index.links()
     assert [u.source for u in report.sources] == list(SOURCES)
     new_keys = set()
@@ -234,45 +236,44 @@ def test_incremental_result_is_close_to_a_full_relink(
     """The documented difference: an update never merges, splits or re-pairs existing entities,
     so a better-scoring new record cannot take a slot an older match holds. On this data the
     linked pairs of the two agree to within 1%, and their quality is the same to 0.005."""
-    from oda_fed.embedded import IndexedLinkResult
+    from oda_fed.matching.metrics import truth_quality
 
     with region.open(tmp_path / "incremental.index") as index:
-        index.link(region.first(0.8), threshold=region.threshold)
-        report = index.link(region.everything(), threshold=region.threshold)
+        index.link(region.first(0.8), settings=region.settings)
+        index.link(region.everything(), settings=region.settings)
         incremental = index.links(include_singletons=True)
     with region.open(tmp_path / "full.index") as index:
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.everything(), settings=region.settings)
         full = index.links(include_singletons=True)
 
     assert len(incremental) == len(full)
     a, b = helpers.linked_pairs(incremental), helpers.linked_pairs(full)
     assert len(a ^ b) <= 0.01 * len(a | b)
-    quality = [
-        IndexedLinkResult(sources=list(SOURCES), report=report, members=m).quality(region.truth)
-        for m in (incremental, full)
-    ]
+    quality = [truth_quality(m, region.truth) for m in (incremental, full)]
     assert abs(quality[0].f1 - quality[1].f1) <= 0.005
     assert quality[0].precision >= 0.99 and quality[0].recall >= 0.95
 
 
 def test_auto_threshold_is_reused_from_the_last_build(region: Region, tmp_path: Path) -> None:
     with region.open(tmp_path / "links.index") as index:
-        built = index.link(region.first(0.8), threshold="auto")
+        built = index.link(region.first(0.8), settings=LinkSettings())
         assert built.threshold is not None and 0.5 <= built.threshold <= 1.0
         assert index.threshold == built.threshold
         assert built.note is not None and "estimated" in built.note
-        update = index.link({"police": region.extract("police")}, threshold="auto")
+        update = index.link({"police": region.extract("police")}, settings=LinkSettings())
     assert update.threshold == built.threshold
     assert update.note is not None and "reused" in update.note
 
 
 def test_auto_threshold_needs_a_full_link_first(region: Region, tmp_path: Path) -> None:
     with region.open(tmp_path / "links.index") as index:
-        index.link({"council": region.extract("council")}, threshold="auto")
+        index.link({"council": region.extract("council")}, settings=LinkSettings())
         assert index.threshold is None  # one source: nothing linked, nothing estimated
         with pytest.raises(ConfigError, match="rebuild"):
-            index.link({"police": region.extract("police")}, threshold="auto")
-        rebuilt = index.link({"police": region.extract("police")}, threshold="auto", rebuild=True)
+            index.link({"police": region.extract("police")}, settings=LinkSettings())
+        rebuilt = index.link(
+            {"police": region.extract("police")}, rebuild=True, settings=LinkSettings()
+        )
     assert rebuilt.action == "rebuild" and rebuilt.threshold is not None
 
 
@@ -281,7 +282,7 @@ def test_an_interrupted_update_leaves_the_index_as_before(
 ) -> None:
     path = tmp_path / "links.index"
     with region.open(path) as index:
-        index.link(region.first(0.8), threshold=region.threshold)
+        index.link(region.first(0.8), settings=region.settings)
         before = (index.links(include_singletons=True), index.summary(), issued(index))
     raw = path.read_bytes()
 
@@ -293,7 +294,7 @@ def test_an_interrupted_update_leaves_the_index_as_before(
     changed = region.everything()
     changed["council"] = region.extract("council", slice(50, None))
     with region.open(path) as index, pytest.raises(RuntimeError, match="power cut"):
-        index.link(changed, threshold=region.threshold)
+        index.link(changed, settings=region.settings)
     monkeypatch.undo()
 
     # A failure in the second source undoes the first source's update too.
@@ -302,7 +303,7 @@ def test_an_interrupted_update_leaves_the_index_as_before(
             raise KeyboardInterrupt
 
     with region.open(path) as index, pytest.raises(KeyboardInterrupt):
-        index.link(changed, threshold=region.threshold, progress=stop_at_police)
+        index.link(changed, progress=stop_at_police, settings=region.settings)
 
     assert path.read_bytes() == raw
     with region.open(path, create=False) as index:
@@ -315,14 +316,14 @@ def test_rebuild_carries_ids_over_by_overlap(
     region: Region, tmp_path: Path, helpers: SimpleNamespace
 ) -> None:
     with region.open(tmp_path / "links.index") as index:
-        index.link(region.first(0.6), threshold=region.threshold)
-        index.link(region.first(0.8), threshold=region.threshold)
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.first(0.6), settings=region.settings)
+        index.link(region.first(0.8), settings=region.settings)
+        index.link(region.everything(), settings=region.settings)
         before = index.links(include_singletons=True)
-        report = index.rebuild(threshold=region.threshold)
+        report = index.link({}, settings=region.settings, rebuild=True)
         after = index.links(include_singletons=True)
     with region.open(tmp_path / "full.index") as index:
-        index.link(region.everything(), threshold=region.threshold)
+        index.link(region.everything(), settings=region.settings)
         full = index.links(include_singletons=True)
 
     relink = report.relink
@@ -366,9 +367,10 @@ def test_an_update_blocks_with_lsh_where_the_project_says(
     pairs = []
     for method in ("none", "lsh"):
         with region.open(tmp_path / f"{method}.index") as index:
-            index.link(region.first(0.8), threshold=region.threshold)
+            index.link(region.first(0.8), settings=region.settings)
             index.link(
-                region.everything(), threshold=region.threshold, blocking=Blocking(method=method)
+                region.everything(),
+                settings=LinkSettings(threshold=region.threshold, blocking=Blocking(method=method)),
             )
             pairs.append(helpers.linked_pairs(index.links()))
     scored = [len(region.encoded[s]) - int(len(region.encoded[s]) * 0.8) for s in SOURCES]

@@ -19,6 +19,7 @@ from oda_fed.matching.link import (
     with_exact,
 )
 from oda_fed.matching.quality import best_scores, runner_up_scores
+from oda_fed.matching.settings import LinkSettings
 
 
 def clks(rows: list[int]) -> np.ndarray:
@@ -83,14 +84,14 @@ def test_auto_threshold_is_estimated_and_links_well() -> None:
     codes = {p: i for i, p in enumerate(np.unique(np.concatenate(truths)))}
     true_labels = [np.array([codes[p] for p in t]) for t in truths]
 
-    outcome = link_with_quality(clks, threshold="auto")
+    outcome = link_with_quality(clks, settings=LinkSettings())
     assert 0.6 < outcome.threshold < 0.95
     quality = pairwise_quality(outcome.clustering.labels, true_labels)
     assert quality.f1 > 0.97
     est_p, est_r, _ = outcome.estimate.at(outcome.threshold)
     assert abs(est_p - quality.precision) < 0.03 and abs(est_r - quality.recall) < 0.05
 
-    fixed = link_with_quality(clks, threshold=0.8)
+    fixed = link_with_quality(clks, settings=LinkSettings(threshold=0.8))
     assert fixed.threshold == 0.8
 
 
@@ -171,8 +172,12 @@ def realistic() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def test_lsh_blocking_in_the_pipeline_keeps_nearly_every_link(realistic) -> None:
     sources, truth = realistic
-    full = link_with_quality(sources, threshold=0.8, blocking=Blocking(method="none"))
-    blocked = link_with_quality(sources, threshold=0.8, blocking=Blocking(method="lsh"))
+    full = link_with_quality(
+        sources, settings=LinkSettings(threshold=0.8, blocking=Blocking(method="none"))
+    )
+    blocked = link_with_quality(
+        sources, settings=LinkSettings(threshold=0.8, blocking=Blocking(method="lsh"))
+    )
     assert all(b.stats is None for b in full.blocking)
     stats = [b.stats for b in blocked.blocking]
     assert len(stats) == 3 and all(s is not None and s.bands > 1 for s in stats)
@@ -201,7 +206,9 @@ def test_the_quality_pass_samples_the_smaller_source(realistic) -> None:
     assert n_part == 200 and len(part) <= 200
     np.testing.assert_array_equal(part, again)
     assert set(part.tolist()) <= set(best.tolist())
-    outcome = link_with_quality(sources, threshold="auto", quality_sample=300)
+    outcome = link_with_quality(
+        sources, settings=LinkSettings(threshold="auto", quality_sample=300)
+    )
     assert outcome.sampled == 3 * 300 and outcome.sample_from > outcome.sampled
     assert 0.6 < outcome.threshold < 0.95
     assert "seeded sample" in outcome.evidence(["a", "b", "c"])["quality estimate"]
@@ -231,8 +238,14 @@ def test_a_threshold_that_passes_too_many_pairs_is_refused_clearly(realistic, mo
     monkeypatch.setattr(candidates, "MAX_CANDIDATES", 1_000)
     for blocking in (Blocking(method="none"), Blocking(method="lsh")):
         with pytest.raises(MatchingInputError, match="Raise the threshold"):
-            link_with_quality(sources, threshold=0.3, blocking=blocking)
+            link_with_quality(sources, settings=LinkSettings(threshold=0.3, blocking=blocking))
     with pytest.raises(MatchingInputError, match="bands to find pairs at Dice 0.30"):
-        link_with_quality(sources, threshold=0.3, blocking=Blocking("lsh", min_threshold=0.3))
+        link_with_quality(
+            sources,
+            settings=LinkSettings(threshold=0.3, blocking=Blocking("lsh", min_threshold=0.3)),
+        )
     # At a sensible threshold the same limit is not reached.
-    assert link_with_quality(sources[:2], threshold=0.9).clustering.n_entities > 0
+    assert (
+        link_with_quality(sources[:2], settings=LinkSettings(threshold=0.9)).clustering.n_entities
+        > 0
+    )
