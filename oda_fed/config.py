@@ -175,6 +175,18 @@ class Retention(_Strict):
     clk_days: int = Field(default=30, ge=0)
 
 
+class Rounds(_Strict):
+    """``[rounds]``: how a linkage round ends."""
+
+    # Release products as soon as they pass disclosure control. Off by default: the round waits in
+    # awaiting_release until an operator has reviewed its reports and runs
+    # `oda-fed coordinator release ROUND`.
+    auto_release: bool = False
+    # A round not released this many hours after it started is cancelled, so a partner that never
+    # connects cannot hold up later rounds.
+    deadline_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+
+
 class Project(_Strict):
     """The project agreement: the information sharing protocol as code."""
 
@@ -188,6 +200,7 @@ class Project(_Strict):
     products: list[Product] = Field(default_factory=list)
     disclosure: Disclosure = Field(default_factory=Disclosure)
     retention: Retention = Field(default_factory=Retention)
+    rounds: Rounds = Field(default_factory=Rounds)
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:

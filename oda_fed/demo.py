@@ -160,7 +160,11 @@ def setup(
     synthetic = generate(population=population, partners=3, seed=seed, errors=errors)
     write(synthetic, workdir / "data")
     profiles = synthetic.profiles
-    project_path = _write_toml(workdir / "project.toml", project_document(profiles))
+    project = project_document(profiles)
+    # The demo releases its products as soon as they pass disclosure control; a real project
+    # leaves auto_release off, so an operator reviews the reports first.
+    project["rounds"] = {"auto_release": True, "deadline_hours": 1}
+    project_path = _write_toml(workdir / "project.toml", project)
     fingerprint = fingerprint_bytes(project_path.read_bytes())
 
     ca_dir = workdir / "ca"

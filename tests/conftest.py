@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +89,23 @@ class Federation:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    def amend_project(self, amend: Callable[[dict], None]) -> None:
+        """Amend the project (``amend`` edits its TOML document), re-pin it everywhere and
+        restart the coordinator, as partners do when they sign an amended agreement."""
+        from oda_fed.demo import write_node_configs
+
+        self.stop_coordinator()
+        project = self.workdir / "project.toml"
+        doc = tomllib.loads(project.read_text())
+        amend(doc)
+        project.write_text(tomli_w.dumps(doc))
+        coordinator = tomllib.loads(self.coordinator_config.read_text())
+        coordinator["project_fingerprint"] = self.fingerprint
+        self.coordinator_config.write_text(tomli_w.dumps(coordinator))
+        self.start_coordinator()
+        # Rewritten whatever port was bound, so the nodes pin the amended project too.
+        write_node_configs(self.workdir, self.synthetic, port=self.port)
 
     @property
     def fingerprint(self) -> str:

@@ -63,6 +63,22 @@ KEYS = frozenset(
 )
 
 
+#: Kinds that record what one party did or refused on its own: nothing crossed, so the other side
+#: has no entry to match. Everything else is a crossing, logged by sender and recipient alike.
+LOCAL_KIND_PREFIXES = ("refused:", "retention:", "operator:", "lifecycle:")
+
+
+def is_local_kind(kind: str) -> bool:
+    """Whether entries of ``kind`` are one party's own record rather than a crossing.
+
+    Examples
+    --------
+    >>> is_local_kind("refused:call"), is_local_kind("clk_chunk")
+    (True, False)
+    """
+    return kind.startswith(LOCAL_KIND_PREFIXES)
+
+
 def canonical_json(obj: Mapping[str, Any]) -> bytes:
     """Serialise ``obj`` as the log's canonical JSON: sorted keys, no spaces, ASCII only.
 

@@ -25,6 +25,7 @@ from oda_fed.audit.entry import (
     AuditEntry,
     canonical_json,
     field_problems,
+    is_local_kind,
     leaf_hash,
 )
 from oda_fed.errors import AuditError
@@ -293,13 +294,8 @@ class _Seen(NamedTuple):
     entry: AuditEntry
 
 
-#: Kinds that record something one party did or refused on its own; nothing crossed, so the other
-#: side has no entry to match.
-LOCAL_KINDS = ("refused:", "retention:")
-
-
 def is_local(entry: AuditEntry) -> bool:
-    return entry.kind.startswith(LOCAL_KINDS)
+    return is_local_kind(entry.kind)
 
 
 def _crossing(entry: AuditEntry) -> tuple[str, str, str, str | None, str]:
@@ -327,7 +323,8 @@ def cross_check(logs: Iterable[Path | LogReport]) -> list[str]:
     """Compare the logs of two or more parties: every crossing must be logged on both sides.
 
     A crossing is identified by (sender, recipient, kind, round, payload_sha256). Local events
-    (kinds starting ``refused:`` or ``retention:``) are one party's own record and are not matched.
+    (kinds starting ``refused:``, ``retention:``, ``operator:`` or ``lifecycle:``) are one
+    party's own record and are not matched.
     For each pair of parties whose logs are both given, each crossing between them that one side
     logged must appear in the other side's log as often. Entries are matched by content, not by time
     or position, so the logs need not interleave. Lines that do not parse are skipped here;

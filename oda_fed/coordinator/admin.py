@@ -1,64 +1,33 @@
-"""The operator's client for their own coordinator: start a round, follow it to the end."""
+"""The operator's client for their own coordinator: start a round, follow it, release, cancel."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 
 from oda_fed.config import CoordinatorConfig, TlsFiles
 from oda_fed.errors import ConfigError, OdaFedError
-from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc
+from oda_fed.proto.v1 import admin_pb2_grpc
+from oda_fed.transport import serde
 from oda_fed.transport.channel import create_channel, describe_rpc_error
+from oda_fed.transport.messages import RoundStatus
+from oda_fed.transport.protocol import ADMIN_TIMEOUT, RoundState
 
-FINAL_STATES = ("closed", "failed")
-
-
-@dataclass(frozen=True)
-class PartnerProgress:
-    partner: str
-    connected: bool
-    records: int
-    uploaded: bool
-    entities_delivered: bool
-
-
-@dataclass(frozen=True)
-class RoundStatus:
-    round_id: str
-    state: str
-    message: str
-    entities: int
-    linked_entities: int
-    partners: tuple[PartnerProgress, ...]
-    product_files: tuple[str, ...]
-    report_path: str
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-
-def _status(msg: admin_pb2.RoundStatus) -> RoundStatus:
-    return RoundStatus(
-        round_id=msg.round_id,
-        state=msg.state,
-        message=msg.message,
-        entities=msg.entities,
-        linked_entities=msg.linked_entities,
-        report_path=msg.report_path,
-        product_files=tuple(msg.product_files),
-        partners=tuple(
-            PartnerProgress(p.partner_id, p.connected, p.records, p.uploaded, p.entities_delivered)
-            for p in msg.partners
-        ),
-    )
+__all__ = ["AdminClient", "RoundStatus"]
 
 
 class AdminClient:
-    """Talks to the coordinator's Admin service with the operator certificate."""
+    """Talks to the coordinator's Admin service with the operator certificate.
+
+    Examples
+    --------
+    >>> client = AdminClient(load_coordinator_config(Path("coordinator.toml")))  # doctest: +SKIP
+    >>> status = client.start_round()  # doctest: +SKIP
+    >>> client.wait(status.round_id, timeout=3600).state  # doctest: +SKIP
+    <RoundState.AWAITING_RELEASE: 'awaiting_release'>
+    """
 
     def __init__(self, config: CoordinatorConfig, *, address: str | None = None) -> None:
         if config.operator is None:
@@ -79,20 +48,26 @@ class AdminClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, fn: Callable, request) -> RoundStatus:
+    def _call(self, method: Callable, request) -> RoundStatus:
         try:
-            return _status(fn(request, timeout=30))
+            return serde.from_proto(method(request, timeout=ADMIN_TIMEOUT))
         except grpc.RpcError as exc:
             raise OdaFedError(describe_rpc_error(exc, address=self.address)) from None
 
     def start_round(self, *, project_fingerprint: str = "") -> RoundStatus:
-        return self._call(
-            self._stub.StartRound,
-            admin_pb2.StartRoundRequest(project_fingerprint=project_fingerprint),
-        )
+        return self._call(self._stub.StartRound, serde.start_round_request(project_fingerprint))
 
     def get_round(self, round_id: str = "") -> RoundStatus:
-        return self._call(self._stub.GetRound, admin_pb2.GetRoundRequest(round_id=round_id))
+        """A round's status; the latest round's when ``round_id`` is empty."""
+        return self._call(self._stub.GetRound, serde.get_round_request(round_id))
+
+    def release_round(self, round_id: str) -> RoundStatus:
+        """Release the products of a round that is awaiting release."""
+        return self._call(self._stub.ReleaseRound, serde.release_round_request(round_id))
+
+    def cancel_round(self, round_id: str, *, reason: str) -> RoundStatus:
+        """Cancel a round that is not yet released; every partner is told ``reason``."""
+        return self._call(self._stub.CancelRound, serde.cancel_round_request(round_id, reason))
 
     def wait(
         self,
@@ -102,13 +77,14 @@ class AdminClient:
         on_status: Callable[[RoundStatus], None] | None = None,
         interval: float = 0.25,
     ) -> RoundStatus:
-        """Poll until the round closes or fails; raise when ``timeout`` seconds pass first."""
+        """Poll until the round is finished or awaits the operator's release; raise when
+        ``timeout`` seconds pass first."""
         deadline = time.monotonic() + timeout
         while True:
             status = self.get_round(round_id)
             if on_status is not None:
                 on_status(status)
-            if status.finished:
+            if status.finished or status.state is RoundState.AWAITING_RELEASE:
                 return status
             if time.monotonic() > deadline:
                 raise OdaFedError(

@@ -1,7 +1,7 @@
 """Run the coordinator: load and pin the project, open the store and audit log, serve over mTLS.
 
 Shutdown runs in this order: health reports NOT_SERVING, the server stops with a grace period, then
-the audit log is flushed and fsynced and the store closed.
+the lifecycle's worker stops, the audit log is flushed and fsynced and the store closed.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ from pathlib import Path
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oda_fed.config import CoordinatorConfig, load_pinned_project
-from oda_fed.coordinator.service import COORDINATOR, CoordinatorService
+from oda_fed.coordinator.lifecycle import Lifecycle
+from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer
+from oda_fed.coordinator.state import CoordinatorState, index_path_for
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
+from oda_fed.linkage import settings_for
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
+from oda_fed.transport.protocol import COORDINATOR, AuditKind
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +43,22 @@ def serve(
         config.project, pinned=config.project_fingerprint, pinned_in=config_path
     )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.state_dir / "coordinator.sqlite")
-    crossings = Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint)
-    service = CoordinatorService(
-        loaded=loaded, store=store, crossings=crossings, output_dir=config.output_dir
+    store_path = config.state_dir / "coordinator.sqlite"
+    state = CoordinatorState(
+        loaded=loaded,
+        settings=settings_for(loaded.project.linkage),
+        store=Store(store_path),
+        crossings=Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint),
+        output_dir=config.output_dir,
+        index_path=index_path_for(config.state_dir, loaded.fingerprint),
     )
+    state.lifecycle = Lifecycle(state)
 
     def on_refused(who: str | None, method: str, reason: str) -> None:
-        crossings.record(
+        state.crossings.record(
             sender=who or "unknown",
             recipient=COORDINATOR,
-            kind="refused:call",
+            kind=AuditKind.REFUSED_CALL,
             detail={"method": method[:200], "reason": reason[:200]},
         )
 
@@ -63,8 +72,8 @@ def serve(
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(service, server)
-    admin_pb2_grpc.add_AdminServicer_to_server(service, server)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(state), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(state), server)
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -76,7 +85,7 @@ def serve(
     )
     if port_file is not None:
         write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
-    service.resume()
+    state.lifecycle.start()
 
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -87,8 +96,8 @@ def serve(
     finally:
         log.info("coordinator shutting down")
         health_servicer.enter_graceful_shutdown()
-        service.sessions.shutdown()
+        state.sessions.shutdown()
         server.stop(grace).wait()
-        service.stop()
-        crossings.close()
-        store.close()
+        state.lifecycle.stop()
+        state.crossings.close()
+        state.store.close()

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
-from oda_fed.coordinator.store import RECORD_KEY_BYTES
+from oda_fed.coordinator.chunks import RECORD_KEY_BYTES
 
 
 class TokenColumn(Protocol):
@@ -132,12 +132,3 @@ def record_key_problem(chunk: ClkChunk, *, stable: bool) -> str:
             "within a partner's data"
         )
     return ""
-
-
-def chunk_detail(chunk: ClkChunk) -> dict[str, int | bool]:
-    """The audit detail of a CLK chunk, the same on the node and the coordinator."""
-    detail: dict[str, int | bool] = {"chunk": chunk.chunk_index, "of": chunk.total_chunks}
-    if chunk.record_keys:
-        # So a DPO reading either log sees that this crossing carried record pseudonyms.
-        detail["record_keys"] = True
-    return detail

@@ -31,6 +31,8 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     _COORD + "FetchEntities": frozenset({"node"}),
     _ADMIN + "StartRound": frozenset({"operator"}),
     _ADMIN + "GetRound": frozenset({"operator"}),
+    _ADMIN + "ReleaseRound": frozenset({"operator"}),
+    _ADMIN + "CancelRound": frozenset({"operator"}),
     _HEALTH + "Check": _ANY,
     _HEALTH + "Watch": _ANY,
     _HEALTH + "List": _ANY,

@@ -1,30 +1,18 @@
 """Audit every message that crosses an organisation boundary, identically on both sides.
 
-Sender and recipient each hash the message's deterministic serialisation, so the two logs record the
-same ``payload_sha256`` for one crossing and a DPO can cross-check them.
+Sender and recipient each hash the message's deterministic serialisation
+(:func:`oda_fed.transport.serde.payload`), so the two logs record the same ``payload_sha256`` for
+one crossing and a DPO can cross-check them. Kinds come from
+:class:`~oda_fed.transport.protocol.AuditKind` only.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from google.protobuf.message import Message
-
 from oda_fed.audit import AuditLog
-
-# The audit format's round id shape: anything else from the wire is not written into a log.
-ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-
-
-def loggable_round(round_id: str | None) -> str | None:
-    """``round_id`` if it may go into an audit entry, else None (refusals of odd ids still log)."""
-    return round_id if round_id and ROUND_ID.fullmatch(round_id) else None
-
-
-def wire_bytes(message: Message) -> bytes:
-    return message.SerializeToString(deterministic=True)
+from oda_fed.transport.protocol import AuditKind, loggable_round
 
 
 class Crossings:
@@ -43,17 +31,19 @@ class Crossings:
         *,
         sender: str,
         recipient: str,
-        kind: str,
-        message: Message | None = None,
+        kind: AuditKind,
+        payload: bytes = b"",
         records: int = 0,
         round_id: str | None = None,
         detail: Mapping[str, str | int | float | bool] | None = None,
     ) -> None:
-        payload = wire_bytes(message) if message is not None else b""
+        """Append one entry; ``payload`` is the message's wire bytes (empty for a local act)."""
+        if not isinstance(kind, AuditKind):
+            raise TypeError(f"audit kinds come from AuditKind, not {kind!r}")
         self.log.append(
             sender=sender,
             recipient=recipient,
-            kind=kind,
+            kind=kind.value,
             project=self.project,
             payload=payload,
             records=records,

@@ -14,12 +14,14 @@ import tomli_w
 
 from oda_fed.audit import cross_check, read_entries, verify_dir
 from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config, load_project
-from oda_fed.coordinator.store import CLKS, Store
+from oda_fed.coordinator.store import Store
 from oda_fed.encoding.exact import derive_record_key, record_keys
 from oda_fed.errors import AuthError, InputDataError, ProjectMismatchError
+from oda_fed.node import tasks
 from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_channel
+from oda_fed.transport.messages import EncodeAndUpload, Instruction
 
 pytestmark = pytest.mark.grpc
 
@@ -184,13 +186,13 @@ def test_project_fingerprint_mismatch_is_refused_and_logged(federation) -> None:
 
 def test_node_refuses_an_instruction_for_another_project(federation) -> None:
     agent = federation.agent("council")
-    instruction = coordinator_pb2.Instruction(
-        instruction_id="r1/encode_and_upload",
+    instruction = Instruction(
+        instruction_id="i1",
         project_fingerprint="sha256:" + "1" * 64,
         round_id="r1",
-        encode_and_upload=coordinator_pb2.EncodeAndUpload(chunk_records=10, clk_bits=1024),
+        body=EncodeAndUpload(chunk_records=10, clk_bits=1024),
     )
-    result, failure = agent._handle(None, instruction)
+    result, failure = tasks.handle(agent.state, None, instruction)
     agent.close()
     assert not result.ok and failure is None
     assert "project fingerprint mismatch" in result.error
@@ -244,7 +246,7 @@ def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) 
     assert "truncated" in info.value.details()
     channel.close()
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
-    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()
 
 
@@ -290,7 +292,7 @@ def test_missing_column_fails_on_the_node_and_uploads_nothing(federation) -> Non
     assert "InputDataError" in status.message and surname not in status.message
     assert not (federation.workdir / "nodes" / "police" / "state" / "rounds" / round_id).exists()
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
-    assert store.upload_state(round_id=round_id, partner="police", upload=CLKS) is None
+    assert store.uploads.state(round_id=round_id, partner="police") is None
     store.close()
 
 
@@ -301,8 +303,7 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
     deadline = time.monotonic() + 60
     while not all(
-        store.upload_complete(round_id=round_id, partner=p, upload=CLKS)
-        for p in federation.partners[:2]
+        store.uploads.complete(round_id=round_id, partner=p) for p in federation.partners[:2]
     ):
         assert time.monotonic() < deadline, "the first two uploads did not arrive"
         time.sleep(0.1)
@@ -382,22 +383,7 @@ def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
 
 
 def opt_in_to_stable_ids(fed) -> None:
-    """Amend the project to set stable_entity_ids, re-pin it everywhere, restart the coordinator."""
-    import tomllib
-
-    from oda_fed.demo import write_node_configs
-
-    fed.stop_coordinator()
-    project = fed.workdir / "project.toml"
-    doc = tomllib.loads(project.read_text())
-    doc["linkage"]["stable_entity_ids"] = True
-    project.write_text(tomli_w.dumps(doc))
-    coordinator = tomllib.loads(fed.coordinator_config.read_text())
-    coordinator["project_fingerprint"] = fed.fingerprint
-    fed.coordinator_config.write_text(tomli_w.dumps(coordinator))
-    fed.start_coordinator()
-    # Rewritten whatever port was bound, so the nodes pin the amended project too.
-    write_node_configs(fed.workdir, fed.synthetic, port=fed.port)
+    fed.amend_project(lambda doc: doc["linkage"].update(stable_entity_ids=True))
 
 
 def node_entities(fed) -> dict[str, dict[str, str]]:
@@ -460,7 +446,7 @@ def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(feder
         partner="police",
     )
     store = Store(state / "coordinator.sqlite")
-    held = store.load_record_keys(round_id=second.round_id, partner="police")
+    held = store.uploads.record_keys(round_id=second.round_id, partner="police")
     store.close()
     assert held == [k.hex() for k in record_keys(list(record_ids), key=key)]
 
@@ -528,7 +514,7 @@ def test_record_keys_of_the_wrong_number_are_refused_and_nothing_is_stored(feder
     assert "32-byte" in _upload_refused(federation, chunk([b"\1" * 32, b"\2" * 32, b"\3" * 31]))
     assert "repeats a record key" in _upload_refused(federation, chunk([b"\1" * 32] * 3))
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
-    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
     assert [e.kind for e in refusals(log)] == ["refused:clk_upload"] * 4
@@ -541,5 +527,5 @@ def test_record_keys_are_refused_when_the_project_does_not_opt_in(federation) ->
     chunk.record_keys.append(b"\1" * 32)
     assert "does not set stable_entity_ids" in _upload_refused(federation, chunk)
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
-    assert store.upload_state(round_id=round_id, partner="council", upload=CLKS) is None
+    assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()

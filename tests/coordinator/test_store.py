@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from oda_fed.coordinator.store import CLKS, Chunk, Store
+from oda_fed.coordinator.chunks import Chunk
+from oda_fed.coordinator.deliveries import DeliveryKind
+from oda_fed.coordinator.store import Store
 from oda_fed.errors import ProtocolError
+from oda_fed.transport.messages import Upload
+from oda_fed.transport.protocol import RoundState
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+LATER = datetime.now(UTC) + timedelta(days=1)
+CLKS = Upload()
 
 
 def chunk(
@@ -28,38 +37,40 @@ def chunk(
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "db.sqlite")
-    s.create_round(round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"])
+    s.rounds.create(
+        round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"], deadline=LATER
+    )
     yield s
     s.close()
 
 
 def test_upload_completes_when_every_chunk_is_in(store: Store) -> None:
-    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    state = store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     assert not state.complete and state.stored_chunks == (0,)
-    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, fill=2))
+    state = store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, fill=2))
     assert state.complete and state.records_stored == 6
-    clks = store.load_clks(round_id="r1", partner="a", words=2)
+    clks = store.uploads.clks(round_id="r1", partner="a", words=2)
     assert clks.shape == (6, 2) and clks[0, 0] == 1 and clks[5, 1] == 2
 
 
 def test_same_chunk_twice_is_stored_once(store: Store) -> None:
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
-    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    state = store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     assert state.stored_chunks == (0,) and state.records_stored == 3
 
 
 def test_conflicting_chunk_is_refused_and_changes_nothing(store: Store) -> None:
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     with pytest.raises(ProtocolError, match="different content"):
-        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0, fill=9))
-    assert store.load_clks(round_id="r1", partner="a", words=2)[0, 0] == 1
+        store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0, fill=9))
+    assert store.uploads.clks(round_id="r1", partner="a", words=2)[0, 0] == 1
 
 
 def test_changed_totals_are_refused(store: Store) -> None:
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     with pytest.raises(ProtocolError, match="started with"):
-        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, total=9))
-    state = store.upload_state(round_id="r1", partner="a", upload=CLKS)
+        store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(1, total=9))
+    state = store.uploads.state(round_id="r1", partner="a", upload=CLKS)
     assert state.stored_chunks == (0,)
 
 
@@ -68,20 +79,27 @@ def test_first_chunk_refused_leaves_no_upload_row(store: Store) -> None:
         chunk_index=0, total_chunks=1, first_ref=1, records=3, total_records=3, data=b"\0" * 48
     )
     with pytest.raises(ProtocolError, match="contiguous"):
-        store.store_chunk(round_id="r1", partner="b", upload=CLKS, chunk=bad)
-    assert store.upload_state(round_id="r1", partner="b", upload=CLKS) is None
+        store.uploads.store(round_id="r1", partner="b", upload=CLKS, chunk=bad)
+    assert store.uploads.state(round_id="r1", partner="b", upload=CLKS) is None
 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     s = Store(path)
-    s.create_round(round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"])
-    s.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    s.rounds.create(
+        round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"], deadline=LATER
+    )
+    s.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     s.close()
     again = Store(path)
-    assert again.round("r1").state == "open"
-    assert again.upload_state(round_id="r1", partner="a", upload=CLKS).stored_chunks == (0,)
-    assert again.pending_deliveries(partner="b") == [("r1", "encode_and_upload")]
+    assert again.rounds.get("r1").state == "open"
+    assert again.uploads.state(round_id="r1", partner="a", upload=CLKS).stored_chunks == (0,)
+    [(delivery, state)] = again.deliveries.pending(partner="b")
+    assert (delivery.round_id, delivery.kind, state) == (
+        "r1",
+        DeliveryKind.ENCODE_AND_UPLOAD,
+        "open",
+    )
     again.close()
 
 
@@ -90,13 +108,13 @@ def test_tokens_are_stored_with_their_chunk_and_read_in_ref_order(store: Store) 
 
     for index, tokens in enumerate((["aa", None, "bb"], ["cc", "dd", None])):
         blob = json.dumps({"nhs": tokens}).encode()
-        store.store_chunk(
+        store.uploads.store(
             round_id="r1",
             partner="a",
             upload=CLKS,
             chunk=Chunk(**{**chunk(index).__dict__, "tokens": blob}),
         )
-    assert store.load_tokens(round_id="r1", partner="a", field="nhs") == [
+    assert store.uploads.tokens(round_id="r1", partner="a", field="nhs") == [
         "aa",
         None,
         "bb",
@@ -113,45 +131,62 @@ def keyed(index: int, keys: list[bytes], **kwargs) -> Chunk:
 def test_record_keys_are_stored_with_their_chunk_and_read_in_ref_order(store: Store) -> None:
     keys = [bytes([i]) * 32 for i in range(6)]
     # Out of order, as a resumed upload may send them.
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
-    state = store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
+    state = store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
     assert state.complete
-    assert store.load_record_keys(round_id="r1", partner="a") == [k.hex() for k in keys]
-    assert store.load_record_keys(round_id="r1", partner="b") == []
+    assert store.uploads.record_keys(round_id="r1", partner="a") == [k.hex() for k in keys]
+    assert store.uploads.record_keys(round_id="r1", partner="b") == []
     # The same chunk again is fine; the same CLKs with other record keys contradict it.
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
     with pytest.raises(ProtocolError, match="different content"):
-        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[3:]))
+        store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[3:]))
 
 
 def test_a_record_key_repeated_across_chunks_refuses_the_last_chunk(store: Store) -> None:
     keys = [bytes([i]) * 32 for i in range(5)] + [b"\0" * 32]
-    store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(0, keys[:3]))
     with pytest.raises(ProtocolError, match="repeats 1 record key"):
-        store.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
-    state = store.upload_state(round_id="r1", partner="a", upload=CLKS)
+        store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=keyed(1, keys[3:]))
+    state = store.uploads.state(round_id="r1", partner="a", upload=CLKS)
     assert state.stored_chunks == (0,) and not state.complete
 
 
-def test_a_database_from_before_record_keys_is_migrated(tmp_path: Path) -> None:
+def test_a_version_1_database_is_migrated_and_loses_nothing(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.sqlite"
-    Store(path).close()
-    # What an earlier version wrote: the same tables without the columns added since.
     db = sqlite3.connect(path)
-    db.execute("ALTER TABLE chunks DROP COLUMN record_keys")
-    db.execute("ALTER TABLE rounds DROP COLUMN linkage")
-    db.execute(
-        "INSERT INTO rounds (round_id, seq, project, state, created, updated) "
-        "VALUES ('r0', 1, 'p', 'closed', 'then', 'then')"
-    )
-    db.commit()
+    db.executescript((DATA / "coordinator-schema-v1.sql").read_text())
     db.close()
     s = Store(path)
-    assert s.round("r0").linkage == ""
-    s.create_round(round_id="r1", project="p", partners=["a"])
+    # Round states renamed, deliveries typed; their instruction ids are kept, so a node's
+    # outstanding result for one is still understood.
+    assert [r.state for r in (s.rounds.get("r1"), s.rounds.get("r2"))] == ["closed", "analysing"]
+    assert s.rounds.get("r1").linkage == ""
+    owed = {(d.partner, d.kind, d.product_id, d.attribute): d for d in s.deliveries.of_round("r2")}
+    share = owed[("council", DeliveryKind.SHARE_ATTRIBUTE, "known_by_ward", "ward")]
+    assert share.instruction_id == "r2/attribute:known_by_ward:ward" and not share.done
+    assert share.error.startswith("InputDataError")
+    assert owed[("council", DeliveryKind.ENTITIES_READY, "", "")].instruction_id == "r2/entities"
+    assert ("police", DeliveryKind.PRODUCT_RELEASE, "known_by_ward", "") in owed
+    found = s.deliveries.find(partner="council", instruction_id="r2/entities")
+    assert found is not None and found.kind is DeliveryKind.ENTITIES_READY
+    # Columns added since version 1 work.
+    s.rounds.create(round_id="r3", project="p", partners=["a"], deadline=LATER)
     one = keyed(0, [b"\1" * 32], records=1, total_chunks=1, total=1)
-    assert s.store_chunk(round_id="r1", partner="a", upload=CLKS, chunk=one).complete
-    assert s.load_record_keys(round_id="r1", partner="a") == [(b"\1" * 32).hex()]
+    assert s.uploads.store(round_id="r3", partner="a", upload=CLKS, chunk=one).complete
+    assert s.uploads.record_keys(round_id="r3", partner="a") == [(b"\1" * 32).hex()]
     s.close()
+    # Opening it again changes nothing more.
+    again = Store(path)
+    assert len(again.deliveries.of_round("r2")) == 4
+    again.close()
+
+
+def test_a_state_moves_only_from_where_it_is(store: Store) -> None:
+    assert store.rounds.move("r1", to=RoundState.UPLOADING, allowed_from=[RoundState.OPEN])
+    # A second mover that expects the round still open loses, and nothing changes.
+    assert not store.rounds.move("r1", to=RoundState.CANCELLED, allowed_from=[RoundState.OPEN])
+    assert store.rounds.get("r1").state is RoundState.UPLOADING
+    with pytest.raises(ValueError, match="not settable"):
+        store.rounds.move("r1", to=RoundState.FAILED, allowed_from=[RoundState.UPLOADING], seq=9)

@@ -5,16 +5,25 @@ from __future__ import annotations
 import doctest
 from pathlib import Path
 
-from oda_fed.coordinator import rounds
-from oda_fed.coordinator.rounds import index_path_for
-from oda_fed.coordinator.uploads import chunk_detail, record_key_problem
-from oda_fed.proto.v1 import coordinator_pb2
+from oda_fed.coordinator import state
+from oda_fed.coordinator.state import index_path_for
+from oda_fed.coordinator.uploads import record_key_problem
+from oda_fed.transport.messages import ClkChunk
 
 
-def chunk(records: int, keys: list[bytes]) -> coordinator_pb2.ClkChunk:
-    c = coordinator_pb2.ClkChunk(chunk_index=2, total_chunks=3, records=records)
-    c.record_keys.extend(keys)
-    return c
+def chunk(records: int, keys: list[bytes]) -> ClkChunk:
+    return ClkChunk(
+        round_id="r1",
+        project_fingerprint="",
+        chunk_index=2,
+        total_chunks=3,
+        first_ref=0,
+        records=records,
+        total_records=records,
+        clk_bits=64,
+        clks=b"",
+        record_keys=tuple(keys),
+    )
 
 
 def test_an_opted_in_project_needs_one_distinct_32_byte_key_per_record() -> None:
@@ -34,12 +43,12 @@ def test_a_project_that_does_not_opt_in_refuses_any_record_key() -> None:
 
 
 def test_audit_detail_says_when_record_keys_crossed() -> None:
-    assert chunk_detail(chunk(1, [])) == {"chunk": 2, "of": 3}
-    assert chunk_detail(chunk(1, [b"\1" * 32])) == {"chunk": 2, "of": 3, "record_keys": True}
+    assert chunk(1, []).audit_detail() == {"chunk": 2, "of": 3}
+    assert chunk(1, [b"\1" * 32]).audit_detail() == {"chunk": 2, "of": 3, "record_keys": True}
 
 
 def test_one_index_file_per_signed_project() -> None:
     a = index_path_for(Path("state"), "sha256:" + "a" * 64)
     b = index_path_for(Path("state"), "sha256:" + "b" * 64)
     assert a.parent == Path("state") and a != b
-    assert doctest.testmod(rounds).failed == 0
+    assert doctest.testmod(state).failed == 0

@@ -29,19 +29,30 @@ def test_committed_code_matches_protos(tmp_path: Path) -> None:
     assert not stale, f"committed files no proto produces: {sorted(stale)}"
 
 
-def test_only_serde_and_servicers_import_generated_code() -> None:
-    allowed = {
-        "coordinator/service.py",
+def test_only_serde_builds_messages_and_only_servicers_and_clients_use_stubs() -> None:
+    """Generated messages (``*_pb2``) are built and read in ``transport/serde.py`` alone; the
+    service stubs and base classes (``*_pb2_grpc``) only where a call is served or made."""
+    import re
+
+    uses_stubs = {
+        "coordinator/servicer.py",
         "coordinator/server.py",
         "coordinator/admin.py",
         "node/agent.py",
-        "transport/crossing.py",
+        "node/client.py",
+        "node/session.py",
     }
+    ours = "|".join(p.stem for p in (ROOT / "oda_fed" / "proto" / "v1").glob("*_pb2.py"))
+    messages = re.compile(rf"\b({ours})\b")
+    stubs = re.compile(rf"\b({ours})_grpc\b")
     offenders = []
     for path in (ROOT / "oda_fed").rglob("*.py"):
         rel = path.relative_to(ROOT / "oda_fed").as_posix()
         if rel.startswith("proto/"):
             continue
-        if "_pb2" in path.read_text() and rel not in allowed:
-            offenders.append(rel)
-    assert not offenders, f"modules importing generated protobuf code: {offenders}"
+        text = path.read_text()
+        if messages.search(text) and rel != "transport/serde.py":
+            offenders.append(f"{rel} uses generated messages")
+        if stubs.search(text) and rel not in uses_stubs:
+            offenders.append(f"{rel} uses generated stubs")
+    assert not offenders, offenders

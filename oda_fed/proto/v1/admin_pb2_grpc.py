@@ -44,6 +44,16 @@ class AdminStub:
                 request_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.GetRoundRequest.SerializeToString,
                 response_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
                 _registered_method=True)
+        self.ReleaseRound = channel.unary_unary(
+                '/oda_fed.proto.v1.Admin/ReleaseRound',
+                request_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.ReleaseRoundRequest.SerializeToString,
+                response_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+                _registered_method=True)
+        self.CancelRound = channel.unary_unary(
+                '/oda_fed.proto.v1.Admin/CancelRound',
+                request_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.CancelRoundRequest.SerializeToString,
+                response_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -61,6 +71,20 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseRound(self, request, context):
+        """Release the products of a round that is awaiting_release to their recipients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRound(self, request, context):
+        """Cancel a round that is not yet released: nothing more is matched, shared or released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -72,6 +96,16 @@ def add_AdminServicer_to_server(servicer, server):
             'GetRound': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRound,
                     request_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.GetRoundRequest.FromString,
+                    response_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
+            ),
+            'ReleaseRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseRound,
+                    request_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.ReleaseRoundRequest.FromString,
+                    response_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
+            ),
+            'CancelRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRound,
+                    request_deserializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.CancelRoundRequest.FromString,
                     response_serializer=oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
             ),
     }
@@ -128,6 +162,60 @@ class Admin:
             target,
             '/oda_fed.proto.v1.Admin/GetRound',
             oda__fed_dot_proto_dot_v1_dot_admin__pb2.GetRoundRequest.SerializeToString,
+            oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oda_fed.proto.v1.Admin/ReleaseRound',
+            oda__fed_dot_proto_dot_v1_dot_admin__pb2.ReleaseRoundRequest.SerializeToString,
+            oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oda_fed.proto.v1.Admin/CancelRound',
+            oda__fed_dot_proto_dot_v1_dot_admin__pb2.CancelRoundRequest.SerializeToString,
             oda__fed_dot_proto_dot_v1_dot_admin__pb2.RoundStatus.FromString,
             options,
             channel_credentials,

@@ -64,6 +64,7 @@ class InstructionResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
     instruction_id: _builtins.str
+    """The id of the instruction answered, as the coordinator issued it (opaque to the node)."""
     ok: _builtins.bool
     error: _builtins.str
     """A short reason with no personal data, e.g. "input data error; see the node's log"."""
@@ -201,8 +202,11 @@ class ProductRelease(_message.Message):
     PRODUCT_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     title: _builtins.str
+    released_by: _builtins.str
+    """Who released it: "operator:<name>" or "auto_release" (the project's auto_release)."""
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleasedFile]: ...
     def __init__(
@@ -211,10 +215,11 @@ class ProductRelease(_message.Message):
         product_id: _builtins.str = ...,
         title: _builtins.str = ...,
         files: _abc.Iterable[Global___ReleasedFile] | None = ...,
+        released_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "product_id", b"product_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "product_id", b"product_id", "released_by", b"released_by", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -227,6 +232,7 @@ class RoundClosed(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     status: _builtins.str
+    """closed, cancelled or failed."""
     message: _builtins.str
     def __init__(
         self,

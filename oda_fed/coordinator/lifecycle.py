@@ -1,0 +1,302 @@
+"""The round lifecycle: moves each round through the state machine of :mod:`.states`.
+
+Each step's work is done by its own module: :mod:`.linking` matches and gives entity ids,
+:mod:`.release` makes the products and the round report, :mod:`.retention` deletes CLKs. The
+lifecycle decides when, records the state (only by a checked move, so an operator's cancellation
+and a step finishing at the same moment cannot both win), owes the nodes their deliveries, tells
+the connected ones, and writes the operator's and its own acts to the audit log.
+
+Steps run on one worker thread, one round at a time. A step looks only at the stored state, so it
+is safe to run again: a restarted coordinator resumes every round by scheduling it. The worker also
+wakes at the next round's deadline and cancels a round not released by then.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from oda_fed.coordinator import deadlines, instructions, linking, release, retention
+from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
+from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
+from oda_fed.coordinator.states import CANCELLABLE, sources_of
+from oda_fed.coordinator.store import Round
+from oda_fed.transport.messages import CLKS, InstructionResult
+from oda_fed.transport.protocol import COORDINATOR, AuditKind, RoundState, cut, new_round_id
+
+log = logging.getLogger(__name__)
+
+_S = RoundState
+
+
+class Lifecycle:
+    """Starts, advances, releases, cancels and expires rounds."""
+
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name="rounds", daemon=True)
+        self._steps: dict[RoundState, Callable[[Round], bool]] = {
+            _S.OPEN: self._collect_clks,
+            _S.UPLOADING: self._collect_clks,
+            _S.MATCHING: self._match,
+            _S.ANALYSING: self._analyse,
+            _S.RELEASED: self._close_when_delivered,
+        }
+
+    def start(self) -> None:
+        """Delete what retention says must go, pick up rounds under way, start the worker."""
+        retention.enforce(self.state)
+        for r in self.state.store.rounds.active():
+            log.info("resuming round %s (%s)", r.round_id, r.state)
+            self.schedule(r.round_id)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout=30)
+
+    def schedule(self, round_id: str) -> None:
+        """Advance the round on the worker thread, as soon as it is free."""
+        self._queue.put(round_id)
+
+    # --- the operator's acts ----------------------------------------------------------------------
+
+    def start_round(self, *, operator: str) -> Round:
+        """Open a round for every partner; refused while another round is under way."""
+        rounds = self.state.store.rounds
+        active = rounds.active()
+        if active:
+            busy = active[0]
+            raise Refusal(
+                Status.FAILED_PRECONDITION,
+                f"round {busy.round_id} is still {busy.state}; wait for it to finish (it is "
+                f"cancelled at its deadline, {busy.deadline}), or cancel it with "
+                f"`oda-fed coordinator cancel-round {busy.round_id} --reason ...`",
+                kind=AuditKind.REFUSED_CALL,
+                detail={"method": "StartRound"},
+            )
+        hours = self.state.project.rounds.deadline_hours
+        r = rounds.create(
+            round_id=new_round_id(),
+            project=self.state.fingerprint,
+            partners=self.state.partners,
+            deadline=datetime.now(UTC) + timedelta(hours=hours),
+        )
+        self._log(AuditKind.START_ROUND, r.round_id, sender=operator, deadline=r.deadline)
+        log.info("round %s opened for %d partners", r.round_id, len(self.state.partners))
+        self._notify()
+        return r
+
+    def release(self, round_id: str, *, operator: str) -> Round:
+        """Release a round's products to their recipients, once an operator has reviewed them."""
+        r = self._get(round_id)
+        if r.state is not _S.AWAITING_RELEASE or not self._release(r, by=f"operator:{operator}"):
+            now = self._get(round_id).state
+            raise Refusal(
+                Status.FAILED_PRECONDITION,
+                f"round {round_id} is {now}; only a round awaiting_release can be released"
+                + (
+                    " (the project sets auto_release)"
+                    if self.state.project.rounds.auto_release
+                    else ""
+                ),
+                kind=AuditKind.REFUSED_CALL,
+                round_id=round_id,
+                detail={"method": "ReleaseRound"},
+            )
+        self._log(AuditKind.RELEASE_ROUND, round_id, sender=operator)
+        return self._get(round_id)
+
+    def cancel(self, round_id: str, *, reason: str, operator: str) -> Round:
+        """Cancel a round that is not yet released: nothing more is matched, shared or released."""
+        r = self._get(round_id)
+        message = f"cancelled by operator '{operator}': {cut(reason)}"
+        if r.state not in CANCELLABLE or not self._cancel(r, message):
+            now = self._get(round_id).state
+            raise Refusal(
+                Status.FAILED_PRECONDITION,
+                f"round {round_id} is {now}; only a round not yet released can be cancelled",
+                kind=AuditKind.REFUSED_CALL,
+                round_id=round_id,
+                detail={"method": "CancelRound"},
+            )
+        self._log(AuditKind.CANCEL_ROUND, round_id, sender=operator, reason=cut(reason))
+        return self._get(round_id)
+
+    def on_result(self, delivery: Delivery, result: InstructionResult) -> None:
+        """A node answered an instruction: done, or what went wrong on its side."""
+        if result.ok:
+            self.state.store.deliveries.mark(delivery)
+        else:
+            error = cut(result.error) or "no reason given"
+            self.state.store.deliveries.mark(delivery, error=error)
+            self.state.store.rounds.note(
+                delivery.round_id, f"{delivery.partner} could not do '{delivery.kind}': {error}"
+            )
+            log.warning("node %s could not do %s: %s", delivery.partner, delivery.kind, error)
+        self.schedule(delivery.round_id)
+
+    # --- deadlines --------------------------------------------------------------------------------
+
+    def expire(self, now: datetime | None = None) -> list[str]:
+        """Cancel every round whose deadline has passed before it was released."""
+        cancelled = []
+        for r, waiting in deadlines.overdue(self.state, now=now or datetime.now(UTC)):
+            message = f"cancelled: its deadline {r.deadline} passed while {waiting}"
+            if self._cancel(r, message):
+                self._log(
+                    AuditKind.DEADLINE_PASSED, r.round_id, deadline=r.deadline, waiting=cut(waiting)
+                )
+                log.warning("round %s %s", r.round_id, message)
+                cancelled.append(r.round_id)
+        return cancelled
+
+    # --- stepping ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                round_id = self._queue.get(timeout=deadlines.nap(self.state))
+            except queue.Empty:
+                round_id = ""
+            if round_id is None:
+                return
+            self.expire()
+            if round_id:
+                self.advance(round_id)
+
+    def advance(self, round_id: str) -> None:
+        """Take every step the round's stored state allows now."""
+        with self._lock:
+            try:
+                while (r := self.state.store.rounds.get(round_id)) is not None:
+                    step = self._steps.get(r.state)
+                    if step is None or not step(r):
+                        return
+            except Exception as exc:  # a bug or broken data must not leave the round hanging
+                log.exception("round %s failed", round_id)
+                unfinished = [s for s in _S if not s.finished]
+                if self.state.store.rounds.move(round_id, to=_S.FAILED, allowed_from=unfinished,
+                                                message=f"coordinator error: {cut(str(exc))}"):  # fmt: skip
+                    self._finish(round_id)
+
+    def _collect_clks(self, r: Round) -> bool:
+        rounds, uploads = self.state.store.rounds, self.state.store.uploads
+        if r.state is _S.OPEN and uploads.started(round_id=r.round_id):
+            return rounds.move(r.round_id, to=_S.UPLOADING, allowed_from=[_S.OPEN])
+        if all(
+            uploads.complete(round_id=r.round_id, partner=p, upload=CLKS)
+            for p in self.state.partners
+        ):
+            return rounds.move(r.round_id, to=_S.MATCHING, allowed_from=sources_of(_S.MATCHING))
+        return False
+
+    def _match(self, r: Round) -> bool:
+        matched = linking.match_round(self.state, r.round_id)
+        moved = self.state.store.rounds.move(
+            r.round_id,
+            to=_S.ANALYSING,
+            allowed_from=[_S.MATCHING],
+            message=matched.message,
+            entities=matched.entities,
+            linked_entities=matched.linked,
+            linkage=matched.message,
+            quality_report=str(matched.quality_report or ""),
+        )
+        log.info("round %s: %d entities (%d linked)", r.round_id, matched.entities, matched.linked)
+        return moved
+
+    def _analyse(self, r: Round) -> bool:
+        self._owe(release.analysis_deliveries(self.state, r.round_id))
+        if release.missing_attributes(self.state, r.round_id):
+            return False
+        report = release.make_products(self.state, r.round_id)
+        if self.state.project.rounds.auto_release:
+            self._log(AuditKind.AUTO_RELEASE, r.round_id)
+            return self._release(r, by="auto_release", report=str(report))
+        return self.state.store.rounds.move(
+            r.round_id,
+            to=_S.AWAITING_RELEASE,
+            allowed_from=[_S.ANALYSING],
+            report=str(report),
+            message=f"products made and checked, held for release: review {report.name} and "
+            f"the quality report, then run `oda-fed coordinator release {r.round_id}`",
+        )
+
+    def _release(self, r: Round, *, by: str, **fields: str) -> bool:
+        moved = self.state.store.rounds.move(
+            r.round_id,
+            to=_S.RELEASED,
+            allowed_from=sources_of(_S.RELEASED),
+            released_by=by,
+            message=self._with_linkage(r, f"products released by {by}"),
+            **fields,
+        )
+        if moved:
+            self._owe(release.product_deliveries(self.state, r.round_id))
+            log.info("round %s: products released by %s", r.round_id, by)
+        return moved
+
+    def _close_when_delivered(self, r: Round) -> bool:
+        self._owe(release.product_deliveries(self.state, r.round_id))
+        owed = self.state.store.deliveries.of_round(r.round_id)
+        if any(not d.done for d in owed if d.kind is not DeliveryKind.ROUND_CLOSED):
+            return False
+        message = self._with_linkage(r, "all deliveries acknowledged")
+        if not self.state.store.rounds.move(
+            r.round_id, to=_S.CLOSED, allowed_from=[_S.RELEASED], message=message
+        ):
+            return False
+        log.info("round %s closed", r.round_id)
+        self._finish(r.round_id)
+        return True
+
+    def _cancel(self, r: Round, message: str) -> bool:
+        if not self.state.store.rounds.move(
+            r.round_id, to=_S.CANCELLED, allowed_from=CANCELLABLE, message=message
+        ):
+            return False
+        self._finish(r.round_id)
+        return True
+
+    def _finish(self, round_id: str) -> None:
+        """Tell every partner the round has ended, then apply retention."""
+        self._owe([Delivery(round_id, p, DeliveryKind.ROUND_CLOSED) for p in self.state.partners])
+        retention.enforce(self.state)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _owe(self, items: list[Delivery]) -> None:
+        if items:
+            self.state.store.deliveries.add(items)
+        self._notify()
+
+    def _notify(self) -> None:
+        for partner in self.state.partners:
+            instructions.push(self.state, partner)
+
+    def _get(self, round_id: str) -> Round:
+        r = self.state.store.rounds.get(round_id)
+        if r is None:
+            raise Refusal(Status.NOT_FOUND, f"no round {round_id!r}", kind=None)
+        return r
+
+    def _with_linkage(self, r: Round, message: str) -> str:
+        """``message``, followed for a project with stable entity ids by how matching went (the
+        nodes are told it when the round closes)."""
+        if not self.state.project.linkage.stable_entity_ids or not r.linkage:
+            return message
+        return f"{message}; {r.linkage}"
+
+    def _log(
+        self, kind: AuditKind, round_id: str, *, sender: str = COORDINATOR, **detail: str
+    ) -> None:
+        self.state.crossings.record(
+            sender=sender, recipient=COORDINATOR, kind=kind, round_id=round_id, detail=detail
+        )

@@ -1,0 +1,350 @@
+"""Handlers of the nodes' calls: the control stream, uploads, and entity ids.
+
+Each handler works over plain values and the :class:`~oda_fed.coordinator.state.CoordinatorState`,
+after the servicer has taken the caller's partner id from its certificate. Every check that fails
+raises a :class:`~oda_fed.coordinator.state.Refusal` before anything is stored or logged as
+received; the servicer writes the refusal to the audit log and answers with its status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+
+from oda_fed.coordinator import instructions
+from oda_fed.coordinator.chunks import Chunk, UploadState
+from oda_fed.coordinator.release import attribute_upload
+from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
+from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
+from oda_fed.coordinator.uploads import (
+    clk_chunk_problem,
+    record_key_problem,
+    token_blob,
+    token_problem,
+)
+from oda_fed.errors import ProtocolError
+from oda_fed.transport.messages import (
+    CLKS,
+    AttributeChunk,
+    ClkChunk,
+    EntityChunk,
+    FetchEntitiesRequest,
+    Hello,
+    Instruction,
+    InstructionResult,
+    Received,
+    Upload,
+    UploadReceipt,
+    UploadStatusRequest,
+)
+from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, RoundState, chunks
+
+log = logging.getLogger(__name__)
+
+_P = AuditKind
+
+
+def check_partner(state: CoordinatorState, name: str, *, kind: AuditKind) -> str:
+    """``name`` (from the caller's certificate) if it is a partner of the project."""
+    if name not in state.partners:
+        raise Refusal(
+            Status.PERMISSION_DENIED,
+            f"'{name}' is not a partner in project '{state.project.name}'",
+            kind=kind,
+        )
+    return name
+
+
+def _check_project(
+    state: CoordinatorState, fingerprint: str, *, kind: AuditKind, round_id: str | None = None
+) -> None:
+    if fingerprint != state.fingerprint:
+        raise Refusal(
+            Status.FAILED_PRECONDITION,
+            f"project fingerprint mismatch: the request names {fingerprint or '(none)'}, this "
+            f"coordinator runs {state.fingerprint}. Both sides must use the project file the "
+            "partners signed.",
+            kind=kind,
+            round_id=round_id,
+        )
+
+
+def _check_round(
+    state: CoordinatorState, round_id: str, *, kind: AuditKind, states: frozenset[RoundState]
+) -> None:
+    r = state.store.rounds.get(round_id)
+    if r is None or r.state not in states:
+        allowed = " or ".join(sorted(s.value for s in states))
+        raise Refusal(
+            Status.FAILED_PRECONDITION,
+            f"round '{round_id}' is {'unknown' if r is None else r.state}; "
+            f"{kind.removeprefix('refused:')} is only accepted while it is {allowed}",
+            kind=kind,
+            round_id=round_id,
+        )
+
+
+# --- the control stream ---------------------------------------------------------------------------
+
+
+def connect(
+    state: CoordinatorState,
+    partner: str,
+    events: Iterator[Received[Hello | InstructionResult] | None],
+) -> Iterator[Instruction]:
+    """A node's session: check its Hello, then send it its instructions until it goes.
+
+    The node's results arrive on the same stream; a reader thread hands each to the lifecycle.
+    """
+    first = next(events, None)
+    if first is None or not isinstance(first.message, Hello):
+        raise Refusal(
+            Status.INVALID_ARGUMENT,
+            "the first message on Connect must be a Hello",
+            kind=_P.REFUSED_HELLO,
+        )
+    hello = first.message
+    state.crossings.record(
+        sender=partner, recipient=COORDINATOR, kind=_P.HELLO, payload=first.payload
+    )
+    if hello.partner_id != partner:
+        raise Refusal(
+            Status.PERMISSION_DENIED,
+            f"the node claims partner id '{hello.partner_id}' but its certificate is issued to "
+            f"'{partner}'; a node may only act as the partner named in its certificate",
+            kind=_P.REFUSED_HELLO,
+        )
+    _check_project(state, hello.project_fingerprint, kind=_P.REFUSED_HELLO)
+    q = state.sessions.open(partner)
+    log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?")
+    reader = threading.Thread(
+        target=_read_results,
+        args=(state, partner, events, q),
+        name=f"results-{partner}",
+        daemon=True,
+    )
+    reader.start()
+    instructions.push(state, partner)
+    try:
+        while (instruction := q.get()) is not None:
+            yield instruction
+    finally:
+        state.sessions.close(partner, q)
+        log.info("node %s disconnected", partner)
+
+
+def _read_results(
+    state: CoordinatorState,
+    partner: str,
+    events: Iterator[Received[Hello | InstructionResult] | None],
+    q: queue.Queue,
+) -> None:
+    try:
+        for event in events:
+            if event is None or not isinstance(event.message, InstructionResult):
+                continue
+            result = event.message
+            # Looked up, never parsed: an id the coordinator did not issue to this partner
+            # touches nothing.
+            delivery = state.store.deliveries.find(
+                partner=partner, instruction_id=result.instruction_id
+            )
+            state.crossings.record(
+                sender=partner,
+                recipient=COORDINATOR,
+                kind=_P.INSTRUCTION_RESULT,
+                payload=event.payload,
+                round_id=None if delivery is None else delivery.round_id,
+                records=result.records,
+            )
+            if delivery is None:
+                log.warning("node %s answered an instruction it was not sent", partner)
+                continue
+            state.lifecycle.on_result(delivery, result)
+    except Exception:  # the stream ended or broke; the session's generator cleans up
+        log.debug("result stream of %s ended", partner, exc_info=True)
+    finally:
+        q.put(None)
+
+
+# --- uploads --------------------------------------------------------------------------------------
+
+
+def receive_clks(
+    state: CoordinatorState, partner: str, stream: Iterable[Received[ClkChunk]]
+) -> UploadReceipt:
+    """Check and store a stream of CLK chunks; schedule the round when the upload completes."""
+    linkage = state.project.linkage
+    keyed = frozenset(f.name for f in linkage.fields if f.keyed_token)
+    stable = linkage.stable_entity_ids
+    upload_state, round_id = None, ""
+    for item in stream:
+        chunk = item.message
+        round_id = chunk.round_id
+        kind = _P.REFUSED_CLK_UPLOAD
+        _check_project(state, chunk.project_fingerprint, kind=kind, round_id=round_id)
+        _check_round(state, round_id, kind=kind, states=ACCEPTS_CLKS)
+        problem = (
+            clk_chunk_problem(chunk, linkage.wire_bits)
+            or token_problem(chunk, keyed)
+            or record_key_problem(chunk, stable=stable)
+        )
+        if problem:
+            raise Refusal(Status.INVALID_ARGUMENT, problem, kind=kind, round_id=round_id)
+        state.crossings.record(
+            sender=partner,
+            recipient=COORDINATOR,
+            kind=_P.CLK_CHUNK,
+            payload=item.payload,
+            records=chunk.records,
+            round_id=round_id,
+            detail=chunk.audit_detail(),
+        )
+        upload_state = _store(
+            state,
+            partner,
+            CLKS,
+            chunk,
+            data=chunk.clks,
+            records=chunk.records,
+            tokens=token_blob(chunk),
+            record_keys=b"".join(chunk.record_keys) if stable else None,
+        )
+    return _finish_upload(state, partner, round_id, upload_state, kind=_P.REFUSED_CLK_UPLOAD)
+
+
+def receive_attribute(
+    state: CoordinatorState, partner: str, stream: Iterable[Received[AttributeChunk]]
+) -> UploadReceipt:
+    """Check and store a stream of attribute chunks the project lets ``partner`` share."""
+    upload_state, round_id = None, ""
+    kind = _P.REFUSED_ATTRIBUTE_UPLOAD
+    for item in stream:
+        chunk = item.message
+        round_id = chunk.round_id
+        _check_project(state, chunk.project_fingerprint, kind=kind, round_id=round_id)
+        if not state.project.attribute_allowed(
+            partner=partner, product_id=chunk.product_id, attribute=chunk.attribute
+        ):
+            raise Refusal(
+                Status.PERMISSION_DENIED,
+                f"the project does not let '{partner}' share attribute '{chunk.attribute}' for "
+                f"product '{chunk.product_id}'",
+                kind=kind,
+                round_id=round_id,
+            )
+        _check_round(state, round_id, kind=kind, states=ACCEPTS_ATTRIBUTES)
+        clks = state.store.uploads.state(round_id=round_id, partner=partner)
+        if clks is None or chunk.total_records != clks.total_records:
+            raise Refusal(
+                Status.INVALID_ARGUMENT,
+                "attribute upload must have one value per uploaded CLK "
+                f"({clks.total_records if clks else 0}), got {chunk.total_records}",
+                kind=kind,
+                round_id=round_id,
+            )
+        state.crossings.record(
+            sender=partner,
+            recipient=COORDINATOR,
+            kind=_P.ATTRIBUTE_CHUNK,
+            payload=item.payload,
+            records=len(chunk.values),
+            round_id=round_id,
+            detail={"attribute": chunk.attribute, "chunk": chunk.chunk_index},
+        )
+        data = json.dumps(list(chunk.values), ensure_ascii=False).encode("utf-8")
+        upload = attribute_upload(chunk.product_id, chunk.attribute)
+        upload_state = _store(state, partner, upload, chunk, data=data, records=len(chunk.values))
+    return _finish_upload(state, partner, round_id, upload_state, kind=kind)
+
+
+def _store(
+    state: CoordinatorState,
+    partner: str,
+    upload: Upload,
+    chunk: ClkChunk | AttributeChunk,
+    *,
+    data: bytes,
+    records: int,
+    tokens: bytes | None = None,
+    record_keys: bytes | None = None,
+) -> UploadState:
+    stored = Chunk(
+        chunk_index=chunk.chunk_index,
+        total_chunks=chunk.total_chunks,
+        first_ref=chunk.first_ref,
+        records=records,
+        total_records=chunk.total_records,
+        data=data,
+        tokens=tokens,
+        record_keys=record_keys,
+    )
+    try:
+        return state.store.uploads.store(
+            round_id=chunk.round_id, partner=partner, upload=upload, chunk=stored
+        )
+    except ProtocolError as exc:
+        kind = _P.REFUSED_CLK_UPLOAD if upload.is_clks else _P.REFUSED_ATTRIBUTE_UPLOAD
+        raise Refusal(
+            Status.INVALID_ARGUMENT, str(exc), kind=kind, round_id=chunk.round_id
+        ) from None
+
+
+def _finish_upload(
+    state: CoordinatorState,
+    partner: str,
+    round_id: str,
+    upload_state: UploadState | None,
+    *,
+    kind: AuditKind,
+) -> UploadReceipt:
+    if upload_state is None:
+        raise Refusal(Status.INVALID_ARGUMENT, "the upload carried no chunks", kind=kind)
+    state.lifecycle.schedule(round_id)
+    if upload_state.complete:
+        log.info("round %s: %s completed an upload", round_id, partner)
+    return receipt(round_id, upload_state)
+
+
+def upload_status(
+    state: CoordinatorState, partner: str, request: UploadStatusRequest
+) -> UploadReceipt:
+    """Where one of the caller's uploads stands, so it can resume."""
+    _check_project(state, request.project_fingerprint, kind=_P.REFUSED_UPLOAD_STATUS)
+    found = state.store.uploads.state(
+        round_id=request.round_id, partner=partner, upload=request.upload
+    )
+    return receipt(request.round_id, found)
+
+
+def receipt(round_id: str, found: UploadState | None) -> UploadReceipt:
+    if found is None:
+        return UploadReceipt(round_id=round_id)
+    return UploadReceipt(
+        round_id=round_id,
+        chunks_stored=len(found.stored_chunks),
+        records_stored=found.records_stored,
+        complete=found.complete,
+        stored_chunks=found.stored_chunks,
+    )
+
+
+# --- entity ids -----------------------------------------------------------------------------------
+
+
+def entity_chunks(
+    state: CoordinatorState, partner: str, request: FetchEntitiesRequest
+) -> Iterator[EntityChunk]:
+    """The entity ids of the caller's own refs, in chunks; no other partner's."""
+    kind = _P.REFUSED_FETCH_ENTITIES
+    _check_project(state, request.project_fingerprint, kind=kind, round_id=request.round_id)
+    _check_round(state, request.round_id, kind=kind, states=SERVES_ENTITIES)
+    rows = state.store.results.entity_ids(round_id=request.round_id, partner=partner)
+    if not rows:
+        return
+    for _, start, stop in chunks(len(rows), CHUNK_RECORDS):
+        part = rows[start:stop]
+        yield EntityChunk(first_ref=part[0][0], entity_ids=tuple(e for _, e in part))

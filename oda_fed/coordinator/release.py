@@ -1,0 +1,131 @@
+"""A round's data products: the attributes they need, the controlled tables, the round report, and
+what each recipient is sent once the round is released.
+
+Products are made, disclosure-controlled and written when every attribute they need has arrived
+(:func:`make_products`), and the round report (``report.html``) is written beside them. Nothing is
+sent to a partner until the round is released (:func:`product_deliveries`), by an operator or by
+the project's ``auto_release``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from oda_fed.coordinator import reports
+from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
+from oda_fed.coordinator.state import CoordinatorState
+from oda_fed.disclosure import DisclosureRules
+from oda_fed.products import partner_count_by_area, write_product
+from oda_fed.transport.messages import ProductRelease, ReleasedFile, Upload
+from oda_fed.transport.protocol import COORDINATOR
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".html": "text/html"}
+
+
+def attribute_upload(product_id: str, attribute: str) -> Upload:
+    return Upload(product_id=product_id, attribute=attribute)
+
+
+def analysis_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery]:
+    """Once matched: entity ids for every partner, and each product's attribute from its partner."""
+    owed = [Delivery(round_id, p, DeliveryKind.ENTITIES_READY) for p in state.partners]
+    owed += [
+        Delivery(
+            round_id,
+            prod.area.partner,
+            DeliveryKind.SHARE_ATTRIBUTE,
+            product_id=prod.id,
+            attribute=prod.area.attribute,
+        )
+        for prod in state.project.products
+    ]
+    return owed
+
+
+def missing_attributes(state: CoordinatorState, round_id: str) -> list[str]:
+    """The attributes the products still wait for, as ``partner's attribute`` (empty: all in)."""
+    return [
+        f"{prod.area.partner}'s {prod.area.attribute}"
+        for prod in state.project.products
+        if not state.store.uploads.complete(
+            round_id=round_id,
+            partner=prod.area.partner,
+            upload=attribute_upload(prod.id, prod.area.attribute),
+        )
+    ]
+
+
+def make_products(state: CoordinatorState, round_id: str) -> Path:
+    """Make every product of the round under disclosure control, write its files, and write the
+    round report; return the report's path. Nothing is sent to anyone here."""
+    members = pd.DataFrame(
+        state.store.results.members(round_id=round_id),
+        columns=["partner", "ref", "entity_id", "score"],
+    )
+    entity_partners = members.groupby("entity_id")["partner"].nunique()
+    out_dir = state.output_dir / round_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rules = DisclosureRules(
+        min_cell=state.project.disclosure.min_cell,
+        rounding_base=state.project.disclosure.rounding_base,
+    )
+    made = []
+    for prod in state.project.products:
+        values = state.store.uploads.values(
+            round_id=round_id,
+            partner=prod.area.partner,
+            upload=attribute_upload(prod.id, prod.area.attribute),
+        )
+        own = members[members.partner == prod.area.partner].sort_values("ref")
+        area = pd.Series(values, index=own.entity_id.to_numpy(), dtype=object)
+        table = partner_count_by_area(
+            entity_partners=entity_partners,
+            entity_area=area[area != ""],
+            product_id=prod.id,
+            title=prod.title,
+            rules=rules,
+            n_partners=len(state.partners),
+        )
+        paths = write_product(table, out_dir)
+        state.store.results.add_product(
+            round_id=round_id,
+            product_id=prod.id,
+            title=prod.title,
+            cells=len(table.table),
+            suppressed=table.suppressed_cells,
+            files=[(p.name, MEDIA_TYPES[p.suffix], p) for p in paths.values()],
+        )
+        made.append((table, paths))
+    log.info("round %s: %d product(s) written to %s", round_id, len(made), out_dir)
+    return reports.round_report(state, round_id, members=members, made=made)
+
+
+def product_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery]:
+    """Each product to each of its recipients (the coordinator keeps its own copy on disk)."""
+    return [
+        Delivery(round_id, r, DeliveryKind.PRODUCT_RELEASE, product_id=prod.id)
+        for prod in state.project.products
+        for r in prod.recipients
+        if r != COORDINATOR
+    ]
+
+
+def product_release(
+    state: CoordinatorState, *, round_id: str, product_id: str, released_by: str
+) -> ProductRelease:
+    """A released product as sent to one recipient: its files, read from the output folder."""
+    prod = next(p for p in state.project.products if p.id == product_id)
+    files = tuple(
+        ReleasedFile(name=name, media_type=media_type, content=Path(path).read_bytes())
+        for _, name, media_type, path in state.store.results.product_files(
+            round_id=round_id, product_id=product_id
+        )
+    )
+    return ProductRelease(
+        product_id=product_id, title=prod.title, files=files, released_by=released_by
+    )

@@ -1,0 +1,146 @@
+"""The coordinator's gRPC servicers: thin, as Flower's are.
+
+Each method takes the caller's identity from its certificate, turns the request into plain values
+(:mod:`oda_fed.transport.serde`), calls a handler over them and the coordinator's state
+(:mod:`~oda_fed.coordinator.nodes`, :mod:`~oda_fed.coordinator.operator`), and turns the answer
+back. A :class:`~oda_fed.coordinator.state.Refusal` from a handler is written to the audit log
+and becomes the call's status. :mod:`oda_fed.transport.auth` has already checked the
+certificate's role before any of this runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import grpc
+from google.protobuf.message import Message
+
+from oda_fed.coordinator import nodes, operator
+from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
+from oda_fed.errors import AuthError
+from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
+from oda_fed.transport import serde
+from oda_fed.transport.auth import peer_identity
+from oda_fed.transport.messages import EntityChunk, Instruction
+from oda_fed.transport.protocol import COORDINATOR, INSTRUCTION_KINDS, AuditKind
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: str | None):
+    """Log a handler's refusal and end the call with its status."""
+    try:
+        yield
+    except Refusal as refusal:
+        state.log_refusal(refusal, who=who)
+        log.warning("refused %s from %s: %s", refusal.kind, who or "unknown", refusal.reason)
+        context.abort(grpc.StatusCode[refusal.status.value], refusal.reason)
+
+
+def _caller(state: CoordinatorState, context: grpc.ServicerContext, kind: AuditKind) -> str:
+    """The name in the caller's certificate (a node's must be a partner of the project)."""
+    with _refusals(state, context, who=None):
+        try:
+            name = peer_identity(context).name
+        except AuthError as exc:
+            raise Refusal(Status.UNAUTHENTICATED, str(exc), kind=kind) from None
+    if kind is AuditKind.REFUSED_CALL:
+        return name
+    with _refusals(state, context, who=name):
+        return nodes.check_partner(state, name, kind=kind)
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    """The nodes' service."""
+
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+
+    def Connect(self, request_iterator, context):  # noqa: N802 - gRPC's method names
+        partner = _caller(self.state, context, AuditKind.REFUSED_HELLO)
+        events = (serde.node_event_from_proto(e) for e in request_iterator)
+        with _refusals(self.state, context, who=partner):
+            for instruction in nodes.connect(self.state, partner, events):
+                yield self._send(partner, instruction)
+
+    def UploadClks(self, request_iterator, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_CLK_UPLOAD)
+        with _refusals(self.state, context, who=partner):
+            chunks = (serde.received(c) for c in request_iterator)
+            return serde.to_proto(nodes.receive_clks(self.state, partner, chunks))
+
+    def GetUploadStatus(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_UPLOAD_STATUS)
+        with _refusals(self.state, context, who=partner):
+            asked = serde.from_proto(request)
+            return serde.to_proto(nodes.upload_status(self.state, partner, asked))
+
+    def UploadAttribute(self, request_iterator, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_ATTRIBUTE_UPLOAD)
+        with _refusals(self.state, context, who=partner):
+            chunks = (serde.received(c) for c in request_iterator)
+            return serde.to_proto(nodes.receive_attribute(self.state, partner, chunks))
+
+    def FetchEntities(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_FETCH_ENTITIES)
+        with _refusals(self.state, context, who=partner):
+            asked = serde.from_proto(request)
+            for chunk in nodes.entity_chunks(self.state, partner, asked):
+                yield self._send(partner, chunk, round_id=asked.round_id)
+
+    def _send(
+        self, partner: str, value: Instruction | EntityChunk, *, round_id: str = ""
+    ) -> Message:
+        """``value`` on the wire, logged as sent to ``partner``."""
+        message, payload = serde.encode(value)
+        if isinstance(value, EntityChunk):
+            kind, records = AuditKind.ENTITY_CHUNK, len(value.entity_ids)
+        else:
+            name = value.body_name
+            kind = AuditKind.EMPTY_INSTRUCTION if name is None else INSTRUCTION_KINDS[name][0]
+            records, round_id = 0, value.round_id
+        self.state.crossings.record(
+            sender=COORDINATOR,
+            recipient=partner,
+            kind=kind,
+            payload=payload,
+            records=records,
+            round_id=round_id,
+        )
+        return message
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    """The operator's service."""
+
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+
+    def StartRound(self, request, context):  # noqa: N802
+        who = _caller(self.state, context, AuditKind.REFUSED_CALL)
+        with _refusals(self.state, context, who=who):
+            started = operator.start_round(
+                self.state, operator=who, fingerprint=request.project_fingerprint
+            )
+            return serde.to_proto(started)
+
+    def GetRound(self, request, context):  # noqa: N802
+        who = _caller(self.state, context, AuditKind.REFUSED_CALL)
+        with _refusals(self.state, context, who=who):
+            return serde.to_proto(operator.get_round(self.state, request.round_id))
+
+    def ReleaseRound(self, request, context):  # noqa: N802
+        who = _caller(self.state, context, AuditKind.REFUSED_CALL)
+        with _refusals(self.state, context, who=who):
+            released = operator.release_round(self.state, operator=who, round_id=request.round_id)
+            return serde.to_proto(released)
+
+    def CancelRound(self, request, context):  # noqa: N802
+        who = _caller(self.state, context, AuditKind.REFUSED_CALL)
+        with _refusals(self.state, context, who=who):
+            cancelled = operator.cancel_round(
+                self.state, operator=who, round_id=request.round_id, reason=request.reason
+            )
+            return serde.to_proto(cancelled)

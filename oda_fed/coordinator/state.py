@@ -1,0 +1,111 @@
+"""What the coordinator's handlers work over, and how they refuse a request.
+
+:class:`CoordinatorState` is made once at start-up (:mod:`oda_fed.coordinator.server`): the pinned
+project and the engine settings made from it, the store, the audit log, the connected nodes and
+the round lifecycle. Handlers (:mod:`~oda_fed.coordinator.nodes`,
+:mod:`~oda_fed.coordinator.operator`) are functions over a request and this state; they raise
+:class:`Refusal` and never touch gRPC, so they can be tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from oda_fed.config import LoadedProject, Project
+from oda_fed.coordinator.sessions import Sessions
+from oda_fed.coordinator.store import Store
+from oda_fed.matching.settings import LinkSettings
+from oda_fed.transport.crossing import Crossings
+from oda_fed.transport.messages import Instruction
+from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, cut
+
+if TYPE_CHECKING:
+    from oda_fed.coordinator.lifecycle import Lifecycle
+
+
+class Status(StrEnum):
+    """Why a request is refused, as the caller is told (a gRPC status code's name)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    NOT_FOUND = "NOT_FOUND"
+
+
+class Refusal(Exception):
+    """A request the coordinator will not serve: the caller gets ``status`` and ``reason``, and
+    the refusal is written to the audit log under ``kind`` (not at all when ``kind`` is None)."""
+
+    def __init__(
+        self,
+        status: Status,
+        reason: str,
+        *,
+        kind: AuditKind | None,
+        round_id: str | None = None,
+        detail: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.kind = kind
+        self.round_id = round_id
+        self.detail = dict(detail or {})
+
+
+@dataclass
+class CoordinatorState:
+    """The coordinator's state, shared by every handler."""
+
+    loaded: LoadedProject
+    settings: LinkSettings
+    store: Store
+    crossings: Crossings
+    output_dir: Path
+    index_path: Path
+    chunk_records: int = CHUNK_RECORDS
+    sessions: Sessions[Instruction] = field(default_factory=Sessions)
+    lifecycle: Lifecycle = field(init=False)
+
+    @property
+    def project(self) -> Project:
+        return self.loaded.project
+
+    @property
+    def fingerprint(self) -> str:
+        return self.loaded.fingerprint
+
+    @property
+    def partners(self) -> list[str]:
+        return self.loaded.project.partner_ids
+
+    def log_refusal(self, refusal: Refusal, *, who: str | None) -> None:
+        """Write a refusal to the audit log (if its kind says so)."""
+        if refusal.kind is None:
+            return
+        self.crossings.record(
+            sender=who or "unknown",
+            recipient=COORDINATOR,
+            kind=refusal.kind,
+            round_id=refusal.round_id,
+            detail={**refusal.detail, "reason": cut(refusal.reason)},
+        )
+
+
+def index_path_for(state_dir: Path, fingerprint: str) -> Path:
+    """The linked index file of the project with ``fingerprint`` in a coordinator's state folder.
+
+    One file per signed project: a project amended and signed again starts a new index, so no
+    entity id outlives the agreement it was issued under.
+
+    Examples
+    --------
+    >>> index_path_for(Path("state"), "sha256:" + "ab" * 32).name
+    'linked-abababababababab.index'
+    """
+    return state_dir / f"linked-{fingerprint.rpartition(':')[2][:16]}.index"

@@ -1,0 +1,190 @@
+"""The partner's part of a round, one function per instruction.
+
+:func:`handle` checks the instruction against the pinned project (:mod:`oda_fed.node.policy`),
+does the work, and returns the result to send back. Record ids stay here: the coordinator sees only
+per-round random refs, and the mapping between the two lives in the round's folder
+(:mod:`oda_fed.node.rounds`). When the project sets ``[linkage] stable_entity_ids``, each CLK also
+goes with its record key, a keyed pseudonym of the record id
+(:func:`oda_fed.encoding.exact.record_keys`) that is the same every round, so the coordinator can
+keep the record's entity id; it cannot reverse it without the linkage secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+
+import numpy as np
+
+from oda_fed import __version__
+from oda_fed.encoding.exact import record_keys
+from oda_fed.errors import OdaFedError
+from oda_fed.node import policy
+from oda_fed.node.client import CoordinatorClient
+from oda_fed.node.encode import encode_file
+from oda_fed.node.policy import Refused
+from oda_fed.node.rounds import RoundFiles
+from oda_fed.node.state import NodeState
+from oda_fed.transport.messages import (
+    EncodeAndUpload,
+    EntitiesReady,
+    Instruction,
+    InstructionResult,
+    ProductRelease,
+    RoundClosed,
+    ShareAttribute,
+)
+from oda_fed.transport.protocol import (
+    CHUNK_RECORDS,
+    COORDINATOR,
+    INSTRUCTION_KINDS,
+    AuditKind,
+    cut,
+)
+
+log = logging.getLogger(__name__)
+
+
+def handle(
+    state: NodeState, client: CoordinatorClient | None, instruction: Instruction
+) -> tuple[InstructionResult, OdaFedError | None]:
+    """Carry out one instruction; return the result to send, and an error that should stop the
+    node (bad input data, say: a retry cannot fix it)."""
+    records, error, failure = 0, "", None
+    body = instruction.body
+    try:
+        policy.check_project(state.loaded, instruction)
+        files = state.round_files(instruction.round_id)
+        if isinstance(body, EncodeAndUpload):
+            records = _encode_and_upload(state, client, instruction.round_id, body, files)
+        elif isinstance(body, ShareAttribute):
+            records = _share_attribute(state, client, instruction.round_id, body, files)
+        elif isinstance(body, EntitiesReady):
+            records = _fetch_entities(state, client, instruction.round_id, files)
+        elif isinstance(body, ProductRelease):
+            _receive_product(state, instruction.round_id, body)
+        elif isinstance(body, RoundClosed):
+            state.rounds_closed += 1
+            log.info("round %s ended: %s %s", instruction.round_id, body.status, body.message)
+        else:
+            raise Refused(f"unknown instruction; this node runs oda-fed {__version__}")
+    except Refused as exc:
+        error = cut(str(exc))
+        log.warning("refused %s for round %s: %s", instruction.body_name, instruction.round_id, exc)
+        name = instruction.body_name
+        state.crossings.record(
+            sender=COORDINATOR,
+            recipient=state.partner,
+            kind=AuditKind.REFUSED_INSTRUCTION if name is None else INSTRUCTION_KINDS[name][1],
+            round_id=instruction.round_id,
+            detail={"reason": error},
+        )
+    except OdaFedError as exc:
+        # The full message stays in this node's log; the coordinator only learns the kind.
+        error, failure = f"{type(exc).__name__} on the node; see the node's log", exc
+    result = InstructionResult(
+        instruction_id=instruction.instruction_id, ok=not error, error=error, records=records
+    )
+    return result, failure
+
+
+def _encode_and_upload(
+    state: NodeState,
+    client: CoordinatorClient,
+    round_id: str,
+    request: EncodeAndUpload,
+    files: RoundFiles,
+) -> int:
+    policy.check_clk_bits(state.loaded, request.clk_bits)
+    if not files.prepared:
+        _prepare(state, round_id, files)
+    clks = files.clks()
+    keys = None
+    if state.record_key is not None:
+        # Recomputed from the saved refs, so a resumed upload sends the same keys.
+        keys = record_keys([str(r) for r in files.record_ids()], key=state.record_key)
+    client.upload_clks(
+        round_id,
+        clks,
+        tokens=files.tokens(),
+        keys=keys,
+        chunk_records=min(state.config.chunk_records, request.chunk_records or CHUNK_RECORDS),
+    )
+    return len(clks)
+
+
+def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
+    """Encode the partner's extract for this round, under random refs, and save it."""
+    source = encode_file(
+        state.config.source.path,
+        project=state.project,
+        layout=state.layout,
+        secret=state.secret,
+        progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
+    )
+    # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
+    order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
+    shareable = policy.shareable_attributes(state.loaded, state.partner)
+    files.save(
+        record_ids=source.record_ids[order],
+        clks=np.ascontiguousarray(source.clks[order]),
+        attributes={
+            a: [source.attributes[a][i] for i in order] for a in shareable if a in source.attributes
+        },
+        tokens={f: [v[i] for i in order] for f, v in source.tokens.items()},
+    )
+    log.info(
+        "round %s: encoded %d records (missing: %s; invalid: %s)",
+        round_id,
+        len(source),
+        source.missing,
+        source.invalid,
+    )
+
+
+def _share_attribute(
+    state: NodeState,
+    client: CoordinatorClient,
+    round_id: str,
+    request: ShareAttribute,
+    files: RoundFiles,
+) -> int:
+    policy.check_share(
+        state.loaded,
+        partner=state.partner,
+        product_id=request.product_id,
+        attribute=request.attribute,
+    )
+    values = files.attribute(request.attribute)
+    client.upload_attribute(
+        round_id, product_id=request.product_id, attribute=request.attribute, values=values
+    )
+    return len(values)
+
+
+def _fetch_entities(
+    state: NodeState, client: CoordinatorClient, round_id: str, files: RoundFiles
+) -> int:
+    entity_ids = client.fetch_entities(round_id)
+    path = files.write_entities(entity_ids)
+    shutil.copyfile(path, state.workdir / "entities.csv")
+    log.info("round %s: entity ids for %d records written to %s", round_id, len(entity_ids), path)
+    return len(entity_ids)
+
+
+def _receive_product(state: NodeState, round_id: str, release: ProductRelease) -> None:
+    policy.check_recipient(state.loaded, partner=state.partner, product_id=release.product_id)
+    names = [policy.file_name(item.name) for item in release.files]
+    out = state.workdir / "releases" / round_id / release.product_id
+    out.mkdir(parents=True, exist_ok=True)
+    for name, item in zip(names, release.files, strict=True):
+        (out / name).write_bytes(item.content)
+    log.info(
+        "round %s: received product '%s' (%d file(s), released by %s) in %s",
+        round_id,
+        release.product_id,
+        len(release.files),
+        release.released_by or "?",
+        out,
+    )

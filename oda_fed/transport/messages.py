@@ -1,0 +1,299 @@
+"""The messages of the wire protocol as plain Python values.
+
+Each mirrors one message of ``protos/oda_fed/proto/v1``; :mod:`oda_fed.transport.serde` is the one
+place that converts between the two. The node, the coordinator and the operator's client work with
+these values and never with generated code.
+
+Privacy: none of these may carry names, dates of birth, addresses, record ids or the linkage
+secret. Records are referred to by per-round refs (and, where the project sets
+``stable_entity_ids``, keyed record pseudonyms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from oda_fed.errors import ProtocolError
+from oda_fed.transport.protocol import RoundState
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Received(Generic[T]):
+    """A message as it arrived: its value, and the bytes both sides' audit logs hash."""
+
+    message: T
+    payload: bytes
+
+
+# --- the control stream ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A node's first message: who it says it is (checked against its certificate)."""
+
+    partner_id: str
+    project_fingerprint: str
+    software_version: str = ""
+
+
+@dataclass(frozen=True)
+class InstructionResult:
+    """A node's answer to one instruction; ``error`` is a short reason with no personal data."""
+
+    instruction_id: str
+    ok: bool
+    error: str = ""
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class EncodeAndUpload:
+    chunk_records: int
+    clk_bits: int
+
+
+@dataclass(frozen=True)
+class ShareAttribute:
+    product_id: str
+    attribute: str
+
+
+@dataclass(frozen=True)
+class EntitiesReady:
+    pass
+
+
+@dataclass(frozen=True)
+class ReleasedFile:
+    name: str
+    media_type: str
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ProductRelease:
+    product_id: str
+    title: str
+    files: tuple[ReleasedFile, ...]
+    released_by: str = ""
+
+
+@dataclass(frozen=True)
+class RoundClosed:
+    status: str  # a finished RoundState's value; a string, as a newer coordinator may say more
+    message: str = ""
+
+    @property
+    def state(self) -> RoundState | None:
+        """The status as a :class:`RoundState`, or None when this node does not know it."""
+        try:
+            return RoundState(self.status)
+        except ValueError:
+            return None
+
+
+Body = EncodeAndUpload | ShareAttribute | EntitiesReady | ProductRelease | RoundClosed
+
+#: Each body's name on the wire (the ``Instruction.body`` oneof), which also names its audit kind.
+BODY_NAMES: dict[type, str] = {
+    EncodeAndUpload: "encode_and_upload",
+    ShareAttribute: "share_attribute",
+    EntitiesReady: "entities_ready",
+    ProductRelease: "product_release",
+    RoundClosed: "round_closed",
+}
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """Work the coordinator sends a node. ``body`` is None for a kind this node does not know."""
+
+    instruction_id: str
+    project_fingerprint: str
+    round_id: str
+    body: Body | None
+
+    @property
+    def body_name(self) -> str | None:
+        return None if self.body is None else BODY_NAMES[type(self.body)]
+
+
+# --- uploads and downloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenColumn:
+    """Keyed tokens of one exact identifier: 32 bytes per record, empty where missing."""
+
+    field: str
+    values: tuple[bytes, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClkChunk:
+    """One chunk of a node's CLKs (row-major little-endian ``uint64`` words)."""
+
+    round_id: str
+    project_fingerprint: str
+    chunk_index: int
+    total_chunks: int
+    first_ref: int
+    records: int
+    total_records: int
+    clk_bits: int
+    clks: bytes = field(repr=False)
+    tokens: tuple[TokenColumn, ...] = ()
+    record_keys: tuple[bytes, ...] = field(default=(), repr=False)
+
+    def audit_detail(self) -> dict[str, int | bool]:
+        """The chunk's audit detail, the same in the node's log and the coordinator's."""
+        detail: dict[str, int | bool] = {"chunk": self.chunk_index, "of": self.total_chunks}
+        if self.record_keys:
+            # So a DPO reading either log sees that this crossing carried record pseudonyms.
+            detail["record_keys"] = True
+        return detail
+
+
+@dataclass(frozen=True)
+class AttributeChunk:
+    """One chunk of the values of an attribute the project lets a partner share, in ref order."""
+
+    round_id: str
+    project_fingerprint: str
+    product_id: str
+    attribute: str
+    chunk_index: int
+    total_chunks: int
+    first_ref: int
+    total_records: int
+    values: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Which upload of a round: the CLKs, or one product's attribute.
+
+    Its :attr:`name` is how ``UploadStatusRequest.upload`` and the coordinator's database name it.
+
+    Examples
+    --------
+    >>> Upload(product_id="p", attribute="ward").name
+    'attribute:p:ward'
+    >>> Upload.from_name("clks") == CLKS
+    True
+    """
+
+    product_id: str = ""
+    attribute: str = ""
+
+    @property
+    def is_clks(self) -> bool:
+        return not self.attribute
+
+    @property
+    def name(self) -> str:
+        return "clks" if self.is_clks else f"attribute:{self.product_id}:{self.attribute}"
+
+    @classmethod
+    def from_name(cls, name: str) -> Upload:
+        """The upload ``name`` names ("" also means the CLKs).
+
+        Raises
+        ------
+        ProtocolError
+            Neither ``clks`` nor ``attribute:<product>:<attribute>``.
+        """
+        if name in ("", "clks"):
+            return cls()
+        kind, _, rest = name.partition(":")
+        product_id, _, attribute = rest.partition(":")
+        if kind != "attribute" or not product_id or not attribute:
+            raise ProtocolError(
+                f"unknown upload {name[:80]!r}: expected 'clks' or 'attribute:<product>:<attribute>'"
+            )
+        return cls(product_id=product_id, attribute=attribute)
+
+
+#: The CLK upload of a round.
+CLKS = Upload()
+
+
+@dataclass(frozen=True)
+class UploadStatusRequest:
+    round_id: str
+    project_fingerprint: str
+    upload: Upload = CLKS
+
+
+@dataclass(frozen=True)
+class UploadReceipt:
+    """Where an upload stands, so an interrupted one resumes with the chunks still missing."""
+
+    round_id: str
+    chunks_stored: int = 0
+    records_stored: int = 0
+    complete: bool = False
+    stored_chunks: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FetchEntitiesRequest:
+    round_id: str
+    project_fingerprint: str
+
+
+@dataclass(frozen=True)
+class EntityChunk:
+    """Entity ids of the calling node's refs ``first_ref`` onwards."""
+
+    first_ref: int
+    entity_ids: tuple[str, ...] = field(repr=False)
+
+
+# --- the operator's interface ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartnerProgress:
+    partner: str
+    connected: bool
+    records: int
+    uploaded: bool
+    entities_delivered: bool
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    """A product of a round: what will be, or was, released and to whom."""
+
+    product_id: str
+    title: str
+    recipients: tuple[str, ...]
+    cells: int
+    suppressed: int
+
+
+@dataclass(frozen=True)
+class RoundStatus:
+    """A round as the operator sees it."""
+
+    round_id: str
+    state: RoundState
+    message: str
+    entities: int = 0
+    linked_entities: int = 0
+    partners: tuple[PartnerProgress, ...] = ()
+    product_files: tuple[str, ...] = ()
+    report_path: str = ""
+    deadline: str = ""
+    quality_report_path: str = ""
+    products: tuple[ProductSummary, ...] = ()
+    released_by: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished

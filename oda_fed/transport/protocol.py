@@ -1,0 +1,187 @@
+"""The wire protocol's vocabulary, shared by the node and the coordinator: defined once, here.
+
+- :class:`AuditKind`: every kind of audit entry either side writes. The DPO's cross-check pairs
+  entries by kind, so both sides take their kinds from this one enum and never spell one out.
+- :class:`RoundState`: the states a round passes through, as the coordinator stores them and the
+  operator and the nodes are told them.
+- The round-id rule (:func:`new_round_id`, :func:`check_round_id`) and the limits both sides keep.
+- :func:`chunks`: how a long upload or download is cut into numbered chunks.
+
+Nothing here imports generated protobuf code; :mod:`oda_fed.transport.serde` converts between
+these values and the wire.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from oda_fed.audit.entry import is_local_kind
+from oda_fed.errors import ProtocolError
+
+#: The coordinator's name in audit logs and as the recipient of uploads.
+COORDINATOR = "coordinator"
+
+#: Records per chunk of CLKs, attribute values or entity ids (a node's config may lower it for
+#: CLKs; the coordinator asks for this many).
+CHUNK_RECORDS = 10_000
+#: Reasons and errors that cross the wire, or go into an audit entry, are cut to this length.
+MAX_REASON = 200
+#: Seconds a node waits for a connection before it backs off and retries.
+CONNECT_TIMEOUT = 10.0
+#: Seconds the operator's client waits for one answer from its coordinator.
+ADMIN_TIMEOUT = 30.0
+
+
+class AuditKind(StrEnum):
+    """Every kind of audit entry. Crossings are logged on both sides under the same kind; local
+    kinds (``refused:``, ``retention:``, ``operator:``, ``lifecycle:``) record something one party
+    did or refused on its own, so they have no counterpart in the other side's log."""
+
+    # Crossings: logged by the sender and by the recipient.
+    HELLO = "hello"
+    INSTRUCTION_RESULT = "instruction_result"
+    CLK_CHUNK = "clk_chunk"
+    ATTRIBUTE_CHUNK = "attribute_chunk"
+    ENTITY_CHUNK = "entity_chunk"
+    ENCODE_AND_UPLOAD = "instruction:encode_and_upload"
+    SHARE_ATTRIBUTE = "instruction:share_attribute"
+    ENTITIES_READY = "instruction:entities_ready"
+    PRODUCT_RELEASE = "instruction:product_release"
+    ROUND_CLOSED = "instruction:round_closed"
+    EMPTY_INSTRUCTION = "instruction:empty"
+
+    # Refusals: the coordinator's of a call, the node's of an instruction.
+    REFUSED_CALL = "refused:call"
+    REFUSED_HELLO = "refused:hello"
+    REFUSED_CLK_UPLOAD = "refused:clk_upload"
+    REFUSED_UPLOAD_STATUS = "refused:upload_status"
+    REFUSED_ATTRIBUTE_UPLOAD = "refused:attribute_upload"
+    REFUSED_FETCH_ENTITIES = "refused:fetch_entities"
+    REFUSED_ENCODE_AND_UPLOAD = "refused:encode_and_upload"
+    REFUSED_SHARE_ATTRIBUTE = "refused:share_attribute"
+    REFUSED_ENTITIES_READY = "refused:entities_ready"
+    REFUSED_PRODUCT_RELEASE = "refused:product_release"
+    REFUSED_ROUND_CLOSED = "refused:round_closed"
+    REFUSED_INSTRUCTION = "refused:instruction"
+
+    # The coordinator's own acts.
+    CLKS_DELETED = "retention:clks_deleted"
+    START_ROUND = "operator:start_round"
+    RELEASE_ROUND = "operator:release_round"
+    CANCEL_ROUND = "operator:cancel_round"
+    AUTO_RELEASE = "lifecycle:auto_release"
+    DEADLINE_PASSED = "lifecycle:deadline_passed"
+
+    @property
+    def local(self) -> bool:
+        """True for an entry only its writer holds (nothing crossed)."""
+        return is_local_kind(self.value)
+
+
+#: An instruction's kind, and the kind of a node's refusal of it, by body name.
+INSTRUCTION_KINDS: dict[str, tuple[AuditKind, AuditKind]] = {
+    "encode_and_upload": (AuditKind.ENCODE_AND_UPLOAD, AuditKind.REFUSED_ENCODE_AND_UPLOAD),
+    "share_attribute": (AuditKind.SHARE_ATTRIBUTE, AuditKind.REFUSED_SHARE_ATTRIBUTE),
+    "entities_ready": (AuditKind.ENTITIES_READY, AuditKind.REFUSED_ENTITIES_READY),
+    "product_release": (AuditKind.PRODUCT_RELEASE, AuditKind.REFUSED_PRODUCT_RELEASE),
+    "round_closed": (AuditKind.ROUND_CLOSED, AuditKind.REFUSED_ROUND_CLOSED),
+}
+
+
+class RoundState(StrEnum):
+    """Where a round stands. The coordinator's lifecycle moves it; see
+    :data:`oda_fed.coordinator.lifecycle.TRANSITIONS` for the moves it allows."""
+
+    OPEN = "open"  # waiting for the first upload
+    UPLOADING = "uploading"  # some partners' CLKs are in; waiting for the rest
+    MATCHING = "matching"  # every partner's CLKs are in; linking
+    ANALYSING = "analysing"  # entity ids out; the products' attributes coming in
+    AWAITING_RELEASE = "awaiting_release"  # products made and checked; held for the operator
+    RELEASED = "released"  # products on their way to their recipients
+    CLOSED = "closed"  # every delivery acknowledged
+    CANCELLED = "cancelled"  # by an operator, or when its deadline passed
+    FAILED = "failed"  # could not go on (a coordinator error)
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will happen to the round."""
+        return self in (RoundState.CLOSED, RoundState.CANCELLED, RoundState.FAILED)
+
+
+# --- round ids ------------------------------------------------------------------------------------
+
+#: A round id as it may appear on the wire, in a file name and in an audit entry.
+ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def new_round_id(now: datetime | None = None) -> str:
+    """A fresh round id: its UTC start time and four random hex digits.
+
+    Examples
+    --------
+    >>> new_round_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))[:17]
+    'r20260102T030405-'
+    >>> is_round_id(new_round_id())
+    True
+    """
+    return (now or datetime.now(UTC)).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(2)
+
+
+def is_round_id(text: str | None) -> bool:
+    """Whether ``text`` is a usable round id (no path separators, no leading dot, short)."""
+    return bool(text) and ROUND_ID.fullmatch(text) is not None and ".." not in text
+
+
+def check_round_id(text: str) -> str:
+    """``text``, or a :class:`~oda_fed.errors.ProtocolError` naming what is wrong with it.
+
+    Examples
+    --------
+    >>> check_round_id("../../etc")
+    Traceback (most recent call last):
+    ...
+    oda_fed.errors.ProtocolError: unusable round id '../../etc'
+    """
+    if not is_round_id(text):
+        raise ProtocolError(f"unusable round id {text[:MAX_REASON]!r}")
+    return text
+
+
+def loggable_round(round_id: str | None) -> str | None:
+    """``round_id`` if it may go into an audit entry, else None (an odd id from the wire is
+    still refused and logged, without the id)."""
+    return round_id if is_round_id(round_id) else None
+
+
+# --- chunks ---------------------------------------------------------------------------------------
+
+
+def chunks(total: int, size: int) -> Iterator[tuple[int, int, int]]:
+    """``(index, start, stop)`` of each chunk of ``total`` records, ``size`` at a time.
+
+    An empty upload is one empty chunk, so the other side still learns the total.
+
+    Examples
+    --------
+    >>> list(chunks(5, 2))
+    [(0, 0, 2), (1, 2, 4), (2, 4, 5)]
+    >>> list(chunks(0, 2))
+    [(0, 0, 0)]
+    """
+    size = max(1, size)
+    for index in range(chunk_count(total, size)):
+        yield index, index * size, min(total, (index + 1) * size)
+
+
+def chunk_count(total: int, size: int) -> int:
+    """How many chunks :func:`chunks` makes: at least one."""
+    return max(1, -(-total // max(1, size)))
+
+
+def cut(text: str) -> str:
+    """``text`` cut to :data:`MAX_REASON` characters, for a reason that crosses or is logged."""
+    return text[:MAX_REASON]

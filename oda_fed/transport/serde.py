@@ -1,0 +1,320 @@
+"""The one place where protobuf messages become plain values and back (Flower's ``serde``).
+
+:func:`to_proto` and :func:`from_proto` convert every message of
+:mod:`oda_fed.transport.messages`; :func:`received` also keeps the bytes that arrived, which is
+what the recipient's audit log hashes. Sender and recipient hash the deterministic serialisation
+of the same message, so one crossing has one ``payload_sha256`` in both logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from oda_fed.errors import ProtocolError
+from oda_fed.proto.v1 import admin_pb2 as admin
+from oda_fed.proto.v1 import coordinator_pb2 as wire
+from oda_fed.transport import messages as m
+from oda_fed.transport.protocol import RoundState
+
+T = TypeVar("T")
+
+
+def payload(message: Message) -> bytes:
+    """The bytes both sides' audit logs hash: the message's deterministic serialisation."""
+    return message.SerializeToString(deterministic=True)
+
+
+def encode(value: object) -> tuple[Message, bytes]:
+    """``value`` on the wire, and the bytes its sender's audit log hashes."""
+    message = to_proto(value)
+    return message, payload(message)
+
+
+def received(message: Message) -> m.Received[Any]:
+    """A message that arrived, as a value together with its bytes."""
+    return m.Received(message=from_proto(message), payload=payload(message))
+
+
+def to_proto(value: object) -> Message:
+    """The protobuf message of a value of :mod:`oda_fed.transport.messages`."""
+    try:
+        convert = _TO[type(value)]
+    except KeyError:
+        raise TypeError(f"no wire form for {type(value).__name__}") from None
+    return convert(value)
+
+
+def from_proto(message: Message) -> Any:
+    """The value of a protobuf message of ``oda_fed.proto.v1``."""
+    try:
+        convert = _FROM[type(message)]
+    except KeyError:
+        raise TypeError(f"no value for {type(message).__name__}") from None
+    return convert(message)
+
+
+# --- the control stream ---------------------------------------------------------------------------
+
+
+def node_event(value: m.Hello | m.InstructionResult) -> tuple[wire.NodeEvent, bytes]:
+    """A node's message on the control stream, and the bytes of its Hello or result."""
+    inner, data = encode(value)
+    if isinstance(value, m.Hello):
+        return wire.NodeEvent(hello=inner), data
+    return wire.NodeEvent(result=inner), data
+
+
+def node_event_from_proto(
+    event: wire.NodeEvent,
+) -> m.Received[m.Hello | m.InstructionResult] | None:
+    """The Hello or result in a control-stream message (None for a kind this side ignores)."""
+    body = event.WhichOneof("body")
+    if body is None:
+        return None
+    return received(getattr(event, body))
+
+
+def _instruction(v: m.Instruction) -> wire.Instruction:
+    msg = wire.Instruction(
+        instruction_id=v.instruction_id,
+        project_fingerprint=v.project_fingerprint,
+        round_id=v.round_id,
+    )
+    body = v.body
+    if isinstance(body, m.EncodeAndUpload):
+        msg.encode_and_upload.chunk_records = body.chunk_records
+        msg.encode_and_upload.clk_bits = body.clk_bits
+    elif isinstance(body, m.ShareAttribute):
+        msg.share_attribute.product_id = body.product_id
+        msg.share_attribute.attribute = body.attribute
+    elif isinstance(body, m.EntitiesReady):
+        msg.entities_ready.SetInParent()
+    elif isinstance(body, m.ProductRelease):
+        msg.product_release.product_id = body.product_id
+        msg.product_release.title = body.title
+        msg.product_release.released_by = body.released_by
+        for f in body.files:
+            msg.product_release.files.add(name=f.name, media_type=f.media_type, content=f.content)
+    elif isinstance(body, m.RoundClosed):
+        msg.round_closed.status = body.status
+        msg.round_closed.message = body.message
+    return msg
+
+
+def _instruction_from(msg: wire.Instruction) -> m.Instruction:
+    name = msg.WhichOneof("body")
+    body: m.Body | None = None
+    if name == "encode_and_upload":
+        e = msg.encode_and_upload
+        body = m.EncodeAndUpload(chunk_records=e.chunk_records, clk_bits=e.clk_bits)
+    elif name == "share_attribute":
+        s = msg.share_attribute
+        body = m.ShareAttribute(product_id=s.product_id, attribute=s.attribute)
+    elif name == "entities_ready":
+        body = m.EntitiesReady()
+    elif name == "product_release":
+        r = msg.product_release
+        body = m.ProductRelease(
+            product_id=r.product_id,
+            title=r.title,
+            files=tuple(
+                m.ReleasedFile(name=f.name, media_type=f.media_type, content=f.content)
+                for f in r.files
+            ),
+            released_by=r.released_by,
+        )
+    elif name == "round_closed":
+        body = m.RoundClosed(status=msg.round_closed.status, message=msg.round_closed.message)
+    return m.Instruction(
+        instruction_id=msg.instruction_id,
+        project_fingerprint=msg.project_fingerprint,
+        round_id=msg.round_id,
+        body=body,
+    )
+
+
+# --- uploads and downloads ------------------------------------------------------------------------
+
+
+def _clk_chunk(v: m.ClkChunk) -> wire.ClkChunk:
+    msg = wire.ClkChunk(
+        round_id=v.round_id,
+        project_fingerprint=v.project_fingerprint,
+        chunk_index=v.chunk_index,
+        total_chunks=v.total_chunks,
+        first_ref=v.first_ref,
+        records=v.records,
+        total_records=v.total_records,
+        clk_bits=v.clk_bits,
+        clks=v.clks,
+        record_keys=list(v.record_keys),
+    )
+    for column in v.tokens:
+        msg.tokens.add(field=column.field, values=list(column.values))
+    return msg
+
+
+def _clk_chunk_from(msg: wire.ClkChunk) -> m.ClkChunk:
+    return m.ClkChunk(
+        round_id=msg.round_id,
+        project_fingerprint=msg.project_fingerprint,
+        chunk_index=msg.chunk_index,
+        total_chunks=msg.total_chunks,
+        first_ref=msg.first_ref,
+        records=msg.records,
+        total_records=msg.total_records,
+        clk_bits=msg.clk_bits,
+        clks=msg.clks,
+        tokens=tuple(m.TokenColumn(field=c.field, values=tuple(c.values)) for c in msg.tokens),
+        record_keys=tuple(msg.record_keys),
+    )
+
+
+def _status_request(v: m.UploadStatusRequest) -> wire.UploadStatusRequest:
+    return wire.UploadStatusRequest(
+        round_id=v.round_id,
+        project_fingerprint=v.project_fingerprint,
+        upload=v.upload.name,
+    )
+
+
+def _status_request_from(msg: wire.UploadStatusRequest) -> m.UploadStatusRequest:
+    return m.UploadStatusRequest(
+        round_id=msg.round_id,
+        project_fingerprint=msg.project_fingerprint,
+        upload=m.Upload.from_name(msg.upload),
+    )
+
+
+# --- the operator's interface ---------------------------------------------------------------------
+
+
+def _round_status(v: m.RoundStatus) -> admin.RoundStatus:
+    msg = admin.RoundStatus(
+        round_id=v.round_id,
+        state=v.state.value,
+        message=v.message,
+        entities=v.entities,
+        linked_entities=v.linked_entities,
+        product_files=list(v.product_files),
+        report_path=v.report_path,
+        deadline=v.deadline,
+        quality_report_path=v.quality_report_path,
+        released_by=v.released_by,
+    )
+    for p in v.partners:
+        msg.partners.add(
+            partner_id=p.partner,
+            connected=p.connected,
+            records=p.records,
+            uploaded=p.uploaded,
+            entities_delivered=p.entities_delivered,
+        )
+    for s in v.products:
+        msg.products.add(
+            product_id=s.product_id,
+            title=s.title,
+            recipients=list(s.recipients),
+            cells=s.cells,
+            suppressed=s.suppressed,
+        )
+    return msg
+
+
+def _round_status_from(msg: admin.RoundStatus) -> m.RoundStatus:
+    try:
+        state = RoundState(msg.state)
+    except ValueError:
+        raise ProtocolError(
+            f"the coordinator reports round state {msg.state[:40]!r}, which this version of "
+            "oda-fed does not know; use the coordinator's version"
+        ) from None
+    return m.RoundStatus(
+        round_id=msg.round_id,
+        state=state,
+        message=msg.message,
+        entities=msg.entities,
+        linked_entities=msg.linked_entities,
+        partners=tuple(
+            m.PartnerProgress(
+                partner=p.partner_id,
+                connected=p.connected,
+                records=p.records,
+                uploaded=p.uploaded,
+                entities_delivered=p.entities_delivered,
+            )
+            for p in msg.partners
+        ),
+        product_files=tuple(msg.product_files),
+        report_path=msg.report_path,
+        deadline=msg.deadline,
+        quality_report_path=msg.quality_report_path,
+        products=tuple(
+            m.ProductSummary(
+                product_id=s.product_id,
+                title=s.title,
+                recipients=tuple(s.recipients),
+                cells=s.cells,
+                suppressed=s.suppressed,
+            )
+            for s in msg.products
+        ),
+        released_by=msg.released_by,
+    )
+
+
+def _fields(cls: type[T], proto: type[Message]) -> tuple[type, type[Message], Callable, Callable]:
+    """Converters for a message whose fields are the value's, one to one (repeated fields are
+    tuples in the value)."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+
+    def to(v: object) -> Message:
+        return proto(**{n: getattr(v, n) for n in names})
+
+    def back(msg: Message) -> T:
+        values = {n: getattr(msg, n) for n in names}
+        return cls(**{n: v if isinstance(v, _SCALARS) else tuple(v) for n, v in values.items()})
+
+    return cls, proto, to, back
+
+
+_SCALARS = (str, bytes, int, float, bool)
+
+_PAIRS: list[tuple[type, type[Message], Callable, Callable]] = [
+    _fields(m.Hello, wire.Hello),
+    _fields(m.InstructionResult, wire.InstructionResult),
+    _fields(m.AttributeChunk, wire.AttributeChunk),
+    _fields(m.UploadReceipt, wire.UploadReceipt),
+    _fields(m.FetchEntitiesRequest, wire.FetchEntitiesRequest),
+    _fields(m.EntityChunk, wire.EntityChunk),
+    (m.Instruction, wire.Instruction, _instruction, _instruction_from),
+    (m.ClkChunk, wire.ClkChunk, _clk_chunk, _clk_chunk_from),
+    (m.UploadStatusRequest, wire.UploadStatusRequest, _status_request, _status_request_from),
+    (m.RoundStatus, admin.RoundStatus, _round_status, _round_status_from),
+]
+
+_TO: dict[type, Callable[[Any], Message]] = {v: to for v, _, to, _ in _PAIRS}
+_FROM: dict[type, Callable[[Any], Any]] = {p: back for _, p, _, back in _PAIRS}
+
+
+# --- admin requests: plain fields -----------------------------------------------------------------
+
+
+def start_round_request(project_fingerprint: str) -> admin.StartRoundRequest:
+    return admin.StartRoundRequest(project_fingerprint=project_fingerprint)
+
+
+def get_round_request(round_id: str) -> admin.GetRoundRequest:
+    return admin.GetRoundRequest(round_id=round_id)
+
+
+def release_round_request(round_id: str) -> admin.ReleaseRoundRequest:
+    return admin.ReleaseRoundRequest(round_id=round_id)
+
+
+def cancel_round_request(round_id: str, reason: str) -> admin.CancelRoundRequest:
+    return admin.CancelRoundRequest(round_id=round_id, reason=reason)
