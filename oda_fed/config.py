@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oda_fed.errors import ConfigError
 from oda_fed.standardise import FieldType  # the field vocabulary is the standardisers'
+from oda_fed.transport.protocol import CHUNK_RECORDS
 
 PROJECT_FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -281,7 +282,7 @@ class NodeConfig(_Strict):
     tls: TlsFiles
     source: NodeSource
     audit_dir: Path | None = None
-    chunk_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    chunk_records: int = Field(default=CHUNK_RECORDS, ge=1, le=1_000_000)
 
     @property
     def audit_path(self) -> Path:

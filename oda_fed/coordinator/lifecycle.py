@@ -6,15 +6,15 @@ lifecycle decides when, records the state (only by a checked move, so an operato
 and a step finishing at the same moment cannot both win), owes the nodes their deliveries, tells
 the connected ones, and writes the operator's and its own acts to the audit log.
 
-Steps run on one worker thread, one round at a time. A step looks only at the stored state, so it
-is safe to run again: a restarted coordinator resumes every round by scheduling it. The worker also
-wakes at the next round's deadline and cancels a round not released by then.
+Steps run on one worker thread (:mod:`.worker`), one round at a time. A step looks only at the
+stored state, so it is safe to run again: a restarted coordinator resumes every round by
+scheduling it. The worker also wakes at the next round's deadline and cancels a round not released
+by then.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,12 +24,15 @@ from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import CANCELLABLE, sources_of
 from oda_fed.coordinator.store import Round
-from oda_fed.transport.messages import CLKS, InstructionResult
+from oda_fed.coordinator.worker import RoundWorker
+from oda_fed.transport.messages import CLKS
 from oda_fed.transport.protocol import COORDINATOR, AuditKind, RoundState, cut, new_round_id
 
 log = logging.getLogger(__name__)
 
 _S = RoundState
+#: An act for the audit log: its kind, who did it, and its detail.
+Act = tuple[AuditKind, str, dict[str, str]]
 
 
 class Lifecycle:
@@ -38,8 +41,9 @@ class Lifecycle:
     def __init__(self, state: CoordinatorState) -> None:
         self.state = state
         self._lock = threading.Lock()
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="rounds", daemon=True)
+        self._worker = RoundWorker(
+            advance=self.advance, expire=self.expire, nap=lambda: deadlines.nap(state)
+        )
         self._steps: dict[RoundState, Callable[[Round], bool]] = {
             _S.OPEN: self._collect_clks,
             _S.UPLOADING: self._collect_clks,
@@ -57,13 +61,11 @@ class Lifecycle:
         self._worker.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
-        if self._worker.is_alive():
-            self._worker.join(timeout=30)
+        self._worker.stop()
 
     def schedule(self, round_id: str) -> None:
         """Advance the round on the worker thread, as soon as it is free."""
-        self._queue.put(round_id)
+        self._worker.schedule(round_id)
 
     # --- the operator's acts ----------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class Lifecycle:
             partners=self.state.partners,
             deadline=datetime.now(UTC) + timedelta(hours=hours),
         )
-        self._log(AuditKind.START_ROUND, r.round_id, sender=operator, deadline=r.deadline)
+        self._log(r.round_id, (AuditKind.START_ROUND, operator, {"deadline": r.deadline}))
         log.info("round %s opened for %d partners", r.round_id, len(self.state.partners))
         self._notify()
         return r
@@ -96,80 +98,41 @@ class Lifecycle:
     def release(self, round_id: str, *, operator: str) -> Round:
         """Release a round's products to their recipients, once an operator has reviewed them."""
         r = self._get(round_id)
-        if r.state is not _S.AWAITING_RELEASE or not self._release(r, by=f"operator:{operator}"):
-            now = self._get(round_id).state
-            raise Refusal(
-                Status.FAILED_PRECONDITION,
-                f"round {round_id} is {now}; only a round awaiting_release can be released"
-                + (
-                    " (the project sets auto_release)"
-                    if self.state.project.rounds.auto_release
-                    else ""
-                ),
-                kind=AuditKind.REFUSED_CALL,
-                round_id=round_id,
-                detail={"method": "ReleaseRound"},
+        act = (AuditKind.RELEASE_ROUND, operator, {})
+        if r.state is not _S.AWAITING_RELEASE or not self._release(r, act=act):
+            auto = (
+                " (the project sets auto_release)" if self.state.project.rounds.auto_release else ""
             )
-        self._log(AuditKind.RELEASE_ROUND, round_id, sender=operator)
+            raise self._refusal(round_id, "only a round awaiting_release can be released" + auto,
+                                method="ReleaseRound")  # fmt: skip
         return self._get(round_id)
 
     def cancel(self, round_id: str, *, reason: str, operator: str) -> Round:
         """Cancel a round that is not yet released: nothing more is matched, shared or released."""
         r = self._get(round_id)
         message = f"cancelled by operator '{operator}': {cut(reason)}"
-        if r.state not in CANCELLABLE or not self._cancel(r, message):
-            now = self._get(round_id).state
-            raise Refusal(
-                Status.FAILED_PRECONDITION,
-                f"round {round_id} is {now}; only a round not yet released can be cancelled",
-                kind=AuditKind.REFUSED_CALL,
-                round_id=round_id,
-                detail={"method": "CancelRound"},
-            )
-        self._log(AuditKind.CANCEL_ROUND, round_id, sender=operator, reason=cut(reason))
+        act = (AuditKind.CANCEL_ROUND, operator, {"reason": cut(reason)})
+        if r.state not in CANCELLABLE or not self._cancel(r, message, act=act):
+            raise self._refusal(round_id, "only a round not yet released can be cancelled",
+                                method="CancelRound")  # fmt: skip
         return self._get(round_id)
-
-    def on_result(self, delivery: Delivery, result: InstructionResult) -> None:
-        """A node answered an instruction: done, or what went wrong on its side."""
-        if result.ok:
-            self.state.store.deliveries.mark(delivery)
-        else:
-            error = cut(result.error) or "no reason given"
-            self.state.store.deliveries.mark(delivery, error=error)
-            self.state.store.rounds.note(
-                delivery.round_id, f"{delivery.partner} could not do '{delivery.kind}': {error}"
-            )
-            log.warning("node %s could not do %s: %s", delivery.partner, delivery.kind, error)
-        self.schedule(delivery.round_id)
-
-    # --- deadlines --------------------------------------------------------------------------------
 
     def expire(self, now: datetime | None = None) -> list[str]:
         """Cancel every round whose deadline has passed before it was released."""
         cancelled = []
         for r, waiting in deadlines.overdue(self.state, now=now or datetime.now(UTC)):
             message = f"cancelled: its deadline {r.deadline} passed while {waiting}"
-            if self._cancel(r, message):
-                self._log(
-                    AuditKind.DEADLINE_PASSED, r.round_id, deadline=r.deadline, waiting=cut(waiting)
-                )
+            act = (
+                AuditKind.DEADLINE_PASSED,
+                COORDINATOR,
+                {"deadline": r.deadline, "waiting": cut(waiting)},
+            )
+            if self._cancel(r, message, act=act):
                 log.warning("round %s %s", r.round_id, message)
                 cancelled.append(r.round_id)
         return cancelled
 
     # --- stepping ---------------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            try:
-                round_id = self._queue.get(timeout=deadlines.nap(self.state))
-            except queue.Empty:
-                round_id = ""
-            if round_id is None:
-                return
-            self.expire()
-            if round_id:
-                self.advance(round_id)
 
     def advance(self, round_id: str) -> None:
         """Take every step the round's stored state allows now."""
@@ -218,8 +181,9 @@ class Lifecycle:
             return False
         report = release.make_products(self.state, r.round_id)
         if self.state.project.rounds.auto_release:
-            self._log(AuditKind.AUTO_RELEASE, r.round_id)
-            return self._release(r, by="auto_release", report=str(report))
+            return self._release(
+                r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(report)
+            )
         return self.state.store.rounds.move(
             r.round_id,
             to=_S.AWAITING_RELEASE,
@@ -229,7 +193,9 @@ class Lifecycle:
             f"the quality report, then run `oda-fed coordinator release {r.round_id}`",
         )
 
-    def _release(self, r: Round, *, by: str, **fields: str) -> bool:
+    def _release(self, r: Round, *, act: Act, **fields: str) -> bool:
+        kind, who, _ = act
+        by = "auto_release" if kind is AuditKind.AUTO_RELEASE else f"operator:{who}"
         moved = self.state.store.rounds.move(
             r.round_id,
             to=_S.RELEASED,
@@ -239,6 +205,7 @@ class Lifecycle:
             **fields,
         )
         if moved:
+            self._log(r.round_id, act)  # the approval is logged before anything is sent
             self._owe(release.product_deliveries(self.state, r.round_id))
             log.info("round %s: products released by %s", r.round_id, by)
         return moved
@@ -257,11 +224,12 @@ class Lifecycle:
         self._finish(r.round_id)
         return True
 
-    def _cancel(self, r: Round, message: str) -> bool:
+    def _cancel(self, r: Round, message: str, *, act: Act) -> bool:
         if not self.state.store.rounds.move(
             r.round_id, to=_S.CANCELLED, allowed_from=CANCELLABLE, message=message
         ):
             return False
+        self._log(r.round_id, act)
         self._finish(r.round_id)
         return True
 
@@ -294,9 +262,17 @@ class Lifecycle:
             return message
         return f"{message}; {r.linkage}"
 
-    def _log(
-        self, kind: AuditKind, round_id: str, *, sender: str = COORDINATOR, **detail: str
-    ) -> None:
+    def _log(self, round_id: str, act: Act) -> None:
+        kind, sender, detail = act
         self.state.crossings.record(
             sender=sender, recipient=COORDINATOR, kind=kind, round_id=round_id, detail=detail
+        )
+
+    def _refusal(self, round_id: str, rule: str, *, method: str) -> Refusal:
+        return Refusal(
+            Status.FAILED_PRECONDITION,
+            f"round {round_id} is {self._get(round_id).state}; {rule}",
+            kind=AuditKind.REFUSED_CALL,
+            round_id=round_id,
+            detail={"method": method},
         )

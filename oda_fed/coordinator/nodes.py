@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 from oda_fed.coordinator import instructions
 from oda_fed.coordinator.chunks import Chunk, UploadState
+from oda_fed.coordinator.deliveries import Delivery
 from oda_fed.coordinator.release import attribute_upload
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
@@ -40,7 +41,14 @@ from oda_fed.transport.messages import (
     UploadReceipt,
     UploadStatusRequest,
 )
-from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, RoundState, chunks
+from oda_fed.transport.protocol import (
+    CHUNK_RECORDS,
+    COORDINATOR,
+    AuditKind,
+    RoundState,
+    chunks,
+    cut,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +171,26 @@ def _read_results(
             if delivery is None:
                 log.warning("node %s answered an instruction it was not sent", partner)
                 continue
-            state.lifecycle.on_result(delivery, result)
+            _record_result(state, delivery, result)
     except Exception:  # the stream ended or broke; the session's generator cleans up
         log.debug("result stream of %s ended", partner, exc_info=True)
     finally:
         q.put(None)
+
+
+def _record_result(state: CoordinatorState, delivery: Delivery, result: InstructionResult) -> None:
+    """A node answered an instruction: done, or what went wrong on its side (a short reason
+    with no personal data); either way the round may move on."""
+    if result.ok:
+        state.store.deliveries.mark(delivery)
+    else:
+        error = cut(result.error) or "no reason given"
+        state.store.deliveries.mark(delivery, error=error)
+        state.store.rounds.note(
+            delivery.round_id, f"{delivery.partner} could not do '{delivery.kind}': {error}"
+        )
+        log.warning("node %s could not do %s: %s", delivery.partner, delivery.kind, error)
+    state.lifecycle.schedule(delivery.round_id)
 
 
 # --- uploads --------------------------------------------------------------------------------------
