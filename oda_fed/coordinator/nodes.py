@@ -52,8 +52,6 @@ from oda_fed.transport.protocol import (
 
 log = logging.getLogger(__name__)
 
-_P = AuditKind
-
 
 def check_partner(state: CoordinatorState, name: str, *, kind: AuditKind) -> str:
     """``name`` (from the caller's certificate) if it is a partner of the project."""
@@ -112,20 +110,20 @@ def connect(
         raise Refusal(
             Status.INVALID_ARGUMENT,
             "the first message on Connect must be a Hello",
-            kind=_P.REFUSED_HELLO,
+            kind=AuditKind.REFUSED_HELLO,
         )
     hello = first.message
     state.crossings.record(
-        sender=partner, recipient=COORDINATOR, kind=_P.HELLO, payload=first.payload
+        sender=partner, recipient=COORDINATOR, kind=AuditKind.HELLO, payload=first.payload
     )
     if hello.partner_id != partner:
         raise Refusal(
             Status.PERMISSION_DENIED,
             f"the node claims partner id '{hello.partner_id}' but its certificate is issued to "
             f"'{partner}'; a node may only act as the partner named in its certificate",
-            kind=_P.REFUSED_HELLO,
+            kind=AuditKind.REFUSED_HELLO,
         )
-    _check_project(state, hello.project_fingerprint, kind=_P.REFUSED_HELLO)
+    _check_project(state, hello.project_fingerprint, kind=AuditKind.REFUSED_HELLO)
     q = state.sessions.open(partner)
     log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?")
     reader = threading.Thread(
@@ -163,7 +161,7 @@ def _read_results(
             state.crossings.record(
                 sender=partner,
                 recipient=COORDINATOR,
-                kind=_P.INSTRUCTION_RESULT,
+                kind=AuditKind.INSTRUCTION_RESULT,
                 payload=event.payload,
                 round_id=None if delivery is None else delivery.round_id,
                 records=result.records,
@@ -207,7 +205,7 @@ def receive_clks(
     for item in stream:
         chunk = item.message
         round_id = chunk.round_id
-        kind = _P.REFUSED_CLK_UPLOAD
+        kind = AuditKind.REFUSED_CLK_UPLOAD
         _check_project(state, chunk.project_fingerprint, kind=kind, round_id=round_id)
         _check_round(state, round_id, kind=kind, states=ACCEPTS_CLKS)
         problem = (
@@ -220,7 +218,7 @@ def receive_clks(
         state.crossings.record(
             sender=partner,
             recipient=COORDINATOR,
-            kind=_P.CLK_CHUNK,
+            kind=AuditKind.CLK_CHUNK,
             payload=item.payload,
             records=chunk.records,
             round_id=round_id,
@@ -236,7 +234,7 @@ def receive_clks(
             tokens=token_blob(chunk),
             record_keys=b"".join(chunk.record_keys) if stable else None,
         )
-    return _finish_upload(state, partner, round_id, upload_state, kind=_P.REFUSED_CLK_UPLOAD)
+    return _finish_upload(state, partner, round_id, upload_state, kind=AuditKind.REFUSED_CLK_UPLOAD)
 
 
 def receive_attribute(
@@ -244,7 +242,7 @@ def receive_attribute(
 ) -> UploadReceipt:
     """Check and store a stream of attribute chunks the project lets ``partner`` share."""
     upload_state, round_id = None, ""
-    kind = _P.REFUSED_ATTRIBUTE_UPLOAD
+    kind = AuditKind.REFUSED_ATTRIBUTE_UPLOAD
     for item in stream:
         chunk = item.message
         round_id = chunk.round_id
@@ -272,7 +270,7 @@ def receive_attribute(
         state.crossings.record(
             sender=partner,
             recipient=COORDINATOR,
-            kind=_P.ATTRIBUTE_CHUNK,
+            kind=AuditKind.ATTRIBUTE_CHUNK,
             payload=item.payload,
             records=len(chunk.values),
             round_id=round_id,
@@ -310,7 +308,9 @@ def _store(
             round_id=chunk.round_id, partner=partner, upload=upload, chunk=stored
         )
     except ProtocolError as exc:
-        kind = _P.REFUSED_CLK_UPLOAD if upload.is_clks else _P.REFUSED_ATTRIBUTE_UPLOAD
+        kind = (
+            AuditKind.REFUSED_CLK_UPLOAD if upload.is_clks else AuditKind.REFUSED_ATTRIBUTE_UPLOAD
+        )
         raise Refusal(
             Status.INVALID_ARGUMENT, str(exc), kind=kind, round_id=chunk.round_id
         ) from None
@@ -336,7 +336,7 @@ def upload_status(
     state: CoordinatorState, partner: str, request: UploadStatusRequest
 ) -> UploadReceipt:
     """Where one of the caller's uploads stands, so it can resume."""
-    _check_project(state, request.project_fingerprint, kind=_P.REFUSED_UPLOAD_STATUS)
+    _check_project(state, request.project_fingerprint, kind=AuditKind.REFUSED_UPLOAD_STATUS)
     found = state.store.uploads.state(
         round_id=request.round_id, partner=partner, upload=request.upload
     )
@@ -362,7 +362,7 @@ def entity_chunks(
     state: CoordinatorState, partner: str, request: FetchEntitiesRequest
 ) -> Iterator[EntityChunk]:
     """The entity ids of the caller's own refs, in chunks; no other partner's."""
-    kind = _P.REFUSED_FETCH_ENTITIES
+    kind = AuditKind.REFUSED_FETCH_ENTITIES
     _check_project(state, request.project_fingerprint, kind=kind, round_id=request.round_id)
     _check_round(state, request.round_id, kind=kind, states=SERVES_ENTITIES)
     rows = state.store.results.entity_ids(round_id=request.round_id, partner=partner)

@@ -22,6 +22,7 @@ from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_channel
 from oda_fed.transport.messages import EncodeAndUpload, Instruction
+from oda_fed.transport.protocol import AuditKind
 
 pytestmark = pytest.mark.grpc
 
@@ -78,6 +79,15 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
     reports = verify_dir(federation.workdir)
     assert len(reports) == 4 and all(r.ok for r in reports), [r.problems for r in reports]
     assert cross_check(reports) == []
+    # Both sides logged every crossing under the same kind, and every kind is the protocol's.
+    sides = {r.party: {(e.sender, e.recipient, AuditKind(e.kind)) for e in read_entries(r.path)}
+             for r in reports}  # fmt: skip
+    for partner in federation.partners:
+        mine = sides[partner]
+        theirs = {c for c in sides["coordinator"] if partner in c[:2] and not c[2].local}
+        assert {c for c in mine if not c[2].local} == theirs
+        assert {k for *_, k in theirs} >= {AuditKind.CLK_CHUNK, AuditKind.ENTITY_CHUNK,
+                                          AuditKind.PRODUCT_RELEASE, AuditKind.ROUND_CLOSED}  # fmt: skip
 
 
 def test_coordinator_never_holds_the_secret(federation) -> None:
