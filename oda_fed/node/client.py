@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
+import grpc
 import numpy as np
 
 from oda_fed.errors import ProtocolError
@@ -26,6 +28,22 @@ from oda_fed.transport.messages import (
 from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, chunk_count, chunks
 
 log = logging.getLogger(__name__)
+
+
+class RoundMovedOn(Exception):
+    """The coordinator refused a call because the round is no longer where the instruction found
+    it (an operator cancelled it, say). Not this node's fault: it answers the instruction as not
+    done and carries on; the news that the round ended follows on the control stream."""
+
+
+@contextmanager
+def _round_may_have_moved_on() -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as exc:
+        if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+            raise RoundMovedOn(exc.details() or "refused") from None
+        raise
 
 
 def clk_chunks(
@@ -101,7 +119,8 @@ class CoordinatorClient:
                     chunk, AuditKind.CLK_CHUNK, chunk.records, round_id, chunk.audit_detail()
                 )
 
-        receipt: UploadReceipt = serde.from_proto(self._stub.UploadClks(sent()))
+        with _round_may_have_moved_on():
+            receipt: UploadReceipt = serde.from_proto(self._stub.UploadClks(sent()))
         if not receipt.complete:
             raise ProtocolError(
                 f"upload of round {round_id} incomplete: the coordinator holds "
@@ -135,26 +154,28 @@ class CoordinatorClient:
                     chunk, AuditKind.ATTRIBUTE_CHUNK, stop - start, round_id, detail
                 )
 
-        self._stub.UploadAttribute(sent())
+        with _round_may_have_moved_on():
+            self._stub.UploadAttribute(sent())
 
     def fetch_entities(self, round_id: str) -> list[str]:
         """The entity ids of this node's refs, in ref order."""
         asked = FetchEntitiesRequest(round_id=round_id, project_fingerprint=self._state.fingerprint)
         entity_ids: list[str] = []
-        for message in self._stub.FetchEntities(serde.to_proto(asked)):
-            got = serde.received(message)
-            chunk = got.message
-            self._state.crossings.record(
-                sender=COORDINATOR,
-                recipient=self._state.partner,
-                kind=AuditKind.ENTITY_CHUNK,
-                payload=got.payload,
-                records=len(chunk.entity_ids),
-                round_id=round_id,
-            )
-            if chunk.first_ref != len(entity_ids):
-                raise ProtocolError(f"entity ids arrived out of order (ref {chunk.first_ref})")
-            entity_ids.extend(chunk.entity_ids)
+        with _round_may_have_moved_on():
+            for message in self._stub.FetchEntities(serde.to_proto(asked)):
+                got = serde.received(message)
+                chunk = got.message
+                self._state.crossings.record(
+                    sender=COORDINATOR,
+                    recipient=self._state.partner,
+                    kind=AuditKind.ENTITY_CHUNK,
+                    payload=got.payload,
+                    records=len(chunk.entity_ids),
+                    round_id=round_id,
+                )
+                if chunk.first_ref != len(entity_ids):
+                    raise ProtocolError(f"entity ids arrived out of order (ref {chunk.first_ref})")
+                entity_ids.extend(chunk.entity_ids)
         return entity_ids
 
     def _log_sent(

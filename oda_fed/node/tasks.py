@@ -21,7 +21,7 @@ from oda_fed import __version__
 from oda_fed.encoding.exact import record_keys
 from oda_fed.errors import OdaFedError
 from oda_fed.node import policy
-from oda_fed.node.client import CoordinatorClient
+from oda_fed.node.client import CoordinatorClient, RoundMovedOn
 from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
@@ -80,6 +80,9 @@ def handle(
             round_id=instruction.round_id,
             detail={"reason": error},
         )
+    except RoundMovedOn as exc:
+        error = cut(f"the coordinator refused: {exc}")
+        log.info("round %s moved on: %s", instruction.round_id, exc)
     except OdaFedError as exc:
         # The full message stays in this node's log; the coordinator only learns the kind.
         error, failure = f"{type(exc).__name__} on the node; see the node's log", exc

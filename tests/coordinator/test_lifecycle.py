@@ -191,3 +191,37 @@ def test_a_node_certificate_cannot_release_or_cancel(federation) -> None:
             call(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     channel.close()
+
+
+def test_a_node_asked_for_a_round_that_was_cancelled_meanwhile_carries_on(federation) -> None:
+    """The race an operator's cancel opens: a node acts on an instruction just as the round is
+    cancelled. The coordinator refuses the call; the node answers 'not done' and keeps running,
+    rather than stopping as if its project were wrong."""
+    from oda_fed.node import tasks
+    from oda_fed.node.client import CoordinatorClient
+    from oda_fed.proto.v1 import coordinator_pb2_grpc
+    from oda_fed.transport.channel import create_channel
+    from oda_fed.transport.messages import EntitiesReady, Instruction
+
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    admin.cancel_round(round_id, reason="test")
+    admin.close()
+    agent = federation.agent("council")
+    cfg = agent.state.config
+    channel = create_channel(
+        address=cfg.coordinator.address, tls=cfg.tls, server_name=cfg.coordinator.server_name
+    )
+    client = CoordinatorClient(coordinator_pb2_grpc.CoordinatorStub(channel), agent.state)
+    instruction = Instruction(
+        instruction_id="i-late",
+        project_fingerprint=federation.fingerprint,
+        round_id=round_id,
+        body=EntitiesReady(),
+    )
+    result, failure = tasks.handle(agent.state, client, instruction)
+    channel.close()
+    agent.close()
+    assert failure is None and not result.ok
+    assert "the coordinator refused" in result.error and "cancelled" in result.error
+    assert not (federation.workdir / "nodes" / "council" / "state" / "entities.csv").exists()
