@@ -1,6 +1,6 @@
 """What a CLK chunk must carry before the coordinator stores it, and how its extras are stored.
 
-Each check returns why a chunk cannot be accepted, or ``""``; the servicer refuses the chunk with
+Each check returns why a chunk cannot be accepted, or ``""``; the handler refuses the chunk with
 that reason (INVALID_ARGUMENT) before anything is stored or logged as received.
 """
 
