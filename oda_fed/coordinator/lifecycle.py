@@ -40,7 +40,8 @@ class Lifecycle:
 
     def __init__(self, state: CoordinatorState) -> None:
         self.state = state
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one step at a time
+        self._starting = threading.Lock()  # two operators starting rounds at once open one
         self._worker = RoundWorker(
             advance=self.advance, expire=self.expire, nap=lambda: deadlines.nap(state)
         )
@@ -71,6 +72,12 @@ class Lifecycle:
 
     def start_round(self, *, operator: str) -> Round:
         """Open a round for every partner; refused while another round is under way."""
+        with self._starting:
+            r = self._open_round(operator)
+        self._notify()
+        return r
+
+    def _open_round(self, operator: str) -> Round:
         rounds = self.state.store.rounds
         active = rounds.active()
         if active:
@@ -92,7 +99,6 @@ class Lifecycle:
         )
         self._log(r.round_id, (AuditKind.START_ROUND, operator, {"deadline": r.deadline}))
         log.info("round %s opened for %d partners", r.round_id, len(self.state.partners))
-        self._notify()
         return r
 
     def release(self, round_id: str, *, operator: str) -> Round:
