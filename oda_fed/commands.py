@@ -465,13 +465,10 @@ def explain_cli(
         table.add_column(header, justify="right")
     for r in result.fields:
         e = r.encoding
-        ngram = (
-            str(e.ngram) if e.type in ("name", "postcode", "text", "free_text", "address") else "-"
-        )
         table.add_row(
             e.name,
             e.type,
-            ngram,
+            str(e.ngram) if e.uses_ngrams else "-",
             str(e.k),
             f"{e.weight:g}",
             f"{r.tokens_per_value:.1f}",
