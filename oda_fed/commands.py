@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import tomli_w
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -31,9 +30,6 @@ if TYPE_CHECKING:
     from oda_fed.index import IndexReport
     from oda_fed.linkage import LinkResult
 
-ERROR_LEVELS = ("low", "medium", "high")
-
-
 ON_INVALID = ("error", "missing")
 
 
@@ -41,12 +37,6 @@ def _on_invalid(value: str) -> str:
     if value not in ON_INVALID:
         raise ConfigError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, not '{value}'")
     return value
-
-
-def _level(errors: str) -> str:
-    if errors not in ERROR_LEVELS:
-        raise ConfigError(f"--errors must be one of {', '.join(ERROR_LEVELS)}, not '{errors}'")
-    return errors
 
 
 def _shown(path: Path) -> str:
@@ -73,31 +63,12 @@ def _spinner(console: Console) -> Progress:
 
 def write_synth(*, population: int, partners: int, out: Path, seed: int, errors: str) -> list[Path]:
     """Write partner CSVs, truth.csv and a project.toml whose partners' layouts match the CSVs."""
-    from oda_fed.demo import project_document
-    from oda_fed.synth import generate, write
+    from oda_fed.synth import error_level, generate, write, write_project
 
-    try:
-        synthetic = generate(
-            population=population, partners=partners, seed=seed, errors=_level(errors)
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    paths = write(synthetic, out)
-    doc = project_document(synthetic.profiles)
-    for entry, profile in zip(doc["partners"], synthetic.profiles, strict=True):
-        entry["source"] = {
-            "record_id": profile.record_id_column,
-            "columns": {
-                k: v
-                for k, v in profile.columns.items()
-                if k in {f["name"] for f in doc["linkage"]["fields"]}
-            },
-            "attributes": dict(profile.attributes),
-            "date_format": profile.date_format,
-        }
-    project = out / "project.toml"
-    project.write_bytes(tomli_w.dumps(doc).encode("utf-8"))
-    return [*paths, project]
+    synthetic = generate(
+        population=population, partners=partners, seed=seed, errors=error_level(errors)
+    )
+    return [*write(synthetic, out), write_project(synthetic, out / "project.toml")]
 
 
 # --- encode / link --------------------------------------------------------------------------------
@@ -552,6 +523,7 @@ def run_demo_cli(
     console: Console, *, workdir: Path, population: int, seed: int, errors: str
 ) -> None:
     from oda_fed.demo import run_demo
+    from oda_fed.synth import error_level
 
     console.rule("[bold]oda-fed demo")
     with _spinner(console) as progress:
@@ -573,7 +545,7 @@ def run_demo_cli(
             workdir,
             population=population,
             seed=seed,
-            errors=_level(errors),
+            errors=error_level(errors),
             on_step=step,
             on_status=on_status,
         )
