@@ -88,7 +88,8 @@ def encode_cli(
     chunk_rows: int,
     on_invalid: str = "error",
 ) -> None:
-    from oda_fed.node.encode import FORMATS, encode_file, write_encoded
+    from oda_fed.encoding import load_clkhash_schema
+    from oda_fed.node.encode import FORMATS, encode_clkhash_file, encode_file, write_encoded
     from oda_fed.node.sources import layout_for
 
     if (project is None) == (clkhash_schema is None):
@@ -119,7 +120,11 @@ def encode_cli(
 
         bits = None
         if clkhash_schema is not None:
-            bits, encoded = _encode_clkhash_file(clkhash_schema, input, key, chunk_rows, report)
+            schema = load_clkhash_schema(clkhash_schema)
+            bits = schema.bits
+            encoded = encode_clkhash_file(
+                input, schema=schema, secret=key, chunk_rows=chunk_rows, progress=report
+            )
         else:
             loaded = load_project(project)
             if fmt == "clkhash-json":
@@ -156,35 +161,6 @@ def encode_cli(
     else:
         console.print(table.title)
     console.print(f"wrote {out} ({fmt}, {bits or encoded.clks.shape[1] * 64}-bit CLKs)")
-
-
-def _encode_clkhash_file(
-    schema_path: Path, input: Path, secret: bytes, chunk_rows: int, report
-) -> tuple[int, object]:
-    """Encode a CSV with a clkhash schema, a chunk at a time; row ids are line numbers."""
-    from oda_fed.encoding import ClkhashEncoder, load_clkhash_schema
-    from oda_fed.node.encode import EncodedSource
-    from oda_fed.node.sources import count_rows, read_csv
-
-    schema = load_clkhash_schema(schema_path)
-    encoder = ClkhashEncoder(schema, secret=secret)  # caches carry across chunks
-    total = count_rows(input)
-    parts, done = [], 0
-    for frame in read_csv(input, chunk_rows=chunk_rows):
-        parts.append(encoder.encode(frame, first_row=done))
-        done += len(frame)
-        report(done, max(total, done))
-    words = -(-schema.bits // 64)
-    clks = np.concatenate(parts) if parts else np.zeros((0, words), dtype=np.uint64)
-    return schema.bits, EncodedSource(
-        path=input,
-        record_ids=np.arange(len(clks)).astype(str).astype(object),
-        clks=clks,
-        attributes={},
-        missing={},
-        invalid={},
-        tokens={},
-    )
 
 
 def link_cli(
