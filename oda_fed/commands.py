@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import (
@@ -499,6 +498,7 @@ def run_demo_cli(
     console: Console, *, workdir: Path, population: int, seed: int, errors: str
 ) -> None:
     from oda_fed.demo import run_demo
+    from oda_fed.products.released import SUPPRESSED, read_released_counts
     from oda_fed.synth import error_level
 
     console.rule("[bold]oda-fed demo")
@@ -552,21 +552,17 @@ def run_demo_cli(
         f"({q.true_positives:,} of {q.true_pairs:,} true pairs found)"
     )
 
-    product = pd.read_csv(result.product_csv, dtype=str, keep_default_na=False)
-    wide = product.assign(
-        count=np.where(product.suppressed.str.lower() == "true", "suppressed", product["count"])
-    ).pivot(index="area", columns="partners", values="count")
+    released = read_released_counts(result.product_csv)
     shown = Table(
         "area",
-        *[f"known to {c}" for c in wide.columns],
+        *[f"known to {c}" for c in released.table.columns],
         title="residents known to 1, 2 or 3 services, by ward "
         "(counts < 10 suppressed, others rounded to 5)",
     )
-    for area, row in wide.iterrows():
-        shown.add_row(area, *[f"[dim]{v}[/]" if v == "suppressed" else v for v in row])
+    for area, row in released.table.iterrows():
+        shown.add_row(area, *[f"[dim]{v}[/]" if v == SUPPRESSED else v for v in row])
     console.print(shown)
-    suppressed = int((product.suppressed.str.lower() == "true").sum())
-    console.print(f"{suppressed} of {len(product)} cells suppressed")
+    console.print(f"{released.suppressed_cells} of {released.cells} cells suppressed")
     audit = "[green]verified[/]" if result.audit_ok else "[bold red]FAILED[/]"
     console.print(
         f"audit logs {audit}: "
