@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -478,9 +477,10 @@ def audit_report(
     directory: Annotated[Path, typer.Argument(help="Folder holding *.jsonl audit logs.")],
 ) -> None:
     """Summarise what crossed each boundary: message kinds, records and bytes, per direction."""
-    from oda_fed.audit import read_entries, verify_dir
+    from oda_fed.audit import summarise_dir
 
-    for report in verify_dir(directory):
+    for summary in _run(summarise_dir, directory):
+        log = summary.log
         table = Table(
             "sender",
             "recipient",
@@ -488,18 +488,12 @@ def audit_report(
             "messages",
             "records",
             "bytes",
-            title=f"{report.path} ({'verified' if report.ok else 'FAILED verification'})",
+            title=f"{log.path} ({'verified' if log.ok else 'FAILED verification'})",
         )
-        counts: Counter = Counter()
-        records: Counter = Counter()
-        size: Counter = Counter()
-        for entry in read_entries(report.path):
-            key = (entry.sender, entry.recipient, entry.kind)
-            counts[key] += 1
-            records[key] += entry.records
-            size[key] += entry.bytes
-        for key in sorted(counts):
-            table.add_row(*key, str(counts[key]), str(records[key]), str(size[key]))
+        for c in summary.crossings:
+            table.add_row(
+                c.sender, c.recipient, c.kind, *map(str, (c.messages, c.records, c.bytes))
+            )
         console.print(table)
 
 
