@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from oda_fed.errors import ConfigError, OdaFedError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 console = Console(log_path=False)
@@ -35,7 +36,7 @@ OnInvalid = Annotated[
 ]
 
 
-def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call into the library; turn a user-fixable error into one line and its exit code."""
     try:
         return fn(*args, **kwargs)
@@ -97,4 +98,5 @@ def shown(path: Path | str) -> str:
 
 
 def yes_no(flag: bool) -> str:
+    """How a table cell says a flag: ``yes`` or ``no``."""
     return "yes" if flag else "no"
