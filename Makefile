@@ -50,6 +50,7 @@ bench: $(STAMP) $(REF_STAMP)
 	$(PY) benchmarks/blocking.py --sizes 10000,100000
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/solver.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/link.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info

@@ -56,8 +56,7 @@ SECRET = b"benchmark linkage secret, 32 b!!"
 
 def make_data(root: Path, *, n: int, partners: int, errors: str, seed: int) -> Path:
     """``n`` records of each of ``partners`` synthetic partners as CSVs, with truth and project."""
-    from oda_fed.commands import write_synth
-    from oda_fed.synth import PROFILES
+    from oda_fed.synth import PROFILES, generate, write, write_project
 
     folder = root / f"{partners}x{n}-{errors}-{seed}"
     if (folder / "done").exists():
@@ -65,7 +64,9 @@ def make_data(root: Path, *, n: int, partners: int, errors: str, seed: int) -> P
     folder.mkdir(parents=True, exist_ok=True)
     # The smallest of the first three partners (police) holds about 55 % of the people.
     population = int(n / 0.53) + 1000
-    write_synth(population=population, partners=partners, out=folder, seed=seed, errors=errors)
+    synthetic = generate(population=population, partners=partners, seed=seed, errors=errors)
+    write(synthetic, folder)
+    write_project(synthetic, folder / "project.toml")
     keep = []
     for profile in PROFILES[:partners]:
         path = folder / f"{profile.id}.csv"

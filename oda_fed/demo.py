@@ -34,7 +34,7 @@ from oda_fed.errors import OdaFedError
 from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
 from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
-from oda_fed.synth import ErrorLevel, PartnerProfile, Synthetic, generate, write
+from oda_fed.synth import ErrorLevel, Synthetic, generate, project_document, write
 
 MARKER = ".oda-fed-demo"
 PRODUCT_ID = "known_to_services_by_ward"
@@ -52,44 +52,6 @@ class DemoResult:
     audit_entries: dict[str, int]
     audit_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def project_document(
-    profiles: tuple[PartnerProfile, ...], *, threshold: float | str = "auto"
-) -> dict:
-    """The demo's project agreement, as a TOML-ready dict."""
-    return {
-        "version": 1,
-        "name": "known-to-services-demo",
-        "title": "Residents known to several services, by ward (demonstration)",
-        "purpose": "Count residents known to one, two or three services in each ward, to plan "
-        "joined-up support. Synthetic data only.",
-        "legal_gateway": "Demonstration only: no real personal data is processed.",
-        "partners": [{"id": p.id, "name": p.label} for p in profiles],
-        "linkage": {
-            "bits": 1024,
-            "threshold": threshold,
-            "one_record_per_partner": True,
-            "fields": [
-                {"name": "first_name", "type": "name"},
-                {"name": "last_name", "type": "name"},
-                {"name": "date_of_birth", "type": "date_of_birth"},
-                {"name": "sex", "type": "sex"},
-                {"name": "postcode", "type": "postcode"},
-            ],
-        },
-        "products": [
-            {
-                "id": PRODUCT_ID,
-                "kind": "partner_count_by_area",
-                "title": "Residents known to 1, 2 or 3 services, by ward",
-                "area": {"partner": profiles[0].id, "attribute": "ward"},
-                "recipients": [*[p.id for p in profiles], "coordinator"],
-            }
-        ],
-        "disclosure": {"min_cell": 10, "rounding_base": 5},
-        "retention": {"clk_days": 30},
-    }
 
 
 def _prepare_workdir(workdir: Path) -> None:

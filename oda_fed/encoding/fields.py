@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from oda_fed.errors import ConfigError
 from oda_fed.standardise import FIELD_TYPE_ALIASES, FIELD_TYPES, FieldType
 
+#: Field types whose tokens are n-grams (of the value, or of the canonical postcode), so
+#: :attr:`FieldEncoding.ngram` changes them; the others are dates or whole values.
+NGRAM_TYPES: frozenset[str] = frozenset({"name", "postcode", "address", "free_text", "text"})
+
 
 @dataclass(frozen=True)
 class FieldEncoding:
@@ -63,6 +67,17 @@ class FieldEncoding:
             )
         if not math.isfinite(self.weight) or self.weight < 0:
             raise ConfigError(f"{where}: weight must be a finite number >= 0, got {self.weight!r}")
+
+    @property
+    def uses_ngrams(self) -> bool:
+        """Whether :attr:`ngram` shapes this field's tokens (name, postcode, address, text).
+
+        Examples
+        --------
+        >>> FieldEncoding("dob", "date_of_birth").uses_ngrams
+        False
+        """
+        return self.type in NGRAM_TYPES
 
     @property
     def k(self) -> int:

@@ -13,8 +13,9 @@ Examples
 """
 
 from oda_fed.synth.corruption import ErrorLevel
-from oda_fed.synth.generator import Synthetic, SynthParameterError, generate, write
+from oda_fed.synth.generator import Synthetic, SynthParameterError, error_level, generate, write
 from oda_fed.synth.profiles import PROFILES, PartnerProfile
+from oda_fed.synth.project import project_document, write_project
 
 __all__ = [
     "PROFILES",
@@ -22,6 +23,9 @@ __all__ = [
     "PartnerProfile",
     "SynthParameterError",
     "Synthetic",
+    "error_level",
     "generate",
+    "project_document",
     "write",
+    "write_project",
 ]

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,15 @@ from oda_fed.synth.dates import format_days
 from oda_fed.synth.population import Population, make_population
 from oda_fed.synth.profiles import CANONICAL_FIELDS, PROFILES, STYLES, PartnerProfile
 
-__all__ = ["Simulation", "SynthParameterError", "Synthetic", "generate", "simulate", "write"]
+__all__ = [
+    "Simulation",
+    "SynthParameterError",
+    "Synthetic",
+    "error_level",
+    "generate",
+    "simulate",
+    "write",
+]
 
 TRUTH_COLUMNS: tuple[str, ...] = ("source", "record_id", "person_id")
 
@@ -71,6 +80,24 @@ class Simulation:
     hits: dict[str, dict[str, np.ndarray]]
 
 
+def error_level(value: str) -> ErrorLevel:
+    """Return ``value`` as an :data:`ErrorLevel`, checked, so a typo fails before any work starts.
+
+    Raises
+    ------
+    SynthParameterError
+        When ``value`` is not ``"low"``, ``"medium"`` or ``"high"``; the message lists them.
+
+    Examples
+    --------
+    >>> error_level("high")
+    'high'
+    """
+    if value not in RATES:
+        raise SynthParameterError(f"errors must be one of {', '.join(RATES)}, got {value!r}")
+    return cast(ErrorLevel, value)
+
+
 def _check(*, population: int, partners: int, seed: int, errors: str) -> None:
     def is_int(value: object) -> bool:
         return isinstance(value, int | np.integer) and not isinstance(value, bool)
@@ -85,8 +112,7 @@ def _check(*, population: int, partners: int, seed: int, errors: str) -> None:
         )
     if not is_int(seed) or seed < 0:
         raise SynthParameterError(f"seed must be a whole number of at least 0, got {seed!r}")
-    if errors not in RATES:
-        raise SynthParameterError(f"errors must be one of {', '.join(RATES)}, got {errors!r}")
+    error_level(errors)
 
 
 def _restyle(values: np.ndarray, change: Callable[[str], str]) -> np.ndarray:

@@ -78,3 +78,13 @@ def test_default_record_fills_30_to_50_percent(rng: np.random.Generator) -> None
     fill = popcount(clks) / 1024
     assert 0.30 <= fill.mean() <= 0.50
     assert fill.min() > 0.25 and fill.max() < 0.55
+
+
+@pytest.mark.parametrize("field_type", FIELD_TYPES)
+def test_uses_ngrams_says_whether_ngram_changes_the_tokens(field_type: str) -> None:
+    from oda_fed.encoding.explain import TYPICAL
+    from oda_fed.encoding.tokens import tokens
+
+    value = TYPICAL[field_type][0]
+    short, long = (FieldEncoding("f", field_type, ngram=n) for n in (2, 3))
+    assert short.uses_ngrams == (tokens(value, short) != tokens(value, long))

@@ -60,13 +60,15 @@ class Region:
 
 @pytest.fixture(scope="session")
 def region(tmp_path_factory: pytest.TempPathFactory) -> Region:
-    from oda_fed.commands import write_synth
     from oda_fed.config import load_project
     from oda_fed.node.encode import encode_file
     from oda_fed.node.sources import layout_for
+    from oda_fed.synth import generate, write, write_project
 
     folder = tmp_path_factory.mktemp("index-region")
-    write_synth(population=1200, partners=3, out=folder, seed=5, errors="medium")
+    synthetic = generate(population=1200, partners=3, seed=5, errors="medium")
+    write(synthetic, folder)
+    write_project(synthetic, folder / "project.toml")
     loaded = load_project(folder / "project.toml")
     secret = bytes(range(32))
     encoded = {

@@ -11,16 +11,18 @@ import pytest
 
 from oda_fed.config import load_project
 from oda_fed.errors import InputDataError
-from oda_fed.node.encode import encode_file, write_encoded
+from oda_fed.node.encode import encode_clkhash_file, encode_file, write_encoded
 from oda_fed.node.sources import layout_for
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    from oda_fed.commands import write_synth
+    from oda_fed.synth import generate, write, write_project
 
     out = tmp_path_factory.mktemp("synth")
-    write_synth(population=800, partners=2, out=out, seed=2, errors="medium")
+    synthetic = generate(population=800, partners=2, seed=2, errors="medium")
+    write(synthetic, out)
+    write_project(synthetic, out / "project.toml")
     return out
 
 
@@ -77,3 +79,54 @@ def test_npy_and_arrow_outputs(synth: Path, tmp_path: Path) -> None:
     back = np.frombuffer(raw, dtype="<u8").reshape(encoded.clks.shape)
     assert np.array_equal(back, encoded.clks)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.arrow", "c.npy"]
+
+
+# --- clkhash schemas ------------------------------------------------------------------------------
+
+CLKHASH_SCHEMA = {
+    "version": 3,
+    "clkConfig": {"l": 100, "kdf": {"type": "HKDF"}},
+    "features": [
+        {"identifier": "id", "ignored": True},
+        {
+            "identifier": "name",
+            "format": {"type": "string"},
+            "hashing": {
+                "comparison": {"type": "ngram", "n": 2},
+                "strategy": {"bitsPerToken": 5},
+                "hash": {"type": "doubleHash"},  # blakeHash needs a power-of-two length
+            },
+        },
+    ],
+}
+
+
+def test_a_clkhash_file_in_chunks_gives_clkhash_s_bits_of_the_whole(tmp_path: Path) -> None:
+    from oda_fed.encoding import encode_clkhash
+    from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
+
+    schema = parse_clkhash_schema(CLKHASH_SCHEMA)
+    rows = [[f"r{i}", name] for i, name in enumerate(["anna", "bob", "", "zoë", "anna"] * 3)]
+    path = tmp_path / "people.csv"
+    pd.DataFrame(rows, columns=["id", "name"]).to_csv(path, index=False)
+    seen = []
+    encoded = encode_clkhash_file(
+        path, schema=schema, secret="s", chunk_rows=4, progress=lambda d, t: seen.append((d, t))
+    )
+    np.testing.assert_array_equal(encoded.clks, encode_clkhash(schema, rows, secret="s"))
+    assert encoded.clks.shape == (15, 2)  # 100 bits in two words
+    assert list(encoded.record_ids) == [str(i) for i in range(15)]  # row numbers, not "id"
+    assert seen == [(4, 15), (8, 15), (12, 15), (15, 15)]
+    assert encoded.attributes == encoded.missing == encoded.tokens == {}
+
+
+def test_a_clkhash_file_with_other_columns_or_no_rows(tmp_path: Path) -> None:
+    from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
+
+    schema = parse_clkhash_schema(CLKHASH_SCHEMA)
+    (tmp_path / "empty.csv").write_text("id,name\n")
+    empty = encode_clkhash_file(tmp_path / "empty.csv", schema=schema, secret="s")
+    assert empty.clks.shape == (0, 2) and empty.clks.dtype == np.uint64
+    (tmp_path / "other.csv").write_text("id,surname\n1,smith\n")
+    with pytest.raises(InputDataError, match="column 1: 'surname' where the schema has 'name'"):
+        encode_clkhash_file(tmp_path / "other.csv", schema=schema, secret="s")

@@ -20,8 +20,11 @@ def test_public_api_is_deliberate() -> None:
         "PartnerProfile",
         "SynthParameterError",
         "Synthetic",
+        "error_level",
         "generate",
+        "project_document",
         "write",
+        "write_project",
     ]
 
 

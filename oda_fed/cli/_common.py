@@ -1,0 +1,102 @@
+"""What every command group shares: the consoles, one-line errors, logging and progress display.
+
+Like the command modules, this imports only the standard library, typer, rich and
+``oda_fed.errors`` at module level, so that ``oda-fed --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from oda_fed.errors import ConfigError, OdaFedError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+console = Console(log_path=False)
+err_console = Console(stderr=True)
+
+ON_INVALID = ("error", "missing")
+
+OnInvalid = Annotated[
+    str,
+    typer.Option(
+        help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
+        "missing: count malformed values as missing and go on."
+    ),
+]
+
+
+def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call into the library; turn a user-fixable error into one line and its exit code."""
+    try:
+        return fn(*args, **kwargs)
+    except OdaFedError as exc:
+        fail(str(exc), exit_code=exc.exit_code)
+
+
+def fail(message: str, *, exit_code: int) -> NoReturn:
+    """Print ``message`` as one error line and exit with ``exit_code``."""
+    # Escaped: messages quote TOML sections such as [operator], which rich would take as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code) from None
+
+
+def check_on_invalid(value: str) -> str:
+    """The ``--on-invalid`` value, checked."""
+    if value not in ON_INVALID:
+        raise ConfigError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, not '{value}'")
+    return value
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr through rich, at DEBUG with ``--verbose``; for the long-running services."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+
+
+def spinner(*, counts: bool = False) -> Progress:
+    """A transient progress line on the console: a bar, with done/total when ``counts``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+    if counts:
+        columns.append(MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
+
+
+def shown(path: Path | str) -> str:
+    """A path relative to the current folder when it is inside it (shorter to read and copy)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def yes_no(flag: bool) -> str:
+    """How a table cell says a flag: ``yes`` or ``no``."""
+    return "yes" if flag else "no"

@@ -1,0 +1,432 @@
+"""``oda-fed encode``, ``oda-fed link`` and ``oda-fed index show``: embedded mode, one process."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from oda_fed.cli._common import OnInvalid, call, check_on_invalid, console, shown, spinner
+from oda_fed.errors import ConfigError, InputDataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from oda_fed.index import IndexReport
+    from oda_fed.linkage import LinkResult
+    from oda_fed.node.encode import EncodedSource
+
+app = typer.Typer()
+index_app = typer.Typer(
+    help="Inspect a linked index (made by `oda-fed link --index`).", no_args_is_help=True
+)
+
+
+# --- encode ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def encode(
+    input: Annotated[Path, typer.Option(help="CSV with the records to encode.")],
+    out: Annotated[Path, typer.Option(help="Output file.")],
+    project: Annotated[
+        Path | None, typer.Option(help="The project agreement (project.toml).")
+    ] = None,
+    clkhash_schema: Annotated[
+        Path | None,
+        typer.Option(help="A clkhash v3 linkage schema (JSON) instead of a project."),
+    ] = None,
+    secret_file: Annotated[Path | None, typer.Option(help="The linkage secret file.")] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="The secret as text (clkhash style, with --clkhash-schema). Other users of this "
+            "machine can see command lines: prefer --secret-file."
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            help="npy (uint64 array), arrow (record_id + clk columns) or clkhash-json "
+            "(default: clkhash-json with --clkhash-schema, else npy)."
+        ),
+    ] = None,
+    partner: Annotated[
+        str | None,
+        typer.Option(help="Partner whose column layout applies (default: the input file's name)."),
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read per chunk.")] = 100_000,
+    on_invalid: OnInvalid = "error",
+) -> None:
+    """Encode a CSV into CLKs, in bounded memory with a progress bar.
+
+    With --project, the project's encoding (what nodes send). With --clkhash-schema, exactly the
+    bits clkhash produces for that schema and secret.
+    """
+    call(
+        _encode,
+        project=project,
+        clkhash_schema=clkhash_schema,
+        secret_file=secret_file,
+        secret=secret,
+        input=input,
+        out=out,
+        partner=partner,
+        fmt=format,
+        chunk_rows=chunk_rows,
+        on_invalid=on_invalid,
+    )
+
+
+def _encode(
+    *,
+    project: Path | None,
+    clkhash_schema: Path | None,
+    secret_file: Path | None,
+    secret: str | None,
+    input: Path,
+    out: Path,
+    partner: str | None,
+    fmt: str | None,
+    chunk_rows: int,
+    on_invalid: str,
+) -> None:
+    from oda_fed.config import load_project
+    from oda_fed.encoding import load_clkhash_schema
+    from oda_fed.node.encode import FORMATS, encode_clkhash_file, encode_file
+    from oda_fed.node.sources import layout_for
+    from oda_fed.pki import read_secret
+
+    if (project is None) == (clkhash_schema is None):
+        raise ConfigError("give either --project or --clkhash-schema")
+    if (secret_file is None) == (secret is None):
+        raise ConfigError("give either --secret-file or --secret")
+    if project is not None and secret is not None:
+        raise ConfigError("--secret is for clkhash schemas; with --project use --secret-file")
+    fmt = fmt or ("clkhash-json" if clkhash_schema is not None else "npy")
+    formats = (*FORMATS, "clkhash-json")
+    if fmt not in formats:
+        raise ConfigError(f"--format must be one of {', '.join(formats)}, not '{fmt}'")
+    if project is not None and fmt == "clkhash-json":
+        raise ConfigError("clkhash-json output is for --clkhash-schema encodings")
+    invalid = check_on_invalid(on_invalid)
+    key = read_secret(secret_file) if secret_file is not None else secret.encode("utf-8")
+    # Everything that can be wrong with the arguments shows before the progress bar does.
+    if clkhash_schema is not None:
+        schema = load_clkhash_schema(clkhash_schema)
+        bits = schema.bits
+        encode = partial(
+            encode_clkhash_file, input, schema=schema, secret=key, chunk_rows=chunk_rows
+        )
+    else:
+        loaded = load_project(project)
+        layout = layout_for(loaded.project, partner or input.stem)
+        bits = loaded.project.linkage.wire_bits
+        encode = partial(
+            encode_file,
+            input,
+            project=loaded.project,
+            layout=replace(layout, on_invalid=invalid),
+            secret=key,
+            chunk_rows=chunk_rows,
+        )
+    started = time.monotonic()
+    with spinner(counts=True) as progress:
+        task = progress.add_task(f"encoding {input.name}", total=None)
+        encoded = encode(
+            progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    seconds = time.monotonic() - started
+    _write(encoded, out, fmt=fmt, bits=bits)
+    _print_encoded(encoded, seconds=seconds)
+    console.print(f"wrote {out} ({fmt}, {bits}-bit CLKs)")
+
+
+def _write(encoded: EncodedSource, out: Path, *, fmt: str, bits: int) -> None:
+    if fmt == "clkhash-json":
+        from oda_fed.durable import write_atomic
+        from oda_fed.encoding import write_clkhash_json
+
+        write_atomic(out, lambda tmp: write_clkhash_json(encoded.clks, tmp, bits=bits))
+    else:
+        from oda_fed.node.encode import write_encoded
+
+        write_encoded(encoded, out, fmt=fmt)
+
+
+def _print_encoded(encoded: EncodedSource, *, seconds: float) -> None:
+    table = Table(
+        "field",
+        "missing",
+        "invalid (counted as missing)",
+        title=f"{len(encoded):,} records encoded in {seconds:.1f}s "
+        f"({len(encoded) / max(seconds, 1e-9):,.0f} records/s)",
+    )
+    for name in encoded.missing:
+        table.add_row(name, f"{encoded.missing[name]:,}", f"{encoded.invalid[name]:,}")
+    console.print(table if encoded.missing else table.title)
+
+
+# --- link -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def link(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Two or more CSV files; each file's name (without .csv) names its source."
+        ),
+    ],
+    project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")],
+    secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")],
+    out: Annotated[Path, typer.Option(help="Where to write links.csv.")] = Path("links.csv"),
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Optional truth.csv (source,record_id,person_id) to report precision and recall."
+        ),
+    ] = None,
+    all_records: Annotated[
+        bool, typer.Option(help="Also write records linked to no other.")
+    ] = False,
+    on_invalid: OnInvalid = "error",
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A linked index file to create or update. Its entity ids stay stable across "
+            "runs and go into links.csv: unchanged records keep theirs and are not matched again, "
+            "new and changed records are matched against the other sources and join an existing "
+            "entity or get a fresh id, records missing from a file are removed. Once the index "
+            "holds other sources, one file is enough. It holds CLKs and record ids: keep it as "
+            "you keep links.csv."
+        ),
+    ] = None,
+    rebuild_index: Annotated[
+        bool,
+        typer.Option(
+            help="With --index: link every record again (updates never merge or split "
+            "entities) and keep each earlier entity id for the new entity it overlaps most."
+        ),
+    ] = False,
+) -> None:
+    """Embedded mode: link files in one process with no network and write links.csv.
+
+    With --index, entity ids are stable from run to run and only new and changed records are
+    matched.
+    """
+    call(
+        _link,
+        files=files,
+        project=project,
+        secret_file=secret_file,
+        out=out,
+        truth=truth,
+        all_records=all_records,
+        on_invalid=on_invalid,
+        index=index,
+        rebuild_index=rebuild_index,
+    )
+
+
+def _link(
+    *,
+    files: list[Path],
+    project: Path,
+    secret_file: Path,
+    out: Path,
+    truth: Path | None,
+    all_records: bool,
+    on_invalid: str,
+    index: Path | None,
+    rebuild_index: bool,
+) -> None:
+    """Link files afresh, or into a linked index; write links.csv and a quality report."""
+    from oda_fed.config import load_project
+    from oda_fed.durable import write_atomic
+    from oda_fed.embedded import link_files
+    from oda_fed.pki import read_secret
+
+    if rebuild_index and index is None:
+        raise ConfigError("--rebuild-index needs --index PATH: the index to rebuild")
+    if index is not None and not files:
+        raise InputDataError("give the CSV file(s) to add to the linked index")
+    invalid = check_on_invalid(on_invalid)
+    loaded = load_project(project)
+    secret = read_secret(secret_file)
+    started = time.monotonic()
+    with spinner() as progress:
+        task = progress.add_task("linking", total=None)
+        result = link_files(
+            files,
+            project=loaded,
+            secret=secret,
+            index=index,
+            rebuild=rebuild_index,
+            on_invalid=invalid,
+            progress=lambda msg: progress.update(task, description=msg),
+        )
+    links = result.links(include_singletons=all_records)
+    write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
+    seconds = time.monotonic() - started
+    if result.index_report is not None:
+        _print_index_report(result.index_report, index=index, seconds=seconds)
+    else:
+        _print_link_table(
+            result,
+            links,
+            auto=loaded.project.linkage.threshold == "auto",
+            seconds=seconds,
+            all_records=all_records,
+        )
+    true_figures = _true_figures(result, truth)
+    if result.outcome is None:
+        console.print("no quality report: nothing was linked")
+        console.print(f"wrote {out} ({len(links)} rows, entity ids from {shown(index)})")
+        return
+    report = result.index_report
+    if report is not None and report.relink is None:
+        console.print(
+            "quality report of this update: estimated from its new and changed records only; "
+            "--rebuild-index relinks everything"
+        )
+    html = result.write_quality_report(
+        out.with_name(out.stem + "-quality"),
+        title=f"Linkage quality: {', '.join(result.outcome_sources)}",
+        truth=true_figures,
+    )["html"]
+    source = f", entity ids from {shown(index)}" if index is not None else ""
+    console.print(f"wrote {out} ({len(links)} rows{source}); quality report: {shown(html)}")
+
+
+def _print_link_table(
+    result: LinkResult, links: pd.DataFrame, *, auto: bool, seconds: float, all_records: bool
+) -> None:
+    table = Table(
+        "source",
+        "records",
+        "linked",
+        title=f"linked in {seconds:.1f}s (threshold {result.threshold:.2f}"
+        f"{', chosen automatically' if auto else ''})",
+    )
+    linked = links[links.entity_id.duplicated(keep=False)] if all_records else links
+    counts = result.members.source.value_counts()
+    for source in result.sources:
+        table.add_row(
+            source, str(int(counts.get(source, 0))), str(int((linked.source == source).sum()))
+        )
+    console.print(table)
+    console.print(
+        f"{result.entities} entities, {linked.entity_id.nunique()} of them linked across sources"
+    )
+    outcome = result.outcome
+    estimated = result.estimated()
+    console.print(
+        f"estimated without truth: precision {estimated[0]:.4f}, recall {estimated[1]:.4f} "
+        f"(recommended threshold {outcome.estimate.recommended:.2f}; check the histogram in the "
+        "quality report before relying on it)"
+        if estimated is not None
+        else f"no quality estimate: {outcome.estimate.reason}"
+    )
+
+
+def _true_figures(result: LinkResult, truth: Path | None) -> dict | None:
+    """Print and return precision, recall and F1 against a truth file, if one was given."""
+    if truth is None:
+        return None
+    import pandas as pd
+
+    q = result.quality(pd.read_csv(truth, dtype=str, keep_default_na=False))
+    console.print(
+        f"against {truth}: precision {q.precision:.4f}, recall {q.recall:.4f}, F1 {q.f1:.4f}"
+    )
+    return {"precision": q.precision, "recall": q.recall, "f1": q.f1}
+
+
+def _print_index_report(report: IndexReport, *, index: Path, seconds: float) -> None:
+    threshold = "-" if report.threshold is None else f"{report.threshold:.2f}"
+    update = report.action == "update"
+    done = {"update": "updated", "build": "built", "rebuild": "rebuilt"}[report.action]
+    table = Table(
+        "source",
+        "unchanged",
+        "new",
+        "changed",
+        "removed",
+        *(("joined an entity", "new entities") if update else ()),
+        title=f"{done} linked index {shown(index)} in {seconds:.1f}s (threshold {threshold})",
+    )
+    for u in report.sources:
+        counts = (u.unchanged, u.new, u.changed, u.removed)
+        counts += (u.joined, u.new_entities) if update else ()
+        table.add_row(u.source, *(f"{v:,}" for v in counts))
+    console.print(table)
+    relink = report.relink
+    if update:
+        scored = sum(u.scored for u in report.sources)
+        kept = sum(u.kept for u in report.sources)
+        retired = sum(u.retired for u in report.sources)
+        kept_note = (
+            f" ({kept:,} changed records matched nothing and kept their own entity id)"
+            if kept
+            else ""
+        )
+        console.print(
+            f"matched only the {scored:,} new or changed records{kept_note}; {retired:,} entity "
+            "ids retired. Updates never merge or split entities: --rebuild-index re-clusters"
+        )
+    elif report.action == "rebuild" and relink is not None:
+        console.print(
+            f"relinked every record: {relink.ids_kept:,} earlier entity ids kept, "
+            f"{relink.ids_new:,} new, {relink.ids_retired:,} retired; "
+            f"{relink.records_moved:,} records changed entity id"
+        )
+    if report.note:
+        console.print(report.note, markup=False)
+    console.print(
+        f"{report.entities:,} entities, {report.linked_entities:,} of them linked across sources"
+    )
+
+
+# --- index show -----------------------------------------------------------------------------------
+
+
+@index_app.command("show")
+def index_show(path: Annotated[Path, typer.Argument(help="The linked index file.")]) -> None:
+    """Print a linked index's records per source, its entities and its last updates."""
+    from oda_fed.index import describe_index
+
+    summary = call(describe_index, path)
+    table = Table("source", "records", "in linked entities", title=f"linked index {shown(path)}")
+    for source, records, linked in summary.sources:
+        table.add_row(source, f"{records:,}", f"{linked:,}")
+    console.print(table)
+    console.print(
+        f"{summary.entities:,} entities ({summary.linked_entities:,} linked across sources); "
+        f"{summary.retired:,} entity ids retired"
+    )
+    threshold = "none yet" if summary.threshold is None else f"{summary.threshold:.2f}"
+    console.print(f"{summary.bits}-bit CLKs, threshold {threshold}, project {summary.fingerprint}")
+    console.print(f"created {summary.created}, last changed {summary.updated}")
+    for at, action, detail in summary.history:
+        console.print(f"  {at}  {_history_line(action, json.loads(detail))}", highlight=False)
+
+
+def _history_line(action: str, detail: dict) -> str:
+    """One line of the index's history, from the detail it recorded with each change."""
+    if action == "update":
+        return (
+            f"update {detail['source']}: {detail['new']:,} new, {detail['changed']:,} changed, "
+            f"{detail['removed']:,} removed; {detail['joined']:,} joined an entity, "
+            f"{detail['new_entities']:,} new entities"
+        )
+    return (
+        f"{action}: {detail['records']:,} records, {detail['entities']:,} entities; "
+        f"{detail['ids_kept']:,} earlier ids kept, {detail['ids_retired']:,} retired"
+    )
