@@ -35,9 +35,9 @@ from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
 from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
 from oda_fed.synth import ErrorLevel, Synthetic, generate, project_document, write
+from oda_fed.synth.project import PRODUCT_ID
 
 MARKER = ".oda-fed-demo"
-PRODUCT_ID = "known_to_services_by_ward"
 
 
 @dataclass

@@ -25,7 +25,8 @@ app = typer.Typer(
 )
 
 OperatorConfig = Annotated[
-    Path, typer.Option(help="coordinator.toml (with an [operator] section).")
+    # Escaped: typer's help takes [words] as rich markup and would drop it.
+    Path, typer.Option(help="coordinator.toml (with an \\[operator] section).")
 ]
 
 
@@ -63,6 +64,30 @@ def status_table(status: RoundStatus) -> Table:
     return table
 
 
+def show(status: RoundStatus) -> None:
+    """Print a round: its partners, its products and who they go to, and what happens next."""
+    console.print(status_table(status))
+    if status.products:
+        products = Table(
+            "product", "cells", "suppressed", "recipients", title="products of this round"
+        )
+        for p in status.products:
+            products.add_row(p.product_id, str(p.cells), str(p.suppressed), ", ".join(p.recipients))
+        console.print(products)
+    if status.message:
+        console.print(status.message, markup=False, highlight=False)
+    if status.released_by:
+        console.print(f"released by {status.released_by}", markup=False)
+    elif not status.finished and status.deadline:
+        console.print(f"cancelled at {status.deadline} unless released by then", markup=False)
+    for label, path in (
+        ("report", status.report_path),
+        ("quality report", status.quality_report_path),
+    ):
+        if path:
+            console.print(f"{label}: {path}", markup=False, highlight=False)
+
+
 def follow(client: AdminClient, round_id: str, *, timeout: float) -> RoundStatus:
     """Wait for a round to finish, showing its state on a progress line; return its last status."""
     with spinner() as progress:
@@ -94,7 +119,9 @@ def coordinator_serve(
 @app.command("start-round")
 def coordinator_start_round(
     config: OperatorConfig,
-    wait: Annotated[bool, typer.Option(help="Follow the round until it closes.")] = True,
+    wait: Annotated[
+        bool, typer.Option(help="Follow the round until it ends or awaits release.")
+    ] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 3600,
 ) -> None:
     """Start a linkage round on a running coordinator."""
@@ -107,11 +134,7 @@ def _start_round(config: Path, *, wait: bool, timeout: float) -> None:
         console.print(f"started round {status.round_id}")
         if wait:
             status = follow(client, status.round_id, timeout=timeout)
-        console.print(status_table(status))
-        if status.message:
-            console.print(status.message, markup=False)
-        if status.report_path:
-            console.print(f"report: {status.report_path}")
+        show(status)
 
 
 @app.command("status")
@@ -119,12 +142,53 @@ def coordinator_status(
     config: OperatorConfig,
     round_id: Annotated[str, typer.Option("--round", help="Round id (default: the latest).")] = "",
 ) -> None:
-    """Show a round's state and each partner's progress."""
-    status = call(_round_status, config, round_id=round_id)
-    console.print(status_table(status))
-    console.print(status.message, markup=False)
+    """Show a round's state, each partner's progress, its products and its deadline."""
+    show(call(_round_status, config, round_id=round_id))
 
 
 def _round_status(config: Path, *, round_id: str) -> RoundStatus:
     with operator(config) as client:
         return client.get_round(round_id)
+
+
+@app.command("release")
+def coordinator_release(
+    round_id: Annotated[str, typer.Argument(metavar="ROUND", help="The round awaiting release.")],
+    config: OperatorConfig,
+    wait: Annotated[bool, typer.Option(help="Follow the round until it closes.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 3600,
+) -> None:
+    """Release a reviewed round's products to their recipients (audited with your name).
+
+    Review the round's report.html and quality.html first (`status` shows where they are):
+    nothing has gone to any partner before this.
+    """
+    call(_release, config, round_id=round_id, wait=wait, timeout=timeout)
+
+
+def _release(config: Path, *, round_id: str, wait: bool, timeout: float) -> None:
+    with operator(config) as client:
+        status = client.release_round(round_id)
+        console.print(f"released the products of round {round_id}", markup=False)
+        if wait and not status.finished:
+            status = follow(client, round_id, timeout=timeout)
+        show(status)
+
+
+@app.command("cancel-round")
+def coordinator_cancel_round(
+    round_id: Annotated[str, typer.Argument(metavar="ROUND", help="The round to cancel.")],
+    reason: Annotated[
+        str,
+        typer.Option(help="Why, in a few words with no personal data: every partner is told."),
+    ],
+    config: OperatorConfig,
+) -> None:
+    """Cancel a round not yet released: nothing more is matched, shared or released (audited)."""
+    status = call(_cancel, config, round_id=round_id, reason=reason)
+    show(status)
+
+
+def _cancel(config: Path, *, round_id: str, reason: str) -> RoundStatus:
+    with operator(config) as client:
+        return client.cancel_round(round_id, reason=reason)
