@@ -231,16 +231,13 @@ class LinkResult:
 
 def _incremental(report: IndexReport) -> str:
     """What an incremental index update changed, in one clause."""
-    total = {
-        key: sum(getattr(s, key) for s in report.sources)
-        for key in ("unchanged", "new", "changed", "removed", "joined", "new_entities")
-    }
+    t = report.totals()
     threshold = "" if report.threshold is None else f" at threshold {report.threshold:.2f}"
     return (
-        f"linked index updated incrementally{threshold}: {total['unchanged']} unchanged records "
-        f"kept their entity ids; {total['new']} new and {total['changed']} changed records were "
-        f"matched ({total['joined']} joined an existing entity, {total['new_entities']} formed "
-        f"new ones); {total['removed']} records no longer sent were removed"
+        f"linked index updated incrementally{threshold}: {t.unchanged} unchanged records "
+        f"kept their entity ids; {t.new} new and {t.changed} changed records were "
+        f"matched ({t.joined} joined an existing entity, {t.new_entities} formed "
+        f"new ones); {t.removed} records no longer sent were removed"
     )
 
 

@@ -369,17 +369,16 @@ def _print_index_report(report: IndexReport, *, index: Path, seconds: float) -> 
     console.print(table)
     relink = report.relink
     if update:
-        scored = sum(u.scored for u in report.sources)
-        kept = sum(u.kept for u in report.sources)
-        retired = sum(u.retired for u in report.sources)
+        t = report.totals()
         kept_note = (
-            f" ({kept:,} changed records matched nothing and kept their own entity id)"
-            if kept
+            f" ({t.kept:,} changed records matched nothing and kept their own entity id)"
+            if t.kept
             else ""
         )
         console.print(
-            f"matched only the {scored:,} new or changed records{kept_note}; {retired:,} entity "
-            "ids retired. Updates never merge or split entities: --rebuild-index re-clusters"
+            f"matched only the {t.scored:,} new or changed records{kept_note}; {t.retired:,} "
+            "entity ids retired. Updates never merge or split entities: --rebuild-index "
+            "re-clusters"
         )
     elif report.action == "rebuild" and relink is not None:
         console.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +136,15 @@ class IndexReport:
     entities: int
     linked_entities: int
     quality: UpdateQuality | None = None
+
+    def totals(self) -> SourceUpdate:
+        """Every count summed over the sources (named ``"all"``)."""
+        counts = {
+            f.name: sum(getattr(u, f.name) for u in self.sources)
+            for f in fields(SourceUpdate)
+            if f.name != "source"
+        }
+        return SourceUpdate(source="all", **counts)
 
 
 @dataclass(frozen=True)
