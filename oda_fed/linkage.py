@@ -27,7 +27,7 @@ import pandas as pd
 from oda_fed.config import Linkage
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, IndexReport, LinkedIndex, UpdateQuality
-from oda_fed.matching import Quality
+from oda_fed.matching import Clustering, Quality
 from oda_fed.matching.blocking import Blocking
 from oda_fed.matching.link import LinkOutcome, entities_by_partner_count, link_with_quality
 from oda_fed.matching.metrics import truth_quality
@@ -297,31 +297,57 @@ def _afresh(
         progress=progress,
     )
     clustering = outcome.clustering
-    n = clustering.n_entities
-    ids = (
-        np.array([f"e{i + 1:07d}" for i in range(n)], dtype=object)
-        if entity_ids == "numbered"
-        else np.array([secrets.token_hex(8) for _ in range(n)], dtype=object)
-    )
-    label = np.concatenate(clustering.labels)
-    members = pd.DataFrame(
-        {
-            "label": label,
-            "source": np.repeat(np.array(names, dtype=object), [len(x) for x in clustering.labels]),
-            "record_id": np.concatenate(
-                [np.asarray(e.record_ids, dtype=object) for e in extracts.values()]
-            ),
-            "score": np.round(np.concatenate(clustering.scores), 6),
-        }
-    ).sort_values(["label", "source", "record_id"], kind="stable")
-    members.insert(0, "entity_id", ids[members.pop("label").to_numpy()])
     return LinkResult(
         sources=tuple(names),
-        members=members.reset_index(drop=True),
+        members=_members(names, extracts, clustering, entity_ids=entity_ids),
         threshold=outcome.threshold,
         outcome=outcome,
         outcome_sources=tuple(names),
     )
+
+
+def _members(
+    names: list[str],
+    extracts: Mapping[str, Extract],
+    clustering: Clustering,
+    *,
+    entity_ids: EntityIds,
+) -> pd.DataFrame:
+    """Every record's entity, sorted by entity, source and record id, with the entity ids named."""
+    sizes = [len(x) for x in clustering.labels]
+    label = np.concatenate(clustering.labels)
+    source = np.repeat(np.argsort(np.argsort(np.array(names, dtype=object))), sizes)
+    record_ids = np.concatenate([np.asarray(e.record_ids, dtype=object) for e in extracts.values()])
+    position = np.concatenate([np.arange(n) for n in sizes])
+    # Numbers sort fast; record ids (strings) only break ties, which one record per source rules
+    # out, so they are sorted only when an entity holds two records of one source.
+    order = np.lexsort((position, source, label))
+    key = label[order] * len(names) + source[order]
+    if len(key) > 1 and np.any(key[1:] == key[:-1]):
+        frame = pd.DataFrame({"label": label, "source": source, "record_id": record_ids})
+        order = frame.sort_values(["label", "source", "record_id"], kind="stable").index.to_numpy()
+    ids = _entity_ids(clustering.n_entities, entity_ids)
+    # Built from arrays whose types are known, so pandas need not look at millions of strings.
+    return pd.DataFrame(
+        {
+            "entity_id": pd.Series(ids[label[order]], dtype=object, copy=False),
+            "source": pd.Categorical.from_codes(
+                np.repeat(np.arange(len(names)), sizes)[order], categories=names
+            ),
+            "record_id": pd.Series(record_ids[order], dtype=object, copy=False),
+            "score": np.round(np.concatenate(clustering.scores)[order], 6),
+        }
+    )
+
+
+def _entity_ids(n: int, how: EntityIds) -> np.ndarray:
+    if how == "numbered":
+        return np.array([f"e{i + 1:07d}" for i in range(n)], dtype=object)
+    while True:  # 64 random bits each; drawn again in the unlikely event two collide
+        text = secrets.token_bytes(8 * n).hex()
+        ids = np.array([text[i : i + 16] for i in range(0, 16 * n, 16)], dtype=object)
+        if len(set(ids.tolist())) == n:
+            return ids
 
 
 def _into_index(

@@ -134,3 +134,19 @@ def test_an_index_refuses_too_few_sources_and_another_project(extracts, tmp_path
     other = IndexTarget(path=path, fingerprint="sha256:" + "e" * 64, words=2)
     with pytest.raises(ProjectMismatchError):
         run_linkage(extracts, settings=settings, index=other)
+
+
+def test_members_are_sorted_by_entity_then_source_then_record_id() -> None:
+    # Without one record per partner, one entity holds two police records: ids break the tie.
+    extracts = {
+        "police": _extract(["p9", "p1"], [(0, 40), (0, 40)]),
+        "council": _extract(["c1"], [(0, 40)]),
+    }
+    settings = LinkSettings(threshold=0.8, one_per_source=False)
+    members = run_linkage(extracts, settings=settings, entity_ids="numbered").members
+    assert members[["source", "record_id"]].values.tolist() == [
+        ["council", "c1"],
+        ["police", "p1"],
+        ["police", "p9"],
+    ]
+    assert members.entity_id.nunique() == 1
