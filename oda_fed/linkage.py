@@ -207,9 +207,15 @@ class LinkResult:
         return f"{threshold}, estimated precision {estimated[0]:.3f}, recall {estimated[1]:.3f}"
 
     def write_quality_report(
-        self, out_dir: Path, *, title: str, truth: Mapping[str, float] | None = None
+        self,
+        out_dir: Path,
+        *,
+        title: str,
+        truth: Mapping[str, float] | None = None,
+        internal: bool = False,
     ) -> dict[str, Path] | None:
-        """Write the quality report (``quality.html`` and its charts) into ``out_dir``.
+        """Write the quality report (``quality.html`` and its charts) into ``out_dir``;
+        ``internal`` marks it as the coordinator's, never to be sent to a partner.
 
         Returns the paths written, or None when nothing was scored (no report to write).
         """
@@ -226,6 +232,7 @@ class LinkResult:
             block_stats=self.outcome.evidence(list(self.outcome_sources)),
             entities_by_partner_count=self.entities_by_partner_count(),
             truth=truth,
+            internal=internal,
         )
 
 

@@ -334,6 +334,7 @@ def test_link_writes_a_quality_report_and_takes_auto_threshold(data: Path, tmp_p
     assert "estimated without truth" in result.output
     report = tmp_path / "links-quality" / "quality.html"
     assert report.exists()
+    assert 'id="internal"' not in report.read_text()  # the user's own files: nothing withheld
     assert (tmp_path / "links-quality" / "score_histogram.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -7,6 +7,7 @@ from oda_fed.coordinator import release
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.states import OFFERED
+from oda_fed.coordinator.store import Round
 from oda_fed.transport.messages import (
     Body,
     EncodeAndUpload,
@@ -15,6 +16,7 @@ from oda_fed.transport.messages import (
     RoundClosed,
     ShareAttribute,
 )
+from oda_fed.transport.protocol import RoundState
 
 
 def push(state: CoordinatorState, partner: str) -> None:
@@ -56,4 +58,15 @@ def _body(state: CoordinatorState, delivery: Delivery) -> Body:
             product_id=delivery.product_id,
             released_by=r.released_by,
         )
-    return RoundClosed(status=r.state.value, message=r.message)
+    return RoundClosed(status=r.state.value, message=told_partners(r))
+
+
+def told_partners(r: Round) -> str:
+    """What every partner is told when a round ends. Never the coordinator's own figures (entity
+    counts, what an index update changed): with stable entity ids a partner that adds one record
+    would read off whether it joined an entity. Only released products carry figures."""
+    if r.state is RoundState.CANCELLED:
+        return r.message  # who cancelled and why, or the deadline and what it was waiting for
+    if r.state is RoundState.FAILED:
+        return "failed at the coordinator; the ODA's operator has the details"
+    return "closed: every delivery acknowledged"

@@ -262,8 +262,8 @@ class Lifecycle:
         return r
 
     def _with_linkage(self, r: Round, message: str) -> str:
-        """``message``, followed for a project with stable entity ids by how matching went (the
-        nodes are told it when the round closes)."""
+        """``message``, followed for a project with stable entity ids by how matching went: for
+        the operator only (partners are told :func:`.instructions.told_partners`)."""
         if not self.state.project.linkage.stable_entity_ids or not r.linkage:
             return message
         return f"{message}; {r.linkage}"

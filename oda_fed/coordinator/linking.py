@@ -61,7 +61,7 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
     }
     result = run_linkage(extracts, settings=state.settings, index=target)
     written = result.write_quality_report(
-        state.output_dir / round_id, title=f"Linkage quality, round {round_id}"
+        state.output_dir / round_id, title=f"Linkage quality, round {round_id}", internal=True
     )
     rows: list[Member] = []
     for partner, record_ids in zip(partners, ids, strict=True):

@@ -33,6 +33,7 @@ def write_quality_report(
     block_stats: Mapping[str, object] | None,
     entities_by_partner_count: Mapping[int, int],
     truth: Mapping[str, float] | None = None,
+    internal: bool = False,
 ) -> dict[str, Path]:
     """Write ``score_histogram.png``, ``quality_curves.png`` and ``quality.html`` into ``out_dir``.
 
@@ -59,6 +60,9 @@ def write_quality_report(
         Optional true figures: ``precision``, ``recall``, ``f1`` at the chosen threshold, and
         optionally ``thresholds``, ``true_precision``, ``true_recall`` sequences to overlay the
         true curves (synthetic data only).
+    internal
+        Mark the page as internal to the coordinator (its figures are before disclosure control
+        and never go to a partner), as every federated round's report is.
 
     Returns
     -------
@@ -92,6 +96,7 @@ def write_quality_report(
     at = _nearest(estimate, chosen_threshold)
     context = {
         "title": title,
+        "internal": internal,
         "floor": _decimal(fit.floor) if fit is not None else "the floor",
         "n_scores": _number(fit.n_scores) if fit is not None else "0",
         "reason": estimate.reason,

@@ -3,6 +3,7 @@ attacks and mistakes it must refuse. Servers are real; identities come from real
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -71,8 +72,11 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
     assert ids["council"] & ids["police"] & ids["social_care"]
 
     assert Path(status.report_path).exists()
+    # The coordinator's own reports say they are internal; only the products went to partners.
+    assert 'id="internal"' in Path(status.report_path).read_text()
     quality = Path(status.report_path).with_name("quality.html")
     page = quality.read_text()
+    assert 'id="internal"' in page
     assert "precision" in page
     # How each pair of partners was compared, and what the estimate was fitted on.
     assert "council × police" in page and "pairs scored" in page and "quality estimate" in page
@@ -419,7 +423,10 @@ def add_records(fed, partner: str, count: int) -> list[str]:
     return new_ids
 
 
-def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(federation) -> None:
+def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(
+    federation, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="oda_fed.node.tasks")
     opt_in_to_stable_ids(federation)
     first = run_round(federation)
     assert first.state == "closed", first.message
@@ -436,6 +443,11 @@ def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(feder
     page = Path(second.report_path).with_name("quality.html").read_text()
     assert "new and changed records" in page
     after = node_entities(federation)
+    # The attack of a partner that adds one record and reads whether it joined an entity from
+    # the round-closed message: the message carries none of the coordinator's figures.
+    told = [r.getMessage() for r in caplog.records if " ended: " in r.getMessage()]
+    assert len(told) == 2 * len(federation.partners)
+    assert all(m.endswith("ended: closed closed: every delivery acknowledged") for m in told), told
 
     for partner in federation.partners:
         # Every record present in both rounds keeps its entity id, at every node.
