@@ -11,8 +11,11 @@ check it with ``sha256sum project.toml``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tomllib
+from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -154,6 +157,136 @@ class Linkage(_Strict):
         return fields
 
 
+class Domain(_Strict):
+    """The values an attribute may take when it leaves a node.
+
+    Anything else is refused by the node before it sends, and again by the coordinator, so a
+    column mapped by mistake (surnames where ward codes should be) never leaves. An empty value
+    means "not known" and is always allowed.
+    """
+
+    # Every allowed value, e.g. the authority's ward codes.
+    codes: list[str] | None = Field(default=None, min_length=1)
+    # A regular expression every value must match in full, e.g. "E05[0-9]{6}".
+    pattern: str | None = Field(default=None, max_length=200)
+    # At most this many distinct values in one partner's upload: a pattern cannot stop a unique
+    # made-up code per record, this can.
+    max_distinct: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _says_what_is_allowed(self) -> Domain:
+        if self.codes is None and self.pattern is None:
+            raise ValueError("give codes (every allowed value) or a pattern (and max_distinct)")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a regular expression: {exc}") from None
+        return self
+
+    def problem(self, values: Iterable[str]) -> str:
+        """Why ``values`` may not leave, or ``""`` when every one is in the domain.
+
+        The reason gives counts only: the values themselves may be exactly what must not leak.
+
+        Examples
+        --------
+        >>> Domain(pattern="E05[0-9]{6}").problem(["E05000001", "", "Smith"])
+        '1 of 3 values are outside the domain (pattern E05[0-9]{6})'
+        """
+        values = list(values)
+        given = [v for v in values if v != ""]
+        codes = set(self.codes) if self.codes is not None else None
+        rule = re.compile(self.pattern) if self.pattern is not None else None
+        outside = sum(
+            1
+            for v in given
+            if (codes is not None and v not in codes)
+            or (rule is not None and not rule.fullmatch(v))
+        )
+        if outside:
+            said = f"pattern {self.pattern}" if codes is None else f"{len(codes)} codes"
+            return f"{outside} of {len(values)} values are outside the domain ({said})"
+        distinct = len(set(given))
+        if self.max_distinct is not None and distinct > self.max_distinct:
+            return f"{distinct} distinct values, more than the domain's max_distinct {self.max_distinct}"
+        return ""
+
+
+#: How a node derives an attribute from its own data: only the derived value leaves.
+Derivation = Literal["value", "category", "age_band", "lookup"]
+
+
+class Attribute(_Strict):
+    """``[[attributes]]``: a value one partner's node derives per record and may share.
+
+    Only attributes declared here can leave a node, only from the partner named, and only with
+    values in their domain. A product names the attributes it needs.
+    """
+
+    name: Name
+    partner: Name
+    title: str = ""
+    # value: the column as it is; category: a mapping of the column's values to categories;
+    # age_band: a date column as the age band at `at`; lookup: the column's values looked up in a
+    # table the node holds (node.toml [source.lookups]).
+    derive: Derivation = "value"
+    categories: dict[str, str] | None = None
+    at: date | None = None
+    bands: list[int] | None = Field(default=None, min_length=1)
+    lookup: Name | None = None
+    domain: Domain | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Attribute:
+        needs = {"category": "categories", "age_band": "at", "lookup": "lookup"}
+        key = needs.get(self.derive)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"derive = '{self.derive}' needs {key}")
+        if self.derive == "age_band":
+            if self.bands is None:
+                raise ValueError("derive = 'age_band' needs bands, e.g. [0, 18, 65]")
+            if self.bands[0] != 0 or any(b <= a for a, b in itertools.pairwise(self.bands)):
+                raise ValueError("bands must start at 0 and rise, e.g. [0, 18, 65]")
+        if self.derive in ("value", "lookup") and self.domain is None:
+            raise ValueError(
+                f"derive = '{self.derive}' needs a domain (codes, or a pattern and max_distinct): "
+                "what may leave the node must be stated"
+            )
+        return self
+
+    def problem(self, values: list[str]) -> str:
+        """Why ``values`` may not leave as this attribute, or ``""``: the declared domain, and
+        for a category or age band its labels."""
+        labels = self.labels
+        implied = None if labels is None else Domain(codes=labels)
+        for domain in (self.domain, implied):
+            problem = domain.problem(values) if domain is not None else ""
+            if problem:
+                return f"attribute '{self.name}': {problem}"
+        return ""
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The values a category or age band can take (None: the domain says)."""
+        if self.derive == "category" and self.categories is not None:
+            return sorted(set(self.categories.values()))
+        if self.derive == "age_band" and self.bands is not None:
+            return age_band_labels(self.bands)
+        return None
+
+
+def age_band_labels(bands: list[int]) -> list[str]:
+    """The labels of age bands starting at ``bands``.
+
+    Examples
+    --------
+    >>> age_band_labels([0, 18, 65])
+    ['0-17', '18-64', '65+']
+    """
+    return [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(bands)] + [f"{bands[-1]}+"]
+
+
 class AreaSource(_Strict):
     partner: Name
     attribute: Name
@@ -198,6 +331,7 @@ class Project(_Strict):
     legal_gateway: str
     partners: list[Partner] = Field(min_length=2)
     linkage: Linkage
+    attributes: list[Attribute] = Field(default_factory=list)
     products: list[Product] = Field(default_factory=list)
     disclosure: Disclosure = Field(default_factory=Disclosure)
     retention: Retention = Field(default_factory=Retention)
@@ -208,10 +342,22 @@ class Project(_Strict):
         ids = [p.id for p in self.partners]
         if len(set(ids)) != len(ids):
             raise ValueError("partner ids must be unique")
+        declared = [(a.partner, a.name) for a in self.attributes]
+        if len(set(declared)) != len(declared):
+            raise ValueError("an attribute is declared twice for the same partner")
+        for a in self.attributes:
+            if a.partner not in ids:
+                raise ValueError(f"attribute '{a.name}': partner '{a.partner}' is not a partner")
         for product in self.products:
             if product.area.partner not in ids:
                 raise ValueError(
                     f"product '{product.id}': area partner '{product.area.partner}' is not a partner"
+                )
+            if (product.area.partner, product.area.attribute) not in declared:
+                raise ValueError(
+                    f"product '{product.id}': attribute '{product.area.attribute}' of "
+                    f"'{product.area.partner}' is not declared in [[attributes]] (with the domain "
+                    "of values that may leave the node)"
                 )
             unknown = [r for r in product.recipients if r not in ids and r != "coordinator"]
             if unknown:
@@ -230,6 +376,13 @@ class Project(_Strict):
             if p.id == partner_id:
                 return p
         raise ConfigError(f"'{partner_id}' is not a partner in project '{self.name}'")
+
+    def attribute(self, *, partner: str, name: str) -> Attribute:
+        """The attribute ``name`` that ``partner`` derives (declared in ``[[attributes]]``)."""
+        for a in self.attributes:
+            if a.partner == partner and a.name == name:
+                return a
+        raise ConfigError(f"project '{self.name}' declares no attribute '{name}' of '{partner}'")
 
     def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
         """Whether the project lets ``partner`` share ``attribute`` for ``product_id``."""
@@ -264,6 +417,9 @@ class NodeSource(_Strict):
     attributes: dict[str, str] = Field(default_factory=dict)
     date_format: str | None = None
     on_invalid: Literal["error", "missing"] = "error"
+    # Lookup tables for attributes the project derives by lookup: name -> CSV file with two
+    # columns (the value as it is in the extract, and what it becomes). They stay on the node.
+    lookups: dict[Name, Path] = Field(default_factory=dict)
 
 
 class CoordinatorAddress(_Strict):
@@ -431,7 +587,11 @@ def load_node_config(path: Path) -> NodeConfig:
     """Read and validate ``node.toml``; relative paths resolve against its folder."""
     path = Path(path)
     _, data = _read_toml(path)
-    _resolve_paths(data, path.resolve().parent, _NODE_PATHS)
+    base = path.resolve().parent
+    lookups = (
+        data.get("source", {}).get("lookups") if isinstance(data.get("source"), dict) else None
+    )
+    _resolve_paths(data, base, _NODE_PATHS + tuple(("source", "lookups", k) for k in lookups or {}))
     return _validate(NodeConfig, path, data)
 
 

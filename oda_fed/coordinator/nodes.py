@@ -267,6 +267,9 @@ def receive_attribute(
                 kind=kind,
                 round_id=round_id,
             )
+        problem = _values_problem(state, partner, chunk)
+        if problem:
+            raise Refusal(Status.INVALID_ARGUMENT, problem, kind=kind, round_id=round_id)
         state.crossings.record(
             sender=partner,
             recipient=COORDINATOR,
@@ -280,6 +283,24 @@ def receive_attribute(
         upload = attribute_upload(chunk.product_id, chunk.attribute)
         upload_state = _store(state, partner, upload, chunk, data=data, records=len(chunk.values))
     return _finish_upload(state, partner, round_id, upload_state, kind=kind)
+
+
+def _values_problem(state: CoordinatorState, partner: str, chunk: AttributeChunk) -> str:
+    """Why the chunk's values may not be taken: outside the attribute's declared domain, checked
+    here again whatever the node did; with the last chunk, over the whole upload (so a made-up
+    code per record cannot pass max_distinct one chunk at a time)."""
+    attribute = state.project.attribute(partner=partner, name=chunk.attribute)
+    values = list(chunk.values)
+    upload = attribute_upload(chunk.product_id, chunk.attribute)
+    held = state.store.uploads.state(round_id=chunk.round_id, partner=partner, upload=upload)
+    if held is not None and len(set(held.stored_chunks) | {chunk.chunk_index}) == held.total_chunks:
+        stored = state.store.uploads.values(round_id=chunk.round_id, partner=partner, upload=upload)
+        values = stored + values
+    problem = attribute.problem(values)
+    if problem:
+        state.store.uploads.discard(round_id=chunk.round_id, partner=partner, upload=upload)
+        return f"{problem}; nothing of this upload was kept"
+    return ""
 
 
 def _store(

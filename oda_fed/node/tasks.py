@@ -19,9 +19,10 @@ import numpy as np
 
 from oda_fed import __version__
 from oda_fed.encoding.exact import record_keys
-from oda_fed.errors import OdaFedError
+from oda_fed.errors import InputDataError, OdaFedError
 from oda_fed.node import policy
 from oda_fed.node.client import CoordinatorClient, RoundMovedOn
+from oda_fed.node.derive import derive
 from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
@@ -126,15 +127,22 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         secret=state.secret,
         progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
     )
+    # Derived and checked before anything is saved: a value outside its domain stops here.
+    derived = {
+        name: derive(
+            state.project.attribute(partner=state.partner, name=name),
+            _mapped(source.attributes, name),
+            date_format=state.layout.date_format,
+            lookups=state.config.source.lookups,
+        )
+        for name in sorted(policy.shareable_attributes(state.loaded, state.partner))
+    }
     # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
-    shareable = policy.shareable_attributes(state.loaded, state.partner)
     files.save(
         record_ids=source.record_ids[order],
         clks=np.ascontiguousarray(source.clks[order]),
-        attributes={
-            a: [source.attributes[a][i] for i in order] for a in shareable if a in source.attributes
-        },
+        attributes={name: [values[i] for i in order] for name, values in derived.items()},
         tokens={f: [v[i] for i in order] for f, v in source.tokens.items()},
     )
     log.info(
@@ -144,6 +152,16 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         source.missing,
         source.invalid,
     )
+
+
+def _mapped(columns: dict[str, list[str]], name: str) -> list[str]:
+    """The raw column of attribute ``name``, or an error saying how to map it."""
+    if name not in columns:
+        raise InputDataError(
+            f"the project asks this partner for attribute '{name}', but no column is mapped to "
+            f'it: set [source.attributes] {name} = "<column>" in node.toml'
+        )
+    return columns[name]
 
 
 def _share_attribute(

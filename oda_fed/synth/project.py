@@ -11,9 +11,10 @@ from pathlib import Path
 import tomli_w
 
 from oda_fed.synth.generator import Synthetic
+from oda_fed.synth.lexicon import load_lexicon
 from oda_fed.synth.profiles import PartnerProfile
 
-__all__ = ["PRODUCT_ID", "project_document", "write_project"]
+__all__ = ["PRODUCT_ID", "project_document", "ward_codes", "write_project"]
 
 #: The product the synthetic agreement declares: residents known to 1, 2 or 3 services, by ward.
 PRODUCT_ID = "known_to_services_by_ward"
@@ -89,6 +90,16 @@ def project_document(
             "one_record_per_partner": True,
             "fields": [{"name": name, "type": type_} for name, type_ in _LINKAGE_FIELDS],
         },
+        "attributes": [
+            {
+                "name": "ward",
+                "partner": profiles[0].id,
+                "title": "Electoral ward of the address",
+                "derive": "value",
+                # The region's ward codes: anything else (a mis-mapped column) cannot leave.
+                "domain": {"codes": ward_codes()},
+            }
+        ],
         "products": [
             {
                 "id": PRODUCT_ID,
@@ -101,6 +112,17 @@ def project_document(
         "disclosure": {"min_cell": 10, "rounding_base": 5},
         "retention": {"clk_days": 30},
     }
+
+
+def ward_codes() -> list[str]:
+    """Every ward code of the synthetic region, as an authority would list its wards.
+
+    Examples
+    --------
+    >>> ward_codes()[:2]
+    ['E05100001', 'E05100002']
+    """
+    return sorted({d.ward_code for d in load_lexicon().districts})
 
 
 def write_project(synthetic: Synthetic, path: Path, *, threshold: float | str = "auto") -> Path:

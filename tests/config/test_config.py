@@ -33,6 +33,11 @@ threshold = 0.8
 name = "first_name"
 type = "name"
 
+[[attributes]]
+name = "ward"
+partner = "council"
+domain = { pattern = "E05[0-9]{6}", max_distinct = 40 }
+
 [[products]]
 id = "by_ward"
 kind = "partner_count_by_area"
@@ -199,3 +204,52 @@ def test_blocking_and_token_rule_are_read_and_checked(tmp_path: Path) -> None:
         broken = PROJECT.replace("[[linkage.fields]]", f"{bad}\n\n[[linkage.fields]]", 1)
         with pytest.raises(ConfigError, match=message):
             load_project(write(tmp_path, broken))
+
+
+def test_attributes_must_be_declared_with_what_may_leave(tmp_path: Path) -> None:
+    block = PROJECT[PROJECT.index("[[attributes]]") : PROJECT.index("[[products]]")]
+    with pytest.raises(ConfigError, match="'ward' of 'council' is not declared"):
+        load_project(write(tmp_path, PROJECT.replace(block, "")))
+    no_domain = PROJECT.replace('domain = { pattern = "E05[0-9]{6}", max_distinct = 40 }\n', "")
+    with pytest.raises(ConfigError, match="needs a domain"):
+        load_project(write(tmp_path, no_domain))
+    for bad, message in (
+        ("domain = { max_distinct = 40 }", "give codes"),
+        ('domain = { pattern = "E05[0-9" }', "not a regular expression"),
+        ("domain = { codes = [] }", "at least 1"),
+        ('derive = "age_band"\nat = 2026-04-01', "needs bands"),
+        ('derive = "age_band"\nat = 2026-04-01\nbands = [5, 18]', "start at 0"),
+        ('derive = "category"', "needs categories"),
+        ('derive = "lookup"\ndomain = { codes = ["a"] }', "needs lookup"),
+        ('derive = "guess"', "derive"),
+    ):
+        text = PROJECT.replace('domain = { pattern = "E05[0-9]{6}", max_distinct = 40 }', bad, 1)
+        with pytest.raises(ConfigError, match=message):
+            load_project(write(tmp_path, text))
+
+
+def test_an_attribute_says_why_values_may_not_leave_without_quoting_them() -> None:
+    from oda_fed.config import Attribute
+
+    ward = Attribute.model_validate(
+        {
+            "name": "ward",
+            "partner": "council",
+            "domain": {"pattern": "E05[0-9]{6}", "max_distinct": 2},
+        }
+    )
+    assert ward.problem(["E05000001", "", "E05000002"]) == ""
+    surnames = ward.problem(["Smith", "E05000001", "Nicholson"])
+    assert "2 of 3 values are outside the domain" in surnames and "Smith" not in surnames
+    assert "3 distinct values" in ward.problem(["E05000001", "E05000002", "E05000003"])
+    band = Attribute.model_validate(
+        {
+            "name": "age",
+            "partner": "council",
+            "derive": "age_band",
+            "at": "2026-04-01",
+            "bands": [0, 18, 65],
+        }
+    )
+    assert band.labels == ["0-17", "18-64", "65+"] and band.problem(["0-17", "", "65+"]) == ""
+    assert "outside the domain" in band.problem(["0-17", "17"])
