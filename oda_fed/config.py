@@ -54,6 +54,9 @@ class Partner(_Strict):
     id: Name
     name: str
     source: SourceLayout | None = None
+    # This partner's own smallest publishable count, when it is stricter than the project's:
+    # the strictest rule of the partners whose data a product uses wins.
+    min_cell: int | None = Field(default=None, ge=1)
 
 
 class LinkageField(_Strict):
@@ -376,6 +379,14 @@ class Project(_Strict):
             if p.id == partner_id:
                 return p
         raise ConfigError(f"'{partner_id}' is not a partner in project '{self.name}'")
+
+    def min_cell(self, partners: Iterable[str] | None = None) -> int:
+        """The smallest publishable count for a product using ``partners``' data (all by
+        default): the project's ``[disclosure] min_cell`` or a partner's own, whichever is
+        strictest."""
+        chosen = set(self.partner_ids if partners is None else partners)
+        own = [p.min_cell for p in self.partners if p.id in chosen and p.min_cell is not None]
+        return max([self.disclosure.min_cell, *own])
 
     def attribute(self, *, partner: str, name: str) -> Attribute:
         """The attribute ``name`` that ``partner`` derives (declared in ``[[attributes]]``)."""

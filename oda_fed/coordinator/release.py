@@ -71,7 +71,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Path:
     out_dir = state.output_dir / round_id
     out_dir.mkdir(parents=True, exist_ok=True)
     rules = DisclosureRules(
-        min_cell=state.project.disclosure.min_cell,
+        min_cell=state.project.min_cell(),
         rounding_base=state.project.disclosure.rounding_base,
     )
     made = []

@@ -253,3 +253,12 @@ def test_an_attribute_says_why_values_may_not_leave_without_quoting_them() -> No
     )
     assert band.labels == ["0-17", "18-64", "65+"] and band.problem(["0-17", "", "65+"]) == ""
     assert "outside the domain" in band.problem(["0-17", "17"])
+
+
+def test_the_strictest_partner_sets_the_smallest_publishable_count(tmp_path: Path) -> None:
+    strict = PROJECT.replace(
+        'id = "police"\nname = "Police"', 'id = "police"\nname = "Police"\nmin_cell = 20'
+    )
+    project = load_project(write(tmp_path, strict)).project
+    assert project.min_cell() == 20 and project.min_cell(["council"]) == 10
+    assert load_project(write(tmp_path, PROJECT)).project.min_cell() == 10
