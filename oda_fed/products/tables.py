@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.disclosure import SUPPRESSED_COLUMN, DisclosureRules, control_counts
-from oda_fed.errors import OdaFedError
+from oda_fed.products.crosstab import Dimension, ProductError, count_cells
 
 __all__ = [
     "PRODUCT_COLUMNS",
@@ -24,13 +24,6 @@ PRODUCT_COLUMNS = ("area", "partners", "count", SUPPRESSED_COLUMN)
 
 # The product id names files on disk: no separators, no leading dot, nothing a shell mangles.
 _PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
-class ProductError(OdaFedError, ValueError):
-    """A data product cannot be built, written or reported from the inputs given.
-
-    Messages say how many values are wrong, never which entity ids or counts.
-    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,17 +178,19 @@ def partner_count_by_area(
         raise ProductError(f"an area code equals the unknown_area label {unknown_area!r}")
     row_areas.append(unknown_area)
 
-    cells = pd.DataFrame(
+    entities = pd.DataFrame(
         {
             "area": area.reindex(partners.index).fillna(unknown_area).to_numpy(dtype=object),
-            "partners": partners.to_numpy(),
+            "partners": partners.astype(str).to_numpy(dtype=object),
         }
     )
-    counts = cells.groupby(["area", "partners"]).size()
-    grid = pd.MultiIndex.from_product(
-        [row_areas, range(1, n_partners + 1)], names=["area", "partners"]
+    raw = count_cells(
+        entities,
+        dims=[
+            Dimension("area", tuple(row_areas), not_known=False),
+            Dimension("partners", tuple(str(k) for k in range(1, n_partners + 1)), not_known=False),
+        ],
     )
-    raw = counts.reindex(grid, fill_value=0).rename("count").reset_index()
     raw["area"] = raw["area"].astype(str)
     raw["partners"] = raw["partners"].astype(np.int64)
     table = control_counts(raw, rules=rules)
