@@ -1,16 +1,25 @@
 """Disclosure control applied to every data product before release.
 
 Counts below a threshold are suppressed and the rest rounded; no totals are published, because a
-total lets a reader difference a suppressed cell back out.
+total lets a reader difference a suppressed cell back out. Across releases, rounding is keyed to
+the entities in each cell (:mod:`~oda_fed.disclosure.cellkey`), complements hide what known totals
+would give back (:mod:`~oda_fed.disclosure.secondary`), and the release ledger holds cells that
+differ from an earlier release by a small group (:mod:`~oda_fed.disclosure.ledger`).
+:func:`control_table` runs them in order and reports each cell's decision.
 """
 
+from oda_fed.disclosure.cellkey import CellCounts, cellkey_round, count_cells, record_keys
 from oda_fed.disclosure.counts import SUPPRESSED_COLUMN, control_counts, round_half_up
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
 
 __all__ = [
     "SUPPRESSED_COLUMN",
+    "CellCounts",
     "DisclosureError",
     "DisclosureRules",
+    "cellkey_round",
     "control_counts",
+    "count_cells",
+    "record_keys",
     "round_half_up",
 ]
