@@ -11,15 +11,25 @@ differ from an earlier release by a small group (:mod:`~oda_fed.disclosure.ledge
 from oda_fed.disclosure.cellkey import CellCounts, cellkey_round, count_cells, record_keys
 from oda_fed.disclosure.counts import SUPPRESSED_COLUMN, control_counts, round_half_up
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
+from oda_fed.disclosure.secondary import (
+    KnownTotal,
+    Suppression,
+    known_totals,
+    secondary_suppression,
+)
 
 __all__ = [
     "SUPPRESSED_COLUMN",
     "CellCounts",
     "DisclosureError",
     "DisclosureRules",
+    "KnownTotal",
+    "Suppression",
     "cellkey_round",
     "control_counts",
     "count_cells",
+    "known_totals",
     "record_keys",
     "round_half_up",
+    "secondary_suppression",
 ]
