@@ -10,6 +10,7 @@ differ from an earlier release by a small group (:mod:`~oda_fed.disclosure.ledge
 
 from oda_fed.disclosure.cellkey import CellCounts, cellkey_round, count_cells, record_keys
 from oda_fed.disclosure.counts import SUPPRESSED_COLUMN, control_counts, round_half_up
+from oda_fed.disclosure.ledger import CellDefinition, LedgerHold, Overlap, ReleaseLedger
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
 from oda_fed.disclosure.secondary import (
     KnownTotal,
@@ -21,9 +22,13 @@ from oda_fed.disclosure.secondary import (
 __all__ = [
     "SUPPRESSED_COLUMN",
     "CellCounts",
+    "CellDefinition",
     "DisclosureError",
     "DisclosureRules",
     "KnownTotal",
+    "LedgerHold",
+    "Overlap",
+    "ReleaseLedger",
     "Suppression",
     "cellkey_round",
     "control_counts",
