@@ -9,8 +9,15 @@ differ from an earlier release by a small group (:mod:`~oda_fed.disclosure.ledge
 """
 
 from oda_fed.disclosure.cellkey import CellCounts, cellkey_round, count_cells, record_keys
+from oda_fed.disclosure.control import ControlledTable, control_table
 from oda_fed.disclosure.counts import SUPPRESSED_COLUMN, control_counts, round_half_up
 from oda_fed.disclosure.ledger import CellDefinition, LedgerHold, Overlap, ReleaseLedger
+from oda_fed.disclosure.report import (
+    CellDecision,
+    CellReport,
+    DisclosureReport,
+    disclosure_report,
+)
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
 from oda_fed.disclosure.secondary import (
     KnownTotal,
@@ -22,8 +29,12 @@ from oda_fed.disclosure.secondary import (
 __all__ = [
     "SUPPRESSED_COLUMN",
     "CellCounts",
+    "CellDecision",
     "CellDefinition",
+    "CellReport",
+    "ControlledTable",
     "DisclosureError",
+    "DisclosureReport",
     "DisclosureRules",
     "KnownTotal",
     "LedgerHold",
@@ -32,7 +43,9 @@ __all__ = [
     "Suppression",
     "cellkey_round",
     "control_counts",
+    "control_table",
     "count_cells",
+    "disclosure_report",
     "known_totals",
     "record_keys",
     "round_half_up",
