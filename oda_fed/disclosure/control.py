@@ -15,7 +15,7 @@ import pandas as pd
 
 from oda_fed.disclosure.counts import _as_counts, control_counts
 from oda_fed.disclosure.ledger import LedgerHold
-from oda_fed.disclosure.report import CellDecision, DisclosureReport, disclosure_report
+from oda_fed.disclosure.report import DisclosureReport, disclosure_report
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
 from oda_fed.disclosure.secondary import KnownTotal, secondary_suppression
 
@@ -33,15 +33,17 @@ class ControlledTable:
         suppressed or held, a boolean ``suppressed`` column; no cell keys, no true counts.
     report
         What happened to each cell (internal to the coordinator).
+    held
+        Boolean mask of the cells the ledger held, small ones included: pass it to
+        :meth:`~oda_fed.disclosure.ReleaseLedger.record`. A held cell must never become a
+        baseline for later releases, even when it was also below ``min_cell``; otherwise when
+        the cell stops being small would decide the ledger's next holds, and the threshold would
+        be an oracle again.
     """
 
     table: pd.DataFrame
     report: DisclosureReport
-
-    @property
-    def held(self) -> np.ndarray:
-        """Boolean mask of the cells the ledger held, for :meth:`ReleaseLedger.record`."""
-        return self.report.decisions() == CellDecision.HELD
+    held: np.ndarray
 
 
 def control_table(
@@ -131,4 +133,4 @@ def control_table(
         keyed=cell_keys is not None,
         count_column=count_column,
     )
-    return ControlledTable(table=table, report=report)
+    return ControlledTable(table=table, report=report, held=held)

@@ -19,7 +19,11 @@ Every earlier release of the cell in which it was not held, not only the most re
 Suppressed releases count too: a cell suppressed at 9 and published at 10 next time is the
 suppression threshold used as an oracle (an attacker adding dummy records one at a time learns the
 exact count the moment the cell appears). Held releases do not count: nothing of them was seen, and
-counting them would hold a slowly growing cell for ever.
+counting them would hold a slowly growing cell for ever. "Held" means every cell :meth:`check`
+returned, including those also below ``min_cell``: then whether a cell is held depends only on how
+its count moved between rounds, which an attacker adding dummy records knows already, and never on
+the count itself. (Were a small held cell kept as a baseline, the round in which the cell stopped
+being small would decide the next holds, and give the count away.)
 
 Overlap
 -------
@@ -357,7 +361,8 @@ class ReleaseLedger:
         published
             What was published per cell; None (or ``<NA>``) where suppressed or held.
         held
-            Which cells the ledger held (:meth:`check`); None for none. Held cells are stored
+            Which cells :meth:`check` returned, whether or not they were also suppressed for
+            being small (:attr:`ControlledTable.held`); None for none. Held cells are stored
             but never compared with later releases.
 
         Raises

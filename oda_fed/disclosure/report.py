@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from oda_fed.disclosure.counts import _as_counts
@@ -93,10 +92,6 @@ class DisclosureReport:
         """How many cells got each decision, in :class:`CellDecision` order, zeros left out."""
         counts = Counter(c.decision for c in self.cells)
         return {d: counts[d] for d in CellDecision if counts[d]}
-
-    def decisions(self) -> np.ndarray:
-        """Each cell's decision, as an object array in the table's order."""
-        return np.array([c.decision for c in self.cells], dtype=object)
 
 
 def disclosure_report(
