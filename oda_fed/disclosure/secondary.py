@@ -175,12 +175,14 @@ def known_totals(cells: pd.DataFrame, *, by: Sequence[str]) -> list[KnownTotal]:
         raise DisclosureError(f"cells lack column(s) {absent}")
     if not keys:
         return [KnownTotal(cells=tuple(range(len(cells))), label="grand total")]
-    positions = pd.Series(np.arange(len(cells)), index=pd.MultiIndex.from_frame(cells[keys]))
     out = []
-    for values, group in positions.groupby(level=keys, sort=True):
+    # groupby(...).indices: positions per group without building a frame per group.
+    groups = cells.groupby(keys, sort=True, dropna=False).indices
+    for values in sorted(groups):
+        positions = groups[values]
         parts = values if isinstance(values, tuple) else (values,)
         label = ", ".join(f"{k}={v}" for k, v in zip(keys, parts, strict=True))
-        out.append(KnownTotal(cells=tuple(int(p) for p in group.to_numpy()), label=label))
+        out.append(KnownTotal(cells=tuple(positions.tolist()), label=label))
     return out
 
 
