@@ -95,7 +95,8 @@ def control_counts(
     DisclosureError
         (a ``ValueError``) when the count column is missing, holds negative, missing or
         non-integer values, or the table already has a ``"suppressed"`` column (controlling a
-        controlled table twice would round twice).
+        controlled table twice would round twice); when ``cell_keys`` or ``suppress`` do not
+        hold one valid value per row.
 
     Examples
     --------
@@ -105,6 +106,9 @@ def control_counts(
     [<NA>, 10, 20]
     >>> out["suppressed"].tolist()
     [True, False, False]
+    >>> keyed = control_counts(raw, rules=DisclosureRules(), cell_keys=np.array([0.1, 0.1, 0.9]))
+    >>> keyed["count"].tolist()
+    [<NA>, 15, 15]
     """
     if count_column not in table.columns:
         raise DisclosureError(f"table has no count column {count_column!r}")

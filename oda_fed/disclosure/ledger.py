@@ -34,6 +34,15 @@ social care), in earlier releases and within the release being checked; the narr
 pair within one release is the one held. Not covered: nested coordinates (a ward inside a district,
 an age band inside a wider one), cohorts that overlap without nesting, sums of several cells
 differenced against other sums, and differences between products the ledger was not told about.
+
+What a hold still shows
+-----------------------
+A held cell is published as suppressed, like a small one, so its count is not shown; but that it
+turned suppressed is. An attacker who knows that exactly one person changed since the last release
+learns that the person is in one of the cells that turned suppressed (the held cell and its
+complements). To hide even that, hold the whole product while any of its cells is held
+(``ControlledTable.held.any()``): the round waits for its approver, as the design's
+``awaiting_release`` allows.
 """
 
 from __future__ import annotations
@@ -109,7 +118,8 @@ class CellDefinition:
     product
         The product's kind and anything else fixing what it counts, such as where its
         dimensions come from (``"partners_by_area/council.ward"``). Not the product's id: two
-        products counting the same thing are the same cells whatever they are called.
+        products counting the same thing are the same cells whatever they are called. (A
+        ledger belongs to one project, so the project need not be part of it.)
     coordinates
         ``(dimension, value)`` pairs, sorted by dimension; values as text.
     cohort
@@ -255,7 +265,10 @@ class ReleaseLedger:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        except sqlite3.Error as exc:
+            raise DisclosureError(f"cannot open the release ledger {self.path}: {exc}") from None
         try:
             self._db.execute("PRAGMA journal_mode = DELETE")
             self._db.execute("PRAGMA synchronous = FULL")

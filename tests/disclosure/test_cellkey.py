@@ -249,3 +249,20 @@ def test_strictest_min_cell_of_the_partners_involved_wins() -> None:
         rules.for_partners(["x"], min_cell_by_partner={"x": -1})
     with pytest.raises(DisclosureError):
         rules.for_partners("police", min_cell_by_partner=per_partner)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=80, unique=True),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_same_entities_always_get_the_same_published_value(ids: list[str], seed: int) -> None:
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    key = _cell_key(ids)
+    assert _cell_key(shuffled) == key
+    rounded = [
+        cellkey_round(np.array([len(ids)]), cell_keys=np.array([_cell_key(s)]), base=5)[0]
+        for s in (ids, shuffled)
+    ]
+    assert rounded[0] == rounded[1]

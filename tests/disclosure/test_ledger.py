@@ -154,6 +154,8 @@ def test_another_file_is_refused_untouched(tmp_path: Path) -> None:
     text.write_text("not a database, just some text that is long enough to be read as a header")
     with pytest.raises(DisclosureError):
         ReleaseLedger(text)
+    with pytest.raises(DisclosureError):
+        ReleaseLedger(tmp_path / "no such folder" / "ledger.sqlite")
     tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall()
     assert ("cells",) not in tables and ("releases",) not in tables
 
