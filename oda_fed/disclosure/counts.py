@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from oda_fed.disclosure.cellkey import cellkey_round
 from oda_fed.disclosure.rules import DisclosureError, DisclosureRules
 
 __all__ = ["SUPPRESSED_COLUMN", "control_counts", "round_half_up"]
@@ -48,7 +49,12 @@ def round_half_up(counts: np.ndarray, base: int) -> np.ndarray:
 
 
 def control_counts(
-    table: pd.DataFrame, *, rules: DisclosureRules, count_column: str = "count"
+    table: pd.DataFrame,
+    *,
+    rules: DisclosureRules,
+    count_column: str = "count",
+    cell_keys: np.ndarray | None = None,
+    suppress: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Suppress small counts and round the rest before a table is released.
 
@@ -56,6 +62,11 @@ def control_counts(
     the nearest multiple of ``rules.rounding_base``, halves up. The threshold applies to the
     true count, before rounding. No totals are added, and none must be published beside the
     result: see the module docstring.
+
+    With ``cell_keys`` the rounding is the cell key method instead
+    (:func:`~oda_fed.disclosure.cellkey_round`): unbiased, the same for the same entities, and
+    never below ``max(rules.min_cell, 1)`` for a published non-zero count. Deterministic
+    rounding is an oracle across rounds; give cell keys for anything released more than once.
 
     Parameters
     ----------
@@ -66,6 +77,12 @@ def control_counts(
         The project's disclosure rules.
     count_column
         Name of the column holding the counts.
+    cell_keys
+        One key in [0, 1) per row (:func:`~oda_fed.disclosure.count_cells`), or None for
+        rounding half up. Keys are not copied into the result.
+    suppress
+        Boolean mask of further rows to suppress whatever their count (secondary suppression,
+        cells held by the release ledger), or None.
 
     Returns
     -------
@@ -78,7 +95,8 @@ def control_counts(
     DisclosureError
         (a ``ValueError``) when the count column is missing, holds negative, missing or
         non-integer values, or the table already has a ``"suppressed"`` column (controlling a
-        controlled table twice would round twice).
+        controlled table twice would round twice); when ``cell_keys`` or ``suppress`` do not
+        hold one valid value per row.
 
     Examples
     --------
@@ -88,6 +106,9 @@ def control_counts(
     [<NA>, 10, 20]
     >>> out["suppressed"].tolist()
     [True, False, False]
+    >>> keyed = control_counts(raw, rules=DisclosureRules(), cell_keys=np.array([0.1, 0.1, 0.9]))
+    >>> keyed["count"].tolist()
+    [<NA>, 15, 15]
     """
     if count_column not in table.columns:
         raise DisclosureError(f"table has no count column {count_column!r}")
@@ -98,7 +119,17 @@ def control_counts(
         )
     raw = _as_counts(table[count_column], count_column)
     suppressed = raw < rules.min_cell
-    rounded = round_half_up(raw, rules.rounding_base)
+    if suppress is not None:
+        extra = np.asarray(suppress)
+        if extra.dtype != np.dtype(bool) or extra.shape != suppressed.shape:
+            raise DisclosureError("suppress must be a boolean mask with one value per row")
+        suppressed = suppressed | extra
+    if cell_keys is None:
+        rounded = round_half_up(raw, rules.rounding_base)
+    else:
+        rounded = cellkey_round(
+            raw, cell_keys=cell_keys, base=rules.rounding_base, lowest=max(rules.min_cell, 1)
+        )
     out = table.copy()
     out[count_column] = pd.arrays.IntegerArray(
         np.where(suppressed, 0, rounded), mask=suppressed.copy()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from oda_fed.errors import OdaFedError
 
@@ -52,6 +53,43 @@ class DisclosureRules:
             raise DisclosureError("min_cell must be 0 or more")
         if self.rounding_base < 1:
             raise DisclosureError("rounding_base must be 1 or more")
+
+    def for_partners(
+        self, partners: Iterable[str], *, min_cell_by_partner: Mapping[str, int]
+    ) -> DisclosureRules:
+        """The rules for a product that involves ``partners``: the strictest ``min_cell`` wins.
+
+        A partner may require a higher threshold than the project's (its own information
+        sharing agreement, a sensitive service). A product built from several partners' data is
+        held to the highest threshold among them and the project's; partners with no entry in
+        ``min_cell_by_partner`` use the project's.
+
+        Parameters
+        ----------
+        partners
+            The partners whose data the product involves.
+        min_cell_by_partner
+            Per-partner thresholds, where a partner set one.
+
+        Returns
+        -------
+        DisclosureRules
+            These rules with ``min_cell`` raised to the strictest; the rounding base is kept.
+
+        Examples
+        --------
+        >>> DisclosureRules(min_cell=10).for_partners(
+        ...     ["council", "police"], min_cell_by_partner={"police": 20, "nhs": 50})
+        DisclosureRules(min_cell=20, rounding_base=5)
+        """
+        if isinstance(partners, str):
+            raise DisclosureError("partners must be a collection of partner ids, not one string")
+        strictest = self.min_cell
+        for partner in partners:
+            value = min_cell_by_partner.get(partner, self.min_cell)
+            # Validate through the constructor: a partner's threshold obeys the same rules.
+            strictest = max(strictest, DisclosureRules(min_cell=value).min_cell)
+        return replace(self, min_cell=strictest)
 
     def describe(self) -> str:
         """Say the rules in one plain sentence for captions and reports.
