@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from oda_fed.coordinator import deadlines, instructions, linking, release, retention
+from oda_fed.coordinator import control, deadlines, instructions, linking, release, retention
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import CANCELLABLE, sources_of
@@ -185,18 +185,26 @@ class Lifecycle:
         self._owe(release.analysis_deliveries(self.state, r.round_id))
         if release.missing_attributes(self.state, r.round_id):
             return False
-        report = release.make_products(self.state, r.round_id)
-        if self.state.project.rounds.auto_release:
+        made = release.make_products(self.state, r.round_id)
+        if self.state.project.rounds.auto_release and not made.held:
             return self._release(
-                r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(report)
+                r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(made.report)
             )
+        held = (
+            f"the release ledger held {len(made.held)} cell(s), which stay suppressed: "
+            + "; ".join(made.held)
+            + ". "
+            if made.held
+            else ""
+        )
         return self.state.store.rounds.move(
             r.round_id,
             to=_S.AWAITING_RELEASE,
             allowed_from=[_S.ANALYSING],
-            report=str(report),
-            message=f"products made and checked, held for release: review {report.name} and "
-            f"the quality report, then run `oda-fed coordinator release {r.round_id}`",
+            report=str(made.report),
+            message=f"products made and checked, held for release: {held}review "
+            f"{made.report.name} and the quality report, then run "
+            f"`oda-fed coordinator release {r.round_id}`",
         )
 
     def _release(self, r: Round, *, act: Act, **fields: str) -> bool:
@@ -212,6 +220,7 @@ class Lifecycle:
         )
         if moved:
             self._log(r.round_id, act)  # the approval is logged before anything is sent
+            control.record_release(self.state, r.round_id)
             self._owe(release.product_deliveries(self.state, r.round_id))
             log.info("round %s: products released by %s", r.round_id, by)
         return moved
@@ -242,6 +251,7 @@ class Lifecycle:
     def _finish(self, round_id: str) -> None:
         """Tell every partner the round has ended, then apply retention."""
         self._owe([Delivery(round_id, p, DeliveryKind.ROUND_CLOSED) for p in self.state.partners])
+        control.drop_pending(self.state, round_id)  # released cells are in the ledger by now
         retention.enforce(self.state)
 
     # --- helpers ----------------------------------------------------------------------------------

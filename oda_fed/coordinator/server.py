@@ -14,9 +14,10 @@ from pathlib import Path
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oda_fed.config import CoordinatorConfig, load_pinned_project
+from oda_fed.coordinator import control
 from oda_fed.coordinator.lifecycle import Lifecycle
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer
-from oda_fed.coordinator.state import CoordinatorState, index_path_for
+from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
@@ -50,7 +51,8 @@ def serve(
         store=Store(store_path),
         crossings=Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint),
         output_dir=config.output_dir,
-        index_path=index_path_for(config.state_dir, loaded.fingerprint),
+        state_dir=config.state_dir,
+        disclosure_key=control.disclosure_key(config.state_dir),
     )
     state.lifecycle = Lifecycle(state)
 

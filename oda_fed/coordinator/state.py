@@ -67,7 +67,9 @@ class CoordinatorState:
     store: Store
     crossings: Crossings
     output_dir: Path
-    index_path: Path
+    state_dir: Path
+    # The secret that keys each cell's rounding (oda_fed.coordinator.control); never leaves here.
+    disclosure_key: bytes
     chunk_records: int = CHUNK_RECORDS
     sessions: Sessions[Instruction] = field(default_factory=Sessions)
     lifecycle: Lifecycle = field(init=False)
@@ -83,6 +85,16 @@ class CoordinatorState:
     @property
     def partners(self) -> list[str]:
         return self.loaded.project.partner_ids
+
+    @property
+    def index_path(self) -> Path:
+        """The project's linked index (used when it sets ``stable_entity_ids``)."""
+        return index_path_for(self.state_dir, self.fingerprint)
+
+    @property
+    def ledger_path(self) -> Path:
+        """The project's release ledger: every released cell and its true count."""
+        return self.state_dir / f"ledger-{self.fingerprint.rpartition(':')[2][:16]}.sqlite"
 
     def log_refusal(self, refusal: Refusal, *, who: str | None) -> None:
         """Write a refusal to the audit log (if its kind says so)."""

@@ -8,7 +8,13 @@ differ from an earlier release by a small group (:mod:`~oda_fed.disclosure.ledge
 :func:`control_table` runs them in order and reports each cell's decision.
 """
 
-from oda_fed.disclosure.cellkey import CellCounts, cellkey_round, count_cells, record_keys
+from oda_fed.disclosure.cellkey import (
+    CellCounts,
+    cellkey_round,
+    count_cells,
+    definition_keys,
+    record_keys,
+)
 from oda_fed.disclosure.control import ControlledTable, control_table
 from oda_fed.disclosure.counts import SUPPRESSED_COLUMN, control_counts, round_half_up
 from oda_fed.disclosure.ledger import CellDefinition, LedgerHold, Overlap, ReleaseLedger
@@ -45,6 +51,7 @@ __all__ = [
     "control_counts",
     "control_table",
     "count_cells",
+    "definition_keys",
     "disclosure_report",
     "known_totals",
     "record_keys",

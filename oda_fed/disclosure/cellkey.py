@@ -87,6 +87,48 @@ def record_keys(entity_ids: Iterable[object], *, secret: bytes) -> np.ndarray:
     return np.frombuffer(digests, dtype=">u8")[::4].astype(np.uint64)
 
 
+def definition_keys(
+    definitions: Sequence[str], counts: Sequence[int] | np.ndarray, *, secret: bytes
+) -> np.ndarray:
+    """Cell keys from what each cell counts and how many: for rounds without stable entities.
+
+    Record keys need an entity id that is the same from round to round. A federation that links
+    afresh each round has none (its entity ids are new every round), so keys summed from them
+    would be drawn afresh each round, and averaging the releases of an unchanged cell would give
+    its count back. Keyed on the cell's definition and its true count instead, the same question
+    with the same answer is always rounded the same way, and a different count draws an unrelated
+    key (the release ledger holds a cell whose count moved by less than ``min_cell``).
+
+    Parameters
+    ----------
+    definitions
+        Each cell's canonical definition (:attr:`~oda_fed.disclosure.CellDefinition.key`).
+    counts
+        Their true counts, in the same order.
+    secret
+        The coordinator's cell-key secret.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` key in [0, 1) per cell.
+
+    Examples
+    --------
+    >>> a = definition_keys(["w1", "w1", "w2"], [477, 478, 477], secret=b"0123456789abcdef")
+    >>> bool(a[0] != a[1] and a[0] != a[2])
+    True
+    >>> bool(definition_keys(["w1"], [477], secret=b"0123456789abcdef")[0] == a[0])
+    True
+    """
+    values = np.asarray(counts, dtype=np.int64)
+    if len(values) != len(definitions):
+        raise DisclosureError("definition_keys needs one count per definition")
+    names = [f"{d}\x00{int(c)}" for d, c in zip(definitions, values.tolist(), strict=True)]
+    keys = record_keys(names, secret=secret)
+    return (keys >> np.uint64(11)).astype(np.float64) * _FLOAT_SCALE
+
+
 def cellkey_round(
     counts: np.ndarray, *, cell_keys: np.ndarray, base: int, lowest: int = 1
 ) -> np.ndarray:

@@ -93,6 +93,22 @@ class DisclosureReport:
         counts = Counter(c.decision for c in self.cells)
         return {d: counts[d] for d in CellDecision if counts[d]}
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per cell: its coordinates, decision, reason and published value (empty when
+        none is published). No true count: it is the approver's page, not the ledger.
+
+        Examples
+        --------
+        >>> DisclosureReport(DisclosureRules(), keyed=True, cells=(), exposed=()).to_frame().columns.tolist()
+        ['decision', 'reason', 'published']
+        """
+        rows = [
+            {**dict(c.coordinates), "decision": c.decision.value, "reason": c.reason,
+             "published": "" if c.published is None else c.published}
+            for c in self.cells
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=None if rows else ["decision", "reason", "published"])
+
 
 def disclosure_report(
     cells: pd.DataFrame,

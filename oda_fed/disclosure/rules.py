@@ -91,21 +91,38 @@ class DisclosureRules:
             strictest = max(strictest, DisclosureRules(min_cell=value).min_cell)
         return replace(self, min_cell=strictest)
 
-    def describe(self) -> str:
-        """Say the rules in one plain sentence for captions and reports.
+    def describe(self, *, keyed: bool = False, protected: bool = False) -> str:
+        """Say the rules in plain sentences for captions and reports.
+
+        ``keyed``: counts were rounded by cell key rather than half up; ``protected``: cells
+        that would give a suppressed count back were suppressed too.
 
         Examples
         --------
         >>> DisclosureRules(min_cell=0, rounding_base=1).describe()
         'No counts are suppressed. Counts are not rounded. No totals are published.'
+        >>> DisclosureRules().describe(keyed=True, protected=True)  # doctest: +NORMALIZE_WHITESPACE
+        'Counts below 10 are suppressed, and so are cells that would let a reader work a
+        suppressed count out. Other counts are rounded to a multiple of 5, up or down at random
+        but always the same way for the same count. No totals are published.'
         """
         if self.min_cell > 0:
-            parts = [f"Counts below {self.min_cell} are suppressed."]
+            also = (
+                ", and so are cells that would let a reader work a suppressed count out"
+                if protected
+                else ""
+            )
+            parts = [f"Counts below {self.min_cell} are suppressed{also}."]
             other = "Other counts"
         else:
             parts = ["No counts are suppressed."]
             other = "Counts"
-        if self.rounding_base > 1:
+        if self.rounding_base > 1 and keyed:
+            parts.append(
+                f"{other} are rounded to a multiple of {self.rounding_base}, up or down at random "
+                "but always the same way for the same count."
+            )
+        elif self.rounding_base > 1:
             parts.append(f"{other} are rounded to the nearest {self.rounding_base} (halves up).")
         else:
             parts.append("Counts are not rounded.")

@@ -87,7 +87,7 @@ def draw_product(product: ProductTable) -> Figure:
         ax_apart.set_xticks([0.0], [_plain(apart[0])])
         ax_apart.set_title("own scale", fontsize="small")
     ax.legend(*handles, fontsize="small")
-    fig.supxlabel(_plain(product.rules.describe()), fontsize="small")
+    fig.supxlabel(_plain(product.describe_rules()), fontsize="small")
     return fig
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from oda_fed.disclosure import count_cells as engine_count_cells
 from oda_fed.errors import OdaFedError
 
 __all__ = ["MAX_DIMENSIONS", "NOT_KNOWN", "Dimension", "ProductError", "count_cells"]
@@ -86,25 +87,23 @@ def count_cells(
     if not 1 <= len(dims) <= MAX_DIMENSIONS:
         raise ProductError(f"a table has 1 to {MAX_DIMENSIONS} dimensions, not {len(dims)}")
     keep = np.ones(len(entities), dtype=bool) if cohort is None else cohort.to_numpy(dtype=bool)
-    codes = []
+    columns = {}
     for dim in dims:
         if dim.column not in entities.columns:
             raise ProductError(f"no column for dimension '{dim.column}'")
-        raw = entities[dim.column].fillna("").astype(str).to_numpy(dtype=object)
+        raw = entities[dim.column].fillna("").astype(str).to_numpy(dtype=object)[keep]
         if dim.not_known:
             raw = np.where(raw == "", NOT_KNOWN, raw)
-        index = pd.Index(dim.categories)
-        code = index.get_indexer(raw)
-        outside = int(np.count_nonzero(code < 0))
+        outside = int(np.count_nonzero(pd.Index(dim.categories).get_indexer(raw) < 0))
         if outside:
             raise ProductError(
-                f"{outside} value(s) of '{dim.column}' are not among its {len(index)} categories"
+                f"{outside} value(s) of '{dim.column}' are not among its "
+                f"{len(dim.categories)} categories"
             )
-        codes.append(code[keep])
-    shape = tuple(len(d.categories) for d in dims)
-    flat = np.ravel_multi_index(codes, shape) if codes[0].size else np.empty(0, dtype=np.int64)
-    counts = np.bincount(flat, minlength=int(np.prod(shape)))
-    grid = pd.MultiIndex.from_product([d.categories for d in dims], names=[d.column for d in dims])
-    out = grid.to_frame(index=False)
-    out["count"] = counts.astype(np.int64)
-    return out
+        columns[dim.column] = raw
+    cells = engine_count_cells(
+        pd.DataFrame(columns),
+        dimensions=[d.column for d in dims],
+        levels={d.column: list(d.categories) for d in dims},
+    )
+    return cells.table

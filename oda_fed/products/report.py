@@ -151,13 +151,24 @@ def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[s
     return {
         "id": product.product_id,
         "title": product.title,
-        "rules": product.rules.describe(),
+        "rules": product.describe_rules(),
         "suppressed_cells": product.suppressed_cells,
         "headers": headers,
         "rows": rows,
         "chart": _png_data_uri(paths["png"], product.product_id) if "png" in paths else None,
         "csv_name": None if csv_path is None else Path(csv_path).name,
+        "decisions": _decisions(product),
     }
+
+
+def _decisions(product: ProductTable) -> list[tuple[str, str]]:
+    """How disclosure control treated the table's cells, counted by decision, for the approver;
+    with any known totals it could not protect."""
+    if product.report is None:
+        return []
+    rows = [(d.value, _number(n)) for d, n in product.report.tally().items()]
+    rows += [("total left exposed (needs a decision)", label) for label in product.report.exposed]
+    return rows
 
 
 def _png_data_uri(path: Path, product_id: str) -> str:

@@ -9,14 +9,25 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from oda_fed.disclosure import SUPPRESSED_COLUMN, DisclosureRules, control_counts
+from oda_fed.disclosure import (
+    SUPPRESSED_COLUMN,
+    DisclosureReport,
+    DisclosureRules,
+    KnownTotal,
+    LedgerHold,
+    control_table,
+    known_totals,
+)
 from oda_fed.products.crosstab import Dimension, ProductError, count_cells
 
 __all__ = [
     "PRODUCT_COLUMNS",
     "ProductError",
     "ProductTable",
+    "area_row_totals",
+    "controlled_product",
     "partner_count_by_area",
+    "partner_count_cells",
 ]
 
 #: Columns of every :class:`ProductTable`, in this order.
@@ -60,8 +71,8 @@ class ProductTable:
     ...     entity_area=pd.Series(["E05000001"] * 12, index=range(12)),
     ...     product_id="known_to_services", title="Known to services",
     ...     rules=DisclosureRules(), n_partners=2)
-    >>> product.suppressed_cells
-    3
+    >>> product.suppressed_cells  # the council knows its 12: publishing them gives the 0 away
+    4
     """
 
     product_id: str
@@ -71,6 +82,15 @@ class ProductTable:
     suppressed_cells: int
     #: The area label for entities with no area, if the table has such rows (charted apart).
     unknown_area: str | None = None
+    #: Each cell's decision, for the coordinator's operator; never released.
+    report: DisclosureReport | None = None
+    #: The cells the release ledger held (for :meth:`~oda_fed.disclosure.ReleaseLedger.record`).
+    held: np.ndarray | None = None
+
+    def describe_rules(self) -> str:
+        """The rules as applied to this table, in plain sentences for captions."""
+        keyed = self.report is not None and self.report.keyed
+        return self.rules.describe(keyed=keyed, protected=self.report is not None)
 
     def __post_init__(self) -> None:
         if not _PRODUCT_ID.fullmatch(self.product_id):
@@ -107,10 +127,97 @@ def partner_count_by_area(
     unknown_area: str = "area not known",
     areas: Sequence[str] | None = None,
 ) -> ProductTable:
-    """Count entities by the number of partners that know them, broken down by area.
+    """Count entities by the number of partners that know them, broken down by area, and
+    control the table (:func:`partner_count_cells`, then :func:`controlled_product` with the
+    area partner's row totals as known totals).
 
-    "Residents known to 1, 2 or 3 services, by ward." The area comes from one partner; entities
-    it does not know (or knows without an area) are counted in the ``unknown_area`` row.
+    "Residents known to 1, 2 or 3 services, by ward." Rounding is half up; the coordinator
+    keys it and consults its release ledger through :func:`controlled_product` directly.
+
+    Examples
+    --------
+    >>> partners = pd.Series([1, 2, 2], index=["e1", "e2", "e3"])
+    >>> area = pd.Series(["W1", "W1"], index=["e1", "e2"])
+    >>> product = partner_count_by_area(
+    ...     entity_partners=partners, entity_area=area, product_id="p", title="t",
+    ...     rules=DisclosureRules(min_cell=0, rounding_base=1), n_partners=2)
+    >>> product.table[["area", "partners", "count"]].values.tolist()
+    [['W1', 1, 1], ['W1', 2, 1], ['area not known', 1, 0], ['area not known', 2, 1]]
+    """
+    cells = partner_count_cells(
+        entity_partners=entity_partners,
+        entity_area=entity_area,
+        n_partners=n_partners,
+        unknown_area=unknown_area,
+        areas=areas,
+    )
+    return controlled_product(
+        cells,
+        product_id=product_id,
+        title=title,
+        rules=rules,
+        known=area_row_totals(cells, unknown_area=unknown_area),
+        unknown_area=unknown_area,
+    )
+
+
+def controlled_product(
+    cells: pd.DataFrame,
+    *,
+    product_id: str,
+    title: str,
+    rules: DisclosureRules,
+    cell_keys: np.ndarray | None = None,
+    known: Sequence[KnownTotal] = (),
+    holds: Sequence[LedgerHold] = (),
+    unknown_area: str | None = None,
+) -> ProductTable:
+    """Put true cells through disclosure control (:func:`~oda_fed.disclosure.control_table`):
+    small and held cells suppressed, complements so that no ``known`` total gives one back,
+    the rest rounded (by ``cell_keys`` when given)."""
+    controlled = control_table(
+        cells,
+        rules=rules,
+        dimensions=[c for c in cells.columns if c != "count"],
+        cell_keys=cell_keys,
+        known_totals=known,
+        holds=holds,
+    )
+    return ProductTable(
+        product_id=product_id,
+        title=title,
+        table=controlled.table,
+        rules=rules,
+        suppressed_cells=int(controlled.table[SUPPRESSED_COLUMN].sum()),
+        unknown_area=unknown_area,
+        report=controlled.report,
+        held=controlled.held,
+    )
+
+
+def area_row_totals(cells: pd.DataFrame, *, unknown_area: str) -> list[KnownTotal]:
+    """The totals the area-holding partner knows: each real area's row, every entity of which
+    is one of its own records. (The not-known row mixes entities it does not hold.)"""
+    return [
+        total
+        for total in known_totals(cells, by=["area"])
+        if cells["area"].iloc[total.cells[0]] != unknown_area
+    ]
+
+
+def partner_count_cells(
+    *,
+    entity_partners: pd.Series,
+    entity_area: pd.Series,
+    n_partners: int,
+    unknown_area: str = "area not known",
+    areas: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """True counts of entities by the number of partners that know them and by area: the raw
+    cells of "residents known to 1, 2 or 3 services, by ward", before disclosure control.
+
+    The area comes from one partner; entities it does not know (or knows without an area) are
+    counted in the ``unknown_area`` row.
 
     The table has one row per (area, partners) for every area and every partners value
     ``1..n_partners``. Zero counts are kept, then suppressed: a missing row would itself say
@@ -125,10 +232,6 @@ def partner_count_by_area(
     entity_area
         Index: entity id, for entities the area-holding partner knows (a subset of
         ``entity_partners``'s index). Value: area code; missing values count as unknown.
-    product_id, title
-        See :class:`ProductTable`.
-    rules
-        Disclosure rules to apply.
     n_partners
         Number of partners in the project.
     unknown_area
@@ -140,8 +243,8 @@ def partner_count_by_area(
 
     Returns
     -------
-    ProductTable
-        The controlled table with columns ``area, partners, count, suppressed``.
+    pandas.DataFrame
+        Columns ``area`` (text), ``partners`` (int) and ``count`` (true counts, ``int64``).
 
     Raises
     ------
@@ -154,11 +257,8 @@ def partner_count_by_area(
     --------
     >>> partners = pd.Series([1, 2, 2], index=["e1", "e2", "e3"])
     >>> area = pd.Series(["W1", "W1"], index=["e1", "e2"])
-    >>> product = partner_count_by_area(
-    ...     entity_partners=partners, entity_area=area, product_id="p", title="t",
-    ...     rules=DisclosureRules(min_cell=0, rounding_base=1), n_partners=2)
-    >>> product.table[["area", "partners", "count"]].values.tolist()
-    [['W1', 1, 1], ['W1', 2, 1], ['area not known', 1, 0], ['area not known', 2, 1]]
+    >>> partner_count_cells(entity_partners=partners, entity_area=area, n_partners=2)["count"].tolist()
+    [1, 1, 0, 1]
     """
     if isinstance(n_partners, bool) or not isinstance(n_partners, int) or n_partners < 1:
         raise ProductError("n_partners must be a positive integer")
@@ -193,15 +293,7 @@ def partner_count_by_area(
     )
     raw["area"] = raw["area"].astype(str)
     raw["partners"] = raw["partners"].astype(np.int64)
-    table = control_counts(raw, rules=rules)
-    return ProductTable(
-        product_id=product_id,
-        title=title,
-        table=table,
-        rules=rules,
-        suppressed_cells=int(table[SUPPRESSED_COLUMN].sum()),
-        unknown_area=unknown_area,
-    )
+    return raw
 
 
 def _checked_partners(entity_partners: pd.Series, n_partners: int) -> pd.Series:

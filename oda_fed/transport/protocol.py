@@ -75,6 +75,7 @@ class AuditKind(StrEnum):
     CANCEL_ROUND = "operator:cancel_round"
     AUTO_RELEASE = "lifecycle:auto_release"
     DEADLINE_PASSED = "lifecycle:deadline_passed"
+    DISCLOSURE_CHECKED = "lifecycle:disclosure_checked"
 
     @property
     def local(self) -> bool:

@@ -22,13 +22,14 @@ from oda_fed.disclosure import (
     DisclosureRules,
     ReleaseLedger,
     cellkey_round,
+    control_counts,
     control_table,
     count_cells,
     known_totals,
     record_keys,
     round_half_up,
 )
-from oda_fed.products import partner_count_by_area
+from oda_fed.products.tables import partner_count_cells
 
 RULES = DisclosureRules(min_cell=10, rounding_base=5)
 MIN_CELL, BASE = RULES.min_cell, RULES.rounding_base
@@ -61,18 +62,15 @@ def _with_dummies(people: pd.DataFrame, cell: Cell, k: int, prefix: str = "dummy
 
 
 def _today(people: pd.DataFrame, rules: DisclosureRules = RULES) -> dict[Cell, int | None]:
-    """Today's release path: the product as oda_fed.products builds it (rounding half up)."""
+    """The release path before this defence: the true cells, suppressed and rounded half up."""
     index = pd.Index(people["entity_id"])
-    product = partner_count_by_area(
+    cells = partner_count_cells(
         entity_partners=pd.Series(people["partners"].to_numpy(), index=index),
         entity_area=pd.Series(people["area"].to_numpy(), index=index),
-        product_id="known_to_services",
-        title="Known to services",
-        rules=rules,
         n_partners=3,
         areas=LEVELS["area"],
     )
-    return _published(product.table)
+    return _published(control_counts(cells, rules=rules))
 
 
 def _published(table: pd.DataFrame) -> dict[Cell, int | None]:

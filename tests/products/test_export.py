@@ -34,7 +34,7 @@ def test_csv_has_empty_count_for_suppressed_cells(
         "W1,1,,true",
         "W1,2,,true",
         "W1,3,,true",
-        "W2,1,2,false",
+        "W2,1,,true",  # a complement: the area partner knows W2's total
         "W2,2,,true",
         "W2,3,,true",
         "area not known,1,2,false",

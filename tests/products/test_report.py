@@ -75,9 +75,9 @@ def test_product_table_values_and_suppressed_cells(
     html = _render(tmp_path, [controlled_product])
     assert "Known to services" in html
     assert "Known to 1 partner" in html and "Known to 3 partners" in html
-    assert html.count('<td class="suppressed">suppressed</td>') == 7
-    assert re.search(r'<th scope="row">W2</th>\s*<td class="num">2</td>', html)
-    assert "Counts below 2 are suppressed" in html
+    assert html.count('<td class="suppressed">suppressed</td>') == 8
+    assert re.search(r'<th scope="row">area not known</th>\s*<td class="num">2</td>', html)
+    assert "Counts below 2 are suppressed, and so are cells that would let" in html
     assert "No totals are published" in html
     assert "known_to_services.csv" in html
     assert str(tmp_path) not in html  # file names only, never local folders

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oda_fed.disclosure import DisclosureRules, control_counts
+from oda_fed.disclosure import CellDecision, DisclosureRules, control_counts
 from oda_fed.errors import OdaFedError
 from oda_fed.products import ProductError, ProductTable, partner_count_by_area
 
@@ -49,12 +49,29 @@ def test_exact_counts_with_unknown_area_and_zero_rows(exact_product: ProductTabl
 def test_controlled_counts_suppress_small_and_zero_cells(controlled_product: ProductTable) -> None:
     table = controlled_product.table
     published = {(a, p): c for a, p, c in table[["area", "partners", "count"]].values.tolist()}
-    assert published[("W2", 1)] == 2
     assert published[("area not known", 1)] == 2
     assert published[("W2", 3)] is pd.NA  # the zero row is present, and suppressed
-    assert controlled_product.suppressed_cells == 7
-    assert table["suppressed"].tolist() == [True, True, True, False, True, True, False, True, True]
+    assert controlled_product.suppressed_cells == 8
+    assert table["suppressed"].tolist() == [True, True, True, True, True, True, False, True, True]
     assert controlled_product.rules == DisclosureRules(min_cell=2, rounding_base=1)
+
+
+def test_the_area_partners_row_total_cannot_give_a_small_cell_back(
+    controlled_product: ProductTable,
+) -> None:
+    """W2 holds 2, 1 and 0 entities known to 1, 2 and 3 partners. The partner holding the area
+    knows its 3 records there, so publishing the 2 would leave the two suppressed cells adding up
+    to 1: both would be given away. The 2 is suppressed as their complement."""
+    report = controlled_product.report
+    decisions = {dict(c.coordinates)["partners"]: c.decision for c in report.cells
+                 if dict(c.coordinates)["area"] == "W2"}  # fmt: skip
+    assert decisions == {
+        "1": CellDecision.SUPPRESSED_SECONDARY,
+        "2": CellDecision.SUPPRESSED_PRIMARY,
+        "3": CellDecision.SUPPRESSED_PRIMARY,
+    }
+    # The not-known row mixes entities the area partner does not hold: no one knows its total.
+    assert not any("area not known" in label for label in report.exposed)
 
 
 def test_dtypes(controlled_product: ProductTable) -> None:
