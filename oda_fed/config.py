@@ -217,7 +217,13 @@ class Domain(_Strict):
 
 
 #: How a node derives an attribute from its own data: only the derived value leaves.
-Derivation = Literal["value", "category", "age_band", "lookup"]
+Derivation = Literal[
+    "value", "category", "age_band", "lookup", "event_count", "event_any", "event_latest"
+]
+#: Derivations over one of the partner's event tables (node.toml [[source.events]]).
+EVENT_DERIVATIONS = ("event_count", "event_any", "event_latest")
+#: The label of a person with no event, for event_latest.
+NO_EVENT = "none"
 
 
 class Attribute(_Strict):
@@ -232,25 +238,39 @@ class Attribute(_Strict):
     title: str = ""
     # value: the column as it is; category: a mapping of the column's values to categories;
     # age_band: a date column as the age band at `at`; lookup: the column's values looked up in a
-    # table the node holds (node.toml [source.lookups]).
+    # table the node holds (node.toml [source.lookups]). Over an event table (many rows per
+    # person): event_count, the number of events in the window before `at`, as a band;
+    # event_any, "yes" or "no"; event_latest, the days from the latest event to `at`, as a band,
+    # or "none".
     derive: Derivation = "value"
     categories: dict[str, str] | None = None
     at: date | None = None
     bands: list[int] | None = Field(default=None, min_length=1)
     lookup: Name | None = None
+    # Event derivations: the event table, the event types counted (all when empty) and the
+    # window before `at` in days (all earlier events when not given).
+    events: Name | None = None
+    event_types: list[str] = Field(default_factory=list)
+    window_days: int | None = Field(default=None, ge=1)
     domain: Domain | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Attribute:
-        needs = {"category": "categories", "age_band": "at", "lookup": "lookup"}
-        key = needs.get(self.derive)
-        if key is not None and getattr(self, key) is None:
-            raise ValueError(f"derive = '{self.derive}' needs {key}")
-        if self.derive == "age_band":
-            if self.bands is None:
-                raise ValueError("derive = 'age_band' needs bands, e.g. [0, 18, 65]")
-            if self.bands[0] != 0 or any(b <= a for a, b in itertools.pairwise(self.bands)):
-                raise ValueError("bands must start at 0 and rise, e.g. [0, 18, 65]")
+        needs = {
+            "category": ("categories",),
+            "age_band": ("at", "bands"),
+            "lookup": ("lookup",),
+            "event_count": ("events", "at", "bands"),
+            "event_any": ("events", "at"),
+            "event_latest": ("events", "at", "bands"),
+        }
+        for key in needs.get(self.derive, ()):
+            if getattr(self, key) is None:
+                raise ValueError(f"derive = '{self.derive}' needs {key}")
+        if self.bands is not None and (
+            self.bands[0] != 0 or any(b <= a for a, b in itertools.pairwise(self.bands))
+        ):
+            raise ValueError("bands must start at 0 and rise, e.g. [0, 18, 65]")
         if self.derive in ("value", "lookup") and self.domain is None:
             raise ValueError(
                 f"derive = '{self.derive}' needs a domain (codes, or a pattern and max_distinct): "
@@ -274,20 +294,27 @@ class Attribute(_Strict):
         """The values a category or age band can take (None: the domain says)."""
         if self.derive == "category" and self.categories is not None:
             return sorted(set(self.categories.values()))
-        if self.derive == "age_band" and self.bands is not None:
-            return age_band_labels(self.bands)
+        if self.derive in ("age_band", "event_count") and self.bands is not None:
+            return band_labels(self.bands)
+        if self.derive == "event_latest" and self.bands is not None:
+            return [*band_labels(self.bands), NO_EVENT]
+        if self.derive == "event_any":
+            return ["no", "yes"]
         return None
 
 
-def age_band_labels(bands: list[int]) -> list[str]:
-    """The labels of age bands starting at ``bands``.
+def band_labels(bands: list[int]) -> list[str]:
+    """The labels of whole-number bands starting at ``bands`` (ages, counts, days).
 
     Examples
     --------
-    >>> age_band_labels([0, 18, 65])
+    >>> band_labels([0, 18, 65])
     ['0-17', '18-64', '65+']
+    >>> band_labels([0, 1, 3])
+    ['0', '1-2', '3+']
     """
-    return [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(bands)] + [f"{bands[-1]}+"]
+    inner = [f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(bands)]
+    return [*inner, f"{bands[-1]}+"]
 
 
 class AreaSource(_Strict):
@@ -420,6 +447,20 @@ class TlsFiles(_Strict):
     key: Path
 
 
+class EventTable(_Strict):
+    """``[[source.events]]``: a partner's table of events (incidents, referrals, inspections),
+    read only at its node: only the attributes the project derives from it leave."""
+
+    name: Name
+    path: Path
+    # The column naming the record of the extract each event belongs to.
+    record_id: str
+    # The event's date, and optionally its type (for attributes counting some types only).
+    date: str
+    type: str | None = None
+    date_format: str | None = None
+
+
 class NodeSource(_Strict):
     path: Path
     format: Literal["csv"] = "csv"
@@ -431,6 +472,8 @@ class NodeSource(_Strict):
     # Lookup tables for attributes the project derives by lookup: name -> CSV file with two
     # columns (the value as it is in the extract, and what it becomes). They stay on the node.
     lookups: dict[Name, Path] = Field(default_factory=dict)
+    # Event tables (many rows per person) for attributes the project derives from events.
+    events: list[EventTable] = Field(default_factory=list)
 
 
 class CoordinatorAddress(_Strict):
