@@ -322,12 +322,84 @@ class AreaSource(_Strict):
     attribute: Name
 
 
+#: A product's dimension naming the number of partners that know an entity.
+PARTNERS = "partners"
+#: At most this many dimensions in one table.
+MAX_DIMENSIONS = 3
+
+
+class AttributeRef(_Strict):
+    """An attribute by its partner and name, as a product names it: ``"council.ward"``."""
+
+    partner: Name
+    name: Name
+
+    @classmethod
+    def parse(cls, text: str) -> AttributeRef:
+        partner, dot, name = text.partition(".")
+        if not dot:
+            raise ValueError(f"'{text}': name an attribute as '<partner>.<attribute>'")
+        return cls(partner=partner, name=name)
+
+    def __str__(self) -> str:
+        return f"{self.partner}.{self.name}"
+
+
+class Cohort(_Strict):
+    """Which linked entities a product counts: known to at least ``min_partners`` partners, and
+    with every attribute in ``where`` among its listed values."""
+
+    min_partners: int = Field(default=1, ge=1)
+    where: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class Product(_Strict):
+    """``[[products]]``: a table computed over the linked population, and who receives it.
+
+    ``count``: entities by ``by`` (1 to 3 dimensions: ``"partners"``, the number of partners that
+    know an entity, or ``"<partner>.<attribute>"``) in the ``cohort``. ``rate``: the same, and the
+    share of them that meet ``numerator`` too. ``partner_count_by_area``: the earlier form of
+    ``count`` by ``[<area partner>.<attribute>, "partners"]``.
+    """
+
     id: Name
-    kind: Literal["partner_count_by_area"]
+    kind: Literal["partner_count_by_area", "count", "rate"]
     title: str
-    area: AreaSource
     recipients: list[Name] = Field(min_length=1)
+    area: AreaSource | None = None
+    by: list[str] = Field(default_factory=list, max_length=MAX_DIMENSIONS)
+    cohort: Cohort = Field(default_factory=Cohort)
+    numerator: dict[str, list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Product:
+        if self.kind == "partner_count_by_area":
+            if self.area is None:
+                raise ValueError("kind = 'partner_count_by_area' needs area")
+            return self
+        if not self.by:
+            raise ValueError(f"kind = '{self.kind}' needs by: 1 to {MAX_DIMENSIONS} dimensions")
+        if len(set(self.by)) != len(self.by):
+            raise ValueError("by names a dimension twice")
+        if (self.kind == "rate") != (self.numerator is not None):
+            raise ValueError("a numerator is for kind = 'rate', which needs one")
+        for text in [*self.by, *self.cohort.where, *(self.numerator or {})]:
+            if text != PARTNERS:
+                AttributeRef.parse(text)
+        return self
+
+    @property
+    def dimensions(self) -> list[str]:
+        """The table's dimensions, ``"partners"`` or ``"<partner>.<attribute>"``."""
+        if self.area is not None:
+            return [f"{self.area.partner}.{self.area.attribute}", PARTNERS]
+        return list(self.by)
+
+    def attributes(self) -> list[AttributeRef]:
+        """Every attribute the product needs, in order of first use, each once."""
+        texts = [*self.dimensions, *self.cohort.where, *(self.numerator or {})]
+        seen = dict.fromkeys(t for t in texts if t != PARTNERS)
+        return [AttributeRef.parse(t) for t in seen]
 
 
 class Disclosure(_Strict):
@@ -379,16 +451,17 @@ class Project(_Strict):
             if a.partner not in ids:
                 raise ValueError(f"attribute '{a.name}': partner '{a.partner}' is not a partner")
         for product in self.products:
-            if product.area.partner not in ids:
-                raise ValueError(
-                    f"product '{product.id}': area partner '{product.area.partner}' is not a partner"
-                )
-            if (product.area.partner, product.area.attribute) not in declared:
-                raise ValueError(
-                    f"product '{product.id}': attribute '{product.area.attribute}' of "
-                    f"'{product.area.partner}' is not declared in [[attributes]] (with the domain "
-                    "of values that may leave the node)"
-                )
+            for ref in product.attributes():
+                if ref.partner not in ids:
+                    raise ValueError(
+                        f"product '{product.id}': '{ref.partner}' in '{ref}' is not a partner"
+                    )
+                if (ref.partner, ref.name) not in declared:
+                    raise ValueError(
+                        f"product '{product.id}': attribute '{ref.name}' of '{ref.partner}' is "
+                        "not declared in [[attributes]] (with the domain of values that may leave "
+                        "the node)"
+                    )
             unknown = [r for r in product.recipients if r not in ids and r != "coordinator"]
             if unknown:
                 raise ValueError(
@@ -424,10 +497,8 @@ class Project(_Strict):
 
     def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
         """Whether the project lets ``partner`` share ``attribute`` for ``product_id``."""
-        return any(
-            p.id == product_id and p.area.partner == partner and p.area.attribute == attribute
-            for p in self.products
-        )
+        wanted = AttributeRef(partner=partner, name=attribute)
+        return any(p.id == product_id and wanted in p.attributes() for p in self.products)
 
 
 class LoadedProject(_Strict):

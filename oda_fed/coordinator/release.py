@@ -41,12 +41,13 @@ def analysis_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery
     owed += [
         Delivery(
             round_id,
-            prod.area.partner,
+            ref.partner,
             DeliveryKind.SHARE_ATTRIBUTE,
             product_id=prod.id,
-            attribute=prod.area.attribute,
+            attribute=ref.name,
         )
         for prod in state.project.products
+        for ref in prod.attributes()
     ]
     return owed
 
@@ -54,12 +55,11 @@ def analysis_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery
 def missing_attributes(state: CoordinatorState, round_id: str) -> list[str]:
     """The attributes the products still wait for, as ``partner's attribute`` (empty: all in)."""
     return [
-        f"{prod.area.partner}'s {prod.area.attribute}"
+        f"{ref.partner}'s {ref.name}"
         for prod in state.project.products
+        for ref in prod.attributes()
         if not state.store.uploads.complete(
-            round_id=round_id,
-            partner=prod.area.partner,
-            upload=attribute_upload(prod.id, prod.area.attribute),
+            round_id=round_id, partner=ref.partner, upload=attribute_upload(prod.id, ref.name)
         )
     ]
 

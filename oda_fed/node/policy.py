@@ -46,7 +46,12 @@ def check_share(loaded: LoadedProject, *, partner: str, product_id: str, attribu
 
 def shareable_attributes(loaded: LoadedProject, partner: str) -> set[str]:
     """The attributes the project's products take from this partner (prepared with its CLKs)."""
-    return {p.area.attribute for p in loaded.project.products if p.area.partner == partner}
+    return {
+        ref.name
+        for product in loaded.project.products
+        for ref in product.attributes()
+        if ref.partner == partner
+    }
 
 
 def check_recipient(loaded: LoadedProject, *, partner: str, product_id: str) -> None:

@@ -95,7 +95,7 @@ def test_product_must_name_a_partner(tmp_path: Path) -> None:
     path = write(
         tmp_path, PROJECT.replace('area = { partner = "council"', 'area = { partner = "fire"')
     )
-    with pytest.raises(ConfigError, match="area partner 'fire' is not a partner"):
+    with pytest.raises(ConfigError, match="'fire' in 'fire.ward' is not a partner"):
         load_project(path)
 
 
@@ -262,3 +262,31 @@ def test_the_strictest_partner_sets_the_smallest_publishable_count(tmp_path: Pat
     project = load_project(write(tmp_path, strict)).project
     assert project.min_cell() == 20 and project.min_cell(["council"]) == 10
     assert load_project(write(tmp_path, PROJECT)).project.min_cell() == 10
+
+
+def test_count_and_rate_products_name_declared_attributes(tmp_path: Path) -> None:
+    block = PROJECT[PROJECT.index("[[products]]") :]
+    count = PROJECT.replace(
+        block,
+        '[[products]]\nid = "by_ward"\nkind = "count"\ntitle = "t"\n'
+        'by = ["council.ward", "partners"]\ncohort = { min_partners = 2 }\n'
+        'recipients = ["council"]\n',
+    )
+    product = load_project(write(tmp_path, count)).project.products[0]
+    assert product.dimensions == ["council.ward", "partners"]
+    assert [str(a) for a in product.attributes()] == ["council.ward"]
+    for bad, message in (
+        ('by = ["police.ward"]', "attribute 'ward' of 'police' is not declared"),
+        ('by = ["ward"]', "name an attribute as '<partner>.<attribute>'"),
+        ("by = []", "needs by"),
+        ('by = ["partners", "partners"]', "twice"),
+        ('by = ["a.b", "c.d", "e.f", "g.h"]', "at most 3"),
+    ):
+        text = count.replace('by = ["council.ward", "partners"]', bad)
+        with pytest.raises(ConfigError, match=message):
+            load_project(write(tmp_path, text))
+    rate = count.replace('kind = "count"', 'kind = "rate"')
+    with pytest.raises(ConfigError, match="needs one"):
+        load_project(write(tmp_path, rate))
+    rate += 'numerator = { "council.ward" = ["E05000001"] }\n'
+    assert load_project(write(tmp_path, rate)).project.products[0].numerator
