@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from oda_fed.durable import write_atomic
 from oda_fed.pki import new_secret, read_secret
 from oda_fed.products import ProductTable
 from oda_fed.products.tables import controlled_product
+from oda_fed.transport.protocol import COORDINATOR, AuditKind
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,18 @@ def control(
     cells: pd.DataFrame,
     known: list[KnownTotal],
     unknown_area: str | None = None,
+    cohort: Mapping[str, list[str]] | None = None,
+    part: str = "",
 ) -> Controlled:
     """Put a product's true ``cells`` through disclosure control, against the ledger.
 
     ``counts`` says what the cells count, whatever the product is called (two products counting
-    the same thing are the same cells to the ledger), e.g. ``partners_by_area/council.ward``.
+    the same thing are the same cells to the ledger), e.g. ``partners_by_area/council.ward``;
+    ``cohort``, which entities (attribute to the values allowed). ``part`` names one of a
+    product's tables (a rate's ``numerator`` or ``denominator``).
+
+    The product's disclosure report is written beside it, for the operator
+    (``<product>[.<part>].disclosure.csv``), and its decisions are counted in the audit log.
     """
     rules = DisclosureRules(
         min_cell=state.project.min_cell(),
@@ -84,7 +93,7 @@ def control(
     )
     dims = [c for c in cells.columns if c != "count"]
     definitions = [
-        CellDefinition.of(counts, coordinates=dict(zip(dims, row, strict=True)))
+        CellDefinition.of(counts, coordinates=dict(zip(dims, row, strict=True)), cohort=cohort)
         for row in cells[dims].itertuples(index=False, name=None)
     ]
     true = cells["count"].to_numpy()
@@ -101,12 +110,34 @@ def control(
         holds=holds,
         unknown_area=unknown_area,
     )
-    _keep_until_release(state, round_id, product_id, counts=counts, cells=cells, product=product)
+    _keep_until_release(state, round_id, counts=counts, cohort=cohort, cells=cells, product=product)
+    _report(state, round_id, product, name=".".join(filter(None, (product_id, part))))
     held = [
         f"{product_id} ({', '.join(f'{k}={v}' for k, v in h.definition.coordinates)}): {h.reason}"
         for h in holds
     ]
     return Controlled(product=product, held=held)
+
+
+def _report(state: CoordinatorState, round_id: str, product: ProductTable, *, name: str) -> None:
+    """Every decision disclosure control made: in full for the operator, counted in the log."""
+    report = product.report
+    assert report is not None  # control_table always reports
+    frame = report.to_frame()
+    path = state.output_dir / round_id / f"{name}.disclosure.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    state.crossings.record(
+        sender=COORDINATOR,
+        recipient=COORDINATOR,
+        kind=AuditKind.DISCLOSURE_CHECKED,
+        round_id=round_id,
+        detail={
+            "product": name,
+            **{d.name.lower(): n for d, n in report.tally().items()},
+            "exposed": len(report.exposed),
+        },
+    )
 
 
 def record_release(state: CoordinatorState, round_id: str) -> None:
@@ -116,9 +147,11 @@ def record_release(state: CoordinatorState, round_id: str) -> None:
     if not path.exists():
         return
     definitions, counts, published, held = [], [], [], []
-    for product in json.loads(path.read_text()).values():
-        for coordinates, count, shown, was_held in product["cells"]:
-            definitions.append(CellDefinition.of(product["counts"], coordinates=coordinates))
+    for counted, kept in json.loads(path.read_text()).items():
+        for coordinates, count, shown, was_held in kept["cells"]:
+            definitions.append(
+                CellDefinition.of(counted, coordinates=coordinates, cohort=kept["cohort"])
+            )
             counts.append(count)
             published.append(shown)
             held.append(was_held)
@@ -143,9 +176,9 @@ def _pending(state: CoordinatorState, round_id: str) -> Path:
 def _keep_until_release(
     state: CoordinatorState,
     round_id: str,
-    product_id: str,
     *,
     counts: str,
+    cohort: Mapping[str, list[str]] | None,
     cells: pd.DataFrame,
     product: ProductTable,
 ) -> None:
@@ -156,8 +189,8 @@ def _keep_until_release(
     dims = [c for c in cells.columns if c != "count"]
     published = product.table["count"]
     held = product.held if product.held is not None else [False] * len(cells)
-    kept[product_id] = {
-        "counts": counts,
+    kept[counts] = {
+        "cohort": dict(cohort or {}),
         "cells": [
             [
                 {d: _plain(row[d]) for d in dims},

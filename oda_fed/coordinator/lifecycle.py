@@ -19,7 +19,15 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from oda_fed.coordinator import control, deadlines, instructions, linking, release, retention
+from oda_fed.coordinator import (
+    analysis,
+    control,
+    deadlines,
+    instructions,
+    linking,
+    release,
+    retention,
+)
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import CANCELLABLE, sources_of
@@ -185,7 +193,7 @@ class Lifecycle:
         self._owe(release.analysis_deliveries(self.state, r.round_id))
         if release.missing_attributes(self.state, r.round_id):
             return False
-        made = release.make_products(self.state, r.round_id)
+        made = analysis.make_products(self.state, r.round_id)
         if self.state.project.rounds.auto_release and not made.held:
             return self._release(
                 r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(made.report)

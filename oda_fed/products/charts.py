@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from oda_fed.disclosure import SUPPRESSED_COLUMN
 from oda_fed.products.tables import ProductTable
 
 __all__ = ["PNG_SIGNATURE", "draw_product", "write_chart"]
@@ -26,7 +24,8 @@ _DPI = 100
 
 
 def draw_product(product: ProductTable) -> Figure:
-    """Draw grouped bars: one group per area, one bar per number of partners.
+    """Draw grouped bars: one group per value of the first dimension (the area, say), one bar
+    per combination of the others (the number of partners, say). A rate is drawn in percent.
 
     Suppressed cells get no bar (any height would hint at the hidden value) but a cross on the
     axis, listed in the legend, so a reader sees "suppressed" rather than "zero". The rules are
@@ -53,67 +52,70 @@ def draw_product(product: ProductTable) -> Figure:
     >>> draw_product(product).axes[0].get_title()
     'Known to services'
     """
-    table = product.table
-    areas = list(dict.fromkeys(table["area"].tolist()))
-    partner_values = sorted(set(table["partners"].tolist()))
-    # Entities with no area are usually far more numerous than any one area; on a shared scale
+    first = product.dims[0]
+    groups = list(dict.fromkeys(product.table[first].tolist()))
+    # Entities with no value are usually far more numerous than any one group; on a shared scale
     # they would flatten every other bar, so they get a panel with a scale of their own.
-    apart = [a for a in areas if a == product.unknown_area]
-    areas = [a for a in areas if a != product.unknown_area]
-    n_areas = len(areas)
+    apart = [g for g in groups if g == product.unknown_area]
+    groups = [g for g in groups if g != product.unknown_area]
 
-    width_in = float(np.clip(3.0 + 0.9 * (n_areas + len(apart)), 6.0, 24.0))
+    width_in = float(np.clip(3.0 + 0.9 * (len(groups) + len(apart)), 6.0, 24.0))
     fig = Figure(figsize=(width_in, 5.0), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    if apart and areas:
-        ax, ax_apart = fig.subplots(1, 2, width_ratios=[max(n_areas, 1), 1.6])
+    if apart and groups:
+        ax, ax_apart = fig.subplots(1, 2, width_ratios=[max(len(groups), 1), 1.6])
     else:
         ax, ax_apart = fig.add_subplot(), None
-        areas = areas + apart
+        groups = groups + apart
 
-    handles = _bars(ax, table, areas, partner_values, product)
+    handles = _bars(ax, groups, product)
     ax.set_title(_plain(product.title))
-    crowded = len(areas) > 6
+    crowded = len(groups) > 6
     ax.set_xticks(
-        np.arange(len(areas), dtype=float),
-        [_plain(a) for a in areas],
+        np.arange(len(groups), dtype=float),
+        [_plain(product.label((first,), (g,))) for g in groups],
         rotation=45 if crowded else 0,
         ha="right" if crowded else "center",
     )
-    ax.set_xlabel("area")
-    ax.set_ylabel("entities")
+    ax.set_xlabel(first.rpartition(".")[2])
+    ax.set_ylabel("share (%)" if product.is_rate else "entities")
     if ax_apart is not None:
-        _bars(ax_apart, table, apart, partner_values, product)
-        ax_apart.set_xticks([0.0], [_plain(apart[0])])
+        _bars(ax_apart, apart, product)
+        ax_apart.set_xticks([0.0], [_plain(str(apart[0]))])
         ax_apart.set_title("own scale", fontsize="small")
     ax.legend(*handles, fontsize="small")
     fig.supxlabel(_plain(product.describe_rules()), fontsize="small")
     return fig
 
 
-def _bars(
-    ax, table: pd.DataFrame, areas: list[str], partner_values: list[int], product: ProductTable
-) -> tuple[list, list[str]]:
-    """Grouped bars for ``areas`` on ``ax``; suppressed cells get a cross on the axis, no bar."""
-    x = np.arange(len(areas), dtype=float)
-    n_groups = max(len(partner_values), 1)
-    bar_width = 0.8 / n_groups
-    cmap = _palette(n_groups)
-    top = 0
+def _bars(ax, groups: list[object], product: ProductTable) -> tuple[list, list[str]]:
+    """Grouped bars for ``groups`` on ``ax``; suppressed cells get a cross on the axis, no bar."""
+    table = product.table
+    first, rest = product.dims[0], list(product.dims[1:])
+    series = product.series()
+    x = np.arange(len(groups), dtype=float)
+    bar_width = 0.8 / max(len(series), 1)
+    cmap = _palette(max(len(series), 1))
+    top = 0.0
     handles, labels = [], []
     marked = False
-    for j, partners in enumerate(partner_values):
-        rows = table[table["partners"] == partners].set_index("area").reindex(areas)
-        counts = rows["count"].fillna(0).to_numpy(dtype=np.int64)
-        suppressed = rows[SUPPRESSED_COLUMN].fillna(False).to_numpy(dtype=bool)
+    for j, combo in enumerate(series):
+        mask = np.ones(len(table), dtype=bool)
+        for dim, value in zip(rest, combo, strict=True):
+            mask &= (table[dim] == value).to_numpy()
+        rows = table[mask].set_index(first).reindex(groups)
+        values = [
+            product.value(row) if not row.isna().all() else None for _, row in rows.iterrows()
+        ]
+        hidden = np.array([v is None for v in values])
+        heights = np.array([0.0 if v is None else v for v in values])
         offset = x - 0.4 + bar_width * (j + 0.5)
-        label = f"known to {partners} partner" + ("" if partners == 1 else "s")
-        handles.append(ax.bar(offset, counts, width=bar_width, color=cmap[j]))
-        labels.append(label)
-        if suppressed.any():
+        handles.append(ax.bar(offset, heights, width=bar_width, color=cmap[j]))
+        labels.append(product.label(tuple(rest), combo) if rest else product.title)
+        if hidden.any():
             cross = ax.scatter(
-                offset[suppressed],
-                np.zeros(int(suppressed.sum())),
+                offset[hidden],
+                np.zeros(int(hidden.sum())),
                 marker="x",
                 color="#b00020",
                 zorder=3,
@@ -123,8 +125,9 @@ def _bars(
                 handles.insert(0, cross)
                 labels.insert(0, "suppressed")
                 marked = True
-        top = max(top, int(counts.max(initial=0)))
-    ax.set_ylim(0, max(top * 1.15, product.rules.min_cell, 1))
+        top = max(top, float(heights.max(initial=0)))
+    floor = 1 if product.is_rate else max(product.rules.min_cell, 1)
+    ax.set_ylim(0, max(top * 1.15, floor))
     return handles, labels
 
 

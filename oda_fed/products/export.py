@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
+
 from oda_fed.disclosure import SUPPRESSED_COLUMN
 from oda_fed.products.charts import write_chart
-from oda_fed.products.tables import PRODUCT_COLUMNS, ProductTable
+from oda_fed.products.tables import ProductTable
+
+#: What a suppressed cell shows instead of a count.
+SUPPRESSED = "suppressed"
 
 __all__ = ["write_product"]
 
@@ -18,10 +23,12 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
     """Write ``<product_id>.csv`` and ``<product_id>.png`` into ``out_dir``.
 
-    The CSV has the columns ``area,partners,count,suppressed``. A suppressed cell has an
-    empty count and ``suppressed`` = ``true``, never ``0``: zero is a value, suppressed is the
-    absence of one. An area label that a spreadsheet would run as a formula (starting with
-    ``= + - @``, tab or carriage return) is written with a leading ``'``.
+    The CSV has a column per dimension (``area,partners`` for residents by area and number of
+    partners), then ``count`` and ``suppressed``; a rate adds ``denominator`` and ``rate``. A
+    suppressed cell's count is the word ``suppressed`` (and ``suppressed`` is ``true``), never
+    ``0`` or blank: zero is a value, suppressed is the absence of one. A rate is suppressed
+    where its count or denominator is. A label that a spreadsheet would run as a formula
+    (starting with ``= + - @``, tab or carriage return) is written with a leading ``'``.
 
     Parameters
     ----------
@@ -46,7 +53,7 @@ def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
     ...     product_id="p", title="t", rules=DisclosureRules(), n_partners=1)
     >>> paths = write_product(product, Path(tempfile.mkdtemp()))
     >>> paths["csv"].read_text().splitlines()[:2]
-    ['area,partners,count,suppressed', 'W1,1,,true']
+    ['area,partners,count,suppressed', 'W1,1,suppressed,true']
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,24 +66,20 @@ def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
 
 def _write_csv(product: ProductTable, path: Path) -> None:
     table = product.table
+    columns = product.columns
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(PRODUCT_COLUMNS)
-        for area, partners, count, suppressed in zip(
-            table["area"].tolist(),
-            table["partners"].tolist(),
-            table["count"].tolist(),
-            table[SUPPRESSED_COLUMN].tolist(),
-            strict=True,
-        ):
-            writer.writerow(
-                [
-                    _safe_cell(str(area)),
-                    int(partners),
-                    "" if suppressed else int(count),
-                    "true" if suppressed else "false",
-                ]
-            )
+        writer.writerow(columns)
+        for row in table[list(columns)].itertuples(index=False, name=None):
+            cells = dict(zip(columns, row, strict=True))
+            out = [_safe_cell(str(cells[d])) for d in product.dims]
+            hidden = bool(cells[SUPPRESSED_COLUMN])
+            out += [SUPPRESSED if hidden else int(cells["count"]), "true" if hidden else "false"]
+            if product.is_rate:
+                denominator, rate = cells["denominator"], cells["rate"]
+                out.append(SUPPRESSED if pd.isna(denominator) else int(denominator))
+                out.append(SUPPRESSED if pd.isna(rate) else f"{rate:.4f}")
+            writer.writerow(out)
 
 
 def _safe_cell(text: str) -> str:

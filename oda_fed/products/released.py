@@ -13,12 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from oda_fed.disclosure import SUPPRESSED_COLUMN
+from oda_fed.products.export import SUPPRESSED
 from oda_fed.products.tables import PRODUCT_COLUMNS, ProductError
 
 __all__ = ["SUPPRESSED", "ReleasedCounts", "read_released_counts"]
-
-#: What a suppressed cell shows instead of a count.
-SUPPRESSED = "suppressed"
 
 
 @dataclass(frozen=True, eq=False)

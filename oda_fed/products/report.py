@@ -11,7 +11,6 @@ from pathlib import Path
 
 import jinja2
 
-from oda_fed.disclosure import SUPPRESSED_COLUMN
 from oda_fed.products.charts import PNG_SIGNATURE
 from oda_fed.products.tables import ProductError, ProductTable
 
@@ -132,21 +131,27 @@ def _linkage_context(linkage: Mapping[str, object]) -> dict[str, object]:
 
 
 def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[str, object]:
+    """The product as a reader's table: a row per combination of every dimension but the last,
+    a column per value of the last (one ``count`` column for a one-dimension table)."""
     table = product.table
-    areas = list(dict.fromkeys(table["area"].tolist()))
-    partner_values = sorted(set(table["partners"].tolist()))
-    cells = {
-        (a, p): _Cell("suppressed", True) if s else _Cell(_number(c))
-        for a, p, c, s in zip(
-            table["area"].tolist(),
-            table["partners"].tolist(),
-            table["count"].tolist(),
-            table[SUPPRESSED_COLUMN].tolist(),
-            strict=True,
-        )
-    }
-    headers = ["Area"] + [f"Known to {p} partner" + ("" if p == 1 else "s") for p in partner_values]
-    rows = [[_Cell(str(a))] + [cells.get((a, p), _Cell("")) for p in partner_values] for a in areas]
+    dims = product.dims
+    rows_dims, column_dim = (dims[:-1], dims[-1]) if len(dims) > 1 else (dims, None)
+    columns = [None] if column_dim is None else list(dict.fromkeys(table[column_dim].tolist()))
+    cells: dict[tuple, _Cell] = {}
+    for _, row in table.iterrows():
+        key = tuple(row[d] for d in dims)
+        cells[key] = _shown(product, row)
+    row_keys = list(dict.fromkeys(table[list(rows_dims)].itertuples(index=False, name=None)))
+    headers = [" / ".join(d.rpartition(".")[2] for d in rows_dims).capitalize()] + [
+        "Share" if c is None and product.is_rate else
+        "Count" if c is None else product.label((column_dim,), (c,)).capitalize()
+        for c in columns
+    ]  # fmt: skip
+    rows = [
+        [_Cell(" · ".join(str(v) for v in key))]
+        + [cells.get(key if c is None else (*key, c), _Cell("")) for c in columns]
+        for key in row_keys
+    ]
     csv_path = paths.get("csv")
     return {
         "id": product.product_id,
@@ -159,6 +164,16 @@ def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[s
         "csv_name": None if csv_path is None else Path(csv_path).name,
         "decisions": _decisions(product),
     }
+
+
+def _shown(product: ProductTable, row) -> _Cell:
+    """One cell as a reader sees it: the count, the share and its base, or "suppressed"."""
+    value = product.value(row)
+    if value is None:
+        return _Cell("suppressed", True)
+    if product.is_rate:
+        return _Cell(f"{value:.1f}% of {_number(row['denominator'])}")
+    return _Cell(_number(row["count"]))
 
 
 def _decisions(product: ProductTable) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,20 +18,26 @@ from oda_fed.disclosure import (
     control_table,
     known_totals,
 )
-from oda_fed.products.crosstab import Dimension, ProductError, count_cells
+from oda_fed.products.crosstab import MAX_DIMENSIONS, Dimension, ProductError, count_cells
 
 __all__ = [
     "PRODUCT_COLUMNS",
+    "RATE_COLUMNS",
     "ProductError",
     "ProductTable",
     "area_row_totals",
     "controlled_product",
     "partner_count_by_area",
     "partner_count_cells",
+    "partner_totals",
+    "rate_product",
 ]
 
-#: Columns of every :class:`ProductTable`, in this order.
+#: Columns of a :class:`ProductTable` of residents by area and number of partners, in order.
 PRODUCT_COLUMNS = ("area", "partners", "count", SUPPRESSED_COLUMN)
+#: The columns a rate adds: its controlled denominator, and numerator over denominator as
+#: published (NaN where either is suppressed).
+RATE_COLUMNS = ("denominator", "rate")
 
 # The product id names files on disk: no separators, no leading dot, nothing a shell mangles.
 _PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -86,6 +92,51 @@ class ProductTable:
     report: DisclosureReport | None = None
     #: The cells the release ledger held (for :meth:`~oda_fed.disclosure.ReleaseLedger.record`).
     held: np.ndarray | None = None
+    #: The dimension columns, in order; the first is charted along the axis.
+    dims: tuple[str, ...] = ("area", "partners")
+
+    def series(self) -> list[tuple[object, ...]]:
+        """The combinations of every dimension but the first, in table order (what a chart
+        draws as bars within a group, and a report as columns)."""
+        rest = list(self.dims[1:])
+        if not rest:
+            return [()]
+        return list(dict.fromkeys(self.table[rest].itertuples(index=False, name=None)))
+
+    def label(self, dims: tuple[str, ...], values: tuple[object, ...]) -> str:
+        """How a reader is shown one combination of dimension values.
+
+        Examples
+        --------
+        >>> product = partner_count_by_area(
+        ...     entity_partners=pd.Series([1]), entity_area=pd.Series(["W1"]),
+        ...     product_id="p", title="t", rules=DisclosureRules(), n_partners=2)
+        >>> product.label(("partners",), (2,)), product.label(("council.age",), ("65+",))
+        ('known to 2 partners', 'age 65+')
+        """
+        parts = []
+        for dim, value in zip(dims, values, strict=True):
+            if dim == "partners":
+                parts.append(f"known to {value} partner" + ("" if str(value) == "1" else "s"))
+            else:
+                parts.append(f"{dim.rpartition('.')[2]} {value}" if dim != "area" else str(value))
+        return ", ".join(parts)
+
+    def value(self, row: pd.Series) -> float | None:
+        """A cell's published value: its count, or for a rate the share in percent; None when
+        suppressed."""
+        if self.is_rate:
+            return None if pd.isna(row["rate"]) else 100.0 * float(row["rate"])
+        return None if bool(row[SUPPRESSED_COLUMN]) else float(row["count"])
+
+    @property
+    def is_rate(self) -> bool:
+        return all(c in self.table.columns for c in RATE_COLUMNS)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The released columns, in order."""
+        return (*self.dims, "count", SUPPRESSED_COLUMN, *(RATE_COLUMNS if self.is_rate else ()))
 
     def describe_rules(self) -> str:
         """The rules as applied to this table, in plain sentences for captions."""
@@ -98,9 +149,11 @@ class ProductTable:
                 "product_id must be 1-100 letters, digits, '_', '.' or '-', starting with a "
                 "letter or digit"
             )
-        missing = [c for c in PRODUCT_COLUMNS if c not in self.table.columns]
+        missing = [c for c in self.columns if c not in self.table.columns]
         if missing:
             raise ProductError(f"product table lacks column(s) {missing}")
+        if not 1 <= len(self.dims) <= MAX_DIMENSIONS:
+            raise ProductError(f"a product has 1 to {MAX_DIMENSIONS} dimensions")
         if str(self.table["count"].dtype) != "Int64":
             raise ProductError("product table count column must be nullable Int64")
         if not pd.api.types.is_bool_dtype(self.table[SUPPRESSED_COLUMN].dtype):
@@ -114,6 +167,13 @@ class ProductTable:
             raise ProductError("product table has counts not rounded under its rules")
         if int(suppressed.sum()) != self.suppressed_cells:
             raise ProductError("suppressed_cells does not match the table")
+        if self.is_rate:
+            shown = self.table["denominator"].dropna().to_numpy(dtype=np.int64)
+            if np.any(shown % self.rules.rounding_base != 0):
+                raise ProductError("product table has denominators not rounded under its rules")
+            hidden = self.table["denominator"].isna().to_numpy() | suppressed
+            if not np.array_equal(hidden, self.table["rate"].isna().to_numpy()):
+                raise ProductError("a rate must be missing exactly where a count is")
 
 
 def partner_count_by_area(
@@ -192,6 +252,70 @@ def controlled_product(
         unknown_area=unknown_area,
         report=controlled.report,
         held=controlled.held,
+        dims=tuple(c for c in cells.columns if c != "count"),
+    )
+
+
+def partner_totals(
+    cells: pd.DataFrame, *, held_by: Mapping[str, Sequence[str]], not_known: str
+) -> list[KnownTotal]:
+    """The totals each partner can work out from its own records: for the dimensions it holds,
+    every combination of their known values summed over the other dimensions.
+
+    Conservative: when the cohort filters on something the partner cannot see, it only knows a
+    bound, but protecting the exact total costs little and covers the case where it can.
+
+    Parameters
+    ----------
+    cells
+        The table's true cells (dimension columns and ``count``).
+    held_by
+        Partner to the dimension columns it holds (its attributes).
+    not_known
+        The label of "no value": a group with it mixes records the partner does not hold.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"c.ward": ["W1", "W1", "not known", "not known"],
+    ...                       "partners": [1, 2, 1, 2], "count": [5, 6, 7, 8]})
+    >>> [t.cells for t in partner_totals(cells, held_by={"c": ["c.ward"]}, not_known="not known")]
+    [(0, 1)]
+    """
+    out = []
+    for dims in held_by.values():
+        if not dims:
+            continue
+        for total in known_totals(cells, by=list(dims)):
+            first = cells.iloc[total.cells[0]]
+            if all(first[d] != not_known for d in dims):
+                out.append(total)
+    return out
+
+
+def rate_product(
+    numerator: ProductTable, denominator: ProductTable, *, product_id: str, title: str
+) -> ProductTable:
+    """A share from a controlled numerator and denominator over the same cells: published only
+    where both are, computed from what is published (the true counts stay with the
+    coordinator)."""
+    if len(numerator.table) != len(denominator.table) or numerator.dims != denominator.dims:
+        raise ProductError("a rate's numerator and denominator must have the same cells")
+    table = numerator.table.copy()
+    top = table["count"].astype("Float64")
+    bottom = denominator.table["count"].astype("Float64").to_numpy()
+    table["denominator"] = denominator.table["count"].to_numpy()
+    rate = (top / bottom).where((~pd.isna(top)) & (~pd.isna(bottom)) & (bottom > 0))
+    table["rate"] = rate.astype("float64")
+    return ProductTable(
+        product_id=product_id,
+        title=title,
+        table=table,
+        rules=numerator.rules,
+        suppressed_cells=numerator.suppressed_cells,
+        unknown_area=numerator.unknown_area,
+        report=numerator.report,
+        held=numerator.held,
+        dims=numerator.dims,
     )
 
 

@@ -23,7 +23,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_csv_has_empty_count_for_suppressed_cells(
+def test_csv_writes_the_word_suppressed_for_suppressed_cells(
     controlled_product: ProductTable, tmp_path: Path
 ) -> None:
     paths = write_product(controlled_product, tmp_path)
@@ -31,15 +31,15 @@ def test_csv_has_empty_count_for_suppressed_cells(
     lines = paths["csv"].read_text(encoding="utf-8").splitlines()
     assert lines == [
         "area,partners,count,suppressed",
-        "W1,1,,true",
-        "W1,2,,true",
-        "W1,3,,true",
-        "W2,1,,true",  # a complement: the area partner knows W2's total
-        "W2,2,,true",
-        "W2,3,,true",
+        "W1,1,suppressed,true",
+        "W1,2,suppressed,true",
+        "W1,3,suppressed,true",
+        "W2,1,suppressed,true",  # a complement: the area partner knows W2's total
+        "W2,2,suppressed,true",
+        "W2,3,suppressed,true",
         "area not known,1,2,false",
-        "area not known,2,,true",
-        "area not known,3,,true",
+        "area not known,2,suppressed,true",
+        "area not known,3,suppressed,true",
     ]
 
 
