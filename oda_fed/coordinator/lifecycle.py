@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 
 from oda_fed.coordinator import (
     analysis,
-    control,
     deadlines,
     instructions,
     linking,
@@ -228,7 +227,7 @@ class Lifecycle:
         )
         if moved:
             self._log(r.round_id, act)  # the approval is logged before anything is sent
-            control.record_release(self.state, r.round_id)
+            self.state.releases.record(r.round_id)
             self._owe(release.product_deliveries(self.state, r.round_id))
             log.info("round %s: products released by %s", r.round_id, by)
         return moved
@@ -259,7 +258,7 @@ class Lifecycle:
     def _finish(self, round_id: str) -> None:
         """Tell every partner the round has ended, then apply retention."""
         self._owe([Delivery(round_id, p, DeliveryKind.ROUND_CLOSED) for p in self.state.partners])
-        control.drop_pending(self.state, round_id)  # released cells are in the ledger by now
+        self.state.releases.drop(round_id)  # a released round's cells are in the ledger by now
         retention.enforce(self.state)
 
     # --- helpers ----------------------------------------------------------------------------------

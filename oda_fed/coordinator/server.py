@@ -14,7 +14,6 @@ from pathlib import Path
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oda_fed.config import CoordinatorConfig, load_pinned_project
-from oda_fed.coordinator import control
 from oda_fed.coordinator.lifecycle import Lifecycle
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer
 from oda_fed.coordinator.state import CoordinatorState
@@ -52,7 +51,6 @@ def serve(
         crossings=Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint),
         output_dir=config.output_dir,
         state_dir=config.state_dir,
-        disclosure_key=control.disclosure_key(config.state_dir),
     )
     state.lifecycle = Lifecycle(state)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from oda_fed.config import LoadedProject, Project
 from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
 from oda_fed.matching.settings import LinkSettings
+from oda_fed.products.releases import Releases
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.messages import Instruction
 from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, cut
@@ -68,8 +70,6 @@ class CoordinatorState:
     crossings: Crossings
     output_dir: Path
     state_dir: Path
-    # The secret that keys each cell's rounding (oda_fed.coordinator.control); never leaves here.
-    disclosure_key: bytes
     chunk_records: int = CHUNK_RECORDS
     sessions: Sessions[Instruction] = field(default_factory=Sessions)
     lifecycle: Lifecycle = field(init=False)
@@ -91,10 +91,22 @@ class CoordinatorState:
         """The project's linked index (used when it sets ``stable_entity_ids``)."""
         return index_path_for(self.state_dir, self.fingerprint)
 
-    @property
-    def ledger_path(self) -> Path:
-        """The project's release ledger: every released cell and its true count."""
-        return self.state_dir / f"ledger-{self.fingerprint.rpartition(':')[2][:16]}.sqlite"
+    @cached_property
+    def releases(self) -> Releases:
+        """Disclosure control across this project's rounds: the rounding key and release ledger
+        in the state folder; every table's decisions counted in the audit log."""
+
+        def audit(round_id: str, table: str, decisions: dict[str, int]) -> None:
+            self.crossings.record(
+                sender=COORDINATOR,
+                recipient=COORDINATOR,
+                kind=AuditKind.DISCLOSURE_CHECKED,
+                round_id=round_id,
+                detail={"product": table, **decisions},
+            )
+
+        name = self.fingerprint.rpartition(":")[2][:16]
+        return Releases.in_folder(self.state_dir, self.project, name=name, audit=audit)
 
     def log_refusal(self, refusal: Refusal, *, who: str | None) -> None:
         """Write a refusal to the audit log (if its kind says so)."""

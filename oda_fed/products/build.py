@@ -1,0 +1,179 @@
+"""Build a project's products from a linked population, the same way wherever they are built: by
+the coordinator for a federated round, and by ``oda-fed analyse`` on files.
+
+- ``partner_count_by_area``: entities by the area one partner holds and the number of partners
+  that know them.
+- ``count``: entities in the cohort by up to three dimensions.
+- ``rate``: the same, and the share of them that also meet the numerator's conditions; numerator
+  and denominator are each controlled, and the share is computed from what is published.
+
+Each table goes through :meth:`oda_fed.products.releases.Releases.control`, with every partner's
+own totals as known totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oda_fed.config import PARTNERS, AttributeRef, Product, Project
+from oda_fed.products.crosstab import NOT_KNOWN, Dimension, count_cells
+from oda_fed.products.releases import Controlled, Releases
+from oda_fed.products.tables import (
+    ProductTable,
+    area_row_totals,
+    partner_count_cells,
+    partner_totals,
+    rate_product,
+)
+
+__all__ = ["UNKNOWN_AREA", "Population", "build_product"]
+
+#: The row of entities the area partner does not hold, or holds with no area.
+UNKNOWN_AREA = "area not known"
+
+
+@dataclass(frozen=True)
+class Population:
+    """The linked entities of a round and the attribute values partners shared for them.
+
+    Attributes
+    ----------
+    partners
+        Entity id to the number of partners that know the entity.
+    values
+        ``"<partner>.<attribute>"`` to its values by entity id (the partner's entities only; an
+        empty value is not known).
+    """
+
+    partners: pd.Series
+    values: Mapping[str, pd.Series]
+
+
+def build_product(
+    project: Project,
+    prod: Product,
+    population: Population,
+    *,
+    releases: Releases,
+    release_id: str,
+    report_dir: Path,
+) -> Controlled:
+    """Tabulate ``prod`` over ``population`` and put it through disclosure control.
+
+    Returns the controlled table and the cells the release ledger held (one line each).
+    """
+    control = _Control(releases, release_id, report_dir, prod)
+    if prod.kind == "partner_count_by_area":
+        return _partners_by_area(project, prod, population, control)
+    return _tabulated(project, prod, population, control)
+
+
+@dataclass(frozen=True)
+class _Control:
+    releases: Releases
+    release_id: str
+    report_dir: Path
+    prod: Product
+
+    def __call__(self, cells: pd.DataFrame, **kwargs) -> Controlled:
+        return self.releases.control(
+            self.release_id,
+            report_dir=self.report_dir,
+            product_id=self.prod.id,
+            title=self.prod.title,
+            cells=cells,
+            **kwargs,
+        )
+
+
+def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tuple[str, ...]:
+    """Every value a dimension can take: its labels or listed codes (so a value nobody has still
+    gets its row), else the values present."""
+    attribute = project.attribute(partner=ref.partner, name=ref.name)
+    listed = attribute.labels or (attribute.domain.codes if attribute.domain else None)
+    if listed:
+        return tuple(listed)
+    return tuple(sorted(v for v in set(observed) if v))
+
+
+def _partners_by_area(
+    project: Project, prod: Product, population: Population, control: _Control
+) -> Controlled:
+    assert prod.area is not None  # the kind needs it
+    ref = AttributeRef(partner=prod.area.partner, name=prod.area.attribute)
+    area = population.values[str(ref)]
+    domain = project.attribute(partner=ref.partner, name=ref.name).domain
+    cells = partner_count_cells(
+        entity_partners=population.partners,
+        entity_area=area[area != ""],
+        n_partners=len(project.partners),
+        unknown_area=UNKNOWN_AREA,
+        # Every listed area gets its rows, so an area with nobody linked is not conspicuous.
+        areas=domain.codes if domain is not None and domain.codes else None,
+    )
+    return control(
+        cells,
+        counts=f"partners_by_area/{ref}",
+        known=area_row_totals(cells, unknown_area=UNKNOWN_AREA),
+        unknown_area=UNKNOWN_AREA,
+    )
+
+
+def _tabulated(
+    project: Project, prod: Product, population: Population, control: _Control
+) -> Controlled:
+    """A count or rate product: its entities tabulated and controlled."""
+    partners = population.partners
+    entities = pd.DataFrame({PARTNERS: partners.astype(str)}, index=partners.index)
+    for ref in prod.attributes():
+        values = population.values[str(ref)]
+        entities[str(ref)] = values.reindex(entities.index).fillna("").to_numpy(dtype=object)
+    dims = [
+        Dimension(
+            PARTNERS, tuple(str(k) for k in range(1, len(project.partners) + 1)), not_known=False
+        )
+        if d == PARTNERS
+        else Dimension(d, _categories(project, AttributeRef.parse(d), entities[d]))
+        for d in prod.dimensions
+    ]
+    cohort = partners.to_numpy() >= prod.cohort.min_partners
+    for d, allowed in prod.cohort.where.items():
+        cohort &= entities[d].isin(allowed).to_numpy()
+    held_by: dict[str, list[str]] = {}
+    for d in prod.dimensions:
+        if d != PARTNERS:
+            held_by.setdefault(AttributeRef.parse(d).partner, []).append(d)
+    definition = {
+        "min_partners": [str(prod.cohort.min_partners)],
+        **{d: sorted(v) for d, v in prod.cohort.where.items()},
+    }
+
+    def controlled(mask: np.ndarray, counts: str, part: str) -> Controlled:
+        cells = count_cells(entities, dims=dims, cohort=pd.Series(mask))
+        return control(
+            cells,
+            counts=counts,
+            known=partner_totals(cells, held_by=held_by, not_known=NOT_KNOWN),
+            unknown_area=NOT_KNOWN,
+            cohort=definition,
+            part=part,
+        )
+
+    what = "/".join(prod.dimensions)
+    if prod.kind == "count":
+        return controlled(cohort, f"count/{what}", part="")
+    denominator = controlled(cohort, f"count/{what}", part="denominator")
+    flagged = cohort.copy()
+    for d, allowed in (prod.numerator or {}).items():
+        flagged &= entities[d].isin(allowed).to_numpy()
+    wanted = ";".join(f"{d}={sorted(v)}" for d, v in sorted((prod.numerator or {}).items()))
+    numerator = controlled(flagged, f"rate-numerator/{what}/{wanted}", part="numerator")
+    rate: ProductTable = rate_product(
+        numerator.product, denominator.product, product_id=prod.id, title=prod.title
+    )
+    return Controlled(product=rate, held=numerator.held + denominator.held)

@@ -1,0 +1,255 @@
+"""Disclosure control across releases, for whoever releases: the key its rounding uses, the
+release ledger, and the cells held because an earlier release is too close to them.
+
+A federated round's coordinator and ``oda-fed analyse`` use the same :class:`Releases`:
+
+- Rounding is keyed by a secret only the releasing party holds (``disclosure.key`` in its state
+  folder), on each cell's definition and true count
+  (:func:`oda_fed.disclosure.definition_keys`): the same count of the same cell is always
+  published the same way, so repeated releases cannot be averaged, and which way a count went
+  cannot be worked out from the rule.
+- Every table is checked against the ledger before it is made. A cell whose true count moved by
+  less than ``min_cell`` since an earlier release is held (suppressed, with its complements), and
+  the caller must have the release approved, whatever ``auto_release`` says.
+- A release's cells are written to the ledger when it is released (:meth:`Releases.record`), not
+  before: a cancelled round's products were never published, so they are no baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from oda_fed.config import Project
+from oda_fed.disclosure import (
+    CellDefinition,
+    DisclosureRules,
+    KnownTotal,
+    ReleaseLedger,
+    definition_keys,
+)
+from oda_fed.durable import write_atomic
+from oda_fed.pki import new_secret, read_secret
+from oda_fed.products.tables import ProductTable, controlled_product
+
+log = logging.getLogger(__name__)
+
+#: The file, in a state folder, of the secret that keys rounding.
+KEY_FILE = "disclosure.key"
+#: The folder, in a state folder, of each release's cells until it is released.
+PENDING = "pending-releases"
+
+#: Called with (release id, table name, counted decisions) for the releasing party's audit log.
+AuditHook = Callable[[str, str, dict[str, int]], None]
+
+
+def disclosure_key(state_dir: Path) -> bytes:
+    """The releasing party's rounding key, made (mode 0600) the first time it is needed.
+
+    Keep it with the rest of the state folder: a new key re-draws every cell's rounding.
+    """
+    path = Path(state_dir) / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        new_secret(path)
+    return read_secret(path)
+
+
+@dataclass(frozen=True)
+class Controlled:
+    """A table under disclosure control, and what the ledger held in it (one line a cell)."""
+
+    product: ProductTable
+    held: list[str]
+
+
+@dataclass(frozen=True)
+class Releases:
+    """One party's disclosure control across its releases of one project's products.
+
+    Attributes
+    ----------
+    project
+        The project whose rules apply (the strictest partner's ``min_cell``).
+    key
+        The rounding key (:func:`disclosure_key`).
+    ledger_path
+        The project's release ledger.
+    pending_dir
+        Where each release's cells wait for :meth:`record`.
+    audit
+        Called with every table's counted decisions, or None.
+    """
+
+    project: Project
+    key: bytes
+    ledger_path: Path
+    pending_dir: Path
+    audit: AuditHook | None = None
+
+    @classmethod
+    def in_folder(
+        cls, state_dir: Path, project: Project, *, name: str, audit: AuditHook | None = None
+    ) -> Releases:
+        """The releases kept in ``state_dir`` (key, ledger ``ledger-<name>.sqlite``, pending)."""
+        return cls(
+            project=project,
+            key=disclosure_key(state_dir),
+            ledger_path=Path(state_dir) / f"ledger-{name}.sqlite",
+            pending_dir=Path(state_dir) / PENDING,
+            audit=audit,
+        )
+
+    def control(
+        self,
+        release_id: str,
+        *,
+        report_dir: Path,
+        product_id: str,
+        title: str,
+        counts: str,
+        cells: pd.DataFrame,
+        known: list[KnownTotal],
+        unknown_area: str | None = None,
+        cohort: Mapping[str, list[str]] | None = None,
+        part: str = "",
+    ) -> Controlled:
+        """Put a product's true ``cells`` through disclosure control, against the ledger.
+
+        ``counts`` says what the cells count, whatever the product is called (two products
+        counting the same thing are the same cells to the ledger), e.g.
+        ``partners_by_area/council.ward``; ``cohort``, which entities (attribute to the values
+        allowed); ``part`` names one of a product's tables (a rate's ``numerator`` or
+        ``denominator``).
+
+        The table's disclosure report is written to ``report_dir``
+        (``<product>[.<part>].disclosure.csv``) for whoever approves the release, and its
+        decisions are counted through :attr:`audit`.
+        """
+        rules = DisclosureRules(
+            min_cell=self.project.min_cell(),
+            rounding_base=self.project.disclosure.rounding_base,
+        )
+        dims = [c for c in cells.columns if c != "count"]
+        definitions = [
+            CellDefinition.of(counts, coordinates=dict(zip(dims, row, strict=True)), cohort=cohort)
+            for row in cells[dims].itertuples(index=False, name=None)
+        ]
+        true = cells["count"].to_numpy()
+        keys = definition_keys([d.key for d in definitions], true, secret=self.key)
+        with ReleaseLedger(self.ledger_path) as ledger:
+            holds = ledger.check(definitions, true, min_cell=rules.min_cell)
+        product = controlled_product(
+            cells,
+            product_id=product_id,
+            title=title,
+            rules=rules,
+            cell_keys=keys,
+            known=known,
+            holds=holds,
+            unknown_area=unknown_area,
+        )
+        self._keep(release_id, counts=counts, cohort=cohort, cells=cells, product=product)
+        self._report(
+            release_id,
+            product,
+            report_dir=report_dir,
+            name=".".join(filter(None, (product_id, part))),
+        )
+        held = [
+            f"{product_id} ({', '.join(f'{k}={v}' for k, v in h.definition.coordinates)}): "
+            f"{h.reason}"
+            for h in holds
+        ]
+        return Controlled(product=product, held=held)
+
+    def record(self, release_id: str) -> None:
+        """Write a release's cells to the ledger once it is released: every later release is
+        checked against them. Safe to call again (a release already recorded is not recorded
+        twice)."""
+        path = self._pending(release_id)
+        if not path.exists():
+            return
+        definitions, counts, published, held = [], [], [], []
+        for counted, kept in json.loads(path.read_text()).items():
+            for coordinates, count, shown, was_held in kept["cells"]:
+                definitions.append(
+                    CellDefinition.of(counted, coordinates=coordinates, cohort=kept["cohort"])
+                )
+                counts.append(count)
+                published.append(shown)
+                held.append(was_held)
+        with ReleaseLedger(self.ledger_path) as ledger:
+            if release_id not in ledger.rounds():
+                ledger.record(
+                    release_id,
+                    definitions=definitions,
+                    counts=counts,
+                    published=published,
+                    held=held,
+                )
+        path.unlink()
+        log.info("%s: %d released cells written to the ledger", release_id, len(definitions))
+
+    def drop(self, release_id: str) -> None:
+        """Forget the cells of a release that was never made (a cancelled round)."""
+        self._pending(release_id).unlink(missing_ok=True)
+
+    def _pending(self, release_id: str) -> Path:
+        return self.pending_dir / f"{release_id}.json"
+
+    def _keep(
+        self,
+        release_id: str,
+        *,
+        counts: str,
+        cohort: Mapping[str, list[str]] | None,
+        cells: pd.DataFrame,
+        product: ProductTable,
+    ) -> None:
+        """Keep the cells' true counts, what will be published and what was held, until the
+        release is made."""
+        path = self._pending(release_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        dims = [c for c in cells.columns if c != "count"]
+        held = product.held if product.held is not None else [False] * len(cells)
+        kept[counts] = {
+            "cohort": dict(cohort or {}),
+            "cells": [
+                [
+                    {d: _plain(row[d]) for d in dims},
+                    int(row["count"]),
+                    None if pd.isna(shown) else int(shown),
+                    bool(was_held),
+                ]
+                for (_, row), shown, was_held in zip(
+                    cells.iterrows(), product.table["count"], held, strict=True
+                )
+            ],
+        }
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(kept, sort_keys=True)))
+
+    def _report(
+        self, release_id: str, product: ProductTable, *, report_dir: Path, name: str
+    ) -> None:
+        """Every decision disclosure control made: in full for the approver, counted for the log."""
+        report = product.report
+        assert report is not None  # control_table always reports
+        frame = report.to_frame()
+        path = Path(report_dir) / f"{name}.disclosure.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+        if self.audit is not None:
+            tally = {d.name.lower(): n for d, n in report.tally().items()}
+            self.audit(release_id, name, {**tally, "exposed": len(report.exposed)})
+
+
+def _plain(value: object) -> object:
+    """A cell coordinate as JSON keeps it (numpy integers become ints)."""
+    return value.item() if hasattr(value, "item") else value
