@@ -163,7 +163,10 @@ def derive_events(
             )
         invalid += int(bad.sum())
         undated += int((days == _UNDATED).sum())
-        types = None if table.type is None else batch.column(table.type).take(kept)
+        # Types as codes into their distinct values, shared by the attributes that pick some.
+        types = (
+            None if table.type is None else batch.column(table.type).take(kept).dictionary_encode()
+        )
         for tally in tallies:
             tally.add(rows, days, types)
     log.info(
@@ -284,7 +287,7 @@ class _Tally:
         self.count = np.zeros(records, dtype=np.int64)
         self.latest = np.zeros(records, dtype=np.int64)  # 0: no event
 
-    def add(self, rows: np.ndarray, days: np.ndarray, types: pa.Array | None) -> None:
+    def add(self, rows: np.ndarray, days: np.ndarray, types: pa.DictionaryArray | None) -> None:
         keep = (days > self.after) & (days <= self.at)
         if self.types and types is not None:
             keep &= _is_one_of(types, self.types)
@@ -307,12 +310,11 @@ class _Tally:
         return out.tolist()
 
 
-def _is_one_of(types: pa.Array, wanted: set[str]) -> np.ndarray:
+def _is_one_of(types: pa.DictionaryArray, wanted: set[str]) -> np.ndarray:
     """Whether each event's type is one of ``wanted`` (surrounding spaces ignored)."""
-    encoded = types.dictionary_encode()
     # One test per distinct type, then spread to the events.
-    hit = np.array([t.strip() in wanted for t in encoded.dictionary.to_pylist()], dtype=bool)
-    return hit[encoded.indices.to_numpy()]
+    hit = np.array([t.strip() in wanted for t in types.dictionary.to_pylist()], dtype=bool)
+    return hit[types.indices.to_numpy()]
 
 
 class _Dates:
