@@ -52,6 +52,7 @@ bench: $(STAMP) $(REF_STAMP)
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/link.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/disclosure.py
+	$(PY) benchmarks/events.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info

@@ -2,7 +2,8 @@
 
 Each attribute the project declares for this partner (``[[attributes]]``) is derived from the
 column its layout maps to it (``[source.attributes]``): the value as it is, a category, an age
-band at a reference date, or a value looked up in a table the node holds. Then every value is
+band at a reference date, or a value looked up in a table the node holds; or from one of the
+partner's event tables (``[[source.events]]``, see :mod:`oda_fed.node.events`). Then every value is
 checked against the attribute's domain; a column mapped by mistake (surnames for wards) stops the
 node with a clear error before anything is sent.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from oda_fed.config import Attribute
+from oda_fed.config import EVENT_DERIVATIONS, Attribute
 from oda_fed.errors import InputDataError
+from oda_fed.node.events import EventTables, missing_table
 from oda_fed.standardise import InvalidValue, standardise_date
 
 
@@ -26,14 +28,32 @@ def derive(
     *,
     date_format: str | None = None,
     lookups: Mapping[str, Path] | None = None,
+    events: EventTables | None = None,
 ) -> list[str]:
     """``attribute`` for each raw value of its column; ``""`` where it is not known.
+
+    Parameters
+    ----------
+    attribute
+        The attribute as the project declares it.
+    raw
+        Its column's values, one per record of the extract; not read for an attribute derived
+        from events.
+    date_format
+        The extract's date format, for ``age_band``.
+    lookups
+        node.toml ``[source.lookups]``, for ``lookup``.
+    events
+        The node's event tables matched to the extract's records, for ``event_count``,
+        ``event_any`` and ``event_latest``.
 
     Raises
     ------
     InputDataError
-        A derived value is outside the attribute's domain, or a lookup table is missing or
-        malformed. Messages give counts and settings, never a value.
+        A derived value is outside the attribute's domain; a lookup table is missing or
+        malformed; an event table is not given, or cannot be read (see
+        :func:`oda_fed.node.events.derive_events`). Messages give counts and settings, never a
+        value.
 
     Examples
     --------
@@ -50,15 +70,21 @@ def derive(
     elif attribute.derive == "lookup":
         table = _lookup_table(attribute, lookups or {})
         values = [table.get(_key(v), "") for v in raw]
+    elif attribute.derive in EVENT_DERIVATIONS:
+        if events is None:
+            raise missing_table(attribute)
+        values = events.values(attribute)
     else:
         values = [v.strip() for v in raw]
     problem = attribute.problem(values)
     if problem:
-        raise InputDataError(
-            f"{problem}; nothing was sent. Check the column node.toml maps to "
-            f"'{attribute.name}' in [source.attributes]"
+        where = (
+            f"event table '{attribute.events}' in [[source.events]]"
+            if attribute.derive in EVENT_DERIVATIONS
+            else f"the column node.toml maps to '{attribute.name}' in [source.attributes]"
             + (" and its lookup table" if attribute.derive == "lookup" else "")
         )
+        raise InputDataError(f"{problem}; nothing was sent. Check {where}")
     return values
 
 

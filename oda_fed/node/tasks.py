@@ -18,12 +18,14 @@ import shutil
 import numpy as np
 
 from oda_fed import __version__
+from oda_fed.config import EVENT_DERIVATIONS
 from oda_fed.encoding.exact import record_keys
 from oda_fed.errors import InputDataError, OdaFedError
 from oda_fed.node import policy
 from oda_fed.node.client import CoordinatorClient, RoundMovedOn
 from oda_fed.node.derive import derive
 from oda_fed.node.encode import encode_file
+from oda_fed.node.events import EventTables
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.state import NodeState
@@ -128,14 +130,26 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
     )
     # Derived and checked before anything is saved: a value outside its domain stops here.
+    asked = [
+        state.project.attribute(partner=state.partner, name=name)
+        for name in sorted(policy.shareable_attributes(state.loaded, state.partner))
+    ]
+    # Each event table is read once, for all the attributes derived from it.
+    events = EventTables(
+        state.config.source.events,
+        record_ids=source.record_ids,
+        attributes=asked,
+        on_invalid=state.config.source.on_invalid,
+    )
     derived = {
-        name: derive(
-            state.project.attribute(partner=state.partner, name=name),
-            _mapped(source.attributes, name),
+        a.name: derive(
+            a,
+            [] if a.derive in EVENT_DERIVATIONS else _mapped(source.attributes, a.name),
             date_format=state.layout.date_format,
             lookups=state.config.source.lookups,
+            events=events,
         )
-        for name in sorted(policy.shareable_attributes(state.loaded, state.partner))
+        for a in asked
     }
     # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
