@@ -248,7 +248,7 @@ class Attribute(_Strict):
     bands: list[int] | None = Field(default=None, min_length=1)
     lookup: Name | None = None
     # Event derivations: the event table, the event types counted (all when empty) and the
-    # window before `at` in days (all earlier events when not given).
+    # window before `at` in days (all earlier events when not given; it bounds event_latest too).
     events: Name | None = None
     event_types: list[str] = Field(default_factory=list)
     window_days: int | None = Field(default=None, ge=1)
@@ -267,6 +267,17 @@ class Attribute(_Strict):
         for key in needs.get(self.derive, ()):
             if getattr(self, key) is None:
                 raise ValueError(f"derive = '{self.derive}' needs {key}")
+        if self.derive not in EVENT_DERIVATIONS:
+            stray = [
+                key
+                for key in ("events", "event_types", "window_days")
+                if getattr(self, key) not in (None, [])
+            ]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} only apply to the event derivations "
+                    f"({', '.join(EVENT_DERIVATIONS)}), not derive = '{self.derive}'"
+                )
         if self.bands is not None and (
             self.bands[0] != 0 or any(b <= a for a, b in itertools.pairwise(self.bands))
         ):
@@ -546,6 +557,17 @@ class NodeSource(_Strict):
     # Event tables (many rows per person) for attributes the project derives from events.
     events: list[EventTable] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _unique_events(self) -> NodeSource:
+        names = [table.name for table in self.events]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"[[source.events]] names {', '.join(twice)} more than once: give each table "
+                "its own name"
+            )
+        return self
+
 
 class CoordinatorAddress(_Strict):
     address: str
@@ -638,11 +660,16 @@ def _explain(path: Path, exc: ValidationError) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
-def _resolve_paths(data: dict, base: Path, keys: tuple[tuple[str, ...], ...]) -> None:
+def _resolve_paths(data: dict, base: Path, keys: tuple[tuple[str | int, ...], ...]) -> None:
     for key in keys:
-        node = data
+        node: object = data
         for part in key[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
             if node is None:
                 break
         if isinstance(node, dict) and isinstance(node.get(key[-1]), str):
@@ -713,10 +740,16 @@ def load_node_config(path: Path) -> NodeConfig:
     path = Path(path)
     _, data = _read_toml(path)
     base = path.resolve().parent
-    lookups = (
-        data.get("source", {}).get("lookups") if isinstance(data.get("source"), dict) else None
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    lookups = source.get("lookups") if isinstance(source.get("lookups"), dict) else {}
+    events = source.get("events") if isinstance(source.get("events"), list) else []
+    _resolve_paths(
+        data,
+        base,
+        _NODE_PATHS
+        + tuple(("source", "lookups", k) for k in lookups)
+        + tuple(("source", "events", i, "path") for i in range(len(events))),
     )
-    _resolve_paths(data, base, _NODE_PATHS + tuple(("source", "lookups", k) for k in lookups or {}))
     return _validate(NodeConfig, path, data)
 
 

@@ -129,13 +129,33 @@ key = "council.key"
 [source]
 path = "data/council.csv"
 record_id = "person_ref"
+[source.lookups]
+wards = "data/wards.csv"
+[[source.events]]
+name = "incidents"
+path = "data/incidents.csv"
+record_id = "person_ref"
+date = "occurred_on"
+[[source.events]]
+name = "referrals"
+path = "/srv/referrals.csv"
+record_id = "person_ref"
+date = "referred_on"
 """,
         "node.toml",
     )
     cfg = load_node_config(node)
     assert cfg.source.path == (tmp_path / "data" / "council.csv").resolve()
+    assert cfg.source.lookups["wards"] == (tmp_path / "data" / "wards.csv").resolve()
+    incidents, referrals = cfg.source.events
+    assert incidents.path == (tmp_path / "data" / "incidents.csv").resolve()
+    assert referrals.path == Path("/srv/referrals.csv")
     assert cfg.tls.key == (tmp_path / "council.key").resolve()
     assert cfg.audit_path == (tmp_path / "state" / "audit" / "council.jsonl").resolve()
+
+    twice = node.read_text().replace('name = "referrals"', 'name = "incidents"')
+    with pytest.raises(ConfigError, match="names incidents more than once"):
+        load_node_config(write(tmp_path, twice, "node.toml"))
 
 
 def test_node_config_bad_fingerprint_format(tmp_path: Path) -> None:
@@ -222,6 +242,10 @@ def test_attributes_must_be_declared_with_what_may_leave(tmp_path: Path) -> None
         ('derive = "category"', "needs categories"),
         ('derive = "lookup"\ndomain = { codes = ["a"] }', "needs lookup"),
         ('derive = "guess"', "derive"),
+        ('derive = "event_count"\nevents = "incidents"\nat = 2026-04-01', "needs bands"),
+        ('derive = "event_any"\nat = 2026-04-01', "needs events"),
+        ("window_days = 365", "only apply to the event derivations"),
+        ('event_types = ["fire"]', "only apply to the event derivations"),
     ):
         text = PROJECT.replace('domain = { pattern = "E05[0-9]{6}", max_distinct = 40 }', bad, 1)
         with pytest.raises(ConfigError, match=message):

@@ -4,7 +4,9 @@ partner derives its attribute at its node, and only controlled tables reach the 
 from __future__ import annotations
 
 import tomllib
+from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
@@ -43,7 +45,26 @@ def add_age_and_products(doc: dict) -> None:
             "numerator": {"social_care.age": ["65+"]},
             "recipients": ["police"],
         },
+        {
+            "id": "incident_share",
+            "kind": "rate",
+            "title": "Share with a police incident in the year to 1 April 2026, by ward",
+            "by": ["council.ward"],
+            "numerator": {"police.recent_incident": ["yes"]},
+            "recipients": ["council"],
+        },
     ]
+    doc["attributes"].append(
+        {
+            "name": "recent_incident",
+            "partner": "police",
+            "derive": "event_any",
+            "events": "incidents",
+            "event_types": ["burglary", "assault"],
+            "at": "2026-04-01",
+            "window_days": 365,
+        }
+    )
 
 
 def map_age(fed) -> None:
@@ -53,9 +74,41 @@ def map_age(fed) -> None:
     path.write_text(tomli_w.dumps(doc))
 
 
+#: An event type no attribute counts: it must not appear anywhere outside the police node.
+MARKER = "marker-type-never-leaves"
+
+
+def give_police_an_incident_table(fed) -> int:
+    """Write the police's incident table (several rows per person) beside its node.toml, with a
+    relative path; returns how many of its people had a counted incident in the window."""
+    path = fed.node_config("police")
+    doc = tomllib.loads(path.read_text())
+    extract = (path.parent / doc["source"]["path"]).resolve()
+    ids = pd.read_csv(extract, dtype=str)[doc["source"]["record_id"]].tolist()
+    rng = np.random.default_rng(7)
+    rows = []
+    recent = set()
+    for person in ids[: len(ids) * 2 // 3]:
+        for _ in range(rng.integers(1, 4)):
+            days_back = int(rng.integers(-30, 800))  # some after `at`, which never count
+            kind = str(rng.choice(["burglary", "assault", MARKER]))
+            when = date(2026, 4, 1) - timedelta(days=days_back)
+            rows.append({"person": person, "on": when.isoformat(), "kind": kind})
+            if 0 <= days_back < 365 and kind != MARKER:
+                recent.add(person)
+    pd.DataFrame(rows).to_csv(path.parent / "incidents.csv", index=False)
+    doc["source"]["events"] = [
+        {"name": "incidents", "path": "incidents.csv", "record_id": "person", "date": "on",
+         "type": "kind"}
+    ]  # fmt: skip
+    path.write_text(tomli_w.dumps(doc))
+    return len(recent)
+
+
 def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) -> None:
     federation.amend_project(add_age_and_products)
     map_age(federation)
+    with_incident = give_police_an_incident_table(federation)
     threads = [federation.run_node(p) for p in federation.partners]
     admin = federation.admin()
     status = admin.wait(admin.start_round().round_id, timeout=120)
@@ -89,10 +142,23 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
     assert (share - shown["rate"].astype(float)).abs().max() < 1e-4  # from what is published
     assert (rate[rate.suppressed == "true"]["rate"] == "suppressed").all()
 
+    # An attribute from an event table: the rate over the council's wards of residents the
+    # police had a counted incident with, and only the yes/no per record left the police node.
+    incidents = released("council", "incident_share")
+    assert list(incidents.columns) == ["council.ward", "count", "suppressed", "denominator", "rate"]
+    shown = incidents[incidents.suppressed == "false"]
+    assert len(shown) > 0
+    assert 0 < shown["count"].astype(int).sum() <= with_incident + 5 * len(shown)
+    for stored in (federation.workdir / "coordinator").rglob("*"):
+        if stored.is_file():
+            assert MARKER.encode() not in stored.read_bytes(), stored
+
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
     checked = [e.detail["product"] for e in read_entries(log)
                if e.kind == AuditKind.DISCLOSURE_CHECKED]  # fmt: skip
     assert sorted(checked) == [
+        "incident_share.denominator",
+        "incident_share.numerator",
         "known_to_services_by_ward",
         "older_share.denominator",
         "older_share.numerator",
