@@ -569,6 +569,21 @@ class NodeSource(_Strict):
         return self
 
 
+class AnalysisSource(NodeSource):
+    """A partner's ``[source.<partner>]`` in an ``oda-fed analyse --sources`` file: the keys of
+    node.toml's ``[source]``; ``path`` may be left out when the file is given on the command
+    line."""
+
+    path: Path | None = None  # type: ignore[assignment]
+
+
+class AnalysisSources(_Strict):
+    """An ``oda-fed analyse --sources`` file: what each partner's node.toml would say of its
+    extract (columns, attributes, lookups, event tables), for analysing files in one process."""
+
+    source: dict[Name, AnalysisSource] = Field(default_factory=dict)
+
+
 class CoordinatorAddress(_Strict):
     address: str
     # The name the coordinator's certificate carries, when it differs from the host in ``address``.
@@ -720,7 +735,6 @@ _NODE_PATHS = (
     ("tls", "ca"),
     ("tls", "cert"),
     ("tls", "key"),
-    ("source", "path"),
 )
 _COORDINATOR_PATHS = (
     ("project",),
@@ -735,22 +749,37 @@ _COORDINATOR_PATHS = (
 )
 
 
+def _source_paths(source: object, at: tuple[str, ...]) -> tuple[tuple[str | int, ...], ...]:
+    """The paths of a ``[source]`` table at ``at``: its extract, lookup tables and event tables."""
+    if not isinstance(source, dict):
+        return ()
+    lookups = source.get("lookups") if isinstance(source.get("lookups"), dict) else {}
+    events = source.get("events") if isinstance(source.get("events"), list) else []
+    return (
+        (*at, "path"),
+        *((*at, "lookups", k) for k in lookups),
+        *((*at, "events", i, "path") for i in range(len(events))),
+    )
+
+
 def load_node_config(path: Path) -> NodeConfig:
     """Read and validate ``node.toml``; relative paths resolve against its folder."""
     path = Path(path)
     _, data = _read_toml(path)
-    base = path.resolve().parent
-    source = data.get("source") if isinstance(data.get("source"), dict) else {}
-    lookups = source.get("lookups") if isinstance(source.get("lookups"), dict) else {}
-    events = source.get("events") if isinstance(source.get("events"), list) else []
-    _resolve_paths(
-        data,
-        base,
-        _NODE_PATHS
-        + tuple(("source", "lookups", k) for k in lookups)
-        + tuple(("source", "events", i, "path") for i in range(len(events))),
-    )
+    paths = _NODE_PATHS + _source_paths(data.get("source"), ("source",))
+    _resolve_paths(data, path.resolve().parent, paths)
     return _validate(NodeConfig, path, data)
+
+
+def load_analysis_sources(path: Path) -> AnalysisSources:
+    """Read and validate an ``oda-fed analyse --sources`` file; relative paths resolve against
+    its folder."""
+    path = Path(path)
+    _, data = _read_toml(path)
+    sources = data.get("source") if isinstance(data.get("source"), dict) else {}
+    paths = tuple(p for k, v in sources.items() for p in _source_paths(v, ("source", k)))
+    _resolve_paths(data, path.resolve().parent, paths)
+    return _validate(AnalysisSources, path, data)
 
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:

@@ -3,20 +3,27 @@
 Each file is read, standardised and encoded as a node does (:func:`oda_fed.node.encode.encode_file`),
 then linked by the one linkage run the coordinator uses (:func:`oda_fed.linkage.run_linkage`), so
 the results agree with what a federated round would find for the same inputs and settings.
+:func:`analyse_files` then derives each partner's attributes as its node would
+(:func:`oda_fed.node.derive.derive_all`) and builds the project's products as the coordinator
+does (:func:`oda_fed.products.build.build_product`), under the same disclosure control.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from oda_fed.config import LoadedProject
+import pandas as pd
+
+from oda_fed.config import AnalysisSource, LoadedProject
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.linkage import IndexTarget, LinkResult, run_linkage, settings_for
 from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
+from oda_fed.products.tables import ProductTable
 
 Progress = Callable[[str], None]
 
@@ -95,22 +102,43 @@ def encode_files(
     progress: Progress | None = None,
 ) -> dict[str, Extract]:
     """Each file's records encoded with its partner's layout, keyed by the file's stem."""
+    encoded = _encoded(
+        by_stem(paths), project=project, secret=secret, on_invalid=on_invalid, progress=progress
+    )
+    return {stem: extract_of(e) for stem, e in encoded.items()}
+
+
+def by_stem(paths: Sequence[Path]) -> dict[str, Path]:
+    """Files by the source their name gives (``council.csv`` is ``council``'s)."""
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) != len(stems):
         raise InputDataError(
             "input files must have different names; the name identifies the source"
         )
+    return {stem: Path(p) for stem, p in zip(stems, paths, strict=True)}
+
+
+def _encoded(
+    files: Mapping[str, Path],
+    *,
+    project: LoadedProject,
+    secret: bytes,
+    on_invalid: str,
+    progress: Progress | None,
+    sources: Mapping[str, AnalysisSource] | None = None,
+) -> dict[str, EncodedSource]:
     out = {}
-    for path, stem in zip(paths, stems, strict=True):
+    for name, path in files.items():
         if progress is not None:
-            progress(f"standardising and encoding {Path(path).name}")
-        encoded = encode_file(
-            Path(path),
+            progress(f"standardising and encoding {path.name}")
+        source = (sources or {}).get(name)
+        layout = layout_for(project.project, name, source)
+        out[name] = encode_file(
+            path,
             project=project.project,
-            layout=replace(layout_for(project.project, stem), on_invalid=on_invalid),
+            layout=replace(layout, on_invalid=source.on_invalid if source else on_invalid),
             secret=secret,
         )
-        out[stem] = extract_of(encoded)
     return out
 
 
@@ -120,4 +148,147 @@ def extract_of(encoded: EncodedSource) -> Extract:
         record_ids=[str(r) for r in encoded.record_ids],
         clks=encoded.clks,
         tokens=encoded.tokens or None,
+    )
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyse_files` released.
+
+    Attributes
+    ----------
+    release_id
+        This release, as the release ledger knows it (``analyse-<UTC time>``).
+    products
+        Each product's controlled table and its files (``csv``, ``png``, ...).
+    held
+        One line per cell the release ledger held (suppressed, because an earlier release of the
+        same cell differs from it by less than the smallest publishable count).
+    linked
+        The linkage run the products were built on.
+    """
+
+    release_id: str
+    products: list[tuple[ProductTable, dict[str, Path]]]
+    held: list[str]
+    linked: LinkResult
+
+
+def analyse_files(
+    files: Mapping[str, Path],
+    *,
+    project: LoadedProject,
+    secret: bytes,
+    out_dir: Path,
+    state_dir: Path,
+    sources: Mapping[str, AnalysisSource] | None = None,
+    on_invalid: str = "error",
+    progress: Progress | None = None,
+) -> Analysis:
+    """Link partners' files (partner to CSV file) and release every product the project
+    declares into ``out_dir``.
+
+    The same derivations and disclosure control as a federated round: each file is encoded and its
+    attributes derived as that partner's node would, with ``sources`` giving what its node.toml
+    ``[source]`` would (columns, attributes, lookup and event tables). The files are linked, and
+    each product is built and controlled against the release ledger in ``state_dir``, which also
+    holds the key rounding is drawn with: keep it, and do not publish it. A cell the ledger holds
+    is suppressed and named in :attr:`Analysis.held`.
+
+    Nothing is written to ``out_dir`` until every product is built; a file or attribute that
+    cannot be used stops the run with nothing written and the ledger as it was.
+
+    Raises
+    ------
+    InputDataError
+        A file is not a partner's, fewer than two are given, an attribute's values
+        are outside its domain, or an event or lookup table cannot be read.
+    """
+    from oda_fed.node.derive import derive_all
+    from oda_fed.node.policy import shareable_attributes
+    from oda_fed.products.build import Population, build_product
+    from oda_fed.products.export import write_product
+    from oda_fed.products.releases import Releases
+
+    spec = project.project
+    files = {name: Path(path) for name, path in files.items()}
+    for name, path in files.items():
+        if name not in spec.partner_ids:
+            raise InputDataError(
+                f"{path.name}: oda-fed analyse takes one file per partner, named after it "
+                f"({', '.join(f'{p}.csv' for p in spec.partner_ids)}), or given as its "
+                "[source.<partner>] path in the --sources file"
+            )
+    if len(files) < 2:
+        raise InputDataError("give at least two partners' CSV files to analyse")
+    encoded = _encoded(
+        files,
+        project=project,
+        secret=secret,
+        on_invalid=on_invalid,
+        progress=progress,
+        sources=sources,
+    )
+    derived = {}
+    for partner, extract in encoded.items():
+        if progress is not None:
+            progress(f"deriving {partner}'s attributes")
+        source = (sources or {}).get(partner)
+        asked = [
+            spec.attribute(partner=partner, name=name)
+            for name in sorted(shareable_attributes(project, partner))
+        ]
+        derived[partner] = derive_all(
+            asked,
+            record_ids=[str(r) for r in extract.record_ids],
+            columns=extract.attributes,
+            date_format=layout_for(spec, partner, source).date_format,
+            lookups=source.lookups if source else None,
+            events=source.events if source else (),
+            on_invalid=source.on_invalid if source else on_invalid,
+        )
+    linked = run_linkage(
+        {p: extract_of(e) for p, e in encoded.items()},
+        settings=settings_for(spec.linkage),
+        entity_ids="numbered",
+        progress=progress,
+    )
+    members = linked.members
+    values = {}
+    for partner, by_attribute in derived.items():
+        own = members[members.source == partner]
+        entity = pd.Series(own.entity_id.to_numpy(), index=own.record_id.astype(str).to_numpy())
+        ids = entity.reindex([str(r) for r in encoded[partner].record_ids]).to_numpy()
+        for name, column in by_attribute.items():
+            values[f"{partner}.{name}"] = pd.Series(column, index=ids, dtype=object)
+    population = Population(partners=linked.partners_per_entity(), values=values)
+
+    releases = Releases.in_folder(state_dir, spec, name=project.fingerprint.rpartition(":")[2][:16])
+    release_id = "analyse-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    report_dir = Path(state_dir) / "reports" / release_id
+    built = []
+    try:
+        for prod in spec.products:
+            if progress is not None:
+                progress(f"building {prod.id}")
+            built.append(
+                build_product(
+                    spec,
+                    prod,
+                    population,
+                    releases=releases,
+                    release_id=release_id,
+                    report_dir=report_dir,
+                )
+            )
+    except BaseException:
+        releases.drop(release_id)
+        raise
+    made = [(b.product, write_product(b.product, Path(out_dir))) for b in built]
+    releases.record(release_id)
+    return Analysis(
+        release_id=release_id,
+        products=made,
+        held=[line for b in built for line in b.held],
+        linked=linked,
     )

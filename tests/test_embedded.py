@@ -359,3 +359,152 @@ def test_link_with_an_index_and_bad_input_leaves_the_index_as_it_was(
     again = link(data, out, "council.csv", "police.csv", extra=("--index", str(index)))
     assert again.exit_code == 0, again.output
     assert out.read_text() == links
+
+
+# --- analyse --------------------------------------------------------------------------------------
+
+
+def analysis_project(data: Path, tmp_path: Path) -> Path:
+    """The synthetic project with a cross-tabulation by ward and age band and a rate over the
+    police's incident table."""
+    doc = tomllib.loads((data / "project.toml").read_text())
+    doc["attributes"] += [
+        {"name": "age", "partner": "social_care", "derive": "age_band", "at": "2026-04-01",
+         "bands": [0, 18, 65]},
+        {"name": "recent_incident", "partner": "police", "derive": "event_any",
+         "events": "incidents", "at": "2026-04-01", "window_days": 365},
+    ]  # fmt: skip
+    doc["products"] += [
+        {"id": "ward_by_age", "kind": "count", "title": "By ward and age",
+         "by": ["council.ward", "social_care.age"], "cohort": {"min_partners": 2},
+         "recipients": ["council"]},
+        {"id": "incident_share", "kind": "rate", "title": "Share with a recent incident",
+         "by": ["council.ward"], "numerator": {"police.recent_incident": ["yes"]},
+         "recipients": ["council"]},
+    ]  # fmt: skip
+    project = tmp_path / "project.toml"
+    project.write_text(tomli_w.dumps(doc))
+    return project
+
+
+def sources_file(data: Path, tmp_path: Path, **council: object) -> Path:
+    """A --sources file as the nodes' node.toml [source] tables would say it: social care's
+    birth date column for the age band, and the police's incident table (relative paths)."""
+    police = pd.read_csv(data / "police.csv", dtype=str)
+    rng = np.random.default_rng(3)
+    ids = police.iloc[:, 0].to_numpy()
+    chosen = rng.choice(ids, size=len(ids) // 2, replace=False)
+    days = rng.integers(0, 700, size=len(chosen))
+    on = pd.Timestamp("2026-04-01") - pd.to_timedelta(days, unit="D")
+    pd.DataFrame({"person": chosen, "on": on.strftime("%Y-%m-%d")}).to_csv(
+        tmp_path / "incidents.csv", index=False
+    )
+    doc = {
+        "source": {
+            "social_care": {"attributes": {"age": "birth_date"}},
+            "police": {
+                "events": [
+                    {
+                        "name": "incidents",
+                        "path": "incidents.csv",
+                        "record_id": "person",
+                        "date": "on",
+                    }
+                ]
+            },  # fmt: skip
+            **({"council": council} if council else {}),
+        }
+    }
+    path = tmp_path / "sources.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def analyse(data: Path, project: Path, sources: Path, out: Path, *files: Path, extra=()):
+    paths = files or tuple(data / f"{p}.csv" for p in ("council", "police", "social_care"))
+    return runner.invoke(
+        app,
+        ["analyse", *map(str, paths), "--project", str(project),
+         "--secret-file", str(data / "linkage.secret"), "--sources", str(sources),
+         "--out", str(out), *extra],
+    )  # fmt: skip
+
+
+def test_analyse_releases_every_product_and_the_ledger_holds_a_differencing_release(
+    data: Path, tmp_path: Path
+) -> None:
+    project = analysis_project(data, tmp_path)
+    sources = sources_file(data, tmp_path)
+    out = tmp_path / "products"
+    first = analyse(data, project, sources, out)
+    assert first.exit_code == 0, first.output
+    products = ("known_to_services_by_ward", "ward_by_age", "incident_share")
+    for product in products:
+        assert (out / f"{product}.png").read_bytes()[:4] == b"\x89PNG"
+        table = pd.read_csv(out / f"{product}.csv", dtype=str, keep_default_na=False)
+        hidden = table[table.suppressed == "true"]
+        assert len(hidden) and (hidden["count"] == "suppressed").all()
+    ages = pd.read_csv(out / "ward_by_age.csv", dtype=str)
+    assert set(ages["social_care.age"]) == {"0-17", "18-64", "65+", "not known"}
+    rate = pd.read_csv(out / "incident_share.csv", dtype=str)
+    assert (rate.rate != "suppressed").sum() > 0
+    # True counts stay in the state folder (for the approver), never beside the products.
+    assert not list(out.glob("*disclosure*"))
+    state = tmp_path / "products.state"
+    assert len(list((state / "reports").glob("*/ward_by_age.disclosure.csv"))) == 1
+    assert (state / "disclosure.key").stat().st_mode & 0o077 == 0
+
+    # The same files again: the same cells, published the same way, nothing held.
+    again = analyse(data, project, sources, out)
+    assert again.exit_code == 0 and "held" not in again.output, again.output
+    assert (out / "ward_by_age.csv").read_text() == ages.to_csv(index=False).replace('"', "")
+
+    # Differencing: the council drops 3 records of one ward and re-runs to learn about them.
+    council = pd.read_csv(data / "council.csv", dtype=str, keep_default_na=False)
+    ward = council["ward_code"].value_counts().index[0]
+    dropped = council.drop(council.index[council["ward_code"] == ward][:3])
+    (tmp_path / "in").mkdir()
+    dropped.to_csv(tmp_path / "in" / "council.csv", index=False)
+    files = (tmp_path / "in" / "council.csv", data / "police.csv", data / "social_care.csv")
+    attack = analyse(data, project, sources, out, *files)
+    assert attack.exit_code == 0, attack.output
+    assert "held" in attack.output and f"area={ward}" in attack.output
+    by_ward = pd.read_csv(out / "known_to_services_by_ward.csv", dtype=str)
+    assert (by_ward[by_ward.area == ward]["count"] == "suppressed").any()
+
+
+def test_analyse_with_bad_input_writes_nothing_and_keeps_the_ledger(
+    data: Path, tmp_path: Path
+) -> None:
+    project = analysis_project(data, tmp_path)
+    out = tmp_path / "products"
+    good = analyse(data, project, sources_file(data, tmp_path), out)
+    assert good.exit_code == 0, good.output
+    state = tmp_path / "products.state"
+    before = {p: p.read_bytes() for p in [*out.iterdir(), *state.glob("ledger-*")]}
+
+    # A ward mapped by mistake to the surname column: refused before anything is written.
+    wrong = sources_file(data, tmp_path, attributes={"ward": "surname"})
+    result = analyse(data, project, wrong, out)
+    assert result.exit_code == 3
+    assert "attribute 'ward'" in result.output and "nothing was sent" in result.output
+    surnames = set(pd.read_csv(data / "council.csv", dtype=str)["surname"].head(50))
+    assert not any(name in result.output for name in surnames)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list((state / "pending-releases").glob("*"))
+
+    stray = tmp_path / "fire.csv"
+    stray.write_text("x\n1\n")
+    result = analyse(data, project, sources_file(data, tmp_path), out, stray, data / "police.csv")
+    assert result.exit_code == 3 and "one file per partner" in result.output
+
+    twice = tmp_path / "twice.toml"
+    twice.write_text(f'[source.council]\npath = "{data / "council.csv"}"\n')
+    result = analyse(data, project, twice, out)
+    assert result.exit_code == 2 and "given twice" in result.output
+
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[source.fire]\n")
+    result = analyse(data, project, unknown, out)
+    assert result.exit_code == 2 and "[source.fire] names no partner" in result.output
+    assert {p: p.read_bytes() for p in before} == before

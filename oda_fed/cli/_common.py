@@ -89,6 +89,13 @@ def spinner(*, counts: bool = False) -> Progress:
     return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
 
 
+def with_status(description: str, fn: Callable[..., T], **kwargs: object) -> T:
+    """Call ``fn(**kwargs, progress=...)`` under a spinner whose line ``progress`` rewrites."""
+    with spinner() as progress:
+        task = progress.add_task(description, total=None)
+        return fn(**kwargs, progress=lambda msg: progress.update(task, description=msg))
+
+
 def shown(path: Path | str) -> str:
     """A path relative to the current folder when it is inside it (shorter to read and copy)."""
     try:

@@ -1,4 +1,5 @@
-"""``oda-fed encode``, ``oda-fed link`` and ``oda-fed index show``: embedded mode, one process."""
+"""``oda-fed encode``, ``oda-fed link``, ``oda-fed analyse`` and ``oda-fed index show``: embedded
+mode, one process."""
 
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from oda_fed.cli._common import OnInvalid, call, check_on_invalid, console, shown, spinner
+from oda_fed.cli._common import (
+    OnInvalid,
+    call,
+    check_on_invalid,
+    console,
+    shown,
+    spinner,
+    with_status,
+)
 from oda_fed.errors import ConfigError, InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from oda_fed.embedded import Analysis
     from oda_fed.index import IndexReport
     from oda_fed.linkage import LinkResult
     from oda_fed.node.encode import EncodedSource
@@ -261,17 +271,16 @@ def _link(
     loaded = load_project(project)
     secret = read_secret(secret_file)
     started = time.monotonic()
-    with spinner() as progress:
-        task = progress.add_task("linking", total=None)
-        result = link_files(
-            files,
-            project=loaded,
-            secret=secret,
-            index=index,
-            rebuild=rebuild_index,
-            on_invalid=invalid,
-            progress=lambda msg: progress.update(task, description=msg),
-        )
+    result = with_status(
+        "linking",
+        link_files,
+        paths=files,
+        project=loaded,
+        secret=secret,
+        index=index,
+        rebuild=rebuild_index,
+        on_invalid=invalid,
+    )
     links = result.links(include_singletons=all_records)
     write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
     seconds = time.monotonic() - started
@@ -390,6 +399,147 @@ def _print_index_report(report: IndexReport, *, index: Path, seconds: float) -> 
         console.print(report.note, markup=False)
     console.print(
         f"{report.entities:,} entities, {report.linked_entities:,} of them linked across sources"
+    )
+
+
+# --- analyse --------------------------------------------------------------------------------------
+
+
+@app.command()
+def analyse(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="One CSV file per partner, named after it (council.csv, police.csv, ...); "
+            "optional for partners whose file the --sources file gives."
+        ),
+    ] = None,
+    project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")] = Path(
+        "project.toml"
+    ),
+    secret_file: Annotated[Path, typer.Option(help="The linkage secret file.")] = Path(
+        "linkage.secret"
+    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the released products (CSV, PNG and HTML each).")
+    ] = Path("products"),
+    sources: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file with a [source.<partner>] table per partner, holding what that "
+            "partner's node.toml [source] holds: columns, attributes, lookups, event tables."
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the release ledger and the rounding key (default: OUT.state). Keep "
+            "it for the next run, so a release close to an earlier one is held; do not publish it."
+        ),
+    ] = None,
+    on_invalid: OnInvalid = "error",
+) -> None:
+    """Embedded mode: link partners' files and release every product the project declares.
+
+    The same attribute derivations and disclosure control as a federated round, including the
+    release ledger across runs. Each product is written to OUT as CSV (a suppressed cell is the
+    word "suppressed"), PNG and HTML; the disclosure reports, which hold true counts, go to the
+    state folder for whoever approves the release.
+    """
+    call(
+        _analyse,
+        files=files or [],
+        project=project,
+        secret_file=secret_file,
+        out=out,
+        sources=sources,
+        state=state,
+        on_invalid=on_invalid,
+    )
+
+
+def _analyse(
+    *,
+    files: list[Path],
+    project: Path,
+    secret_file: Path,
+    out: Path,
+    sources: Path | None,
+    state: Path | None,
+    on_invalid: str,
+) -> None:
+    from oda_fed.config import load_analysis_sources, load_project
+    from oda_fed.embedded import analyse_files, by_stem
+    from oda_fed.pki import read_secret
+
+    invalid = check_on_invalid(on_invalid)
+    loaded = load_project(project)
+    given = load_analysis_sources(sources).source if sources is not None else {}
+    unknown = sorted(set(given) - set(loaded.project.partner_ids))
+    if unknown:
+        raise ConfigError(
+            f"{sources}: [source.{unknown[0]}] names no partner of the project "
+            f"({', '.join(loaded.project.partner_ids)})"
+        )
+    paths = by_stem(files)
+    for partner, source in given.items():
+        if source.path is not None:
+            if partner in paths:
+                raise ConfigError(
+                    f"{partner}'s file is given twice: on the command line and as "
+                    f"[source.{partner}] path in {sources}; give it once"
+                )
+            paths[partner] = source.path
+    state_dir = state or out.with_name(out.name + ".state")
+    secret = read_secret(secret_file)
+    started = time.monotonic()
+    analysis = with_status(
+        "reading the files",
+        analyse_files,
+        files=paths,
+        project=loaded,
+        secret=secret,
+        out_dir=out,
+        state_dir=state_dir,
+        sources=given,
+        on_invalid=invalid,
+    )
+    _print_analysis(analysis, out=out, state_dir=state_dir, seconds=time.monotonic() - started)
+
+
+def _print_analysis(analysis: Analysis, *, out: Path, state_dir: Path, seconds: float) -> None:
+    linked = analysis.linked
+    threshold = "-" if linked.threshold is None else f"{linked.threshold:.2f}"
+    console.print(
+        f"linked {', '.join(linked.sources)}: {linked.entities:,} entities, "
+        f"{linked.linked_entities:,} known to two or more partners (threshold {threshold})"
+    )
+    table = Table(
+        "product",
+        "cells",
+        "suppressed",
+        "files",
+        title=f"released in {seconds:.1f}s to {shown(out)}",
+    )
+    for product, paths in analysis.products:
+        table.add_row(
+            product.product_id,
+            f"{len(product.table):,}",
+            f"{product.suppressed_cells:,}",
+            ", ".join(paths),
+        )
+    console.print(table)
+    if analysis.held:
+        console.print(
+            f"[bold yellow]{len(analysis.held)} cell(s) held[/]: an earlier release of the same "
+            "cell differs from this one by less than the smallest publishable count, so they "
+            "are suppressed:"
+        )
+        for line in analysis.held:
+            console.print(f"  {line}", markup=False, highlight=False)
+    console.print(
+        f"disclosure reports (true counts: for whoever approves, not for publication): "
+        f"{shown(state_dir / 'reports' / analysis.release_id)}"
     )
 
 

@@ -16,10 +16,52 @@ from pathlib import Path
 
 import pandas as pd
 
-from oda_fed.config import EVENT_DERIVATIONS, Attribute
+from oda_fed.config import EVENT_DERIVATIONS, Attribute, EventTable
 from oda_fed.errors import InputDataError
-from oda_fed.node.events import EventTables, missing_table
+from oda_fed.node.events import EventTables, OnInvalid, missing_table
 from oda_fed.standardise import InvalidValue, standardise_date
+
+
+def derive_all(
+    attributes: Sequence[Attribute],
+    *,
+    record_ids: Sequence[str],
+    columns: Mapping[str, Sequence[str]],
+    date_format: str | None = None,
+    lookups: Mapping[str, Path] | None = None,
+    events: Sequence[EventTable] = (),
+    on_invalid: OnInvalid = "error",
+) -> dict[str, list[str]]:
+    """Each of ``attributes`` for every record of an extract, as :func:`derive` derives it.
+
+    ``columns`` holds the raw column mapped to each attribute (an encoded extract's
+    ``attributes``); each event table is read once, for all the attributes derived from it. The
+    node derives this way for a round, and ``oda-fed analyse`` for each file.
+    """
+    tables = EventTables(
+        events, record_ids=record_ids, attributes=attributes, on_invalid=on_invalid
+    )
+    return {
+        a.name: derive(
+            a,
+            [] if a.derive in EVENT_DERIVATIONS else _mapped(columns, a.name),
+            date_format=date_format,
+            lookups=lookups,
+            events=tables,
+        )
+        for a in attributes
+    }
+
+
+def _mapped(columns: Mapping[str, Sequence[str]], name: str) -> Sequence[str]:
+    """The raw column of attribute ``name``, or an error saying how to map it."""
+    if name not in columns:
+        raise InputDataError(
+            f"the project asks this partner for attribute '{name}', but no column is mapped to "
+            f'it: set {name} = "<column>" under [source.attributes] in node.toml (or in the '
+            "partner's [source] of the --sources file, for oda-fed analyse)"
+        )
+    return columns[name]
 
 
 def derive(

@@ -18,14 +18,12 @@ import shutil
 import numpy as np
 
 from oda_fed import __version__
-from oda_fed.config import EVENT_DERIVATIONS
 from oda_fed.encoding.exact import record_keys
-from oda_fed.errors import InputDataError, OdaFedError
+from oda_fed.errors import OdaFedError
 from oda_fed.node import policy
 from oda_fed.node.client import CoordinatorClient, RoundMovedOn
-from oda_fed.node.derive import derive
+from oda_fed.node.derive import derive_all
 from oda_fed.node.encode import encode_file
-from oda_fed.node.events import EventTables
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.state import NodeState
@@ -134,23 +132,15 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         state.project.attribute(partner=state.partner, name=name)
         for name in sorted(policy.shareable_attributes(state.loaded, state.partner))
     ]
-    # Each event table is read once, for all the attributes derived from it.
-    events = EventTables(
-        state.config.source.events,
+    derived = derive_all(
+        asked,
         record_ids=source.record_ids,
-        attributes=asked,
+        columns=source.attributes,
+        date_format=state.layout.date_format,
+        lookups=state.config.source.lookups,
+        events=state.config.source.events,
         on_invalid=state.config.source.on_invalid,
     )
-    derived = {
-        a.name: derive(
-            a,
-            [] if a.derive in EVENT_DERIVATIONS else _mapped(source.attributes, a.name),
-            date_format=state.layout.date_format,
-            lookups=state.config.source.lookups,
-            events=events,
-        )
-        for a in asked
-    }
     # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
     files.save(
@@ -166,16 +156,6 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         source.missing,
         source.invalid,
     )
-
-
-def _mapped(columns: dict[str, list[str]], name: str) -> list[str]:
-    """The raw column of attribute ``name``, or an error saying how to map it."""
-    if name not in columns:
-        raise InputDataError(
-            f"the project asks this partner for attribute '{name}', but no column is mapped to "
-            f'it: set [source.attributes] {name} = "<column>" in node.toml'
-        )
-    return columns[name]
 
 
 def _share_attribute(

@@ -11,7 +11,7 @@ import tomli_w
 from oda_fed.audit import read_entries
 from oda_fed.coordinator.store import Store
 from oda_fed.errors import InputDataError, ProtocolError
-from oda_fed.node import tasks
+from oda_fed.node import derive
 from oda_fed.transport.messages import Upload
 from oda_fed.transport.protocol import AuditKind
 
@@ -73,7 +73,7 @@ def test_the_coordinator_refuses_a_mis_mapped_column_from_a_node_that_skips_its_
 ) -> None:
     surnames = map_ward_to_surnames(federation)
     # The hostile (or broken) node derives nothing and checks nothing: what it sends is the column.
-    monkeypatch.setattr(tasks, "derive", lambda attribute, raw, **_: [v.strip() for v in raw])
+    monkeypatch.setattr(derive, "derive", lambda attribute, raw, **_: [v.strip() for v in raw])
     round_id = federation.start_round()
     others = [federation.run_node(p) for p in federation.partners[1:]]
     agent = federation.agent("council")

@@ -3,15 +3,20 @@ partner derives its attribute at its node, and only controlled tables reach the 
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
+from typer.testing import CliRunner
 
 from oda_fed.audit import read_entries
+from oda_fed.cli import app
+from oda_fed.config import load_node_config
 from oda_fed.transport.protocol import AuditKind, RoundState
 
 pytestmark = pytest.mark.grpc
@@ -167,3 +172,39 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
     page = federation.workdir / "coordinator" / "products" / status.round_id / "report.html"
     text = page.read_text()
     assert "by ward and age" in text and "% of " in text
+
+    # Embedded mode on the same files, given as the nodes' own [source] tables, with the
+    # coordinator's rounding key: exactly the same released tables.
+    analysed = analyse_like_the_nodes(federation, key_from=federation.workdir / "coordinator")
+    for product in ("known_to_services_by_ward", "ward_by_age", "older_share", "incident_share"):
+        federated = federation.workdir / "coordinator" / "products" / status.round_id
+        assert (analysed / f"{product}.csv").read_text() == (
+            federated / f"{product}.csv"
+        ).read_text(), product
+
+
+def analyse_like_the_nodes(fed, *, key_from: Path) -> Path:
+    """``oda-fed analyse`` on the partners' extracts, with a --sources file made of each node's
+    node.toml [source] table, and the rounding key of ``key_from``'s state folder."""
+    work = fed.workdir / "analyse"
+    state = work / "products.state"
+    state.mkdir(parents=True)
+    shutil.copy(key_from / "state" / "disclosure.key", state / "disclosure.key")
+    sources = {p: load_node_config(fed.node_config(p)).source for p in fed.partners}
+    (work / "sources.toml").write_text(
+        tomli_w.dumps(
+            {
+                "source": {
+                    p: s.model_dump(mode="json", exclude_none=True) for p, s in sources.items()
+                }
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        ["analyse", "--project", str(fed.workdir / "project.toml"),
+         "--secret-file", str(fed.workdir / "nodes" / "council" / "linkage.secret"),
+         "--sources", str(work / "sources.toml"), "--out", str(work / "products")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return work / "products"
