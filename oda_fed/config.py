@@ -364,6 +364,26 @@ class Cohort(_Strict):
     where: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class Indicator(_Strict):
+    """``[[products.indicators]]``: points a prioritised list gives an entity for one attribute's
+    values, and the group of indicators they count towards."""
+
+    attribute: str
+    points: dict[str, int] = Field(min_length=1)
+    group: Name
+
+    @field_validator("points")
+    @classmethod
+    def _positive(cls, points: dict[str, int]) -> dict[str, int]:
+        if any(not 1 <= p <= 100 for p in points.values()):
+            raise ValueError("points are whole numbers from 1 to 100")
+        return points
+
+
+#: Products that release records (each to its owner only), not counts.
+RECORD_KINDS = ("list", "alert")
+
+
 class Product(_Strict):
     """``[[products]]``: a table computed over the linked population, and who receives it.
 
@@ -371,16 +391,29 @@ class Product(_Strict):
     know an entity, or ``"<partner>.<attribute>"``) in the ``cohort``. ``rate``: the same, and the
     share of them that meet ``numerator`` too. ``partner_count_by_area``: the earlier form of
     ``count`` by ``[<area partner>.<attribute>, "partners"]``.
+
+    Record-level products go to their ``owner`` alone, as the owner's own records: ``list``, the
+    owner's records in the cohort ranked by a score from ``indicators`` (only those scoring at
+    least ``score_bands[0]``); ``alert``, the owner's records of entities that meet the cohort
+    now and did not at the last release.
     """
 
     id: Name
-    kind: Literal["partner_count_by_area", "count", "rate"]
+    kind: Literal["partner_count_by_area", "count", "rate", "list", "alert"]
     title: str
     recipients: list[Name] = Field(min_length=1)
     area: AreaSource | None = None
     by: list[str] = Field(default_factory=list, max_length=MAX_DIMENSIONS)
     cohort: Cohort = Field(default_factory=Cohort)
     numerator: dict[str, list[str]] | None = None
+    owner: Name | None = None
+    indicators: list[Indicator] = Field(default_factory=list)
+    score_bands: list[int] | None = Field(default=None, min_length=1)
+    # A list also says which groups of indicators gave each record its points.
+    show_groups: bool = False
+    # An attribute the recipient must not be able to infer from a record's presence or row:
+    # each group of rows that look alike carries at least [disclosure] l_diversity of its values.
+    sensitive: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Product:
@@ -388,6 +421,8 @@ class Product(_Strict):
             if self.area is None:
                 raise ValueError("kind = 'partner_count_by_area' needs area")
             return self
+        if self.kind in RECORD_KINDS:
+            return self._records()
         if not self.by:
             raise ValueError(f"kind = '{self.kind}' needs by: 1 to {MAX_DIMENSIONS} dimensions")
         if len(set(self.by)) != len(self.by):
@@ -399,6 +434,41 @@ class Product(_Strict):
                 AttributeRef.parse(text)
         return self
 
+    def _records(self) -> Product:
+        if self.owner is None:
+            raise ValueError(
+                f"kind = '{self.kind}' needs owner: the partner whose records it lists"
+            )
+        if self.recipients != [self.owner]:
+            raise ValueError(
+                f"a {self.kind} goes to its owner alone: recipients = ['{self.owner}']"
+            )
+        if self.by or self.numerator is not None or self.area is not None:
+            raise ValueError(f"kind = '{self.kind}' takes no by, numerator or area")
+        if self.kind == "list":
+            if not self.indicators or self.score_bands is None:
+                raise ValueError("kind = 'list' needs indicators and score_bands")
+            if self.score_bands[0] < 1 or any(
+                b <= a for a, b in itertools.pairwise(self.score_bands)
+            ):
+                raise ValueError("score_bands must start at 1 or more and rise, e.g. [2, 5, 8]")
+        elif self.indicators or self.score_bands is not None or self.show_groups:
+            raise ValueError("indicators, score_bands and show_groups are for kind = 'list'")
+        elif not self.cohort.where and self.cohort.min_partners < 2:
+            raise ValueError(
+                "an alert needs a rule: cohort.where, or cohort.min_partners of 2 or more"
+            )
+        for text in [*self.cohort.where, *(i.attribute for i in self.indicators)]:
+            AttributeRef.parse(text)
+        if self.sensitive is not None:
+            AttributeRef.parse(self.sensitive)
+        return self
+
+    @property
+    def score_labels(self) -> list[str]:
+        """A list's score bands as its rows name them, e.g. ``['2-4', '5-7', '8+']``."""
+        return band_labels(self.score_bands) if self.score_bands else []
+
     @property
     def dimensions(self) -> list[str]:
         """The table's dimensions, ``"partners"`` or ``"<partner>.<attribute>"``."""
@@ -408,7 +478,13 @@ class Product(_Strict):
 
     def attributes(self) -> list[AttributeRef]:
         """Every attribute the product needs, in order of first use, each once."""
-        texts = [*self.dimensions, *self.cohort.where, *(self.numerator or {})]
+        texts = [
+            *self.dimensions,
+            *self.cohort.where,
+            *(self.numerator or {}),
+            *(i.attribute for i in self.indicators),
+            *([self.sensitive] if self.sensitive else []),
+        ]
         seen = dict.fromkeys(t for t in texts if t != PARTNERS)
         return [AttributeRef.parse(t) for t in seen]
 
@@ -416,6 +492,10 @@ class Product(_Strict):
 class Disclosure(_Strict):
     min_cell: int = Field(default=10, ge=1)
     rounding_base: int = Field(default=5, ge=1)
+    # Record-level products (lists, alerts): every group of rows that look alike has at least
+    # k_anonymity rows, and at least l_diversity values of the product's sensitive attribute.
+    k_anonymity: int = Field(default=5, ge=2)
+    l_diversity: int = Field(default=2, ge=1)
 
 
 class Retention(_Strict):
@@ -473,6 +553,15 @@ class Project(_Strict):
                         "not declared in [[attributes]] (with the domain of values that may leave "
                         "the node)"
                     )
+            if product.owner is not None and product.owner not in ids:
+                raise ValueError(
+                    f"product '{product.id}': owner '{product.owner}' is not a partner"
+                )
+            if product.kind == "alert" and not self.linkage.stable_entity_ids:
+                raise ValueError(
+                    f"product '{product.id}': an alert finds entities new since the last "
+                    "release, which needs [linkage] stable_entity_ids = true"
+                )
             unknown = [r for r in product.recipients if r not in ids and r != "coordinator"]
             if unknown:
                 raise ValueError(
@@ -505,6 +594,13 @@ class Project(_Strict):
             if a.partner == partner and a.name == name:
                 return a
         raise ConfigError(f"project '{self.name}' declares no attribute '{name}' of '{partner}'")
+
+    def product(self, product_id: str) -> Product:
+        """The product ``product_id`` (declared in ``[[products]]``)."""
+        for p in self.products:
+            if p.id == product_id:
+                return p
+        raise ConfigError(f"project '{self.name}' declares no product '{product_id}'")
 
     def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
         """Whether the project lets ``partner`` share ``attribute`` for ``product_id``."""

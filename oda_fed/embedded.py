@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
-from oda_fed.config import AnalysisSource, LoadedProject
+from oda_fed.config import RECORD_KINDS, AnalysisSource, LoadedProject
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.linkage import IndexTarget, LinkResult, run_linkage, settings_for
 from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
+from oda_fed.products.records import RecordProduct
 from oda_fed.products.tables import ProductTable
 
 Progress = Callable[[str], None]
@@ -70,16 +71,8 @@ def link_files(
     >>> result.links().columns.tolist()  # doctest: +SKIP
     ['entity_id', 'source', 'record_id', 'score']
     """
-    words = project.project.linkage.wire_bits // 64
-    target = None
-    if index is not None:
-        target = IndexTarget(
-            path=Path(index), fingerprint=project.fingerprint, words=words, rebuild=rebuild
-        )
-        if target.path.exists():
-            # A wrong index fails here, before minutes of encoding; it is not changed.
-            LinkedIndex.open(target.path, fingerprint=target.fingerprint, words=words).close()
-    elif len(paths) < 2:
+    target = _index_target(project, index, rebuild=rebuild)
+    if target is None and len(paths) < 2:
         raise InputDataError("give at least two CSV files to link")
     extracts = encode_files(
         paths, project=project, secret=secret, on_invalid=on_invalid, progress=progress
@@ -106,6 +99,22 @@ def encode_files(
         by_stem(paths), project=project, secret=secret, on_invalid=on_invalid, progress=progress
     )
     return {stem: extract_of(e) for stem, e in encoded.items()}
+
+
+def _index_target(
+    project: LoadedProject, index: Path | None, *, rebuild: bool = False
+) -> IndexTarget | None:
+    """The linked index to link into, checked against the project before any file is read."""
+    if index is None:
+        return None
+    words = project.project.linkage.wire_bits // 64
+    target = IndexTarget(
+        path=Path(index), fingerprint=project.fingerprint, words=words, rebuild=rebuild
+    )
+    if target.path.exists():
+        # A wrong index fails here, before minutes of encoding; it is not changed.
+        LinkedIndex.open(target.path, fingerprint=target.fingerprint, words=words).close()
+    return target
 
 
 def by_stem(paths: Sequence[Path]) -> dict[str, Path]:
@@ -166,12 +175,15 @@ class Analysis:
         same cell differs from it by less than the smallest publishable count).
     linked
         The linkage run the products were built on.
+    records
+        Each prioritised list and alert, with its file.
     """
 
     release_id: str
     products: list[tuple[ProductTable, dict[str, Path]]]
     held: list[str]
     linked: LinkResult
+    records: list[tuple[RecordProduct, dict[str, Path]]] = field(default_factory=list)
 
 
 def analyse_files(
@@ -182,6 +194,7 @@ def analyse_files(
     out_dir: Path,
     state_dir: Path,
     sources: Mapping[str, AnalysisSource] | None = None,
+    index: Path | None = None,
     on_invalid: str = "error",
     progress: Progress | None = None,
 ) -> Analysis:
@@ -193,7 +206,9 @@ def analyse_files(
     ``[source]`` would (columns, attributes, lookup and event tables). The files are linked, and
     each product is built and controlled against the release ledger in ``state_dir``, which also
     holds the key rounding is drawn with: keep it, and do not publish it. A cell the ledger holds
-    is suppressed and named in :attr:`Analysis.held`.
+    is suppressed and named in :attr:`Analysis.held`. A prioritised list or an alert is written
+    with the owner's record ids; an alert needs ``index``, a linked index whose entity ids stay
+    the same from run to run (:func:`link_files`).
 
     Nothing is written to ``out_dir`` until every product is built; a file or attribute that
     cannot be used stops the run with nothing written and the ledger as it was.
@@ -208,6 +223,7 @@ def analyse_files(
     from oda_fed.node.policy import shareable_attributes
     from oda_fed.products.build import Population, build_product
     from oda_fed.products.export import write_product
+    from oda_fed.products.records import build_records, write_decisions, write_records
     from oda_fed.products.releases import Releases
 
     spec = project.project
@@ -221,6 +237,13 @@ def analyse_files(
             )
     if len(files) < 2:
         raise InputDataError("give at least two partners' CSV files to analyse")
+    alerts = [p.id for p in spec.products if p.kind == "alert"]
+    if alerts and index is None:
+        raise InputDataError(
+            f"alert '{alerts[0]}' names entities new since the last run, which needs entity ids "
+            "that stay the same from run to run: give a linked index (--index FILE)"
+        )
+    target = _index_target(project, index)
     encoded = _encoded(
         files,
         project=project,
@@ -250,6 +273,7 @@ def analyse_files(
     linked = run_linkage(
         {p: extract_of(e) for p, e in encoded.items()},
         settings=settings_for(spec.linkage),
+        index=target,
         entity_ids="numbered",
         progress=progress,
     )
@@ -261,16 +285,29 @@ def analyse_files(
         ids = entity.reindex([str(r) for r in encoded[partner].record_ids]).to_numpy()
         for name, column in by_attribute.items():
             values[f"{partner}.{name}"] = pd.Series(column, index=ids, dtype=object)
-    population = Population(partners=linked.partners_per_entity(), values=values)
+    owners = {p.owner for p in spec.products if p.owner is not None}
+    population = Population(
+        partners=linked.partners_per_entity(),
+        values=values,
+        records={
+            o: members[members.source == o].set_index("entity_id")["record_id"].astype(str)
+            for o in owners
+        },
+    )
 
     releases = Releases.in_folder(state_dir, spec, name=project.fingerprint.rpartition(":")[2][:16])
     release_id = "analyse-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     report_dir = Path(state_dir) / "reports" / release_id
-    built = []
+    built, listed = [], []
     try:
         for prod in spec.products:
             if progress is not None:
                 progress(f"building {prod.id}")
+            if prod.kind in RECORD_KINDS:
+                listed.append(
+                    build_records(spec, prod, population, releases=releases, release_id=release_id)
+                )
+                continue
             built.append(
                 build_product(
                     spec,
@@ -285,10 +322,15 @@ def analyse_files(
         releases.drop(release_id)
         raise
     made = [(b.product, write_product(b.product, Path(out_dir))) for b in built]
+    records = []
+    for product in listed:
+        write_decisions(product, report_dir, releases=releases, release_id=release_id)
+        records.append((product, write_records(product, out_dir, record_column="record_id")))
     releases.record(release_id)
     return Analysis(
         release_id=release_id,
         products=made,
         held=[line for b in built for line in b.held],
         linked=linked,
+        records=records,
     )

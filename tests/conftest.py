@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 import tomli_w
 
@@ -134,6 +135,34 @@ class Federation:
 
         path = config or self.node_config(partner)
         return NodeAgent(load_node_config(path), config_path=path)
+
+    def edit_source(self, partner: str, edit: Callable[[dict, Path], None]) -> None:
+        """Edit ``partner``'s node.toml ``[source]`` table (``edit`` gets it and the node's
+        folder), as its IT team would."""
+        path = self.node_config(partner)
+        doc = tomllib.loads(path.read_text())
+        edit(doc["source"], path.parent)
+        path.write_text(tomli_w.dumps(doc))
+
+    def extract(self, partner: str) -> pd.DataFrame:
+        """The partner's extract as its node reads it."""
+        path = self.node_config(partner)
+        source = tomllib.loads(path.read_text())["source"]
+        return pd.read_csv((path.parent / source["path"]).resolve(), dtype=str,
+                           keep_default_na=False)  # fmt: skip
+
+    def write_events(self, partner: str, events: pd.DataFrame, *, name: str = "incidents") -> None:
+        """Give ``partner``'s node an event table (columns ``person``, ``on`` and ``kind``) as
+        ``[[source.events]]``, with a path relative to node.toml."""
+
+        def edit(source: dict, folder: Path) -> None:
+            events.to_csv(folder / f"{name}.csv", index=False)
+            source["events"] = [
+                {"name": name, "path": f"{name}.csv", "record_id": "person", "date": "on",
+                 "type": "kind"}
+            ]  # fmt: skip
+
+        self.edit_source(partner, edit)
 
     def run_node(self, partner: str, *, rounds: int = 1) -> tuple[threading.Thread, list]:
         """Run a node in a thread; the returned list collects any exception it raised."""

@@ -508,3 +508,54 @@ def test_analyse_with_bad_input_writes_nothing_and_keeps_the_ledger(
     result = analyse(data, project, unknown, out)
     assert result.exit_code == 2 and "[source.fire] names no partner" in result.output
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_analyse_releases_a_list_and_an_alert_with_the_owners_record_ids(
+    data: Path, tmp_path: Path
+) -> None:
+    project = analysis_project(data, tmp_path)
+    doc = tomllib.loads(project.read_text())
+    doc["linkage"]["stable_entity_ids"] = True
+    doc["products"] += [
+        {"id": "visit_first", "kind": "list", "title": "Visit first", "owner": "council",
+         "recipients": ["council"], "score_bands": [2, 4], "show_groups": True,
+         "indicators": [
+             {"attribute": "police.recent_incident", "points": {"yes": 3}, "group": "police"},
+             {"attribute": "social_care.age", "points": {"65+": 2}, "group": "social_care"}]},
+        {"id": "newly", "kind": "alert", "title": "Newly with an incident", "owner": "council",
+         "recipients": ["council"], "cohort": {"where": {"police.recent_incident": ["yes"]}}},
+    ]  # fmt: skip
+    project.write_text(tomli_w.dumps(doc))
+    sources = sources_file(data, tmp_path)
+    out = tmp_path / "products"
+    refused = analyse(data, project, sources, out)
+    assert refused.exit_code == 3 and "--index" in refused.output and not out.exists()
+
+    index = ("--index", str(tmp_path / "links.index"))
+    first = analyse(data, project, sources, out, extra=index)
+    assert first.exit_code == 0, first.output
+    visit = pd.read_csv(out / "visit_first.csv", dtype=str)
+    council = set(pd.read_csv(data / "council.csv", dtype=str)["person_ref"])
+    assert list(visit.columns) == ["record_id", "rank", "score_band", "groups"]
+    assert len(visit) > 10 and set(visit.record_id) <= council
+    assert pd.read_csv(out / "newly.csv").empty and "sets the baseline" in first.output
+
+    # 30 more police records get an incident the day before the reference date.
+    events = pd.read_csv(tmp_path / "incidents.csv", dtype=str)
+    police = pd.read_csv(data / "police.csv", dtype=str).iloc[:, 0]
+    fresh = police[~police.isin(events.person)].head(30)
+    pd.concat([events, pd.DataFrame({"person": fresh, "on": "2026-03-31"})]).to_csv(
+        tmp_path / "incidents.csv", index=False
+    )
+    second = analyse(data, project, sources, out, extra=index)
+    assert second.exit_code == 0, second.output
+    alert = pd.read_csv(out / "newly.csv", dtype=str)
+    assert len(alert) >= 5 and set(alert.record_id) <= council
+    # Each alerted record's entity, as the same index links it, holds a freshly flagged record.
+    files = [data / f"{p}.csv" for p in ("council", "police", "social_care")]
+    linked = link(data, tmp_path / "links.csv", *files, project=project, extra=index)
+    assert linked.exit_code == 0, linked.output
+    links = pd.read_csv(tmp_path / "links.csv", dtype=str)
+    entity = links.set_index(["source", "record_id"]).entity_id
+    flagged = {entity[("police", p)] for p in fresh if ("police", p) in entity}
+    assert {entity[("council", r)] for r in alert.record_id} <= flagged

@@ -437,6 +437,13 @@ def analyse(
             "it for the next run, so a release close to an earlier one is held; do not publish it."
         ),
     ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A linked index to link into (as `oda-fed link --index`), so entity ids stay "
+            "the same from run to run; alerts need one."
+        ),
+    ] = None,
     on_invalid: OnInvalid = "error",
 ) -> None:
     """Embedded mode: link partners' files and release every product the project declares.
@@ -454,6 +461,7 @@ def analyse(
         out=out,
         sources=sources,
         state=state,
+        index=index,
         on_invalid=on_invalid,
     )
 
@@ -466,6 +474,7 @@ def _analyse(
     out: Path,
     sources: Path | None,
     state: Path | None,
+    index: Path | None,
     on_invalid: str,
 ) -> None:
     from oda_fed.config import load_analysis_sources, load_project
@@ -502,6 +511,7 @@ def _analyse(
         out_dir=out,
         state_dir=state_dir,
         sources=given,
+        index=index,
         on_invalid=invalid,
     )
     _print_analysis(analysis, out=out, state_dir=state_dir, seconds=time.monotonic() - started)
@@ -527,6 +537,15 @@ def _print_analysis(analysis: Analysis, *, out: Path, state_dir: Path, seconds: 
             f"{len(product.table):,}",
             f"{product.suppressed_cells:,}",
             ", ".join(paths),
+        )
+    for product, paths in analysis.records:
+        said = product.held or product.note
+        table.add_row(
+            f"{product.product_id} ({product.kind} for {product.owner})",
+            f"{len(product.rows):,} records",
+            f"{product.decisions.get('withheld_k', 0) + product.decisions.get('withheld_l', 0):,}"
+            " withheld",
+            ", ".join(paths) + (f" ({said})" if said else ""),
         )
     console.print(table)
     if analysis.held:

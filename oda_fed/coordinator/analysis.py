@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from oda_fed.config import AttributeRef, Product
+from oda_fed.config import RECORD_KINDS, AttributeRef, Product
 from oda_fed.coordinator import reports
 from oda_fed.coordinator.release import attribute_upload
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.products import write_product
 from oda_fed.products.build import Population, build_product
+from oda_fed.products.records import (
+    REF_COLUMN,
+    RecordProduct,
+    build_records,
+    write_decisions,
+    write_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
     entity_partners = members.groupby("entity_id")["partner"].nunique()
     out_dir = state.output_dir / round_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    made, held = [], []
+    made, held, records = [], [], []
     for prod in state.project.products:
         population = Population(
             partners=entity_partners,
@@ -52,7 +59,11 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
                 str(ref): _attribute(state, round_id, prod, ref, members)
                 for ref in prod.attributes()
             },
+            records=_refs(members, prod.owner),
         )
+        if prod.kind in RECORD_KINDS:
+            records.append(_record_product(state, round_id, prod, population, out_dir))
+            continue
         built = build_product(
             state.project,
             prod,
@@ -73,9 +84,37 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
             files=[(p.name, MEDIA_TYPES[p.suffix], p) for p in paths.values()],
         )
         made.append((table, paths))
-    log.info("round %s: %d product(s) written to %s", round_id, len(made), out_dir)
-    report = reports.round_report(state, round_id, members=members, made=made)
+    log.info("round %s: %d product(s) written to %s", round_id, len(made) + len(records), out_dir)
+    report = reports.round_report(state, round_id, members=members, made=made, records=records)
     return Made(report=report, held=held)
+
+
+def _refs(members: pd.DataFrame, owner: str | None) -> dict[str, pd.Series]:
+    """The owner's round refs by entity id, for a record-level product."""
+    if owner is None:
+        return {}
+    own = members[members.partner == owner]
+    return {owner: pd.Series(own.ref.astype(str).to_numpy(), index=own.entity_id.to_numpy())}
+
+
+def _record_product(
+    state: CoordinatorState, round_id: str, prod: Product, population: Population, out_dir: Path
+) -> RecordProduct:
+    """A list or alert, by the owner's round refs (its node turns them into record ids)."""
+    product = build_records(
+        state.project, prod, population, releases=state.releases, release_id=round_id
+    )
+    write_decisions(product, out_dir, releases=state.releases, release_id=round_id)
+    paths = write_records(product, out_dir, record_column=REF_COLUMN)
+    state.store.results.add_product(
+        round_id=round_id,
+        product_id=prod.id,
+        title=prod.title,
+        cells=len(product.rows),
+        suppressed=product.decisions.get("withheld_k", 0) + product.decisions.get("withheld_l", 0),
+        files=[(p.name, MEDIA_TYPES[p.suffix], p) for p in paths.values()],
+    )
+    return product
 
 
 def _attribute(

@@ -16,6 +16,7 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.matching.link import entities_by_partner_count
 from oda_fed.products import ProductTable, render_report
+from oda_fed.products.records import RecordProduct
 
 
 def round_report(
@@ -24,6 +25,7 @@ def round_report(
     *,
     members: pd.DataFrame,
     made: list[tuple[ProductTable, dict[str, Path]]],
+    records: list[RecordProduct] | None = None,
 ) -> Path:
     """Write ``report.html`` for a round whose products are ``made``; return its path.
 
@@ -45,6 +47,7 @@ def round_report(
         linkage=linkage,
         products=made,
         audit=audit_summary(state, round_id),
+        records=records or [],
     )
 
 

@@ -231,7 +231,7 @@ class LedgerHold:
     def reason(self) -> str:
         """One line for the disclosure report; it quotes no count."""
         what = "a nested cohort's cell" if self.nested else "its release"
-        when = f"in round {self.earlier_round}" if self.earlier_round else "in this release"
+        when = f"{self.earlier_round}" if self.earlier_round else "in this release"
         return f"held: differs from {what} {when} by fewer than {self.min_cell}"
 
 

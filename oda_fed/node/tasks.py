@@ -18,9 +18,10 @@ import shutil
 import numpy as np
 
 from oda_fed import __version__
+from oda_fed.durable import write_atomic
 from oda_fed.encoding.exact import record_keys
 from oda_fed.errors import OdaFedError
-from oda_fed.node import policy
+from oda_fed.node import lists, policy
 from oda_fed.node.client import CoordinatorClient, RoundMovedOn
 from oda_fed.node.derive import derive_all
 from oda_fed.node.encode import encode_file
@@ -64,7 +65,7 @@ def handle(
         elif isinstance(body, EntitiesReady):
             records = _fetch_entities(state, client, instruction.round_id, files)
         elif isinstance(body, ProductRelease):
-            _receive_product(state, instruction.round_id, body)
+            records = _receive_product(state, instruction.round_id, body, files)
         elif isinstance(body, RoundClosed):
             state.rounds_closed += 1
             log.info("round %s ended: %s %s", instruction.round_id, body.status, body.message)
@@ -188,13 +189,21 @@ def _fetch_entities(
     return len(entity_ids)
 
 
-def _receive_product(state: NodeState, round_id: str, release: ProductRelease) -> None:
+def _receive_product(
+    state: NodeState, round_id: str, release: ProductRelease, files: RoundFiles
+) -> int:
+    """Write a released product's files; a list or alert with this node's record ids in place
+    of the round's refs. Returns the number of records in a list or alert (else 0)."""
     policy.check_recipient(state.loaded, partner=state.partner, product_id=release.product_id)
-    names = [policy.file_name(item.name) for item in release.files]
+    product = state.project.product(release.product_id)
+    received, records = list(release.files), 0
+    if lists.is_record_product(product):
+        received, records = lists.with_record_ids(product, release, files)
+    names = [policy.file_name(item.name) for item in received]
     out = state.workdir / "releases" / round_id / release.product_id
     out.mkdir(parents=True, exist_ok=True)
-    for name, item in zip(names, release.files, strict=True):
-        (out / name).write_bytes(item.content)
+    for name, item in zip(names, received, strict=True):
+        write_atomic(out / name, lambda tmp, data=item.content: tmp.write_bytes(data))
     log.info(
         "round %s: received product '%s' (%d file(s), released by %s) in %s",
         round_id,
@@ -203,3 +212,4 @@ def _receive_product(state: NodeState, round_id: str, release: ProductRelease) -
         release.released_by or "?",
         out,
     )
+    return records

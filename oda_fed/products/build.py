@@ -14,7 +14,7 @@ own totals as known totals.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +48,14 @@ class Population:
     values
         ``"<partner>.<attribute>"`` to its values by entity id (the partner's entities only; an
         empty value is not known).
+    records
+        For the owners of record-level products: partner to its record (the round's ref at the
+        coordinator, the record id in ``oda-fed analyse``) by entity id.
     """
 
     partners: pd.Series
     values: Mapping[str, pd.Series]
+    records: Mapping[str, pd.Series] = field(default_factory=dict)
 
 
 def build_product(
@@ -91,6 +95,25 @@ class _Control:
         )
 
 
+def entity_frame(prod: Product, population: Population) -> pd.DataFrame:
+    """One row per entity: how many partners know it, and each attribute ``prod`` needs
+    (``""`` where it is not known)."""
+    partners = population.partners
+    entities = pd.DataFrame({PARTNERS: partners.astype(str)}, index=partners.index)
+    for ref in prod.attributes():
+        values = population.values[str(ref)]
+        entities[str(ref)] = values.reindex(entities.index).fillna("").to_numpy(dtype=object)
+    return entities
+
+
+def in_cohort(prod: Product, entities: pd.DataFrame) -> np.ndarray:
+    """Which entities of :func:`entity_frame` are in ``prod``'s cohort."""
+    cohort = entities[PARTNERS].astype(int).to_numpy() >= prod.cohort.min_partners
+    for d, allowed in prod.cohort.where.items():
+        cohort &= entities[d].isin(allowed).to_numpy()
+    return cohort
+
+
 def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tuple[str, ...]:
     """Every value a dimension can take: its labels or listed codes (so a value nobody has still
     gets its row), else the values present."""
@@ -128,11 +151,7 @@ def _tabulated(
     project: Project, prod: Product, population: Population, control: _Control
 ) -> Controlled:
     """A count or rate product: its entities tabulated and controlled."""
-    partners = population.partners
-    entities = pd.DataFrame({PARTNERS: partners.astype(str)}, index=partners.index)
-    for ref in prod.attributes():
-        values = population.values[str(ref)]
-        entities[str(ref)] = values.reindex(entities.index).fillna("").to_numpy(dtype=object)
+    entities = entity_frame(prod, population)
     dims = [
         Dimension(
             PARTNERS, tuple(str(k) for k in range(1, len(project.partners) + 1)), not_known=False
@@ -141,9 +160,7 @@ def _tabulated(
         else Dimension(d, _categories(project, AttributeRef.parse(d), entities[d]))
         for d in prod.dimensions
     ]
-    cohort = partners.to_numpy() >= prod.cohort.min_partners
-    for d, allowed in prod.cohort.where.items():
-        cohort &= entities[d].isin(allowed).to_numpy()
+    cohort = in_cohort(prod, entities)
     held_by: dict[str, list[str]] = {}
     for d in prod.dimensions:
         if d != PARTNERS:

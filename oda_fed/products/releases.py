@@ -13,13 +13,16 @@ A federated round's coordinator and ``oda-fed analyse`` use the same :class:`Rel
   the caller must have the release approved, whatever ``auto_release`` says.
 - A release's cells are written to the ledger when it is released (:meth:`Releases.record`), not
   before: a cancelled round's products were never published, so they are no baseline.
+- The same goes for an alert's baseline, the entities that met its rule at the last release
+  (:meth:`Releases.alert_baseline`): an alert names the entities that meet it now and did not then.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +87,8 @@ class Releases:
         Where each release's cells wait for :meth:`record`.
     audit
         Called with every table's counted decisions, or None.
+    alerts_path
+        The alerts' baselines (SQLite), for projects with alerts.
     """
 
     project: Project
@@ -91,18 +96,21 @@ class Releases:
     ledger_path: Path
     pending_dir: Path
     audit: AuditHook | None = None
+    alerts_path: Path | None = None
 
     @classmethod
     def in_folder(
         cls, state_dir: Path, project: Project, *, name: str, audit: AuditHook | None = None
     ) -> Releases:
-        """The releases kept in ``state_dir`` (key, ledger ``ledger-<name>.sqlite``, pending)."""
+        """The releases kept in ``state_dir`` (key, ledger ``ledger-<name>.sqlite``, alerts'
+        baselines ``alerts-<name>.sqlite``, pending releases)."""
         return cls(
             project=project,
             key=disclosure_key(state_dir),
             ledger_path=Path(state_dir) / f"ledger-{name}.sqlite",
             pending_dir=Path(state_dir) / PENDING,
             audit=audit,
+            alerts_path=Path(state_dir) / f"alerts-{name}.sqlite",
         )
 
     def control(
@@ -168,10 +176,34 @@ class Releases:
         ]
         return Controlled(product=product, held=held)
 
+    def alert_baseline(self, product_id: str) -> frozenset[str] | None:
+        """The entities that met alert ``product_id``'s rule at its last release (less those
+        whose alert was held), or None before its first release."""
+        if self.alerts_path is None or not self.alerts_path.exists():
+            return None
+        with _alerts(self.alerts_path) as db:
+            if not db.execute(
+                "SELECT 1 FROM releases WHERE product_id = ?", (product_id,)
+            ).fetchone():
+                return None
+            rows = db.execute("SELECT entity_id FROM baseline WHERE product_id = ?", (product_id,))
+            return frozenset(r[0] for r in rows)
+
+    def keep_alert_baseline(
+        self, release_id: str, product_id: str, entities: Iterable[str]
+    ) -> None:
+        """The baseline alert ``product_id`` will have once ``release_id`` is released."""
+        path = self._pending(release_id, ".alerts.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        kept[product_id] = sorted(str(e) for e in entities)
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(kept)))
+
     def record(self, release_id: str) -> None:
         """Write a release's cells to the ledger once it is released: every later release is
-        checked against them. Safe to call again (a release already recorded is not recorded
-        twice)."""
+        checked against them, and its alerts' baselines. Safe to call again (a release already
+        recorded is not recorded twice)."""
+        self._record_alerts(release_id)
         path = self._pending(release_id)
         if not path.exists():
             return
@@ -199,9 +231,34 @@ class Releases:
     def drop(self, release_id: str) -> None:
         """Forget the cells of a release that was never made (a cancelled round)."""
         self._pending(release_id).unlink(missing_ok=True)
+        self._pending(release_id, ".alerts.json").unlink(missing_ok=True)
 
-    def _pending(self, release_id: str) -> Path:
-        return self.pending_dir / f"{release_id}.json"
+    def _pending(self, release_id: str, suffix: str = ".json") -> Path:
+        return self.pending_dir / f"{release_id}{suffix}"
+
+    def _record_alerts(self, release_id: str) -> None:
+        path = self._pending(release_id, ".alerts.json")
+        if not path.exists():
+            return
+        assert self.alerts_path is not None  # kept only where there is a baseline file
+        with _alerts(self.alerts_path) as db:
+            for product_id, entities in json.loads(path.read_text()).items():
+                done = db.execute(
+                    "SELECT 1 FROM releases WHERE product_id = ? AND release_id = ?",
+                    (product_id, release_id),
+                ).fetchone()
+                if done:
+                    continue
+                db.execute("DELETE FROM baseline WHERE product_id = ?", (product_id,))
+                db.executemany(
+                    "INSERT INTO baseline (product_id, entity_id) VALUES (?, ?)",
+                    [(product_id, e) for e in entities],
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO releases (product_id, release_id) VALUES (?, ?)",
+                    (product_id, release_id),
+                )
+        path.unlink()
 
     def _keep(
         self,
@@ -248,6 +305,32 @@ class Releases:
         if self.audit is not None:
             tally = {d.name.lower(): n for d, n in report.tally().items()}
             self.audit(release_id, name, {**tally, "exposed": len(report.exposed)})
+
+
+class _alerts:
+    """The alerts' baselines file, open for one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self._path, isolation_level=None)
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS baseline (product_id TEXT NOT NULL, "
+            "entity_id TEXT NOT NULL, PRIMARY KEY (product_id, entity_id))"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS releases (product_id TEXT PRIMARY KEY, "
+            "release_id TEXT NOT NULL)"
+        )
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, kind, *_: object) -> None:
+        self._db.execute("ROLLBACK" if kind else "COMMIT")
+        self._db.close()
 
 
 def _plain(value: object) -> object:

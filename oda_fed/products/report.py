@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from oda_fed.products.charts import PNG_SIGNATURE
+from oda_fed.products.records import RecordProduct
 from oda_fed.products.tables import ProductError, ProductTable
 
 __all__ = ["render_report"]
@@ -35,6 +36,7 @@ def render_report(
     linkage: Mapping[str, object],
     products: Sequence[tuple[ProductTable, Mapping[str, Path]]],
     audit: Mapping[str, object] | None = None,
+    records: Sequence[RecordProduct] = (),
 ) -> Path:
     """Write one HTML file that can be mailed: every chart is embedded, nothing is fetched.
 
@@ -61,6 +63,9 @@ def render_report(
     audit
         Optional audit summary (e.g. ``{"logs verified": True, "entries": {...}}``); values
         may be scalars, sequences or one level of nested mappings.
+    records
+        Prioritised lists and alerts, summarised (how many records, what protection left
+        out); never their rows.
 
     Returns
     -------
@@ -90,6 +95,7 @@ def render_report(
         "linkage": _linkage_context(linkage),
         "products": [_product_context(p, paths) for p, paths in products],
         "audit": None if audit is None else _audit_context(audit),
+        "records": [_records_context(r) for r in records],
     }
     html = _environment().get_template("report.html").render(**context)
     out_path = Path(out_path)
@@ -163,6 +169,21 @@ def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[s
         "chart": _png_data_uri(paths["png"], product.product_id) if "png" in paths else None,
         "csv_name": None if csv_path is None else Path(csv_path).name,
         "decisions": _decisions(product),
+    }
+
+
+def _records_context(product: RecordProduct) -> dict[str, object]:
+    counted = {
+        k: _number(product.decisions.get(k, 0)) for k in ("generalised", "withheld_k", "withheld_l")
+    }
+    return {
+        "id": product.product_id,
+        "title": product.title,
+        "kind": product.kind,
+        "owner": product.owner,
+        "released": _number(len(product.rows)),
+        **counted,
+        "note": product.held and f"held: {product.held}" or product.note,
     }
 
 

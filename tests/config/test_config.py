@@ -314,3 +314,47 @@ def test_count_and_rate_products_name_declared_attributes(tmp_path: Path) -> Non
         load_project(write(tmp_path, rate))
     rate += 'numerator = { "council.ward" = ["E05000001"] }\n'
     assert load_project(write(tmp_path, rate)).project.products[0].numerator
+
+
+def test_lists_and_alerts_go_to_their_owner_alone(tmp_path: Path) -> None:
+    block = PROJECT[PROJECT.index("[[products]]") :]
+    listed = PROJECT.replace(
+        block,
+        '[[products]]\nid = "visit"\nkind = "list"\ntitle = "t"\nowner = "council"\n'
+        'recipients = ["council"]\nscore_bands = [2, 5]\n'
+        '[[products.indicators]]\nattribute = "council.ward"\npoints = { E05000001 = 3 }\n'
+        'group = "area"\n',
+    )
+    product = load_project(write(tmp_path, listed)).project.products[0]
+    assert product.score_labels == ["2-4", "5+"]
+    assert [str(a) for a in product.attributes()] == ["council.ward"]
+    for old, new, message in (
+        ('recipients = ["council"]', 'recipients = ["council", "police"]', "to its owner alone"),
+        ('owner = "council"\n', "", "needs owner"),
+        (
+            '"council"\nrecipients = ["council"]',
+            '"fire"\nrecipients = ["fire"]',
+            "owner 'fire' is not a partner",
+        ),
+        ("score_bands = [2, 5]", "score_bands = [0, 5]", "start at 1"),
+        ("score_bands = [2, 5]\n", "", "needs indicators and score_bands"),
+        ("points = { E05000001 = 3 }", "points = { E05000001 = 0 }", "from 1 to 100"),
+        ('attribute = "council.ward"', 'attribute = "police.ward"', "not declared"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_project(write(tmp_path, listed.replace(old, new)))
+
+    alert = PROJECT.replace(
+        block,
+        '[[products]]\nid = "newly"\nkind = "alert"\ntitle = "t"\nowner = "council"\n'
+        'recipients = ["council"]\ncohort = { where = { "council.ward" = ["E05000001"] } }\n',
+    )
+    with pytest.raises(ConfigError, match="needs \\[linkage\\] stable_entity_ids = true"):
+        load_project(write(tmp_path, alert))
+    alert = alert.replace("threshold = 0.8", "threshold = 0.8\nstable_entity_ids = true")
+    assert load_project(write(tmp_path, alert)).project.products[0].kind == "alert"
+    no_rule = alert.replace('cohort = { where = { "council.ward" = ["E05000001"] } }\n', "")
+    with pytest.raises(ConfigError, match="an alert needs a rule"):
+        load_project(write(tmp_path, no_rule))
+    with pytest.raises(ConfigError, match="for kind = 'list'"):
+        load_project(write(tmp_path, alert + "score_bands = [1]\n"))

@@ -73,10 +73,8 @@ def add_age_and_products(doc: dict) -> None:
 
 
 def map_age(fed) -> None:
-    path = fed.node_config("social_care")
-    doc = tomllib.loads(path.read_text())
-    doc["source"]["attributes"]["age"] = fed.synthetic.profiles[2].columns["date_of_birth"]
-    path.write_text(tomli_w.dumps(doc))
+    column = fed.synthetic.profiles[2].columns["date_of_birth"]
+    fed.edit_source("social_care", lambda source, _: source["attributes"].update(age=column))
 
 
 #: An event type no attribute counts: it must not appear anywhere outside the police node.
@@ -86,10 +84,8 @@ MARKER = "marker-type-never-leaves"
 def give_police_an_incident_table(fed) -> int:
     """Write the police's incident table (several rows per person) beside its node.toml, with a
     relative path; returns how many of its people had a counted incident in the window."""
-    path = fed.node_config("police")
-    doc = tomllib.loads(path.read_text())
-    extract = (path.parent / doc["source"]["path"]).resolve()
-    ids = pd.read_csv(extract, dtype=str)[doc["source"]["record_id"]].tolist()
+    source = tomllib.loads(fed.node_config("police").read_text())["source"]
+    ids = fed.extract("police")[source["record_id"]].tolist()
     rng = np.random.default_rng(7)
     rows = []
     recent = set()
@@ -101,12 +97,7 @@ def give_police_an_incident_table(fed) -> int:
             rows.append({"person": person, "on": when.isoformat(), "kind": kind})
             if 0 <= days_back < 365 and kind != MARKER:
                 recent.add(person)
-    pd.DataFrame(rows).to_csv(path.parent / "incidents.csv", index=False)
-    doc["source"]["events"] = [
-        {"name": "incidents", "path": "incidents.csv", "record_id": "person", "date": "on",
-         "type": "kind"}
-    ]  # fmt: skip
-    path.write_text(tomli_w.dumps(doc))
+    fed.write_events("police", pd.DataFrame(rows))
     return len(recent)
 
 

@@ -77,7 +77,7 @@ def test_every_decision_is_reported_with_a_reason() -> None:
     reasons = [c.reason for c in out.report.cells]
     assert reasons[0] == "below 10"
     assert reasons[1] == "complement for area=W1"
-    assert reasons[3] == "held: differs from its release in round 2026-05 by fewer than 10"
+    assert reasons[3] == "held: differs from its release 2026-05 by fewer than 10"
     assert reasons[4] == "complement for area=W2"
     assert reasons[2] == "rounded by its cell key to a multiple of 5"
     assert out.report.cells[0].coordinates == (("area", "W1"), ("partners", "1"))
