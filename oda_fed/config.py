@@ -384,13 +384,22 @@ class Indicator(_Strict):
 RECORD_KINDS = ("list", "alert")
 
 
+#: The GeoJSON feature property a map reads each area's code from, unless the product says.
+DEFAULT_AREA_PROPERTY = "code"
+#: The derivations whose values are area codes, which a map can draw (not bands or yes/no).
+AREA_DERIVATIONS = ("value", "lookup", "category")
+_MAP_KEYS = ("boundaries", "area_property", "boundaries_fingerprint")
+
+
 class Product(_Strict):
     """``[[products]]``: a table computed over the linked population, and who receives it.
 
     ``count``: entities by ``by`` (1 to 3 dimensions: ``"partners"``, the number of partners that
     know an entity, or ``"<partner>.<attribute>"``) in the ``cohort``. ``rate``: the same, and the
-    share of them that meet ``numerator`` too. ``partner_count_by_area``: the earlier form of
-    ``count`` by ``[<area partner>.<attribute>, "partners"]``.
+    share of them that meet ``numerator`` too. ``map``: a count by one area attribute (a rate
+    with a ``numerator``), drawn on the ``boundaries`` the coordinator holds.
+    ``partner_count_by_area``: the earlier form of ``count`` by
+    ``[<area partner>.<attribute>, "partners"]``.
 
     Record-level products go to their ``owner`` alone, as the owner's own records: ``list``, the
     owner's records in the cohort ranked by a score from ``indicators`` (only those scoring at
@@ -399,7 +408,7 @@ class Product(_Strict):
     """
 
     id: Name
-    kind: Literal["partner_count_by_area", "count", "rate", "list", "alert"]
+    kind: Literal["partner_count_by_area", "count", "rate", "map", "list", "alert"]
     title: str
     recipients: list[Name] = Field(min_length=1)
     area: AreaSource | None = None
@@ -414,21 +423,35 @@ class Product(_Strict):
     # An attribute the recipient must not be able to infer from a record's presence or row:
     # each group of rows that look alike carries at least [disclosure] l_diversity of its values.
     sensitive: str | None = None
+    # map: the name of the boundary set its areas are drawn on (coordinator.toml [boundaries]
+    # says where the file is), the feature property holding each area's code (default "code"),
+    # and optionally the file's fingerprint, so every party knows which boundaries were drawn.
+    boundaries: Name | None = None
+    area_property: str | None = Field(default=None, min_length=1, max_length=200)
+    boundaries_fingerprint: Fingerprint | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Product:
+        if self.kind != "map":
+            given = [key for key in _MAP_KEYS if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for kind = 'map'")
         if self.kind == "partner_count_by_area":
             if self.area is None:
                 raise ValueError("kind = 'partner_count_by_area' needs area")
             return self
         if self.kind in RECORD_KINDS:
             return self._records()
+        if self.kind == "map":
+            self._a_map()
         if not self.by:
             raise ValueError(f"kind = '{self.kind}' needs by: 1 to {MAX_DIMENSIONS} dimensions")
         if len(set(self.by)) != len(self.by):
             raise ValueError("by names a dimension twice")
-        if (self.kind == "rate") != (self.numerator is not None):
-            raise ValueError("a numerator is for kind = 'rate', which needs one")
+        if self.kind == "rate" and self.numerator is None:
+            raise ValueError("kind = 'rate' needs a numerator")
+        if self.kind == "count" and self.numerator is not None:
+            raise ValueError("a numerator is for kind = 'rate' or 'map'; a count has none")
         for text in [*self.by, *self.cohort.where, *(self.numerator or {})]:
             if text != PARTNERS:
                 AttributeRef.parse(text)
@@ -468,6 +491,25 @@ class Product(_Strict):
     def score_labels(self) -> list[str]:
         """A list's score bands as its rows name them, e.g. ``['2-4', '5-7', '8+']``."""
         return band_labels(self.score_bands) if self.score_bands else []
+
+    def _a_map(self) -> None:
+        if self.area is not None:
+            raise ValueError("kind = 'map' takes its area from by, e.g. by = [\"council.ward\"]")
+        if len(self.by) != 1 or self.by[0] == PARTNERS:
+            raise ValueError(
+                "kind = 'map' needs by to name exactly one area attribute, e.g. "
+                'by = ["council.ward"]'
+            )
+        if self.boundaries is None:
+            raise ValueError(
+                "kind = 'map' needs boundaries: the name of the boundary set to draw on, which "
+                "the coordinator's coordinator.toml [boundaries] gives a GeoJSON file for"
+            )
+
+    @property
+    def map_area_property(self) -> str:
+        """The GeoJSON feature property a map's area codes are read from."""
+        return self.area_property or DEFAULT_AREA_PROPERTY
 
     @property
     def dimensions(self) -> list[str]:
@@ -562,13 +604,35 @@ class Project(_Strict):
                     f"product '{product.id}': an alert finds entities new since the last "
                     "release, which needs [linkage] stable_entity_ids = true"
                 )
+            if product.kind == "map":
+                self._map_draws_an_area(product)
             unknown = [r for r in product.recipients if r not in ids and r != "coordinator"]
             if unknown:
                 raise ValueError(
                     f"product '{product.id}': recipients {unknown} are neither partners nor "
                     "'coordinator'"
                 )
+        pins: dict[str, set[str]] = {}
+        for product in self.products:
+            if product.boundaries is not None and product.boundaries_fingerprint is not None:
+                pins.setdefault(product.boundaries, set()).add(product.boundaries_fingerprint)
+        for name, pinned in sorted(pins.items()):
+            if len(pinned) > 1:
+                raise ValueError(
+                    f"products pin boundaries '{name}' to {len(pinned)} different fingerprints: "
+                    "one boundary set is one file; pin the same fingerprint in each"
+                )
         return self
+
+    def _map_draws_an_area(self, product: Product) -> None:
+        ref = AttributeRef.parse(product.by[0])
+        attribute = self.attribute(partner=ref.partner, name=ref.name)
+        if attribute.derive not in AREA_DERIVATIONS:
+            raise ValueError(
+                f"product '{product.id}': a map draws areas, and '{ref}' is derived by "
+                f"{attribute.derive}; name an area code attribute (derive = "
+                f"{', '.join(AREA_DERIVATIONS)}) whose values are in the boundary file"
+            )
 
     @property
     def partner_ids(self) -> list[str]:
@@ -723,6 +787,9 @@ class CoordinatorConfig(_Strict):
     tls: TlsFiles
     operator: Operator | None = None
     max_message_mb: int = Field(default=32, ge=1, le=512)
+    # Boundary files (GeoJSON) the project's maps are drawn on: boundary set name -> file.
+    # Public geography, never personal data; the project names the set, this says where it is.
+    boundaries: dict[Name, Path] = Field(default_factory=dict)
 
     @property
     def audit_path(self) -> Path:
@@ -882,7 +949,12 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Read and validate ``coordinator.toml``; relative paths resolve against its folder."""
     path = Path(path)
     _, data = _read_toml(path)
-    _resolve_paths(data, path.resolve().parent, _COORDINATOR_PATHS)
+    boundaries = data.get("boundaries") if isinstance(data.get("boundaries"), dict) else {}
+    _resolve_paths(
+        data,
+        path.resolve().parent,
+        _COORDINATOR_PATHS + tuple(("boundaries", name) for name in boundaries),
+    )
     return _validate(CoordinatorConfig, path, data)
 
 

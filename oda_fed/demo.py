@@ -7,7 +7,8 @@ folders it writes are laid out as the parties' machines would be:
 
     WORKDIR/data/          synthetic extracts, one per partner, and truth.csv
     WORKDIR/ca/            the partnership CA (kept by whoever the partnership trusts)
-    WORKDIR/coordinator/   coordinator.toml, its certificate, state, audit log, products
+    WORKDIR/coordinator/   coordinator.toml, its certificate, ward boundaries, state, audit log,
+                           products
     WORKDIR/nodes/<id>/    node.toml, key, certificate, linkage secret, audit log, entity ids
     WORKDIR/project.toml   the project agreement
     WORKDIR/logs/          each process's log
@@ -34,7 +35,14 @@ from oda_fed.errors import OdaFedError
 from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
 from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
-from oda_fed.synth import ErrorLevel, Synthetic, generate, project_document, write
+from oda_fed.synth import (
+    ErrorLevel,
+    Synthetic,
+    generate,
+    project_document,
+    write,
+    write_ward_boundaries,
+)
 from oda_fed.synth.project import PRODUCT_ID
 
 MARKER = ".oda-fed-demo"
@@ -47,6 +55,7 @@ class DemoResult:
     status: RoundStatus
     quality: Quality
     product_csv: Path
+    map_png: Path
     report: Path
     audit_ok: bool
     audit_entries: dict[str, int]
@@ -114,15 +123,43 @@ class Processes:
                 proc.kill()
 
 
+#: The demo's map: residents known to two or more services, by ward, on the made-up wards.
+MAP_ID = "known_to_several_services_map"
+
+
+def _map_product(council: str, wards: Path) -> dict:
+    return {
+        "id": MAP_ID,
+        "kind": "map",
+        "title": "Residents known to two or more services, by ward",
+        "by": [f"{council}.ward"],
+        "cohort": {"min_partners": 2},
+        "boundaries": "wards",
+        # Pinned, so every partner knows which boundaries the map was drawn on.
+        "boundaries_fingerprint": fingerprint_bytes(wards.read_bytes()),
+        "recipients": [council, "coordinator"],
+    }
+
+
 def setup(
-    workdir: Path, *, population: int, seed: int, errors: ErrorLevel
+    workdir: Path, *, population: int, seed: int, errors: ErrorLevel, with_map: bool = False
 ) -> tuple[Synthetic, Path]:
-    """Write data, project, PKI, secret and coordinator config; return the synthetic data."""
+    """Write data, project, PKI, secret and coordinator config; return the synthetic data.
+
+    ``with_map`` adds the demo's map product to the project (the coordinator is given the
+    ward boundaries either way).
+    """
     _prepare_workdir(workdir)
     synthetic = generate(population=population, partners=3, seed=seed, errors=errors)
     write(synthetic, workdir / "data")
     profiles = synthetic.profiles
+    coord = workdir / "coordinator"
+    coord.mkdir(parents=True, exist_ok=True)
+    # Public geography the coordinator draws maps on; made up, like the region's wards.
+    wards = write_ward_boundaries(coord / "wards.geojson")
     project = project_document(profiles)
+    if with_map:
+        project["products"].append(_map_product(profiles[0].id, wards))
     # The demo releases its products as soon as they pass disclosure control; a real project
     # leaves auto_release off, so an operator reviews the reports first.
     project["rounds"] = {"auto_release": True, "deadline_hours": 1}
@@ -131,7 +168,6 @@ def setup(
 
     ca_dir = workdir / "ca"
     init_ca(ca_dir, name="oda-fed demo partnership CA")
-    coord = workdir / "coordinator"
     cert, key = issue(
         ca_dir=ca_dir,
         name="coordinator",
@@ -153,6 +189,7 @@ def setup(
             "audit_dir": "audit",
             "tls": {"ca": "tls/ca.crt", "cert": f"tls/{cert.name}", "key": f"tls/{key.name}"},
             "operator": {"cert": f"tls/{op_cert.name}", "key": f"tls/{op_key.name}"},
+            "boundaries": {"wards": wards.name},
         },
     )
 
@@ -236,7 +273,7 @@ def run_demo(
     step = on_step or (lambda _msg: None)
     workdir = workdir.resolve()
     step("generating synthetic partners, project, CA and certificates")
-    synthetic, _ = setup(workdir, population=population, seed=seed, errors=errors)
+    synthetic, _ = setup(workdir, population=population, seed=seed, errors=errors, with_map=True)
     coord_cfg_path = workdir / "coordinator" / "coordinator.toml"
     port_file = workdir / "coordinator" / "port"
     procs = Processes(workdir / "logs")
@@ -289,15 +326,15 @@ def run_demo(
     reports = verify_dir(workdir)
     problems = [p for r in reports for p in r.problems]
     problems += cross_check([r.path for r in reports])
-    product_csv = next(
-        (workdir / "coordinator" / "products" / status.round_id).glob(f"{PRODUCT_ID}.csv")
-    )
+    products = workdir / "coordinator" / "products" / status.round_id
+    product_csv = next(products.glob(f"{PRODUCT_ID}.csv"))
     return DemoResult(
         workdir=workdir,
         records={p.partner: p.records for p in status.partners},
         status=status,
         quality=quality,
         product_csv=product_csv,
+        map_png=products / f"{MAP_ID}.png",
         report=Path(status.report_path),
         audit_ok=not problems,
         audit_entries={(r.party or r.path.stem): r.entries for r in reports},

@@ -35,6 +35,9 @@ def test_demo_runs_the_whole_federation(tmp_path: Path) -> None:
     assert logs == ["coordinator.jsonl", "council.jsonl", "police.jsonl", "social_care.jsonl"]
     assert list(workdir.glob("coordinator/products/*/report.html"))
     assert list(workdir.glob("coordinator/products/*/known_to_services_by_ward.png"))
+    # The map, drawn on the ward boundaries the coordinator holds, went to the council.
+    assert (workdir / "coordinator" / "wards.geojson").exists() and "map: " in out
+    assert list(workdir.glob("nodes/council/state/releases/*/*/known_to_several_services_map.png"))
     for partner in ("council", "police", "social_care"):
         assert (workdir / "nodes" / partner / "state" / "entities.csv").exists()
         assert (workdir / "logs" / f"{partner}.log").read_text()

@@ -111,6 +111,7 @@ def _print_result(result: DemoResult) -> None:
     for problem in result.audit_problems:
         console.print(f"  {problem}", highlight=False, markup=False)
     console.print(f"product: {shown(result.product_csv)}")
+    console.print(f"map: {shown(result.map_png)}")
     console.print(f"HTML report: [bold]{shown(result.report)}[/]")
     console.print(
         f"linkage quality estimated without truth: {shown(result.report.with_name('quality.html'))}"

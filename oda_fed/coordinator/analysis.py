@@ -71,6 +71,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
             releases=state.releases,
             release_id=round_id,
             report_dir=out_dir,
+            boundaries=state.boundaries,
         )
         table = built.product
         held += built.held

@@ -20,6 +20,7 @@ from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
+from oda_fed.products.boundaries import check_boundaries
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
@@ -42,6 +43,15 @@ def serve(
     loaded = load_pinned_project(
         config.project, pinned=config.project_fingerprint, pinned_in=config_path
     )
+    # Every map must be drawable before any round starts, not found wanting half-way through one.
+    for product_id, drawn_on in check_boundaries(loaded.project, config.boundaries).items():
+        log.info(
+            "product '%s' is drawn on %s (%d areas, %s)",
+            product_id,
+            drawn_on.path,
+            len(drawn_on.shapes),
+            drawn_on.fingerprint,
+        )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     store_path = config.state_dir / "coordinator.sqlite"
     state = CoordinatorState(
@@ -51,6 +61,7 @@ def serve(
         crossings=Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint),
         output_dir=config.output_dir,
         state_dir=config.state_dir,
+        boundaries=dict(config.boundaries),
     )
     state.lifecycle = Lifecycle(state)
 

@@ -71,6 +71,8 @@ class CoordinatorState:
     output_dir: Path
     state_dir: Path
     chunk_records: int = CHUNK_RECORDS
+    #: The boundary files maps are drawn on, by boundary set name (coordinator.toml).
+    boundaries: Mapping[str, Path] = field(default_factory=dict)
     sessions: Sessions[Instruction] = field(default_factory=Sessions)
     lifecycle: Lifecycle = field(init=False)
 

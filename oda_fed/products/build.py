@@ -6,6 +6,8 @@ the coordinator for a federated round, and by ``oda-fed analyse`` on files.
 - ``count``: entities in the cohort by up to three dimensions.
 - ``rate``: the same, and the share of them that also meet the numerator's conditions; numerator
   and denominator are each controlled, and the share is computed from what is published.
+- ``map``: a count (or with a numerator, a rate) by one area attribute, the same table as a
+  ``count`` or ``rate`` by that area, carrying the boundaries it is drawn on.
 
 Each table goes through :meth:`oda_fed.products.releases.Releases.control`, with every partner's
 own totals as known totals.
@@ -14,13 +16,14 @@ own totals as known totals.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from oda_fed.config import PARTNERS, AttributeRef, Product, Project
+from oda_fed.products.boundaries import boundaries_for
 from oda_fed.products.crosstab import NOT_KNOWN, Dimension, count_cells
 from oda_fed.products.releases import Controlled, Releases
 from oda_fed.products.tables import (
@@ -66,15 +69,25 @@ def build_product(
     releases: Releases,
     release_id: str,
     report_dir: Path,
+    boundaries: Mapping[str, Path] | None = None,
 ) -> Controlled:
     """Tabulate ``prod`` over ``population`` and put it through disclosure control.
+
+    ``boundaries`` gives the boundary files maps are drawn on, by boundary set name (from
+    ``coordinator.toml`` ``[boundaries]``); only a ``map`` needs them.
 
     Returns the controlled table and the cells the release ledger held (one line each).
     """
     control = _Control(releases, release_id, report_dir, prod)
     if prod.kind == "partner_count_by_area":
         return _partners_by_area(project, prod, population, control)
-    return _tabulated(project, prod, population, control)
+    # Read before anything is controlled: a map that cannot be drawn leaves nothing pending.
+    drawn_on = boundaries_for(prod, boundaries or {}) if prod.kind == "map" else None
+    built = _tabulated(project, prod, population, control)
+    if drawn_on is None:
+        return built
+    # The same controlled table as a count or rate by the area: the map only draws it.
+    return Controlled(product=replace(built.product, boundaries=drawn_on), held=built.held)
 
 
 @dataclass(frozen=True)
@@ -182,7 +195,7 @@ def _tabulated(
         )
 
     what = "/".join(prod.dimensions)
-    if prod.kind == "count":
+    if prod.numerator is None:
         return controlled(cohort, f"count/{what}", part="")
     denominator = controlled(cohort, f"count/{what}", part="denominator")
     flagged = cohort.copy()

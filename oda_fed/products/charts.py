@@ -132,7 +132,7 @@ def _bars(ax, groups: list[object], product: ProductTable) -> tuple[list, list[s
 
 
 def write_chart(product: ProductTable, path: Path) -> Path:
-    """Draw the product and save it as a PNG at ``path``.
+    """Draw the product (a map when it has boundaries) and save it as a PNG at ``path``.
 
     Examples
     --------
@@ -146,7 +146,12 @@ def write_chart(product: ProductTable, path: Path) -> Path:
     >>> out.read_bytes()[:8] == PNG_SIGNATURE
     True
     """
-    fig = draw_product(product)
+    if product.boundaries is not None:
+        from oda_fed.products.maps import draw_map  # maps.py imports this module
+
+        fig = draw_map(product)
+    else:
+        fig = draw_product(product)
     # No "Software" stamp: the same product gives the same bytes whatever matplotlib wrote it.
     fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
     return path

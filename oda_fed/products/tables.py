@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from oda_fed.disclosure import (
     known_totals,
 )
 from oda_fed.products.crosstab import MAX_DIMENSIONS, Dimension, ProductError, count_cells
+
+if TYPE_CHECKING:
+    from oda_fed.products.boundaries import Boundaries
 
 __all__ = [
     "PRODUCT_COLUMNS",
@@ -94,6 +98,8 @@ class ProductTable:
     held: np.ndarray | None = None
     #: The dimension columns, in order; the first is charted along the axis.
     dims: tuple[str, ...] = ("area", "partners")
+    #: For a map: the boundaries its one dimension's areas are drawn on (a chart otherwise).
+    boundaries: Boundaries | None = None
 
     def series(self) -> list[tuple[object, ...]]:
         """The combinations of every dimension but the first, in table order (what a chart
@@ -154,6 +160,8 @@ class ProductTable:
             raise ProductError(f"product table lacks column(s) {missing}")
         if not 1 <= len(self.dims) <= MAX_DIMENSIONS:
             raise ProductError(f"a product has 1 to {MAX_DIMENSIONS} dimensions")
+        if self.boundaries is not None and len(self.dims) != 1:
+            raise ProductError("a map has one dimension: the area its boundaries draw")
         if str(self.table["count"].dtype) != "Int64":
             raise ProductError("product table count column must be nullable Int64")
         if not pd.api.types.is_bool_dtype(self.table[SUPPRESSED_COLUMN].dtype):

@@ -12,6 +12,7 @@ Examples
 ['person_id', 'record_id', 'source']
 """
 
+from oda_fed.synth.boundaries import ward_boundaries, write_ward_boundaries
 from oda_fed.synth.corruption import ErrorLevel
 from oda_fed.synth.generator import Synthetic, SynthParameterError, error_level, generate, write
 from oda_fed.synth.profiles import PROFILES, PartnerProfile
@@ -26,6 +27,8 @@ __all__ = [
     "error_level",
     "generate",
     "project_document",
+    "ward_boundaries",
     "write",
     "write_project",
+    "write_ward_boundaries",
 ]

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from oda_fed.config import load_node_config, load_pinned_project, load_project
+from oda_fed.config import (
+    load_coordinator_config,
+    load_node_config,
+    load_pinned_project,
+    load_project,
+)
 from oda_fed.errors import ConfigError, ProjectMismatchError
 from oda_fed.linkage import settings_for
 
@@ -310,7 +315,7 @@ def test_count_and_rate_products_name_declared_attributes(tmp_path: Path) -> Non
         with pytest.raises(ConfigError, match=message):
             load_project(write(tmp_path, text))
     rate = count.replace('kind = "count"', 'kind = "rate"')
-    with pytest.raises(ConfigError, match="needs one"):
+    with pytest.raises(ConfigError, match="kind = 'rate' needs a numerator"):
         load_project(write(tmp_path, rate))
     rate += 'numerator = { "council.ward" = ["E05000001"] }\n'
     assert load_project(write(tmp_path, rate)).project.products[0].numerator
@@ -358,3 +363,111 @@ def test_lists_and_alerts_go_to_their_owner_alone(tmp_path: Path) -> None:
         load_project(write(tmp_path, no_rule))
     with pytest.raises(ConfigError, match="for kind = 'list'"):
         load_project(write(tmp_path, alert + "score_bands = [1]\n"))
+
+
+MAP = (
+    PROJECT
+    + """
+[[attributes]]
+name = "age"
+partner = "police"
+derive = "age_band"
+at = 2026-04-01
+bands = [0, 18, 65]
+
+[[products]]
+id = "ward_map"
+kind = "map"
+title = "By ward, on a map"
+by = ["council.ward"]
+boundaries = "wards"
+recipients = ["council"]
+"""
+)
+
+
+def test_a_map_names_one_area_and_the_boundaries_it_is_drawn_on(tmp_path: Path) -> None:
+    product = load_project(write(tmp_path, MAP)).project.products[1]
+    assert product.kind == "map" and product.dimensions == ["council.ward"]
+    assert product.boundaries == "wards" and product.map_area_property == "code"
+    assert product.numerator is None and product.boundaries_fingerprint is None
+    pinned = MAP + 'area_property = "WD24CD"\nboundaries_fingerprint = "sha256:' + "a" * 64 + '"\n'
+    pinned += 'numerator = { "police.age" = ["65+"] }\n'  # a map of a rate
+    product = load_project(write(tmp_path, pinned)).project.products[1]
+    assert product.map_area_property == "WD24CD" and product.numerator == {"police.age": ["65+"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('by = ["council.ward"]', 'by = ["council.ward", "partners"]'), "exactly one area"),
+        (('by = ["council.ward"]', 'by = ["partners"]'), "exactly one area"),
+        (('by = ["council.ward"]', 'by = ["police.age"]'), "'police.age' is derived by age_band"),
+        (('boundaries = "wards"\n', ""), "kind = 'map' needs boundaries"),
+        (('boundaries = "wards"', 'boundaries = "Wards!"'), "key 'products.1.boundaries'"),
+        (
+            ('boundaries = "wards"', 'boundaries = "wards"\nboundaries_fingerprint = "abc"'),
+            "boundaries_fingerprint': expected 'sha256:'",
+        ),
+        (
+            (
+                'boundaries = "wards"',
+                'boundaries = "wards"\narea = { partner = "council", attribute = "ward" }',
+            ),
+            "takes its area from by",
+        ),
+        (('kind = "map"', 'kind = "count"'), "boundaries: only for kind = 'map'"),
+    ],
+)
+def test_a_map_that_cannot_be_drawn_is_refused_at_load(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    text = MAP[: MAP.index('id = "ward_map"')] + MAP[MAP.index('id = "ward_map"') :].replace(
+        *change
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_project(write(tmp_path, text))
+
+
+def test_one_boundary_set_is_pinned_to_one_file(tmp_path: Path) -> None:
+    second = MAP[MAP.rindex("[[products]]") :].replace('"ward_map"', '"ward_map_2"')
+    text = MAP + 'boundaries_fingerprint = "sha256:' + "a" * 64 + '"\n\n' + second
+    text += 'boundaries_fingerprint = "sha256:' + "b" * 64 + '"\n'
+    with pytest.raises(ConfigError, match="pin boundaries 'wards' to 2 different fingerprints"):
+        load_project(write(tmp_path, text))
+
+
+def test_a_count_has_no_numerator(tmp_path: Path) -> None:
+    text = MAP.replace('kind = "map"', 'kind = "count"').replace('boundaries = "wards"\n', "")
+    text += 'numerator = { "police.age" = ["65+"] }\n'
+    with pytest.raises(ConfigError, match="a count has none"):
+        load_project(write(tmp_path, text))
+
+
+COORDINATOR = f"""\
+project = "project.toml"
+project_fingerprint = "sha256:{"a" * 64}"
+state_dir = "state"
+output_dir = "products"
+
+[tls]
+ca = "tls/ca.crt"
+cert = "tls/coordinator.crt"
+key = "tls/coordinator.key"
+"""
+
+
+def test_coordinator_boundary_files_resolve_against_the_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    text = COORDINATOR + '\n[boundaries]\nwards = "maps/wards.geojson"\nlsoas = "/srv/lsoas.json"\n'
+    config = load_coordinator_config(write(tmp_path / "conf", text, "coordinator.toml"))
+    assert config.boundaries == {
+        "wards": (tmp_path / "conf" / "maps" / "wards.geojson").resolve(),
+        "lsoas": Path("/srv/lsoas.json"),
+    }
+    assert load_coordinator_config(write(tmp_path, COORDINATOR, "c.toml")).boundaries == {}
+    bad = COORDINATOR + '\n[boundaries]\n"Ward Map" = "wards.geojson"\n'
+    with pytest.raises(
+        ConfigError, match=r"key 'boundaries.Ward Map.\[key\]': expected lower-case"
+    ):
+        load_coordinator_config(write(tmp_path, bad, "c.toml"))

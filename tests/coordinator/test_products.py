@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from oda_fed.audit import read_entries
 from oda_fed.cli import app
 from oda_fed.config import load_node_config
+from oda_fed.products.charts import PNG_SIGNATURE
 from oda_fed.transport.protocol import AuditKind, RoundState
 
 pytestmark = pytest.mark.grpc
@@ -101,10 +102,8 @@ def give_police_an_incident_table(fed) -> int:
     return len(recent)
 
 
-def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) -> None:
-    federation.amend_project(add_age_and_products)
-    map_age(federation)
-    with_incident = give_police_an_incident_table(federation)
+def run_round(federation) -> str:
+    """Run one round with every node to its end; its id."""
     threads = [federation.run_node(p) for p in federation.partners]
     admin = federation.admin()
     status = admin.wait(admin.start_round().round_id, timeout=120)
@@ -113,10 +112,25 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
     for thread, errors in threads:
         thread.join(timeout=60)
         assert not errors, errors
+    return status.round_id
+
+
+def release_folder(federation, round_id: str, partner: str, product: str) -> Path:
+    return federation.workdir / "nodes" / partner / "state" / "releases" / round_id / product
+
+
+def read_release(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / f"{folder.name}.csv", dtype=str, keep_default_na=False)
+
+
+def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) -> None:
+    federation.amend_project(add_age_and_products)
+    map_age(federation)
+    with_incident = give_police_an_incident_table(federation)
+    round_id = run_round(federation)
 
     def released(partner: str, product: str) -> pd.DataFrame:
-        folder = federation.workdir / "nodes" / partner / "state" / "releases" / status.round_id
-        return pd.read_csv(folder / product / f"{product}.csv", dtype=str, keep_default_na=False)
+        return read_release(release_folder(federation, round_id, partner, product))
 
     cross = released("social_care", "ward_by_age")
     assert list(cross.columns) == ["council.ward", "social_care.age", "count", "suppressed"]
@@ -127,8 +141,7 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
     assert (hidden["count"] == "suppressed").all() and len(hidden) < len(cross)
     assert (cross[cross.suppressed == "false"]["count"].astype(int) % 5 == 0).all()
     # Only its recipients got it.
-    assert not (federation.workdir / "nodes" / "police" / "state" / "releases" / status.round_id
-                / "ward_by_age").exists()  # fmt: skip
+    assert not release_folder(federation, round_id, "police", "ward_by_age").exists()
 
     rate = released("police", "older_share")
     assert list(rate.columns) == ["council.ward", "count", "suppressed", "denominator", "rate"]
@@ -160,7 +173,7 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
         "older_share.numerator",
         "ward_by_age",
     ]
-    page = federation.workdir / "coordinator" / "products" / status.round_id / "report.html"
+    page = federation.workdir / "coordinator" / "products" / round_id / "report.html"
     text = page.read_text()
     assert "by ward and age" in text and "% of " in text
 
@@ -168,7 +181,7 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
     # coordinator's rounding key: exactly the same released tables.
     analysed = analyse_like_the_nodes(federation, key_from=federation.workdir / "coordinator")
     for product in ("known_to_services_by_ward", "ward_by_age", "older_share", "incident_share"):
-        federated = federation.workdir / "coordinator" / "products" / status.round_id
+        federated = federation.workdir / "coordinator" / "products" / round_id
         assert (analysed / f"{product}.csv").read_text() == (
             federated / f"{product}.csv"
         ).read_text(), product
@@ -199,3 +212,77 @@ def analyse_like_the_nodes(fed, *, key_from: Path) -> Path:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return work / "products"
+
+
+def add_maps(doc: dict) -> None:
+    """A count and a rate by ward, and the same two as maps on the coordinator's ward
+    boundaries."""
+    add_age_and_products(doc)
+    two = {"by": ["council.ward"], "cohort": {"min_partners": 2}}
+    older = {"by": ["council.ward"], "numerator": {"social_care.age": ["65+"]}}
+    on_wards = {"kind": "map", "boundaries": "wards"}
+    doc["products"] = [
+        {"id": "ward_count", "kind": "count", "title": "By ward", "recipients": ["council"], **two},
+        {"id": "ward_map", "title": "Mapped", "recipients": ["police"], **two, **on_wards},
+        {"id": "older_rate", "kind": "rate", "title": "65+", "recipients": ["council"], **older},
+        {"id": "older_map", "title": "65+ mapped", "recipients": ["police"], **older, **on_wards},
+    ]
+
+
+def test_a_map_is_released_with_the_values_of_the_count_it_draws(federation) -> None:
+    federation.amend_project(add_maps)
+    map_age(federation)
+    round_id = run_round(federation)
+
+    def released(partner: str, product: str) -> pd.DataFrame:
+        return read_release(release_folder(federation, round_id, partner, product))
+
+    for product in ("ward_map", "older_map"):
+        folder = release_folder(federation, round_id, "police", product)
+        assert sorted(p.name for p in folder.iterdir()) == [f"{product}.csv", f"{product}.png"]
+        assert (folder / f"{product}.png").read_bytes().startswith(PNG_SIGNATURE)
+        # Only its recipients got it.
+        assert not release_folder(federation, round_id, "council", product).exists()
+
+    # Same cells, same cohort: the same controlled counts, suppressed in the same places.
+    counted, mapped = released("council", "ward_count"), released("police", "ward_map")
+    assert list(mapped.columns) == ["council.ward", "count", "suppressed"]
+    pd.testing.assert_frame_equal(mapped, counted)
+    assert (mapped.suppressed == "false").any() and len(mapped) == 30 + 1
+    rate, rate_map = released("council", "older_rate"), released("police", "older_map")
+    assert list(rate_map.columns) == ["council.ward", "count", "suppressed", "denominator", "rate"]
+    pd.testing.assert_frame_equal(rate_map, rate)
+    assert (rate_map.rate != "suppressed").any()
+
+
+@pytest.mark.parametrize("given", ["nothing", "a missing file"])
+def test_a_map_on_boundaries_the_coordinator_lacks_stops_it_at_start(tmp_path, given: str) -> None:
+    import threading
+
+    from oda_fed.config import fingerprint_bytes, load_coordinator_config
+    from oda_fed.coordinator.server import serve
+    from oda_fed.demo import setup
+    from oda_fed.errors import ConfigError
+
+    setup(tmp_path / "fed", population=50, seed=1, errors="low")
+    project = tmp_path / "fed" / "project.toml"
+    doc = tomllib.loads(project.read_text())
+    doc["products"].append(
+        {"id": "ward_map", "kind": "map", "title": "t", "by": ["council.ward"],
+         "boundaries": "wards", "recipients": ["council"]}
+    )  # fmt: skip
+    project.write_text(tomli_w.dumps(doc))
+    path = tmp_path / "fed" / "coordinator" / "coordinator.toml"
+    config = tomllib.loads(path.read_text())
+    config["project_fingerprint"] = fingerprint_bytes(project.read_bytes())
+    if given == "nothing":
+        del config["boundaries"]
+    else:
+        config["boundaries"] = {"wards": "gone.geojson"}
+    path.write_text(tomli_w.dumps(config))
+    stopped = threading.Event()
+    stopped.set()  # were it to start, it would stop at once
+    expected = "which the configuration does not give" if given == "nothing" else "not found"
+    with pytest.raises(ConfigError, match=expected):
+        serve(load_coordinator_config(path), config_path=path, stop_event=stopped)
+    assert not (tmp_path / "fed" / "coordinator" / "state").exists()  # stopped before anything

@@ -23,8 +23,10 @@ def test_public_api_is_deliberate() -> None:
         "error_level",
         "generate",
         "project_document",
+        "ward_boundaries",
         "write",
         "write_project",
+        "write_ward_boundaries",
     ]
 
 
