@@ -35,6 +35,11 @@ def test_demo_runs_the_whole_federation(tmp_path: Path) -> None:
     assert logs == ["coordinator.jsonl", "council.jsonl", "police.jsonl", "social_care.jsonl"]
     assert list(workdir.glob("coordinator/products/*/report.html"))
     assert list(workdir.glob("coordinator/products/*/known_to_services_by_ward.png"))
+    # The demo releases its round at once: its dashboard is published and listed.
+    [dashboard] = workdir.glob("coordinator/products/*/dashboard.html")
+    index = workdir / "coordinator" / "products" / "index.html"
+    assert f"./{dashboard.parent.name}/dashboard.html" in index.read_text()
+    assert "index.html" in out
     for partner in ("council", "police", "social_care"):
         assert (workdir / "nodes" / partner / "state" / "entities.csv").exists()
         assert (workdir / "logs" / f"{partner}.log").read_text()
