@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 REF       := .venv-ref
 REF_STAMP := $(REF)/.installed
 
-.PHONY: demo test venv ref proto lint bench clean
+.PHONY: demo test venv ref chromium proto lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,17 @@ $(REF_STAMP): requirements-ref.txt
 
 ref: $(REF_STAMP)
 
+# Debian's chromium, which the browser tests drive through Playwright (apt-get when missing; sudo
+# when not root). Playwright never downloads a browser of its own.
+chromium:
+	bash scripts/ensure_chromium.sh
+
 ## Run a whole federation on localhost: coordinator + 3 nodes over mutual TLS.
 demo: $(STAMP)
 	$(VENV)/bin/oda-fed demo --workdir demo-run
 
 ## Install what is needed and run the whole test suite.
-test: $(STAMP) $(REF_STAMP)
+test: $(STAMP) $(REF_STAMP) chromium
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) -m pytest -q
 
 ## Regenerate oda_fed/proto/v1 from protos/ with the pinned generator.

@@ -1,12 +1,13 @@
 """Shared fixtures: a federation folder (data, project, CA, certificates, configs) and a running
-coordinator on a loopback port, with real mutual TLS."""
+coordinator on a loopback port, with real mutual TLS; and pages opened in headless Chromium."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +18,21 @@ import pytest
 import tomli_w
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
     from oda_fed.coordinator.admin import AdminClient
     from oda_fed.node.agent import NodeAgent
     from oda_fed.synth import Synthetic
+
+#: Fixtures that start a browser; a test using one is marked ``browser`` whatever it says.
+BROWSER_FIXTURES = frozenset({"browser", "open_page"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # So that `-m "not browser"` deselects every test that needs Chromium.
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture
@@ -192,3 +205,100 @@ def federation(tmp_path: Path):
     fed.start_coordinator()
     yield fed
     fed.stop_coordinator()
+
+
+# --- pages in a real browser ---------------------------------------------------------------------
+
+
+def chromium_path() -> str:
+    """Debian's chromium; the browser tests fail (never skip) without it."""
+    found = shutil.which("chromium") or next(
+        (p for p in ("/usr/bin/chromium",) if Path(p).exists()), None
+    )
+    if found is None:
+        pytest.fail(
+            "the browser tests need Debian's chromium, which is not installed: run `make test` "
+            "(it installs chromium), or leave these tests out with -m 'not browser'",
+            pytrace=False,
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole session: Playwright drives the system's chromium
+    (``executable_path``), never a browser it downloaded."""
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser tests need playwright: run `make test`", pytrace=False)
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=executable, headless=True)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class OpenedPage:
+    """A page opened from a file, with everything it did that a self-contained page must not."""
+
+    page: Page
+    console_errors: list[str] = field(default_factory=list)
+    #: Every request other than for the page's own file(s) and data: URIs.
+    outside_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def goto(self, path: Path) -> None:
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_load_state("load")
+
+    def assert_clean(self) -> None:
+        """Nothing went wrong and nothing was fetched: the page stood alone."""
+        assert self.console_errors == [], self.console_errors
+        assert self.failed_requests == [], self.failed_requests
+        assert self.outside_requests == [], self.outside_requests
+        assert self.dialogs == [], self.dialogs
+
+    def images(self) -> list[tuple[bool, int]]:
+        """``(complete, naturalWidth)`` of every image: a broken data: URI has width 0."""
+        return self.page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.complete, e.naturalWidth])"
+        )
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[[Path], OpenedPage]]:
+    """Open an HTML file in a fresh browser context and record what it does."""
+    contexts = []
+
+    def open_(path: Path) -> OpenedPage:
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        opened = OpenedPage(page)
+
+        def on_console(message) -> None:
+            if message.type == "error":
+                opened.console_errors.append(message.text)
+
+        def on_request(request) -> None:
+            if not request.url.startswith(("file://", "data:")):
+                opened.outside_requests.append(request.url)
+
+        def on_dialog(dialog) -> None:
+            opened.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: opened.console_errors.append(str(exc)))
+        page.on("request", on_request)
+        page.on("requestfailed", lambda request: opened.failed_requests.append(request.url))
+        page.on("dialog", on_dialog)
+        opened.goto(path)
+        return opened
+
+    yield open_
+    for context in contexts:
+        context.close()

@@ -38,6 +38,11 @@ def test_demo_runs_the_whole_federation(tmp_path: Path) -> None:
     # The map, drawn on the ward boundaries the coordinator holds, went to the council.
     assert (workdir / "coordinator" / "wards.geojson").exists() and "map: " in out
     assert list(workdir.glob("nodes/council/state/releases/*/*/known_to_several_services_map.png"))
+    # The demo releases its round at once: its dashboard is published and listed.
+    [dashboard] = workdir.glob("coordinator/products/*/dashboard.html")
+    index = workdir / "coordinator" / "products" / "index.html"
+    assert f"./{dashboard.parent.name}/dashboard.html" in index.read_text()
+    assert "index.html" in out
     for partner in ("council", "police", "social_care"):
         assert (workdir / "nodes" / partner / "state" / "entities.csv").exists()
         assert (workdir / "logs" / f"{partner}.log").read_text()

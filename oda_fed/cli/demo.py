@@ -114,6 +114,10 @@ def _print_result(result: DemoResult) -> None:
     console.print(f"map: {shown(result.map_png)}")
     console.print(f"HTML report: [bold]{shown(result.report)}[/]")
     console.print(
+        f"released products for partners and councillors: "
+        f"{shown(result.report.parent.parent / 'index.html')}"
+    )
+    console.print(
         f"linkage quality estimated without truth: {shown(result.report.with_name('quality.html'))}"
     )
     console.print(f"finished in {result.seconds:.1f}s; everything is under {shown(result.workdir)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from oda_fed.coordinator.release import attribute_upload
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.products import write_product
 from oda_fed.products.build import Population, build_product
+from oda_fed.products.note import Provenance
 from oda_fed.products.records import (
     REF_COLUMN,
     RecordProduct,
@@ -51,6 +53,12 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
     entity_partners = members.groupby("entity_id")["partner"].nunique()
     out_dir = state.output_dir / round_id
     out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = Provenance(
+        project=state.project,
+        fingerprint=state.fingerprint,
+        release_id=round_id,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     made, held, records = [], [], []
     for prod in state.project.products:
         population = Population(
@@ -75,7 +83,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         )
         table = built.product
         held += built.held
-        paths = write_product(table, out_dir)
+        paths = write_product(table, out_dir, provenance=provenance)
         state.store.results.add_product(
             round_id=round_id,
             product_id=prod.id,
@@ -87,6 +95,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         made.append((table, paths))
     log.info("round %s: %d product(s) written to %s", round_id, len(made) + len(records), out_dir)
     report = reports.round_report(state, round_id, members=members, made=made, records=records)
+    reports.stage_dashboard(state, round_id, made=made, provenance=provenance)
     return Made(report=report, held=held)
 
 

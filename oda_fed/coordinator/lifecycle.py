@@ -1,10 +1,11 @@
 """The round lifecycle: moves each round through the state machine of :mod:`.states`.
 
 Each step's work is done by its own module: :mod:`.linking` matches and gives entity ids,
-:mod:`.release` makes the products and the round report, :mod:`.retention` deletes CLKs. The
-lifecycle decides when, records the state (only by a checked move, so an operator's cancellation
-and a step finishing at the same moment cannot both win), owes the nodes their deliveries, tells
-the connected ones, and writes the operator's and its own acts to the audit log.
+:mod:`.release` makes the products and the round report, :mod:`.reports` publishes the dashboard
+once a round is released, :mod:`.retention` deletes CLKs. The lifecycle decides when, records the
+state (only by a checked move, so an operator's cancellation and a step finishing at the same
+moment cannot both win), owes the nodes their deliveries, tells the connected ones, and writes
+the operator's and its own acts to the audit log.
 
 Steps run on one worker thread (:mod:`.worker`), one round at a time. A step looks only at the
 stored state, so it is safe to run again: a restarted coordinator resumes every round by
@@ -25,6 +26,7 @@ from oda_fed.coordinator import (
     instructions,
     linking,
     release,
+    reports,
     retention,
 )
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
@@ -228,6 +230,7 @@ class Lifecycle:
         if moved:
             self._log(r.round_id, act)  # the approval is logged before anything is sent
             self.state.releases.record(r.round_id)
+            reports.publish(self.state, r.round_id)
             self._owe(release.product_deliveries(self.state, r.round_id))
             log.info("round %s: products released by %s", r.round_id, by)
         return moved

@@ -1,12 +1,17 @@
 """The round report the operator reviews before release (``report.html``): the linkage summary,
-every product's controlled table and chart, and the state of the coordinator's audit log.
+every product's controlled table and chart, and the state of the coordinator's audit log; and the
+published pages, the round's dashboard and the index over released rounds.
 
-It holds counts only and stays with the coordinator. The linkage quality report
-(``quality.html``) is written by :mod:`oda_fed.coordinator.linking`.
+The round report holds counts only and stays with the coordinator. The linkage quality report
+(``quality.html``) is written by :mod:`oda_fed.coordinator.linking`. The dashboard holds the
+released products and nothing else; it is written with the products as
+``dashboard.unreleased.html`` and becomes ``dashboard.html``, listed in ``index.html``, only when
+the round is released.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +21,11 @@ from oda_fed.audit import read_entries, verify_log
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.matching.link import entities_by_partner_count
 from oda_fed.products import ProductTable, render_report
+from oda_fed.products.note import Provenance
+from oda_fed.products.pages import UNRELEASED, publish_dashboard, write_dashboard, write_index
 from oda_fed.products.records import RecordProduct
+
+log = logging.getLogger(__name__)
 
 
 def round_report(
@@ -68,3 +77,39 @@ def audit_summary(state: CoordinatorState, round_id: str) -> dict[str, object] |
         "entries so far": report.entries,
         "this round's messages by kind": kinds,
     }
+
+
+def stage_dashboard(
+    state: CoordinatorState,
+    round_id: str,
+    *,
+    made: list[tuple[ProductTable, dict[str, Path]]],
+    provenance: Provenance,
+) -> Path:
+    """Write the round's dashboard as it will be published, under a name that says it is not
+    released yet: the products may wait days for an operator, across restarts."""
+    return write_dashboard(
+        state.output_dir / round_id, products=made, provenance=provenance, name=UNRELEASED
+    )
+
+
+def publish(state: CoordinatorState, round_id: str) -> None:
+    """Publish a released round's dashboard and rewrite the index over the released rounds.
+
+    The round is released whatever happens here, so a failure is logged, not raised: the index
+    can be written again by :func:`write_round_index`.
+    """
+    try:
+        if publish_dashboard(state.output_dir / round_id) is None:
+            log.warning("round %s has no dashboard to publish", round_id)
+        write_round_index(state)
+    except OSError:
+        log.exception("round %s: the dashboard or the index could not be written", round_id)
+
+
+def write_round_index(state: CoordinatorState) -> Path:
+    """``index.html`` in the output folder: the rounds the store says were released, newest
+    first, each linking to its dashboard."""
+    return write_index(
+        state.output_dir, title=state.project.title, releases=state.store.rounds.released()
+    )

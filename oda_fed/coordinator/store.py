@@ -99,6 +99,15 @@ class RoundTable:
         )
         return [_round(r) for r in rows]
 
+    def released(self) -> list[str]:
+        """Ids of the rounds whose products were released (now released or closed), oldest
+        first."""
+        rows = self._db.query(
+            "SELECT round_id FROM rounds WHERE state IN (?, ?) ORDER BY seq",
+            (RoundState.RELEASED.value, RoundState.CLOSED.value),
+        )
+        return [r[0] for r in rows]
+
     def move(
         self,
         round_id: str,

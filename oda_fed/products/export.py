@@ -1,4 +1,5 @@
-"""Write a controlled product to the files that are released: a CSV table and a PNG chart."""
+"""Write a controlled product to the files that are released: a CSV table, a PNG chart and an
+HTML page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pandas as pd
 
 from oda_fed.disclosure import SUPPRESSED_COLUMN
 from oda_fed.products.charts import write_chart
+from oda_fed.products.note import Provenance
+from oda_fed.products.pages import write_product_page
 from oda_fed.products.tables import ProductTable
 
 #: What a suppressed cell shows instead of a count.
@@ -20,8 +23,10 @@ __all__ = ["write_product"]
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
-    """Write ``<product_id>.csv`` and ``<product_id>.png`` into ``out_dir``.
+def write_product(
+    product: ProductTable, out_dir: Path, *, provenance: Provenance | None = None
+) -> dict[str, Path]:
+    """Write ``<product_id>.csv``, ``<product_id>.png`` and ``<product_id>.html`` into ``out_dir``.
 
     The CSV has a column per dimension (``area,partners`` for residents by area and number of
     partners), then ``count`` and ``suppressed``; a rate adds ``denominator`` and ``rate``. A
@@ -30,6 +35,10 @@ def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
     where its count or denominator is. A label that a spreadsheet would run as a formula
     (starting with ``= + - @``, tab or carriage return) is written with a leading ``'``.
 
+    The HTML page (:func:`~oda_fed.products.pages.write_product_page`) shows the chart, the table
+    and a note for a reader who is not an analyst: what suppression and rounding mean, why a
+    value can be "not known", and, given ``provenance``, where the figures came from.
+
     Parameters
     ----------
     product
@@ -37,11 +46,13 @@ def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
     out_dir
         Folder to write into; created if missing. Existing files of the same names are
         replaced.
+    provenance
+        The project, release and time the figures come from, for the page's note.
 
     Returns
     -------
     dict[str, Path]
-        ``{"csv": ..., "png": ...}``.
+        ``{"csv": ..., "png": ..., "html": ...}``.
 
     Examples
     --------
@@ -61,7 +72,14 @@ def write_product(product: ProductTable, out_dir: Path) -> dict[str, Path]:
     png_path = out_dir / f"{product.product_id}.png"
     _write_csv(product, csv_path)
     write_chart(product, png_path)
-    return {"csv": csv_path, "png": png_path}
+    html_path = write_product_page(
+        product,
+        out_dir / f"{product.product_id}.html",
+        chart=png_path,
+        csv_name=csv_path.name,
+        provenance=provenance,
+    )
+    return {"csv": csv_path, "png": png_path, "html": html_path}
 
 
 def _write_csv(product: ProductTable, path: Path) -> None:

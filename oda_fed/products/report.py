@@ -137,8 +137,27 @@ def _linkage_context(linkage: Mapping[str, object]) -> dict[str, object]:
 
 
 def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[str, object]:
+    """The product for the operator: its reader's table, chart, and how disclosure control
+    treated its cells."""
+    headers, rows = _reader_table(product)
+    csv_path = paths.get("csv")
+    return {
+        "id": product.product_id,
+        "title": product.title,
+        "rules": product.describe_rules(),
+        "suppressed_cells": product.suppressed_cells,
+        "headers": headers,
+        "rows": rows,
+        "chart": _png_data_uri(paths["png"], product.product_id) if "png" in paths else None,
+        "csv_name": None if csv_path is None else Path(csv_path).name,
+        "decisions": _decisions(product),
+    }
+
+
+def _reader_table(product: ProductTable) -> tuple[list[str], list[list[_Cell]]]:
     """The product as a reader's table: a row per combination of every dimension but the last,
-    a column per value of the last (one ``count`` column for a one-dimension table)."""
+    a column per value of the last (one ``count`` column for a one-dimension table). Returns the
+    headers and the rows, each row's first cell its label."""
     table = product.table
     dims = product.dims
     rows_dims, column_dim = (dims[:-1], dims[-1]) if len(dims) > 1 else (dims, None)
@@ -158,18 +177,7 @@ def _product_context(product: ProductTable, paths: Mapping[str, Path]) -> dict[s
         + [cells.get(key if c is None else (*key, c), _Cell("")) for c in columns]
         for key in row_keys
     ]
-    csv_path = paths.get("csv")
-    return {
-        "id": product.product_id,
-        "title": product.title,
-        "rules": product.describe_rules(),
-        "suppressed_cells": product.suppressed_cells,
-        "headers": headers,
-        "rows": rows,
-        "chart": _png_data_uri(paths["png"], product.product_id) if "png" in paths else None,
-        "csv_name": None if csv_path is None else Path(csv_path).name,
-        "decisions": _decisions(product),
-    }
+    return headers, rows
 
 
 def _records_context(product: RecordProduct) -> dict[str, object]:
@@ -193,7 +201,8 @@ def _shown(product: ProductTable, row) -> _Cell:
     if value is None:
         return _Cell("suppressed", True)
     if product.is_rate:
-        return _Cell(f"{value:.1f}% of {_number(row['denominator'])}")
+        # iterrows may hand an Int64 denominator back as a float: show it as the count it is.
+        return _Cell(f"{value:.1f}% of {_number(int(row['denominator']))}")
     return _Cell(_number(row["count"]))
 
 

@@ -75,6 +75,11 @@ def test_products_are_held_until_an_operator_releases_them(federation) -> None:
     for partner in federation.partners:
         assert releases(federation, partner, round_id) == []
         assert not entries(federation, partner, AuditKind.PRODUCT_RELEASE, round_id)
+    # The dashboard is written with the products, but not as released, and is listed nowhere.
+    out = federation.workdir / "coordinator" / "products"
+    assert (out / round_id / "dashboard.unreleased.html").exists()
+    assert not (out / round_id / "dashboard.html").exists()
+    assert not (out / "index.html").exists() or round_id not in (out / "index.html").read_text()
 
     released = admin.release_round(round_id)
     assert released.state in (RoundState.RELEASED, RoundState.CLOSED)
@@ -89,6 +94,7 @@ def test_products_are_held_until_an_operator_releases_them(federation) -> None:
     for partner in federation.partners:
         assert releases(federation, partner, round_id) == [
             "known_to_services_by_ward.csv",
+            "known_to_services_by_ward.html",
             "known_to_services_by_ward.png",
         ]
         # The release crossed once each way, logged by both sides with the same payload.
@@ -99,6 +105,10 @@ def test_products_are_held_until_an_operator_releases_them(federation) -> None:
             if e.recipient == partner
         ]
         assert got.payload_sha256 == sent.payload_sha256
+    # Released: the dashboard is published and the index links to it.
+    assert (out / round_id / "dashboard.html").exists()
+    assert not (out / round_id / "dashboard.unreleased.html").exists()
+    assert f'href="./{round_id}/dashboard.html"' in (out / "index.html").read_text()
     [approval] = entries(federation, "coordinator", AuditKind.RELEASE_ROUND, round_id)
     assert approval.sender == "operator"
     refused = entries(federation, "coordinator", AuditKind.REFUSED_CALL, round_id)

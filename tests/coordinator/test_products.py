@@ -239,7 +239,9 @@ def test_a_map_is_released_with_the_values_of_the_count_it_draws(federation) -> 
 
     for product in ("ward_map", "older_map"):
         folder = release_folder(federation, round_id, "police", product)
-        assert sorted(p.name for p in folder.iterdir()) == [f"{product}.csv", f"{product}.png"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"{product}.{kind}" for kind in ("csv", "html", "png")
+        ]
         assert (folder / f"{product}.png").read_bytes().startswith(PNG_SIGNATURE)
         # Only its recipients got it.
         assert not release_folder(federation, round_id, "council", product).exists()
