@@ -195,6 +195,7 @@ def analyse_files(
     state_dir: Path,
     sources: Mapping[str, AnalysisSource] | None = None,
     index: Path | None = None,
+    boundaries: Mapping[str, Path] | None = None,
     on_invalid: str = "error",
     progress: Progress | None = None,
 ) -> Analysis:
@@ -208,7 +209,9 @@ def analyse_files(
     holds the key rounding is drawn with: keep it, and do not publish it. A cell the ledger holds
     is suppressed and named in :attr:`Analysis.held`. A prioritised list or an alert is written
     with the owner's record ids; an alert needs ``index``, a linked index whose entity ids stay
-    the same from run to run (:func:`link_files`).
+    the same from run to run (:func:`link_files`). ``boundaries`` gives the GeoJSON file of each
+    boundary set a map is drawn on, as coordinator.toml ``[boundaries]`` does. Beside the products,
+    ``dashboard.html`` holds every table and map with its chart and a note for its reader.
 
     Nothing is written to ``out_dir`` until every product is built; a file or attribute that
     cannot be used stops the run with nothing written and the ledger as it was.
@@ -221,8 +224,11 @@ def analyse_files(
     """
     from oda_fed.node.derive import derive_all
     from oda_fed.node.policy import shareable_attributes
+    from oda_fed.products.boundaries import check_boundaries
     from oda_fed.products.build import Population, build_product
     from oda_fed.products.export import write_product
+    from oda_fed.products.note import Provenance
+    from oda_fed.products.pages import write_dashboard
     from oda_fed.products.records import build_records, write_decisions, write_records
     from oda_fed.products.releases import Releases
 
@@ -244,6 +250,7 @@ def analyse_files(
             "that stay the same from run to run: give a linked index (--index FILE)"
         )
     target = _index_target(project, index)
+    check_boundaries(spec, boundaries or {})
     encoded = _encoded(
         files,
         project=project,
@@ -316,12 +323,24 @@ def analyse_files(
                     releases=releases,
                     release_id=release_id,
                     report_dir=report_dir,
+                    boundaries=boundaries,
                 )
             )
     except BaseException:
         releases.drop(release_id)
         raise
-    made = [(b.product, write_product(b.product, Path(out_dir))) for b in built]
+    provenance = Provenance(
+        project=spec,
+        fingerprint=project.fingerprint,
+        release_id=release_id,
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        federated=False,
+    )
+    made = [
+        (b.product, write_product(b.product, Path(out_dir), provenance=provenance)) for b in built
+    ]
+    if made:
+        write_dashboard(Path(out_dir), products=made, provenance=provenance)
     records = []
     for product in listed:
         write_decisions(product, report_dir, releases=releases, release_id=release_id)

@@ -13,6 +13,7 @@ import tomli_w
 from typer.testing import CliRunner
 
 from oda_fed.cli import app
+from oda_fed.synth import write_ward_boundaries
 
 runner = CliRunner()
 
@@ -381,6 +382,9 @@ def analysis_project(data: Path, tmp_path: Path) -> Path:
         {"id": "incident_share", "kind": "rate", "title": "Share with a recent incident",
          "by": ["council.ward"], "numerator": {"police.recent_incident": ["yes"]},
          "recipients": ["council"]},
+        {"id": "incident_map", "kind": "map", "title": "Where incidents are",
+         "by": ["council.ward"], "numerator": {"police.recent_incident": ["yes"]},
+         "boundaries": "wards", "recipients": ["council"]},
     ]  # fmt: skip
     project = tmp_path / "project.toml"
     project.write_text(tomli_w.dumps(doc))
@@ -420,13 +424,15 @@ def sources_file(data: Path, tmp_path: Path, **council: object) -> Path:
     return path
 
 
-def analyse(data: Path, project: Path, sources: Path, out: Path, *files: Path, extra=()):
+def analyse(data: Path, project: Path, sources: Path, out: Path, *files: Path, extra=(),
+            boundaries: bool = True):  # fmt: skip
     paths = files or tuple(data / f"{p}.csv" for p in ("council", "police", "social_care"))
+    wards = write_ward_boundaries(data / "wards.geojson")
     return runner.invoke(
         app,
         ["analyse", *map(str, paths), "--project", str(project),
          "--secret-file", str(data / "linkage.secret"), "--sources", str(sources),
-         "--out", str(out), *extra],
+         "--out", str(out), *(["--boundaries", f"wards={wards}"] if boundaries else []), *extra],
     )  # fmt: skip
 
 
@@ -436,14 +442,21 @@ def test_analyse_releases_every_product_and_the_ledger_holds_a_differencing_rele
     project = analysis_project(data, tmp_path)
     sources = sources_file(data, tmp_path)
     out = tmp_path / "products"
+    unmapped = analyse(data, project, sources, out, boundaries=False)
+    assert unmapped.exit_code == 2 and "--boundaries wards=" in unmapped.output
+    assert not out.exists()
     first = analyse(data, project, sources, out)
     assert first.exit_code == 0, first.output
-    products = ("known_to_services_by_ward", "ward_by_age", "incident_share")
+    products = ("known_to_services_by_ward", "ward_by_age", "incident_share", "incident_map")
     for product in products:
         assert (out / f"{product}.png").read_bytes()[:4] == b"\x89PNG"
         table = pd.read_csv(out / f"{product}.csv", dtype=str, keep_default_na=False)
         hidden = table[table.suppressed == "true"]
         assert len(hidden) and (hidden["count"] == "suppressed").all()
+    # The map draws the rate's table; the dashboard holds every table with its chart.
+    assert (out / "incident_map.csv").read_text() == (out / "incident_share.csv").read_text()
+    dashboard = (out / "dashboard.html").read_text()
+    assert all(f'id="product-{p}"' in dashboard for p in products), dashboard[:2000]
     ages = pd.read_csv(out / "ward_by_age.csv", dtype=str)
     assert set(ages["social_care.age"]) == {"0-17", "18-64", "65+", "not known"}
     rate = pd.read_csv(out / "incident_share.csv", dtype=str)

@@ -444,6 +444,13 @@ def analyse(
             "the same from run to run; alerts need one."
         ),
     ] = None,
+    boundaries: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=FILE: the GeoJSON file of a boundary set a map product is drawn on "
+            "(as coordinator.toml [boundaries] gives it); once per boundary set."
+        ),
+    ] = None,
     on_invalid: OnInvalid = "error",
 ) -> None:
     """Embedded mode: link partners' files and release every product the project declares.
@@ -462,6 +469,7 @@ def analyse(
         sources=sources,
         state=state,
         index=index,
+        boundaries=boundaries or [],
         on_invalid=on_invalid,
     )
 
@@ -475,6 +483,7 @@ def _analyse(
     sources: Path | None,
     state: Path | None,
     index: Path | None,
+    boundaries: list[str],
     on_invalid: str,
 ) -> None:
     from oda_fed.config import load_analysis_sources, load_project
@@ -512,9 +521,23 @@ def _analyse(
         state_dir=state_dir,
         sources=given,
         index=index,
+        boundaries=_named_files(boundaries, option="--boundaries"),
         on_invalid=invalid,
     )
     _print_analysis(analysis, out=out, state_dir=state_dir, seconds=time.monotonic() - started)
+
+
+def _named_files(given: list[str], *, option: str) -> dict[str, Path]:
+    """``NAME=FILE`` values of a repeated option, checked."""
+    named: dict[str, Path] = {}
+    for text in given:
+        name, equals, path = text.partition("=")
+        if not equals or not name or not path:
+            raise ConfigError(f"{option} takes NAME=FILE, e.g. {option} wards=wards.geojson")
+        if name in named:
+            raise ConfigError(f"{option} gives '{name}' twice; give each once")
+        named[name] = Path(path)
+    return named
 
 
 def _print_analysis(analysis: Analysis, *, out: Path, state_dir: Path, seconds: float) -> None:
@@ -548,6 +571,8 @@ def _print_analysis(analysis: Analysis, *, out: Path, state_dir: Path, seconds: 
             ", ".join(paths) + (f" ({said})" if said else ""),
         )
     console.print(table)
+    if analysis.products:
+        console.print(f"dashboard: {shown(out / 'dashboard.html')}")
     if analysis.held:
         console.print(
             f"[bold yellow]{len(analysis.held)} cell(s) held[/]: an earlier release of the same "
