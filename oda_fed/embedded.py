@@ -225,7 +225,7 @@ def analyse_files(
     from oda_fed.node.derive import derive_all
     from oda_fed.node.policy import shareable_attributes
     from oda_fed.products.boundaries import check_boundaries
-    from oda_fed.products.build import Population, build_product
+    from oda_fed.products.build import Population, build_products
     from oda_fed.products.export import write_product
     from oda_fed.products.note import Provenance
     from oda_fed.products.pages import write_dashboard
@@ -305,30 +305,29 @@ def analyse_files(
     releases = Releases.in_folder(state_dir, spec, name=project.fingerprint.rpartition(":")[2][:16])
     release_id = "analyse-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     report_dir = Path(state_dir) / "reports" / release_id
-    built, listed = [], []
+    tables = [p for p in spec.products if p.kind not in RECORD_KINDS]
     try:
-        for prod in spec.products:
-            if progress is not None:
-                progress(f"building {prod.id}")
-            if prod.kind in RECORD_KINDS:
-                listed.append(
-                    build_records(spec, prod, population, releases=releases, release_id=release_id)
-                )
-                continue
-            built.append(
-                build_product(
-                    spec,
-                    prod,
-                    population,
-                    releases=releases,
-                    release_id=release_id,
-                    report_dir=report_dir,
-                    boundaries=boundaries,
-                )
-            )
+        if progress is not None:
+            progress(f"building {len(spec.products)} product(s)")
+        listed = [
+            build_records(spec, prod, population, releases=releases, release_id=release_id)
+            for prod in spec.products
+            if prod.kind in RECORD_KINDS
+        ]
+        # Controlled together, as a round's are: no product's suppressed cell follows from
+        # another's.
+        controlled = build_products(
+            spec,
+            [(prod, population) for prod in tables],
+            releases=releases,
+            release_id=release_id,
+            report_dir=report_dir,
+            boundaries=boundaries,
+        )
     except BaseException:
         releases.drop(release_id)
         raise
+    built = [controlled[prod.id] for prod in tables]
     provenance = Provenance(
         project=spec,
         fingerprint=project.fingerprint,

@@ -20,7 +20,7 @@ from oda_fed.coordinator import reports
 from oda_fed.coordinator.release import attribute_upload
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.products import write_product
-from oda_fed.products.build import Population, build_product
+from oda_fed.products.build import Population, build_products
 from oda_fed.products.note import Provenance
 from oda_fed.products.records import (
     REF_COLUMN,
@@ -59,7 +59,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         release_id=round_id,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    made, held, records = [], [], []
+    made, held, records, tables = [], [], [], []
     for prod in state.project.products:
         population = Population(
             partners=entity_partners,
@@ -71,18 +71,20 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         )
         if prod.kind in RECORD_KINDS:
             records.append(_record_product(state, round_id, prod, population, out_dir))
-            continue
-        built = build_product(
-            state.project,
-            prod,
-            population,
-            releases=state.releases,
-            release_id=round_id,
-            report_dir=out_dir,
-            boundaries=state.boundaries,
-        )
-        table = built.product
-        held += built.held
+        else:
+            tables.append((prod, population))
+    # Controlled together, so that no product's suppressed cell follows from another's.
+    built = build_products(
+        state.project,
+        tables,
+        releases=state.releases,
+        release_id=round_id,
+        report_dir=out_dir,
+        boundaries=state.boundaries,
+    )
+    for prod, _ in tables:
+        table = built[prod.id].product
+        held += built[prod.id].held
         paths = write_product(table, out_dir, provenance=provenance)
         state.store.results.add_product(
             round_id=round_id,

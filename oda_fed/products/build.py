@@ -9,13 +9,18 @@ the coordinator for a federated round, and by ``oda-fed analyse`` on files.
 - ``map``: a count (or with a numerator, a rate) by one area attribute, the same table as a
   ``count`` or ``rate`` by that area, carrying the boundaries it is drawn on.
 
-Each table goes through :meth:`oda_fed.products.releases.Releases.control`, with every partner's
-own totals as known totals.
+All the tables of one release go through disclosure control together
+(:meth:`oda_fed.products.releases.Releases.control_together`), with every partner's own totals as
+known totals, and with every cell of one product that counts the same people as cells of another
+(the same cohort, by fewer of the same dimensions: a ward's count and its row by age, or the same
+table twice) linked to them, so that no suppressed cell of one can be worked out from the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.config import PARTNERS, AttributeRef, Product, Project
-from oda_fed.products.boundaries import boundaries_for
+from oda_fed.disclosure import KnownTotal
+from oda_fed.products.boundaries import Boundaries, boundaries_for
 from oda_fed.products.crosstab import NOT_KNOWN, Dimension, count_cells
-from oda_fed.products.releases import Controlled, Releases
+from oda_fed.products.releases import Controlled, Part, Releases
 from oda_fed.products.tables import (
     ProductTable,
     area_row_totals,
@@ -34,7 +40,7 @@ from oda_fed.products.tables import (
     rate_product,
 )
 
-__all__ = ["UNKNOWN_AREA", "Population", "build_product"]
+__all__ = ["UNKNOWN_AREA", "Population", "build_product", "build_products"]
 
 #: The row of entities the area partner does not hold, or holds with no area.
 UNKNOWN_AREA = "area not known"
@@ -71,41 +77,134 @@ def build_product(
     report_dir: Path,
     boundaries: Mapping[str, Path] | None = None,
 ) -> Controlled:
-    """Tabulate ``prod`` over ``population`` and put it through disclosure control.
+    """Tabulate ``prod`` over ``population`` and put it through disclosure control, on its
+    own; a release of several products uses :func:`build_products`.
 
     ``boundaries`` gives the boundary files maps are drawn on, by boundary set name (from
     ``coordinator.toml`` ``[boundaries]``); only a ``map`` needs them.
 
     Returns the controlled table and the cells the release ledger held (one line each).
     """
-    control = _Control(releases, release_id, report_dir, prod)
-    if prod.kind == "partner_count_by_area":
-        return _partners_by_area(project, prod, population, control)
-    # Read before anything is controlled: a map that cannot be drawn leaves nothing pending.
-    drawn_on = boundaries_for(prod, boundaries or {}) if prod.kind == "map" else None
-    built = _tabulated(project, prod, population, control)
-    if drawn_on is None:
-        return built
-    # The same controlled table as a count or rate by the area: the map only draws it.
-    return Controlled(product=replace(built.product, boundaries=drawn_on), held=built.held)
+    return build_products(
+        project,
+        [(prod, population)],
+        releases=releases,
+        release_id=release_id,
+        report_dir=report_dir,
+        boundaries=boundaries,
+    )[prod.id]
+
+
+def build_products(
+    project: Project,
+    items: Sequence[tuple[Product, Population]],
+    *,
+    releases: Releases,
+    release_id: str,
+    report_dir: Path,
+    boundaries: Mapping[str, Path] | None = None,
+) -> dict[str, Controlled]:
+    """Tabulate each count, rate, map and ``partner_count_by_area`` product over its
+    population, and control them together (see the module's docstring).
+
+    Every map's boundaries are read first: a map that cannot be drawn leaves nothing pending in
+    the ledger. Returns each product's controlled table and held cells, by product id.
+    """
+    drawn = {
+        prod.id: boundaries_for(prod, boundaries or {}) for prod, _ in items if prod.kind == "map"
+    }
+    plans = [_plan(project, prod, population) for prod, population in items]
+    parts = [part for plan in plans for part in plan.parts]
+    views = [view for plan in plans for view in plan.views]
+    links, same = _links(parts, views)
+    controlled = releases.control_together(
+        release_id, parts, report_dir=report_dir, links=links, same_cells=same
+    )
+    out, at = {}, 0
+    for plan in plans:
+        mine = controlled[at : at + len(plan.parts)]
+        at += len(plan.parts)
+        out[plan.prod.id] = _assembled(plan.prod, mine, drawn.get(plan.prod.id))
+    return out
 
 
 @dataclass(frozen=True)
-class _Control:
-    releases: Releases
-    release_id: str
-    report_dir: Path
-    prod: Product
+class _View:
+    """How a part's cells are compared with other parts': which people they count (``who``),
+    and each cell's coordinates under common names."""
 
-    def __call__(self, cells: pd.DataFrame, **kwargs) -> Controlled:
-        return self.releases.control(
-            self.release_id,
-            report_dir=self.report_dir,
-            product_id=self.prod.id,
-            title=self.prod.title,
-            cells=cells,
-            **kwargs,
+    who: str
+    cells: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Plan:
+    prod: Product
+    parts: list[Part]
+    views: list[_View]
+
+
+def _assembled(prod: Product, parts: list[Controlled], drawn: Boundaries | None) -> Controlled:
+    """A product from its controlled parts: a rate from its numerator and denominator."""
+    if len(parts) == 1:
+        built = parts[0]
+    else:
+        numerator, denominator = parts
+        rate: ProductTable = rate_product(
+            numerator.product, denominator.product, product_id=prod.id, title=prod.title
         )
+        built = Controlled(product=rate, held=numerator.held + denominator.held)
+    if drawn is None:
+        return built
+    # The same controlled table as a count or rate by the area: the map only draws it.
+    return Controlled(product=replace(built.product, boundaries=drawn), held=built.held)
+
+
+def _links(
+    parts: Sequence[Part], views: Sequence[_View]
+) -> tuple[list[KnownTotal], dict[int, int]]:
+    """Every cell of one part that counts the same people as a group of cells of another: the
+    same ``who``, and the other part's cells that agree with it on all its dimensions. And,
+    where two parts are the same table, each cell of the later to its twin in the earlier
+    (positions in the parts stacked in order)."""
+    starts = np.cumsum([0, *(len(p.cells) for p in parts)])
+    links, same = [], {}
+    for i, j in itertools.permutations(range(len(parts)), 2):
+        coarse, fine = views[i], views[j]
+        dims = list(coarse.cells.columns)
+        if coarse.who != fine.who or not set(dims) <= set(fine.cells.columns):
+            continue
+        if len(dims) == len(fine.cells.columns) and i > j:
+            continue  # the same table twice: one link per pair of cells is enough
+        groups = fine.cells.groupby(dims, sort=False).indices
+        for a, key in enumerate(coarse.cells.itertuples(index=False, name=None)):
+            members = groups.get(key if len(dims) > 1 else key[0])
+            if members is None:
+                continue
+            if len(dims) == len(fine.cells.columns) and len(members) == 1:
+                same[int(starts[j]) + int(members[0])] = int(starts[i]) + a
+            links.append(
+                KnownTotal.same_people(
+                    [int(starts[i]) + a],
+                    [int(starts[j]) + int(b) for b in members],
+                    label=f"{parts[i].name} and {parts[j].name}: "
+                    + ", ".join(f"{d}={v}" for d, v in zip(dims, key, strict=True)),
+                )
+            )
+    return links, same
+
+
+def _view(cells: pd.DataFrame, who: str, names: Mapping[str, str] | None = None) -> _View:
+    names = names or {}
+    dims = [c for c in cells.columns if c != "count"]
+    frame = pd.DataFrame({names.get(d, d): cells[d].astype(str).to_numpy() for d in dims})
+    return _View(who=who, cells=frame)
+
+
+def _plan(project: Project, prod: Product, population: Population) -> _Plan:
+    if prod.kind == "partner_count_by_area":
+        return _partners_by_area(project, prod, population)
+    return _tabulated(project, prod, population)
 
 
 def entity_frame(prod: Product, population: Population) -> pd.DataFrame:
@@ -137,9 +236,7 @@ def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tup
     return tuple(sorted(v for v in set(observed) if v))
 
 
-def _partners_by_area(
-    project: Project, prod: Product, population: Population, control: _Control
-) -> Controlled:
+def _partners_by_area(project: Project, prod: Product, population: Population) -> _Plan:
     assert prod.area is not None  # the kind needs it
     ref = AttributeRef(partner=prod.area.partner, name=prod.area.attribute)
     area = population.values[str(ref)]
@@ -152,18 +249,34 @@ def _partners_by_area(
         # Every listed area gets its rows, so an area with nobody linked is not conspicuous.
         areas=domain.codes if domain is not None and domain.codes else None,
     )
-    return control(
-        cells,
+    part = Part(
+        product_id=prod.id,
+        title=prod.title,
         counts=f"partners_by_area/{ref}",
-        known=area_row_totals(cells, unknown_area=UNKNOWN_AREA),
+        cells=cells,
+        known=tuple(area_row_totals(cells, unknown_area=UNKNOWN_AREA)),
         unknown_area=UNKNOWN_AREA,
     )
+    # The same cells as a count by the area and "partners" over every linked entity.
+    view = _view(
+        cells.replace({"area": {UNKNOWN_AREA: NOT_KNOWN}}),
+        _who("count", _definition(min_partners=1)),
+        names={"area": str(ref)},
+    )
+    return _Plan(prod=prod, parts=[part], views=[view])
 
 
-def _tabulated(
-    project: Project, prod: Product, population: Population, control: _Control
-) -> Controlled:
-    """A count or rate product: its entities tabulated and controlled."""
+def _definition(min_partners: int, where: Mapping[str, list[str]] | None = None) -> dict:
+    """A cohort as the ledger and the links name it."""
+    return {"min_partners": [str(min_partners)], **{d: sorted(v) for d, v in (where or {}).items()}}
+
+
+def _who(what: str, cohort: Mapping[str, list[str]]) -> str:
+    return json.dumps([what, cohort], sort_keys=True)
+
+
+def _tabulated(project: Project, prod: Product, population: Population) -> _Plan:
+    """A count, rate or map: its entities tabulated, its tables ready for control."""
     entities = entity_frame(prod, population)
     dims = [
         Dimension(
@@ -178,32 +291,34 @@ def _tabulated(
     for d in prod.dimensions:
         if d != PARTNERS:
             held_by.setdefault(AttributeRef.parse(d).partner, []).append(d)
-    definition = {
-        "min_partners": [str(prod.cohort.min_partners)],
-        **{d: sorted(v) for d, v in prod.cohort.where.items()},
-    }
-
-    def controlled(mask: np.ndarray, counts: str, part: str) -> Controlled:
-        cells = count_cells(entities, dims=dims, cohort=pd.Series(mask))
-        return control(
-            cells,
-            counts=counts,
-            known=partner_totals(cells, held_by=held_by, not_known=NOT_KNOWN),
-            unknown_area=NOT_KNOWN,
-            cohort=definition,
-            part=part,
-        )
-
+    definition = _definition(prod.cohort.min_partners, prod.cohort.where)
     what = "/".join(prod.dimensions)
+    parts, views = [], []
+
+    def add(mask: np.ndarray, counts: str, part: str, who: str) -> None:
+        cells = count_cells(entities, dims=dims, cohort=pd.Series(mask))
+        parts.append(
+            Part(
+                product_id=prod.id,
+                title=prod.title,
+                counts=counts,
+                cells=cells,
+                known=tuple(partner_totals(cells, held_by=held_by, not_known=NOT_KNOWN)),
+                cohort=definition,
+                part=part,
+                unknown_area=NOT_KNOWN,
+            )
+        )
+        views.append(_view(cells, who))
+
     if prod.numerator is None:
-        return controlled(cohort, f"count/{what}", part="")
-    denominator = controlled(cohort, f"count/{what}", part="denominator")
+        add(cohort, f"count/{what}", "", _who("count", definition))
+        return _Plan(prod=prod, parts=parts, views=views)
     flagged = cohort.copy()
-    for d, allowed in (prod.numerator or {}).items():
+    for d, allowed in prod.numerator.items():
         flagged &= entities[d].isin(allowed).to_numpy()
-    wanted = ";".join(f"{d}={sorted(v)}" for d, v in sorted((prod.numerator or {}).items()))
-    numerator = controlled(flagged, f"rate-numerator/{what}/{wanted}", part="numerator")
-    rate: ProductTable = rate_product(
-        numerator.product, denominator.product, product_id=prod.id, title=prod.title
-    )
-    return Controlled(product=rate, held=numerator.held + denominator.held)
+    wanted = ";".join(f"{d}={sorted(v)}" for d, v in sorted(prod.numerator.items()))
+    add(flagged, f"rate-numerator/{what}/{wanted}", "numerator",
+        _who(f"numerator {wanted}", definition))  # fmt: skip
+    add(cohort, f"count/{what}", "denominator", _who("count", definition))
+    return _Plan(prod=prod, parts=parts, views=views)

@@ -22,23 +22,27 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from oda_fed.config import Project
 from oda_fed.disclosure import (
+    SUPPRESSED_COLUMN,
     CellDefinition,
+    ControlledTable,
+    DisclosureReport,
     DisclosureRules,
     KnownTotal,
     ReleaseLedger,
+    control_table,
     definition_keys,
 )
 from oda_fed.durable import write_atomic
 from oda_fed.pki import new_secret, read_secret
-from oda_fed.products.tables import ProductTable, controlled_product
+from oda_fed.products.tables import ProductTable
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,81 @@ def disclosure_key(state_dir: Path) -> bytes:
     if not path.exists():
         new_secret(path)
     return read_secret(path)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One table of a release before control: its true cells, what they count, and the totals
+    someone knows over them (positions in ``cells``)."""
+
+    product_id: str
+    title: str
+    counts: str
+    cells: pd.DataFrame
+    known: tuple[KnownTotal, ...] = ()
+    cohort: Mapping[str, list[str]] | None = None
+    part: str = ""
+    unknown_area: str | None = None
+
+    @property
+    def dims(self) -> list[str]:
+        return [c for c in self.cells.columns if c != "count"]
+
+    @property
+    def name(self) -> str:
+        """The table's name in reports: ``<product>[.<part>]``."""
+        return ".".join(filter(None, (self.product_id, self.part)))
+
+
+#: The column telling stacked tables apart.
+TABLE = "table"
+
+
+def stack(parts: Sequence[Part]) -> tuple[pd.DataFrame, list[int]]:
+    """The parts' cells as one table (a :data:`TABLE` column, every part's dimensions, ``""``
+    where a part has no such dimension), and where each part starts in it."""
+    dims = list(dict.fromkeys(d for p in parts for d in p.dims))
+    frames, starts, start = [], [], 0
+    for i, p in enumerate(parts):
+        frame = p.cells.reset_index(drop=True).copy()
+        for d in dims:
+            if d not in frame.columns:
+                frame[d] = ""
+        frame[TABLE] = str(i)
+        frames.append(frame[[TABLE, *dims, "count"]].astype({d: object for d in dims}))
+        starts.append(start)
+        start += len(frame)
+    return pd.concat(frames, ignore_index=True), starts
+
+
+def _product(
+    part: Part, controlled: ControlledTable, start: int, end: int, rules: DisclosureRules
+) -> ProductTable:
+    """One part's rows of a control run over stacked tables, as its own product table."""
+    table = controlled.table.iloc[start:end].reset_index(drop=True)
+    table = table[[*part.dims, "count", SUPPRESSED_COLUMN]]
+    for d in part.dims:
+        table[d] = part.cells[d].to_numpy()
+    report = DisclosureReport(
+        rules=controlled.report.rules,
+        keyed=controlled.report.keyed,
+        cells=tuple(
+            replace(c, coordinates=tuple((d, v) for d, v in c.coordinates if d in part.dims))
+            for c in controlled.report.cells[start:end]
+        ),
+        exposed=controlled.report.exposed,
+    )
+    return ProductTable(
+        product_id=part.product_id,
+        title=part.title,
+        table=table,
+        rules=rules,
+        suppressed_cells=int(table[SUPPRESSED_COLUMN].sum()),
+        unknown_area=part.unknown_area,
+        report=report,
+        held=controlled.held[start:end],
+        dims=tuple(part.dims),
+    )
 
 
 @dataclass(frozen=True)
@@ -139,42 +218,79 @@ class Releases:
         (``<product>[.<part>].disclosure.csv``) for whoever approves the release, and its
         decisions are counted through :attr:`audit`.
         """
+        table = Part(
+            product_id=product_id,
+            title=title,
+            counts=counts,
+            cells=cells,
+            known=tuple(known),
+            cohort=cohort,
+            part=part,
+            unknown_area=unknown_area,
+        )
+        return self.control_together(release_id, [table], report_dir=report_dir)[0]
+
+    def control_together(
+        self,
+        release_id: str,
+        parts: Sequence[Part],
+        *,
+        report_dir: Path,
+        links: Sequence[KnownTotal] = (),
+        same_cells: Mapping[int, int] | None = None,
+    ) -> list[Controlled]:
+        """Control several tables of one release as one: ``links`` are totals that span them
+        (positions in the tables stacked in order), such as a cell of one product that counts
+        the same people as a row of another, so that no suppressed cell of one can be worked
+        out from the others. ``same_cells`` maps a cell to an earlier one counting the same
+        people (the same table in two products, under two definitions): it is rounded the same
+        way, so that two roundings of one count cannot be averaged. Each table is reported and
+        kept as :meth:`control` does."""
         rules = DisclosureRules(
             min_cell=self.project.min_cell(),
             rounding_base=self.project.disclosure.rounding_base,
         )
-        dims = [c for c in cells.columns if c != "count"]
+        stacked, starts = stack(parts)
         definitions = [
-            CellDefinition.of(counts, coordinates=dict(zip(dims, row, strict=True)), cohort=cohort)
-            for row in cells[dims].itertuples(index=False, name=None)
-        ]
-        true = cells["count"].to_numpy()
+            CellDefinition.of(p.counts, coordinates=dict(zip(p.dims, row, strict=True)),
+                              cohort=p.cohort)
+            for p in parts
+            for row in p.cells[p.dims].itertuples(index=False, name=None)
+        ]  # fmt: skip
+        true = stacked["count"].to_numpy()
         keys = definition_keys([d.key for d in definitions], true, secret=self.key)
+        for cell, twin in (same_cells or {}).items():
+            keys[cell] = keys[twin]
         with ReleaseLedger(self.ledger_path) as ledger:
             holds = ledger.check(definitions, true, min_cell=rules.min_cell)
-        product = controlled_product(
-            cells,
-            product_id=product_id,
-            title=title,
-            rules=rules,
-            cell_keys=keys,
-            known=known,
-            holds=holds,
-            unknown_area=unknown_area,
-        )
-        self._keep(release_id, counts=counts, cohort=cohort, cells=cells, product=product)
-        self._report(
-            release_id,
-            product,
-            report_dir=report_dir,
-            name=".".join(filter(None, (product_id, part))),
-        )
-        held = [
-            f"{product_id} ({', '.join(f'{k}={v}' for k, v in h.definition.coordinates)}): "
-            f"{h.reason}"
-            for h in holds
+        known = [
+            KnownTotal(cells=tuple(start + c for c in k.cells), signs=k.signs, label=k.label)
+            for p, start in zip(parts, starts, strict=True)
+            for k in p.known
         ]
-        return Controlled(product=product, held=held)
+        controlled = control_table(
+            stacked,
+            rules=rules,
+            dimensions=[c for c in stacked.columns if c != "count"],
+            cell_keys=keys,
+            known_totals=[*known, *links],
+            holds=holds,
+        )
+        out = []
+        for p, start in zip(parts, starts, strict=True):
+            end = start + len(p.cells)
+            product = _product(p, controlled, start, end, rules)
+            self._keep(release_id, counts=p.counts, cohort=p.cohort, cells=p.cells,
+                       product=product)  # fmt: skip
+            self._report(release_id, product, report_dir=report_dir, name=p.name)
+            held = [
+                f"{p.product_id} ({', '.join(f'{k}={v}' for k, v in h.definition.coordinates)}): "
+                f"{h.reason}"
+                for h in holds
+                if start <= h.position < end
+            ]
+            out.append(Controlled(product=product, held=held))
+        return out
 
     def alert_baseline(self, product_id: str) -> frozenset[str] | None:
         """The entities that met alert ``product_id``'s rule at its last release (less those
