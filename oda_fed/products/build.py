@@ -10,7 +10,8 @@ the coordinator for a federated round, and by ``oda-fed analyse`` on files.
   ``count`` or ``rate`` by that area, carrying the boundaries it is drawn on.
 
 Each table goes through :meth:`oda_fed.products.releases.Releases.control`, with every partner's
-own totals as known totals.
+own totals as known totals. :func:`true_cells` gives the tables before it, for whoever must
+measure what control and linkage changed (``benchmarks/products.py``); never release them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.config import PARTNERS, AttributeRef, Product, Project
+from oda_fed.disclosure import KnownTotal
 from oda_fed.products.boundaries import boundaries_for
 from oda_fed.products.crosstab import NOT_KNOWN, Dimension, count_cells
 from oda_fed.products.releases import Controlled, Releases
@@ -34,7 +36,7 @@ from oda_fed.products.tables import (
     rate_product,
 )
 
-__all__ = ["UNKNOWN_AREA", "Population", "build_product"]
+__all__ = ["UNKNOWN_AREA", "Population", "TrueCells", "build_product", "true_cells"]
 
 #: The row of entities the area partner does not hold, or holds with no area.
 UNKNOWN_AREA = "area not known"
@@ -61,6 +63,51 @@ class Population:
     records: Mapping[str, pd.Series] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrueCells:
+    """One table of a product before disclosure control: its true counts, and what control
+    must know about them.
+
+    Attributes
+    ----------
+    part
+        ``""`` for a count; a rate's ``"denominator"`` or ``"numerator"``.
+    counts
+        What the cells count, whatever the product is called (the release ledger's name for them).
+    cells
+        A column per dimension, then ``count`` (true counts, every cell, zeros included).
+    known
+        The totals some partner can work out from its own records.
+    unknown_area
+        The label of "no value" in the table's dimensions.
+    cohort
+        Which entities are counted (attribute to the values allowed), or None.
+    """
+
+    part: str
+    counts: str
+    cells: pd.DataFrame
+    known: list[KnownTotal]
+    unknown_area: str
+    cohort: dict[str, list[str]] | None = None
+
+
+def true_cells(project: Project, prod: Product, population: Population) -> list[TrueCells]:
+    """Tabulate ``prod`` over ``population``, without disclosure control: a count's one table,
+    or a rate's (or a map's with a numerator) denominator then numerator.
+
+    What :func:`build_product` controls; the counts are true counts, never to be released.
+
+    Examples
+    --------
+    >>> [t.part for t in true_cells(project, rate, population)]  # doctest: +SKIP
+    ['denominator', 'numerator']
+    """
+    if prod.kind == "partner_count_by_area":
+        return [_partners_by_area(project, prod, population)]
+    return _tabulated(project, prod, population)
+
+
 def build_product(
     project: Project,
     prod: Product,
@@ -78,12 +125,18 @@ def build_product(
 
     Returns the controlled table and the cells the release ledger held (one line each).
     """
-    control = _Control(releases, release_id, report_dir, prod)
-    if prod.kind == "partner_count_by_area":
-        return _partners_by_area(project, prod, population, control)
     # Read before anything is controlled: a map that cannot be drawn leaves nothing pending.
     drawn_on = boundaries_for(prod, boundaries or {}) if prod.kind == "map" else None
-    built = _tabulated(project, prod, population, control)
+    control = _Control(releases, release_id, report_dir, prod)
+    tables = {t.part: control(t) for t in true_cells(project, prod, population)}
+    if "numerator" in tables:
+        numerator, denominator = tables["numerator"], tables["denominator"]
+        rate: ProductTable = rate_product(
+            numerator.product, denominator.product, product_id=prod.id, title=prod.title
+        )
+        built = Controlled(product=rate, held=numerator.held + denominator.held)
+    else:
+        built = tables[""]
     if drawn_on is None:
         return built
     # The same controlled table as a count or rate by the area: the map only draws it.
@@ -97,14 +150,18 @@ class _Control:
     report_dir: Path
     prod: Product
 
-    def __call__(self, cells: pd.DataFrame, **kwargs) -> Controlled:
+    def __call__(self, table: TrueCells) -> Controlled:
         return self.releases.control(
             self.release_id,
             report_dir=self.report_dir,
             product_id=self.prod.id,
             title=self.prod.title,
-            cells=cells,
-            **kwargs,
+            counts=table.counts,
+            cells=table.cells,
+            known=table.known,
+            unknown_area=table.unknown_area,
+            cohort=table.cohort,
+            part=table.part,
         )
 
 
@@ -137,9 +194,7 @@ def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tup
     return tuple(sorted(v for v in set(observed) if v))
 
 
-def _partners_by_area(
-    project: Project, prod: Product, population: Population, control: _Control
-) -> Controlled:
+def _partners_by_area(project: Project, prod: Product, population: Population) -> TrueCells:
     assert prod.area is not None  # the kind needs it
     ref = AttributeRef(partner=prod.area.partner, name=prod.area.attribute)
     area = population.values[str(ref)]
@@ -152,18 +207,17 @@ def _partners_by_area(
         # Every listed area gets its rows, so an area with nobody linked is not conspicuous.
         areas=domain.codes if domain is not None and domain.codes else None,
     )
-    return control(
-        cells,
+    return TrueCells(
+        part="",
         counts=f"partners_by_area/{ref}",
+        cells=cells,
         known=area_row_totals(cells, unknown_area=UNKNOWN_AREA),
         unknown_area=UNKNOWN_AREA,
     )
 
 
-def _tabulated(
-    project: Project, prod: Product, population: Population, control: _Control
-) -> Controlled:
-    """A count or rate product: its entities tabulated and controlled."""
+def _tabulated(project: Project, prod: Product, population: Population) -> list[TrueCells]:
+    """A count, rate or map product: its entities tabulated."""
     entities = entity_frame(prod, population)
     dims = [
         Dimension(
@@ -183,27 +237,24 @@ def _tabulated(
         **{d: sorted(v) for d, v in prod.cohort.where.items()},
     }
 
-    def controlled(mask: np.ndarray, counts: str, part: str) -> Controlled:
+    def tabulated(mask: np.ndarray, counts: str, part: str) -> TrueCells:
         cells = count_cells(entities, dims=dims, cohort=pd.Series(mask))
-        return control(
-            cells,
+        return TrueCells(
+            part=part,
             counts=counts,
+            cells=cells,
             known=partner_totals(cells, held_by=held_by, not_known=NOT_KNOWN),
             unknown_area=NOT_KNOWN,
             cohort=definition,
-            part=part,
         )
 
     what = "/".join(prod.dimensions)
     if prod.numerator is None:
-        return controlled(cohort, f"count/{what}", part="")
-    denominator = controlled(cohort, f"count/{what}", part="denominator")
+        return [tabulated(cohort, f"count/{what}", part="")]
+    denominator = tabulated(cohort, f"count/{what}", part="denominator")
     flagged = cohort.copy()
     for d, allowed in (prod.numerator or {}).items():
         flagged &= entities[d].isin(allowed).to_numpy()
     wanted = ";".join(f"{d}={sorted(v)}" for d, v in sorted((prod.numerator or {}).items()))
-    numerator = controlled(flagged, f"rate-numerator/{what}/{wanted}", part="numerator")
-    rate: ProductTable = rate_product(
-        numerator.product, denominator.product, product_id=prod.id, title=prod.title
-    )
-    return Controlled(product=rate, held=numerator.held + denominator.held)
+    numerator = tabulated(flagged, f"rate-numerator/{what}/{wanted}", part="numerator")
+    return [denominator, numerator]
