@@ -58,6 +58,7 @@ bench: $(STAMP) $(REF_STAMP)
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/disclosure.py
 	$(PY) benchmarks/events.py
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/products.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo-run build *.egg-info

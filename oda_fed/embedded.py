@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -25,6 +26,9 @@ from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
 from oda_fed.products.records import RecordProduct
 from oda_fed.products.tables import ProductTable
+
+if TYPE_CHECKING:
+    from oda_fed.products.build import Population
 
 Progress = Callable[[str], None]
 
@@ -175,6 +179,10 @@ class Analysis:
         same cell differs from it by less than the smallest publishable count).
     linked
         The linkage run the products were built on.
+    population
+        The linked entities and their derived attribute values, as the products were built
+        from them (:class:`oda_fed.products.build.Population`): true values, never to be
+        released; :func:`oda_fed.products.build.true_cells` tabulates them without control.
     records
         Each prioritised list and alert, with its file.
     """
@@ -183,6 +191,7 @@ class Analysis:
     products: list[tuple[ProductTable, dict[str, Path]]]
     held: list[str]
     linked: LinkResult
+    population: Population
     records: list[tuple[RecordProduct, dict[str, Path]]] = field(default_factory=list)
 
 
@@ -350,5 +359,6 @@ def analyse_files(
         products=made,
         held=[line for b in built for line in b.held],
         linked=linked,
+        population=population,
         records=records,
     )

@@ -572,3 +572,37 @@ def test_analyse_releases_a_list_and_an_alert_with_the_owners_record_ids(
     entity = links.set_index(["source", "record_id"]).entity_id
     flagged = {entity[("police", p)] for p in fresh if ("police", p) in entity}
     assert {entity[("council", r)] for r in alert.record_id} <= flagged
+
+
+def test_analysis_returns_the_population_its_products_were_built_from(
+    data: Path, tmp_path: Path
+) -> None:
+    from oda_fed.config import load_project
+    from oda_fed.embedded import analyse_files
+    from oda_fed.pki import read_secret
+    from oda_fed.products.build import true_cells
+
+    loaded = load_project(data / "project.toml")
+    analysis = analyse_files(
+        {p: data / f"{p}.csv" for p in ("council", "police", "social_care")},
+        project=loaded,
+        secret=read_secret(data / "linkage.secret"),
+        out_dir=tmp_path / "out",
+        state_dir=tmp_path / "state",
+    )
+    population = analysis.population
+    assert population.partners.equals(analysis.linked.partners_per_entity())
+    # Each council record's ward, under the entity its record joined.
+    council = pd.read_csv(data / "council.csv", dtype=str, keep_default_na=False)
+    members = analysis.linked.members
+    entity = members[members.source == "council"].set_index("record_id")["entity_id"]
+    wards = population.values["council.ward"]
+    assert dict(zip(entity[council["person_ref"]], council["ward_code"], strict=True)) == dict(
+        zip(wards.index, wards, strict=True)
+    )
+    (product, _), prod = analysis.products[0], loaded.project.products[0]
+    (table,) = true_cells(loaded.project, prod, population)
+    assert table.cells["count"].sum() == len(population.partners)
+    shown = product.table["count"].to_numpy(dtype=float, na_value=np.nan)
+    published = ~np.isnan(shown)
+    assert np.abs(shown[published] - table.cells["count"].to_numpy()[published]).max() < 5

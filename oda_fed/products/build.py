@@ -14,6 +14,8 @@ All the tables of one release go through disclosure control together
 known totals, and with every cell of one product that counts the same people as cells of another
 (the same cohort, by fewer of the same dimensions: a ward's count and its row by age, or the same
 table twice) linked to them, so that no suppressed cell of one can be worked out from the other.
+:func:`true_cells` gives a product's tables before control, for whoever must measure what control
+and linkage changed (``benchmarks/products.py``); never release them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from oda_fed.products.tables import (
     rate_product,
 )
 
-__all__ = ["UNKNOWN_AREA", "Population", "build_product", "build_products"]
+__all__ = ["UNKNOWN_AREA", "Population", "build_product", "build_products", "true_cells"]
 
 #: The row of entities the area partner does not hold, or holds with no area.
 UNKNOWN_AREA = "area not known"
@@ -149,7 +151,7 @@ def _assembled(prod: Product, parts: list[Controlled], drawn: Boundaries | None)
     if len(parts) == 1:
         built = parts[0]
     else:
-        numerator, denominator = parts
+        denominator, numerator = parts
         rate: ProductTable = rate_product(
             numerator.product, denominator.product, product_id=prod.id, title=prod.title
         )
@@ -199,6 +201,13 @@ def _view(cells: pd.DataFrame, who: str, names: Mapping[str, str] | None = None)
     dims = [c for c in cells.columns if c != "count"]
     frame = pd.DataFrame({names.get(d, d): cells[d].astype(str).to_numpy() for d in dims})
     return _View(who=who, cells=frame)
+
+
+def true_cells(project: Project, prod: Product, population: Population) -> list[Part]:
+    """Tabulate ``prod`` over ``population``, without disclosure control: a count's one table,
+    or a rate's (or a map's with a numerator) denominator then numerator, each with its true
+    counts (every cell, zeros included) and what control must know about them."""
+    return _plan(project, prod, population).parts
 
 
 def _plan(project: Project, prod: Product, population: Population) -> _Plan:
@@ -318,7 +327,7 @@ def _tabulated(project: Project, prod: Product, population: Population) -> _Plan
     for d, allowed in prod.numerator.items():
         flagged &= entities[d].isin(allowed).to_numpy()
     wanted = ";".join(f"{d}={sorted(v)}" for d, v in sorted(prod.numerator.items()))
+    add(cohort, f"count/{what}", "denominator", _who("count", definition))
     add(flagged, f"rate-numerator/{what}/{wanted}", "numerator",
         _who(f"numerator {wanted}", definition))  # fmt: skip
-    add(cohort, f"count/{what}", "denominator", _who("count", definition))
     return _Plan(prod=prod, parts=parts, views=views)
