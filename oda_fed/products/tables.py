@@ -305,7 +305,18 @@ def rate_product(
 ) -> ProductTable:
     """A share from a controlled numerator and denominator over the same cells: published only
     where both are, computed from what is published (the true counts stay with the
-    coordinator)."""
+    coordinator), and at most 1.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"area": ["W1", "W2"], "count": [30, 40]})
+    >>> rules = DisclosureRules(min_cell=0, rounding_base=5)
+    >>> top = controlled_product(cells.assign(count=[35, 20]), product_id="n", title="t",
+    ...                          rules=rules)
+    >>> bottom = controlled_product(cells, product_id="d", title="t", rules=rules)
+    >>> rate_product(top, bottom, product_id="r", title="t").table["rate"].tolist()
+    [1.0, 0.5]
+    """
     if len(numerator.table) != len(denominator.table) or numerator.dims != denominator.dims:
         raise ProductError("a rate's numerator and denominator must have the same cells")
     table = numerator.table.copy()
@@ -313,6 +324,9 @@ def rate_product(
     bottom = denominator.table["count"].astype("Float64").to_numpy()
     table["denominator"] = denominator.table["count"].to_numpy()
     rate = (top / bottom).where((~pd.isna(top)) & (~pd.isna(bottom)) & (bottom > 0))
+    # The numerator counts some of the denominator's people, but the two are rounded apart: a
+    # numerator rounded up past its denominator is a share of all of them, never above 100 %.
+    rate = rate.clip(upper=1.0)
     table["rate"] = rate.astype("float64")
     return ProductTable(
         product_id=product_id,
