@@ -382,6 +382,9 @@ class Indicator(_Strict):
 
 #: Products that release records (each to its owner only), not counts.
 RECORD_KINDS = ("list", "alert")
+#: A table of one partner's own records, computed and controlled at its node: only the table
+#: leaves it, never a value per record.
+LOCAL = "local"
 
 
 #: The GeoJSON feature property a map reads each area's code from, unless the product says.
@@ -401,6 +404,11 @@ class Product(_Strict):
     ``partner_count_by_area``: the earlier form of ``count`` by
     ``[<area partner>.<attribute>, "partners"]``.
 
+    ``local``: a count of the ``owner``'s own records by 1 to 3 of its own attributes (its
+    caseload by ward, say), with a cohort of its own attributes only. It needs no linkage and no
+    other partner: the owner's node tabulates it, puts it through disclosure control, and sends
+    only the controlled table.
+
     Record-level products go to their ``owner`` alone, as the owner's own records: ``list``, the
     owner's records in the cohort ranked by a score from ``indicators`` (only those scoring at
     least ``score_bands[0]``); ``alert``, the owner's records of entities that meet the cohort
@@ -408,7 +416,7 @@ class Product(_Strict):
     """
 
     id: Name
-    kind: Literal["partner_count_by_area", "count", "rate", "map", "list", "alert"]
+    kind: Literal["partner_count_by_area", "count", "rate", "map", "list", "alert", "local"]
     title: str
     recipients: list[Name] = Field(min_length=1)
     area: AreaSource | None = None
@@ -444,6 +452,8 @@ class Product(_Strict):
             return self._records()
         if self.kind == "map":
             self._a_map()
+        if self.kind == LOCAL:
+            self._a_local()
         if not self.by:
             raise ValueError(f"kind = '{self.kind}' needs by: 1 to {MAX_DIMENSIONS} dimensions")
         if len(set(self.by)) != len(self.by):
@@ -486,6 +496,29 @@ class Product(_Strict):
         if self.sensitive is not None:
             AttributeRef.parse(self.sensitive)
         return self
+
+    def _a_local(self) -> None:
+        if self.owner is None:
+            raise ValueError(
+                "kind = 'local' needs owner: the partner whose node computes it from its records"
+            )
+        if self.area is not None or self.numerator is not None:
+            raise ValueError("kind = 'local' takes by and cohort.where, not area or numerator")
+        if self.cohort.min_partners != 1:
+            raise ValueError(
+                "kind = 'local' counts one partner's records, unlinked: cohort.min_partners "
+                "cannot apply"
+            )
+        others = [
+            t
+            for t in [*self.by, *self.cohort.where]
+            if t == PARTNERS or AttributeRef.parse(t).partner != self.owner
+        ]
+        if others:
+            raise ValueError(
+                f"kind = 'local' is computed from {self.owner}'s records alone; "
+                f"{', '.join(others)} is not one of its attributes"
+            )
 
     @property
     def score_labels(self) -> list[str]:
@@ -667,9 +700,13 @@ class Project(_Strict):
         raise ConfigError(f"project '{self.name}' declares no product '{product_id}'")
 
     def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
-        """Whether the project lets ``partner`` share ``attribute`` for ``product_id``."""
+        """Whether the project lets ``partner`` share ``attribute`` for ``product_id``, a value
+        per record. Never for a ``local`` product: only its table leaves the node."""
         wanted = AttributeRef(partner=partner, name=attribute)
-        return any(p.id == product_id and wanted in p.attributes() for p in self.products)
+        return any(
+            p.id == product_id and p.kind != LOCAL and wanted in p.attributes()
+            for p in self.products
+        )
 
 
 class LoadedProject(_Strict):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from oda_fed.config import RECORD_KINDS, AnalysisSource, LoadedProject
+from oda_fed.config import LOCAL, RECORD_KINDS, AnalysisSource, LoadedProject
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.linkage import IndexTarget, LinkResult, run_linkage, settings_for
@@ -236,6 +236,7 @@ def analyse_files(
     from oda_fed.products.boundaries import check_boundaries
     from oda_fed.products.build import Population, build_products
     from oda_fed.products.export import write_product
+    from oda_fed.products.local import build_local
     from oda_fed.products.note import Provenance
     from oda_fed.products.pages import write_dashboard
     from oda_fed.products.records import build_records, write_decisions, write_records
@@ -252,6 +253,12 @@ def analyse_files(
             )
     if len(files) < 2:
         raise InputDataError("give at least two partners' CSV files to analyse")
+    for prod in spec.products:
+        if prod.kind == LOCAL and prod.owner not in files:
+            raise InputDataError(
+                f"product '{prod.id}' counts {prod.owner}'s own records: give its file "
+                f"({prod.owner}.csv)"
+            )
     alerts = [p.id for p in spec.products if p.kind == "alert"]
     if alerts and index is None:
         raise InputDataError(
@@ -314,7 +321,7 @@ def analyse_files(
     releases = Releases.in_folder(state_dir, spec, name=project.fingerprint.rpartition(":")[2][:16])
     release_id = "analyse-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     report_dir = Path(state_dir) / "reports" / release_id
-    tables = [p for p in spec.products if p.kind not in RECORD_KINDS]
+    tables = [p for p in spec.products if p.kind not in (*RECORD_KINDS, LOCAL)]
     try:
         if progress is not None:
             progress(f"building {len(spec.products)} product(s)")
@@ -333,10 +340,22 @@ def analyse_files(
             report_dir=report_dir,
             boundaries=boundaries,
         )
+        # Apart, from each owner's records alone, as the owner's node controls them.
+        for owner in dict.fromkeys(p.owner for p in spec.products if p.kind == LOCAL):
+            assert owner is not None  # a local product has one
+            controlled |= build_local(
+                spec,
+                owner,
+                record_ids=[str(r) for r in encoded[owner].record_ids],
+                values=derived[owner],
+                releases=releases,
+                release_id=release_id,
+                report_dir=report_dir,
+            )
     except BaseException:
         releases.drop(release_id)
         raise
-    built = [controlled[prod.id] for prod in tables]
+    built = [controlled[p.id] for p in spec.products if p.kind not in RECORD_KINDS]
     provenance = Provenance(
         project=spec,
         fingerprint=project.fingerprint,

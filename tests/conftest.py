@@ -177,6 +177,63 @@ class Federation:
 
         self.edit_source(partner, edit)
 
+    def node_stub(self, partner: str):
+        """A channel and a raw Coordinator stub with ``partner``'s certificate, to send what its
+        node never would."""
+        from oda_fed.config import TlsFiles
+        from oda_fed.proto.v1 import coordinator_pb2_grpc
+        from oda_fed.transport.channel import create_channel
+
+        tls = TlsFiles(
+            ca=self.workdir / "nodes" / partner / "tls" / "ca.crt",
+            cert=self.workdir / "nodes" / partner / "tls" / f"{partner}.crt",
+            key=self.workdir / "nodes" / partner / "tls" / f"{partner}.key",
+        )
+        channel = create_channel(address=f"127.0.0.1:{self.port}", tls=tls, server_name="localhost")
+        return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
+
+    def analyse(self, *, key: Path) -> Path:
+        """``oda-fed analyse`` on the partners' extracts, with a --sources file made of each
+        node's node.toml [source] table, and the rounding key file ``key``; its output folder."""
+        from typer.testing import CliRunner
+
+        from oda_fed.cli import app
+        from oda_fed.config import load_node_config
+
+        work = self.workdir / "analyse"
+        state = work / "products.state"
+        state.mkdir(parents=True)
+        shutil.copy(key, state / "disclosure.key")
+        sources = {p: load_node_config(self.node_config(p)).source for p in self.partners}
+        (work / "sources.toml").write_text(
+            tomli_w.dumps(
+                {"source": {p: s.model_dump(mode="json", exclude_none=True)
+                            for p, s in sources.items()}}
+            )
+        )  # fmt: skip
+        result = CliRunner().invoke(
+            app,
+            ["analyse", "--project", str(self.workdir / "project.toml"),
+             "--secret-file", str(self.workdir / "nodes" / "council" / "linkage.secret"),
+             "--sources", str(work / "sources.toml"), "--out", str(work / "products")],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return work / "products"
+
+    def run_round(self):
+        """Run one round with every node to its end (or to awaiting its release); its status,
+        once every node has stopped without error."""
+        threads = [self.run_node(p) for p in self.partners]
+        admin = self.admin()
+        try:
+            status = admin.wait(admin.start_round().round_id, timeout=120)
+        finally:
+            admin.close()
+        for thread, errors in threads:
+            thread.join(timeout=60)
+            assert not errors, errors
+        return status
+
     def run_node(self, partner: str, *, rounds: int = 1) -> tuple[threading.Thread, list]:
         """Run a node in a thread; the returned list collects any exception it raised."""
         errors: list[BaseException] = []

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from oda_fed.config import RECORD_KINDS, AttributeRef, Product
+from oda_fed.config import LOCAL, RECORD_KINDS, AttributeRef, Product
 from oda_fed.coordinator import reports
-from oda_fed.coordinator.release import attribute_upload
+from oda_fed.coordinator.release import attribute_upload, table_upload
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.products import write_product
 from oda_fed.products.build import Population, build_products
@@ -29,6 +29,7 @@ from oda_fed.products.records import (
     write_decisions,
     write_records,
 )
+from oda_fed.products.tables import ProductTable
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         release_id=round_id,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    made, held, records, tables = [], [], [], []
+    made, records, tables = [], [], []
     for prod in state.project.products:
+        if prod.kind == LOCAL:
+            continue  # computed and controlled at its owner's node
         population = Population(
             partners=entity_partners,
             values={
@@ -82,9 +85,12 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         report_dir=out_dir,
         boundaries=state.boundaries,
     )
-    for prod, _ in tables:
-        table = built[prod.id].product
-        held += built[prod.id].held
+    held = [line for prod, _ in tables for line in built[prod.id].held]
+    for prod in state.project.products:
+        if prod.kind in RECORD_KINDS:
+            continue
+        local = prod.kind == LOCAL
+        table = _local_table(state, round_id, prod) if local else built[prod.id].product
         paths = write_product(table, out_dir, provenance=provenance)
         state.store.results.add_product(
             round_id=round_id,
@@ -99,6 +105,17 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
     report = reports.round_report(state, round_id, members=members, made=made, records=records)
     reports.stage_dashboard(state, round_id, made=made, provenance=provenance)
     return Made(report=report, held=held)
+
+
+def _local_table(state: CoordinatorState, round_id: str, prod: Product) -> ProductTable:
+    """A local product's table as its owner's node sent it (checked again as it is read)."""
+    from oda_fed.products.local import received_table
+
+    assert prod.owner is not None  # the kind needs it
+    stored = state.store.uploads.values(
+        round_id=round_id, partner=prod.owner, upload=table_upload(prod.id)
+    )
+    return received_table(state.project, prod, [(tuple(c), n) for c, n in stored])
 
 
 def _refs(members: pd.DataFrame, owner: str | None) -> dict[str, pd.Series]:

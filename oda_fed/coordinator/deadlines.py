@@ -36,7 +36,7 @@ def waiting_for(state: CoordinatorState, r: Round) -> str:
         late = [p for p in state.partners if not uploads.complete(round_id=r.round_id, partner=p)]
         return "waiting for the CLKs of " + ", ".join(late)
     if r.state is RoundState.ANALYSING:
-        return "waiting for " + ", ".join(release.missing_attributes(state, r.round_id))
+        return "waiting for " + ", ".join(release.missing_uploads(state, r.round_id))
     if r.state is RoundState.AWAITING_RELEASE:
         return "waiting for an operator to release its products"
     return str(r.state)

@@ -1,8 +1,9 @@
 """What the coordinator owes each node in a round, until the node says it is done.
 
-A delivery is one instruction for one partner: encode and upload, share an attribute, fetch entity
-ids, receive a product, or hear that the round has ended. Each has an opaque instruction id; the
-node's result names it, and the delivery is looked up by it, never parsed from it.
+A delivery is one instruction for one partner: encode and upload, share an attribute, compute a
+local table, fetch entity ids, receive a product, or hear that the round has ended. Each has an
+opaque instruction id; the node's result names it, and the delivery is looked up by it, never
+parsed from it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class DeliveryKind(StrEnum):
 
     ENCODE_AND_UPLOAD = "encode_and_upload"
     SHARE_ATTRIBUTE = "share_attribute"
+    COMPUTE_TABLE = "compute_table"
     ENTITIES_READY = "entities_ready"
     PRODUCT_RELEASE = "product_release"
     ROUND_CLOSED = "round_closed"

@@ -10,6 +10,7 @@ from oda_fed.coordinator.states import OFFERED
 from oda_fed.coordinator.store import Round
 from oda_fed.transport.messages import (
     Body,
+    ComputeTable,
     EncodeAndUpload,
     EntitiesReady,
     Instruction,
@@ -47,6 +48,8 @@ def _body(state: CoordinatorState, delivery: Delivery) -> Body:
         )
     if kind is DeliveryKind.SHARE_ATTRIBUTE:
         return ShareAttribute(product_id=delivery.product_id, attribute=delivery.attribute)
+    if kind is DeliveryKind.COMPUTE_TABLE:
+        return ComputeTable(product_id=delivery.product_id)
     if kind is DeliveryKind.ENTITIES_READY:
         return EntitiesReady()
     r = state.store.rounds.get(delivery.round_id)

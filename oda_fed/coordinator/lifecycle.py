@@ -192,7 +192,7 @@ class Lifecycle:
 
     def _analyse(self, r: Round) -> bool:
         self._owe(release.analysis_deliveries(self.state, r.round_id))
-        if release.missing_attributes(self.state, r.round_id):
+        if release.missing_uploads(self.state, r.round_id):
             return False
         made = analysis.make_products(self.state, r.round_id)
         if self.state.project.rounds.auto_release and not made.held:

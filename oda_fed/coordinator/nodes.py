@@ -14,10 +14,11 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 
+from oda_fed.config import LOCAL
 from oda_fed.coordinator import instructions
 from oda_fed.coordinator.chunks import Chunk, UploadState
 from oda_fed.coordinator.deliveries import Delivery
-from oda_fed.coordinator.release import attribute_upload
+from oda_fed.coordinator.release import attribute_upload, table_upload
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
 from oda_fed.coordinator.uploads import (
@@ -27,6 +28,7 @@ from oda_fed.coordinator.uploads import (
     token_problem,
 )
 from oda_fed.errors import ProtocolError
+from oda_fed.products.crosstab import ProductError
 from oda_fed.transport.messages import (
     CLKS,
     AttributeChunk,
@@ -36,6 +38,7 @@ from oda_fed.transport.messages import (
     Hello,
     Instruction,
     InstructionResult,
+    LocalTable,
     Received,
     Upload,
     UploadReceipt,
@@ -282,6 +285,62 @@ def receive_attribute(
         data = json.dumps(list(chunk.values), ensure_ascii=False).encode("utf-8")
         upload = attribute_upload(chunk.product_id, chunk.attribute)
         upload_state = _store(state, partner, upload, chunk, data=data, records=len(chunk.values))
+    return _finish_upload(state, partner, round_id, upload_state, kind=kind)
+
+
+def receive_table(
+    state: CoordinatorState, partner: str, item: Received[LocalTable]
+) -> UploadReceipt:
+    """Check and keep a ``local`` product's table from the partner that owns it. The node
+    controlled it; the coordinator checks that it looks controlled before it keeps it."""
+    from oda_fed.products.local import received_table
+
+    table = item.message
+    round_id, kind = table.round_id, AuditKind.REFUSED_TABLE_UPLOAD
+    _check_project(state, table.project_fingerprint, kind=kind, round_id=round_id)
+    prod = next((p for p in state.project.products if p.id == table.product_id), None)
+    if prod is None or prod.kind != LOCAL or prod.owner != partner:
+        raise Refusal(
+            Status.PERMISSION_DENIED,
+            f"the project has no local product '{table.product_id}' that '{partner}' computes",
+            kind=kind,
+            round_id=round_id,
+        )
+    _check_round(state, round_id, kind=kind, states=ACCEPTS_ATTRIBUTES)
+    cells = [(c.coordinates, None if c.suppressed else c.count) for c in table.cells]
+    try:
+        received_table(state.project, prod, cells)
+    except ProductError as exc:
+        raise Refusal(
+            Status.INVALID_ARGUMENT,
+            f"the table of '{prod.id}' is not one to release: {exc}; nothing of it was kept",
+            kind=kind,
+            round_id=round_id,
+        ) from None
+    state.crossings.record(
+        sender=partner,
+        recipient=COORDINATOR,
+        kind=AuditKind.LOCAL_TABLE,
+        payload=item.payload,
+        records=len(cells),
+        round_id=round_id,
+        detail={"product": prod.id},
+    )
+    data = json.dumps([[list(c), n] for c, n in cells], ensure_ascii=False).encode("utf-8")
+    stored = Chunk(
+        chunk_index=0,
+        total_chunks=1,
+        first_ref=0,
+        records=len(cells),
+        total_records=len(cells),
+        data=data,
+    )
+    try:
+        upload_state = state.store.uploads.store(
+            round_id=round_id, partner=partner, upload=table_upload(prod.id), chunk=stored
+        )
+    except ProtocolError as exc:
+        raise Refusal(Status.INVALID_ARGUMENT, str(exc), kind=kind, round_id=round_id) from None
     return _finish_upload(state, partner, round_id, upload_state, kind=kind)
 
 

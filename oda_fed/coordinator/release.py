@@ -1,7 +1,8 @@
 """What a round's products need from the nodes, and what each recipient is sent once the round is
 released.
 
-Products are made when every attribute they need has arrived (:mod:`.analysis`). Nothing is sent
+Products are made when every attribute they need, and every ``local`` product's table, has
+arrived (:mod:`.analysis`). Nothing is sent
 to a partner until the round is released (:func:`product_deliveries`), by an operator or by the
 project's ``auto_release``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from oda_fed.config import LOCAL
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.transport.messages import ProductRelease, ReleasedFile, Upload
@@ -20,33 +22,53 @@ def attribute_upload(product_id: str, attribute: str) -> Upload:
     return Upload(product_id=product_id, attribute=attribute)
 
 
+def table_upload(product_id: str) -> Upload:
+    return Upload(product_id=product_id, table=True)
+
+
 def analysis_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery]:
-    """Once matched: entity ids for every partner, and each product's attribute from its partner."""
+    """Once matched: entity ids for every partner; each product's attributes from their partners,
+    or for a ``local`` product, its table from its owner (its attributes never leave the node)."""
     owed = [Delivery(round_id, p, DeliveryKind.ENTITIES_READY) for p in state.partners]
-    owed += [
-        Delivery(
-            round_id,
-            ref.partner,
-            DeliveryKind.SHARE_ATTRIBUTE,
-            product_id=prod.id,
-            attribute=ref.name,
-        )
-        for prod in state.project.products
-        for ref in prod.attributes()
-    ]
+    for prod in state.project.products:
+        if prod.kind == LOCAL:
+            assert prod.owner is not None  # the kind needs it
+            owed.append(
+                Delivery(round_id, prod.owner, DeliveryKind.COMPUTE_TABLE, product_id=prod.id)
+            )
+            continue
+        owed += [
+            Delivery(
+                round_id,
+                ref.partner,
+                DeliveryKind.SHARE_ATTRIBUTE,
+                product_id=prod.id,
+                attribute=ref.name,
+            )
+            for ref in prod.attributes()
+        ]
     return owed
 
 
-def missing_attributes(state: CoordinatorState, round_id: str) -> list[str]:
-    """The attributes the products still wait for, as ``partner's attribute`` (empty: all in)."""
-    return [
-        f"{ref.partner}'s {ref.name}"
-        for prod in state.project.products
-        for ref in prod.attributes()
-        if not state.store.uploads.complete(
-            round_id=round_id, partner=ref.partner, upload=attribute_upload(prod.id, ref.name)
-        )
-    ]
+def missing_uploads(state: CoordinatorState, round_id: str) -> list[str]:
+    """What the products still wait for, as ``partner's attribute`` or ``partner's table of
+    product`` (empty: all in)."""
+    missing = []
+    for prod in state.project.products:
+        if prod.kind == LOCAL:
+            assert prod.owner is not None
+            wanted = [(prod.owner, table_upload(prod.id), f"table of {prod.id}")]
+        else:
+            wanted = [
+                (ref.partner, attribute_upload(prod.id, ref.name), ref.name)
+                for ref in prod.attributes()
+            ]
+        missing += [
+            f"{partner}'s {what}"
+            for partner, upload, what in wanted
+            if not state.store.uploads.complete(round_id=round_id, partner=partner, upload=upload)
+        ]
+    return missing
 
 
 def product_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery]:

@@ -83,6 +83,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             chunks = (serde.received(c) for c in request_iterator)
             return serde.to_proto(nodes.receive_attribute(self.state, partner, chunks))
 
+    def UploadTable(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_TABLE_UPLOAD)
+        with _refusals(self.state, context, who=partner):
+            return serde.to_proto(nodes.receive_table(self.state, partner, serde.received(request)))
+
     def FetchEntities(self, request, context):  # noqa: N802
         partner = _caller(self.state, context, AuditKind.REFUSED_FETCH_ENTITIES)
         with _refusals(self.state, context, who=partner):

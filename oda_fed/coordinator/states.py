@@ -55,6 +55,7 @@ OFFERED: Mapping[DeliveryKind, frozenset[RoundState]] = {
     DeliveryKind.ENCODE_AND_UPLOAD: frozenset({_S.OPEN, _S.UPLOADING}),
     DeliveryKind.ENTITIES_READY: frozenset({_S.ANALYSING, _S.AWAITING_RELEASE, _S.RELEASED}),
     DeliveryKind.SHARE_ATTRIBUTE: frozenset({_S.ANALYSING}),
+    DeliveryKind.COMPUTE_TABLE: frozenset({_S.ANALYSING}),
     DeliveryKind.PRODUCT_RELEASE: frozenset({_S.RELEASED}),
     DeliveryKind.ROUND_CLOSED: frozenset({_S.CLOSED, _S.CANCELLED, _S.FAILED}),
 }

@@ -21,6 +21,7 @@ from oda_fed.transport.messages import (
     AttributeChunk,
     ClkChunk,
     FetchEntitiesRequest,
+    LocalTable,
     TokenColumn,
     UploadReceipt,
     UploadStatusRequest,
@@ -157,6 +158,20 @@ class CoordinatorClient:
         with _round_may_have_moved_on():
             self._stub.UploadAttribute(sent())
 
+    def upload_table(self, table: LocalTable) -> None:
+        """Send a local product's controlled table."""
+        detail = {"product": table.product_id}
+        message = self._log_sent(
+            table, AuditKind.LOCAL_TABLE, len(table.cells), table.round_id, detail
+        )
+        with _round_may_have_moved_on():
+            receipt: UploadReceipt = serde.from_proto(self._stub.UploadTable(message))
+        if not receipt.complete:
+            raise ProtocolError(
+                f"the coordinator did not keep the table of '{table.product_id}' for round "
+                f"{table.round_id}"
+            )
+
     def fetch_entities(self, round_id: str) -> list[str]:
         """The entity ids of this node's refs, in ref order."""
         asked = FetchEntitiesRequest(round_id=round_id, project_fingerprint=self._state.fingerprint)
@@ -179,7 +194,7 @@ class CoordinatorClient:
         return entity_ids
 
     def _log_sent(
-        self, value: ClkChunk | AttributeChunk, kind: AuditKind, records: int, round_id: str,
+        self, value: ClkChunk | AttributeChunk | LocalTable, kind: AuditKind, records: int, round_id: str,
         detail: dict[str, int | bool | str],
     ):  # fmt: skip
         message, payload = serde.encode(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oda_fed.config import LoadedProject
+from oda_fed.config import LOCAL, LoadedProject, Product
 from oda_fed.transport.messages import Instruction
 
 
@@ -44,8 +44,19 @@ def check_share(loaded: LoadedProject, *, partner: str, product_id: str, attribu
         )
 
 
+def check_local(loaded: LoadedProject, *, partner: str, product_id: str) -> Product:
+    """Only a ``local`` product this partner owns is computed here, and only its table leaves."""
+    product = next((p for p in loaded.project.products if p.id == product_id), None)
+    if product is None or product.kind != LOCAL or product.owner != partner:
+        raise Refused(
+            f"the project has no local product '{product_id}' for this partner to compute"
+        )
+    return product
+
+
 def shareable_attributes(loaded: LoadedProject, partner: str) -> set[str]:
-    """The attributes the project's products take from this partner (prepared with its CLKs)."""
+    """The attributes the project's products take from this partner, prepared with its CLKs
+    (a ``local`` product's never leave: the node tabulates them itself)."""
     return {
         ref.name
         for product in loaded.project.products

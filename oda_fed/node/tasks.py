@@ -18,6 +18,7 @@ import shutil
 import numpy as np
 
 from oda_fed import __version__
+from oda_fed.config import LOCAL
 from oda_fed.durable import write_atomic
 from oda_fed.encoding.exact import record_keys
 from oda_fed.errors import OdaFedError
@@ -29,10 +30,13 @@ from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.state import NodeState
 from oda_fed.transport.messages import (
+    ComputeTable,
     EncodeAndUpload,
     EntitiesReady,
     Instruction,
     InstructionResult,
+    LocalCell,
+    LocalTable,
     ProductRelease,
     RoundClosed,
     ShareAttribute,
@@ -64,6 +68,8 @@ def handle(
             records = _share_attribute(state, client, instruction.round_id, body, files)
         elif isinstance(body, EntitiesReady):
             records = _fetch_entities(state, client, instruction.round_id, files)
+        elif isinstance(body, ComputeTable):
+            records = _compute_table(state, client, instruction.round_id, body, files)
         elif isinstance(body, ProductRelease):
             records = _receive_product(state, instruction.round_id, body, files)
         elif isinstance(body, RoundClosed):
@@ -177,6 +183,55 @@ def _share_attribute(
         round_id, product_id=request.product_id, attribute=request.attribute, values=values
     )
     return len(values)
+
+
+def _compute_table(
+    state: NodeState,
+    client: CoordinatorClient,
+    round_id: str,
+    request: ComputeTable,
+    files: RoundFiles,
+) -> int:
+    """Tabulate a local product from this partner's records prepared for the round, control it
+    here, and send only the controlled table. Returns the number of cells sent."""
+    from oda_fed.products.local import build_local, table_cells
+
+    prod = policy.check_local(state.loaded, partner=state.partner, product_id=request.product_id)
+    if not files.prepared:
+        raise Refused(f"round {round_id} has no records prepared here to compute a table from")
+    names = {
+        ref.name
+        for p in state.project.products
+        if p.kind == LOCAL and p.owner == state.partner
+        for ref in p.attributes()
+    }
+    # Every local product of this partner is controlled together; only the one asked for leaves.
+    built = build_local(
+        state.project,
+        state.partner,
+        record_ids=[str(r) for r in range(len(files.record_ids()))],
+        values={name: files.attribute(name) for name in names},
+        releases=state.releases,
+        release_id=round_id,
+        report_dir=state.workdir / "local" / round_id,
+    )[prod.id]
+    for line in built.held:
+        log.warning("round %s: the release ledger held %s", round_id, line)
+    cells = tuple(
+        LocalCell(coordinates=coordinates, suppressed=count is None, count=count or 0)
+        for coordinates, count in table_cells(built.product)
+    )
+    table = LocalTable(
+        round_id=round_id, project_fingerprint=state.fingerprint, product_id=prod.id, cells=cells
+    )
+    try:
+        client.upload_table(table)
+    except BaseException:
+        state.releases.drop(round_id)
+        raise
+    # Sent: the coordinator holds it now, so later tables are checked against it.
+    state.releases.record(round_id)
+    return len(cells)
 
 
 def _fetch_entities(

@@ -8,6 +8,8 @@ the coordinator for a federated round, and by ``oda-fed analyse`` on files.
   and denominator are each controlled, and the share is computed from what is published.
 - ``map``: a count (or with a numerator, a rate) by one area attribute, the same table as a
   ``count`` or ``rate`` by that area, carrying the boundaries it is drawn on.
+- ``local``: one partner's own records (not linked entities) by its own attributes, built at its
+  node (:mod:`oda_fed.products.local`).
 
 All the tables of one release go through disclosure control together
 (:meth:`oda_fed.products.releases.Releases.control_together`), with every partner's own totals as
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oda_fed.config import PARTNERS, AttributeRef, Product, Project
+from oda_fed.config import LOCAL, PARTNERS, AttributeRef, Product, Project
 from oda_fed.disclosure import KnownTotal
 from oda_fed.products.boundaries import Boundaries, boundaries_for
 from oda_fed.products.crosstab import NOT_KNOWN, Dimension, count_cells
@@ -235,14 +237,17 @@ def in_cohort(prod: Product, entities: pd.DataFrame) -> np.ndarray:
     return cohort
 
 
-def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tuple[str, ...]:
-    """Every value a dimension can take: its labels or listed codes (so a value nobody has still
-    gets its row), else the values present."""
+def listed_values(project: Project, ref: AttributeRef) -> tuple[str, ...] | None:
+    """The values an attribute can take, when the project lists them (its labels or code list),
+    so that a value nobody has still gets its row; None when only a pattern bounds them."""
     attribute = project.attribute(partner=ref.partner, name=ref.name)
     listed = attribute.labels or (attribute.domain.codes if attribute.domain else None)
-    if listed:
-        return tuple(listed)
-    return tuple(sorted(v for v in set(observed) if v))
+    return tuple(listed) if listed else None
+
+
+def _categories(project: Project, ref: AttributeRef, observed: pd.Series) -> tuple[str, ...]:
+    """Every value a dimension can take: :func:`listed_values`, else the values present."""
+    return listed_values(project, ref) or tuple(sorted(v for v in set(observed) if v))
 
 
 def _partners_by_area(project: Project, prod: Product, population: Population) -> _Plan:
@@ -320,6 +325,10 @@ def _tabulated(project: Project, prod: Product, population: Population) -> _Plan
         )
         views.append(_view(cells, who))
 
+    if prod.kind == LOCAL:
+        # A partner's records, not linked entities: never the same cells as a count's.
+        add(cohort, f"local/{what}", "", _who("local", definition))
+        return _Plan(prod=prod, parts=parts, views=views)
     if prod.numerator is None:
         add(cohort, f"count/{what}", "", _who("count", definition))
         return _Plan(prod=prod, parts=parts, views=views)

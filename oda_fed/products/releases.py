@@ -324,7 +324,8 @@ class Releases:
         if not path.exists():
             return
         definitions, counts, published, held = [], [], [], []
-        for counted, kept in json.loads(path.read_text()).items():
+        for key, kept in json.loads(path.read_text()).items():
+            counted = kept.get("counts", key)  # a release kept by an earlier version
             for coordinates, count, shown, was_held in kept["cells"]:
                 definitions.append(
                     CellDefinition.of(counted, coordinates=coordinates, cohort=kept["cohort"])
@@ -392,7 +393,11 @@ class Releases:
         kept = json.loads(path.read_text()) if path.exists() else {}
         dims = [c for c in cells.columns if c != "count"]
         held = product.held if product.held is not None else [False] * len(cells)
-        kept[counts] = {
+        # One entry per definition: two products counting the same thing in different cohorts
+        # are different cells, and both must reach the ledger.
+        key = json.dumps([counts, dict(cohort or {})], sort_keys=True)
+        kept[key] = {
+            "counts": counts,
             "cohort": dict(cohort or {}),
             "cells": [
                 [

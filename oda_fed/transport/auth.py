@@ -29,6 +29,7 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     _COORD + "GetUploadStatus": frozenset({"node"}),
     _COORD + "UploadAttribute": frozenset({"node"}),
     _COORD + "FetchEntities": frozenset({"node"}),
+    _COORD + "UploadTable": frozenset({"node"}),
     _ADMIN + "StartRound": frozenset({"operator"}),
     _ADMIN + "GetRound": frozenset({"operator"}),
     _ADMIN + "ReleaseRound": frozenset({"operator"}),

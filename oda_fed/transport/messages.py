@@ -83,6 +83,13 @@ class ProductRelease:
 
 
 @dataclass(frozen=True)
+class ComputeTable:
+    """Compute a ``local`` product from this partner's own records, control it, and send it."""
+
+    product_id: str
+
+
+@dataclass(frozen=True)
 class RoundClosed:
     status: str  # a finished RoundState's value; a string, as a newer coordinator may say more
     message: str = ""
@@ -96,7 +103,9 @@ class RoundClosed:
             return None
 
 
-Body = EncodeAndUpload | ShareAttribute | EntitiesReady | ProductRelease | RoundClosed
+Body = (
+    EncodeAndUpload | ShareAttribute | EntitiesReady | ProductRelease | RoundClosed | ComputeTable
+)
 
 #: Each body's name on the wire (the ``Instruction.body`` oneof), which also names its audit kind.
 BODY_NAMES: dict[type, str] = {
@@ -105,6 +114,7 @@ BODY_NAMES: dict[type, str] = {
     EntitiesReady: "entities_ready",
     ProductRelease: "product_release",
     RoundClosed: "round_closed",
+    ComputeTable: "compute_table",
 }
 
 
@@ -174,8 +184,28 @@ class AttributeChunk:
 
 
 @dataclass(frozen=True)
+class LocalCell:
+    """One cell of a table a node computed and controlled: its coordinates (one value per
+    dimension, in the product's order), and its count unless suppressed."""
+
+    coordinates: tuple[str, ...]
+    suppressed: bool
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class LocalTable:
+    """A ``local`` product as its node sends it: controlled there, one cell per combination."""
+
+    round_id: str
+    project_fingerprint: str
+    product_id: str
+    cells: tuple[LocalCell, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Upload:
-    """Which upload of a round: the CLKs, or one product's attribute.
+    """Which upload of a round: the CLKs, one product's attribute, or a table a node computed.
 
     Its :attr:`name` is how ``UploadStatusRequest.upload`` and the coordinator's database name it.
 
@@ -183,19 +213,24 @@ class Upload:
     --------
     >>> Upload(product_id="p", attribute="ward").name
     'attribute:p:ward'
+    >>> Upload(product_id="caseload", table=True).name
+    'table:caseload'
     >>> Upload.from_name("clks") == CLKS
     True
     """
 
     product_id: str = ""
     attribute: str = ""
+    table: bool = False
 
     @property
     def is_clks(self) -> bool:
-        return not self.attribute
+        return not self.attribute and not self.table
 
     @property
     def name(self) -> str:
+        if self.table:
+            return f"table:{self.product_id}"
         return "clks" if self.is_clks else f"attribute:{self.product_id}:{self.attribute}"
 
     @classmethod
@@ -210,10 +245,13 @@ class Upload:
         if name in ("", "clks"):
             return cls()
         kind, _, rest = name.partition(":")
+        if kind == "table" and rest and ":" not in rest:
+            return cls(product_id=rest, table=True)
         product_id, _, attribute = rest.partition(":")
         if kind != "attribute" or not product_id or not attribute:
             raise ProtocolError(
-                f"unknown upload {name[:80]!r}: expected 'clks' or 'attribute:<product>:<attribute>'"
+                f"unknown upload {name[:80]!r}: expected 'clks', 'attribute:<product>:<attribute>' "
+                "or 'table:<product>'"
             )
         return cls(product_id=product_id, attribute=attribute)
 

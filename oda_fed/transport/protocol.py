@@ -47,11 +47,13 @@ class AuditKind(StrEnum):
     CLK_CHUNK = "clk_chunk"
     ATTRIBUTE_CHUNK = "attribute_chunk"
     ENTITY_CHUNK = "entity_chunk"
+    LOCAL_TABLE = "local_table"
     ENCODE_AND_UPLOAD = "instruction:encode_and_upload"
     SHARE_ATTRIBUTE = "instruction:share_attribute"
     ENTITIES_READY = "instruction:entities_ready"
     PRODUCT_RELEASE = "instruction:product_release"
     ROUND_CLOSED = "instruction:round_closed"
+    COMPUTE_TABLE = "instruction:compute_table"
     EMPTY_INSTRUCTION = "instruction:empty"
 
     # Refusals: the coordinator's of a call, the node's of an instruction.
@@ -61,11 +63,13 @@ class AuditKind(StrEnum):
     REFUSED_UPLOAD_STATUS = "refused:upload_status"
     REFUSED_ATTRIBUTE_UPLOAD = "refused:attribute_upload"
     REFUSED_FETCH_ENTITIES = "refused:fetch_entities"
+    REFUSED_TABLE_UPLOAD = "refused:table_upload"
     REFUSED_ENCODE_AND_UPLOAD = "refused:encode_and_upload"
     REFUSED_SHARE_ATTRIBUTE = "refused:share_attribute"
     REFUSED_ENTITIES_READY = "refused:entities_ready"
     REFUSED_PRODUCT_RELEASE = "refused:product_release"
     REFUSED_ROUND_CLOSED = "refused:round_closed"
+    REFUSED_COMPUTE_TABLE = "refused:compute_table"
     REFUSED_INSTRUCTION = "refused:instruction"
 
     # The coordinator's own acts.
@@ -90,6 +94,7 @@ INSTRUCTION_KINDS: dict[str, tuple[AuditKind, AuditKind]] = {
     "entities_ready": (AuditKind.ENTITIES_READY, AuditKind.REFUSED_ENTITIES_READY),
     "product_release": (AuditKind.PRODUCT_RELEASE, AuditKind.REFUSED_PRODUCT_RELEASE),
     "round_closed": (AuditKind.ROUND_CLOSED, AuditKind.REFUSED_ROUND_CLOSED),
+    "compute_table": (AuditKind.COMPUTE_TABLE, AuditKind.REFUSED_COMPUTE_TABLE),
 }
 
 

@@ -102,6 +102,8 @@ def _instruction(v: m.Instruction) -> wire.Instruction:
     elif isinstance(body, m.RoundClosed):
         msg.round_closed.status = body.status
         msg.round_closed.message = body.message
+    elif isinstance(body, m.ComputeTable):
+        msg.compute_table.product_id = body.product_id
     return msg
 
 
@@ -129,6 +131,8 @@ def _instruction_from(msg: wire.Instruction) -> m.Instruction:
         )
     elif name == "round_closed":
         body = m.RoundClosed(status=msg.round_closed.status, message=msg.round_closed.message)
+    elif name == "compute_table":
+        body = m.ComputeTable(product_id=msg.compute_table.product_id)
     return m.Instruction(
         instruction_id=msg.instruction_id,
         project_fingerprint=msg.project_fingerprint,
@@ -171,6 +175,27 @@ def _clk_chunk_from(msg: wire.ClkChunk) -> m.ClkChunk:
         clks=msg.clks,
         tokens=tuple(m.TokenColumn(field=c.field, values=tuple(c.values)) for c in msg.tokens),
         record_keys=tuple(msg.record_keys),
+    )
+
+
+def _local_table(v: m.LocalTable) -> wire.LocalTable:
+    msg = wire.LocalTable(
+        round_id=v.round_id, project_fingerprint=v.project_fingerprint, product_id=v.product_id
+    )
+    for c in v.cells:
+        msg.cells.add(coordinates=list(c.coordinates), suppressed=c.suppressed, count=c.count)
+    return msg
+
+
+def _local_table_from(msg: wire.LocalTable) -> m.LocalTable:
+    return m.LocalTable(
+        round_id=msg.round_id,
+        project_fingerprint=msg.project_fingerprint,
+        product_id=msg.product_id,
+        cells=tuple(
+            m.LocalCell(coordinates=tuple(c.coordinates), suppressed=c.suppressed, count=c.count)
+            for c in msg.cells
+        ),
     )
 
 
@@ -293,6 +318,7 @@ _PAIRS: list[tuple[type, type[Message], Callable, Callable]] = [
     _fields(m.EntityChunk, wire.EntityChunk),
     (m.Instruction, wire.Instruction, _instruction, _instruction_from),
     (m.ClkChunk, wire.ClkChunk, _clk_chunk, _clk_chunk_from),
+    (m.LocalTable, wire.LocalTable, _local_table, _local_table_from),
     (m.UploadStatusRequest, wire.UploadStatusRequest, _status_request, _status_request_from),
     (m.RoundStatus, admin.RoundStatus, _round_status, _round_status_from),
 ]

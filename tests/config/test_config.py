@@ -365,6 +365,33 @@ def test_lists_and_alerts_go_to_their_owner_alone(tmp_path: Path) -> None:
         load_project(write(tmp_path, alert + "score_bands = [1]\n"))
 
 
+def test_a_local_product_is_its_owners_records_by_its_own_attributes(tmp_path: Path) -> None:
+    block = PROJECT[PROJECT.index("[[products]]") :]
+    local = PROJECT.replace(
+        block,
+        '[[products]]\nid = "caseload"\nkind = "local"\ntitle = "t"\nowner = "council"\n'
+        'by = ["council.ward"]\nrecipients = ["council", "police"]\n',
+    )
+    project = load_project(write(tmp_path, local)).project
+    assert project.products[0].dimensions == ["council.ward"]
+    # Only its table leaves the node: no value per record may be shared for it.
+    assert not project.attribute_allowed(partner="council", product_id="caseload", attribute="ward")
+    police_age = '[[attributes]]\nname = "age"\npartner = "police"\ndomain = { codes = ["a"] }\n'
+    for old, new, message in (
+        ('owner = "council"\n', "", "needs owner"),
+        ('by = ["council.ward"]', 'by = ["council.ward", "partners"]', "partners is not one of"),
+        ('by = ["council.ward"]', 'by = ["council.ward", "police.age"]', "police.age is not one"),
+        ('by = ["council.ward"]\n', 'by = ["council.ward"]\ncohort = { min_partners = 2 }\n',
+         "min_partners cannot apply"),
+        ('by = ["council.ward"]\n', 'by = ["council.ward"]\nnumerator = { "council.ward" = ["x"] }\n',
+         "not area or numerator"),
+        ('by = ["council.ward"]\n', "", "needs by"),
+    ):  # fmt: skip
+        text = local.replace(old, new).replace("[[products]]", police_age + "[[products]]")
+        with pytest.raises(ConfigError, match=message):
+            load_project(write(tmp_path, text))
+
+
 MAP = (
     PROJECT
     + """

@@ -28,26 +28,12 @@ from oda_fed.transport.protocol import AuditKind
 pytestmark = pytest.mark.grpc
 
 
-def run_round(fed) -> object:
-    threads = [fed.run_node(p) for p in fed.partners]
-    admin = fed.admin()
-    try:
-        status = admin.start_round()
-        status = admin.wait(status.round_id, timeout=120)
-    finally:
-        admin.close()
-    for thread, errors in threads:
-        thread.join(timeout=60)
-        assert not errors, errors
-    return status
-
-
 def refusals(log: Path) -> list:
     return [e for e in read_entries(log) if e.kind.startswith("refused")]
 
 
 def test_full_round_delivers_entities_products_and_audit(federation) -> None:
-    status = run_round(federation)
+    status = federation.run_round()
     assert status.state == "closed", status.message
     assert status.linked_entities > 0 and status.entities > status.linked_entities
 
@@ -95,7 +81,7 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
 
 
 def test_coordinator_never_holds_the_secret(federation) -> None:
-    run_round(federation)
+    federation.run_round()
     secret = read_secret(federation.workdir / "nodes" / "council" / "linkage.secret")
     needles = secret_fingerprints(secret)
     scanned = 0
@@ -109,7 +95,7 @@ def test_coordinator_never_holds_the_secret(federation) -> None:
 
 
 def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
-    run_round(federation)
+    federation.run_round()
     blob = b"".join(
         p.read_bytes() for p in (federation.workdir / "coordinator").rglob("*") if p.is_file()
     )
@@ -124,7 +110,7 @@ def test_coordinator_stores_no_record_ids_or_names(federation) -> None:
 
 def test_node_claiming_another_partner_is_refused(federation) -> None:
     # A client holding the police certificate says it is the council.
-    channel, stub = _node_stub(federation, "police")
+    channel, stub = federation.node_stub("police")
     fingerprint = federation.fingerprint
     hello = coordinator_pb2.NodeEvent(
         hello=coordinator_pb2.Hello(partner_id="council", project_fingerprint=fingerprint)
@@ -215,18 +201,6 @@ def test_node_refuses_an_instruction_for_another_project(federation) -> None:
     assert [e.kind for e in refusals(log)] == ["refused:encode_and_upload"]
 
 
-def _node_stub(federation, partner: str):
-    tls = TlsFiles(
-        ca=federation.workdir / "nodes" / partner / "tls" / "ca.crt",
-        cert=federation.workdir / "nodes" / partner / "tls" / f"{partner}.crt",
-        key=federation.workdir / "nodes" / partner / "tls" / f"{partner}.key",
-    )
-    channel = create_channel(
-        address=f"127.0.0.1:{federation.port}", tls=tls, server_name="localhost"
-    )
-    return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
-
-
 def _clk_chunk(
     round_id: str, fingerprint: str, *, records: int, clk_bits: int, clks: bytes
 ) -> coordinator_pb2.ClkChunk:
@@ -247,7 +221,7 @@ def _clk_chunk(
 def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) -> None:
     round_id = federation.start_round()
     fingerprint = federation.fingerprint
-    channel, stub = _node_stub(federation, "council")
+    channel, stub = federation.node_stub("council")
     short = _clk_chunk(round_id, fingerprint, records=4, clk_bits=512, clks=b"\0" * 4 * 64)
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([short]))
@@ -265,7 +239,7 @@ def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) 
 
 
 def test_a_node_certificate_cannot_use_the_admin_api(federation) -> None:
-    channel, _ = _node_stub(federation, "police")
+    channel, _ = federation.node_stub("police")
     with pytest.raises(grpc.RpcError) as info:
         admin_pb2_grpc.AdminStub(channel).StartRound(admin_pb2.StartRoundRequest(), timeout=10)
     channel.close()
@@ -348,7 +322,7 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
 
 def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
     fingerprint = federation.fingerprint
-    channel, stub = _node_stub(federation, "council")
+    channel, stub = federation.node_stub("council")
     chunk = _clk_chunk(
         "../../" + "x" * 500, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128
     )
@@ -383,7 +357,7 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
 def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
     round_id = federation.start_round()
     fingerprint = federation.fingerprint
-    channel, stub = _node_stub(federation, "council")
+    channel, stub = federation.node_stub("council")
     chunk = _clk_chunk(round_id, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128)
     chunk.tokens.add(field="nhs_number", values=[b"\1" * 32])
     with pytest.raises(grpc.RpcError) as info:
@@ -428,14 +402,14 @@ def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(
 ) -> None:
     caplog.set_level(logging.INFO, logger="oda_fed.node.tasks")
     opt_in_to_stable_ids(federation)
-    first = run_round(federation)
+    first = federation.run_round()
     assert first.state == "closed", first.message
     assert "linked index build" in first.message
     assert Path(first.report_path).with_name("quality.html").exists()
     before = node_entities(federation)
 
     added = add_records(federation, "police", 12)
-    second = run_round(federation)
+    second = federation.run_round()
     assert second.state == "closed", second.message
     assert "updated incrementally" in second.message and "12 new" in second.message
     # The update writes its own quality report, from its new records.
@@ -501,9 +475,9 @@ def test_stable_entity_ids_survive_a_round_in_which_a_partner_adds_records(
 
 
 def test_without_opt_in_entity_ids_are_fresh_every_round(federation) -> None:
-    assert run_round(federation).state == "closed"
+    assert federation.run_round().state == "closed"
     before = node_entities(federation)
-    second = run_round(federation)
+    second = federation.run_round()
     assert second.state == "closed" and "incremental" not in second.message
     after = node_entities(federation)
     for partner in federation.partners:
@@ -513,7 +487,7 @@ def test_without_opt_in_entity_ids_are_fresh_every_round(federation) -> None:
 
 
 def _upload_refused(federation, chunk: coordinator_pb2.ClkChunk) -> str:
-    channel, stub = _node_stub(federation, "council")
+    channel, stub = federation.node_stub("council")
     with pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
     channel.close()

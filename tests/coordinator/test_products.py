@@ -3,7 +3,6 @@ partner derives its attribute at its node, and only controlled tables reach the 
 
 from __future__ import annotations
 
-import shutil
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,11 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
-from typer.testing import CliRunner
 
 from oda_fed.audit import read_entries
-from oda_fed.cli import app
-from oda_fed.config import load_node_config
 from oda_fed.products.charts import PNG_SIGNATURE
 from oda_fed.transport.protocol import AuditKind, RoundState
 
@@ -102,25 +98,19 @@ def give_police_an_incident_table(fed) -> int:
     return len(recent)
 
 
-def run_round(federation) -> str:
-    """Run one round with every node to its end; its id."""
-    threads = [federation.run_node(p) for p in federation.partners]
-    admin = federation.admin()
-    status = admin.wait(admin.start_round().round_id, timeout=120)
-    admin.close()
-    assert status.state is RoundState.CLOSED, status.message
-    for thread, errors in threads:
-        thread.join(timeout=60)
-        assert not errors, errors
-    return status.round_id
-
-
 def release_folder(federation, round_id: str, partner: str, product: str) -> Path:
     return federation.workdir / "nodes" / partner / "state" / "releases" / round_id / product
 
 
 def read_release(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / f"{folder.name}.csv", dtype=str, keep_default_na=False)
+
+
+def run_round(fed) -> str:
+    """Run one round, which must close; its id."""
+    status = fed.run_round()
+    assert status.state is RoundState.CLOSED, status.message
+    return status.round_id
 
 
 def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) -> None:
@@ -179,39 +169,14 @@ def test_a_cross_tabulation_and_a_rate_from_two_partners_attributes(federation) 
 
     # Embedded mode on the same files, given as the nodes' own [source] tables, with the
     # coordinator's rounding key: exactly the same released tables.
-    analysed = analyse_like_the_nodes(federation, key_from=federation.workdir / "coordinator")
+    analysed = federation.analyse(
+        key=federation.workdir / "coordinator" / "state" / "disclosure.key"
+    )
     for product in ("known_to_services_by_ward", "ward_by_age", "older_share", "incident_share"):
         federated = federation.workdir / "coordinator" / "products" / round_id
         assert (analysed / f"{product}.csv").read_text() == (
             federated / f"{product}.csv"
         ).read_text(), product
-
-
-def analyse_like_the_nodes(fed, *, key_from: Path) -> Path:
-    """``oda-fed analyse`` on the partners' extracts, with a --sources file made of each node's
-    node.toml [source] table, and the rounding key of ``key_from``'s state folder."""
-    work = fed.workdir / "analyse"
-    state = work / "products.state"
-    state.mkdir(parents=True)
-    shutil.copy(key_from / "state" / "disclosure.key", state / "disclosure.key")
-    sources = {p: load_node_config(fed.node_config(p)).source for p in fed.partners}
-    (work / "sources.toml").write_text(
-        tomli_w.dumps(
-            {
-                "source": {
-                    p: s.model_dump(mode="json", exclude_none=True) for p, s in sources.items()
-                }
-            }
-        )
-    )
-    result = CliRunner().invoke(
-        app,
-        ["analyse", "--project", str(fed.workdir / "project.toml"),
-         "--secret-file", str(fed.workdir / "nodes" / "council" / "linkage.secret"),
-         "--sources", str(work / "sources.toml"), "--out", str(work / "products")],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return work / "products"
 
 
 def add_maps(doc: dict) -> None:

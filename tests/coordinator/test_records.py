@@ -65,13 +65,7 @@ def incidents(people: list[str]) -> pd.DataFrame:
 
 
 def run_round(fed):
-    threads = [fed.run_node(p) for p in fed.partners]
-    admin = fed.admin()
-    status = admin.wait(admin.start_round().round_id, timeout=120)
-    admin.close()
-    for thread, errors in threads:
-        thread.join(timeout=60)
-        assert not errors, errors
+    status = fed.run_round()
     assert status.state is RoundState.CLOSED, status.message
     return status
 

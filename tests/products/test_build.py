@@ -282,3 +282,35 @@ def test_the_same_table_in_two_products_is_published_the_same_way(tmp_path) -> N
     new = new.sort_values(["council.ward", "partners"])
     assert old["count"].tolist() == new["count"].tolist()
     assert old["suppressed"].tolist() == new["suppressed"].tolist()
+
+
+def test_the_ledger_keeps_every_cohort_of_a_release(
+    project: Project, population: Population, tmp_path: Path
+) -> None:
+    """Two products count by ward in different cohorts (every entity, and those known to two or
+    more). Both reach the ledger, so a small change to either is held the next time: the
+    differencing attack on the wider cohort fails as on the narrower."""
+    by_ward = {"kind": "count", "title": "t", "by": ["council.ward"], "recipients": ["council"]}
+    spec = Project.model_validate(
+        {**PROJECT, "products": [{**by_ward, "id": "everyone"},
+                                 {**by_ward, "id": "several", "cohort": {"min_partners": 2}}]}
+    )  # fmt: skip
+    releases = Releases.in_folder(tmp_path, spec, name="t")
+
+    def release(release_id: str, pop: Population) -> list[str]:
+        built = build_products(spec, [(p, pop) for p in spec.products], releases=releases,
+                               release_id=release_id, report_dir=tmp_path)  # fmt: skip
+        releases.record(release_id)
+        return [line for b in built.values() for line in b.held]
+
+    assert release("r1", population) == []
+    # Two entities known to one partner leave ward W1: only the wider cohort's W1 changes.
+    ward = population.values["council.ward"]
+    leaving = [e for e in ward.index[ward == "W1"] if population.partners[e] == 1][:2]
+    moved = Population(
+        partners=population.partners.drop(leaving),
+        values={k: v.drop(leaving, errors="ignore") for k, v in population.values.items()},
+    )
+    held = release("r2", moved)
+    assert any(line.startswith("everyone (council.ward=W1)") for line in held), held
+    assert not any(line.startswith("several") for line in held), held

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"oda_fed/proto/v1/coordinator.proto\x12\x10oda_fed.proto.v1\"R\n\x05Hello\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\"W\n\x11InstructionResult\x12\x16\n\x0einstruction_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07records\x18\x04 \x01(\x04\"t\n\tNodeEvent\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.oda_fed.proto.v1.HelloH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.oda_fed.proto.v1.InstructionResultH\x00\x42\x06\n\x04\x62ody\":\n\x0f\x45ncodeAndUpload\x12\x15\n\rchunk_records\x18\x01 \x01(\r\x12\x10\n\x08\x63lk_bits\x18\x02 \x01(\r\"7\n\x0eShareAttribute\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\"\x0f\n\rEntitiesReady\"A\n\x0cReleasedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"w\n\x0eProductRelease\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12-\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x1e.oda_fed.proto.v1.ReleasedFile\x12\x13\n\x0breleased_by\x18\x04 \x01(\t\".\n\x0bRoundClosed\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x88\x03\n\x0bInstruction\x12\x16\n\x0einstruction_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x10\n\x08round_id\x18\x03 \x01(\t\x12>\n\x11\x65ncode_and_upload\x18\n \x01(\x0b\x32!.oda_fed.proto.v1.EncodeAndUploadH\x00\x12;\n\x0fshare_attribute\x18\x0b \x01(\x0b\x32 .oda_fed.proto.v1.ShareAttributeH\x00\x12\x39\n\x0e\x65ntities_ready\x18\x0c \x01(\x0b\x32\x1f.oda_fed.proto.v1.EntitiesReadyH\x00\x12;\n\x0fproduct_release\x18\r \x01(\x0b\x32 .oda_fed.proto.v1.ProductReleaseH\x00\x12\x35\n\x0cround_closed\x18\x0e \x01(\x0b\x32\x1d.oda_fed.proto.v1.RoundClosedH\x00\x42\x06\n\x04\x62ody\"\x83\x02\n\x08\x43lkChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\r\x12\x14\n\x0ctotal_chunks\x18\x04 \x01(\r\x12\x11\n\tfirst_ref\x18\x05 \x01(\x04\x12\x0f\n\x07records\x18\x06 \x01(\r\x12\x15\n\rtotal_records\x18\x07 \x01(\x04\x12\x10\n\x08\x63lk_bits\x18\x08 \x01(\r\x12\x0c\n\x04\x63lks\x18\t \x01(\x0c\x12-\n\x06tokens\x18\n \x03(\x0b\x32\x1d.oda_fed.proto.v1.TokenColumn\x12\x13\n\x0brecord_keys\x18\x0b \x03(\x0c\",\n\x0bTokenColumn\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x0c\"T\n\x13UploadStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06upload\x18\x03 \x01(\t\"y\n\rUploadReceipt\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x15\n\rchunks_stored\x18\x02 \x01(\r\x12\x16\n\x0erecords_stored\x18\x03 \x01(\x04\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12\x15\n\rstored_chunks\x18\x05 \x03(\r\"\xcb\x01\n\x0e\x41ttributeChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x11\n\tattribute\x18\x04 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x14\n\x0ctotal_chunks\x18\x06 \x01(\r\x12\x11\n\tfirst_ref\x18\x07 \x01(\x04\x12\x15\n\rtotal_records\x18\x08 \x01(\x04\x12\x0e\n\x06values\x18\t \x03(\t\"E\n\x14\x46\x65tchEntitiesRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\"4\n\x0b\x45ntityChunk\x12\x11\n\tfirst_ref\x18\x01 \x01(\x04\x12\x12\n\nentity_ids\x18\x02 \x03(\t2\xb2\x03\n\x0b\x43oordinator\x12I\n\x07\x43onnect\x12\x1b.oda_fed.proto.v1.NodeEvent\x1a\x1d.oda_fed.proto.v1.Instruction(\x01\x30\x01\x12K\n\nUploadClks\x12\x1a.oda_fed.proto.v1.ClkChunk\x1a\x1f.oda_fed.proto.v1.UploadReceipt(\x01\x12Y\n\x0fGetUploadStatus\x12%.oda_fed.proto.v1.UploadStatusRequest\x1a\x1f.oda_fed.proto.v1.UploadReceipt\x12V\n\x0fUploadAttribute\x12 .oda_fed.proto.v1.AttributeChunk\x1a\x1f.oda_fed.proto.v1.UploadReceipt(\x01\x12X\n\rFetchEntities\x12&.oda_fed.proto.v1.FetchEntitiesRequest\x1a\x1d.oda_fed.proto.v1.EntityChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"oda_fed/proto/v1/coordinator.proto\x12\x10oda_fed.proto.v1\"R\n\x05Hello\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\"W\n\x11InstructionResult\x12\x16\n\x0einstruction_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07records\x18\x04 \x01(\x04\"t\n\tNodeEvent\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.oda_fed.proto.v1.HelloH\x00\x12\x35\n\x06result\x18\x02 \x01(\x0b\x32#.oda_fed.proto.v1.InstructionResultH\x00\x42\x06\n\x04\x62ody\":\n\x0f\x45ncodeAndUpload\x12\x15\n\rchunk_records\x18\x01 \x01(\r\x12\x10\n\x08\x63lk_bits\x18\x02 \x01(\r\"7\n\x0eShareAttribute\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\"\x0f\n\rEntitiesReady\"A\n\x0cReleasedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"w\n\x0eProductRelease\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12-\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x1e.oda_fed.proto.v1.ReleasedFile\x12\x13\n\x0breleased_by\x18\x04 \x01(\t\"\"\n\x0c\x43omputeTable\x12\x12\n\nproduct_id\x18\x01 \x01(\t\".\n\x0bRoundClosed\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc1\x03\n\x0bInstruction\x12\x16\n\x0einstruction_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x10\n\x08round_id\x18\x03 \x01(\t\x12>\n\x11\x65ncode_and_upload\x18\n \x01(\x0b\x32!.oda_fed.proto.v1.EncodeAndUploadH\x00\x12;\n\x0fshare_attribute\x18\x0b \x01(\x0b\x32 .oda_fed.proto.v1.ShareAttributeH\x00\x12\x39\n\x0e\x65ntities_ready\x18\x0c \x01(\x0b\x32\x1f.oda_fed.proto.v1.EntitiesReadyH\x00\x12;\n\x0fproduct_release\x18\r \x01(\x0b\x32 .oda_fed.proto.v1.ProductReleaseH\x00\x12\x35\n\x0cround_closed\x18\x0e \x01(\x0b\x32\x1d.oda_fed.proto.v1.RoundClosedH\x00\x12\x37\n\rcompute_table\x18\x0f \x01(\x0b\x32\x1e.oda_fed.proto.v1.ComputeTableH\x00\x42\x06\n\x04\x62ody\"\x83\x02\n\x08\x43lkChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\r\x12\x14\n\x0ctotal_chunks\x18\x04 \x01(\r\x12\x11\n\tfirst_ref\x18\x05 \x01(\x04\x12\x0f\n\x07records\x18\x06 \x01(\r\x12\x15\n\rtotal_records\x18\x07 \x01(\x04\x12\x10\n\x08\x63lk_bits\x18\x08 \x01(\r\x12\x0c\n\x04\x63lks\x18\t \x01(\x0c\x12-\n\x06tokens\x18\n \x03(\x0b\x32\x1d.oda_fed.proto.v1.TokenColumn\x12\x13\n\x0brecord_keys\x18\x0b \x03(\x0c\",\n\x0bTokenColumn\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x0c\"T\n\x13UploadStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06upload\x18\x03 \x01(\t\"y\n\rUploadReceipt\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x15\n\rchunks_stored\x18\x02 \x01(\r\x12\x16\n\x0erecords_stored\x18\x03 \x01(\x04\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12\x15\n\rstored_chunks\x18\x05 \x03(\r\"\xcb\x01\n\x0e\x41ttributeChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x11\n\tattribute\x18\x04 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x14\n\x0ctotal_chunks\x18\x06 \x01(\r\x12\x11\n\tfirst_ref\x18\x07 \x01(\x04\x12\x15\n\rtotal_records\x18\x08 \x01(\x04\x12\x0e\n\x06values\x18\t \x03(\t\"E\n\x14\x46\x65tchEntitiesRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\"4\n\x0b\x45ntityChunk\x12\x11\n\tfirst_ref\x18\x01 \x01(\x04\x12\x12\n\nentity_ids\x18\x02 \x03(\t\"{\n\nLocalTable\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1b\n\x13project_fingerprint\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12*\n\x05\x63\x65lls\x18\x04 \x03(\x0b\x32\x1b.oda_fed.proto.v1.LocalCell\"C\n\tLocalCell\x12\x13\n\x0b\x63oordinates\x18\x01 \x03(\t\x12\x12\n\nsuppressed\x18\x02 \x01(\x08\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32\x80\x04\n\x0b\x43oordinator\x12I\n\x07\x43onnect\x12\x1b.oda_fed.proto.v1.NodeEvent\x1a\x1d.oda_fed.proto.v1.Instruction(\x01\x30\x01\x12K\n\nUploadClks\x12\x1a.oda_fed.proto.v1.ClkChunk\x1a\x1f.oda_fed.proto.v1.UploadReceipt(\x01\x12Y\n\x0fGetUploadStatus\x12%.oda_fed.proto.v1.UploadStatusRequest\x1a\x1f.oda_fed.proto.v1.UploadReceipt\x12V\n\x0fUploadAttribute\x12 .oda_fed.proto.v1.AttributeChunk\x1a\x1f.oda_fed.proto.v1.UploadReceipt(\x01\x12X\n\rFetchEntities\x12&.oda_fed.proto.v1.FetchEntitiesRequest\x1a\x1d.oda_fed.proto.v1.EntityChunk0\x01\x12L\n\x0bUploadTable\x12\x1c.oda_fed.proto.v1.LocalTable\x1a\x1f.oda_fed.proto.v1.UploadReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,24 +47,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASEDFILE']._serialized_end=546
   _globals['_PRODUCTRELEASE']._serialized_start=548
   _globals['_PRODUCTRELEASE']._serialized_end=667
-  _globals['_ROUNDCLOSED']._serialized_start=669
-  _globals['_ROUNDCLOSED']._serialized_end=715
-  _globals['_INSTRUCTION']._serialized_start=718
-  _globals['_INSTRUCTION']._serialized_end=1110
-  _globals['_CLKCHUNK']._serialized_start=1113
-  _globals['_CLKCHUNK']._serialized_end=1372
-  _globals['_TOKENCOLUMN']._serialized_start=1374
-  _globals['_TOKENCOLUMN']._serialized_end=1418
-  _globals['_UPLOADSTATUSREQUEST']._serialized_start=1420
-  _globals['_UPLOADSTATUSREQUEST']._serialized_end=1504
-  _globals['_UPLOADRECEIPT']._serialized_start=1506
-  _globals['_UPLOADRECEIPT']._serialized_end=1627
-  _globals['_ATTRIBUTECHUNK']._serialized_start=1630
-  _globals['_ATTRIBUTECHUNK']._serialized_end=1833
-  _globals['_FETCHENTITIESREQUEST']._serialized_start=1835
-  _globals['_FETCHENTITIESREQUEST']._serialized_end=1904
-  _globals['_ENTITYCHUNK']._serialized_start=1906
-  _globals['_ENTITYCHUNK']._serialized_end=1958
-  _globals['_COORDINATOR']._serialized_start=1961
-  _globals['_COORDINATOR']._serialized_end=2395
+  _globals['_COMPUTETABLE']._serialized_start=669
+  _globals['_COMPUTETABLE']._serialized_end=703
+  _globals['_ROUNDCLOSED']._serialized_start=705
+  _globals['_ROUNDCLOSED']._serialized_end=751
+  _globals['_INSTRUCTION']._serialized_start=754
+  _globals['_INSTRUCTION']._serialized_end=1203
+  _globals['_CLKCHUNK']._serialized_start=1206
+  _globals['_CLKCHUNK']._serialized_end=1465
+  _globals['_TOKENCOLUMN']._serialized_start=1467
+  _globals['_TOKENCOLUMN']._serialized_end=1511
+  _globals['_UPLOADSTATUSREQUEST']._serialized_start=1513
+  _globals['_UPLOADSTATUSREQUEST']._serialized_end=1597
+  _globals['_UPLOADRECEIPT']._serialized_start=1599
+  _globals['_UPLOADRECEIPT']._serialized_end=1720
+  _globals['_ATTRIBUTECHUNK']._serialized_start=1723
+  _globals['_ATTRIBUTECHUNK']._serialized_end=1926
+  _globals['_FETCHENTITIESREQUEST']._serialized_start=1928
+  _globals['_FETCHENTITIESREQUEST']._serialized_end=1997
+  _globals['_ENTITYCHUNK']._serialized_start=1999
+  _globals['_ENTITYCHUNK']._serialized_end=2051
+  _globals['_LOCALTABLE']._serialized_start=2053
+  _globals['_LOCALTABLE']._serialized_end=2176
+  _globals['_LOCALCELL']._serialized_start=2178
+  _globals['_LOCALCELL']._serialized_end=2245
+  _globals['_COORDINATOR']._serialized_start=2248
+  _globals['_COORDINATOR']._serialized_end=2760
 # @@protoc_insertion_point(module_scope)

@@ -226,6 +226,29 @@ class ProductRelease(_message.Message):
 Global___ProductRelease: _TypeAlias = ProductRelease  # noqa: Y015
 
 @_typing.final
+class ComputeTable(_message.Message):
+    """Compute a product from this partner's own records (a `local` product of the project), put it
+    through disclosure control on the node, and send the controlled table with UploadTable.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product_id", b"product_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeTable: _TypeAlias = ComputeTable  # noqa: Y015
+
+@_typing.final
 class RoundClosed(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -260,6 +283,7 @@ class Instruction(_message.Message):
     ENTITIES_READY_FIELD_NUMBER: _builtins.int
     PRODUCT_RELEASE_FIELD_NUMBER: _builtins.int
     ROUND_CLOSED_FIELD_NUMBER: _builtins.int
+    COMPUTE_TABLE_FIELD_NUMBER: _builtins.int
     instruction_id: _builtins.str
     project_fingerprint: _builtins.str
     """Every instruction names its project; a node refuses any that differs from its pinned one."""
@@ -274,6 +298,8 @@ class Instruction(_message.Message):
     def product_release(self) -> Global___ProductRelease: ...
     @_builtins.property
     def round_closed(self) -> Global___RoundClosed: ...
+    @_builtins.property
+    def compute_table(self) -> Global___ComputeTable: ...
     def __init__(
         self,
         *,
@@ -285,12 +311,13 @@ class Instruction(_message.Message):
         entities_ready: Global___EntitiesReady | None = ...,
         product_release: Global___ProductRelease | None = ...,
         round_closed: Global___RoundClosed | None = ...,
+        compute_table: Global___ComputeTable | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encode_and_upload", b"encode_and_upload", "entities_ready", b"entities_ready", "product_release", b"product_release", "round_closed", b"round_closed", "share_attribute", b"share_attribute"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "compute_table", b"compute_table", "encode_and_upload", b"encode_and_upload", "entities_ready", b"entities_ready", "product_release", b"product_release", "round_closed", b"round_closed", "share_attribute", b"share_attribute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encode_and_upload", b"encode_and_upload", "entities_ready", b"entities_ready", "instruction_id", b"instruction_id", "product_release", b"product_release", "project_fingerprint", b"project_fingerprint", "round_closed", b"round_closed", "round_id", b"round_id", "share_attribute", b"share_attribute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "compute_table", b"compute_table", "encode_and_upload", b"encode_and_upload", "entities_ready", b"entities_ready", "instruction_id", b"instruction_id", "product_release", b"product_release", "project_fingerprint", b"project_fingerprint", "round_closed", b"round_closed", "round_id", b"round_id", "share_attribute", b"share_attribute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["encode_and_upload", "share_attribute", "entities_ready", "product_release", "round_closed"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["encode_and_upload", "share_attribute", "entities_ready", "product_release", "round_closed", "compute_table"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -539,3 +566,63 @@ class EntityChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EntityChunk: _TypeAlias = EntityChunk  # noqa: Y015
+
+@_typing.final
+class LocalTable(_message.Message):
+    """A controlled table computed on a node: one cell per combination of the product's dimensions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    project_fingerprint: _builtins.str
+    product_id: _builtins.str
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocalCell]: ...
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+        project_fingerprint: _builtins.str = ...,
+        product_id: _builtins.str = ...,
+        cells: _abc.Iterable[Global___LocalCell] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "product_id", b"product_id", "project_fingerprint", b"project_fingerprint", "round_id", b"round_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalTable: _TypeAlias = LocalTable  # noqa: Y015
+
+@_typing.final
+class LocalCell(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COORDINATES_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    suppressed: _builtins.bool
+    """A suppressed cell carries no count (0)."""
+    count: _builtins.int
+    @_builtins.property
+    def coordinates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One value per dimension of the product, in the project's order."""
+
+    def __init__(
+        self,
+        *,
+        coordinates: _abc.Iterable[_builtins.str] | None = ...,
+        suppressed: _builtins.bool = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinates", b"coordinates", "count", b"count", "suppressed", b"suppressed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalCell: _TypeAlias = LocalCell  # noqa: Y015

@@ -59,6 +59,11 @@ class CoordinatorStub:
                 request_serializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.FetchEntitiesRequest.SerializeToString,
                 response_deserializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.EntityChunk.FromString,
                 _registered_method=True)
+        self.UploadTable = channel.unary_unary(
+                '/oda_fed.proto.v1.Coordinator/UploadTable',
+                request_serializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.LocalTable.SerializeToString,
+                response_deserializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.UploadReceipt.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -99,6 +104,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadTable(self, request, context):
+        """A product the project has the calling node compute from its own records: the table only,
+        after the node's disclosure control.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.FetchEntities,
                     request_deserializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.FetchEntitiesRequest.FromString,
                     response_serializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.EntityChunk.SerializeToString,
+            ),
+            'UploadTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadTable,
+                    request_deserializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.LocalTable.FromString,
+                    response_serializer=oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.UploadReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class Coordinator:
             '/oda_fed.proto.v1.Coordinator/FetchEntities',
             oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.FetchEntitiesRequest.SerializeToString,
             oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.EntityChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oda_fed.proto.v1.Coordinator/UploadTable',
+            oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.LocalTable.SerializeToString,
+            oda__fed_dot_proto_dot_v1_dot_coordinator__pb2.UploadReceipt.FromString,
             options,
             channel_credentials,
             insecure,

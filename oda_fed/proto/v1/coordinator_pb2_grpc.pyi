@@ -52,6 +52,10 @@ class CoordinatorStub:
     """Attribute values the project allows this partner to share, aligned with its refs."""
     FetchEntities: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.FetchEntitiesRequest, _coordinator_pb2.EntityChunk]
     """Entity ids for the calling node's own refs only."""
+    UploadTable: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.LocalTable, _coordinator_pb2.UploadReceipt]
+    """A product the project has the calling node compute from its own records: the table only,
+    after the node's disclosure control.
+    """
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -66,6 +70,10 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """Attribute values the project allows this partner to share, aligned with its refs."""
     FetchEntities: _aio.UnaryStreamMultiCallable[_coordinator_pb2.FetchEntitiesRequest, _coordinator_pb2.EntityChunk]  # type: ignore[assignment]
     """Entity ids for the calling node's own refs only."""
+    UploadTable: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.LocalTable, _coordinator_pb2.UploadReceipt]  # type: ignore[assignment]
+    """A product the project has the calling node compute from its own records: the table only,
+    after the node's disclosure control.
+    """
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -107,5 +115,15 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.EntityChunk], _abc.AsyncIterator[_coordinator_pb2.EntityChunk]]:
         """Entity ids for the calling node's own refs only."""
+
+    @_abc_1.abstractmethod
+    def UploadTable(
+        self,
+        request: _coordinator_pb2.LocalTable,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.UploadReceipt, _abc.Awaitable[_coordinator_pb2.UploadReceipt]]:
+        """A product the project has the calling node compute from its own records: the table only,
+        after the node's disclosure control.
+        """
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
