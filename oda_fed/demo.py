@@ -1,11 +1,21 @@
-"""``oda-fed demo``: a whole federation on localhost, end to end.
+"""``oda-fed demo``: a whole federation on localhost, end to end, over two rounds.
 
 One coordinator and three nodes run as separate processes and talk gRPC over mutual TLS with
 certificates from a partnership CA made for the demo. Each node's key is created in the node's own
-folder and only a certificate signing request goes to the CA. The demo plays every role, so the
-folders it writes are laid out as the parties' machines would be:
+folder and only a certificate signing request goes to the CA.
 
-    WORKDIR/data/          synthetic extracts, one per partner, and truth.csv
+Each partner has an extract and an event table (the council's complaints, the police's incidents,
+social care's referrals). The project links them and releases a count by ward, a map, a
+cross-tabulation, a rate by ward, a prioritised list to the council and an alert to social care.
+Round 1 releases at once and sets the alert's baseline. Between the rounds the partners refresh
+their extracts: a month of new events, and the council closes a few records, fewer than
+``min_cell``. Round 2's alert fires for social care's clients newly in a domestic abuse incident,
+and the release ledger holds the cells that moved by those few records: the round waits for the
+operator, who releases it (as one would after reading its report) with those cells suppressed.
+
+The demo plays every role, so the folders it writes are laid out as the parties' machines would be:
+
+    WORKDIR/data/          synthetic extracts and event tables, one each per partner, and truth.csv
     WORKDIR/ca/            the partnership CA (kept by whoever the partnership trusts)
     WORKDIR/coordinator/   coordinator.toml, its certificate, ward boundaries, state, audit log,
                            products
@@ -29,8 +39,16 @@ import pandas as pd
 import tomli_w
 
 from oda_fed.audit import cross_check, verify_dir
-from oda_fed.config import fingerprint_bytes, load_coordinator_config
+from oda_fed.config import fingerprint_bytes, load_coordinator_config, load_project
 from oda_fed.coordinator.admin import AdminClient, RoundStatus
+from oda_fed.demo_rounds import (
+    CLOSED_RECORDS,
+    Changes,
+    Held,
+    held_cells,
+    records_received,
+    refresh_extracts,
+)
 from oda_fed.errors import OdaFedError
 from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
@@ -43,20 +61,65 @@ from oda_fed.synth import (
     write,
     write_ward_boundaries,
 )
-from oda_fed.synth.project import PRODUCT_ID
+from oda_fed.synth.events import END, EVENT_PROFILES, event_file, make_events, write_events
+from oda_fed.synth.project import (
+    ALERT_ID,
+    LIST_ID,
+    TABLES_AT,
+    analysis_columns,
+)
+from oda_fed.transport.protocol import RoundState
 
 MARKER = ".oda-fed-demo"
 
 
 @dataclass
-class DemoResult:
-    workdir: Path
-    records: dict[str, int]
+class RoundResult:
+    """One round of the demo, as the operator and the nodes saw it.
+
+    Attributes
+    ----------
+    status
+        The round's final status (closed).
+    quality
+        Precision and recall of its linkage against the synthetic truth.
+    products
+        The coordinator's folder of the round's products and reports.
+    awaiting
+        Its status when it stopped for the operator, or None when it was released at once.
+    held
+        The cells the release ledger held.
+    records
+        Record-level product id to partner id to the rows that partner's node received.
+    """
+
     status: RoundStatus
     quality: Quality
-    product_csv: Path
-    map_png: Path
-    report: Path
+    products: Path
+    awaiting: RoundStatus | None = None
+    held: list[Held] = field(default_factory=list)
+    records: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def round_id(self) -> str:
+        return self.status.round_id
+
+    @property
+    def report(self) -> Path:
+        """The round report (internal: for the operator and the approver)."""
+        return Path(self.status.report_path)
+
+
+@dataclass
+class DemoResult:
+    """What the demo found: its two rounds, what changed between them, and the audit logs'
+    verification. ``records`` is each partner's record count in round 1."""
+
+    workdir: Path
+    records: dict[str, int]
+    rounds: list[RoundResult]
+    changes: Changes | None
+    kinds: dict[str, str]  # product id to its kind, in the project's order
     audit_ok: bool
     audit_entries: dict[str, int]
     audit_problems: list[str] = field(default_factory=list)
@@ -142,22 +205,32 @@ def _map_product(council: str, wards: Path) -> dict:
 
 
 def setup(
-    workdir: Path, *, population: int, seed: int, errors: ErrorLevel, with_map: bool = False
+    workdir: Path,
+    *,
+    population: int,
+    seed: int,
+    errors: ErrorLevel,
+    with_map: bool = False,
+    analysis: bool = False,
 ) -> tuple[Synthetic, Path]:
     """Write data, project, PKI, secret and coordinator config; return the synthetic data.
 
     ``with_map`` adds the demo's map product to the project (the coordinator is given the
-    ward boundaries either way).
+    ward boundaries either way). ``analysis`` adds the analysis of the partners' event tables
+    (:func:`~oda_fed.synth.project.project_document`) and writes the tables as extracted on
+    its tables' day; give the same flag to :func:`write_node_configs`.
     """
     _prepare_workdir(workdir)
     synthetic = generate(population=population, partners=3, seed=seed, errors=errors)
     write(synthetic, workdir / "data")
+    if analysis:
+        write_events(make_events(synthetic, seed=seed, until=TABLES_AT), workdir / "data")
     profiles = synthetic.profiles
     coord = workdir / "coordinator"
     coord.mkdir(parents=True, exist_ok=True)
     # Public geography the coordinator draws maps on; made up, like the region's wards.
     wards = write_ward_boundaries(coord / "wards.geojson")
-    project = project_document(profiles)
+    project = project_document(profiles, analysis=analysis)
     if with_map:
         project["products"].append(_map_product(profiles[0].id, wards))
     # The demo releases its products as soon as they pass disclosure control; a real project
@@ -207,11 +280,34 @@ def setup(
     return synthetic, project_path
 
 
-def write_node_configs(workdir: Path, synthetic: Synthetic, *, port: int) -> list[Path]:
+def write_node_configs(
+    workdir: Path, synthetic: Synthetic, *, port: int, analysis: bool = False
+) -> list[Path]:
+    """Write each node's node.toml; ``analysis`` as for :func:`setup`."""
     fingerprint = fingerprint_bytes((workdir / "project.toml").read_bytes())
     paths = []
     for profile in synthetic.profiles:
         node = workdir / "nodes" / profile.id
+        source = {
+            "path": f"../../data/{profile.id}.csv",
+            "record_id": profile.record_id_column,
+            "columns": dict(profile.columns),
+            "attributes": dict(profile.attributes),
+            "date_format": profile.date_format,
+        }
+        if analysis:
+            source["attributes"].update(analysis_columns(profile))
+            events = EVENT_PROFILES[profile.id]
+            source["events"] = [
+                {
+                    "name": events.name,
+                    "path": f"../../data/{event_file(profile.id, events.name)}",
+                    "record_id": profile.record_id_column,
+                    "date": events.date_column,
+                    "type": events.type_column,
+                    "date_format": events.date_format,
+                }
+            ]
         paths.append(
             _write_toml(
                 node / "node.toml",
@@ -228,34 +324,54 @@ def write_node_configs(workdir: Path, synthetic: Synthetic, *, port: int) -> lis
                         "cert": f"tls/{profile.id}.crt",
                         "key": f"tls/{profile.id}.key",
                     },
-                    "source": {
-                        "path": f"../../data/{profile.id}.csv",
-                        "record_id": profile.record_id_column,
-                        "columns": dict(profile.columns),
-                        "attributes": dict(profile.attributes),
-                        "date_format": profile.date_format,
-                    },
+                    "source": source,
                 },
             )
         )
     return paths
 
 
-def evaluate(workdir: Path, synthetic: Synthetic) -> Quality:
-    """Precision and recall of the federated round against the synthetic truth.
+def evaluate(workdir: Path, synthetic: Synthetic, *, round_id: str | None = None) -> Quality:
+    """Precision and recall of a federated round (the latest one by default) against the
+    synthetic truth.
 
     Only the demo can do this: it holds every node's local entity ids and the truth. No party in a
     real federation sees both.
     """
+
+    def entities(partner: str) -> Path:
+        state = workdir / "nodes" / partner / "state"
+        return (
+            state / "entities.csv"
+            if round_id is None
+            else state / "rounds" / round_id / "entities.csv"
+        )
+
     members = pd.concat(
-        pd.read_csv(
-            workdir / "nodes" / profile.id / "state" / "entities.csv",
-            dtype=str,
-            keep_default_na=False,
-        ).assign(source=profile.id)
+        pd.read_csv(entities(profile.id), dtype=str, keep_default_na=False).assign(
+            source=profile.id
+        )
         for profile in synthetic.profiles
     )
     return truth_quality(members, synthetic.truth)
+
+
+def _run_round(
+    admin: AdminClient, *, timeout: float, on_status
+) -> tuple[RoundStatus, RoundStatus | None]:
+    """Start a round and wait for it to close; release it as the operator if it stops for one
+    (the demo sets auto_release, so it stops only when the release ledger holds cells).
+    Returns its final status and, if it stopped, its status then."""
+    status = admin.start_round()
+    status = admin.wait(status.round_id, timeout=timeout, on_status=on_status)
+    awaiting = None
+    if status.state is RoundState.AWAITING_RELEASE:
+        awaiting = status
+        admin.release_round(status.round_id)
+        status = admin.wait(status.round_id, timeout=timeout, on_status=on_status)
+    if status.state is not RoundState.CLOSED:
+        raise OdaFedError(f"round {status.round_id} {status.state}: {status.message}")
+    return status, awaiting
 
 
 def run_demo(
@@ -268,15 +384,21 @@ def run_demo(
     on_step=None,
     on_status=None,
 ) -> DemoResult:
-    """Run the whole federation and return what it found. See the module docstring."""
+    """Run the whole federation over two rounds and return what it found. See the module
+    docstring."""
     started = time.monotonic()
     step = on_step or (lambda _msg: None)
     workdir = workdir.resolve()
-    step("generating synthetic partners, project, CA and certificates")
-    synthetic, _ = setup(workdir, population=population, seed=seed, errors=errors, with_map=True)
+    step("generating synthetic partners, event tables, project, CA and certificates")
+    synthetic, project_path = setup(
+        workdir, population=population, seed=seed, errors=errors, with_map=True, analysis=True
+    )
+    kinds = {p.id: p.kind for p in load_project(project_path).project.products}
     coord_cfg_path = workdir / "coordinator" / "coordinator.toml"
     port_file = workdir / "coordinator" / "port"
     procs = Processes(workdir / "logs")
+    rounds: list[RoundResult] = []
+    changes = None
     try:
         step("starting the coordinator")
         procs.start(
@@ -298,46 +420,65 @@ def run_demo(
             time.sleep(0.1)
         port = int(port_file.read_text())
         step(f"starting {len(synthetic.profiles)} nodes (each dials out to port {port})")
-        for path in write_node_configs(workdir, synthetic, port=port):
-            procs.start(path.parent.name, "node", "run", "--config", str(path), "--rounds", "1")
+        for path in write_node_configs(workdir, synthetic, port=port, analysis=True):
+            procs.start(path.parent.name, "node", "run", "--config", str(path), "--rounds", "2")
         admin = AdminClient(load_coordinator_config(coord_cfg_path), address=f"127.0.0.1:{port}")
+
+        def watch(s: RoundStatus) -> None:
+            procs.check()
+            if on_status is not None:
+                on_status(s)
+
         try:
-            step("running a linkage round")
-            status = admin.start_round()
-
-            def watch(s: RoundStatus) -> None:
-                procs.check()
-                if on_status is not None:
-                    on_status(s)
-
-            status = admin.wait(status.round_id, timeout=timeout, on_status=watch)
+            for number in (1, 2):
+                if number == 2:
+                    step(
+                        f"refreshing the extracts to {END:%Y-%m-%d} and closing "
+                        f"{CLOSED_RECORDS} council records"
+                    )
+                    changes = refresh_extracts(workdir, synthetic, seed=seed)
+                step(f"running linkage round {number}")
+                status, awaiting = _run_round(admin, timeout=timeout, on_status=watch)
+                if awaiting is not None:
+                    step(f"round {number} held cells for the operator; released as the operator")
+                rounds.append(_round_result(workdir, synthetic, status, awaiting))
         finally:
             admin.close()
-        if status.state != "closed":
-            raise OdaFedError(f"round {status.round_id} {status.state}: {status.message}")
         for profile in synthetic.profiles:
             procs.wait(profile.id, timeout=60)
     finally:
         procs.stop_all()
     procs.check()
 
-    step("checking the result against the synthetic truth and verifying the audit logs")
-    quality = evaluate(workdir, synthetic)
+    step("verifying the audit logs")
     reports = verify_dir(workdir)
     problems = [p for r in reports for p in r.problems]
     problems += cross_check([r.path for r in reports])
-    products = workdir / "coordinator" / "products" / status.round_id
-    product_csv = next(products.glob(f"{PRODUCT_ID}.csv"))
     return DemoResult(
         workdir=workdir,
-        records={p.partner: p.records for p in status.partners},
-        status=status,
-        quality=quality,
-        product_csv=product_csv,
-        map_png=products / f"{MAP_ID}.png",
-        report=Path(status.report_path),
+        records={p.partner: p.records for p in rounds[0].status.partners},
+        rounds=rounds,
+        changes=changes,
+        kinds=kinds,
         audit_ok=not problems,
         audit_entries={(r.party or r.path.stem): r.entries for r in reports},
         audit_problems=problems,
         seconds=time.monotonic() - started,
+    )
+
+
+def _round_result(
+    workdir: Path, synthetic: Synthetic, status: RoundStatus, awaiting: RoundStatus | None
+) -> RoundResult:
+    products = workdir / "coordinator" / "products" / status.round_id
+    return RoundResult(
+        status=status,
+        quality=evaluate(workdir, synthetic, round_id=status.round_id),
+        products=products,
+        awaiting=awaiting,
+        held=held_cells(products),
+        records={
+            product: records_received(workdir, status.round_id, product)
+            for product in (LIST_ID, ALERT_ID)
+        },
     )

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomli_w
 
 from oda_fed.config import load_project
 from oda_fed.errors import OdaFedError
 from oda_fed.synth import PROFILES, error_level, generate, project_document, write, write_project
+from oda_fed.synth.project import ALERT_ID, CROSSTAB_ID, LIST_ID, PRODUCT_ID, RATE_ID
 
 
 def test_the_demo_document_leaves_the_column_layouts_to_the_nodes() -> None:
@@ -21,6 +23,35 @@ def test_the_demo_document_leaves_the_column_layouts_to_the_nodes() -> None:
     assert doc["linkage"]["threshold"] == 0.8
     assert doc["products"][0]["area"] == {"partner": "council", "attribute": "ward"}
     assert doc["products"][0]["recipients"][-1] == "coordinator"
+
+
+def test_the_analysis_declares_event_attributes_and_each_kind_of_product(tmp_path: Path) -> None:
+    path = tmp_path / "project.toml"
+    path.write_text(tomli_w.dumps(project_document(PROFILES[:3], analysis=True)))
+    project = load_project(path).project
+    assert project.linkage.stable_entity_ids  # the alert follows entities across rounds
+    kinds = {p.id: p.kind for p in project.products}
+    assert kinds == {
+        PRODUCT_ID: "partner_count_by_area",
+        CROSSTAB_ID: "count",
+        RATE_ID: "rate",
+        LIST_ID: "list",
+        ALERT_ID: "alert",
+    }
+    assert len(project.product(CROSSTAB_ID).dimensions) == 2
+    assert project.product(LIST_ID).recipients == ["council"]
+    assert project.product(ALERT_ID).recipients == ["social_care"]
+    events = {a.name: a.events for a in project.attributes if a.events}
+    assert events == {
+        "incidents_12m": "incidents",
+        "domestic_abuse_90d": "incidents",
+        "referred_12m": "referrals",
+        "housing_complaint": "complaints",
+    }
+    # Without the analysis, the agreement is what it was.
+    assert "stable_entity_ids" not in project_document(PROFILES[:3])["linkage"]
+    with pytest.raises(OdaFedError, match="social_care"):
+        project_document(PROFILES[:2], analysis=True)
 
 
 def test_the_written_project_names_columns_each_partner_file_has(tmp_path: Path) -> None:
