@@ -16,7 +16,14 @@ import pytest
 
 from oda_fed.audit import cross_check, read_entries, verify_dir
 from oda_fed.synth.events import END, EVENT_PROFILES
-from oda_fed.synth.project import ALERT_ID, CROSSTAB_ID, LIST_ID, PRODUCT_ID, RATE_ID
+from oda_fed.synth.project import (
+    ALERT_ID,
+    CROSSTAB_ID,
+    LIST_ID,
+    LOCAL_ID,
+    PRODUCT_ID,
+    RATE_ID,
+)
 from oda_fed.transport.protocol import AuditKind
 
 pytestmark = [pytest.mark.slow, pytest.mark.grpc]
@@ -88,7 +95,7 @@ def test_both_rounds_close_with_good_linkage_and_a_dashboard_each(demo: Run) -> 
         assert (demo.workdir / "logs" / f"{partner}.log").read_text()
 
 
-@pytest.mark.parametrize("product", [CROSSTAB_ID, RATE_ID, MAP_ID, PRODUCT_ID])
+@pytest.mark.parametrize("product", [CROSSTAB_ID, RATE_ID, MAP_ID, PRODUCT_ID, LOCAL_ID])
 def test_tables_and_the_map_are_released_with_suppressed_cells_never_shown_as_zero(
     demo: Run, product: str
 ) -> None:
@@ -111,6 +118,15 @@ def test_tables_and_the_map_are_released_with_suppressed_cells_never_shown_as_ze
     every = pd.concat(read(demo.products(r) / f"{product}.csv") for r in demo.rounds)
     if product != MAP_ID:  # the map's cells (two or more services, by ward) are all large
         assert (every.suppressed == "true").any(), "the check above would mean nothing"
+
+
+def test_the_councils_own_table_leaves_its_node_as_a_table_only(demo: Run) -> None:
+    council = read_entries(demo.workdir / "nodes" / "council" / "audit" / "council.jsonl")
+    sent = [e for e in council if e.kind == AuditKind.LOCAL_TABLE]
+    assert [(e.round, e.detail["product"]) for e in sent] == [(r, LOCAL_ID) for r in demo.rounds]
+    checked = [e for e in council if e.kind == AuditKind.DISCLOSURE_CHECKED]
+    assert {e.detail["product"] for e in checked} == {LOCAL_ID}
+    assert "local" in demo.out
 
 
 def test_the_cross_tabulation_is_printed_and_has_every_combination(demo: Run) -> None:

@@ -46,11 +46,13 @@ _LINKAGE_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: The analysis's products: residents known to two or more services by age band and police
 #: incidents; the share referred to social care, by ward; the council's list of residents to
-#: visit first; and social care's alert of its clients newly in a domestic abuse incident.
+#: visit first; social care's alert of its clients newly in a domestic abuse incident.
 CROSSTAB_ID = "age_by_police_incidents"
 RATE_ID = "social_care_referrals_by_ward"
 LIST_ID = "early_help_visits"
 ALERT_ID = "new_domestic_abuse"
+#: And the council's own complaints caseload by ward: a local product, made at the council's node.
+LOCAL_ID = "council_complaints_by_ward"
 #: The partners the analysis needs: the council holds the wards and the list, social care the
 #: ages and the alert, the police the incidents.
 ANALYSIS_PARTNERS = ("council", "police", "social_care")
@@ -254,6 +256,16 @@ def _add_analysis(doc: dict, partners: list[str]) -> None:
             ],  # fmt: skip
             "score_bands": [3, 5],
             "show_groups": True,
+        },
+        {
+            "id": LOCAL_ID,
+            "kind": "local",
+            "title": f"Council residents with a disrepair or overcrowding complaint {when}, "
+            "by ward (the council's own records)",
+            "owner": "council",
+            "by": ["council.ward"],
+            "cohort": {"where": {"council.housing_complaint": ["yes"]}},
+            "recipients": ["council", "coordinator"],
         },
         {
             "id": ALERT_ID,

@@ -13,7 +13,14 @@ import tomli_w
 from oda_fed.config import load_project
 from oda_fed.errors import OdaFedError
 from oda_fed.synth import PROFILES, error_level, generate, project_document, write, write_project
-from oda_fed.synth.project import ALERT_ID, CROSSTAB_ID, LIST_ID, PRODUCT_ID, RATE_ID
+from oda_fed.synth.project import (
+    ALERT_ID,
+    CROSSTAB_ID,
+    LIST_ID,
+    LOCAL_ID,
+    PRODUCT_ID,
+    RATE_ID,
+)
 
 
 def test_the_demo_document_leaves_the_column_layouts_to_the_nodes() -> None:
@@ -37,6 +44,7 @@ def test_the_analysis_declares_event_attributes_and_each_kind_of_product(tmp_pat
         RATE_ID: "rate",
         LIST_ID: "list",
         ALERT_ID: "alert",
+        LOCAL_ID: "local",
     }
     assert len(project.product(CROSSTAB_ID).dimensions) == 2
     assert project.product(LIST_ID).recipients == ["council"]
