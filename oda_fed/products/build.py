@@ -120,7 +120,7 @@ def build_products(
     plans = [_plan(project, prod, population) for prod, population in items]
     parts = [part for plan in plans for part in plan.parts]
     views = [view for plan in plans for view in plan.views]
-    links, same = _links(parts, views)
+    links, same = _links(parts, views, _nested(items))
     controlled = releases.control_together(
         release_id, parts, report_dir=report_dir, links=links, same_cells=same
     )
@@ -165,27 +165,30 @@ def _assembled(prod: Product, parts: list[Controlled], drawn: Boundaries | None)
 
 
 def _links(
-    parts: Sequence[Part], views: Sequence[_View]
+    parts: Sequence[Part], views: Sequence[_View], implied: Mapping[tuple[str, str], Mapping]
 ) -> tuple[list[KnownTotal], dict[int, int]]:
     """Every cell of one part that counts the same people as a group of cells of another: the
-    same ``who``, and the other part's cells that agree with it on all its dimensions. And,
-    where two parts are the same table, each cell of the later to its twin in the earlier
-    (positions in the parts stacked in order)."""
+    same ``who``, and the other part's cells that agree with it on all its dimensions, directly
+    or through an area nested in another (``implied``: each LSOA in one ward, say, so that a
+    ward's cell is the sum of its LSOAs'). And, where two parts are the same table, each cell of
+    the later to its twin in the earlier (positions in the parts stacked in order)."""
     starts = np.cumsum([0, *(len(p.cells) for p in parts)])
     links, same = [], {}
     for i, j in itertools.permutations(range(len(parts)), 2):
         coarse, fine = views[i], views[j]
         dims = list(coarse.cells.columns)
-        if coarse.who != fine.who or not set(dims) <= set(fine.cells.columns):
-            continue
-        if len(dims) == len(fine.cells.columns) and i > j:
+        twins = set(dims) == set(fine.cells.columns)
+        if coarse.who != fine.who or (twins and i > j):
             continue  # the same table twice: one link per pair of cells is enough
-        groups = fine.cells.groupby(dims, sort=False).indices
+        cells = _in_terms_of(fine.cells, dims, implied)
+        if cells is None:
+            continue
+        groups = cells.groupby(dims, sort=False).indices
         for a, key in enumerate(coarse.cells.itertuples(index=False, name=None)):
             members = groups.get(key if len(dims) > 1 else key[0])
             if members is None:
                 continue
-            if len(dims) == len(fine.cells.columns) and len(members) == 1:
+            if twins and len(members) == 1:
                 same[int(starts[j]) + int(members[0])] = int(starts[i]) + a
             links.append(
                 KnownTotal.same_people(
@@ -196,6 +199,51 @@ def _links(
                 )
             )
     return links, same
+
+
+def _in_terms_of(
+    cells: pd.DataFrame, dims: Sequence[str], implied: Mapping[tuple[str, str], Mapping]
+) -> pd.DataFrame | None:
+    """``cells`` with a column for each of ``dims``, taken through ``implied`` from one of its
+    own where it lacks it (a cell with no value there counts nobody); None when one cannot be."""
+    out = cells
+    for d in dims:
+        if d in cells.columns:
+            continue
+        source = next((c for c in cells.columns if (c, d) in implied), None)
+        if source is None:
+            return None
+        out = out.assign(**{d: cells[source].map(implied[(source, d)])})
+    return out
+
+
+def _nested(items: Sequence[tuple[Product, Population]]) -> dict[tuple[str, str], dict]:
+    """Pairs of the release's dimensions where every entity's value of the first gives its value
+    of the second (an LSOA gives its ward), with that mapping; over every linked entity, not
+    knowing a value being a value too (``not known``)."""
+    values: dict[str, pd.Series] = {}
+    for prod, population in items:
+        if prod.kind == LOCAL:
+            continue  # a partner's records, not the linked entities
+        for d in prod.dimensions:
+            if d == PARTNERS or d in values:
+                continue
+            column = population.values[d].reindex(population.partners.index).fillna("")
+            values[d] = column.replace("", NOT_KNOWN).astype(str)
+    codes = {d: pd.factorize(v, sort=False) for d, v in values.items()}
+    out = {}
+    for a, c in itertools.permutations(values, 2):
+        if not values[a].index.equals(values[c].index):
+            continue
+        (a_codes, a_values), (c_codes, c_values) = codes[a], codes[c]
+        pairs = np.unique(a_codes.astype(np.int64) * len(c_values) + c_codes)
+        firsts = pairs // len(c_values)
+        if len(np.unique(firsts)) == len(firsts):
+            out[(a, c)] = {
+                str(a_values[x]): str(c_values[y])
+                for x, y in zip(firsts, pairs % len(c_values), strict=True)
+            }
+    return out
 
 
 def _view(cells: pd.DataFrame, who: str, names: Mapping[str, str] | None = None) -> _View:

@@ -314,3 +314,64 @@ def test_the_ledger_keeps_every_cohort_of_a_release(
     held = release("r2", moved)
     assert any(line.startswith("everyone (council.ward=W1)") for line in held), held
     assert not any(line.startswith("several") for line in held), held
+
+
+def test_an_area_nested_in_another_cannot_give_a_suppressed_cell_away(tmp_path: Path) -> None:
+    """The overlapping-areas attack: LSOAs nest in wards, so a ward's published count less its
+    other LSOAs' is its suppressed LSOA. Controlled apart it succeeds; together (the coordinator
+    sees that each LSOA's entities are all in one ward) it fails. Unrounded, to make it plain."""
+    lsoas = {"L1": "W1", "L2": "W1", "L3": "W2", "L4": "W2"}
+    spec = Project.model_validate(
+        {
+            **PROJECT,
+            "attributes": [
+                {"name": "lsoa", "partner": "council", "domain": {"codes": list(lsoas)}},
+                {"name": "ward", "partner": "council", "domain": {"codes": ["W1", "W2"]}},
+            ],
+            "products": [
+                {
+                    "id": "by_lsoa",
+                    "kind": "count",
+                    "title": "t",
+                    "by": ["council.lsoa"],
+                    "recipients": ["police"],
+                },
+                {
+                    "id": "by_ward",
+                    "kind": "count",
+                    "title": "t",
+                    "by": ["council.ward"],
+                    "recipients": ["police"],
+                },
+            ],  # fmt: skip
+            "disclosure": {"min_cell": 5, "rounding_base": 1},
+        }
+    )
+    sizes = {"L1": 40, "L2": 3, "L3": 30, "L4": 25}
+    lsoa = [code for code, n in sizes.items() for _ in range(n)]
+    ids = [f"e{i}" for i in range(len(lsoa))]
+    pop = Population(
+        partners=pd.Series(1, index=ids),
+        values={
+            "council.lsoa": pd.Series(lsoa, index=ids, dtype=object),
+            "council.ward": pd.Series([lsoas[c] for c in lsoa], index=ids, dtype=object),
+        },
+    )
+
+    def recovered(built: dict) -> int | None:
+        by_lsoa = built["by_lsoa"].product.table.set_index("council.lsoa")["count"]
+        ward = built["by_ward"].product.table.set_index("council.ward")["count"]["W1"]
+        assert pd.isna(by_lsoa["L2"])
+        return None if pd.isna(ward) or pd.isna(by_lsoa["L1"]) else int(ward - by_lsoa["L1"])
+
+    alone = {
+        prod.id: build_product(spec, prod, pop, releases=releases_in(tmp_path, spec, prod.id),
+                               release_id="r1", report_dir=tmp_path / "reports")
+        for prod in spec.products
+    }  # fmt: skip
+    assert recovered(alone) == 3
+    together = build_products(
+        spec, [(p, pop) for p in spec.products], releases=releases_in(tmp_path, spec, "joint"),
+        release_id="r1", report_dir=tmp_path / "reports",
+    )  # fmt: skip
+    assert recovered(together) is None
