@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from oda_fed.audit import cross_check, verify_dir
+from oda_fed.audit.folder import verify_folder
 from oda_fed.config import fingerprint_bytes, load_coordinator_config, load_project
 from oda_fed.coordinator.admin import AdminClient, RoundStatus
 from oda_fed.demo_rounds import (
@@ -53,6 +53,7 @@ from oda_fed.errors import OdaFedError
 from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
 from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
+from oda_fed.pki.trust import load_certificate
 from oda_fed.synth import (
     ErrorLevel,
     Synthetic,
@@ -123,6 +124,8 @@ class DemoResult:
     audit_ok: bool
     audit_entries: dict[str, int]
     audit_problems: list[str] = field(default_factory=list)
+    # Per party, how much of its log a checkpoint cosigned by another party covers.
+    audit_witnessed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -450,10 +453,15 @@ def run_demo(
         procs.stop_all()
     procs.check()
 
-    step("verifying the audit logs")
-    reports = verify_dir(workdir)
+    step("verifying the audit logs and their cosigned checkpoints")
+    audit = verify_folder(
+        workdir,
+        project=load_project(workdir / "project.toml"),
+        ca=load_certificate(workdir / "ca" / "ca.crt", what="CA certificate"),
+    )
+    reports = audit.logs
     problems = [p for r in reports for p in r.problems]
-    problems += cross_check([r.path for r in reports])
+    problems += audit.parties + audit.checkpoints + audit.crossings + audit.agreement
     return DemoResult(
         workdir=workdir,
         records={p.partner: p.records for p in rounds[0].status.partners},
@@ -462,6 +470,7 @@ def run_demo(
         kinds=kinds,
         audit_ok=not problems,
         audit_entries={(r.party or r.path.stem): r.entries for r in reports},
+        audit_witnessed=audit.witnessed,
         audit_problems=problems,
         seconds=time.monotonic() - started,
     )

@@ -88,9 +88,12 @@ def test_both_rounds_close_with_good_linkage_and_a_dashboard_each(demo: Run) -> 
         assert (demo.products(round_id) / "report.html").exists()
         assert f"./{round_id}/dashboard.html" in index
     assert "index.html" in demo.out
-    # Four separate parties wrote four audit logs.
+    # Four separate parties wrote four audit logs, and each keeps its signed checkpoints.
+    parties = ["coordinator", "council", "police", "social_care"]
     logs = sorted(p.name for p in demo.workdir.rglob("*.jsonl"))
-    assert logs == ["coordinator.jsonl", "council.jsonl", "police.jsonl", "social_care.jsonl"]
+    assert logs == sorted(
+        [f"{p}.jsonl" for p in parties] + [f"{p}.checkpoints.jsonl" for p in parties]
+    )
     for partner in PARTNERS:
         assert (demo.workdir / "logs" / f"{partner}.log").read_text()
 

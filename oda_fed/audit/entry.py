@@ -65,7 +65,10 @@ KEYS = frozenset(
 
 #: Kinds that record what one party did or refused on its own: nothing crossed, so the other side
 #: has no entry to match. Everything else is a crossing, logged by sender and recipient alike.
-LOCAL_KIND_PREFIXES = ("refused:", "retention:", "operator:", "lifecycle:")
+LOCAL_KIND_PREFIXES = ("refused:", "retention:", "operator:", "lifecycle:", "audit:")
+
+#: The entry a log writes about itself when it cut a half-written last line on opening.
+TORN_LINE_REPAIRED = "audit:torn_line_repaired"
 
 
 def is_local_kind(kind: str) -> bool:

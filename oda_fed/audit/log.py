@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from oda_fed.audit.checkpoint import Checkpoint, new_checkpoint
 from oda_fed.audit.entry import (
     FORMAT_VERSION,
+    TORN_LINE_REPAIRED,
     ZERO_HASH,
     AuditEntry,
     DetailValue,
@@ -25,7 +28,8 @@ from oda_fed.audit.entry import (
     leaf_hash,
     utc_now,
 )
-from oda_fed.audit.verify import verify_log
+from oda_fed.audit.merkle import MerkleTree
+from oda_fed.audit.verify import _verify
 from oda_fed.durable import fsync_dir
 from oda_fed.errors import AuditError
 from oda_fed.pki.identity import is_valid_name
@@ -100,6 +104,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._broken = False
+        self._size = 0
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             existed = self._path.exists()
@@ -108,9 +113,15 @@ class AuditLog:
             )
         except OSError as exc:
             raise AuditError(f"cannot open audit log {self._path}: {exc.strerror or exc}") from None
+        repaired: tuple[int, bytes] | None = None
         try:
             self._take_lock(fd)
-            report = verify_log(self._path)
+            tree = MerkleTree()
+            report = _verify(self._path, tree=tree)
+            if not report.ok:
+                repaired = self._repair_torn_tail(fd)
+                tree = MerkleTree()
+                report = _verify(self._path, tree=tree) if repaired else report
             if not report.ok:
                 raise AuditError(
                     f"audit log {self._path} fails verification ({len(report.problems)} "
@@ -122,14 +133,53 @@ class AuditLog:
                     f"audit log {self._path} belongs to {report.party!r}, not {party!r}; "
                     "each party writes its own log"
                 )
+            self._size = os.fstat(fd).st_size
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+        self._tree = tree
         self._next_seq = report.entries
         self._head = report.head or ZERO_HASH
         if not existed:
             fsync_dir(self._path.parent)
+        if repaired is not None:
+            line, fragment = repaired
+            self.append(
+                sender=party,
+                recipient=party,
+                kind=TORN_LINE_REPAIRED,
+                project=self._project_of_last(),
+                payload=fragment,
+                detail={"line": line},
+            )
+
+    def _repair_torn_tail(self, fd: int) -> tuple[int, bytes] | None:
+        """Cut a last line that a crash or a full disk left half-written, if everything before it
+        verifies; return its line number and bytes (for the entry recording the repair)."""
+        with self._path.open("rb") as handle:
+            data_end = handle.seek(0, os.SEEK_END)
+            back = min(data_end, 1 << 20)  # an entry is far shorter than a MiB
+            handle.seek(data_end - back)
+            tail = handle.read()
+        cut = tail.rfind(b"\n") + 1
+        fragment = tail[cut:]
+        keep = data_end - back + cut
+        if not fragment or (cut == 0 and back < data_end):
+            return None
+        prefix = _verify(self._path, end=keep)
+        if not prefix.ok or prefix.party not in (None, self._party) or prefix.entries == 0:
+            return None  # only a log whose owner and good entries are known is repaired
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+        return prefix.entries + 1, fragment
+
+    def _project_of_last(self) -> str:
+        with self._path.open("rb") as handle:
+            last = None
+            for raw in handle:
+                last = raw
+        return json.loads(last)["project"] if last else ""
 
     def _take_lock(self, fd: int) -> None:
         # Two writers would fork the chain (two entries with one seq), so a second one is refused.
@@ -262,15 +312,42 @@ class AuditLog:
                     view = view[os.write(self._fd, view) :]
                 os.fsync(self._fd)
             except OSError as exc:
-                # The file may now end in a partial line; never write after it.
-                self._broken = True
+                self._undo_partial_write()
                 raise AuditError(
                     f"cannot write audit log {self._path}: {exc.strerror or exc}; "
                     "the crossing was not logged"
                 ) from None
             self._next_seq += 1
+            self._size += len(line)
             self._head = entry.hash
+            self._tree.append(bytes.fromhex(entry.hash))
         return entry
+
+    def _undo_partial_write(self) -> None:
+        # A full disk may leave part of the line behind. Cut it, so the log stays whole and the
+        # next append (once there is space) can succeed; only if that fails is the log closed to
+        # writes, and then the next start repairs the torn line.
+        try:
+            os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]
+            os.fsync(self._fd)  # type: ignore[arg-type]
+        except OSError:
+            self._broken = True
+
+    def checkpoint(self, *, project: str, round_id: str | None = None) -> Checkpoint:
+        """The log's tree head as it stands now (unsigned)."""
+        with self._lock:
+            return new_checkpoint(
+                party=self._party,
+                project=project,
+                size=self._tree.size,
+                root=self._tree.root(),
+                round_id=round_id,
+            )
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 proof that this log at ``new_size`` extends itself at ``old_size``."""
+        with self._lock:
+            return self._tree.consistency_proof(old_size, new_size)
 
     def close(self) -> None:
         """Flush to disk and close; further appends raise :class:`AuditError`. Idempotent."""

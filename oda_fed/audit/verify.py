@@ -13,12 +13,14 @@ signed checkpoints) is what catches a party that rewrites its own log.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from oda_fed.audit.checkpoint import is_checkpoint_file
 from oda_fed.audit.entry import (
     FORMAT_VERSION,
     ZERO_HASH,
@@ -28,7 +30,10 @@ from oda_fed.audit.entry import (
     is_local_kind,
     leaf_hash,
 )
+from oda_fed.audit.merkle import MerkleTree
 from oda_fed.errors import AuditError
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _EDITED = "entry hash does not match its contents — the entry was edited"
 
@@ -83,7 +88,8 @@ def _is_seq(value: object) -> bool:
 class _Chain:
     """Walks a log line by line, remembering just enough to check the next line."""
 
-    def __init__(self) -> None:
+    def __init__(self, tree: MerkleTree | None = None) -> None:
+        self.tree = tree
         self.problems: list[str] = []
         self.party: str | None = None
         self.entries = 0
@@ -146,6 +152,12 @@ class _Chain:
             self.expected_seq = None
         self.prev_hash = stored if isinstance(stored, str) else None
         self.head = self.prev_hash
+        if (
+            self.tree is not None
+            and self.prev_hash is not None
+            and _HEX64.fullmatch(self.prev_hash)
+        ):
+            self.tree.append(bytes.fromhex(self.prev_hash))
 
     def _check_party(self, label: str, party: object) -> None:
         if not isinstance(party, str):
@@ -212,12 +224,20 @@ def verify_log(path: Path) -> LogReport:
     >>> report.problems  # doctest: +SKIP
     ['line 7 (seq 6): entry hash does not match its contents — the entry was edited']
     """
-    path = Path(path)
-    chain = _Chain()
+    return _verify(Path(path))
+
+
+def _verify(path: Path, *, tree: MerkleTree | None = None, end: int | None = None) -> LogReport:
+    """:func:`verify_log`, adding each entry's hash to ``tree`` and stopping at byte ``end``."""
+    chain = _Chain(tree)
     try:
         # Streamed line by line: a log kept for years can be larger than memory.
         with path.open("rb") as handle:
+            offset = 0
             for number, raw in enumerate(handle, start=1):
+                offset += len(raw)
+                if end is not None and offset > end:
+                    break
                 if raw.endswith(b"\n"):
                     chain.check(number, raw[:-1])
                 else:  # only the last line can lack its newline
@@ -251,7 +271,14 @@ def verify_dir(directory: Path) -> list[LogReport]:
     directory = Path(directory)
     if not directory.is_dir():
         raise AuditError(f"{directory} is not a folder; pass the folder that holds the audit logs")
-    return [verify_log(p) for p in sorted(directory.rglob("*.jsonl")) if p.is_file()]
+    return [verify_log(p) for p in log_files(directory)]
+
+
+def log_files(directory: Path) -> list[Path]:
+    """The audit logs below ``directory``: every ``*.jsonl`` but the checkpoint files."""
+    return [
+        p for p in sorted(directory.rglob("*.jsonl")) if p.is_file() and not is_checkpoint_file(p)
+    ]
 
 
 def _iter_entries(path: Path) -> Iterator[tuple[int, AuditEntry]]:
@@ -302,29 +329,45 @@ def _crossing(entry: AuditEntry) -> tuple[str, str, str, str | None, str]:
     return (entry.sender, entry.recipient, entry.kind, entry.round, entry.payload_sha256)
 
 
+def _delivered(entry: AuditEntry) -> bool:
+    """A crossing as first delivered: not a local act, a resend or a message dropped unread."""
+    detail = entry.detail
+    return not is_local(entry) and not detail.get("resend") and not detail.get("discarded")
+
+
 def _unmatched(mine: list[_Seen], theirs: list[_Seen], *, other: str) -> list[str]:
     available = Counter(_crossing(s.entry) for s in theirs)
+    counts = {_crossing(s.entry): (s.entry.records, s.entry.bytes) for s in theirs}
     problems = []
     for seen in mine:
         key = _crossing(seen.entry)
+        e = seen.entry
+        where = (
+            f"{seen.path} line {seen.line} (seq {e.seq}): {e.kind} {e.sender} → {e.recipient}, "
+            f"round {e.round or '-'}, payload {e.payload_sha256[:16]}…"
+        )
         if available[key] > 0:
             available[key] -= 1
+            if counts[key] != (e.records, e.bytes) and e.party == e.sender:
+                records, size = counts[key]
+                problems.append(
+                    f"{where}: {e.party} logged {e.records} records and {e.bytes} bytes, {other} "
+                    f"{records} records and {size} bytes for the same message — one side's "
+                    "counts were rewritten"
+                )
             continue
-        e = seen.entry
-        problems.append(
-            f"{seen.path} line {seen.line} (seq {e.seq}): {e.kind} {e.sender} → {e.recipient}, "
-            f"round {e.round or '-'}, payload {e.payload_sha256[:16]}… is in {e.party}'s log "
-            f"but missing from {other}'s log"
-        )
+        problems.append(f"{where} is in {e.party}'s log but missing from {other}'s log")
     return problems
 
 
 def cross_check(logs: Iterable[Path | LogReport]) -> list[str]:
     """Compare the logs of two or more parties: every crossing must be logged on both sides.
 
-    A crossing is identified by (sender, recipient, kind, round, payload_sha256). Local events
-    (kinds starting ``refused:``, ``retention:``, ``operator:`` or ``lifecycle:``) are one
-    party's own record and are not matched.
+    A crossing is identified by (sender, recipient, kind, round, payload_sha256), and both sides
+    must log the same records and bytes for it. Local events (kinds starting ``refused:``,
+    ``retention:``, ``operator:``, ``lifecycle:`` or ``audit:``) are one party's own record and
+    are not matched; nor are entries marked ``resend`` (the same message again) or
+    ``discarded`` (dropped unread, to be delivered again).
     For each pair of parties whose logs are both given, each crossing between them that one side
     logged must appear in the other side's log as often. Entries are matched by content, not by time
     or position, so the logs need not interleave. Lines that do not parse are skipped here;
@@ -366,7 +409,7 @@ def cross_check(logs: Iterable[Path | LogReport]) -> list[str]:
                     for s in by_party[holder].values()
                     if s.entry.sender == sender
                     and s.entry.recipient == recipient
-                    and not is_local(s.entry)
+                    and _delivered(s.entry)
                 ]
             problems += _unmatched(sides[sender], sides[recipient], other=recipient)
             problems += _unmatched(sides[recipient], sides[sender], other=sender)

@@ -22,26 +22,66 @@ def _no_logs(directory: Path) -> None:
 
 
 @app.command("verify")
-def audit_verify(directory: LogFolder) -> None:
-    """Check every audit log's hash chain, and that both sides of each crossing agree."""
-    from oda_fed.audit import cross_check, verify_dir
+def audit_verify(
+    directory: LogFolder,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The signed project.toml: every partner and the coordinator must hand in a "
+            "log, and every crossing must be one it allows.",
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca",
+            help="The partnership CA certificate: checkpoints must be signed with "
+            "certificates it issued.",
+        ),
+    ] = None,
+) -> None:
+    """Check every audit log and signed checkpoint, and that the logs agree with each other and
+    with the project.
 
-    reports = call(verify_dir, directory)
-    if not reports:
+    Each log's hash chain; every checkpoint's signatures, and that its owner's log still extends
+    it (a log rewritten, truncated or deleted after another party cosigned its checkpoint fails);
+    that every expected party handed in its log; that each crossing is in both sides' logs with
+    the same counts; and, with --project, that the project allowed it.
+    """
+    from oda_fed.audit.folder import verify_folder
+    from oda_fed.config import load_project
+    from oda_fed.pki.trust import load_certificate
+
+    loaded = call(load_project, project) if project is not None else None
+    ca_cert = call(load_certificate, ca, what="CA certificate") if ca is not None else None
+    report = call(verify_folder, directory, project=loaded, ca=ca_cert)
+    if not report.logs and not report.parties:
         _no_logs(directory)
-    bad = False
-    for report in reports:
-        mark = "[green]ok[/]" if report.ok else "[bold red]FAILED[/]"
-        console.print(f"{mark}  {report.path}  ({report.entries} entries, party {report.party})")
-        for problem in report.problems:
+    for log in report.logs:
+        mark = "[green]ok[/]" if log.ok else "[bold red]FAILED[/]"
+        party = log.party or log.path.stem
+        witnessed = report.witnessed.get(party, 0)
+        console.print(
+            f"{mark}  {escape(str(log.path))}  ({log.entries} entries, party "
+            f"{escape(party)}, {witnessed} witnessed)"
+        )
+        for problem in log.problems:
             console.print(f"      {problem}", highlight=False, markup=False)
-        bad |= not report.ok
-    mismatches = cross_check(reports) if len(reports) > 1 else []
-    for problem in mismatches:
-        console.print(f"[bold red]cross-check:[/] {escape(problem)}", highlight=False)
-    if bad or mismatches:
+    sections = (
+        ("missing log", report.parties),
+        ("checkpoint", report.checkpoints),
+        ("cross-check", report.crossings),
+        ("not allowed", report.agreement),
+    )
+    for title, problems in sections:
+        for problem in problems:
+            console.print(f"[bold red]{title}:[/] {escape(problem)}", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if not report.ok:
         raise typer.Exit(AuditError.exit_code)
-    console.print(f"[green]all {len(reports)} log(s) verified[/]")
+    console.print(f"[green]all {len(report.logs)} log(s) verified[/]")
 
 
 @app.command("report")

@@ -232,9 +232,11 @@ def _print_files(result: DemoResult, r: RoundResult) -> None:
 
     audit = "[green]verified[/]" if result.audit_ok else "[bold red]FAILED[/]"
     console.print(
-        f"audit logs {audit} and cross-checked: "
-        + ", ".join(f"{k} {v}" for k, v in result.audit_entries.items())
-        + " entries"
+        f"audit logs {audit}, cross-checked and witnessed: "
+        + ", ".join(
+            f"{k} {v} entries ({result.audit_witnessed.get(k, 0)} under a cosigned checkpoint)"
+            for k, v in result.audit_entries.items()
+        )
     )
     for problem in result.audit_problems:
         console.print(f"  {problem}", highlight=False, markup=False)

@@ -6,7 +6,6 @@ upload leaves nothing half-stored, and a chunk sent again (a resumed upload) is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 
 from oda_fed.coordinator.db import Database, now, stamp
 from oda_fed.errors import ProtocolError
-from oda_fed.transport.messages import CLKS, Upload
+from oda_fed.transport.messages import CLKS, Upload, content_sha256, upload_sha256
 
 #: Length of one record key (an HMAC-SHA256 digest).
 RECORD_KEY_BYTES = 32
@@ -29,6 +28,7 @@ class UploadState:
     complete: bool
     stored_chunks: tuple[int, ...]
     records_stored: int
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,7 @@ class Chunk:
 
     def digest(self) -> str:
         """SHA-256 of what the chunk carries, to tell a re-sent chunk from a contradicting one."""
-        h = hashlib.sha256(self.data + (self.tokens or b""))
-        if self.record_keys is not None:
-            # Only chunks with record keys hash them, so digests of older chunks are unchanged.
-            h.update(b"\x00record_keys\x00" + self.record_keys)
-        return h.hexdigest()
+        return content_sha256(self.data, self.tokens, self.record_keys)
 
 
 class ChunkStore:
@@ -266,14 +262,15 @@ def _state(db: sqlite3.Connection, key: Key) -> UploadState | None:
     if row is None:
         return None
     stored = db.execute(
-        "SELECT chunk_index, records FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-        "ORDER BY chunk_index",
+        "SELECT chunk_index, records, sha256 FROM chunks "
+        "WHERE round_id = ? AND partner = ? AND upload = ? ORDER BY chunk_index",
         key,
     ).fetchall()
     return UploadState(
         total_chunks=row[0],
         total_records=row[1],
         complete=bool(row[2]),
-        stored_chunks=tuple(i for i, _ in stored),
-        records_stored=sum(n for _, n in stored),
+        stored_chunks=tuple(i for i, _, _ in stored),
+        records_stored=sum(n for _, n, _ in stored),
+        sha256=upload_sha256(d for _, _, d in stored),
     )

@@ -8,6 +8,7 @@ from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.states import OFFERED
 from oda_fed.coordinator.store import Round
+from oda_fed.transport import witness as witnessing
 from oda_fed.transport.messages import (
     Body,
     ComputeTable,
@@ -61,7 +62,11 @@ def _body(state: CoordinatorState, delivery: Delivery) -> Body:
             product_id=delivery.product_id,
             released_by=r.released_by,
         )
-    return RoundClosed(status=r.state.value, message=told_partners(r))
+    # The coordinator's checkpoint of its audit log, for the node to check and cosign.
+    offer = witnessing.coordinator_offer(
+        state.crossings, round_id=delivery.round_id, peer=delivery.partner
+    )
+    return RoundClosed(status=r.state.value, message=told_partners(r), witness=offer)
 
 
 def told_partners(r: Round) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from oda_fed.config import LOCAL
 from oda_fed.coordinator import instructions
 from oda_fed.coordinator.chunks import Chunk, UploadState
-from oda_fed.coordinator.deliveries import Delivery
+from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.release import attribute_upload, table_upload
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
@@ -29,6 +29,7 @@ from oda_fed.coordinator.uploads import (
 )
 from oda_fed.errors import ProtocolError
 from oda_fed.products.crosstab import ProductError
+from oda_fed.transport import witness as witnessing
 from oda_fed.transport.messages import (
     CLKS,
     AttributeChunk,
@@ -43,6 +44,7 @@ from oda_fed.transport.messages import (
     Upload,
     UploadReceipt,
     UploadStatusRequest,
+    Witness,
 )
 from oda_fed.transport.protocol import (
     CHUNK_RECORDS,
@@ -161,6 +163,8 @@ def _read_results(
             delivery = state.store.deliveries.find(
                 partner=partner, instruction_id=result.instruction_id
             )
+            if delivery is not None:
+                state.crossings.confirm(f"{partner}/{result.instruction_id}")
             state.crossings.record(
                 sender=partner,
                 recipient=COORDINATOR,
@@ -172,11 +176,33 @@ def _read_results(
             if delivery is None:
                 log.warning("node %s answered an instruction it was not sent", partner)
                 continue
+            if result.witness is not None and delivery.kind is DeliveryKind.ROUND_CLOSED:
+                _accept_witness(state, partner, delivery.round_id, result.witness)
             _record_result(state, delivery, result)
     except Exception:  # the stream ended or broke; the session's generator cleans up
         log.debug("result stream of %s ended", partner, exc_info=True)
     finally:
         q.put(None)
+
+
+def _accept_witness(state: CoordinatorState, partner: str, round_id: str, answer: Witness) -> None:
+    """Keep a node's cosignature of the round's checkpoint and cosign the node's own; a
+    checkpoint that fails its checks is refused, for the DPO and the operator."""
+    try:
+        witnessing.coordinator_accept(state.crossings, answer, round_id=round_id, peer=partner)
+    except witnessing.WitnessProblem as exc:
+        reason = cut(str(exc))
+        log.error("round %s: %s's audit checkpoint was not cosigned: %s", round_id, partner, reason)
+        state.crossings.record(
+            sender=partner,
+            recipient=COORDINATOR,
+            kind=AuditKind.REFUSED_WITNESS,
+            round_id=round_id,
+            detail={"reason": reason},
+        )
+        state.store.rounds.note(
+            round_id, f"{partner}'s audit checkpoint was not cosigned: {reason}"
+        )
 
 
 def _record_result(state: CoordinatorState, delivery: Delivery, result: InstructionResult) -> None:
@@ -280,11 +306,16 @@ def receive_attribute(
             payload=item.payload,
             records=len(chunk.values),
             round_id=round_id,
-            detail={"attribute": chunk.attribute, "chunk": chunk.chunk_index},
+            detail={
+                "product": chunk.product_id,
+                "attribute": chunk.attribute,
+                "chunk": chunk.chunk_index,
+            },
         )
-        data = json.dumps(list(chunk.values), ensure_ascii=False).encode("utf-8")
         upload = attribute_upload(chunk.product_id, chunk.attribute)
-        upload_state = _store(state, partner, upload, chunk, data=data, records=len(chunk.values))
+        upload_state = _store(
+            state, partner, upload, chunk, data=chunk.stored_data(), records=len(chunk.values)
+        )
     return _finish_upload(state, partner, round_id, upload_state, kind=kind)
 
 
@@ -432,6 +463,7 @@ def receipt(round_id: str, found: UploadState | None) -> UploadReceipt:
         records_stored=found.records_stored,
         complete=found.complete,
         stored_chunks=found.stored_chunks,
+        sha256=found.sha256,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import CoordinatorConfig, load_pinned_project
 from oda_fed.coordinator.lifecycle import Lifecycle
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer
@@ -20,6 +21,7 @@ from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
+from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
 from oda_fed.transport.channel import create_server
@@ -58,7 +60,13 @@ def serve(
         loaded=loaded,
         settings=settings_for(loaded.project.linkage),
         store=Store(store_path),
-        crossings=Crossings(config.audit_path, party=COORDINATOR, project=loaded.fingerprint),
+        crossings=Crossings(
+            config.audit_path,
+            party=COORDINATOR,
+            project=loaded.fingerprint,
+            signer=Signer.from_files(config.tls.cert, config.tls.key),
+            ca=load_certificate(config.tls.ca, what="CA certificate"),
+        ),
         output_dir=config.output_dir,
         state_dir=config.state_dir,
         boundaries=dict(config.boundaries),

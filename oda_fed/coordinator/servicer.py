@@ -100,19 +100,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     ) -> Message:
         """``value`` on the wire, logged as sent to ``partner``."""
         message, payload = serde.encode(value)
+        crossings = self.state.crossings
         if isinstance(value, EntityChunk):
-            kind, records = AuditKind.ENTITY_CHUNK, len(value.entity_ids)
-        else:
-            name = value.body_name
-            kind = AuditKind.EMPTY_INSTRUCTION if name is None else INSTRUCTION_KINDS[name][0]
-            records, round_id = 0, value.round_id
-        self.state.crossings.record(
+            crossings.record(
+                sender=COORDINATOR,
+                recipient=partner,
+                kind=AuditKind.ENTITY_CHUNK,
+                payload=payload,
+                records=len(value.entity_ids),
+                round_id=round_id,
+            )
+            return message
+        # An instruction is logged when the node answers it: one lost on the way is in neither
+        # log, and is offered again.
+        name = value.body_name
+        crossings.record_when_confirmed(
+            f"{partner}/{value.instruction_id}",
             sender=COORDINATOR,
             recipient=partner,
-            kind=kind,
+            kind=AuditKind.EMPTY_INSTRUCTION if name is None else INSTRUCTION_KINDS[name][0],
             payload=payload,
-            records=records,
-            round_id=round_id,
+            round_id=value.round_id,
+            detail=value.audit_detail(),
         )
         return message
 

@@ -6,11 +6,11 @@ that reason (INVALID_ARGUMENT) before anything is stored or logged as received.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Protocol
 
 from oda_fed.coordinator.chunks import RECORD_KEY_BYTES
+from oda_fed.transport.messages import token_blob as stored_tokens
 
 
 class TokenColumn(Protocol):
@@ -98,10 +98,7 @@ def token_problem(chunk: ClkChunk, keyed: frozenset[str]) -> str:
 
 
 def token_blob(chunk: ClkChunk) -> bytes | None:
-    if not chunk.tokens:
-        return None
-    columns = {c.field: [v.hex() if v else None for v in c.values] for c in chunk.tokens}
-    return json.dumps(columns, sort_keys=True).encode("ascii")
+    return stored_tokens(chunk.tokens)
 
 
 def record_key_problem(chunk: ClkChunk, *, stable: bool) -> str:

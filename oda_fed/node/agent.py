@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import NodeConfig, load_pinned_project
 from oda_fed.encoding.exact import derive_record_key
 from oda_fed.errors import AuthError, ConfigError, ProjectMismatchError, ProtocolError
@@ -78,6 +79,8 @@ class NodeAgent:
                 party=config.partner,
                 project=loaded.fingerprint,
                 forbidden=secret_fingerprints(secret),
+                signer=Signer.from_files(config.tls.cert, config.tls.key),
+                ca=load_certificate(config.tls.ca, what="CA certificate"),
             ),
         )
 

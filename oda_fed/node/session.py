@@ -49,15 +49,19 @@ def run_session(
             got = serde.received(message)
             instruction: Instruction = got.message
             name = instruction.body_name
+            # While finishing, an instruction is dropped unread: logged as discarded, it is
+            # logged as delivered when the coordinator sends it again next session.
             state.crossings.record(
                 sender=COORDINATOR,
                 recipient=state.partner,
                 kind=AuditKind.EMPTY_INSTRUCTION if name is None else INSTRUCTION_KINDS[name][0],
                 payload=got.payload,
                 round_id=instruction.round_id,
+                detail=instruction.audit_detail(),
+                discarded=finishing,
             )
             if finishing:
-                continue  # logged as received; the coordinator sends it again next session
+                continue
             result, failure = tasks.handle(state, client, instruction)
             event, payload = serde.node_event(result)
             state.crossings.record(

@@ -29,6 +29,7 @@ from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.state import NodeState
+from oda_fed.transport import witness as witnessing
 from oda_fed.transport.messages import (
     ComputeTable,
     EncodeAndUpload,
@@ -40,6 +41,7 @@ from oda_fed.transport.messages import (
     ProductRelease,
     RoundClosed,
     ShareAttribute,
+    Witness,
 )
 from oda_fed.transport.protocol import (
     CHUNK_RECORDS,
@@ -57,7 +59,7 @@ def handle(
 ) -> tuple[InstructionResult, OdaFedError | None]:
     """Carry out one instruction; return the result to send, and an error that should stop the
     node (bad input data, say: a retry cannot fix it)."""
-    records, error, failure = 0, "", None
+    records, error, failure, witness = 0, "", None, None
     body = instruction.body
     try:
         policy.check_project(state.loaded, instruction)
@@ -75,6 +77,7 @@ def handle(
         elif isinstance(body, RoundClosed):
             state.rounds_closed += 1
             log.info("round %s ended: %s %s", instruction.round_id, body.status, body.message)
+            witness, error = _witness(state, instruction.round_id, body)
         else:
             raise Refused(f"unknown instruction; this node runs oda-fed {__version__}")
     except Refused as exc:
@@ -95,9 +98,39 @@ def handle(
         # The full message stays in this node's log; the coordinator only learns the kind.
         error, failure = f"{type(exc).__name__} on the node; see the node's log", exc
     result = InstructionResult(
-        instruction_id=instruction.instruction_id, ok=not error, error=error, records=records
+        instruction_id=instruction.instruction_id,
+        ok=not error,
+        error=error,
+        records=records,
+        witness=witness,
     )
     return result, failure
+
+
+def _witness(state: NodeState, round_id: str, body: RoundClosed) -> tuple[Witness | None, str]:
+    """Check and cosign the coordinator's checkpoint, and answer with this node's own. A
+    checkpoint that fails is not cosigned: refused, for the DPO, and the operator is told."""
+    crossings = state.crossings
+    if body.witness is None or crossings.signer is None:
+        return None, ""
+    try:
+        answer = witnessing.node_answer(
+            crossings, body.witness, round_id=round_id, coordinator=COORDINATOR
+        )
+        return answer, ""
+    except witnessing.WitnessProblem as exc:
+        reason = cut(str(exc))
+        log.error(
+            "round %s: the coordinator's audit checkpoint was not cosigned: %s", round_id, reason
+        )
+        crossings.record(
+            sender=COORDINATOR,
+            recipient=state.partner,
+            kind=AuditKind.REFUSED_WITNESS,
+            round_id=round_id,
+            detail={"reason": reason},
+        )
+        return None, cut(f"audit checkpoint not cosigned: {reason}")
 
 
 def _encode_and_upload(

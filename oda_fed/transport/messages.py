@@ -11,6 +11,9 @@ secret. Records are referred to by per-round refs (and, where the project sets
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -41,6 +44,19 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class Witness:
+    """One side's part of cross-witnessing the audit logs at a round's end: its signed checkpoint
+    (canonical JSON) and an RFC 9162 consistency proof from the size the other side last
+    witnessed. Hashes only."""
+
+    checkpoint: bytes
+    since_size: int = 0
+    consistency: tuple[bytes, ...] = ()
+    cosignature: bytes = b""  # a node's signature on the coordinator's checkpoint
+    witnessed_size: int = 0  # the size of the node's log the coordinator last witnessed
+
+
+@dataclass(frozen=True)
 class InstructionResult:
     """A node's answer to one instruction; ``error`` is a short reason with no personal data."""
 
@@ -48,6 +64,7 @@ class InstructionResult:
     ok: bool
     error: str = ""
     records: int = 0
+    witness: Witness | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class ComputeTable:
 class RoundClosed:
     status: str  # a finished RoundState's value; a string, as a newer coordinator may say more
     message: str = ""
+    witness: Witness | None = None
 
     @property
     def state(self) -> RoundState | None:
@@ -131,8 +149,43 @@ class Instruction:
     def body_name(self) -> str | None:
         return None if self.body is None else BODY_NAMES[type(self.body)]
 
+    def audit_detail(self) -> dict[str, str]:
+        """What a DPO needs to know of the instruction, the same in both logs: the product or
+        attribute it concerns."""
+        body = self.body
+        detail = {}
+        if isinstance(body, ShareAttribute | ProductRelease | ComputeTable):
+            detail["product"] = body.product_id
+        if isinstance(body, ShareAttribute):
+            detail["attribute"] = body.attribute
+        return detail
+
 
 # --- uploads and downloads ------------------------------------------------------------------------
+
+
+def token_blob(columns: Sequence[TokenColumn]) -> bytes | None:
+    """A chunk's keyed tokens as the coordinator stores them: JSON of hex, None where missing."""
+    if not columns:
+        return None
+    stored = {c.field: [v.hex() if v else None for v in c.values] for c in columns}
+    return json.dumps(stored, sort_keys=True).encode("ascii")
+
+
+def content_sha256(data: bytes, tokens: bytes | None, record_keys: bytes | None) -> str:
+    """SHA-256 of what one stored chunk carries: the same on the node, which sent it, and on the
+    coordinator, which tells a resent chunk from a contradicting one by it."""
+    h = hashlib.sha256(data + (tokens or b""))
+    if record_keys is not None:
+        # Only chunks with record keys hash them, so digests of older chunks are unchanged.
+        h.update(b"\x00record_keys\x00" + record_keys)
+    return h.hexdigest()
+
+
+def upload_sha256(chunk_digests: Iterable[str]) -> str:
+    """One digest of a whole upload: of its chunks' digests, in chunk order. The node compares it
+    with what the coordinator holds before it says its upload is done."""
+    return hashlib.sha256("\n".join(chunk_digests).encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -159,6 +212,12 @@ class ClkChunk:
     tokens: tuple[TokenColumn, ...] = ()
     record_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
+    def content_sha256(self, *, stable: bool) -> str:
+        """What the coordinator stores of this chunk, hashed as it hashes it (``stable``: the
+        project keeps entity ids, so the record keys are stored too)."""
+        keys = b"".join(self.record_keys) if stable else None
+        return content_sha256(self.clks, token_blob(self.tokens), keys)
+
     def audit_detail(self) -> dict[str, int | bool]:
         """The chunk's audit detail, the same in the node's log and the coordinator's."""
         detail: dict[str, int | bool] = {"chunk": self.chunk_index, "of": self.total_chunks}
@@ -181,6 +240,14 @@ class AttributeChunk:
     first_ref: int
     total_records: int
     values: tuple[str, ...] = field(repr=False)
+
+    def stored_data(self) -> bytes:
+        """The values as the coordinator stores them."""
+        return json.dumps(list(self.values), ensure_ascii=False).encode("utf-8")
+
+    def content_sha256(self) -> str:
+        """What the coordinator stores of this chunk, hashed as it hashes it."""
+        return content_sha256(self.stored_data(), None, None)
 
 
 @dataclass(frozen=True)
@@ -276,6 +343,8 @@ class UploadReceipt:
     records_stored: int = 0
     complete: bool = False
     stored_chunks: tuple[int, ...] = ()
+    # upload_sha256 of the chunks stored, in chunk order: what the node checks its upload against.
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ ADMIN_TIMEOUT = 30.0
 
 class AuditKind(StrEnum):
     """Every kind of audit entry. Crossings are logged on both sides under the same kind; local
-    kinds (``refused:``, ``retention:``, ``operator:``, ``lifecycle:``) record something one party
-    did or refused on its own, so they have no counterpart in the other side's log."""
+    kinds (``refused:``, ``retention:``, ``operator:``, ``lifecycle:``, ``audit:``) record
+    something one party did or refused on its own, so they have no counterpart in the other
+    side's log."""
 
     # Crossings: logged by the sender and by the recipient.
     HELLO = "hello"
@@ -71,6 +72,8 @@ class AuditKind(StrEnum):
     REFUSED_ROUND_CLOSED = "refused:round_closed"
     REFUSED_COMPUTE_TABLE = "refused:compute_table"
     REFUSED_INSTRUCTION = "refused:instruction"
+    # A checkpoint of the other side's log that failed its checks, so was not cosigned.
+    REFUSED_WITNESS = "refused:witness"
 
     # The coordinator's own acts.
     CLKS_DELETED = "retention:clks_deleted"
@@ -80,6 +83,9 @@ class AuditKind(StrEnum):
     AUTO_RELEASE = "lifecycle:auto_release"
     DEADLINE_PASSED = "lifecycle:deadline_passed"
     DISCLOSURE_CHECKED = "lifecycle:disclosure_checked"
+
+    # The log's own upkeep.
+    TORN_LINE_REPAIRED = "audit:torn_line_repaired"
 
     @property
     def local(self) -> bool:

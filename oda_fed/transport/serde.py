@@ -102,6 +102,8 @@ def _instruction(v: m.Instruction) -> wire.Instruction:
     elif isinstance(body, m.RoundClosed):
         msg.round_closed.status = body.status
         msg.round_closed.message = body.message
+        if body.witness is not None:
+            msg.round_closed.witness.CopyFrom(_witness(body.witness))
     elif isinstance(body, m.ComputeTable):
         msg.compute_table.product_id = body.product_id
     return msg
@@ -130,7 +132,12 @@ def _instruction_from(msg: wire.Instruction) -> m.Instruction:
             released_by=r.released_by,
         )
     elif name == "round_closed":
-        body = m.RoundClosed(status=msg.round_closed.status, message=msg.round_closed.message)
+        r = msg.round_closed
+        body = m.RoundClosed(
+            status=r.status,
+            message=r.message,
+            witness=_witness_from(r.witness) if r.HasField("witness") else None,
+        )
     elif name == "compute_table":
         body = m.ComputeTable(product_id=msg.compute_table.product_id)
     return m.Instruction(
@@ -309,9 +316,43 @@ def _fields(cls: type[T], proto: type[Message]) -> tuple[type, type[Message], Ca
 
 _SCALARS = (str, bytes, int, float, bool)
 
+
+def _witness(v: m.Witness) -> wire.Witness:
+    return wire.Witness(**{f.name: getattr(v, f.name) for f in fields(m.Witness)})
+
+
+def _witness_from(msg: wire.Witness) -> m.Witness:
+    return m.Witness(
+        checkpoint=msg.checkpoint,
+        since_size=msg.since_size,
+        consistency=tuple(msg.consistency),
+        cosignature=msg.cosignature,
+        witnessed_size=msg.witnessed_size,
+    )
+
+
+def _result(v: m.InstructionResult) -> wire.InstructionResult:
+    msg = wire.InstructionResult(
+        instruction_id=v.instruction_id, ok=v.ok, error=v.error, records=v.records
+    )
+    if v.witness is not None:
+        msg.witness.CopyFrom(_witness(v.witness))
+    return msg
+
+
+def _result_from(msg: wire.InstructionResult) -> m.InstructionResult:
+    return m.InstructionResult(
+        instruction_id=msg.instruction_id,
+        ok=msg.ok,
+        error=msg.error,
+        records=msg.records,
+        witness=_witness_from(msg.witness) if msg.HasField("witness") else None,
+    )
+
+
 _PAIRS: list[tuple[type, type[Message], Callable, Callable]] = [
     _fields(m.Hello, wire.Hello),
-    _fields(m.InstructionResult, wire.InstructionResult),
+    (m.InstructionResult, wire.InstructionResult, _result, _result_from),
     _fields(m.AttributeChunk, wire.AttributeChunk),
     _fields(m.UploadReceipt, wire.UploadReceipt),
     _fields(m.FetchEntitiesRequest, wire.FetchEntitiesRequest),

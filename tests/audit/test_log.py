@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import stat
 import threading
 from pathlib import Path
@@ -152,11 +154,60 @@ def test_refuses_to_continue_a_tampered_log(tmp_path: Path, project: str, write_
     assert path.read_bytes() == before
 
 
-def test_refuses_to_continue_a_log_cut_mid_write(tmp_path: Path, write_log) -> None:
+def test_a_line_torn_by_a_crash_is_cut_and_the_repair_logged(tmp_path: Path, write_log) -> None:
     path = write_log(tmp_path / "council.jsonl", 3)
-    path.write_bytes(path.read_bytes()[:-30])
-    with pytest.raises(AuditError, match="line 3: not valid JSON"):
+    whole = path.read_bytes()
+    torn = whole[:-30]
+    path.write_bytes(torn)
+    assert not verify_log(path).ok
+    with AuditLog(path, party="council") as log:
+        assert log.next_seq == 3  # the two whole entries, then the repair
+    entries = read_entries(path)
+    repair = entries[-1]
+    assert [e.seq for e in entries] == [0, 1, 2]
+    assert repair.kind == "audit:torn_line_repaired" and repair.detail == {"line": 3}
+    fragment = torn[torn.rfind(b"\n") + 1 :]
+    assert repair.bytes == len(fragment)
+    assert repair.payload_sha256 == hashlib.sha256(fragment).hexdigest()
+    assert repair.project == entries[0].project
+
+
+def test_refuses_a_log_damaged_before_its_last_line(tmp_path: Path, write_log) -> None:
+    path = write_log(tmp_path / "council.jsonl", 3)
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1][:-20]  # a garbled middle line is not a torn write: the DPO must look
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(AuditError, match="line 2: not valid JSON"):
         AuditLog(path, party="council")
+    assert path.read_bytes() == b"\n".join(lines)  # nothing was cut
+
+
+def test_a_write_that_fails_for_want_of_space_leaves_the_log_whole(
+    tmp_path: Path, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "council.jsonl"
+    log = AuditLog(path, party="council")
+    log.append(sender="council", recipient="coordinator", kind="hello", project=project)
+    size = path.stat().st_size
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full_disk(fd: int, data) -> int:  # half the line lands, then the disk is full
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The fault is the operating system's: the log's own code runs as it is.
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(AuditError, match="No space left on device"):
+        log.append(sender="council", recipient="coordinator", kind="hello", project=project)
+    monkeypatch.setattr(os, "write", real_write)
+    assert path.stat().st_size == size and verify_log(path).ok
+    # Once there is space again, the log carries on where it was.
+    log.append(sender="council", recipient="coordinator", kind="hello", project=project)
+    log.close()
+    assert [e.seq for e in read_entries(path)] == [0, 1]
 
 
 def test_refuses_another_partys_log(tmp_path: Path, write_log) -> None:

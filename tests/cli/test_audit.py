@@ -14,13 +14,15 @@ runner = CliRunner(env={"COLUMNS": "200"})  # no wrapping inside the lines check
 PROJECT = "sha256:" + "ab" * 32
 
 
-def _log(path: Path, party: str, other: str, *, records: tuple[int, ...]) -> Path:
-    """``party``'s log of CLK chunks it sent to ``other``."""
+def _log(
+    path: Path, party: str, other: str, *, records: tuple[int, ...], sender: str | None = None
+) -> Path:
+    """``party``'s log of CLK chunks sent to ``other`` (or received from ``sender``)."""
     with AuditLog(path, party=party) as log:
         for i, n in enumerate(records):
             log.append(
-                sender=party,
-                recipient=other,
+                sender=sender or party,
+                recipient=other if sender is None else party,
                 kind="clk_chunk",
                 project=PROJECT,
                 payload=f"chunk {i}".encode(),
@@ -34,13 +36,15 @@ def _log(path: Path, party: str, other: str, *, records: tuple[int, ...]) -> Pat
 def logs(tmp_path: Path) -> Path:
     folder = tmp_path / "audit"
     _log(folder / "council.jsonl", "council", "coordinator", records=(100, 50))
+    # Both sides of every crossing: a party's log missing from the folder fails verification.
+    _log(folder / "coordinator.jsonl", "coordinator", "", records=(100, 50), sender="council")
     return folder
 
 
 def test_verify_and_report_a_good_log(logs: Path) -> None:
     verified = runner.invoke(app, ["audit", "verify", str(logs)])
     assert verified.exit_code == 0, verified.output
-    assert "all 1 log(s) verified" in verified.output
+    assert "all 2 log(s) verified" in verified.output
     report = runner.invoke(app, ["audit", "report", str(logs)])
     assert report.exit_code == 0, report.output
     assert "(verified)" in report.output
@@ -62,7 +66,7 @@ def test_a_tampered_log_fails_both_commands_with_code_6(logs: Path) -> None:
     assert "was edited" in verified.output
     report = runner.invoke(app, ["audit", "report", str(logs)])
     assert report.exit_code == 6
-    assert "FAILED verification" in report.output and "1 of 1 log(s) failed" in report.output
+    assert "FAILED verification" in report.output and "1 of 2 log(s) failed" in report.output
 
 
 def test_no_logs_or_no_folder_is_one_line_and_code_6(tmp_path: Path) -> None:

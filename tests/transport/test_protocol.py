@@ -75,7 +75,7 @@ def test_local_kinds_follow_the_audit_format() -> None:
     for kind in AuditKind:
         assert kind.local == is_local_kind(kind.value)
         prefix = kind.value.split(":")[0]
-        assert kind.local == (prefix in ("refused", "retention", "operator", "lifecycle"))
+        assert kind.local == (prefix in ("refused", "retention", "operator", "lifecycle", "audit"))
     # Every instruction body has its kind and its refusal kind.
     assert set(INSTRUCTION_KINDS) == set(BODY_NAMES.values())
     for sent, refused in INSTRUCTION_KINDS.values():

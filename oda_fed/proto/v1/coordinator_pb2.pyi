@@ -63,12 +63,17 @@ class InstructionResult(_message.Message):
     OK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
+    WITNESS_FIELD_NUMBER: _builtins.int
     instruction_id: _builtins.str
     """The id of the instruction answered, as the coordinator issued it (opaque to the node)."""
     ok: _builtins.bool
     error: _builtins.str
     """A short reason with no personal data, e.g. "input data error; see the node's log"."""
     records: _builtins.int
+    @_builtins.property
+    def witness(self) -> Global___Witness:
+        """The answer to a round_closed that carried the coordinator's checkpoint."""
+
     def __init__(
         self,
         *,
@@ -76,10 +81,11 @@ class InstructionResult(_message.Message):
         ok: _builtins.bool = ...,
         error: _builtins.str = ...,
         records: _builtins.int = ...,
+        witness: Global___Witness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["witness", b"witness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "instruction_id", b"instruction_id", "ok", b"ok", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "instruction_id", b"instruction_id", "ok", b"ok", "records", b"records", "witness", b"witness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,22 +260,73 @@ class RoundClosed(_message.Message):
 
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    WITNESS_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     """closed, cancelled or failed."""
     message: _builtins.str
+    @_builtins.property
+    def witness(self) -> Global___Witness:
+        """The coordinator's signed checkpoint, for the node to check and cosign."""
+
     def __init__(
         self,
         *,
         status: _builtins.str = ...,
         message: _builtins.str = ...,
+        witness: Global___Witness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["witness", b"witness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "status", b"status", "witness", b"witness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoundClosed: _TypeAlias = RoundClosed  # noqa: Y015
+
+@_typing.final
+class Witness(_message.Message):
+    """Cross-witnessing of the audit logs at a round's end (docs/audit-log.md): each side sends a
+    signed tree head of its own log and proves that it extends the one the other side last saw.
+    Tree heads and proofs are hashes only: nothing about any record.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    SINCE_SIZE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    COSIGNATURE_FIELD_NUMBER: _builtins.int
+    WITNESSED_SIZE_FIELD_NUMBER: _builtins.int
+    checkpoint: _builtins.bytes
+    """The sender's signed checkpoint, as canonical JSON."""
+    since_size: _builtins.int
+    """The proof starts at this size of the sender's log: the last one the recipient witnessed."""
+    cosignature: _builtins.bytes
+    """In a node's answer: its signature on the coordinator's checkpoint, as canonical JSON."""
+    witnessed_size: _builtins.int
+    """In the coordinator's: the size of the node's log it last witnessed, where the node's proof
+    must start.
+    """
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """RFC 9162 consistency proof from since_size to the checkpoint's size."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: _builtins.bytes = ...,
+        since_size: _builtins.int = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+        cosignature: _builtins.bytes = ...,
+        witnessed_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "consistency", b"consistency", "cosignature", b"cosignature", "since_size", b"since_size", "witnessed_size", b"witnessed_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Witness: _TypeAlias = Witness  # noqa: Y015
 
 @_typing.final
 class Instruction(_message.Message):
@@ -451,10 +508,16 @@ class UploadReceipt(_message.Message):
     RECORDS_STORED_FIELD_NUMBER: _builtins.int
     COMPLETE_FIELD_NUMBER: _builtins.int
     STORED_CHUNKS_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     chunks_stored: _builtins.int
     records_stored: _builtins.int
     complete: _builtins.bool
+    sha256: _builtins.str
+    """SHA-256 over the stored chunks' content digests, in chunk order: the node compares it with
+    its own before it reports its upload done, so data another certificate uploaded in its name
+    is caught.
+    """
     @_builtins.property
     def stored_chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Indices of chunks already stored, so a resumed upload sends only the rest."""
@@ -467,10 +530,11 @@ class UploadReceipt(_message.Message):
         records_stored: _builtins.int = ...,
         complete: _builtins.bool = ...,
         stored_chunks: _abc.Iterable[_builtins.int] | None = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_stored", b"chunks_stored", "complete", b"complete", "records_stored", b"records_stored", "round_id", b"round_id", "stored_chunks", b"stored_chunks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_stored", b"chunks_stored", "complete", b"complete", "records_stored", b"records_stored", "round_id", b"round_id", "sha256", b"sha256", "stored_chunks", b"stored_chunks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
