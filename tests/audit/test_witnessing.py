@@ -96,8 +96,10 @@ def test_an_emptied_or_deleted_coordinator_log_fails(witnessed) -> None:
     assert any("coordinator's log is missing" in p for p in report.checkpoints)
 
 
-def test_a_coordinator_rewriting_counts_with_a_fresh_chain_fails(witnessed) -> None:
+def test_a_coordinator_rewriting_counts_times_or_details_with_a_fresh_chain_fails(witnessed) -> None:
     log = _log(witnessed, "coordinator")
+
+    saved = log.read_bytes()
 
     def shave(entries):
         for e in entries:
@@ -112,6 +114,22 @@ def test_a_coordinator_rewriting_counts_with_a_fresh_chain_fails(witnessed) -> N
     assert any("coordinator's log does not extend it" in p for p in report.checkpoints)
     assert any("police logged" in p and "one side's counts were rewritten" in p
                for p in report.crossings)  # fmt: skip
+
+    # A timestamp or a detail moved, with the counts left alone: the checkpoints still catch it.
+    def retime(entries):
+        entries[3]["time"] = entries[3]["time"][:11] + "00:00:00.000000Z"
+        return entries
+
+    def redetail(entries):
+        entries[4]["detail"] = {**entries[4]["detail"], "reason": "nothing to see"}
+        return entries
+
+    for edit in (retime, redetail):
+        log.write_bytes(saved)
+        _rewrite(log, edit)
+        report = _verify(witnessed)
+        assert all(r.ok for r in report.logs) and not report.crossings
+        assert any("coordinator's log does not extend it" in p for p in report.checkpoints)
 
 
 def test_removed_refusals_and_a_fake_deletion_are_caught(witnessed) -> None:
