@@ -41,6 +41,7 @@ import tomli_w
 from oda_fed.audit.folder import verify_folder
 from oda_fed.config import fingerprint_bytes, load_coordinator_config, load_project
 from oda_fed.coordinator.admin import AdminClient, RoundStatus
+from oda_fed.coordinator.pseudonyms import Pseudonyms
 from oda_fed.demo_rounds import (
     CLOSED_RECORDS,
     Changes,
@@ -350,13 +351,17 @@ def evaluate(workdir: Path, synthetic: Synthetic, *, round_id: str | None = None
             else state / "rounds" / round_id / "entities.csv"
         )
 
-    members = pd.concat(
-        pd.read_csv(entities(profile.id), dtype=str, keep_default_na=False).assign(
-            source=profile.id
-        )
-        for profile in synthetic.profiles
+    # Each node holds its own pseudonyms of the entity ids; the coordinator's key maps them back.
+    names = Pseudonyms.load(workdir / "coordinator" / "state")
+
+    def members(partner: str) -> pd.DataFrame:
+        frame = pd.read_csv(entities(partner), dtype=str, keep_default_na=False)
+        frame["entity_id"] = [names.unmask(partner, p) for p in frame.entity_id]
+        return frame.assign(source=partner)
+
+    return truth_quality(
+        pd.concat(members(profile.id) for profile in synthetic.profiles), synthetic.truth
     )
-    return truth_quality(members, synthetic.truth)
 
 
 def _run_round(

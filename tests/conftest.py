@@ -177,6 +177,20 @@ class Federation:
 
         self.edit_source(partner, edit)
 
+    def entity_ids(self, partner: str, *, unmask: bool = True) -> dict[str, str]:
+        """``partner``'s latest entities.csv: record id -> its pseudonym of the entity id, or,
+        with ``unmask``, the coordinator's entity id behind it (which only the coordinator's
+        key can give, so partners' files can be joined only here)."""
+        from oda_fed.coordinator.pseudonyms import Pseudonyms
+
+        path = self.workdir / "nodes" / partner / "state" / "entities.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        ids = dict(zip(frame.record_id, frame.entity_id, strict=True))
+        if unmask:
+            names = Pseudonyms.load(self.workdir / "coordinator" / "state")
+            ids = {r: names.unmask(partner, p) for r, p in ids.items()}
+        return ids
+
     def node_stub(self, partner: str):
         """A channel and a raw Coordinator stub with ``partner``'s certificate, to send what its
         node never would."""

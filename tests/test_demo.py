@@ -46,9 +46,15 @@ class Run:
         return folder / f"{product}.csv"
 
     def entities(self, partner: str, round_id: str) -> dict[str, str]:
+        """The partner's record ids -> entity ids of a round, unmasked with the coordinator's
+        key (each node holds only its own pseudonyms)."""
+        from oda_fed.coordinator.pseudonyms import Pseudonyms
+
         path = self.workdir / "nodes" / partner / "state" / "rounds" / round_id / "entities.csv"
         frame = read(path)
-        return dict(zip(frame.record_id, frame.entity_id, strict=True))
+        names = Pseudonyms.load(self.workdir / "coordinator" / "state")
+        return {r: names.unmask(partner, p)
+                for r, p in zip(frame.record_id, frame.entity_id, strict=True)}  # fmt: skip
 
 
 def read(path: Path) -> pd.DataFrame:

@@ -480,6 +480,8 @@ def entity_chunks(
     rows = state.store.results.entity_ids(round_id=request.round_id, partner=partner)
     if not rows:
         return
+    # Each partner gets its own pseudonyms, so no two partners can join their files on them.
+    mask = state.pseudonyms.mask
     for _, start, stop in chunks(len(rows), CHUNK_RECORDS):
         part = rows[start:stop]
-        yield EntityChunk(first_ref=part[0][0], entity_ids=tuple(e for _, e in part))
+        yield EntityChunk(first_ref=part[0][0], entity_ids=tuple(mask(partner, e) for _, e in part))

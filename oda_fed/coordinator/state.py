@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oda_fed.config import LoadedProject, Project
+from oda_fed.coordinator.pseudonyms import Pseudonyms
 from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
 from oda_fed.matching.settings import LinkSettings
@@ -92,6 +93,11 @@ class CoordinatorState:
     def index_path(self) -> Path:
         """The project's linked index (used when it sets ``stable_entity_ids``)."""
         return index_path_for(self.state_dir, self.fingerprint)
+
+    @cached_property
+    def pseudonyms(self) -> Pseudonyms:
+        """Each partner's own pseudonyms of entity ids, under the key in the state folder."""
+        return Pseudonyms.load_or_create(self.state_dir)
 
     @cached_property
     def releases(self) -> Releases:

@@ -100,3 +100,11 @@ def plain_decimals(
         )
         plain[v] = ok
         numbers[v] = int(text) if ok else 0
+
+
+def permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> None:
+    """Bit ``j`` of each output row is bit ``permutation[j]`` of the input row, as integers."""
+    for r in range(clks.shape[0]):
+        value = _row_int(clks[r])
+        moved = sum(((value >> int(s)) & 1) << j for j, s in enumerate(permutation.tolist()))
+        _write_row(out, r, moved)

@@ -21,6 +21,7 @@ from oda_fed import __version__
 from oda_fed.config import LOCAL
 from oda_fed.durable import write_atomic
 from oda_fed.encoding.exact import record_keys
+from oda_fed.encoding.rounds import RoundTransform
 from oda_fed.errors import OdaFedError
 from oda_fed.node import lists, policy
 from oda_fed.node.client import CoordinatorClient, RoundMovedOn
@@ -183,11 +184,19 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
     )
     # Random per-round refs: ref i is the record at order[i], so refs say nothing of file order.
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
+    clks = np.ascontiguousarray(source.clks[order])
+    tokens = {f: [v[i] for i in order] for f, v in source.tokens.items()}
+    if not state.project.linkage.stable_entity_ids:
+        # Unless the project agreed that the coordinator may follow records from round to round,
+        # this round's CLKs and tokens are keyed to it, so they match no other round's.
+        moved = RoundTransform(state.secret, context=state.project.name, round_id=round_id,
+                               bits=clks.shape[1] * 64)  # fmt: skip
+        clks, tokens = moved.clks(clks), moved.tokens(tokens)
     files.save(
         record_ids=source.record_ids[order],
-        clks=np.ascontiguousarray(source.clks[order]),
+        clks=clks,
         attributes={name: [values[i] for i in order] for name, values in derived.items()},
-        tokens={f: [v[i] for i in order] for f, v in source.tokens.items()},
+        tokens=tokens,
     )
     log.info(
         "round %s: encoded %d records (missing: %s; invalid: %s)",

@@ -96,7 +96,9 @@ def test_an_emptied_or_deleted_coordinator_log_fails(witnessed) -> None:
     assert any("coordinator's log is missing" in p for p in report.checkpoints)
 
 
-def test_a_coordinator_rewriting_counts_times_or_details_with_a_fresh_chain_fails(witnessed) -> None:
+def test_a_coordinator_rewriting_counts_times_or_details_with_a_fresh_chain_fails(
+    witnessed,
+) -> None:
     log = _log(witnessed, "coordinator")
 
     saved = log.read_bytes()

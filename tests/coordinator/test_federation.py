@@ -45,7 +45,7 @@ def test_full_round_delivers_entities_products_and_audit(federation) -> None:
         )
         source = federation.synthetic.partners[profile.id]
         assert sorted(local.record_id) == sorted(source[profile.record_id_column])
-        ids[profile.id] = set(local.entity_id)
+        ids[profile.id] = set(federation.entity_ids(profile.id).values())
         release = federation.workdir / "nodes" / profile.id / "state" / "releases" / status.round_id
         csv = release / "known_to_services_by_ward" / "known_to_services_by_ward.csv"
         product = pd.read_csv(csv, dtype=str, keep_default_na=False)

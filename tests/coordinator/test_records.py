@@ -76,8 +76,7 @@ def received(fed, round_id: str, product: str) -> pd.DataFrame:
 
 
 def entities(fed, partner: str) -> dict[str, str]:
-    frame = pd.read_csv(fed.workdir / "nodes" / partner / "state" / "entities.csv", dtype=str)
-    return dict(zip(frame.record_id, frame.entity_id, strict=True))
+    return fed.entity_ids(partner)
 
 
 def test_a_list_and_an_alert_reach_their_owner_with_its_own_record_ids(federation) -> None:
