@@ -85,14 +85,39 @@ def audit_verify(
 
 
 @app.command("report")
-def audit_report(directory: LogFolder) -> None:
-    """Summarise what crossed each boundary: message kinds, records and bytes, per direction."""
-    from oda_fed.audit import summarise_dir
+def audit_report(
+    directory: LogFolder,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The signed project.toml: names the project and each product's recipients, "
+            "and flags entries under another fingerprint.",
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the DPO report as one HTML page here.")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write every log's totals here, one row per round, "
+            "direction, kind and attribute or product.",
+        ),  # fmt: skip
+    ] = None,
+) -> None:
+    """Summarise what crossed each boundary: per direction and kind on the console; with --html
+    and --csv, the DPO report (project, rounds, time span, attributes and products that left
+    and their recipients, refusals, deletions, operator acts)."""
+    from oda_fed.audit.report import dpo_report
+    from oda_fed.config import load_project
 
-    summaries = call(summarise_dir, directory)
-    if not summaries:
+    loaded = call(load_project, project) if project is not None else None
+    report = call(dpo_report, directory, project=loaded)
+    if not report.logs:
         _no_logs(directory)
-    for summary in summaries:
+    for summary in report.logs:
         log = summary.log
         table = Table(
             "sender",
@@ -101,17 +126,28 @@ def audit_report(directory: LogFolder) -> None:
             "messages",
             "records",
             "bytes",
-            title=f"{log.path} ({'verified' if log.ok else 'FAILED verification'})",
+            "resent/discarded",
+            title=escape(f"{log.path} ({'verified' if log.ok else 'FAILED verification'})"),
         )
-        for c in summary.crossings:
-            table.add_row(
-                c.sender, c.recipient, c.kind, *map(str, (c.messages, c.records, c.bytes))
-            )
+        for c in summary.by_direction():
+            numbers = (c.messages, c.records, c.bytes, c.resends + c.discarded)
+            table.add_row(c.sender, c.recipient, c.kind, *map(str, numbers))
         console.print(table)
-    failed = sum(not s.log.ok for s in summaries)
-    if failed:
+    if report.span is not None:
+        rounds = sum(r.round is not None for r in report.rounds)
+        console.print(
+            f"{rounds} round(s) from {report.span[0]} to {report.span[1]}", highlight=False
+        )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if html is not None or csv is not None:
+        from oda_fed.audit.dpo import write_report_files
+
+        for path in call(write_report_files, report, html=html, csv_path=csv):
+            console.print(f"wrote {escape(str(path))}", highlight=False)
+    if report.failed:
         fail(
-            f"{failed} of {len(summaries)} log(s) failed verification: their totals are what "
-            "they claim, not what happened; `oda-fed audit verify` says where",
+            f"{len(report.failed)} of {len(report.logs)} log(s) failed verification: their totals "
+            "are what they claim, not what happened; `oda-fed audit verify` says where",
             exit_code=AuditError.exit_code,
         )

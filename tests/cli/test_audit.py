@@ -77,3 +77,44 @@ def test_no_logs_or_no_folder_is_one_line_and_code_6(tmp_path: Path) -> None:
         assert missing.exit_code == 6
         assert missing.output.startswith("error:") and "not a folder" in missing.output
         assert "Traceback" not in missing.output
+
+
+def test_report_writes_the_dpo_page_and_csv_named_against_the_project(
+    logs: Path, tmp_path: Path
+) -> None:
+    project = Path(__file__).resolve().parents[2] / "coordinator" / "project.example.toml"
+    out = tmp_path / "dpo"
+    result = runner.invoke(
+        app,
+        ["audit", "report", str(logs), "--project", str(project),
+         "--html", str(out / "report.html"), "--csv", str(out / "report.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'report.html'}" in result.output
+    assert "1 round(s) from" in result.output
+    # The logs are under another fingerprint than the example project's: said, not hidden.
+    assert f"warning: 4 entries are under project {PROJECT}" in result.output
+    page = (out / "report.html").read_text()
+    assert "known-to-services" in page and "not the given project" in page
+    header, *rows = (out / "report.csv").read_text().splitlines()
+    assert header.startswith("log_file,log_party,log_verified,project,round,sender,recipient")
+    assert rows == [
+        f"council.jsonl,council,yes,{PROJECT},r1,council,coordinator,clk_chunk,,,2,0,0,150,"
+        + rows[0].split(",150,", 1)[1]
+    ]
+
+
+def test_report_refuses_to_write_over_a_log_or_read_a_bad_project(
+    logs: Path, tmp_path: Path
+) -> None:
+    log = logs / "council.jsonl"
+    before = log.read_bytes()
+    over = runner.invoke(app, ["audit", "report", str(logs), "--csv", str(log)])
+    assert over.exit_code == 6 and "is one of the audit logs read" in over.output
+    assert log.read_bytes() == before
+    bad = tmp_path / "project.toml"
+    bad.write_text("name = ")
+    wrong = runner.invoke(app, ["audit", "report", str(logs), "--project", str(bad),
+                                "--html", str(tmp_path / "r.html")])  # fmt: skip
+    assert wrong.exit_code == 2 and wrong.output.startswith("error:")
+    assert "Traceback" not in wrong.output and not (tmp_path / "r.html").exists()
