@@ -486,7 +486,28 @@ def dpo_report(directory: Path, *, project: LoadedProject | None = None) -> DpoR
         operator=_acts(gathered.acts["operator:"], failed),
     )
     report.warnings.extend(_warnings(report, set(gathered.by_party)))
+    report.warnings.extend(_proof_warnings(directory, project))
     return report
+
+
+def _proof_warnings(directory: Path, project: LoadedProject | None) -> list[str]:
+    """What the signed checkpoints and the project say against the logs, in a line each."""
+    from oda_fed.audit.folder import verify_folder
+
+    folder = verify_folder(directory, project=project)
+    warnings = []
+    if folder.checkpoints:
+        warnings.append(
+            f"{len(folder.checkpoints)} problem(s) with signed checkpoints: a party's log no "
+            "longer matches a checkpoint it signed and another party cosigned (rewritten, cut or "
+            "deleted), or a signature does not hold; `oda-fed audit verify` names each"
+        )
+    if folder.agreement:
+        warnings.append(
+            f"{len(folder.agreement)} entr(ies) the project does not allow; `oda-fed audit "
+            "verify --project` names each"
+        )
+    return warnings
 
 
 def _flows(

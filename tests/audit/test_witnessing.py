@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from oda_fed.audit import read_entries
+from oda_fed.audit.report import dpo_report
 from oda_fed.audit.checkpoint import read_checkpoints
 from oda_fed.audit.entry import ZERO_HASH, canonical_json, leaf_hash
 from oda_fed.audit.folder import verify_folder
@@ -116,6 +117,9 @@ def test_a_coordinator_rewriting_counts_times_or_details_with_a_fresh_chain_fail
     assert any("coordinator's log does not extend it" in p for p in report.checkpoints)
     assert any("police logged" in p and "one side's counts were rewritten" in p
                for p in report.crossings)  # fmt: skip
+    # The DPO's report says so too, not only `audit verify`.
+    dpo = dpo_report(witnessed.workdir, project=load_project(witnessed.workdir / "project.toml"))
+    assert any("problem(s) with signed checkpoints" in w for w in dpo.warnings)
 
     # A timestamp or a detail moved, with the counts left alone: the checkpoints still catch it.
     def retime(entries):
