@@ -51,5 +51,9 @@ class Crossings:
             detail=dict(detail or {}),
         )
 
+    def forbid(self, values: Iterable[bytes]) -> None:
+        """Refuse from now on any entry containing one of ``values`` (a newly agreed secret)."""
+        self.log.forbid(values)
+
     def close(self) -> None:
         self.log.close()
