@@ -189,24 +189,12 @@ class NodeKeys:
             )
         keys = {p: self._checked(directory.key_of(p)) for p in partners}  # type: ignore[arg-type]
         secret = secrets.token_bytes(SECRET_BYTES)
-        wrapped = []
         own = public_bytes(self._own)
-        for partner in partners:
-            context = self._context(version, partner, sender_key=own, recipient_key=keys[partner])
-            w = wrap(secret, own=self._own, context=context)
-            wrapped.append(
-                WrappedSecret(
-                    project_fingerprint=self.fingerprint,
-                    key_version=version,
-                    sender=self.partner,
-                    recipient=partner,
-                    sender_key=context.sender_key,
-                    recipient_key=context.recipient_key,
-                    salt=w.salt,
-                    nonce=w.nonce,
-                    ciphertext=w.ciphertext,
-                )
-            )
+        wrapped = [
+            _wrapped(secret, own=self._own, context=self._context(
+                version, partner, sender_key=own, recipient_key=keys[partner]))
+            for partner in partners
+        ]  # fmt: skip
         new = WrappedSecrets(
             project_fingerprint=self.fingerprint,
             key_version=version,
@@ -283,16 +271,7 @@ class NodeKeys:
     def _checked(self, key: AgreementKey, *, refuse: Any = None) -> bytes:
         """``key``'s public key, once it is shown to be its partner's for this project."""
         try:
-            if key.project_fingerprint != self.fingerprint:
-                raise AuthError(f"the agreement key of '{key.partner_id}' is for another project")
-            verify_key(
-                ca=self._ca,
-                fingerprint=self.fingerprint,
-                partner=key.partner_id,
-                public_key=key.public_key,
-                certificate=key.certificate,
-                signature=key.signature,
-            )
+            _verify(key, ca=self._ca, fingerprint=self.fingerprint)
         except AuthError as exc:
             if refuse is not None:
                 raise refuse(str(exc)) from None
@@ -332,6 +311,35 @@ class NodeKeys:
         )
         log.info("published this node's agreement key")
         return directory
+
+
+def _verify(key: AgreementKey, *, ca: Any, fingerprint: str) -> None:
+    if key.project_fingerprint != fingerprint:
+        raise AuthError(f"the agreement key of '{key.partner_id[:64]}' is for another project")
+    verify_key(
+        ca=ca,
+        fingerprint=fingerprint,
+        partner=key.partner_id,
+        public_key=key.public_key,
+        certificate=key.certificate,
+        signature=key.signature,
+    )
+
+
+def _wrapped(secret: bytes, *, own: Any, context: WrapContext) -> WrappedSecret:
+    """``secret`` wrapped as ``context`` says, as it goes on the wire."""
+    w = wrap(secret, own=own, context=context)
+    return WrappedSecret(
+        project_fingerprint=context.fingerprint,
+        key_version=context.version,
+        sender=context.sender,
+        recipient=context.recipient,
+        sender_key=context.sender_key,
+        recipient_key=context.recipient_key,
+        salt=w.salt,
+        nonce=w.nonce,
+        ciphertext=w.ciphertext,
+    )
 
 
 def _call(method: Any, request: Any) -> Any:
