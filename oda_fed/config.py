@@ -671,6 +671,12 @@ class Project(_Strict):
     def partner_ids(self) -> list[str]:
         return [p.id for p in self.partners]
 
+    @property
+    def dealer(self) -> str:
+        """The partner whose node makes the linkage secret and wraps it for the others when the
+        nodes agree it through the coordinator: the first partner listed."""
+        return self.partners[0].id
+
     def partner(self, partner_id: str) -> Partner:
         for p in self.partners:
             if p.id == partner_id:
@@ -791,13 +797,24 @@ class NodeConfig(_Strict):
     partner: Name
     project: Path
     project_fingerprint: Fingerprint
-    secret_file: Path
+    # A linkage secret the partners exchanged themselves. Leave it out and the nodes agree one
+    # through the coordinator (which relays only ciphertext) when they first run.
+    secret_file: Path | None = None
     workdir: Path
     coordinator: CoordinatorAddress
     tls: TlsFiles
     source: NodeSource
     audit_dir: Path | None = None
+    # The node's agreement key and agreed secrets, owner-only (default: <workdir>/keys).
+    keys_dir: Path
     chunk_records: int = Field(default=CHUNK_RECORDS, ge=1, le=1_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_keys_dir(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("keys_dir") is None and "workdir" in data:
+            return {**data, "keys_dir": Path(str(data["workdir"])) / "keys"}
+        return data
 
     @property
     def audit_path(self) -> Path:
@@ -932,6 +949,7 @@ _NODE_PATHS = (
     ("secret_file",),
     ("workdir",),
     ("audit_dir",),
+    ("keys_dir",),
     ("tls", "ca"),
     ("tls", "cert"),
     ("tls", "key"),

@@ -2,7 +2,9 @@
 
 One coordinator and three nodes run as separate processes and talk gRPC over mutual TLS with
 certificates from a partnership CA made for the demo. Each node's key is created in the node's own
-folder and only a certificate signing request goes to the CA.
+folder and only a certificate signing request goes to the CA. No secret file is handed round: when
+the nodes first run they agree the linkage secret through the coordinator, which relays only their
+signed public keys and the secret wrapped for each of them (:mod:`oda_fed.node.keys`).
 
 Each partner has an extract and an event table (the council's complaints, the police's incidents,
 social care's referrals). The project links them and releases a count by ward, a map, a
@@ -19,7 +21,8 @@ The demo plays every role, so the folders it writes are laid out as the parties'
     WORKDIR/ca/            the partnership CA (kept by whoever the partnership trusts)
     WORKDIR/coordinator/   coordinator.toml, its certificate, ward boundaries, state, audit log,
                            products
-    WORKDIR/nodes/<id>/    node.toml, key, certificate, linkage secret, audit log, entity ids
+    WORKDIR/nodes/<id>/    node.toml, key, certificate, audit log, entity ids; state/keys/ holds its
+                           agreement key and the agreed linkage secret
     WORKDIR/project.toml   the project agreement
     WORKDIR/logs/          each process's log
 """
@@ -27,6 +30,7 @@ The demo plays every role, so the folders it writes are laid out as the parties'
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -53,7 +57,8 @@ from oda_fed.demo_rounds import (
 from oda_fed.errors import OdaFedError
 from oda_fed.matching import Quality
 from oda_fed.matching.metrics import truth_quality
-from oda_fed.pki import create_request, init_ca, issue, new_secret, sign_request
+from oda_fed.pki import create_request, init_ca, issue, sign_request
+from oda_fed.pki.secret import SECRET_BYTES, write_secret
 from oda_fed.pki.trust import load_certificate
 from oda_fed.synth import (
     ErrorLevel,
@@ -73,6 +78,8 @@ from oda_fed.synth.project import (
 from oda_fed.transport.protocol import RoundState
 
 MARKER = ".oda-fed-demo"
+#: A node's secret file, in a federation set up without agreement.
+SECRET_FILE = "linkage.secret"
 
 
 @dataclass
@@ -216,8 +223,13 @@ def setup(
     errors: ErrorLevel,
     with_map: bool = False,
     analysis: bool = False,
+    agree_secret: bool = False,
 ) -> tuple[Synthetic, Path]:
-    """Write data, project, PKI, secret and coordinator config; return the synthetic data.
+    """Write data, project, PKI and coordinator config; return the synthetic data.
+
+    ``agree_secret`` (the demo's way) writes no secret: the nodes agree one through the
+    coordinator when they first run. Without it, every node gets the same secret file, as
+    partners who exchanged one themselves would have; tests that run one node alone use that.
 
     ``with_map`` adds the demo's map product to the project (the coordinator is given the
     ward boundaries either way). ``analysis`` adds the analysis of the partners' event tables
@@ -270,17 +282,14 @@ def setup(
         },
     )
 
-    secret_master = workdir / "nodes" / ".agreed.secret"
-    secret_master.parent.mkdir(parents=True, exist_ok=True)
-    new_secret(secret_master)  # stands in for the partners' own secret agreement
+    exchanged = None if agree_secret else secrets.token_bytes(SECRET_BYTES)
     for profile in profiles:
         node = workdir / "nodes" / profile.id
         csr = create_request(name=profile.id, role="node", out_dir=node / "tls")  # key stays here
         sign_request(ca_dir=ca_dir, csr_path=csr, out_path=node / "tls" / f"{profile.id}.crt")
         shutil.copyfile(ca_dir / "ca.crt", node / "tls" / "ca.crt")
-        shutil.copyfile(secret_master, node / "linkage.secret")
-        os.chmod(node / "linkage.secret", 0o600)
-    secret_master.unlink()
+        if exchanged is not None:
+            write_secret(node / SECRET_FILE, exchanged)
     return synthetic, project_path
 
 
@@ -319,7 +328,7 @@ def write_node_configs(
                     "partner": profile.id,
                     "project": "../../project.toml",
                     "project_fingerprint": fingerprint,
-                    "secret_file": "linkage.secret",
+                    **({"secret_file": SECRET_FILE} if (node / SECRET_FILE).exists() else {}),
                     "workdir": "state",
                     "audit_dir": "audit",
                     "coordinator": {"address": f"127.0.0.1:{port}", "server_name": "localhost"},
@@ -399,7 +408,13 @@ def run_demo(
     workdir = workdir.resolve()
     step("generating synthetic partners, event tables, project, CA and certificates")
     synthetic, project_path = setup(
-        workdir, population=population, seed=seed, errors=errors, with_map=True, analysis=True
+        workdir,
+        population=population,
+        seed=seed,
+        errors=errors,
+        with_map=True,
+        analysis=True,
+        agree_secret=True,
     )
     kinds = {p.id: p.kind for p in load_project(project_path).project.products}
     coord_cfg_path = workdir / "coordinator" / "coordinator.toml"

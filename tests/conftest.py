@@ -266,16 +266,30 @@ class Federation:
         return thread, errors
 
 
-@pytest.fixture
-def federation(tmp_path: Path):
-    """A three-partner federation folder with a coordinator serving on a free loopback port."""
+def _federation(tmp_path: Path, *, agree_secret: bool) -> Iterator[Federation]:
     from oda_fed.demo import setup
 
-    synthetic, _ = setup(tmp_path / "fed", population=400, seed=11, errors="low")
+    synthetic, _ = setup(
+        tmp_path / "fed", population=400, seed=11, errors="low", agree_secret=agree_secret
+    )
     fed = Federation(workdir=tmp_path / "fed", synthetic=synthetic)
     fed.start_coordinator()
     yield fed
     fed.stop_coordinator()
+
+
+@pytest.fixture
+def federation(tmp_path: Path):
+    """A three-partner federation folder with a coordinator serving on a free loopback port; the
+    nodes share one secret file, as partners who exchanged it themselves would."""
+    yield from _federation(tmp_path, agree_secret=False)
+
+
+@pytest.fixture
+def agreeing_federation(tmp_path: Path):
+    """As ``federation``, but the nodes have no secret file: they agree one through the
+    coordinator when they first run, as the demo's do."""
+    yield from _federation(tmp_path, agree_secret=True)
 
 
 # --- pages in a real browser ---------------------------------------------------------------------

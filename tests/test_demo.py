@@ -246,6 +246,34 @@ def test_the_audit_logs_verify_and_cross_check(demo: Run) -> None:
     assert cross_check(reports) == []
 
 
+def test_no_secret_file_is_handed_round_the_nodes_agree_one_the_coordinator_never_holds(
+    demo: Run,
+) -> None:
+    from oda_fed.pki import read_secret, secret_fingerprints
+
+    # Measured before: the demo copied one secret file to every node. Now there is none to copy.
+    assert not list(demo.workdir.rglob("linkage.secret"))
+    held = [
+        list((demo.workdir / "nodes" / p / "state" / "keys").glob("linkage-*-v1.secret"))
+        for p in PARTNERS
+    ]
+    assert all(len(files) == 1 for files in held)
+    assert all(files[0].stat().st_mode & 0o777 == 0o600 for files in held)
+    secrets = {read_secret(files[0]) for files in held}
+    assert len(secrets) == 1
+    needles = secret_fingerprints(secrets.pop())
+    for path in (demo.workdir / "coordinator").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [n for n in needles if n in data], f"linkage secret found in {path}"
+    kinds = [
+        e.kind for e in read_entries(demo.workdir / "coordinator" / "audit" / "coordinator.jsonl")
+    ]
+    assert (
+        kinds.count(AuditKind.WRAPPED_SECRETS) == 1 and kinds.count(AuditKind.WRAPPED_SECRET) == 3
+    )
+
+
 def test_a_folder_the_demo_did_not_write_is_refused(tmp_path: Path) -> None:
     other = tmp_path / "precious"
     other.mkdir()

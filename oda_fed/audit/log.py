@@ -349,6 +349,12 @@ class AuditLog:
         with self._lock:
             return self._tree.consistency_proof(old_size, new_size)
 
+    def forbid(self, values: Iterable[bytes]) -> None:
+        """Add to ``forbidden``, e.g. when a node takes up a secret agreed after the log opened."""
+        with self._lock:
+            new = (f.lower() for f in values if f)
+            self._forbidden = tuple(dict.fromkeys((*self._forbidden, *new)))
+
     def close(self) -> None:
         """Flush to disk and close; further appends raise :class:`AuditError`. Idempotent."""
         with self._lock:

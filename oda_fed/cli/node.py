@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from oda_fed.cli._common import call, setup_logging
+from oda_fed.cli.keys import app as keys_app
 
 app = typer.Typer(help="Run a partner's node.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 @app.command("run")

@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-#: ``PRAGMA user_version`` of this schema. Version 1 named round states and deliveries differently
+#: ``PRAGMA user_version`` of this schema. Version 3 added the key relay's tables. Version 1
+#: named round states and deliveries differently
 #: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = (
     """
@@ -123,6 +124,48 @@ CREATE TABLE IF NOT EXISTS product_tables (
     cells INTEGER NOT NULL,
     suppressed INTEGER NOT NULL,
     PRIMARY KEY (round_id, product_id)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS agreement_keys (
+    -- each node's X25519 public key, signed with its certificate's key: public material only
+    project TEXT NOT NULL,
+    partner TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    published TEXT NOT NULL,
+    PRIMARY KEY (project, partner)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS key_versions (
+    -- the key-check value every node of a key version must present; version 0 (a secret file)
+    -- is pinned from the first node that said hello, agreed versions from the dealer
+    project TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    key_check TEXT NOT NULL,
+    pinned_from TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (project, version)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS wrapped_secrets (
+    -- a key version's secret wrapped for one partner: ciphertext the coordinator cannot open,
+    -- with the sender's signed agreement key as it was when the secret was wrapped
+    project TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    partner TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    sender_key BLOB NOT NULL,
+    recipient_key BLOB NOT NULL,
+    salt BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    sender_certificate BLOB NOT NULL,
+    sender_signature BLOB NOT NULL,
+    PRIMARY KEY (project, version, partner)
 )
 """,
 )

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from oda_fed.config import LOCAL
-from oda_fed.coordinator import instructions
+from oda_fed.coordinator import instructions, keys
 from oda_fed.coordinator.chunks import Chunk, UploadState
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.release import attribute_upload, table_upload
@@ -129,6 +129,7 @@ def connect(
             kind=AuditKind.REFUSED_HELLO,
         )
     _check_project(state, hello.project_fingerprint, kind=AuditKind.REFUSED_HELLO)
+    keys.check_hello(state, partner, hello)
     q = state.sessions.open(partner)
     log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?")
     reader = threading.Thread(

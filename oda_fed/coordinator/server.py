@@ -16,21 +16,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import CoordinatorConfig, load_pinned_project
 from oda_fed.coordinator.lifecycle import Lifecycle
-from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer
+from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
 from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
-from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
+from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.protocol import COORDINATOR, AuditKind
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("oda_fed.proto.v1.Coordinator", "oda_fed.proto.v1.Admin")
+SERVICES = ("oda_fed.proto.v1.Coordinator", "oda_fed.proto.v1.Admin", "oda_fed.proto.v1.Keys")
 
 
 def serve(
@@ -93,6 +93,7 @@ def serve(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(state), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(state), server)
+    keys_pb2_grpc.add_KeysServicer_to_server(KeysServicer(state), server)
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

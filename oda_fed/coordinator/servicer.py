@@ -16,13 +16,13 @@ from contextlib import contextmanager
 import grpc
 from google.protobuf.message import Message
 
-from oda_fed.coordinator import nodes, operator
+from oda_fed.coordinator import keys, nodes, operator
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.errors import AuthError
-from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc
+from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport import serde
 from oda_fed.transport.auth import peer_identity
-from oda_fed.transport.messages import EntityChunk, Instruction
+from oda_fed.transport.messages import EntityChunk, Instruction, WrappedSecret
 from oda_fed.transport.protocol import COORDINATOR, INSTRUCTION_KINDS, AuditKind
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,50 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             detail=value.audit_detail(),
         )
         return message
+
+
+class KeysServicer(keys_pb2_grpc.KeysServicer):
+    """The key relay: the nodes' agreement keys and wrapped secrets, never the secret."""
+
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+
+    def PublishKey(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_KEYS)
+        with _refusals(self.state, context, who=partner):
+            peer = bytes(context.auth_context()["x509_pem_cert"][0])
+            published = keys.publish_key(
+                self.state, partner, serde.received(request), peer_certificate=peer
+            )
+            return serde.to_proto(published)
+
+    def GetKeys(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_KEYS)
+        with _refusals(self.state, context, who=partner):
+            return serde.to_proto(keys.get_keys(self.state, serde.from_proto(request)))
+
+    def PublishSecret(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_KEYS)
+        with _refusals(self.state, context, who=partner):
+            published = keys.publish_secret(self.state, partner, serde.received(request))
+            return serde.to_proto(published)
+
+    def FetchSecret(self, request, context):  # noqa: N802
+        partner = _caller(self.state, context, AuditKind.REFUSED_KEYS)
+        with _refusals(self.state, context, who=partner):
+            wrapped: WrappedSecret = keys.fetch_secret(
+                self.state, partner, serde.from_proto(request)
+            )
+            message, payload = serde.encode(wrapped)
+            self.state.crossings.record(
+                sender=COORDINATOR,
+                recipient=partner,
+                kind=AuditKind.WRAPPED_SECRET,
+                payload=payload,
+                records=1,
+                detail={"key_version": wrapped.key_version},
+            )
+            return message
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

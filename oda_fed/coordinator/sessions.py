@@ -45,6 +45,15 @@ class Sessions(Generic[Item]):
                 del self._queues[partner]
                 self._sent.pop(partner, None)
 
+    def end(self, partner: str) -> None:
+        """End ``partner``'s session (its node reconnects), e.g. when the secret it said hello
+        with is superseded."""
+        with self._lock:
+            q = self._queues.pop(partner, None)
+            self._sent.pop(partner, None)
+        if q is not None:
+            q.put(None)
+
     def connected(self) -> set[str]:
         with self._lock:
             return set(self._queues)

@@ -7,7 +7,8 @@ lifecycle needs is here. :class:`Store` opens the file and holds one table class
   a state changes only by :meth:`RoundTable.move`, which checks the state it moves from;
 - :attr:`Store.deliveries` (:class:`~oda_fed.coordinator.deliveries.DeliveryTable`);
 - :attr:`Store.uploads` (:class:`~oda_fed.coordinator.chunks.ChunkStore`);
-- :attr:`Store.results` (:class:`Results`): entity ids of each round's refs, product files.
+- :attr:`Store.results` (:class:`Results`): entity ids of each round's refs, product files;
+- :attr:`Store.keys` (:class:`~oda_fed.coordinator.keytable.KeyTable`): the key relay.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from oda_fed.coordinator.chunks import ChunkStore
 from oda_fed.coordinator.db import Database, now, stamp
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind, DeliveryTable
+from oda_fed.coordinator.keytable import KeyTable
 from oda_fed.transport.protocol import RoundState
 
 _ROUND_COLUMNS = (
@@ -237,6 +239,7 @@ class Store:
         self.deliveries = DeliveryTable(self._db)
         self.uploads = ChunkStore(self._db)
         self.results = Results(self._db)
+        self.keys = KeyTable(self._db)
 
     def close(self) -> None:
         self._db.close()

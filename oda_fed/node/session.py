@@ -35,6 +35,8 @@ def run_session(
         partner_id=state.partner,
         project_fingerprint=state.fingerprint,
         software_version=__version__,
+        key_version=state.key_version,
+        key_check=state.key_check,
     )
     event, payload = serde.node_event(hello)
     state.crossings.record(

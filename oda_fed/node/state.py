@@ -1,7 +1,9 @@
 """What a node's parts work over: its config, the pinned project, its secret and its audit log.
 
 Made once by :class:`oda_fed.node.agent.NodeAgent` when the node starts, after every check that
-can fail before dialling out (the project's fingerprint, the certificate, the secret).
+can fail before dialling out (the project's fingerprint, the certificate, the secret). A node that
+agrees its secret through the coordinator takes it up with :meth:`NodeState.use_secret` once it
+has it, and again, between sessions, when the partners rotate it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oda_fed.config import LoadedProject, NodeConfig, Project
+from oda_fed.encoding.exact import derive_record_key
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.sources import Layout
+from oda_fed.pki.secret import forbidden_forms, key_check
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.protocol import AuditKind
 
@@ -25,12 +29,31 @@ if TYPE_CHECKING:
 class NodeState:
     config: NodeConfig
     loaded: LoadedProject
-    secret: bytes
-    # Derived only when the signed project asks for record keys (stable_entity_ids).
-    record_key: bytes | None
     layout: Layout
     crossings: Crossings
+    # Empty until the node holds a secret (read from its file, or agreed); see use_secret.
+    secret: bytes = b""
+    # 0 for a secret file; 1, 2, ... for a secret agreed through the coordinator.
+    key_version: int = 0
+    # Derived only when the signed project asks for record keys (stable_entity_ids).
+    record_key: bytes | None = None
     rounds_closed: int = 0
+
+    def use_secret(self, secret: bytes, *, version: int) -> None:
+        """Take up ``secret`` (key ``version``): what encodes CLKs from now on, and what the audit
+        log must never contain."""
+        self.crossings.forbid(forbidden_forms(secret))
+        self.secret, self.key_version = secret, version
+        self.record_key = (
+            derive_record_key(secret, context=self.project.name, partner=self.partner)
+            if self.project.linkage.stable_entity_ids
+            else None
+        )
+
+    @property
+    def key_check(self) -> str:
+        """The key-check value of the secret this node holds, as its Hello carries it."""
+        return key_check(self.secret, fingerprint=self.fingerprint, version=self.key_version)
 
     @property
     def partner(self) -> str:

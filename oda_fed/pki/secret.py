@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from oda_fed.pki.files import read_file, write_file
 
 SECRET_BYTES = 32
 MIN_SECRET_BYTES = 16
+#: Hex digits of a key-check value (64 bits would do; 128 leave no doubt).
+KEY_CHECK_DIGITS = 32
 
 
 def new_secret(path: Path, *, force: bool = False) -> Path:
@@ -33,7 +37,12 @@ def new_secret(path: Path, *, force: bool = False) -> Path:
     >>> new_secret(Path("linkage.secret"))  # doctest: +SKIP
     PosixPath('linkage.secret')
     """
-    text = secrets.token_bytes(SECRET_BYTES).hex() + "\n"
+    return write_secret(path, secrets.token_bytes(SECRET_BYTES), force=force)
+
+
+def write_secret(path: Path, secret: bytes, *, force: bool = False) -> Path:
+    """Write ``secret`` to ``path`` as one line of hex, mode 0600, as :func:`read_secret` reads it."""
+    text = secret.hex() + "\n"
     return write_file(path, text.encode("ascii"), private=True, force=force)
 
 
@@ -94,3 +103,35 @@ def secret_fingerprints(secret: bytes) -> list[bytes]:
     forms = [bytes(secret), hex_lower, hex_lower.upper(), b64, b64.rstrip(b"=")]
     forms += [b64url, b64url.rstrip(b"=")]
     return list(dict.fromkeys(forms))  # without duplicates, in this order
+
+
+def _check_key(secret: bytes) -> bytes:
+    # The key of the key check only: no other use of the secret shares it.
+    return hmac.new(secret, b"oda-fed/key-check-key/v1", hashlib.sha256).digest()
+
+
+def key_check(secret: bytes, *, fingerprint: str, version: int) -> str:
+    """The key-check value of ``secret`` for a project and key version: 32 hex digits.
+
+    ``HMAC-SHA256(k, "oda-fed key check v1" || 0 || fingerprint || 0 || version)``, cut to 128
+    bits, with ``k = HMAC-SHA256(secret, "oda-fed/key-check-key/v1")``. It is a keyed hash of a
+    constant: equal secrets give equal values, and it reveals nothing of the secret (finding the
+    secret from it means searching 2**256 secrets, not a dictionary of names). Nodes send it in
+    their Hello so that the coordinator can refuse one whose secret differs from the partners'.
+
+    Examples
+    --------
+    >>> a = key_check(b"k" * 32, fingerprint="sha256:" + "0" * 64, version=1)
+    >>> len(a), a == key_check(b"k" * 32, fingerprint="sha256:" + "0" * 64, version=2)
+    (32, False)
+    """
+    message = (
+        b"oda-fed key check v1\0" + fingerprint.encode("ascii") + b"\0" + str(version).encode()
+    )
+    return hmac.new(_check_key(secret), message, hashlib.sha256).hexdigest()[:KEY_CHECK_DIGITS]
+
+
+def forbidden_forms(secret: bytes) -> list[bytes]:
+    """What a node's audit log must never contain: :func:`secret_fingerprints` of the secret and
+    of the key its key check is made with."""
+    return secret_fingerprints(secret) + secret_fingerprints(_check_key(secret))

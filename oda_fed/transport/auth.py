@@ -19,6 +19,7 @@ from oda_fed.pki import Identity, identity_from_pem
 
 _COORD = "/oda_fed.proto.v1.Coordinator/"
 _ADMIN = "/oda_fed.proto.v1.Admin/"
+_KEYS = "/oda_fed.proto.v1.Keys/"
 _HEALTH = "/grpc.health.v1.Health/"
 _ANY = frozenset({"node", "operator", "coordinator"})
 
@@ -30,6 +31,10 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     _COORD + "UploadAttribute": frozenset({"node"}),
     _COORD + "FetchEntities": frozenset({"node"}),
     _COORD + "UploadTable": frozenset({"node"}),
+    _KEYS + "PublishKey": frozenset({"node"}),
+    _KEYS + "GetKeys": frozenset({"node"}),
+    _KEYS + "PublishSecret": frozenset({"node"}),
+    _KEYS + "FetchSecret": frozenset({"node"}),
     _ADMIN + "StartRound": frozenset({"operator"}),
     _ADMIN + "GetRound": frozenset({"operator"}),
     _ADMIN + "ReleaseRound": frozenset({"operator"}),

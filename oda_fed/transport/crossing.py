@@ -164,5 +164,9 @@ class Crossings:
                 self.checkpoints.append(found)
             return found
 
+    def forbid(self, values: Iterable[bytes]) -> None:
+        """Refuse from now on any entry containing one of ``values`` (a newly agreed secret)."""
+        self.log.forbid(values)
+
     def close(self) -> None:
         self.log.close()

@@ -41,6 +41,10 @@ class Hello:
     partner_id: str
     project_fingerprint: str
     software_version: str = ""
+    # The secret it holds: version 0 for a secret file, 1, 2, ... for an agreed secret; and its
+    # key-check value (a keyed hash of a constant, which reveals nothing of the secret).
+    key_version: int = 0
+    key_check: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,69 @@ class EntityChunk:
 
     first_ref: int
     entity_ids: tuple[str, ...] = field(repr=False)
+
+
+# --- agreeing the linkage secret (the Keys service) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgreementKey:
+    """A node's X25519 public key, signed with its TLS certificate's key for the project."""
+
+    project_fingerprint: str
+    partner_id: str
+    public_key: bytes
+    certificate: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class KeysRequest:
+    project_fingerprint: str
+
+
+@dataclass(frozen=True)
+class KeyDirectory:
+    """Every partner's published agreement key, and the latest agreed key version (0: none)."""
+
+    keys: tuple[AgreementKey, ...] = ()
+    key_version: int = 0
+
+    def key_of(self, partner: str) -> AgreementKey | None:
+        return next((k for k in self.keys if k.partner_id == partner), None)
+
+
+@dataclass(frozen=True)
+class WrappedSecret:
+    """One key version's secret, wrapped by ``sender`` for ``recipient``: ciphertext only."""
+
+    project_fingerprint: str
+    key_version: int
+    sender: str
+    recipient: str
+    sender_key: bytes
+    recipient_key: bytes
+    salt: bytes
+    nonce: bytes
+    ciphertext: bytes = field(repr=False)
+    # Set by the coordinator when it hands the secret out: the sender's key as it was published.
+    sender_signed_key: AgreementKey | None = None
+
+
+@dataclass(frozen=True)
+class WrappedSecrets:
+    """The dealer's new key version: one wrapped secret per partner and the key-check value."""
+
+    project_fingerprint: str
+    key_version: int
+    key_check: str
+    secrets: tuple[WrappedSecret, ...]
+
+
+@dataclass(frozen=True)
+class SecretRequest:
+    project_fingerprint: str
+    key_version: int
 
 
 # --- the operator's interface ---------------------------------------------------------------------

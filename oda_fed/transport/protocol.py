@@ -56,6 +56,9 @@ class AuditKind(StrEnum):
     ROUND_CLOSED = "instruction:round_closed"
     COMPUTE_TABLE = "instruction:compute_table"
     EMPTY_INSTRUCTION = "instruction:empty"
+    AGREEMENT_KEY = "agreement_key"
+    WRAPPED_SECRETS = "wrapped_secrets"
+    WRAPPED_SECRET = "wrapped_secret"
 
     # Refusals: the coordinator's of a call, the node's of an instruction.
     REFUSED_CALL = "refused:call"
@@ -72,6 +75,9 @@ class AuditKind(StrEnum):
     REFUSED_ROUND_CLOSED = "refused:round_closed"
     REFUSED_COMPUTE_TABLE = "refused:compute_table"
     REFUSED_INSTRUCTION = "refused:instruction"
+    REFUSED_KEY_CHECK = "refused:key_check"
+    REFUSED_KEYS = "refused:keys"
+    REFUSED_AGREEMENT = "refused:agreement"
     # A checkpoint of the other side's log that failed its checks, so was not cosigned.
     REFUSED_WITNESS = "refused:witness"
 

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from oda_fed.errors import ProtocolError
 from oda_fed.proto.v1 import admin_pb2 as admin
 from oda_fed.proto.v1 import coordinator_pb2 as wire
+from oda_fed.proto.v1 import keys_pb2 as keys
 from oda_fed.transport import messages as m
 from oda_fed.transport.protocol import RoundState
 
@@ -222,6 +223,51 @@ def _status_request_from(msg: wire.UploadStatusRequest) -> m.UploadStatusRequest
     )
 
 
+# --- agreeing the linkage secret -----------------------------------------------------------------
+
+
+def _key_directory(v: m.KeyDirectory) -> keys.KeyDirectory:
+    return keys.KeyDirectory(keys=[to_proto(k) for k in v.keys], key_version=v.key_version)
+
+
+def _key_directory_from(msg: keys.KeyDirectory) -> m.KeyDirectory:
+    return m.KeyDirectory(keys=tuple(from_proto(k) for k in msg.keys), key_version=msg.key_version)
+
+
+_WRAPPED = ("project_fingerprint", "key_version", "sender", "recipient", "sender_key",
+            "recipient_key", "salt", "nonce", "ciphertext")  # fmt: skip
+
+
+def _wrapped(v: m.WrappedSecret) -> keys.WrappedSecret:
+    msg = keys.WrappedSecret(**{n: getattr(v, n) for n in _WRAPPED})
+    if v.sender_signed_key is not None:
+        msg.sender_signed_key.CopyFrom(to_proto(v.sender_signed_key))
+    return msg
+
+
+def _wrapped_from(msg: keys.WrappedSecret) -> m.WrappedSecret:
+    signed = from_proto(msg.sender_signed_key) if msg.HasField("sender_signed_key") else None
+    return m.WrappedSecret(**{n: getattr(msg, n) for n in _WRAPPED}, sender_signed_key=signed)
+
+
+def _wrapped_secrets(v: m.WrappedSecrets) -> keys.WrappedSecrets:
+    return keys.WrappedSecrets(
+        project_fingerprint=v.project_fingerprint,
+        key_version=v.key_version,
+        key_check=v.key_check,
+        secrets=[_wrapped(w) for w in v.secrets],
+    )
+
+
+def _wrapped_secrets_from(msg: keys.WrappedSecrets) -> m.WrappedSecrets:
+    return m.WrappedSecrets(
+        project_fingerprint=msg.project_fingerprint,
+        key_version=msg.key_version,
+        key_check=msg.key_check,
+        secrets=tuple(_wrapped_from(w) for w in msg.secrets),
+    )
+
+
 # --- the operator's interface ---------------------------------------------------------------------
 
 
@@ -362,6 +408,12 @@ _PAIRS: list[tuple[type, type[Message], Callable, Callable]] = [
     (m.LocalTable, wire.LocalTable, _local_table, _local_table_from),
     (m.UploadStatusRequest, wire.UploadStatusRequest, _status_request, _status_request_from),
     (m.RoundStatus, admin.RoundStatus, _round_status, _round_status_from),
+    _fields(m.AgreementKey, keys.AgreementKey),
+    _fields(m.KeysRequest, keys.KeysRequest),
+    _fields(m.SecretRequest, keys.SecretRequest),
+    (m.KeyDirectory, keys.KeyDirectory, _key_directory, _key_directory_from),
+    (m.WrappedSecret, keys.WrappedSecret, _wrapped, _wrapped_from),
+    (m.WrappedSecrets, keys.WrappedSecrets, _wrapped_secrets, _wrapped_secrets_from),
 ]
 
 _TO: dict[type, Callable[[Any], Message]] = {v: to for v, _, to, _ in _PAIRS}

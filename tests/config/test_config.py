@@ -158,6 +158,13 @@ date = "referred_on"
     assert cfg.tls.key == (tmp_path / "council.key").resolve()
     assert cfg.audit_path == (tmp_path / "state" / "audit" / "council.jsonl").resolve()
 
+    assert cfg.secret_file == (tmp_path / "linkage.secret").resolve()
+    assert cfg.keys_dir == (tmp_path / "state" / "keys").resolve()
+    # Without a secret file the node agrees its secret; its keys folder may be set.
+    agreeing = node.read_text().replace('secret_file = "linkage.secret"', 'keys_dir = "keys"')
+    cfg = load_node_config(write(tmp_path, agreeing, "node.toml"))
+    assert cfg.secret_file is None and cfg.keys_dir == (tmp_path / "keys").resolve()
+
     twice = node.read_text().replace('name = "referrals"', 'name = "incidents"')
     with pytest.raises(ConfigError, match="names incidents more than once"):
         load_node_config(write(tmp_path, twice, "node.toml"))

@@ -36,20 +36,33 @@ class Hello(_message.Message):
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     PROJECT_FINGERPRINT_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """Checked against the identity in the node's TLS certificate; a mismatch is refused."""
     project_fingerprint: _builtins.str
     software_version: _builtins.str
+    key_version: _builtins.int
+    """The linkage secret this node holds: 0 for a secret file the partners exchanged themselves,
+    1, 2, ... for a secret the partners agreed through the coordinator (Keys service).
+    """
+    key_check: _builtins.str
+    """A keyed hash of a constant under the secret (32 hex digits), which says nothing of the
+    secret. The coordinator refuses a node whose value differs from the partners' before any CLK
+    is sent.
+    """
     def __init__(
         self,
         *,
         partner_id: _builtins.str = ...,
         project_fingerprint: _builtins.str = ...,
         software_version: _builtins.str = ...,
+        key_version: _builtins.int = ...,
+        key_check: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_id", b"partner_id", "project_fingerprint", b"project_fingerprint", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_check", b"key_check", "key_version", b"key_version", "partner_id", b"partner_id", "project_fingerprint", b"project_fingerprint", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
