@@ -57,6 +57,9 @@ class Partner(_Strict):
     # This partner's own smallest publishable count, when it is stricter than the project's:
     # the strictest rule of the partners whose data a product uses wins.
     min_cell: int | None = Field(default=None, ge=1)
+    # The most records this partner's extract may hold: the coordinator refuses an upload that
+    # declares more, so no certificate can fill its disk or memory in this partner's name.
+    max_records: int = Field(default=10_000_000, ge=1, le=1_000_000_000)
 
 
 class LinkageField(_Strict):

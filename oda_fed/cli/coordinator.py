@@ -66,6 +66,8 @@ def status_table(status: RoundStatus) -> Table:
 
 def show(status: RoundStatus) -> None:
     """Print a round: its partners, its products and who they go to, and what happens next."""
+    from oda_fed.transport.protocol import printable  # what a node reported may hold escapes
+
     console.print(status_table(status))
     if status.products:
         products = Table(
@@ -75,7 +77,7 @@ def show(status: RoundStatus) -> None:
             products.add_row(p.product_id, str(p.cells), str(p.suppressed), ", ".join(p.recipients))
         console.print(products)
     if status.message:
-        console.print(status.message, markup=False, highlight=False)
+        console.print(printable(status.message), markup=False, highlight=False)
     if status.released_by:
         console.print(f"released by {status.released_by}", markup=False)
     elif not status.finished and status.deadline:

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from oda_fed.config import LOCAL
 from oda_fed.coordinator import instructions, keys
@@ -49,6 +50,8 @@ from oda_fed.transport.messages import (
 from oda_fed.transport.protocol import (
     CHUNK_RECORDS,
     COORDINATOR,
+    MAX_VALUE_CHARS,
+    UPLOAD_SLOT_WAIT,
     AuditKind,
     RoundState,
     chunks,
@@ -208,7 +211,22 @@ def _accept_witness(state: CoordinatorState, partner: str, round_id: str, answer
 
 def _record_result(state: CoordinatorState, delivery: Delivery, result: InstructionResult) -> None:
     """A node answered an instruction: done, or what went wrong on its side (a short reason
-    with no personal data); either way the round may move on."""
+    with no personal data); either way the round may move on. An answer to an instruction
+    already answered, or of a round that has ended, changes nothing: a node cannot rewrite a
+    closed round's status by answering again."""
+    r = state.store.rounds.get(delivery.round_id)
+    ended = r is None or r.state.finished
+    if delivery.done or (ended and delivery.kind is not DeliveryKind.ROUND_CLOSED):
+        log.warning("node %s answered '%s' of round %s again, or after the round ended; ignored",
+                    delivery.partner, delivery.kind, delivery.round_id)  # fmt: skip
+        return
+    if ended:  # the answer to round_closed: done, and the ended round's status untouched
+        error = cut(result.error)
+        state.store.deliveries.mark(delivery)
+        if error:
+            log.warning("node %s on the end of round %s: %s", delivery.partner, delivery.round_id,
+                        error)  # fmt: skip
+        return
     if result.ok:
         state.store.deliveries.mark(delivery)
     else:
@@ -224,6 +242,22 @@ def _record_result(state: CoordinatorState, delivery: Delivery, result: Instruct
 # --- uploads --------------------------------------------------------------------------------------
 
 
+@contextmanager
+def upload_slot(state: CoordinatorState) -> Iterator[None]:
+    """One of the few uploads the coordinator takes at once, however many partners send, so its
+    memory stays bounded; an upload waits for a slot, and is refused (to retry) if none frees."""
+    if not state.upload_slots.acquire(timeout=UPLOAD_SLOT_WAIT):
+        raise Refusal(
+            Status.RESOURCE_EXHAUSTED,
+            "the coordinator is busy with other uploads; the node retries by itself",
+            kind=None,
+        )
+    try:
+        yield
+    finally:
+        state.upload_slots.release()
+
+
 def receive_clks(
     state: CoordinatorState, partner: str, stream: Iterable[Received[ClkChunk]]
 ) -> UploadReceipt:
@@ -231,6 +265,7 @@ def receive_clks(
     linkage = state.project.linkage
     keyed = frozenset(f.name for f in linkage.fields if f.keyed_token)
     stable = linkage.stable_entity_ids
+    partner_max = state.project.partner(partner).max_records
     upload_state, round_id = None, ""
     for item in stream:
         chunk = item.message
@@ -239,7 +274,7 @@ def receive_clks(
         _check_project(state, chunk.project_fingerprint, kind=kind, round_id=round_id)
         _check_round(state, round_id, kind=kind, states=ACCEPTS_CLKS)
         problem = (
-            clk_chunk_problem(chunk, linkage.wire_bits)
+            clk_chunk_problem(chunk, linkage.wire_bits, max_records=partner_max)
             or token_problem(chunk, keyed)
             or record_key_problem(chunk, stable=stable)
         )
@@ -284,6 +319,15 @@ def receive_attribute(
                 Status.PERMISSION_DENIED,
                 f"the project does not let '{partner}' share attribute '{chunk.attribute}' for "
                 f"product '{chunk.product_id}'",
+                kind=kind,
+                round_id=round_id,
+            )
+        long = sum(len(v) > MAX_VALUE_CHARS for v in chunk.values)
+        if long:  # checked before anything else is looked at: a 2 MiB "area" costs nothing
+            raise Refusal(
+                Status.INVALID_ARGUMENT,
+                f"{long} value(s) are longer than {MAX_VALUE_CHARS} characters, longer than any "
+                "code or band: a mis-mapped column?",
                 kind=kind,
                 round_id=round_id,
             )

@@ -24,9 +24,10 @@ from oda_fed.linkage import settings_for
 from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
+from oda_fed.transport.auth import CallLimits
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
-from oda_fed.transport.protocol import COORDINATOR, AuditKind
+from oda_fed.transport.protocol import CALLS_PER_CALLER, COORDINATOR, AuditKind, cut
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,20 @@ def serve(
     state.lifecycle = Lifecycle(state)
 
     def on_refused(who: str | None, method: str, reason: str) -> None:
-        state.crossings.record(
-            sender=who or "unknown",
-            recipient=COORDINATOR,
-            kind=AuditKind.REFUSED_CALL,
-            detail={"method": method[:200], "reason": reason[:200]},
-        )
+        detail = {"method": cut(method), "reason": cut(reason)}
+        state.refusals.record(who=who, kind=AuditKind.REFUSED_CALL, round_id=None, detail=detail)
 
-    workers = 4 * len(loaded.project.partners) + 8  # each node holds one stream open
+    # Each partner and operator may hold a few calls at once, and there are threads for all.
+    limits = CallLimits(
+        partners=loaded.project.partner_ids, per_caller=CALLS_PER_CALLER, strangers=2
+    )
     server, port = create_server(
         address=config.listen,
         tls=config.tls,
-        max_workers=workers,
+        max_workers=limits.workers,
         max_message_mb=config.max_message_mb,
         on_refused=on_refused,
+        limits=limits,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,5 +120,6 @@ def serve(
         state.sessions.shutdown()
         server.stop(grace).wait()
         state.lifecycle.stop()
+        state.refusals.close()
         state.crossings.close()
         state.store.close()

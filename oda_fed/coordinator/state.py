@@ -9,6 +9,7 @@ the round lifecycle. Handlers (:mod:`~oda_fed.coordinator.nodes`,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,13 +19,14 @@ from typing import TYPE_CHECKING
 
 from oda_fed.config import LoadedProject, Project
 from oda_fed.coordinator.pseudonyms import Pseudonyms
+from oda_fed.coordinator.refusals import RefusalTally
 from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
 from oda_fed.matching.settings import LinkSettings
 from oda_fed.products.releases import Releases
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.messages import Instruction
-from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, AuditKind, cut
+from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, UPLOADS_AT_ONCE, AuditKind, cut
 
 if TYPE_CHECKING:
     from oda_fed.coordinator.lifecycle import Lifecycle
@@ -38,6 +40,7 @@ class Status(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     NOT_FOUND = "NOT_FOUND"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
 
 
 class Refusal(Exception):
@@ -75,6 +78,9 @@ class CoordinatorState:
     #: The boundary files maps are drawn on, by boundary set name (coordinator.toml).
     boundaries: Mapping[str, Path] = field(default_factory=dict)
     sessions: Sessions[Instruction] = field(default_factory=Sessions)
+    upload_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE)
+    )
     lifecycle: Lifecycle = field(init=False)
 
     @property
@@ -120,13 +126,18 @@ class CoordinatorState:
         """Write a refusal to the audit log (if its kind says so)."""
         if refusal.kind is None:
             return
-        self.crossings.record(
-            sender=who or "unknown",
-            recipient=COORDINATOR,
+        self.refusals.record(
+            who=who,
             kind=refusal.kind,
             round_id=refusal.round_id,
             detail={**refusal.detail, "reason": cut(refusal.reason)},
         )
+
+    @cached_property
+    def refusals(self) -> RefusalTally:
+        """Refusals for the audit log, repeats counted per caller and kind (a flood of bad
+        calls must not become a flood of fsynced lines)."""
+        return RefusalTally(self.crossings)
 
 
 def index_path_for(state_dir: Path, fingerprint: str) -> Path:

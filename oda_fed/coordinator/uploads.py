@@ -11,6 +11,7 @@ from typing import Protocol
 
 from oda_fed.coordinator.chunks import RECORD_KEY_BYTES
 from oda_fed.transport.messages import token_blob as stored_tokens
+from oda_fed.transport.protocol import CHUNK_RECORDS
 
 
 class TokenColumn(Protocol):
@@ -55,8 +56,19 @@ class ClkChunk(Protocol):
     def record_keys(self) -> Sequence[bytes]: ...
 
 
-def clk_chunk_problem(chunk: ClkChunk, bits: int) -> str:
-    """Why a CLK chunk cannot be accepted, or '' when it is well formed."""
+def clk_chunk_problem(chunk: ClkChunk, bits: int, *, max_records: int = 10_000_000) -> str:
+    """Why a CLK chunk cannot be accepted, or '' when it is well formed and within the quota
+    the project gives its partner (``max_records``)."""
+    if chunk.total_records > max_records:
+        return (
+            f"the upload declares {chunk.total_records} records; the project allows this "
+            f"partner at most {max_records} (max_records)"
+        )
+    if chunk.records > CHUNK_RECORDS or chunk.total_chunks > max(1, chunk.total_records):
+        return (
+            f"chunk {chunk.chunk_index} is cut wrongly: at most {CHUNK_RECORDS} records a chunk, "
+            "and no more chunks than records"
+        )
     if chunk.clk_bits != bits:
         return (
             f"CLKs are {chunk.clk_bits} bits long but the project uses {bits}-bit CLKs; "

@@ -28,6 +28,7 @@ from oda_fed.products.build import Population, build_products, listed_values
 from oda_fed.products.crosstab import NOT_KNOWN, ProductError
 from oda_fed.products.releases import Controlled, Releases
 from oda_fed.products.tables import ProductTable
+from oda_fed.transport.protocol import MAX_VALUE_CHARS
 
 __all__ = ["Cell", "build_local", "local_population", "received_table", "table_cells"]
 
@@ -101,6 +102,12 @@ def received_table(project: Project, prod: Product, cells: Sequence[Cell]) -> Pr
     )
     if not cells:
         raise ProductError(f"the table of '{prod.id}' has no cells")
+    long = sum(1 for coordinates, _ in cells for c in coordinates if len(c) > MAX_VALUE_CHARS)
+    if long:
+        raise ProductError(
+            f"{long} coordinate(s) are longer than {MAX_VALUE_CHARS} characters, longer than "
+            "any code or band"
+        )
     wrong = sum(1 for coordinates, _ in cells if len(coordinates) != len(dims))
     if wrong:
         raise ProductError(

@@ -8,7 +8,9 @@ context, before any servicer code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -67,11 +69,54 @@ def peer_identity(context: grpc.ServicerContext) -> Identity:
     return _identity(bytes(pems[0]))
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Refuses methods outside :data:`ROLES_BY_METHOD` and checks roles on the rest."""
+class CallLimits:
+    """How many calls each certificate may have in progress at once, so no caller can take every
+    worker thread and starve the rest (streams held open, health watches, floods).
 
-    def __init__(self, *, on_refused: RefusalHook | None = None) -> None:
+    Each partner and each operator has its own budget; certificates of the partnership CA that
+    name no partner of the project share one small budget between them all.
+    """
+
+    def __init__(self, *, partners: Iterable[str], per_caller: int, strangers: int) -> None:
+        self._partners = frozenset(partners)
+        self._per_caller = per_caller
+        self._strangers = strangers
+        self._lock = threading.Lock()
+        self._open: Counter[str] = Counter()
+
+    @property
+    def workers(self) -> int:
+        """Threads enough for every budget at once, with a few to spare."""
+        return self._per_caller * (len(self._partners) + 2) + self._strangers + 4
+
+    def _bucket(self, ident: Identity) -> tuple[str, int]:
+        if ident.role != "node" or ident.name in self._partners:
+            return f"{ident.role}:{ident.name}", self._per_caller
+        return "strangers", self._strangers
+
+    def enter(self, ident: Identity) -> str | None:
+        """Take a place for a call of ``ident``: the bucket to :meth:`leave`, or None if full."""
+        bucket, limit = self._bucket(ident)
+        with self._lock:
+            if self._open[bucket] >= limit:
+                return None
+            self._open[bucket] += 1
+        return bucket
+
+    def leave(self, bucket: str) -> None:
+        with self._lock:
+            self._open[bucket] -= 1
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses methods outside :data:`ROLES_BY_METHOD`, checks roles on the rest, and keeps each
+    caller within its :class:`CallLimits`."""
+
+    def __init__(
+        self, *, on_refused: RefusalHook | None = None, limits: CallLimits | None = None
+    ) -> None:
         self._on_refused = on_refused
+        self._limits = limits
 
     def _refuse(self, who: str | None, method: str, reason: str) -> None:
         if self._on_refused is not None:
@@ -90,10 +135,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap(handler, self._authorise(method, roles))
+        return _wrap(handler, self._authorise(method, roles), self._done)
 
-    def _authorise(self, method: str, roles: frozenset[str]) -> Callable[[Any], None]:
-        def check(context: grpc.ServicerContext) -> None:
+    def _authorise(self, method: str, roles: frozenset[str]) -> Callable[[Any], str | None]:
+        def check(context: grpc.ServicerContext) -> str | None:
             try:
                 ident = peer_identity(context)
             except AuthError as exc:
@@ -106,11 +151,31 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 )
                 self._refuse(ident.name, method, reason)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+            if self._limits is None:
+                return None
+            bucket = self._limits.enter(ident)
+            if bucket is None:
+                reason = (
+                    f"'{ident.name}' already has as many calls in progress as it may; finish or "
+                    "cancel one first (a node needs only a few at once)"
+                )
+                self._refuse(ident.name, method, reason)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+            return bucket
 
         return check
 
+    def _done(self, bucket: str | None) -> None:
+        if bucket is not None and self._limits is not None:
+            self._limits.leave(bucket)
 
-def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Any], None]) -> grpc.RpcMethodHandler:
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    check: Callable[[Any], str | None],
+    done: Callable[[str | None], None],
+) -> grpc.RpcMethodHandler:
+    """``handler`` behind ``check``, whose place is given back (``done``) when the call ends."""
     ser = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -119,30 +184,42 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Any], None]) -> grpc.
         fn_uu = handler.unary_unary
 
         def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-            check(context)
-            return fn_uu(request, context)
+            place = check(context)
+            try:
+                return fn_uu(request, context)
+            finally:
+                done(place)
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, **ser)
     if handler.unary_stream is not None:
         fn_us = handler.unary_stream
 
         def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            check(context)
-            yield from fn_us(request, context)
+            place = check(context)
+            try:
+                yield from fn_us(request, context)
+            finally:
+                done(place)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **ser)
     if handler.stream_unary is not None:
         fn_su = handler.stream_unary
 
         def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            check(context)
-            return fn_su(requests, context)
+            place = check(context)
+            try:
+                return fn_su(requests, context)
+            finally:
+                done(place)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **ser)
     fn_ss = handler.stream_stream
 
     def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        check(context)
-        yield from fn_ss(requests, context)
+        place = check(context)
+        try:
+            yield from fn_ss(requests, context)
+        finally:
+            done(place)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **ser)

@@ -9,7 +9,7 @@ import grpc
 
 from oda_fed.config import TlsFiles
 from oda_fed.errors import ConfigError
-from oda_fed.transport.auth import AuthInterceptor, RefusalHook
+from oda_fed.transport.auth import AuthInterceptor, CallLimits, RefusalHook
 
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 20_000),
@@ -43,6 +43,7 @@ def create_server(
     max_workers: int = 32,
     max_message_mb: int = 32,
     on_refused: RefusalHook | None = None,
+    limits: CallLimits | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server that requires a client certificate from the partnership CA.
 
@@ -55,7 +56,7 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[AuthInterceptor(on_refused=on_refused)],
+        interceptors=[AuthInterceptor(on_refused=on_refused, limits=limits)],
         options=[*message_options(max_message_mb), *_KEEPALIVE],
     )
     try:

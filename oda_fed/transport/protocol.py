@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +31,16 @@ COORDINATOR = "coordinator"
 CHUNK_RECORDS = 10_000
 #: Reasons and errors that cross the wire, or go into an audit entry, are cut to this length.
 MAX_REASON = 200
+#: Calls one partner (or operator) may have in progress at once: its control stream, one
+#: upload or download, a status query, and room for a reconnect that overlaps the old stream.
+CALLS_PER_CALLER = 6
+#: Longest attribute value, label or table coordinate a node may send, in characters. A value
+#: longer than any code, band or label is a mis-mapped column or an attack (a 2 MiB "area").
+MAX_VALUE_CHARS = 100
+#: Uploads the coordinator takes at once, from all partners together (its memory bound), and
+#: how long an upload waits for one before it is refused, to be retried.
+UPLOADS_AT_ONCE = 4
+UPLOAD_SLOT_WAIT = 120.0
 #: Seconds a node waits for a connection before it backs off and retries.
 CONNECT_TIMEOUT = 10.0
 #: Seconds the operator's client waits for one answer from its coordinator.
@@ -200,6 +211,20 @@ def chunk_count(total: int, size: int) -> int:
     return max(1, -(-total // max(1, size)))
 
 
+def printable(text: str) -> str:
+    """``text`` with every control, format or unassigned character (terminal escape codes,
+    bidirectional overrides, NULs) shown as ``\\uXXXX``: text from another party can then be
+    printed to a terminal, a log or a page without acting on it.
+
+    Examples
+    --------
+    >>> printable("ok\\x1b[2Jcleared")
+    'ok\\\\u001b[2Jcleared'
+    """
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def cut(text: str) -> str:
-    """``text`` cut to :data:`MAX_REASON` characters, for a reason that crosses or is logged."""
-    return text[:MAX_REASON]
+    """``text`` cut to :data:`MAX_REASON` characters and made :func:`printable`, for a reason
+    that crosses or is logged."""
+    return printable(text[:MAX_REASON])[:MAX_REASON]

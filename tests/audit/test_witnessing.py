@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from oda_fed.audit import read_entries
-from oda_fed.audit.report import dpo_report
 from oda_fed.audit.checkpoint import read_checkpoints
 from oda_fed.audit.entry import ZERO_HASH, canonical_json, leaf_hash
 from oda_fed.audit.folder import verify_folder
+from oda_fed.audit.report import dpo_report
 from oda_fed.config import load_project
 from oda_fed.pki.trust import load_certificate
 from oda_fed.transport.protocol import AuditKind, RoundState

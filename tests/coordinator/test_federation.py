@@ -512,8 +512,15 @@ def test_record_keys_of_the_wrong_number_are_refused_and_nothing_is_stored(feder
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
     assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()
+    federation.stop_coordinator()  # writes the refusals counted since the first
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
-    assert [e.kind for e in refusals(log)] == ["refused:clk_upload"] * 4
+    refused = refusals(log)
+    # The first refusal in full, the three after it counted in one entry.
+    assert [e.kind for e in refused] == ["refused:clk_upload"] * 2
+    assert "carries 2 for 3 CLKs" in refused[0].detail["reason"]
+    assert (
+        refused[1].detail["repeats"] == 3 and "repeats a record key" in refused[1].detail["reason"]
+    )
     assert not [e for e in read_entries(log) if e.kind == "clk_chunk"]
 
 
