@@ -18,21 +18,28 @@ from google.protobuf.message import Message
 
 from oda_fed.coordinator import keys, nodes, operator
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
-from oda_fed.errors import AuthError
+from oda_fed.errors import AuthError, ProtocolError
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport import serde
 from oda_fed.transport.auth import peer_identity
 from oda_fed.transport.messages import EntityChunk, Instruction, WrappedSecret
-from oda_fed.transport.protocol import COORDINATOR, INSTRUCTION_KINDS, AuditKind
+from oda_fed.transport.protocol import COORDINATOR, INSTRUCTION_KINDS, AuditKind, cut
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
 def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: str | None):
-    """Log a handler's refusal and end the call with its status."""
+    """Log a handler's refusal and end the call with its status. A message that cannot be
+    read as the protocol's (an unknown upload name, say) is refused as invalid, never left to
+    end the call as an unhandled error."""
     try:
-        yield
+        try:
+            yield
+        except ProtocolError as exc:
+            raise Refusal(
+                Status.INVALID_ARGUMENT, cut(str(exc)), kind=AuditKind.REFUSED_CALL
+            ) from None
     except Refusal as refusal:
         state.log_refusal(refusal, who=who)
         log.warning("refused %s from %s: %s", refusal.kind, who or "unknown", refusal.reason)
