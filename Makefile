@@ -39,6 +39,7 @@ demo: $(STAMP)
 ## Install what is needed and run the whole test suite.
 test: $(STAMP) $(REF_STAMP) chromium
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) -m pytest -q
+	$(PY) scripts/audit_deps.py
 
 ## Regenerate oda_fed/proto/v1 from protos/ with the pinned generator.
 proto: $(STAMP)
