@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from oda_fed.cli._common import call, console, setup_logging, spinner, yes_no
 
@@ -51,6 +52,7 @@ def status_table(status: RoundStatus) -> Table:
         "records",
         "uploaded",
         "entity ids delivered",
+        "last error",
         title=f"round {status.round_id}: {status.state}",
     )
     for p in status.partners:
@@ -60,6 +62,8 @@ def status_table(status: RoundStatus) -> Table:
             str(p.records),
             yes_no(p.uploaded),
             yes_no(p.entities_delivered),
+            # Text, not markup: the reason comes from a node.
+            Text(p.last_error or "-"),
         )
     return table
 

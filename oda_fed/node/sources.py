@@ -18,6 +18,28 @@ from oda_fed.errors import InputDataError
 from oda_fed.standardise import STANDARDISERS, InvalidValue, standardise_column, standardise_date
 
 
+class EmptyExtractError(InputDataError):
+    """The extract has a header and no records: a node has nothing to encode.
+
+    Its :attr:`reason` names nothing of the data, so the node may tell the coordinator (and,
+    through it, the operator) why it could not take part in the round.
+    """
+
+    reason = "the extract has a header but no records"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: {self.reason}. Export the partner's records again (check the extract's "
+            "query or filter), then ask the operator to start a new round"
+        )
+
+
+def require_records(path: Path, count: int) -> None:
+    """Raise :class:`EmptyExtractError` when ``path`` held no records."""
+    if count == 0:
+        raise EmptyExtractError(path)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each project field and shareable attribute sits in one partner's file."""

@@ -28,6 +28,7 @@ from oda_fed.node.derive import derive_all
 from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
+from oda_fed.node.sources import EmptyExtractError, require_records
 from oda_fed.node.state import NodeState
 from oda_fed.transport.messages import (
     ComputeTable,
@@ -92,8 +93,10 @@ def handle(
         error = cut(f"the coordinator refused: {exc}")
         log.info("round %s moved on: %s", instruction.round_id, exc)
     except OdaFedError as exc:
-        # The full message stays in this node's log; the coordinator only learns the kind.
-        error, failure = f"{type(exc).__name__} on the node; see the node's log", exc
+        # The full message stays in this node's log; the coordinator only learns the kind (and,
+        # for an empty extract, the reason, which names nothing of the data).
+        said = f": {exc.reason}" if isinstance(exc, EmptyExtractError) else ""
+        error, failure = f"{type(exc).__name__} on the node{said}; see the node's log", exc
     result = InstructionResult(
         instruction_id=instruction.instruction_id, ok=not error, error=error, records=records
     )
@@ -134,6 +137,8 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         secret=state.secret,
         progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
     )
+    # Nothing to upload would leave the round waiting for this partner: say so instead.
+    require_records(state.config.source.path, len(source))
     # Derived and checked before anything is saved: a value outside its domain stops here.
     asked = [
         state.project.attribute(partner=state.partner, name=name)
