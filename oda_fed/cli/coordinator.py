@@ -109,6 +109,14 @@ def coordinator_serve(
     port_file: Annotated[
         Path | None, typer.Option(help="Write the bound port here once serving.")
     ] = None,
+    accept_empty_state: Annotated[
+        bool,
+        typer.Option(
+            help="Start although the database is missing or empty and the audit log shows "
+            "earlier rounds: their state is lost. Restore state_dir from a backup instead if "
+            "you can. Written to the audit log."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the coordinator over mutual TLS until SIGTERM or Ctrl-C."""
@@ -117,7 +125,7 @@ def coordinator_serve(
 
     setup_logging(verbose)
     cfg = call(load_coordinator_config, config)
-    call(serve, cfg, config_path=config, port_file=port_file)
+    call(serve, cfg, config_path=config, port_file=port_file, accept_empty_state=accept_empty_state)
 
 
 @app.command("start-round")
