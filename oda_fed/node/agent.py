@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from oda_fed.config import NodeConfig, load_pinned_project
+from oda_fed.durable import private_dir
 from oda_fed.encoding.exact import derive_record_key
 from oda_fed.errors import AuthError, ConfigError, ProjectMismatchError, ProtocolError
 from oda_fed.node.session import run_session
@@ -62,7 +63,7 @@ class NodeAgent:
             )
         _check_certificate(config)
         secret = read_secret(config.secret_file)
-        config.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.workdir)  # it holds CLKs, the ref mapping and entity ids
         self.state = NodeState(
             config=config,
             loaded=loaded,

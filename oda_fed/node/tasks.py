@@ -19,7 +19,7 @@ import numpy as np
 
 from oda_fed import __version__
 from oda_fed.config import LOCAL
-from oda_fed.durable import write_atomic
+from oda_fed.durable import private_file, write_atomic
 from oda_fed.encoding.exact import record_keys
 from oda_fed.errors import OdaFedError
 from oda_fed.node import lists, policy
@@ -244,7 +244,7 @@ def _fetch_entities(
 ) -> int:
     entity_ids = client.fetch_entities(round_id)
     path = files.write_entities(entity_ids)
-    shutil.copyfile(path, state.workdir / "entities.csv")
+    private_file(shutil.copyfile(path, state.workdir / "entities.csv"))
     log.info("round %s: entity ids for %d records written to %s", round_id, len(entity_ids), path)
     return len(entity_ids)
 

@@ -85,6 +85,21 @@ def test_a_header_only_extract_is_reported_and_the_round_can_be_cancelled_and_re
         assert not errors, errors
     assert status.state == "closed", status.message
     assert all(p.records > 0 and not p.last_error for p in status.partners)
+    # What holds CLKs, keys, the ref mapping or state is the owner's only.
+    for partner in federation.partners:
+        node = federation.workdir / "nodes" / partner
+        prepared = node / "state" / "rounds" / status.round_id
+        assert {p.name for p in prepared.iterdir()} >= {"refs.csv", "clks.npy", "entities.csv"}
+        private = [node / "state", prepared, *prepared.iterdir(), node / "state" / "entities.csv",
+                   node / "linkage.secret", node / "tls" / f"{partner}.key"]  # fmt: skip
+        assert_owner_only(private)
+    state = federation.workdir / "coordinator" / "state"
+    assert_owner_only([state, state / "coordinator.sqlite"])
+
+
+def assert_owner_only(paths: list[Path]) -> None:
+    modes = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths}
+    assert modes == {str(p): "0o700" if p.is_dir() else "0o600" for p in paths}
 
 
 # --- the coordinator's database: damage and loss are refused at start-up ----------------------
