@@ -61,7 +61,7 @@ class NodeAgent:
                 f"{config_path}: partner '{config.partner}' is not a partner in project "
                 f"'{project.name}' ({', '.join(project.partner_ids)})"
             )
-        _check_certificate(config)
+        check_certificate(config)
         secret = read_secret(config.secret_file)
         private_dir(config.workdir)  # it holds CLKs, the ref mapping and entity ids
         self.state = NodeState(
@@ -121,7 +121,7 @@ class NodeAgent:
             delay = min(delay * 2, _MAX_DELAY)
 
 
-def _check_certificate(config: NodeConfig) -> None:
+def check_certificate(config: NodeConfig) -> None:
     """Catch a wrong certificate here, with a clear message, before the coordinator's TLS
     handshake refuses it with nothing more than a closed socket."""
     tls = config.tls

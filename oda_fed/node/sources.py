@@ -134,9 +134,12 @@ def read_csv(path: Path, *, chunk_rows: int | None = None) -> Iterator[pd.DataFr
 def count_rows(path: Path) -> int:
     """Data rows in a CSV, counted fast from line ends (for progress display only)."""
     lines = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            lines += block.count(b"\n")
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                lines += block.count(b"\n")
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: file not found") from None
     return max(lines - 1, 0)
 
 
@@ -147,6 +150,16 @@ def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
             f"{path}: no column '{column}' ({what}). Columns found: {found}. Fix the mapping in "
             "node.toml [source] or the project's [partners.source], or the file's header."
         )
+
+
+def require_columns(frame: pd.DataFrame, path: Path, layout: Layout) -> None:
+    """Raise :class:`InputDataError` unless ``frame`` has every column ``layout`` maps."""
+    _require(frame, path, layout.record_id, "the record id")
+    for field, column in layout.columns.items():
+        if column:  # "" means this partner does not hold the field
+            _require(frame, path, column, f"mapped from field '{field}'")
+    for attribute, column in layout.attributes.items():
+        _require(frame, path, column, f"mapped from attribute '{attribute}'")
 
 
 def iter_prepared(
@@ -168,12 +181,7 @@ def iter_prepared(
     first_row = 0
     for frame in read_csv(path, chunk_rows=chunk_rows):
         if first_row == 0:
-            _require(frame, path, layout.record_id, "the record id")
-            for field, column in layout.columns.items():
-                if column:  # "" means this partner does not hold the field
-                    _require(frame, path, column, f"mapped from field '{field}'")
-            for attribute, column in layout.attributes.items():
-                _require(frame, path, column, f"mapped from attribute '{attribute}'")
+            require_columns(frame, path, layout)
         chunk = _prepare_frame(
             frame, path=Path(path), project=project, layout=layout, first_row=first_row, memo=memo
         )

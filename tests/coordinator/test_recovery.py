@@ -26,7 +26,7 @@ from oda_fed.config import load_coordinator_config
 from oda_fed.coordinator.chunks import Chunk
 from oda_fed.coordinator.server import serve
 from oda_fed.coordinator.store import Store
-from oda_fed.errors import StateError
+from oda_fed.errors import InputDataError, StateError
 from oda_fed.node.sources import EmptyExtractError
 from oda_fed.transport.messages import Upload
 
@@ -100,6 +100,20 @@ def test_a_header_only_extract_is_reported_and_the_round_can_be_cancelled_and_re
 def assert_owner_only(paths: list[Path]) -> None:
     modes = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths}
     assert modes == {str(p): "0o700" if p.is_dir() else "0o600" for p in paths}
+
+
+def test_a_missing_extract_stops_the_node_with_a_clear_error(federation) -> None:
+    federation.edit_source("police", lambda source, _: source.update(path="gone.csv"))
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    agent = federation.agent("police")
+    with pytest.raises(InputDataError, match=r"gone\.csv: file not found"):
+        agent.run(rounds=1, give_up_after=5)
+    agent.close()
+    status = admin.get_round(round_id)
+    admin.close()
+    police = next(p for p in status.partners if p.partner == "police")
+    assert police.last_error == "encode_and_upload: InputDataError on the node; see the node's log"
 
 
 # --- the coordinator's database: damage and loss are refused at start-up ----------------------
