@@ -38,6 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Protective(_Strict):
+    """Settings that protect people (encoding, disclosure, retention): a value of the wrong type
+    is refused, never coerced, so ``bits = "1024"`` or ``auto_release = "no"`` is an error rather
+    than a guess."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
 # --- project.toml -------------------------------------------------------------------------------
 
 
@@ -62,7 +70,7 @@ class Partner(_Strict):
     max_records: int = Field(default=10_000_000, ge=1, le=1_000_000_000)
 
 
-class LinkageField(_Strict):
+class LinkageField(_Protective):
     name: Name
     type: FieldType
     weight: float = Field(default=1.0, gt=0, le=10)
@@ -82,7 +90,7 @@ class LinkageField(_Strict):
         return self
 
 
-class HardeningOptions(_Strict):
+class HardeningOptions(_Protective):
     """``[linkage.hardening]``: see docs/hardening.md for what each costs and protects against."""
 
     diffusion_taps: int = Field(default=0, ge=0, le=64)
@@ -92,7 +100,7 @@ class HardeningOptions(_Strict):
     blip: float = Field(default=0.0, ge=0.0, lt=0.5)
 
 
-class BlockingOptions(_Strict):
+class BlockingOptions(_Protective):
     """``[linkage.blocking]``: when the coordinator blocks with LSH, from the CLK bits alone.
 
     The engine reads these as :class:`oda_fed.matching.blocking.Blocking`, through
@@ -111,7 +119,7 @@ class BlockingOptions(_Strict):
     max_block: int | None = Field(default=None, ge=1)
 
 
-class Linkage(_Strict):
+class Linkage(_Protective):
     bits: int = Field(default=1024, ge=64, le=8192)
     # A number in (0, 1], or "auto" (the default): the threshold that maximises F1 as estimated
     # from the scores, with no ground truth (see oda_fed.matching.quality).
@@ -567,20 +575,38 @@ class Product(_Strict):
         return [AttributeRef.parse(t) for t in seen]
 
 
-class Disclosure(_Strict):
+#: The smallest ``min_cell`` a project may set without ``allow_weak_disclosure``: a published count
+#: of 1 or 2 points at one or two people.
+MIN_SAFE_CELL = 3
+
+
+class Disclosure(_Protective):
     min_cell: int = Field(default=10, ge=1)
     rounding_base: int = Field(default=5, ge=1)
     # Record-level products (lists, alerts): every group of rows that look alike has at least
     # k_anonymity rows, and at least l_diversity values of the product's sensitive attribute.
     k_anonymity: int = Field(default=5, ge=2)
     l_diversity: int = Field(default=2, ge=1)
+    # Lets min_cell go below MIN_SAFE_CELL. Only for test projects on synthetic data: the DPOs
+    # must sign a project that says so.
+    allow_weak_disclosure: bool = False
+
+    @model_validator(mode="after")
+    def _min_cell_protects(self) -> Disclosure:
+        if self.min_cell < MIN_SAFE_CELL and not self.allow_weak_disclosure:
+            raise ValueError(
+                f"min_cell {self.min_cell} would publish counts of fewer than {MIN_SAFE_CELL} "
+                f"people; set min_cell to at least {MIN_SAFE_CELL} (10 is usual), or, for a test "
+                "project on synthetic data only, allow_weak_disclosure = true in [disclosure]"
+            )
+        return self
 
 
-class Retention(_Strict):
+class Retention(_Protective):
     clk_days: int = Field(default=30, ge=0)
 
 
-class Rounds(_Strict):
+class Rounds(_Protective):
     """``[rounds]``: how a linkage round ends."""
 
     # Release products as soon as they pass disclosure control. Off by default: the round waits in

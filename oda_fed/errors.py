@@ -43,3 +43,9 @@ class ProtocolError(OdaFedError):
     """A message from the other side is malformed or out of order."""
 
     exit_code = 7
+
+
+class StateError(OdaFedError):
+    """Stored state (a database) is damaged or missing; restore it from a backup."""
+
+    exit_code = 8

@@ -1,7 +1,8 @@
 """The ``oda-fed`` command line: one module per command group, each thin (parse, call, print).
 
 Exit codes: 0 success; 1 other error; 2 configuration; 3 input data; 4 project mismatch;
-5 certificate or identity; 6 audit verification failed; 7 protocol error from the other side.
+5 certificate or identity; 6 audit verification failed; 7 protocol error from the other side;
+8 stored state damaged or missing (restore it from a backup).
 
 The command modules import only the standard library, typer, rich and ``oda_fed.errors`` at
 module level. Everything heavier (numpy, pandas, numba, gRPC, pydantic, cryptography...) is

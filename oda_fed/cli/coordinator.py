@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from oda_fed.cli._common import call, console, setup_logging, spinner, yes_no
 
@@ -51,6 +52,7 @@ def status_table(status: RoundStatus) -> Table:
         "records",
         "uploaded",
         "entity ids delivered",
+        "last error",
         title=f"round {status.round_id}: {status.state}",
     )
     for p in status.partners:
@@ -60,6 +62,8 @@ def status_table(status: RoundStatus) -> Table:
             str(p.records),
             yes_no(p.uploaded),
             yes_no(p.entities_delivered),
+            # Text, not markup: the reason comes from a node.
+            Text(p.last_error or "-"),
         )
     return table
 
@@ -107,6 +111,14 @@ def coordinator_serve(
     port_file: Annotated[
         Path | None, typer.Option(help="Write the bound port here once serving.")
     ] = None,
+    accept_empty_state: Annotated[
+        bool,
+        typer.Option(
+            help="Start although the database is missing or empty and the audit log shows "
+            "earlier rounds: their state is lost. Restore state_dir from a backup instead if "
+            "you can. Written to the audit log."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the coordinator over mutual TLS until SIGTERM or Ctrl-C."""
@@ -115,7 +127,7 @@ def coordinator_serve(
 
     setup_logging(verbose)
     cfg = call(load_coordinator_config, config)
-    call(serve, cfg, config_path=config, port_file=port_file)
+    call(serve, cfg, config_path=config, port_file=port_file, accept_empty_state=accept_empty_state)
 
 
 @app.command("start-round")

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from oda_fed.durable import check_sqlite, private_dir, private_file
+
 #: ``PRAGMA user_version`` of this schema. Version 3 added the key relay's tables. Version 1
 #: named round states and deliveries differently
 #: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
@@ -184,24 +186,51 @@ def parse_stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+#: What to do about a damaged database, in the refusal that names it.
+RESTORE = (
+    "Stop the coordinator, move the file aside (with its -wal and -shm files; keep them for "
+    "investigation) and restore state_dir from your latest backup, then start again. Without a "
+    "backup, start with `oda-fed coordinator serve --accept-empty-state`: every earlier round's "
+    "state is then lost (this is written to the audit log)"
+)
+
+
 class Database:
-    """One SQLite connection shared by the store's tables; every write runs in a transaction."""
+    """One SQLite connection shared by the store's tables; every write runs in a transaction.
+
+    The file and its folder are the owner's only (they hold CLKs). A damaged file is refused
+    when it is opened, before anything reads or writes it.
+
+    Raises
+    ------
+    StateError
+        The file is not a SQLite database, or ``PRAGMA quick_check`` finds damage.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        with self.tx() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            fresh = not db.execute(
-                "SELECT name FROM sqlite_master WHERE name = 'rounds'"
-            ).fetchone()
-            if fresh or version < SCHEMA_VERSION:
-                _migrate(db, fresh=fresh)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            check_sqlite(self._db, path=path, what="the coordinator's database", remedy=RESTORE)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            with self.tx() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                #: True when the file held no schema yet: a new, zero-byte or missing database.
+                self.fresh = not db.execute(
+                    "SELECT name FROM sqlite_master WHERE name = 'rounds'"
+                ).fetchone()
+                if self.fresh or version < SCHEMA_VERSION:
+                    _migrate(db, fresh=self.fresh)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._db.close()
+            raise
+        # The -wal and -shm files take the database's mode when SQLite makes them.
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+            private_file(path.with_name(name))
 
     def close(self) -> None:
         with self._lock:

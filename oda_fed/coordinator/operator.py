@@ -57,11 +57,10 @@ def status(state: CoordinatorState, r: Round) -> RoundStatus:
     """What the operator is shown of a round."""
     store = state.store
     connected = state.sessions.connected()
-    delivered = {
-        d.partner
-        for d in store.deliveries.of_round(r.round_id)
-        if d.kind is DeliveryKind.ENTITIES_READY and d.done
-    }
+    owed = store.deliveries.of_round(r.round_id)
+    delivered = {d.partner for d in owed if d.kind is DeliveryKind.ENTITIES_READY and d.done}
+    # Oldest first, so the last one a partner could not do wins.
+    errors = {d.partner: f"{d.kind}: {d.error}" for d in owed if d.error}
     partners = []
     for partner in state.partners:
         up = store.uploads.state(round_id=r.round_id, partner=partner)
@@ -72,6 +71,7 @@ def status(state: CoordinatorState, r: Round) -> RoundStatus:
                 records=up.total_records if up else 0,
                 uploaded=bool(up and up.complete),
                 entities_delivered=partner in delivered,
+                last_error=errors.get(partner, ""),
             )
         )
     recipients = {p.id: tuple(p.recipients) for p in state.project.products}

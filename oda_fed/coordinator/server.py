@@ -16,9 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import CoordinatorConfig, load_pinned_project
 from oda_fed.coordinator.lifecycle import Lifecycle
+from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
-from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
 from oda_fed.pki.trust import load_certificate
@@ -41,8 +41,13 @@ def serve(
     port_file: Path | None = None,
     stop_event: threading.Event | None = None,
     grace: float = 5.0,
+    accept_empty_state: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully.
+
+    ``accept_empty_state`` lets it start with an empty database although its audit log shows
+    earlier rounds (:func:`~oda_fed.coordinator.recovery.open_store`).
+    """
     loaded = load_pinned_project(
         config.project, pinned=config.project_fingerprint, pinned_in=config_path
     )
@@ -56,18 +61,28 @@ def serve(
             drawn_on.fingerprint,
         )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    store_path = config.state_dir / "coordinator.sqlite"
+    crossings = Crossings(
+        config.audit_path,
+        party=COORDINATOR,
+        project=loaded.fingerprint,
+        signer=Signer.from_files(config.tls.cert, config.tls.key),
+        ca=load_certificate(config.tls.ca, what="CA certificate"),
+    )
+    try:
+        store = open_store(
+            config.state_dir / "coordinator.sqlite",
+            audit_path=config.audit_path,
+            crossings=crossings,
+            accept_empty_state=accept_empty_state,
+        )
+    except BaseException:
+        crossings.close()
+        raise
     state = CoordinatorState(
         loaded=loaded,
         settings=settings_for(loaded.project.linkage),
-        store=Store(store_path),
-        crossings=Crossings(
-            config.audit_path,
-            party=COORDINATOR,
-            project=loaded.fingerprint,
-            signer=Signer.from_files(config.tls.cert, config.tls.key),
-            ca=load_certificate(config.tls.ca, what="CA certificate"),
-        ),
+        store=store,
+        crossings=crossings,
         output_dir=config.output_dir,
         state_dir=config.state_dir,
         boundaries=dict(config.boundaries),

@@ -230,11 +230,17 @@ class Results:
 
 
 class Store:
-    """The coordinator's database file, with one attribute per table class."""
+    """The coordinator's database file, with one attribute per table class.
+
+    Opening it checks the file (:class:`~oda_fed.coordinator.db.Database`); :func:`open_store`
+    also refuses one that was lost, when the audit log shows it held rounds.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = Database(path)
+        #: The file held no schema when opened: a new, zero-byte or missing database.
+        self.fresh = self._db.fresh
         self.rounds = RoundTable(self._db)
         self.deliveries = DeliveryTable(self._db)
         self.uploads = ChunkStore(self._db)

@@ -8,6 +8,8 @@ CLK width it was built under, and a history of updates.
 It holds no names, dates, addresses or the linkage secret. It does hold record ids, so it belongs
 with whoever runs the linkage, like ``links.csv``.
 
+Opening checks the file (``PRAGMA quick_check``) and refuses a damaged one.
+
 Durability: rollback journal (``journal_mode = DELETE``) and ``synchronous = FULL``, so a commit is
 on disk when it returns and a crash mid-update leaves the file as it was before the update; at rest
 the index is this one file.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oda_fed.durable import check_sqlite
 from oda_fed.errors import InputDataError, ProjectMismatchError
 
 #: Written into every index; an index with another format is refused rather than misread.
@@ -183,9 +186,7 @@ class IndexStore:
         try:
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError:
-            raise InputDataError(
-                f"{self.path} is not an oda-fed linked index (not a SQLite file); check the path"
-            ) from None
+            raise _not_sqlite(self.path) from None
         if not tables:
             return None
         if "meta" not in tables:
@@ -388,7 +389,15 @@ class IndexStore:
         self.set_meta("updated", stamp)
 
 
+#: The first bytes of every SQLite file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+                raise _not_sqlite(path)
     if read_only:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     else:
@@ -401,10 +410,25 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         db.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError:
         db.close()
-        raise InputDataError(
-            f"{path} is not an oda-fed linked index (not a SQLite file); check the path"
-        ) from None
+        raise _not_sqlite(path) from None
+    try:
+        check_sqlite(
+            db,
+            path=path,
+            what="linked index",
+            remedy="Restore it from your latest backup, or build a new index with a new --index "
+            "path (entity ids then start afresh)",
+        )
+    except BaseException:
+        db.close()
+        raise
     return db
+
+
+def _not_sqlite(path: Path) -> InputDataError:
+    return InputDataError(
+        f"{path} is not an oda-fed linked index (not a SQLite file); check the path"
+    )
 
 
 def _format_message(path: Path, meta: dict[str, str]) -> str:

@@ -21,6 +21,7 @@ import grpc
 
 from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import NodeConfig, load_pinned_project
+from oda_fed.durable import private_dir
 from oda_fed.errors import AuthError, ConfigError, ProjectMismatchError, ProtocolError
 from oda_fed.node.keys import KeysPending, NodeKeys
 from oda_fed.node.session import run_session
@@ -61,9 +62,9 @@ class NodeAgent:
                 f"{config_path}: partner '{config.partner}' is not a partner in project "
                 f"'{project.name}' ({', '.join(project.partner_ids)})"
             )
-        _check_certificate(config)
+        check_certificate(config)
         secret = None if config.secret_file is None else read_secret(config.secret_file)
-        config.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.workdir)  # it holds CLKs, the ref mapping and entity ids
         crossings = Crossings(
             config.audit_path,
             party=config.partner,
@@ -167,7 +168,7 @@ class NodeAgent:
             delay = min(delay * 2, _MAX_DELAY)
 
 
-def _check_certificate(config: NodeConfig) -> None:
+def check_certificate(config: NodeConfig) -> None:
     """Catch a wrong certificate here, with a clear message, before the coordinator's TLS
     handshake refuses it with nothing more than a closed socket."""
     tls = config.tls

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oda_fed.durable import fsync_dir, write_atomic
+from oda_fed.durable import fsync_dir, private_file, write_atomic
 from oda_fed.errors import ProtocolError
 from oda_fed.node.policy import Refused
 from oda_fed.transport.protocol import check_round_id
@@ -50,6 +50,7 @@ class RoundFiles:
             (tmp / f"attribute-{name}.json").write_text(json.dumps(values, ensure_ascii=False))
         hexed = {f: [v.hex() if v else None for v in values] for f, values in tokens.items()}
         (tmp / "tokens.json").write_text(json.dumps(hexed))
+        private_file(tmp)  # CLKs and the ref mapping: the node's user only
         tmp.rename(self.dir)
         fsync_dir(self.dir.parent)
 
@@ -78,4 +79,4 @@ class RoundFiles:
         out = self.dir / "entities.csv"
         frame = pd.DataFrame({"record_id": ids, "entity_id": entity_ids})
         write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
-        return out
+        return private_file(out)

@@ -18,6 +18,28 @@ from oda_fed.errors import InputDataError
 from oda_fed.standardise import STANDARDISERS, InvalidValue, standardise_column, standardise_date
 
 
+class EmptyExtractError(InputDataError):
+    """The extract has a header and no records: a node has nothing to encode.
+
+    Its :attr:`reason` names nothing of the data, so the node may tell the coordinator (and,
+    through it, the operator) why it could not take part in the round.
+    """
+
+    reason = "the extract has a header but no records"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: {self.reason}. Export the partner's records again (check the extract's "
+            "query or filter), then ask the operator to start a new round"
+        )
+
+
+def require_records(path: Path, count: int) -> None:
+    """Raise :class:`EmptyExtractError` when ``path`` held no records."""
+    if count == 0:
+        raise EmptyExtractError(path)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each project field and shareable attribute sits in one partner's file."""
@@ -112,9 +134,12 @@ def read_csv(path: Path, *, chunk_rows: int | None = None) -> Iterator[pd.DataFr
 def count_rows(path: Path) -> int:
     """Data rows in a CSV, counted fast from line ends (for progress display only)."""
     lines = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            lines += block.count(b"\n")
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                lines += block.count(b"\n")
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: file not found") from None
     return max(lines - 1, 0)
 
 
@@ -125,6 +150,16 @@ def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
             f"{path}: no column '{column}' ({what}). Columns found: {found}. Fix the mapping in "
             "node.toml [source] or the project's [partners.source], or the file's header."
         )
+
+
+def require_columns(frame: pd.DataFrame, path: Path, layout: Layout) -> None:
+    """Raise :class:`InputDataError` unless ``frame`` has every column ``layout`` maps."""
+    _require(frame, path, layout.record_id, "the record id")
+    for field, column in layout.columns.items():
+        if column:  # "" means this partner does not hold the field
+            _require(frame, path, column, f"mapped from field '{field}'")
+    for attribute, column in layout.attributes.items():
+        _require(frame, path, column, f"mapped from attribute '{attribute}'")
 
 
 def iter_prepared(
@@ -146,12 +181,7 @@ def iter_prepared(
     first_row = 0
     for frame in read_csv(path, chunk_rows=chunk_rows):
         if first_row == 0:
-            _require(frame, path, layout.record_id, "the record id")
-            for field, column in layout.columns.items():
-                if column:  # "" means this partner does not hold the field
-                    _require(frame, path, column, f"mapped from field '{field}'")
-            for attribute, column in layout.attributes.items():
-                _require(frame, path, column, f"mapped from attribute '{attribute}'")
+            require_columns(frame, path, layout)
         chunk = _prepare_frame(
             frame, path=Path(path), project=project, layout=layout, first_row=first_row, memo=memo
         )

@@ -19,7 +19,7 @@ import numpy as np
 
 from oda_fed import __version__
 from oda_fed.config import LOCAL
-from oda_fed.durable import write_atomic
+from oda_fed.durable import private_file, write_atomic
 from oda_fed.encoding.exact import record_keys
 from oda_fed.encoding.rounds import RoundTransform
 from oda_fed.errors import OdaFedError
@@ -29,6 +29,7 @@ from oda_fed.node.derive import derive_all
 from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
+from oda_fed.node.sources import EmptyExtractError, require_records
 from oda_fed.node.state import NodeState
 from oda_fed.transport import witness as witnessing
 from oda_fed.transport.messages import (
@@ -96,8 +97,10 @@ def handle(
         error = cut(f"the coordinator refused: {exc}")
         log.info("round %s moved on: %s", instruction.round_id, exc)
     except OdaFedError as exc:
-        # The full message stays in this node's log; the coordinator only learns the kind.
-        error, failure = f"{type(exc).__name__} on the node; see the node's log", exc
+        # The full message stays in this node's log; the coordinator only learns the kind (and,
+        # for an empty extract, the reason, which names nothing of the data).
+        said = f": {exc.reason}" if isinstance(exc, EmptyExtractError) else ""
+        error, failure = f"{type(exc).__name__} on the node{said}; see the node's log", exc
     result = InstructionResult(
         instruction_id=instruction.instruction_id,
         ok=not error,
@@ -168,6 +171,8 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
         secret=state.secret,
         progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
     )
+    # Nothing to upload would leave the round waiting for this partner: say so instead.
+    require_records(state.config.source.path, len(source))
     # Derived and checked before anything is saved: a value outside its domain stops here.
     asked = [
         state.project.attribute(partner=state.partner, name=name)
@@ -281,7 +286,7 @@ def _fetch_entities(
 ) -> int:
     entity_ids = client.fetch_entities(round_id)
     path = files.write_entities(entity_ids)
-    shutil.copyfile(path, state.workdir / "entities.csv")
+    private_file(shutil.copyfile(path, state.workdir / "entities.csv"))
     log.info("round %s: entity ids for %d records written to %s", round_id, len(entity_ids), path)
     return len(entity_ids)
 

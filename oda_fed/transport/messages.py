@@ -438,6 +438,8 @@ class PartnerProgress:
     records: int
     uploaded: bool
     entities_delivered: bool
+    # "<instruction>: <the node's reason>" for the last instruction it could not do; "" if none.
+    last_error: str = ""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class AuditKind(StrEnum):
     START_ROUND = "operator:start_round"
     RELEASE_ROUND = "operator:release_round"
     CANCEL_ROUND = "operator:cancel_round"
+    ACCEPT_EMPTY_STATE = "operator:accept_empty_state"
     AUTO_RELEASE = "lifecycle:auto_release"
     DEADLINE_PASSED = "lifecycle:deadline_passed"
     DISCLOSURE_CHECKED = "lifecycle:disclosure_checked"

@@ -291,6 +291,7 @@ def _round_status(v: m.RoundStatus) -> admin.RoundStatus:
             records=p.records,
             uploaded=p.uploaded,
             entities_delivered=p.entities_delivered,
+            last_error=p.last_error,
         )
     for s in v.products:
         msg.products.add(
@@ -324,6 +325,7 @@ def _round_status_from(msg: admin.RoundStatus) -> m.RoundStatus:
                 records=p.records,
                 uploaded=p.uploaded,
                 entities_delivered=p.entities_delivered,
+                last_error=p.last_error,
             )
             for p in msg.partners
         ),

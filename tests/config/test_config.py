@@ -505,3 +505,54 @@ def test_coordinator_boundary_files_resolve_against_the_file(tmp_path: Path) -> 
         ConfigError, match=r"key 'boundaries.Ward Map.\[key\]': expected lower-case"
     ):
         load_coordinator_config(write(tmp_path, bad, "c.toml"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ('bits = "1024"', "linkage.bits"),
+        ('stable_entity_ids = "no"', "linkage.stable_entity_ids"),
+        ("bits = 1024.0", "linkage.bits"),
+    ],
+)
+def test_protective_settings_of_the_wrong_type_are_refused_not_coerced(
+    tmp_path: Path, setting: str, key: str
+) -> None:
+    path = write(tmp_path, PROJECT.replace("threshold = 0.8", f"threshold = 0.8\n{setting}"))
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    assert f"{path}: key '{key}'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ('[rounds]\nauto_release = "false"\n', "rounds.auto_release"),
+        ('[disclosure]\nmin_cell = "10"\n', "disclosure.min_cell"),
+        ('[retention]\nclk_days = "30"\n', "retention.clk_days"),
+    ],
+)
+def test_release_disclosure_and_retention_settings_must_have_their_type(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    path = write(tmp_path, PROJECT + "\n" + section)
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_project(path)
+
+
+def test_a_min_cell_below_three_needs_an_explicit_override(tmp_path: Path) -> None:
+    weak = write(tmp_path, PROJECT + "\n[disclosure]\nmin_cell = 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(weak)
+    message = str(caught.value)
+    assert f"{weak}: key 'disclosure'" in message
+    assert "min_cell 2 would publish counts of fewer than 3 people" in message
+    assert "allow_weak_disclosure = true" in message
+    allowed = write(
+        tmp_path,
+        PROJECT + "\n[disclosure]\nmin_cell = 1\nallow_weak_disclosure = true\n",
+        name="test-project.toml",
+    )
+    assert load_project(allowed).project.disclosure.min_cell == 1
+    three = write(tmp_path, PROJECT + "\n[disclosure]\nmin_cell = 3\n", name="three.toml")
+    assert load_project(three).project.min_cell() == 3

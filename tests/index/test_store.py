@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from oda_fed.errors import InputDataError, ProjectMismatchError
+from oda_fed.errors import InputDataError, ProjectMismatchError, StateError
 from oda_fed.index import Extract, LinkedIndex, describe_index
 from oda_fed.index.extract import digests
 from oda_fed.index.ids import carry_over, fresh_ids
@@ -178,3 +178,23 @@ def test_a_crash_mid_update_leaves_the_index_as_before(tmp_path: Path) -> None:
         report = index.link({"police": police}, settings=LinkSettings(threshold=0.8))
         assert (report.sources[0].removed, report.sources[0].new) == (10, 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["links.index"]
+
+
+def test_a_damaged_index_is_refused_with_what_to_do(
+    tmp_path: Path, helpers: SimpleNamespace
+) -> None:
+    path = tmp_path / "links.index"
+    small_index(path, helpers)
+    page = 4096
+    raw = bytearray(path.read_bytes())
+    assert len(raw) >= 4 * page
+    # Garbage over a page in the middle of the file, as a failing disk leaves it.
+    middle = (len(raw) // page // 2) * page
+    raw[middle : middle + page] = np.random.default_rng(3).bytes(page)
+    path.write_bytes(bytes(raw))
+    for opening in (lambda: LinkedIndex.open(path, fingerprint=FP, words=2),
+                    lambda: describe_index(path)):  # fmt: skip
+        with pytest.raises(StateError, match="linked index .* is damaged") as caught:
+            opening()
+        assert "Restore it from your latest backup" in str(caught.value)
+        assert caught.value.exit_code == 8

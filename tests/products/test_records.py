@@ -72,7 +72,12 @@ def project(*products: dict, k: int = 2, l_div: int = 1, min_cell: int = 1) -> P
                 },
             ],  # fmt: skip
             "products": list(products),
-            "disclosure": {"min_cell": min_cell, "k_anonymity": k, "l_diversity": l_div},
+            "disclosure": {
+                "min_cell": min_cell,
+                "k_anonymity": k,
+                "l_diversity": l_div,
+                "allow_weak_disclosure": min_cell < 3,
+            },
         }
     )
 

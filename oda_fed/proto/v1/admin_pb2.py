@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coda_fed/proto/v1/admin.proto\x12\x10oda_fed.proto.v1\"0\n\x11StartRoundRequest\x12\x1b\n\x13project_fingerprint\x18\x01 \x01(\t\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\'\n\x13ReleaseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"w\n\x0fPartnerProgress\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0f\n\x07records\x18\x03 \x01(\x04\x12\x10\n\x08uploaded\x18\x04 \x01(\x08\x12\x1a\n\x12\x65ntities_delivered\x18\x05 \x01(\x08\"j\n\x0eProductSummary\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x04\x12\x12\n\nsuppressed\x18\x05 \x01(\x04\"\xc3\x02\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x08partners\x18\x04 \x03(\x0b\x32!.oda_fed.proto.v1.PartnerProgress\x12\x10\n\x08\x65ntities\x18\x05 \x01(\x04\x12\x17\n\x0flinked_entities\x18\x06 \x01(\x04\x12\x15\n\rproduct_files\x18\x07 \x03(\t\x12\x13\n\x0breport_path\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\t \x01(\t\x12\x1b\n\x13quality_report_path\x18\n \x01(\t\x12\x32\n\x08products\x18\x0b \x03(\x0b\x32 .oda_fed.proto.v1.ProductSummary\x12\x13\n\x0breleased_by\x18\x0c \x01(\t2\xd1\x02\n\x05\x41\x64min\x12P\n\nStartRound\x12#.oda_fed.proto.v1.StartRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12L\n\x08GetRound\x12!.oda_fed.proto.v1.GetRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12T\n\x0cReleaseRound\x12%.oda_fed.proto.v1.ReleaseRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12R\n\x0b\x43\x61ncelRound\x12$.oda_fed.proto.v1.CancelRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coda_fed/proto/v1/admin.proto\x12\x10oda_fed.proto.v1\"0\n\x11StartRoundRequest\x12\x1b\n\x13project_fingerprint\x18\x01 \x01(\t\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\'\n\x13ReleaseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8b\x01\n\x0fPartnerProgress\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0f\n\x07records\x18\x03 \x01(\x04\x12\x10\n\x08uploaded\x18\x04 \x01(\x08\x12\x1a\n\x12\x65ntities_delivered\x18\x05 \x01(\x08\x12\x12\n\nlast_error\x18\x06 \x01(\t\"j\n\x0eProductSummary\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x04\x12\x12\n\nsuppressed\x18\x05 \x01(\x04\"\xc3\x02\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x08partners\x18\x04 \x03(\x0b\x32!.oda_fed.proto.v1.PartnerProgress\x12\x10\n\x08\x65ntities\x18\x05 \x01(\x04\x12\x17\n\x0flinked_entities\x18\x06 \x01(\x04\x12\x15\n\rproduct_files\x18\x07 \x03(\t\x12\x13\n\x0breport_path\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\t \x01(\t\x12\x1b\n\x13quality_report_path\x18\n \x01(\t\x12\x32\n\x08products\x18\x0b \x03(\x0b\x32 .oda_fed.proto.v1.ProductSummary\x12\x13\n\x0breleased_by\x18\x0c \x01(\t2\xd1\x02\n\x05\x41\x64min\x12P\n\nStartRound\x12#.oda_fed.proto.v1.StartRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12L\n\x08GetRound\x12!.oda_fed.proto.v1.GetRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12T\n\x0cReleaseRound\x12%.oda_fed.proto.v1.ReleaseRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatus\x12R\n\x0b\x43\x61ncelRound\x12$.oda_fed.proto.v1.CancelRoundRequest\x1a\x1d.oda_fed.proto.v1.RoundStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,12 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASEROUNDREQUEST']._serialized_end=176
   _globals['_CANCELROUNDREQUEST']._serialized_start=178
   _globals['_CANCELROUNDREQUEST']._serialized_end=232
-  _globals['_PARTNERPROGRESS']._serialized_start=234
-  _globals['_PARTNERPROGRESS']._serialized_end=353
-  _globals['_PRODUCTSUMMARY']._serialized_start=355
-  _globals['_PRODUCTSUMMARY']._serialized_end=461
-  _globals['_ROUNDSTATUS']._serialized_start=464
-  _globals['_ROUNDSTATUS']._serialized_end=787
-  _globals['_ADMIN']._serialized_start=790
-  _globals['_ADMIN']._serialized_end=1127
+  _globals['_PARTNERPROGRESS']._serialized_start=235
+  _globals['_PARTNERPROGRESS']._serialized_end=374
+  _globals['_PRODUCTSUMMARY']._serialized_start=376
+  _globals['_PRODUCTSUMMARY']._serialized_end=482
+  _globals['_ROUNDSTATUS']._serialized_start=485
+  _globals['_ROUNDSTATUS']._serialized_end=808
+  _globals['_ADMIN']._serialized_start=811
+  _globals['_ADMIN']._serialized_end=1148
 # @@protoc_insertion_point(module_scope)

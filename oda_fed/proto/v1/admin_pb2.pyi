@@ -112,11 +112,16 @@ class PartnerProgress(_message.Message):
     RECORDS_FIELD_NUMBER: _builtins.int
     UPLOADED_FIELD_NUMBER: _builtins.int
     ENTITIES_DELIVERED_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     connected: _builtins.bool
     records: _builtins.int
     uploaded: _builtins.bool
     entities_delivered: _builtins.bool
+    last_error: _builtins.str
+    """What the partner's node last reported it could not do in this round, and why (the kind of
+    error only, never personal data); empty once it has done it.
+    """
     def __init__(
         self,
         *,
@@ -125,10 +130,11 @@ class PartnerProgress(_message.Message):
         records: _builtins.int = ...,
         uploaded: _builtins.bool = ...,
         entities_delivered: _builtins.bool = ...,
+        last_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "entities_delivered", b"entities_delivered", "partner_id", b"partner_id", "records", b"records", "uploaded", b"uploaded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "entities_delivered", b"entities_delivered", "last_error", b"last_error", "partner_id", b"partner_id", "records", b"records", "uploaded", b"uploaded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
