@@ -183,3 +183,24 @@ def test_a_broken_configuration_is_one_failed_check(federation, tmp_path: Path) 
     found = rows(result.output)
     assert list(found) == ["configuration"]
     assert "required key is missing" in found["configuration"][1]
+
+
+def test_an_agreed_secret_readable_by_others_fails_its_check(federation) -> None:
+    """A node that agreed its secret through the coordinator has no secret file: the check
+    looks at the agreed secrets in keys_dir instead."""
+    config = federation.node_config("police")
+    doc = tomllib.loads(config.read_text())
+    secret = (config.parent / doc.pop("secret_file")).resolve()
+    keys = config.parent / "keys"
+    keys.mkdir(mode=0o700)
+    agreed = keys / "linkage-0123456789abcdef-v1.secret"
+    agreed.write_bytes(secret.read_bytes())
+    agreed.chmod(0o644)
+    doc["keys_dir"] = "keys"
+    config.write_text(tomli_w.dumps(doc))
+    found = rows(check(federation).output)
+    result, detail = found[f"{agreed.name} permissions"]
+    assert result == "fail" and f"chmod 600 {agreed}" in detail
+    assert found["secret"][0] == "ok" and "1 agreed secret(s)" in found["secret"][1]
+    agreed.chmod(0o600)
+    assert check(federation).exit_code == 0
