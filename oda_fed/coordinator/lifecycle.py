@@ -168,8 +168,15 @@ class Lifecycle:
         rounds, uploads = self.state.store.rounds, self.state.store.uploads
         if r.state is _S.OPEN and uploads.started(round_id=r.round_id):
             return rounds.move(r.round_id, to=_S.UPLOADING, allowed_from=[_S.OPEN])
+        # Matched only once every node has said its upload is done: a node that finds something
+        # else uploaded in its name says so instead, and what was held is discarded.
+        confirmed = {
+            d.partner
+            for d in self.state.store.deliveries.of_round(r.round_id)
+            if d.kind is DeliveryKind.ENCODE_AND_UPLOAD and d.done
+        }
         if all(
-            uploads.complete(round_id=r.round_id, partner=p, upload=CLKS)
+            p in confirmed and uploads.complete(round_id=r.round_id, partner=p, upload=CLKS)
             for p in self.state.partners
         ):
             return rounds.move(r.round_id, to=_S.MATCHING, allowed_from=sources_of(_S.MATCHING))

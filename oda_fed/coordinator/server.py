@@ -21,6 +21,7 @@ from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
+from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
@@ -81,6 +82,8 @@ def serve(
             detail={"method": method[:200], "reason": reason[:200]},
         )
 
+    stop = stop_event or threading.Event()
+    revocations = _revocations(config, state, stop)
     workers = 4 * len(loaded.project.partners) + 8  # each node holds one stream open
     server, port = create_server(
         address=config.listen,
@@ -88,6 +91,7 @@ def serve(
         max_workers=workers,
         max_message_mb=config.max_message_mb,
         on_refused=on_refused,
+        revoked=None if revocations is None else revocations.revoked,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -107,10 +111,11 @@ def serve(
         write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
     state.lifecycle.start()
 
-    stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if revocations is not None:
+            signal.signal(signal.SIGHUP, lambda *_: revocations.refresh(force=True))
     try:
         stop.wait()
     finally:
@@ -121,3 +126,27 @@ def serve(
         state.lifecycle.stop()
         state.crossings.close()
         state.store.close()
+
+
+def _revocations(
+    config: CoordinatorConfig, state: CoordinatorState, stop: threading.Event
+) -> RevocationList | None:
+    """The CA's revocation list the configuration names, if any, watched so that a live session
+    of a certificate revoked meanwhile ends at once (its node's next call is refused)."""
+    if config.revocation_list is None:
+        log.warning(
+            "coordinator.toml names no revocation_list: a certificate the CA revokes is still "
+            "accepted here"
+        )
+        return None
+    revocations = RevocationList(
+        config.revocation_list, ca=load_certificate(config.tls.ca, what="CA certificate")
+    )
+    log.info("%d revoked certificate(s) in %s", len(revocations.serials), config.revocation_list)
+
+    def on_revoked(serials: frozenset[int]) -> None:
+        for partner in state.sessions.end_revoked(frozenset(serial_hex(s) for s in serials)):
+            log.warning("ended the session of %s: its certificate was revoked", partner)
+
+    watch(revocations, on_revoked, stop=stop)
+    return revocations
