@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -174,8 +175,10 @@ def revoke(ca_dir: Path, which: str, *, reason: str, now: dt.datetime | None = N
     path = Path(which)
     if path.suffix in (".crt", ".pem") and path.is_file():
         cert = load_certificate(path)
-        if cert.issuer != ca_cert.subject:
-            raise ConfigError(f"{path} was not issued by the CA in {ca_dir}")
+        try:
+            cert.verify_directly_issued_by(ca_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ConfigError(f"{path} was not issued by the CA in {ca_dir}") from None
         found = Registered.of(cert)
         known = {e.serial: e for e in entries}
         found = known.get(found.serial, found)
