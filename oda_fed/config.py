@@ -873,6 +873,9 @@ class CoordinatorConfig(_Strict):
     # Boundary files (GeoJSON) the project's maps are drawn on: boundary set name -> file.
     # Public geography, never personal data; the project names the set, this says where it is.
     boundaries: dict[Name, Path] = Field(default_factory=dict)
+    # The partnership CA's revocation list (its ca.crl, copied here): calls from a certificate it
+    # lists are refused. Read again whenever the file changes, or on SIGHUP.
+    revocation_list: Path | None = None
 
     @property
     def audit_path(self) -> Path:
@@ -985,6 +988,7 @@ _NODE_PATHS = (
 )
 _COORDINATOR_PATHS = (
     ("project",),
+    ("revocation_list",),
     ("state_dir",),
     ("output_dir",),
     ("audit_dir",),

@@ -279,6 +279,8 @@ def setup(
             "tls": {"ca": "tls/ca.crt", "cert": f"tls/{cert.name}", "key": f"tls/{key.name}"},
             "operator": {"cert": f"tls/{op_cert.name}", "key": f"tls/{op_key.name}"},
             "boundaries": {"wards": wards.name},
+            # The CA's own list, as the demo's CA is on this machine (elsewhere: a copy of it).
+            "revocation_list": "../ca/ca.crl",
         },
     )
 

@@ -3,11 +3,13 @@ coordinator on a loopback port, with real mutual TLS; and pages opened in headle
 
 from __future__ import annotations
 
+import queue
 import shutil
 import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,6 +207,38 @@ class Federation:
         )
         channel = create_channel(address=f"127.0.0.1:{self.port}", tls=tls, server_name="localhost")
         return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
+
+    @contextmanager
+    def session(self, partner: str, *, cert: Path | None = None, key: Path | None = None):
+        """A raw Coordinator stub that holds ``partner``'s live session: its Connect stream is
+        open, with a Hello as its node's (the secret file's key check), until the block ends.
+        ``cert`` and ``key`` present another certificate for the partner."""
+        from oda_fed.config import TlsFiles
+        from oda_fed.coordinator.servicer import SESSION_HEADER
+        from oda_fed.pki import read_secret
+        from oda_fed.pki.secret import key_check
+        from oda_fed.proto.v1 import coordinator_pb2, coordinator_pb2_grpc
+        from oda_fed.transport.channel import create_channel
+
+        node = self.workdir / "nodes" / partner
+        tls = TlsFiles(ca=node / "tls" / "ca.crt", cert=cert or node / "tls" / f"{partner}.crt",
+                       key=key or node / "tls" / f"{partner}.key")  # fmt: skip
+        channel = create_channel(address=f"127.0.0.1:{self.port}", tls=tls, server_name="localhost")
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        check = key_check(read_secret(node / "linkage.secret"), fingerprint=self.fingerprint,
+                          version=0)  # fmt: skip
+        hello = coordinator_pb2.Hello(partner_id=partner, project_fingerprint=self.fingerprint,
+                                      key_check=check)  # fmt: skip
+        outgoing: queue.Queue = queue.Queue()
+        outgoing.put(coordinator_pb2.NodeEvent(hello=hello))
+        stream = stub.Connect(iter(outgoing.get, None))
+        try:
+            assert dict(stream.initial_metadata()).get(SESSION_HEADER) == "live"
+            yield stub
+        finally:
+            outgoing.put(None)
+            stream.cancel()
+            channel.close()
 
     def analyse(self, *, key: Path) -> Path:
         """``oda-fed analyse`` on the partners' extracts, with a --sources file made of each

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from oda_fed.cli._common import call, console
+from oda_fed.cli._common import call, console, fail
 
 app = typer.Typer(
-    help="The partnership CA, certificates and the linkage secret.", no_args_is_help=True
+    help="The partnership CA, certificates, their register and revocation, and the linkage secret.",
+    no_args_is_help=True,
 )
 
 NameArgument = Annotated[str, typer.Argument(help="Partner id, or the coordinator/operator name.")]
@@ -52,12 +54,99 @@ def pki_sign(
     ca_dir: CaDirOption = Path("ca"),
     out: Annotated[Path | None, typer.Option(help="Where to write NAME.crt.")] = None,
     days: DaysOption = 825,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Sign without asking (for scripts).")
+    ] = False,
 ) -> None:
-    """Sign a certificate request with the partnership CA."""
-    from oda_fed.pki import sign_request
+    """Sign a certificate request with the partnership CA, once you confirm the role and name it
+    asks for (a certificate for a partner's name can act as that partner)."""
+    from oda_fed.pki.ca import read_request, sign_request
+    from oda_fed.pki.register import read_register
 
+    identity, hosts = call(read_request, csr)
+    if not yes:
+        valid = [e for e in call(read_register, ca_dir)
+                 if e.name == identity.name and e.status() == "valid"]  # fmt: skip
+        console.print(
+            f"[bold]{escape(str(csr))}[/] asks for a [bold]{identity.role}[/] certificate for "
+            f"[bold]{escape(identity.name)}[/]"
+            + (f", hosts {escape(', '.join(hosts))}" if hosts else "")
+            + f", valid {days} days.",
+            highlight=False,
+        )
+        if valid:
+            serials = ", ".join(f"{e.serial} ({e.role})" for e in valid)
+            console.print(
+                f"[yellow]this CA has already issued a valid certificate for "
+                f"'{escape(identity.name)}': {serials}.[/] Sign only if it replaces it (then "
+                "revoke the old one with `oda-fed pki revoke SERIAL --reason superseded`).",
+                highlight=False,
+            )
+        if not typer.confirm("Sign it?", default=False):
+            fail("not signed", exit_code=1)
     cert = call(sign_request, ca_dir=ca_dir, csr_path=csr, out_path=out, days=days)
     console.print(f"certificate: {cert}")
+
+
+@app.command("list")
+def pki_list(ca_dir: CaDirOption = Path("ca")) -> None:
+    """Every certificate the CA has signed: serial, role, name, fingerprint, validity, status."""
+    from rich.table import Table
+
+    from oda_fed.pki.register import read_register
+
+    entries = call(read_register, ca_dir)
+    table = Table("serial", "role", "name", "fingerprint (sha256)", "not before", "not after",
+                  "status", title=f"certificates signed by {escape(str(ca_dir))}")  # fmt: skip
+    colour = {"valid": "green", "expired": "yellow", "revoked": "red"}
+    for e in entries:
+        status = e.status()
+        shown = f"[{colour[status]}]{status}[/]"
+        if e.revoked_at:
+            shown += f" {escape(e.revoked_at)}: {escape(e.reason)}"
+        table.add_row(
+            e.serial, e.role, escape(e.name), e.fingerprint.removeprefix("sha256:")[:16] + "…",
+            e.not_before, e.not_after, shown,
+        )  # fmt: skip
+    console.print(table)
+    if not entries:
+        console.print("no certificates recorded yet (the register starts with `oda-fed pki init`)")
+
+
+@app.command("revoke")
+def pki_revoke(
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="Serial (as `pki list` shows it), the name of the one valid certificate with "
+            "that name, or a certificate file."
+        ),
+    ],
+    reason: Annotated[
+        str, typer.Option(help="Why: e.g. key-compromise, superseded, cessation-of-operation.")
+    ],
+    ca_dir: CaDirOption = Path("ca"),
+) -> None:
+    """Revoke a certificate: mark it in the register and rewrite the CA's revocation list
+    (ca.crl), which the coordinator enforces (its revocation_list setting)."""
+    from oda_fed.pki.register import CRL_FILE, revoke
+
+    entry = call(revoke, ca_dir, which, reason=reason)
+    console.print(
+        f"revoked certificate {entry.serial} ({entry.role} '{escape(entry.name)}'): "
+        f"{escape(entry.reason)}\nrevocation list: {escape(str(ca_dir / CRL_FILE))} (copy it to "
+        "the coordinator's revocation_list; it is read again when it changes)",
+        highlight=False,
+    )
+
+
+@app.command("crl")
+def pki_crl(ca_dir: CaDirOption = Path("ca")) -> None:
+    """Write the CA's revocation list (ca.crl) again from its register, e.g. for a CA made before
+    oda-fed kept one."""
+    from oda_fed.pki.register import write_crl
+
+    console.print(f"revocation list: {call(write_crl, ca_dir)}")
 
 
 @app.command("issue")

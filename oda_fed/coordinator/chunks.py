@@ -189,13 +189,17 @@ class ChunkStore:
             (CLKS.name, *finished, stamp(older_than)),
         )
 
-    def discard(self, *, round_id: str, partner: str, upload: Upload) -> None:
-        """Forget an incomplete upload whole (a refused one), so nothing of it stays stored."""
+    def discard(
+        self, *, round_id: str, partner: str, upload: Upload, complete_too: bool = False
+    ) -> None:
+        """Forget an incomplete upload whole (a refused one), so nothing of it stays stored;
+        with ``complete_too`` a complete one as well (one its partner's node disowned)."""
         key = (round_id, partner, upload.name)
         with self._db.tx() as db:
             where = "WHERE round_id = ? AND partner = ? AND upload = ? "
             db.execute(f"DELETE FROM chunks {where}", key)
-            db.execute(f"DELETE FROM uploads {where} AND complete = 0", key)
+            incomplete = "" if complete_too else " AND complete = 0"
+            db.execute(f"DELETE FROM uploads {where}{incomplete}", key)
 
     def delete_clks(self, round_id: str) -> None:
         """Delete a round's CLKs for good (the linked index and products stay)."""

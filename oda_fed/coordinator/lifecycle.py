@@ -168,8 +168,9 @@ class Lifecycle:
         rounds, uploads = self.state.store.rounds, self.state.store.uploads
         if r.state is _S.OPEN and uploads.started(round_id=r.round_id):
             return rounds.move(r.round_id, to=_S.UPLOADING, allowed_from=[_S.OPEN])
+        confirmed = _confirmed_uploads(self.state, r.round_id)
         if all(
-            uploads.complete(round_id=r.round_id, partner=p, upload=CLKS)
+            p in confirmed and uploads.complete(round_id=r.round_id, partner=p, upload=CLKS)
             for p in self.state.partners
         ):
             return rounds.move(r.round_id, to=_S.MATCHING, allowed_from=sources_of(_S.MATCHING))
@@ -302,3 +303,14 @@ class Lifecycle:
             round_id=round_id,
             detail={"method": method},
         )
+
+
+def _confirmed_uploads(state: CoordinatorState, round_id: str) -> set[str]:
+    """The partners whose nodes have said their CLK upload is done. A round is matched only once
+    every node has: one that finds something else uploaded in its name says so instead, and what
+    was held is discarded (:mod:`oda_fed.coordinator.nodes`)."""
+    return {
+        d.partner
+        for d in state.store.deliveries.of_round(round_id)
+        if d.kind is DeliveryKind.ENCODE_AND_UPLOAD and d.done
+    }

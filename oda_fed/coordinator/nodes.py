@@ -1,7 +1,8 @@
 """Handlers of the nodes' calls: the control stream, uploads, and entity ids.
 
 Each handler works over plain values and the :class:`~oda_fed.coordinator.state.CoordinatorState`,
-after the servicer has taken the caller's partner id from its certificate. Every check that fails
+after the servicer has taken the caller's partner id from its certificate and checked, with
+:func:`bound`, that the certificate holds the partner's live session. Every check that fails
 raises a :class:`~oda_fed.coordinator.state.Refusal` before anything is stored or logged as
 received; the servicer writes the refusal to the audit log and answers with its status.
 """
@@ -12,7 +13,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from oda_fed.config import LOCAL
@@ -20,6 +21,7 @@ from oda_fed.coordinator import instructions, keys
 from oda_fed.coordinator.chunks import Chunk, UploadState
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
 from oda_fed.coordinator.release import attribute_upload, table_upload
+from oda_fed.coordinator.sessions import Holder, SessionTaken
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
 from oda_fed.coordinator.uploads import (
@@ -72,6 +74,44 @@ def check_partner(state: CoordinatorState, name: str, *, kind: AuditKind) -> str
     return name
 
 
+def bound(state: CoordinatorState, partner: str, caller: Holder, *, kind: AuditKind) -> None:
+    """Refuse a call for ``partner`` unless ``caller``'s certificate holds its live session.
+
+    Uploads, their status and entity ids are served only within a live session; the key relay's
+    calls come before the node says hello, so they are refused only while the session is live
+    under another certificate. Either way, another certificate naming the same partner is never
+    taken for the partner while its node is connected.
+    """
+    live = state.sessions.holder(partner)
+    detail = {"certificate": caller.serial}
+    if live is None:
+        if kind is AuditKind.REFUSED_KEYS:
+            return
+        raise Refusal(
+            Status.FAILED_PRECONDITION,
+            f"'{partner}' has no live session at this coordinator: it uploads and fetches only "
+            "from the node that holds its control stream. Run the node (`oda-fed node run`); it "
+            "acts when the coordinator tells it to",
+            kind=kind,
+            detail=detail,
+        )
+    if live.fingerprint != caller.fingerprint:
+        raise _taken(partner, live, caller, kind=kind)
+
+
+def _taken(partner: str, live: Holder, caller: Holder, *, kind: AuditKind) -> Refusal:
+    return Refusal(
+        Status.PERMISSION_DENIED,
+        f"the session of '{partner}' is live under another certificate (serial {live.serial}, "
+        f"connected since {live.since}); this certificate (serial {caller.serial}) may not act "
+        f"for '{partner}' meanwhile. If it replaces that one, stop the old node or revoke its "
+        "certificate (`oda-fed pki revoke`); if no one expected a second certificate for "
+        f"'{partner}', tell the CA holder and the partners' DPOs",
+        kind=kind,
+        detail={"certificate": caller.serial, "live_certificate": live.serial},
+    )
+
+
 def _check_project(
     state: CoordinatorState, fingerprint: str, *, kind: AuditKind, round_id: str | None = None
 ) -> None:
@@ -108,8 +148,12 @@ def connect(
     state: CoordinatorState,
     partner: str,
     events: Iterator[Received[Hello | InstructionResult] | None],
+    *,
+    caller: Holder,
+    opened: Callable[[], None] = lambda: None,
 ) -> Iterator[Instruction]:
-    """A node's session: check its Hello, then send it its instructions until it goes.
+    """A node's session: check its Hello, open the partner's session for the caller's
+    certificate (``opened`` is then called), and send it its instructions until it goes.
 
     The node's results arrive on the same stream; a reader thread hands each to the lifecycle.
     """
@@ -133,7 +177,11 @@ def connect(
         )
     _check_project(state, hello.project_fingerprint, kind=AuditKind.REFUSED_HELLO)
     keys.check_hello(state, partner, hello)
-    q = state.sessions.open(partner)
+    try:
+        q = state.sessions.open(partner, caller)
+    except SessionTaken as taken:
+        raise _taken(partner, taken.holder, caller, kind=AuditKind.REFUSED_HELLO) from None
+    opened()
     log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?")
     reader = threading.Thread(
         target=_read_results,
@@ -232,11 +280,39 @@ def _record_result(state: CoordinatorState, delivery: Delivery, result: Instruct
     else:
         error = cut(result.error) or "no reason given"
         state.store.deliveries.mark(delivery, error=error)
+        discarded = (
+            "; what was held in its name for it was discarded" if _disown(state, delivery) else ""
+        )
         state.store.rounds.note(
-            delivery.round_id, f"{delivery.partner} could not do '{delivery.kind}': {error}"
+            delivery.round_id,
+            f"{delivery.partner} could not do '{delivery.kind}': {error}{discarded}",
         )
         log.warning("node %s could not do %s: %s", delivery.partner, delivery.kind, error)
     state.lifecycle.schedule(delivery.round_id)
+
+
+def _disown(state: CoordinatorState, delivery: Delivery) -> bool:
+    """Forget what is held in the partner's name for an instruction its node could not do, so it
+    is never linked or analysed: the node may have found that the coordinator holds other chunks
+    than it sent (something else uploaded in its name). The node uploads again when it is next
+    told to. Whether anything was discarded."""
+    if delivery.kind is DeliveryKind.ENCODE_AND_UPLOAD:
+        upload, accepts = CLKS, ACCEPTS_CLKS
+    elif delivery.kind is DeliveryKind.SHARE_ATTRIBUTE:
+        upload = attribute_upload(delivery.product_id, delivery.attribute)
+        accepts = ACCEPTS_ATTRIBUTES
+    else:
+        return False
+    r = state.store.rounds.get(delivery.round_id)
+    held = state.store.uploads.state(round_id=delivery.round_id, partner=delivery.partner,
+                                     upload=upload)  # fmt: skip
+    if r is None or r.state not in accepts or held is None:
+        return False  # nothing held, or already used: nothing may change under a later step
+    state.store.uploads.discard(
+        round_id=r.round_id, partner=delivery.partner, upload=upload, complete_too=True
+    )
+    log.warning("round %s: discarded %s's %s upload", r.round_id, delivery.partner, upload.name)
+    return True
 
 
 # --- uploads --------------------------------------------------------------------------------------

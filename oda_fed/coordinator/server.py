@@ -21,6 +21,7 @@ from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, Key
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import write_atomic
 from oda_fed.linkage import settings_for
+from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
@@ -93,6 +94,8 @@ def serve(
         detail = {"method": cut(method), "reason": cut(reason)}
         state.refusals.record(who=who, kind=AuditKind.REFUSED_CALL, round_id=None, detail=detail)
 
+    stop = stop_event or threading.Event()
+    revocations = _revocations(config, state, stop)
     # Each partner and operator may hold a few calls at once, and there are threads for all.
     limits = CallLimits(
         partners=loaded.project.partner_ids, per_caller=CALLS_PER_CALLER, strangers=2
@@ -104,6 +107,7 @@ def serve(
         max_message_mb=config.max_message_mb,
         on_refused=on_refused,
         limits=limits,
+        revoked=None if revocations is None else revocations.revoked,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -123,10 +127,11 @@ def serve(
         write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
     state.lifecycle.start()
 
-    stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if revocations is not None:
+            signal.signal(signal.SIGHUP, lambda *_: revocations.refresh(force=True))
     try:
         stop.wait()
     finally:
@@ -138,3 +143,27 @@ def serve(
         state.refusals.close()
         state.crossings.close()
         state.store.close()
+
+
+def _revocations(
+    config: CoordinatorConfig, state: CoordinatorState, stop: threading.Event
+) -> RevocationList | None:
+    """The CA's revocation list the configuration names, if any, watched so that a live session
+    of a certificate revoked meanwhile ends at once (its node's next call is refused)."""
+    if config.revocation_list is None:
+        log.warning(
+            "coordinator.toml names no revocation_list: a certificate the CA revokes is still "
+            "accepted here"
+        )
+        return None
+    revocations = RevocationList(
+        config.revocation_list, ca=load_certificate(config.tls.ca, what="CA certificate")
+    )
+    log.info("%d revoked certificate(s) in %s", len(revocations.serials), config.revocation_list)
+
+    def on_revoked(serials: frozenset[int]) -> None:
+        for partner in state.sessions.end_revoked(frozenset(serial_hex(s) for s in serials)):
+            log.warning("ended the session of %s: its certificate was revoked", partner)
+
+    watch(revocations, on_revoked, stop=stop)
+    return revocations

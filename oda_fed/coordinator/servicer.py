@@ -17,15 +17,19 @@ import grpc
 from google.protobuf.message import Message
 
 from oda_fed.coordinator import keys, nodes, operator
+from oda_fed.coordinator.sessions import Holder
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.errors import AuthError, ProtocolError
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport import serde
-from oda_fed.transport.auth import peer_identity
+from oda_fed.transport.auth import peer
 from oda_fed.transport.messages import EntityChunk, Instruction, WrappedSecret
 from oda_fed.transport.protocol import COORDINATOR, INSTRUCTION_KINDS, AuditKind, cut
 
 log = logging.getLogger(__name__)
+
+#: Initial metadata of a Connect stream whose session is open.
+SESSION_HEADER = "oda-fed-session"
 
 
 @contextmanager
@@ -46,17 +50,27 @@ def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: st
         context.abort(grpc.StatusCode[refusal.status.value], refusal.reason)
 
 
+def _holder(context: grpc.ServicerContext) -> Holder:
+    """The caller's certificate, as a partner's session is bound to it."""
+    caller = peer(context)
+    return Holder(fingerprint=caller.fingerprint, serial=caller.serial_hex)
+
+
 def _caller(state: CoordinatorState, context: grpc.ServicerContext, kind: AuditKind) -> str:
-    """The name in the caller's certificate (a node's must be a partner of the project)."""
+    """The name in the caller's certificate (a node's must be a partner of the project, and
+    hold its live session: :func:`~oda_fed.coordinator.nodes.bound`)."""
     with _refusals(state, context, who=None):
         try:
-            name = peer_identity(context).name
+            name = peer(context).identity.name
         except AuthError as exc:
             raise Refusal(Status.UNAUTHENTICATED, str(exc), kind=kind) from None
     if kind is AuditKind.REFUSED_CALL:
         return name
     with _refusals(state, context, who=name):
-        return nodes.check_partner(state, name, kind=kind)
+        partner = nodes.check_partner(state, name, kind=kind)
+        if kind is not AuditKind.REFUSED_HELLO:  # Connect opens the session
+            nodes.bound(state, partner, _holder(context), kind=kind)
+        return partner
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -68,8 +82,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def Connect(self, request_iterator, context):  # noqa: N802 - gRPC's method names
         partner = _caller(self.state, context, AuditKind.REFUSED_HELLO)
         events = (serde.node_event_from_proto(e) for e in request_iterator)
+        # Headers go out once the session is open, so a node knows it holds it.
+        opened = lambda: context.send_initial_metadata(((SESSION_HEADER, "live"),))  # noqa: E731
         with _refusals(self.state, context, who=partner):
-            for instruction in nodes.connect(self.state, partner, events):
+            for instruction in nodes.connect(
+                self.state, partner, events, caller=_holder(context), opened=opened
+            ):
                 yield self._send(partner, instruction)
 
     def UploadClks(self, request_iterator, context):  # noqa: N802

@@ -184,7 +184,10 @@ def check_certificate(config: NodeConfig) -> None:
 
 def _raise_if_fatal(exc: grpc.RpcError, address: str) -> None:
     details = (exc.details() or "") if hasattr(exc, "details") else ""
-    if "handshake" in details.lower() or "certificate" in details.lower():
+    # Only a call that never reached the coordinator failed in the handshake; a refusal that
+    # names a certificate (a revoked one, say) is the coordinator's answer, reported as such.
+    unreached = exc.code() is grpc.StatusCode.UNAVAILABLE
+    if unreached and ("handshake" in details.lower() or "certificate" in details.lower()):
         message = describe_rpc_error(exc, address=address)
         raise AuthError(f"TLS handshake with the coordinator failed: {message}") from None
     fatal = _FATAL.get(exc.code())

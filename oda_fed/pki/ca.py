@@ -38,6 +38,7 @@ from oda_fed.pki.identity import (
     parse_identity_uri,
     shown,
 )
+from oda_fed.pki.register import record, start_register, write_crl
 from oda_fed.pki.trust import load_certificate, load_private_key, same_key
 
 CA_KEY_FILE = "ca.key"
@@ -113,7 +114,8 @@ def _check_key(key: object, *, where: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA certificate and key in ``ca_dir``, checked to belong together."""
     cert = load_certificate(ca_dir / CA_CERT_FILE, what="CA certificate")
     key, _ = load_private_key(ca_dir / CA_KEY_FILE, what="CA key")
     if not same_key(cert.public_key(), key.public_key()):
@@ -197,6 +199,10 @@ def init_ca(
     )
     write_file(key_path, _key_pem(key), private=True, force=force)
     write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False, force=force)
+    # A new CA starts with an empty register and revocation list, so the coordinator can name
+    # the list from day one.
+    start_register(directory)
+    write_crl(directory, ca_cert=cert, ca_key=key, entries=[])
     return cert_path
 
 
@@ -308,6 +314,36 @@ def _requested_identity(
     return identity, hosts
 
 
+def _read_request(
+    csr_path: Path,
+) -> tuple[x509.CertificateSigningRequest, Identity, list[HostName]]:
+    where = f"request {csr_path}"
+    data = read_file(
+        csr_path, what="certificate request", hint="make one with `oda-fed pki request`"
+    )
+    try:
+        csr = x509.load_pem_x509_csr(data)
+    except ValueError:
+        raise ConfigError(f"{where} is not a PEM certificate signing request") from None
+    identity, hosts = _requested_identity(csr, where=where)
+    return csr, identity, hosts
+
+
+def read_request(csr_path: Path) -> tuple[Identity, list[str]]:
+    """The identity and host names a certificate request asks for, once it passes every check
+    :func:`sign_request` makes of it: what the CA holder is asked to confirm before signing.
+
+    Raises
+    ------
+    AuthError
+        If the request fails a check.
+    ConfigError
+        If it cannot be read.
+    """
+    _, identity, hosts = _read_request(csr_path)
+    return identity, [str(h.value) for h in hosts]
+
+
 def sign_request(
     *,
     ca_dir: Path,
@@ -317,7 +353,8 @@ def sign_request(
 ) -> Path:
     """Sign a certificate request with the partnership CA, after checking it.
 
-    The CSR must be validly self-signed with an EC P-256 key, carry exactly one
+    The certificate is recorded in the CA's register (:mod:`oda_fed.pki.register`). The CSR must
+    be validly self-signed with an EC P-256 key, carry exactly one
     ``urn:oda-fed:<role>:<name>`` SAN URI whose name equals the subject CN, and name hosts only
     for a coordinator. The certificate is rebuilt from those checked values; nothing else the CSR
     asks for is copied. It never outlives the CA certificate.
@@ -352,16 +389,8 @@ def sign_request(
     PosixPath('incoming/police.crt')
     """
     _check_days(days)
-    ca_cert, ca_key = _load_ca(ca_dir)
-    where = f"request {csr_path}"
-    data = read_file(
-        csr_path, what="certificate request", hint="make one with `oda-fed pki request`"
-    )
-    try:
-        csr = x509.load_pem_x509_csr(data)
-    except ValueError:
-        raise ConfigError(f"{where} is not a PEM certificate signing request") from None
-    identity, hosts = _requested_identity(csr, where=where)
+    ca_cert, ca_key = load_ca(ca_dir)
+    csr, identity, hosts = _read_request(csr_path)
     now = _now()
     not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     if not_after <= now:
@@ -404,6 +433,8 @@ def sign_request(
         .sign(ca_key, hashes.SHA256())
     )
     out = out_path if out_path is not None else csr_path.with_name(f"{identity.name}.crt")
+    # Recorded before it is handed out, so no certificate of this CA is missing from the register.
+    record(ca_dir, cert)
     return write_file(out, cert.public_bytes(serialization.Encoding.PEM), private=False, force=True)
 
 
@@ -441,7 +472,7 @@ def issue(
     _check_days(days)
     cert_path = out_dir / f"{check_name(name)}.crt"
     refuse_existing([cert_path], force=force)
-    _load_ca(ca_dir)  # fail on a missing CA before making a key that could not be signed
+    load_ca(ca_dir)  # fail on a missing CA before making a key that could not be signed
     csr_path = create_request(name=name, role=role, out_dir=out_dir, hosts=hosts, force=force)
     try:
         sign_request(ca_dir=ca_dir, csr_path=csr_path, out_path=cert_path, days=days)

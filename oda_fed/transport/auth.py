@@ -3,7 +3,8 @@
 The caller's identity comes from its TLS client certificate (``context.auth_context()``), never from a
 field the client fills in. A gRPC interceptor cannot see the certificate, so the interceptor here
 refuses unknown methods outright and wraps every known handler in a check that runs with the call's
-context, before any servicer code.
+context, before any servicer code. That check also refuses a certificate the partnership CA has
+revoked (:class:`~oda_fed.pki.register.RevocationList`), whatever it calls.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from oda_fed.errors import AuthError
-from oda_fed.pki import Identity, identity_from_pem
+from oda_fed.pki import Identity, identity_from_cert
+from oda_fed.pki.register import cert_fingerprint, serial_hex
 
 _COORD = "/oda_fed.proto.v1.Coordinator/"
 _ADMIN = "/oda_fed.proto.v1.Admin/"
@@ -50,13 +54,31 @@ RefusalHook = Callable[[str | None, str, str], None]
 """Called as ``hook(caller_name_or_None, method, reason)`` for every refused call."""
 
 
+@dataclass(frozen=True)
+class Peer:
+    """Who a call comes from: the identity in its verified client certificate, and which
+    certificate it is (two certificates may name the same partner)."""
+
+    identity: Identity
+    serial: int
+    fingerprint: str
+
+    @property
+    def serial_hex(self) -> str:
+        return serial_hex(self.serial)
+
+
 @lru_cache(maxsize=256)
-def _identity(pem: bytes) -> Identity:
-    return identity_from_pem(pem)
+def _peer(pem: bytes) -> Peer:
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise AuthError("the client certificate is not a PEM certificate") from None
+    return Peer(identity_from_cert(cert), cert.serial_number, cert_fingerprint(cert))
 
 
-def peer_identity(context: grpc.ServicerContext) -> Identity:
-    """The identity in the caller's verified client certificate.
+def peer(context: grpc.ServicerContext) -> Peer:
+    """The caller's verified client certificate: its identity, serial and fingerprint.
 
     Raises
     ------
@@ -66,7 +88,12 @@ def peer_identity(context: grpc.ServicerContext) -> Identity:
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
         raise AuthError("the call carries no client certificate")
-    return _identity(bytes(pems[0]))
+    return _peer(bytes(pems[0]))
+
+
+def peer_identity(context: grpc.ServicerContext) -> Identity:
+    """The identity in the caller's verified client certificate (see :func:`peer`)."""
+    return peer(context).identity
 
 
 class CallLimits:
@@ -113,10 +140,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
     caller within its :class:`CallLimits`."""
 
     def __init__(
-        self, *, on_refused: RefusalHook | None = None, limits: CallLimits | None = None
+        self,
+        *,
+        on_refused: RefusalHook | None = None,
+        limits: CallLimits | None = None,
+        revoked: Callable[[int], bool] | None = None,
     ) -> None:
         self._on_refused = on_refused
         self._limits = limits
+        self._revoked = revoked
 
     def _refuse(self, who: str | None, method: str, reason: str) -> None:
         if self._on_refused is not None:
@@ -140,10 +172,19 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def _authorise(self, method: str, roles: frozenset[str]) -> Callable[[Any], str | None]:
         def check(context: grpc.ServicerContext) -> str | None:
             try:
-                ident = peer_identity(context)
+                caller = peer(context)
             except AuthError as exc:
                 self._refuse(None, method, str(exc))
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            ident = caller.identity
+            if self._revoked is not None and self._revoked(caller.serial):
+                reason = (
+                    f"the partnership CA has revoked this {ident.role} certificate for "
+                    f"'{ident.name}' (serial {caller.serial_hex}); nothing it sends is accepted. "
+                    "Ask the CA holder for a new one (`oda-fed pki request`, then `pki sign`)"
+                )
+                self._refuse(ident.name, method, reason)
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             if ident.role not in roles:
                 reason = (
                     f"a {ident.role} certificate ('{ident.name}') may not call {method}; "

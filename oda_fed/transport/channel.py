@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -44,8 +45,10 @@ def create_server(
     max_message_mb: int = 32,
     on_refused: RefusalHook | None = None,
     limits: CallLimits | None = None,
+    revoked: Callable[[int], bool] | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A gRPC server that requires a client certificate from the partnership CA.
+    """A gRPC server that requires a client certificate from the partnership CA, and refuses
+    every call from one whose serial ``revoked`` says the CA has revoked.
 
     Returns the (not yet started) server and the bound port, so tests can bind port 0.
     """
@@ -56,7 +59,7 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[AuthInterceptor(on_refused=on_refused, limits=limits)],
+        interceptors=[AuthInterceptor(on_refused=on_refused, limits=limits, revoked=revoked)],
         options=[*message_options(max_message_mb), *_KEEPALIVE],
     )
     try:

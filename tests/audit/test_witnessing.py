@@ -139,12 +139,13 @@ def test_a_coordinator_rewriting_counts_times_or_details_with_a_fresh_chain_fail
 
 
 def test_removed_refusals_and_a_fake_deletion_are_caught(witnessed) -> None:
-    # A refusal the coordinator would rather nobody saw: a node asking for another project.
+    # A refusal the coordinator would rather nobody saw: a call for the council from outside
+    # its node's live session, for another project.
     witnessed.start_coordinator(same_port=True)
     channel, stub = witnessed.node_stub("council")
     from oda_fed.proto.v1 import coordinator_pb2
 
-    with pytest.raises(Exception, match="project"):
+    with pytest.raises(Exception, match="no live session"):
         stub.GetUploadStatus(coordinator_pb2.UploadStatusRequest(
             round_id="r1", project_fingerprint="sha256:" + "0" * 64))  # fmt: skip
     channel.close()

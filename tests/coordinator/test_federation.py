@@ -221,18 +221,17 @@ def _clk_chunk(
 def test_clks_of_the_wrong_length_are_refused_and_nothing_is_stored(federation) -> None:
     round_id = federation.start_round()
     fingerprint = federation.fingerprint
-    channel, stub = federation.node_stub("council")
     short = _clk_chunk(round_id, fingerprint, records=4, clk_bits=512, clks=b"\0" * 4 * 64)
-    with pytest.raises(grpc.RpcError) as info:
-        stub.UploadClks(iter([short]))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "512 bits long but the project uses 1024-bit" in info.value.details()
     truncated = _clk_chunk(round_id, fingerprint, records=4, clk_bits=1024, clks=b"\0" * 500)
-    with pytest.raises(grpc.RpcError) as info:
-        stub.UploadClks(iter([truncated]))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "truncated" in info.value.details()
-    channel.close()
+    with federation.session("council") as stub:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.UploadClks(iter([short]))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "512 bits long but the project uses 1024-bit" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.UploadClks(iter([truncated]))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "truncated" in info.value.details()
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
     assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()
@@ -322,13 +321,11 @@ def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
 
 def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> None:
     fingerprint = federation.fingerprint
-    channel, stub = federation.node_stub("council")
     chunk = _clk_chunk(
         "../../" + "x" * 500, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128
     )
-    with pytest.raises(grpc.RpcError) as info:
+    with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
-    channel.close()
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "is unknown" in info.value.details()
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
@@ -357,12 +354,10 @@ def test_a_certificate_for_a_non_partner_is_refused(federation, tmp_path: Path) 
 def test_tokens_the_project_did_not_agree_are_refused(federation) -> None:
     round_id = federation.start_round()
     fingerprint = federation.fingerprint
-    channel, stub = federation.node_stub("council")
     chunk = _clk_chunk(round_id, fingerprint, records=1, clk_bits=1024, clks=b"\0" * 128)
     chunk.tokens.add(field="nhs_number", values=[b"\1" * 32])
-    with pytest.raises(grpc.RpcError) as info:
+    with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
-    channel.close()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "agrees keyed tokens for no fields" in info.value.details()
 
@@ -487,10 +482,8 @@ def test_without_opt_in_entity_ids_are_fresh_every_round(federation) -> None:
 
 
 def _upload_refused(federation, chunk: coordinator_pb2.ClkChunk) -> str:
-    channel, stub = federation.node_stub("council")
-    with pytest.raises(grpc.RpcError) as info:
+    with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
-    channel.close()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     return info.value.details()
 

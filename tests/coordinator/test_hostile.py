@@ -55,13 +55,13 @@ def test_streams_held_open_by_one_partner_or_a_stranger_starve_no_one(
     # Everyone else is served at once: the operator starts a round, police asks for its status.
     started = time.monotonic()
     round_id = federation.start_round()
-    police_channel, police = federation.node_stub("police")
-    receipt = police.GetUploadStatus(coordinator_pb2.UploadStatusRequest(
-        round_id=round_id, project_fingerprint=federation.fingerprint), timeout=5)  # fmt: skip
+    with federation.session("police") as police:
+        receipt = police.GetUploadStatus(coordinator_pb2.UploadStatusRequest(
+            round_id=round_id, project_fingerprint=federation.fingerprint), timeout=5)  # fmt: skip
     assert not receipt.complete and time.monotonic() - started < 5
     for call in [*held, *strange_held]:
         call.cancel()
-    for c in (channel, stranger, police_channel):
+    for c in (channel, stranger):
         c.close()
     # Places are given back when streams end: council may open its few again.
     time.sleep(0.5)
@@ -91,23 +91,23 @@ def test_thousands_of_bad_calls_are_counted_in_a_handful_of_entries(federation) 
     assert all("NoSuchMethod" in e.detail["method"] for e in refused)
 
 
-def _stub_round(federation) -> tuple[str, object, grpc.Channel]:
+@contextlib.contextmanager
+def _stub_round(federation):
+    """A round started, and a raw stub holding the council's live session, as its node would."""
     round_id = federation.start_round()
-    channel, stub = federation.node_stub("council")
-    return round_id, stub, channel
+    with federation.session("council") as stub:
+        yield round_id, stub
 
 
 def test_an_upload_beyond_the_partners_quota_is_refused_before_it_is_stored(federation) -> None:
-    round_id, stub, channel = _stub_round(federation)
     words = load_project(federation.workdir / "project.toml").project.linkage.wire_bits // 64
-    chunk = coordinator_pb2.ClkChunk(
-        round_id=round_id, project_fingerprint=federation.fingerprint, chunk_index=0,
-        total_chunks=1, first_ref=0, records=1, total_records=50_000_000,
-        clk_bits=words * 64, clks=b"\0" * words * 8,
-    )  # fmt: skip
-    with pytest.raises(grpc.RpcError) as info:
+    with _stub_round(federation) as (round_id, stub), pytest.raises(grpc.RpcError) as info:
+        chunk = coordinator_pb2.ClkChunk(
+            round_id=round_id, project_fingerprint=federation.fingerprint, chunk_index=0,
+            total_chunks=1, first_ref=0, records=1, total_records=50_000_000,
+            clk_bits=words * 64, clks=b"\0" * words * 8,
+        )  # fmt: skip
         stub.UploadClks(iter([chunk]))
-    channel.close()
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 10000000 (max_records)" in info.value.details()
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
@@ -120,16 +120,14 @@ def test_a_two_mebibyte_label_is_refused_at_once(federation) -> None:
     product = next(p for p in project.products if any(
         ref.partner == "council" for ref in p.attributes()) and p.kind != "local")  # fmt: skip
     attribute = next(ref.name for ref in product.attributes() if ref.partner == "council")
-    round_id, stub, channel = _stub_round(federation)
-    chunk = coordinator_pb2.AttributeChunk(
-        round_id=round_id, project_fingerprint=federation.fingerprint, product_id=product.id,
-        attribute=attribute, chunk_index=0, total_chunks=1, first_ref=0, total_records=1,
-        values=["W" * (2 << 20)],
-    )  # fmt: skip
-    started = time.monotonic()
-    with pytest.raises(grpc.RpcError) as info:
+    with _stub_round(federation) as (round_id, stub), pytest.raises(grpc.RpcError) as info:
+        chunk = coordinator_pb2.AttributeChunk(
+            round_id=round_id, project_fingerprint=federation.fingerprint, product_id=product.id,
+            attribute=attribute, chunk_index=0, total_chunks=1, first_ref=0, total_records=1,
+            values=["W" * (2 << 20)],
+        )  # fmt: skip
+        started = time.monotonic()
         stub.UploadAttribute(iter([chunk]))
-    channel.close()
     assert time.monotonic() - started < 5
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "longer than 100 characters" in info.value.details()

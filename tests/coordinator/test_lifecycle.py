@@ -229,7 +229,8 @@ def test_a_node_asked_for_a_round_that_was_cancelled_meanwhile_carries_on(federa
         round_id=round_id,
         body=EntitiesReady(),
     )
-    result, failure = tasks.handle(agent.state, client, instruction)
+    with federation.session("council"):  # the node's own session, as when it is told to
+        result, failure = tasks.handle(agent.state, client, instruction)
     channel.close()
     agent.close()
     assert failure is None and not result.ok
