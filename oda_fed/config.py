@@ -737,6 +737,8 @@ class Project(_Strict):
     def attribute_allowed(self, *, partner: str, product_id: str, attribute: str) -> bool:
         """Whether the project lets ``partner`` share ``attribute`` for ``product_id``, a value
         per record. Never for a ``local`` product: only its table leaves the node."""
+        if not (re.fullmatch(NAME_PATTERN, partner) and re.fullmatch(NAME_PATTERN, attribute)):
+            return False  # no declared attribute has such a name (it came from the wire)
         wanted = AttributeRef(partner=partner, name=attribute)
         return any(
             p.id == product_id and p.kind != LOCAL and wanted in p.attributes()

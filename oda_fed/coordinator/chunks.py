@@ -92,6 +92,18 @@ class ChunkStore:
                     "a round's data cannot change once sent"
                 )
             if old is None:
+                (held,) = db.execute(
+                    "SELECT COALESCE(SUM(records), 0) FROM chunks "
+                    "WHERE round_id = ? AND partner = ? AND upload = ?",
+                    key,
+                ).fetchone()
+                if held + chunk.records > chunk.total_records:
+                    # Chunks that overlap would otherwise all be stored (up to the declared
+                    # total for each), and only found out when the upload completes.
+                    raise ProtocolError(
+                        f"chunk {chunk.chunk_index} would take the upload to {held + chunk.records} "
+                        f"records, more than the {chunk.total_records} it declared"
+                    )
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
                     "sha256, data, tokens, record_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

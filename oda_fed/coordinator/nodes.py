@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from oda_fed.config import LOCAL
 from oda_fed.coordinator import instructions, keys
@@ -61,6 +62,7 @@ from oda_fed.transport.protocol import (
 )
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
 def check_partner(state: CoordinatorState, name: str, *, kind: AuditKind) -> str:
@@ -319,9 +321,31 @@ def _disown(state: CoordinatorState, delivery: Delivery) -> bool:
 
 
 @contextmanager
-def upload_slot(state: CoordinatorState) -> Iterator[None]:
-    """One of the few uploads the coordinator takes at once, however many partners send, so its
-    memory stays bounded; an upload waits for a slot, and is refused (to retry) if none frees."""
+def upload_slots(state: CoordinatorState, messages: Iterable[M]) -> Iterator[Iterator[M]]:
+    """An upload's messages, each handed on while it holds one of the coordinator's few upload
+    slots, however many partners send, so its memory stays bounded.
+
+    A message holds its slot from when it has arrived until the next one is asked for (it is
+    checked and stored meanwhile); waiting for a message holds none, so a partner that opens
+    uploads and sends nothing holds up no one else's. A message that finds no slot free in time
+    is refused (RESOURCE_EXHAUSTED: the node retries). The slot is given back however the
+    upload ends.
+    """
+
+    def each() -> Iterator[M]:
+        for message in messages:
+            with _upload_slot(state):
+                yield message
+
+    gated = each()
+    try:
+        yield gated
+    finally:
+        gated.close()
+
+
+@contextmanager
+def _upload_slot(state: CoordinatorState) -> Iterator[None]:
     if not state.upload_slots.acquire(timeout=UPLOAD_SLOT_WAIT):
         raise Refusal(
             Status.RESOURCE_EXHAUSTED,

@@ -92,8 +92,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def UploadClks(self, request_iterator, context):  # noqa: N802
         partner = _caller(self.state, context, AuditKind.REFUSED_CLK_UPLOAD)
-        with _refusals(self.state, context, who=partner), nodes.upload_slot(self.state):
-            chunks = (serde.received(c) for c in request_iterator)
+        with (
+            _refusals(self.state, context, who=partner),
+            nodes.upload_slots(self.state, request_iterator) as requests,
+        ):
+            chunks = (serde.received(c) for c in requests)
             return serde.to_proto(nodes.receive_clks(self.state, partner, chunks))
 
     def GetUploadStatus(self, request, context):  # noqa: N802
@@ -104,8 +107,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def UploadAttribute(self, request_iterator, context):  # noqa: N802
         partner = _caller(self.state, context, AuditKind.REFUSED_ATTRIBUTE_UPLOAD)
-        with _refusals(self.state, context, who=partner), nodes.upload_slot(self.state):
-            chunks = (serde.received(c) for c in request_iterator)
+        with (
+            _refusals(self.state, context, who=partner),
+            nodes.upload_slots(self.state, request_iterator) as requests,
+        ):
+            chunks = (serde.received(c) for c in requests)
             return serde.to_proto(nodes.receive_attribute(self.state, partner, chunks))
 
     def UploadTable(self, request, context):  # noqa: N802

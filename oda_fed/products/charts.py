@@ -14,13 +14,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from oda_fed.products.tables import ProductTable
+from oda_fed.transport.protocol import printable
 
-__all__ = ["PNG_SIGNATURE", "draw_product", "write_chart"]
+__all__ = ["PNG_SIGNATURE", "draw_product", "label", "write_chart"]
 
 #: The eight bytes every PNG file starts with.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _DPI = 100
+#: Characters of a label drawn on a chart or map; a longer one is cut, with an ellipsis.
+LABEL_CHARS = 40
 
 
 def draw_product(product: ProductTable) -> Figure:
@@ -73,7 +76,7 @@ def draw_product(product: ProductTable) -> Figure:
     crowded = len(groups) > 6
     ax.set_xticks(
         np.arange(len(groups), dtype=float),
-        [_plain(product.label((first,), (g,))) for g in groups],
+        [_plain(label(product.label((first,), (g,)))) for g in groups],
         rotation=45 if crowded else 0,
         ha="right" if crowded else "center",
     )
@@ -81,7 +84,7 @@ def draw_product(product: ProductTable) -> Figure:
     ax.set_ylabel("share (%)" if product.is_rate else "entities")
     if ax_apart is not None:
         _bars(ax_apart, apart, product)
-        ax_apart.set_xticks([0.0], [_plain(str(apart[0]))])
+        ax_apart.set_xticks([0.0], [_plain(label(str(apart[0])))])
         ax_apart.set_title("own scale", fontsize="small")
     ax.legend(*handles, fontsize="small")
     fig.supxlabel(_plain(product.describe_rules()), fontsize="small")
@@ -111,7 +114,7 @@ def _bars(ax, groups: list[object], product: ProductTable) -> tuple[list, list[s
         heights = np.array([0.0 if v is None else v for v in values])
         offset = x - 0.4 + bar_width * (j + 0.5)
         handles.append(ax.bar(offset, heights, width=bar_width, color=cmap[j]))
-        labels.append(product.label(tuple(rest), combo) if rest else product.title)
+        labels.append(_plain(label(product.label(tuple(rest), combo)) if rest else product.title))
         if hidden.any():
             cross = ax.scatter(
                 offset[hidden],
@@ -155,6 +158,24 @@ def write_chart(product: ProductTable, path: Path) -> Path:
     # No "Software" stamp: the same product gives the same bytes whatever matplotlib wrote it.
     fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
     return path
+
+
+def label(text: str) -> str:
+    """A value drawn as a label: at most :data:`LABEL_CHARS` characters, control characters
+    escaped. Values arrive from nodes; drawing a long one costs time and memory out of all
+    proportion (and a label is a code or a band, never a paragraph).
+
+    Examples
+    --------
+    >>> label("E05000001")
+    'E05000001'
+    >>> len(label("x" * 2_000_000))
+    40
+    """
+    text = printable(text[: 4 * LABEL_CHARS])
+    if len(text) > LABEL_CHARS:
+        text = text[: LABEL_CHARS - 1] + "…"
+    return text
 
 
 def _plain(text: str) -> str:

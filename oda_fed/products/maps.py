@@ -24,7 +24,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
-from oda_fed.products.charts import _plain
+from oda_fed.products.charts import _plain, label
 from oda_fed.products.tables import ProductError, ProductTable
 
 __all__ = ["NO_DATA_COLOUR", "SUPPRESSED_COLOUR", "draw_map", "scale"]
@@ -169,7 +169,7 @@ def _caption(
     if unknown is not None:
         lines.append(_not_shown(product, unknown))
     if missing:
-        named = [f"{code} ({_said(product, row)})" for code, row in sorted(missing.items())]
+        named = [f"{label(code)} ({_said(product, row)})" for code, row in sorted(missing.items())]
         more = len(named) - _LISTED
         lines.append(
             f"Not drawn, no boundary in '{drawn_on.name}': "
