@@ -43,18 +43,15 @@ def test_upload_streams_left_idle_hold_up_no_other_partner_s_upload(federation) 
     # for a slot until it was refused, and so again on every retry.
     assert UPLOADS_AT_ONCE <= CALLS_PER_CALLER - 1  # the attacker may open that many
     round_id = federation.start_round()
-    channel, stub = federation.node_stub("council")
-    idle: queue.Queue = queue.Queue()  # a request stream that sends nothing until it is ended
-    held = [stub.UploadClks.future(iter(idle.get, None)) for _ in range(UPLOADS_AT_ONCE)]
-    time.sleep(0.5)  # every one of them under way at the coordinator
-
-    police, police_stub = federation.node_stub("police")
-    receipt = police_stub.UploadClks(iter([_chunk(federation, round_id)]), timeout=20)
-    assert receipt.complete and receipt.records_stored == 1
-    police.close()
-    for call in held:
-        call.cancel()
-    channel.close()
+    # Each partner holds its live session, as its node would.
+    with federation.session("council") as stub, federation.session("police") as police_stub:
+        idle: queue.Queue = queue.Queue()  # a request stream that sends nothing until ended
+        held = [stub.UploadClks.future(iter(idle.get, None)) for _ in range(UPLOADS_AT_ONCE)]
+        time.sleep(0.5)  # every one of them under way at the coordinator
+        receipt = police_stub.UploadClks(iter([_chunk(federation, round_id)]), timeout=20)
+        assert receipt.complete and receipt.records_stored == 1
+        for call in held:
+            call.cancel()
 
 
 def test_overlapping_chunks_never_store_more_records_than_the_upload_declares(federation) -> None:
@@ -62,7 +59,6 @@ def test_overlapping_chunks_never_store_more_records_than_the_upload_declares(fe
     # per-chunk checks and was stored; the overlap only stopped the upload from completing, so
     # total_chunks x total_records records (far beyond max_records) could be stored.
     round_id = federation.start_round()
-    channel, stub = federation.node_stub("council")
     total = 3
     overlapping = [
         _chunk(
@@ -75,9 +71,8 @@ def test_overlapping_chunks_never_store_more_records_than_the_upload_declares(fe
         )  # fmt: skip
         for i in range(total)
     ]
-    with pytest.raises(grpc.RpcError) as info:
+    with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter(overlapping), timeout=20)
-    channel.close()
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert f"more than the {total} it declared" in info.value.details()
     assert _held(federation, "council") <= total
@@ -86,14 +81,12 @@ def test_overlapping_chunks_never_store_more_records_than_the_upload_declares(fe
 def test_an_attribute_name_no_project_can_declare_is_refused_not_an_error(federation) -> None:
     # Found by fuzzing: a name outside the project's pattern raised past the handler (UNKNOWN).
     round_id = federation.start_round()
-    channel, stub = federation.node_stub("council")
     chunk = wire.AttributeChunk(
         round_id=round_id, project_fingerprint=federation.fingerprint,
         product_id="known_to_services_by_ward", attribute="Ward; DROP", chunk_index=0,
         total_chunks=1, first_ref=0, total_records=1, values=["E05000001"],
     )  # fmt: skip
-    with pytest.raises(grpc.RpcError) as info:
+    with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadAttribute(iter([chunk]), timeout=20)
-    channel.close()
     assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "does not let 'council' share attribute" in info.value.details()
