@@ -18,6 +18,13 @@ _KEEPALIVE = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+# The server must accept the clients' keepalive pings: by default it wants 5 minutes between
+# pings without data and answers a node pinging every 20 s with GOAWAY "too_many_pings",
+# dropping its control stream (seen under load, when pings bunch up).
+_SERVER_PINGS = [
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -60,7 +67,7 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[AuthInterceptor(on_refused=on_refused, limits=limits, revoked=revoked)],
-        options=[*message_options(max_message_mb), *_KEEPALIVE],
+        options=[*message_options(max_message_mb), *_KEEPALIVE, *_SERVER_PINGS],
     )
     try:
         port = server.add_secure_port(address, credentials)
