@@ -85,7 +85,9 @@ class _Party:
     entries: list[AuditEntry] = field(default_factory=list)
 
 
-def _load_party_logs(reports: list[LogReport]) -> tuple[dict[str, _Party], list[str]]:
+def _load_party_logs(
+    reports: list[LogReport], trees: dict[Path, MerkleTree]
+) -> tuple[dict[str, _Party], list[str]]:
     parties: dict[str, _Party] = {}
     problems = []
     for report in reports:
@@ -101,8 +103,7 @@ def _load_party_logs(reports: list[LogReport]) -> tuple[dict[str, _Party], list[
                 f"{parties[name].paths[0]}); hand in one log per party"
             )
             continue
-        party = parties[name] = _Party(name, [report.path])
-        _verify(report.path, tree=party.tree)
+        party = parties[name] = _Party(name, [report.path], trees[report.path])
         party.entries = [e for _, e in _iter_entries(report.path)]
     return parties, problems
 
@@ -202,9 +203,11 @@ def verify_folder(
     directory = Path(directory)
     if not directory.is_dir():
         raise AuditError(f"{directory} is not a folder; pass the folder that holds the audit logs")
-    reports = [_verify(p) for p in log_files(directory)]
+    # One pass per log: its verification builds its Merkle tree as it goes.
+    trees = {p: MerkleTree() for p in log_files(directory)}
+    reports = [_verify(p, tree=tree) for p, tree in trees.items()]
     result = FolderReport(logs=reports)
-    parties, result.parties = _load_party_logs(reports)
+    parties, result.parties = _load_party_logs(reports, trees)
     checkpoints, result.checkpoints = _checkpoints(directory)
 
     named = set(expected)

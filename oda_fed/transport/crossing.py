@@ -77,7 +77,7 @@ class Crossings:
         self.log = AuditLog(path, party=party, forbidden=forbidden)
         self.signer = signer
         self.ca = ca
-        self._round_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._unconfirmed: dict[str, dict] = {}
         self.checkpoints = CheckpointFile(checkpoint_path(Path(path)))
         self._delivered: set[Key] = {
@@ -128,12 +128,12 @@ class Crossings:
         """Log a message sent on a stream that gives no receipt once the recipient confirms it
         (:meth:`confirm`), so one that never arrives is in neither log. A later send under the
         same ``token`` replaces it."""
-        with self._round_lock:
+        with self._lock:
             self._unconfirmed[token] = entry
 
     def confirm(self, token: str) -> bool:
         """The recipient answered the message held under ``token``: log it now."""
-        with self._round_lock:
+        with self._lock:
             entry = self._unconfirmed.pop(token, None)
         if entry is None:
             return False
@@ -157,7 +157,7 @@ class Crossings:
     def round_checkpoint(self, round_id: str) -> SignedCheckpoint:
         """This party's checkpoint for a round: made and kept the first time it is asked for,
         the same ever after, so every offer of it carries the same bytes."""
-        with self._round_lock:
+        with self._lock:
             found = self.checkpoints.for_round(party=self.party, round_id=round_id)
             if found is None:
                 found = self.signed_checkpoint(round_id)
