@@ -101,6 +101,16 @@ def _status(call) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def _unary(module, service: str, stub, method: str, data) -> None:
+    """One generated request to a unary ``method`` of ``service``: answered with a chosen status."""
+    methods = module.DESCRIPTOR.services_by_name[service].methods
+    request = data.draw(
+        _of(next(m for m in methods if m.name == method).input_type._concrete_class)
+    )
+    code = _status(lambda: getattr(stub, method)(request, timeout=2))
+    assert code not in BROKEN, (method, request)
+
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -157,14 +167,8 @@ def test_the_key_relay_answers_any_message_with_a_chosen_status(federation, meth
     from oda_fed.proto.v1 import keys_pb2_grpc
 
     channel, _ = federation.node_stub("social_care")
-    stub = keys_pb2_grpc.KeysStub(channel)
-    rpc = getattr(stub, method)
-    request_type = {m.name: m.input_type._concrete_class
-                    for m in keys_pb2.DESCRIPTOR.services_by_name["Keys"].methods}[method]  # fmt: skip
-    request = data.draw(_of(request_type))
-    code = _status(lambda: rpc(request, timeout=2))
+    _unary(keys_pb2, "Keys", keys_pb2_grpc.KeysStub(channel), method, data)
     channel.close()
-    assert code not in BROKEN, (method, request)
 
 
 @FUZZ
@@ -176,13 +180,8 @@ def test_the_operators_service_answers_any_message_with_a_chosen_status(federati
     from oda_fed.proto.v1 import admin_pb2_grpc
 
     admin = federation.admin()
-    stub = admin_pb2_grpc.AdminStub(admin._channel)
-    request_type = {m.name: m.input_type._concrete_class
-                    for m in admin_pb2.DESCRIPTOR.services_by_name["Admin"].methods}[method]  # fmt: skip
-    request = data.draw(_of(request_type))
-    code = _status(lambda: getattr(stub, method)(request, timeout=2))
+    _unary(admin_pb2, "Admin", admin_pb2_grpc.AdminStub(admin._channel), method, data)
     admin.close()
-    assert code not in BROKEN, (method, request)
 
 
 def test_after_fuzzing_the_coordinator_still_runs_an_honest_round(federation) -> None:
