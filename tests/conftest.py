@@ -37,6 +37,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+def second_certificate(
+    ca_dir: Path, name: str, out_dir: Path, *, registered: bool = False
+) -> tuple[Path, Path]:
+    """Another valid node certificate for partner ``name``, which the CA itself would refuse to
+    sign while ``name`` has one: signed by a copy of the CA's key and certificate kept apart
+    from its register (a CA used where it should not have been). ``registered`` records it in
+    the real register afterwards, as a CA holder's mistake would be."""
+    from oda_fed.pki import issue, load_certificate
+    from oda_fed.pki.register import record, start_register
+
+    copy = out_dir / "ca-copy"
+    copy.mkdir(parents=True)
+    for part in ("ca.crt", "ca.key"):
+        shutil.copy2(ca_dir / part, copy / part)
+    start_register(copy)
+    try:
+        cert, key = issue(ca_dir=copy, name=name, role="node", out_dir=out_dir)
+    finally:
+        shutil.rmtree(copy)
+    if registered:
+        record(ca_dir, load_certificate(cert))
+    return cert, key
+
+
+@pytest.fixture(name="second_certificate")
+def _second_certificate() -> Callable[..., tuple[Path, Path]]:
+    return second_certificate
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)

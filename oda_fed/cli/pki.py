@@ -57,9 +57,18 @@ def pki_sign(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Sign without asking (for scripts).")
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="The new node certificate replaces the valid one this CA issued for the same "
+            "partner, which is revoked (superseded) once it is signed. Without it a second "
+            "valid node certificate for a partner is refused."
+        ),
+    ] = False,
 ) -> None:
     """Sign a certificate request with the partnership CA, once you confirm the role and name it
-    asks for (a certificate for a partner's name can act as that partner)."""
+    asks for (a certificate for a partner's name can act as that partner). One valid
+    node certificate per partner: a renewal is signed with --replace."""
     from oda_fed.pki.ca import read_request, sign_request
     from oda_fed.pki.register import read_register
 
@@ -76,15 +85,20 @@ def pki_sign(
         )
         if valid:
             serials = ", ".join(f"{e.serial} ({e.role})" for e in valid)
+            then = (
+                "It replaces it: the old one is revoked once this is signed; give the "
+                "coordinator the new CRL (ca.crl)."
+                if replace
+                else "Sign with --replace if it replaces it; otherwise it is refused."
+            )
             console.print(
                 f"[yellow]this CA has already issued a valid certificate for "
-                f"'{escape(identity.name)}': {serials}.[/] Sign only if it replaces it (then "
-                "revoke the old one with `oda-fed pki revoke SERIAL --reason superseded`).",
+                f"'{escape(identity.name)}': {serials}.[/] {then}",
                 highlight=False,
             )
         if not typer.confirm("Sign it?", default=False):
             fail("not signed", exit_code=1)
-    cert = call(sign_request, ca_dir=ca_dir, csr_path=csr, out_path=out, days=days)
+    cert = call(sign_request, ca_dir=ca_dir, csr_path=csr, out_path=out, days=days, replace=replace)
     console.print(f"certificate: {cert}")
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from oda_fed.durable import check_sqlite, private_dir, private_file
 
-#: ``PRAGMA user_version`` of this schema. Version 3 added the key relay's tables. Version 1
+#: ``PRAGMA user_version`` of this schema. Version 4 added certificate pins, version 3 the key
+#: relay's tables. Version 1
 #: named round states and deliveries differently
 #: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = (
     """
@@ -168,6 +169,19 @@ CREATE TABLE IF NOT EXISTS wrapped_secrets (
     sender_certificate BLOB NOT NULL,
     sender_signature BLOB NOT NULL,
     PRIMARY KEY (project, version, partner)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS certificate_pins (
+    -- the one certificate each partner's node may use (its fingerprint and serial: public data)
+    partner TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    pinned TEXT NOT NULL,
+    -- the last other certificate refused for this partner, and when ("serial at time"): a
+    -- round made since then is not released without an operator
+    conflict TEXT NOT NULL DEFAULT ''
 )
 """,
 )

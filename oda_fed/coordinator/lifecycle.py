@@ -196,7 +196,10 @@ class Lifecycle:
         if release.missing_uploads(self.state, r.round_id):
             return False
         made = analysis.make_products(self.state, r.round_id)
-        if self.state.project.rounds.auto_release and not made.held:
+        # A certificate refused for a partner during this round may mean the pinned one is not
+        # the partner's own node: an operator decides before anything is released.
+        conflicts = self.state.store.pins.conflicts_since(r.created)
+        if self.state.project.rounds.auto_release and not made.held and not conflicts:
             return self._release(
                 r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(made.report)
             )
@@ -206,6 +209,12 @@ class Lifecycle:
             + ". "
             if made.held
             else ""
+        )
+        held += "".join(
+            f"a second certificate (serial {p.conflict_serial}) tried to act for "
+            f"'{p.partner}' at {p.conflict_at}, while certificate {p.serial} is pinned for it: "
+            "make sure the pinned one is the partner's own node before releasing. "
+            for p in conflicts
         )
         return self.state.store.rounds.move(
             r.round_id,

@@ -20,7 +20,9 @@ from typing import TypeVar
 from oda_fed.config import LOCAL
 from oda_fed.coordinator import instructions, keys
 from oda_fed.coordinator.chunks import Chunk, UploadState
+from oda_fed.coordinator.db import stamp
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
+from oda_fed.coordinator.pins import NotPinned
 from oda_fed.coordinator.release import attribute_upload, table_upload
 from oda_fed.coordinator.sessions import Holder, SessionTaken
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
@@ -101,6 +103,47 @@ def bound(state: CoordinatorState, partner: str, caller: Holder, *, kind: AuditK
         raise _taken(partner, live, caller, kind=kind)
 
 
+def pinned(
+    state: CoordinatorState, partner: str, caller: Holder, *, kind: AuditKind, pin: bool = False
+) -> None:
+    """Refuse a call for ``partner`` unless ``caller``'s certificate is the one pinned for it
+    (:mod:`oda_fed.coordinator.pins`). With ``pin`` (an accepted Hello or agreement key) the
+    certificate is pinned if none is, or if the pinned one was revoked or has expired; either
+    is written to the audit log."""
+    try:
+        moved = state.store.pins.check(
+            partner,
+            fingerprint=caller.fingerprint,
+            serial=caller.serial,
+            not_after=caller.not_after,
+            revoked=state.revoked,
+            pin=pin,
+        )
+    except NotPinned as refused:
+        pin = refused.pin
+        raise Refusal(
+            Status.PERMISSION_DENIED,
+            f"'{partner}' is pinned to another certificate (serial {pin.serial}, pinned "
+            f"{pin.pinned}, valid until {stamp(pin.not_after)}); this certificate (serial "
+            f"{caller.serial}) may not act for '{partner}'. If it replaces that one, the CA "
+            "revokes the old one (`oda-fed pki sign --replace`, or `oda-fed pki revoke`) and "
+            "the coordinator's revocation_list is updated; if no one expected a second "
+            f"certificate for '{partner}', tell the CA holder and the partners' DPOs",
+            kind=kind,
+            detail={"certificate": caller.serial, "pinned_certificate": pin.serial},
+        ) from None
+    if moved is None:
+        return
+    detail = {"certificate": moved.pin.serial, "fingerprint": moved.pin.fingerprint}
+    if moved.previous is not None:
+        detail |= {"previous_certificate": moved.previous.serial, "previous_was": moved.why}
+        log.warning("%s's certificate pin moved from %s (%s) to %s", partner,
+                    moved.previous.serial, moved.why, moved.pin.serial)  # fmt: skip
+    state.crossings.record(
+        sender=partner, recipient=COORDINATOR, kind=AuditKind.CERTIFICATE_PINNED, detail=detail
+    )
+
+
 def _taken(partner: str, live: Holder, caller: Holder, *, kind: AuditKind) -> Refusal:
     return Refusal(
         Status.PERMISSION_DENIED,
@@ -179,6 +222,7 @@ def connect(
         )
     _check_project(state, hello.project_fingerprint, kind=AuditKind.REFUSED_HELLO)
     keys.check_hello(state, partner, hello)
+    pinned(state, partner, caller, kind=AuditKind.REFUSED_HELLO, pin=True)
     try:
         q = state.sessions.open(partner, caller)
     except SessionTaken as taken:

@@ -96,6 +96,8 @@ def serve(
 
     stop = stop_event or threading.Event()
     revocations = _revocations(config, state, stop)
+    if revocations is not None:
+        state.revoked = lambda serial: revocations.revoked(int(serial, 16))
     # Each partner and operator may hold a few calls at once, and there are threads for all.
     limits = CallLimits(
         partners=loaded.project.partner_ids, per_caller=CALLS_PER_CALLER, strangers=2

@@ -53,12 +53,15 @@ def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: st
 def _holder(context: grpc.ServicerContext) -> Holder:
     """The caller's certificate, as a partner's session is bound to it."""
     caller = peer(context)
-    return Holder(fingerprint=caller.fingerprint, serial=caller.serial_hex)
+    return Holder(
+        fingerprint=caller.fingerprint, serial=caller.serial_hex, not_after=caller.not_after
+    )
 
 
 def _caller(state: CoordinatorState, context: grpc.ServicerContext, kind: AuditKind) -> str:
-    """The name in the caller's certificate (a node's must be a partner of the project, and
-    hold its live session: :func:`~oda_fed.coordinator.nodes.bound`)."""
+    """The name in the caller's certificate (a node's must be a partner of the project, be the
+    certificate pinned for it (:func:`~oda_fed.coordinator.nodes.pinned`) and hold its live
+    session: :func:`~oda_fed.coordinator.nodes.bound`)."""
     with _refusals(state, context, who=None):
         try:
             name = peer(context).identity.name
@@ -68,8 +71,10 @@ def _caller(state: CoordinatorState, context: grpc.ServicerContext, kind: AuditK
         return name
     with _refusals(state, context, who=name):
         partner = nodes.check_partner(state, name, kind=kind)
+        holder = _holder(context)
+        nodes.pinned(state, partner, holder, kind=kind)
         if kind is not AuditKind.REFUSED_HELLO:  # Connect opens the session
-            nodes.bound(state, partner, _holder(context), kind=kind)
+            nodes.bound(state, partner, holder, kind=kind)
         return partner
 
 
@@ -167,6 +172,9 @@ class KeysServicer(keys_pb2_grpc.KeysServicer):
         partner = _caller(self.state, context, AuditKind.REFUSED_KEYS)
         with _refusals(self.state, context, who=partner):
             peer = bytes(context.auth_context()["x509_pem_cert"][0])
+            # A node publishes its key before it says hello: its certificate is pinned here.
+            nodes.pinned(self.state, partner, _holder(context), kind=AuditKind.REFUSED_KEYS,
+                         pin=True)  # fmt: skip
             published = keys.publish_key(
                 self.state, partner, serde.received(request), peer_certificate=peer
             )

@@ -36,6 +36,8 @@ class Holder:
 
     fingerprint: str
     serial: str
+    #: When the certificate expires.
+    not_after: datetime = datetime.max.replace(tzinfo=UTC)
     since: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

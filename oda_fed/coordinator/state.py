@@ -10,7 +10,7 @@ the round lifecycle. Handlers (:mod:`~oda_fed.coordinator.nodes`,
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -81,6 +81,8 @@ class CoordinatorState:
     upload_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE)
     )
+    #: Whether the CA has revoked the certificate with this serial (hex), as of its CRL now.
+    revoked: Callable[[str], bool] = lambda _serial: False
     lifecycle: Lifecycle = field(init=False)
 
     @property

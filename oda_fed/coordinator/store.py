@@ -22,6 +22,7 @@ from oda_fed.coordinator.chunks import ChunkStore
 from oda_fed.coordinator.db import Database, now, stamp
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind, DeliveryTable
 from oda_fed.coordinator.keytable import KeyTable
+from oda_fed.coordinator.pins import Pins
 from oda_fed.transport.protocol import RoundState
 
 _ROUND_COLUMNS = (
@@ -246,6 +247,7 @@ class Store:
         self.uploads = ChunkStore(self._db)
         self.results = Results(self._db)
         self.keys = KeyTable(self._db)
+        self.pins = Pins(self._db)
 
     def close(self) -> None:
         self._db.close()

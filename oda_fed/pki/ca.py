@@ -38,7 +38,14 @@ from oda_fed.pki.identity import (
     parse_identity_uri,
     shown,
 )
-from oda_fed.pki.register import record, start_register, write_crl
+from oda_fed.pki.register import (
+    Registered,
+    read_register,
+    record,
+    revoke,
+    start_register,
+    write_crl,
+)
 from oda_fed.pki.trust import load_certificate, load_private_key, same_key
 
 CA_KEY_FILE = "ca.key"
@@ -350,6 +357,7 @@ def sign_request(
     csr_path: Path,
     out_path: Path | None = None,
     days: int = 825,
+    replace: bool = False,
 ) -> Path:
     """Sign a certificate request with the partnership CA, after checking it.
 
@@ -370,6 +378,10 @@ def sign_request(
         certificate there is replaced (certificates are public; renewal is routine).
     days
         Validity of the certificate.
+    replace
+        A node certificate replaces the valid one(s) this CA issued for the same partner: they
+        are revoked (``superseded``) once it is signed. Without it, a second valid node
+        certificate for a partner is refused: either could act for that partner.
 
     Returns
     -------
@@ -381,7 +393,8 @@ def sign_request(
     AuthError
         If the request fails any check.
     ConfigError
-        If the CA or the request cannot be read.
+        If the CA or the request cannot be read, or the CA has a valid node certificate for the
+        same partner and ``replace`` is False.
 
     Examples
     --------
@@ -391,6 +404,15 @@ def sign_request(
     _check_days(days)
     ca_cert, ca_key = load_ca(ca_dir)
     csr, identity, hosts = _read_request(csr_path)
+    replaced = _valid_for(ca_dir, identity)
+    if replaced and not replace:
+        serials = ", ".join(e.serial for e in replaced)
+        raise ConfigError(
+            f"this CA has already issued a valid {identity.role} certificate for "
+            f"'{identity.name}' (serial {serials}); a second one could act for it too. If the "
+            "new one replaces it, sign with --replace (the old one is then revoked as "
+            "superseded; give the coordinator the new CRL)"
+        )
     now = _now()
     not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     if not_after <= now:
@@ -435,7 +457,23 @@ def sign_request(
     out = out_path if out_path is not None else csr_path.with_name(f"{identity.name}.crt")
     # Recorded before it is handed out, so no certificate of this CA is missing from the register.
     record(ca_dir, cert)
+    for old in replaced:
+        revoke(ca_dir, old.serial, reason="superseded")
     return write_file(out, cert.public_bytes(serialization.Encoding.PEM), private=False, force=True)
+
+
+def _valid_for(ca_dir: Path, identity: Identity) -> list[Registered]:
+    """The valid node certificates in ``ca_dir``'s register for ``identity``'s partner name.
+
+    Only a node's certificate acts as a partner (its uploads, its products), so only nodes are
+    held to one valid certificate each; operators and the coordinator may hold several."""
+    if identity.role != "node":
+        return []
+    return [
+        e
+        for e in read_register(ca_dir)
+        if e.role == identity.role and e.name == identity.name and e.status() == "valid"
+    ]
 
 
 def issue(
@@ -447,6 +485,7 @@ def issue(
     hosts: Sequence[str] = (),
     days: int = 825,
     force: bool = False,
+    replace: bool = False,
 ) -> tuple[Path, Path]:
     """Make a key and a signed certificate in one step (for the demo, tests and the CA's own host).
 
@@ -475,7 +514,9 @@ def issue(
     load_ca(ca_dir)  # fail on a missing CA before making a key that could not be signed
     csr_path = create_request(name=name, role=role, out_dir=out_dir, hosts=hosts, force=force)
     try:
-        sign_request(ca_dir=ca_dir, csr_path=csr_path, out_path=cert_path, days=days)
+        sign_request(
+            ca_dir=ca_dir, csr_path=csr_path, out_path=cert_path, days=days, replace=replace
+        )
     finally:
         csr_path.unlink(missing_ok=True)
     return cert_path, out_dir / f"{name}.key"

@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -62,6 +63,8 @@ class Peer:
     identity: Identity
     serial: int
     fingerprint: str
+    #: When the certificate expires (UTC).
+    not_after: datetime
 
     @property
     def serial_hex(self) -> str:
@@ -74,7 +77,12 @@ def _peer(pem: bytes) -> Peer:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise AuthError("the client certificate is not a PEM certificate") from None
-    return Peer(identity_from_cert(cert), cert.serial_number, cert_fingerprint(cert))
+    return Peer(
+        identity_from_cert(cert),
+        cert.serial_number,
+        cert_fingerprint(cert),
+        cert.not_valid_after_utc,
+    )
 
 
 def peer(context: grpc.ServicerContext) -> Peer:

@@ -100,6 +100,9 @@ class AuditKind(StrEnum):
     ACCEPT_EMPTY_STATE = "operator:accept_empty_state"
     AUTO_RELEASE = "lifecycle:auto_release"
     DEADLINE_PASSED = "lifecycle:deadline_passed"
+    # A partner's node certificate pinned at its first call, or moved to a new one once the
+    # pinned one was revoked or expired.
+    CERTIFICATE_PINNED = "lifecycle:certificate_pinned"
     DISCLOSURE_CHECKED = "lifecycle:disclosure_checked"
 
     # The log's own upkeep.

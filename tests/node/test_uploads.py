@@ -1,7 +1,8 @@
-"""The measured attack: a second valid certificate for the council (issued by the partnership CA)
-uploads garbage first. Without the council's live session it is refused; holding the session
-while the council's node is away, its garbage is caught by the node's digest check, discarded by
-the coordinator and never linked, and the round then runs on the council's own CLKs."""
+"""The measured attack: a second valid certificate for the council (signed with the partnership
+CA's key) uploads garbage first. Without the council's live session it is refused. Saying hello
+before the council's node ever has, it is pinned for the council, and the council's own node is
+refused loudly; once the CA revokes it, the council's node is pinned, catches the garbage by its
+digest check, the coordinator discards it, and the round runs on the council's own CLKs."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import pytest
 from oda_fed.config import load_project
 from oda_fed.coordinator.store import Store
 from oda_fed.demo import evaluate
-from oda_fed.errors import ProtocolError
+from oda_fed.errors import AuthError, ProtocolError
 from oda_fed.node.client import clk_chunks
-from oda_fed.pki import issue
+from oda_fed.pki.register import revoke
 from oda_fed.transport import serde
 from oda_fed.transport.protocol import RoundState
 
@@ -55,11 +56,10 @@ def _wait_disconnected(federation, round_id: str, partner: str) -> None:
 
 
 def test_a_second_council_certificate_cannot_pass_garbage_off_as_the_councils(
-    federation, tmp_path: Path
+    federation, tmp_path: Path, second_certificate
 ) -> None:
-    rogue_cert, rogue_key = issue(
-        ca_dir=federation.workdir / "ca", name="council", role="node", out_dir=tmp_path
-    )
+    ca = federation.workdir / "ca"
+    rogue_cert, rogue_key = second_certificate(ca, "council", tmp_path)
     round_id = federation.start_round()
     garbage = _garbage(federation, round_id, 50)
 
@@ -72,13 +72,23 @@ def test_a_second_council_certificate_cannot_pass_garbage_off_as_the_councils(
     assert "no live session" in info.value.details()
     assert _held(federation, round_id) is None
 
-    # Holding the session while the council's node is away, the garbage is taken...
+    # Saying hello before the council's node ever has, it is pinned for the council, holds
+    # its session and its garbage is taken...
     with federation.session("council", cert=rogue_cert, key=rogue_key) as stub:
         assert stub.UploadClks(iter(garbage)).complete
     _wait_disconnected(federation, round_id, "council")
 
-    # ...but the council's node does not take "complete" at its word: it fails loudly, and the
-    # coordinator discards what it held in the council's name instead of linking it.
+    # ...so the council's own node is refused, loudly, and the round is not linked meanwhile.
+    agent = federation.agent("council")
+    with pytest.raises(AuthError, match="pinned to another certificate"):
+        agent.run(rounds=1, give_up_after=20)
+    agent.close()
+    assert _held(federation, round_id) is not None
+
+    # Told so, the CA revokes the second certificate and the council's node is pinned instead.
+    # It does not take "complete" at its word: it fails loudly, and the coordinator discards
+    # what it held in the council's name instead of linking it.
+    revoke(ca, str(rogue_cert), reason="key-compromise")
     agent = federation.agent("council")
     with pytest.raises(ProtocolError, match="something else uploaded in this partner's name"):
         agent.run(rounds=1, give_up_after=20)

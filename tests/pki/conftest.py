@@ -1,4 +1,4 @@
-"""A partnership CA made once per session, and helpers to forge what a real CA would refuse."""
+"""A partnership CA made once per module, and helpers to forge what a real CA would refuse."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from cryptography.x509.oid import NameOID
 from oda_fed.pki import init_ca
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA per module: it signs one valid node certificate per partner name, and modules each
+    want their own council."""
     directory = tmp_path_factory.mktemp("ca")
     init_ca(directory)
     return directory

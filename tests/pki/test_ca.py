@@ -23,6 +23,7 @@ from oda_fed.pki import (
     sign_request,
     verify_issued_by,
 )
+from oda_fed.pki.register import CRL_FILE, load_crl, read_register, serial_hex
 
 EKU = ExtendedKeyUsageOID
 
@@ -211,8 +212,8 @@ def test_requested_extensions_are_not_copied(ca_dir: Path, tmp_path: Path) -> No
 
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "council")]))
-        .add_extension(x509.SubjectAlternativeName([_uri("node:council")]), critical=False)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "housing")]))
+        .add_extension(x509.SubjectAlternativeName([_uri("node:housing")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -305,3 +306,29 @@ def test_issue_without_a_ca_makes_no_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         issue(ca_dir=tmp_path / "no-ca", name="council", role="node", out_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "council.key").exists()
+
+
+def test_a_second_node_certificate_for_a_partner_is_refused_unless_it_replaces_the_first(
+    tmp_path: Path,
+) -> None:
+    """Either of two valid certificates for a partner could act for it, so the CA signs a second
+    only as a replacement, and then revokes the first (register and CRL) as it signs."""
+    ca = tmp_path / "ca"
+    init_ca(ca)
+    first, _ = issue(ca_dir=ca, name="council", role="node", out_dir=tmp_path / "first")
+    csr = create_request(name="council", role="node", out_dir=tmp_path / "second")
+    with pytest.raises(ConfigError, match="already issued a valid node certificate for 'council'"):
+        sign_request(ca_dir=ca, csr_path=csr)
+    assert [e.status() for e in read_register(ca)] == ["valid"]
+    assert not (tmp_path / "second" / "council.crt").exists()
+
+    second = load_certificate(sign_request(ca_dir=ca, csr_path=csr, replace=True))
+    old = load_certificate(first)
+    assert [(e.serial, e.status()) for e in read_register(ca)] == [
+        (serial_hex(old.serial_number), "revoked"), (serial_hex(second.serial_number), "valid")
+    ]  # fmt: skip
+    assert read_register(ca)[0].reason == "superseded"
+    assert load_crl(ca / CRL_FILE, ca=load_certificate(ca / "ca.crt")) == {old.serial_number}
+    # Operators and the coordinator are not partners: several valid ones are fine.
+    for n in range(2):
+        issue(ca_dir=ca, name="oda-staff", role="operator", out_dir=tmp_path / f"op{n}")

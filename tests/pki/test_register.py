@@ -47,12 +47,12 @@ def test_every_signed_certificate_is_in_the_register(ca: Path, tmp_path: Path) -
 
 
 def test_revoking_a_name_with_two_valid_certificates_asks_for_the_serial(
-    ca: Path, tmp_path: Path
+    ca: Path, tmp_path: Path, second_certificate
 ) -> None:
     """The attack's case: two council certificates. Revoking 'council' could take the honest
     one; the CA holder must say which."""
     issue(ca_dir=ca, name="council", role="node", out_dir=tmp_path / "honest")
-    rogue, _ = issue(ca_dir=ca, name="council", role="node", out_dir=tmp_path / "rogue")
+    rogue, _ = second_certificate(ca, "council", tmp_path / "rogue", registered=True)
     before = (ca / CRL_FILE).read_bytes()
     with pytest.raises(ConfigError, match="2 unrevoked certificates .*Revoke by serial"):
         revoke(ca, "council", reason="key-compromise")
