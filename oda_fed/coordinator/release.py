@@ -52,21 +52,33 @@ def analysis_deliveries(state: CoordinatorState, round_id: str) -> list[Delivery
 
 def missing_uploads(state: CoordinatorState, round_id: str) -> list[str]:
     """What the products still wait for, as ``partner's attribute`` or ``partner's table of
-    product`` (empty: all in)."""
+    product`` (empty: all in).
+
+    An upload counts once it is complete and its node has answered the instruction for it: a
+    node answers only after checking that what the coordinator holds in its name is what it
+    sent, and one that finds otherwise says so instead (what was held is then discarded). So
+    nothing uploaded in a partner's name by anyone else is ever analysed.
+    """
+    confirmed = {
+        (d.partner, d.product_id, d.attribute if d.kind is DeliveryKind.SHARE_ATTRIBUTE else "")
+        for d in state.store.deliveries.of_round(round_id)
+        if d.done and d.kind in (DeliveryKind.SHARE_ATTRIBUTE, DeliveryKind.COMPUTE_TABLE)
+    }
     missing = []
     for prod in state.project.products:
         if prod.kind == LOCAL:
             assert prod.owner is not None
-            wanted = [(prod.owner, table_upload(prod.id), f"table of {prod.id}")]
+            wanted = [(prod.owner, "", table_upload(prod.id), f"table of {prod.id}")]
         else:
             wanted = [
-                (ref.partner, attribute_upload(prod.id, ref.name), ref.name)
+                (ref.partner, ref.name, attribute_upload(prod.id, ref.name), ref.name)
                 for ref in prod.attributes()
             ]
         missing += [
             f"{partner}'s {what}"
-            for partner, upload, what in wanted
-            if not state.store.uploads.complete(round_id=round_id, partner=partner, upload=upload)
+            for partner, attribute, upload, what in wanted
+            if (partner, prod.id, attribute) not in confirmed
+            or not state.store.uploads.complete(round_id=round_id, partner=partner, upload=upload)
         ]
     return missing
 
