@@ -247,14 +247,11 @@ class ReleaseLedger:
     ----------
     path
         The ledger file.
-    create
-        False to open an existing ledger read-only, changing nothing (to inspect it, as the
-        coordinator's start-up checks do).
 
     Raises
     ------
     DisclosureError
-        When the file is not a release ledger of this format, or is missing and not ``create``.
+        When the file is not a release ledger of this format.
 
     Examples
     --------
@@ -267,42 +264,34 @@ class ReleaseLedger:
     ['r1']
     """
 
-    def __init__(self, path: str | PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise DisclosureError(f"the release ledger {self.path} does not exist")
         try:
-            if create:
-                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-            else:
-                where = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(where, uri=True, isolation_level=None, timeout=10)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         except sqlite3.Error as exc:
             raise DisclosureError(f"cannot open the release ledger {self.path}: {exc}") from None
         try:
-            if create:
-                self._db.execute("PRAGMA journal_mode = DELETE")
-                self._db.execute("PRAGMA synchronous = FULL")
-                self._db.execute("PRAGMA foreign_keys = ON")
-                with self._transaction():
-                    tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-                    if not tables:
-                        # executescript would commit the open transaction: one statement at a time.
-                        for statement in SCHEMA.split(";"):
-                            if statement.strip():
-                                self._db.execute(statement)
-                        self._db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            self._db.execute("PRAGMA journal_mode = DELETE")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            with self._transaction():
+                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+                if not tables:
+                    # executescript would commit the open transaction; run each statement in it.
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
             self._db.close()
             raise DisclosureError(f"{self.path} is not an oda-fed release ledger") from None
         if meta.get("format") != FORMAT:
             self._db.close()
             raise DisclosureError(f"{self.path} is not a release ledger of format {FORMAT!r}")
-        if create:
-            # True counts: the owner's only, whatever the umask (SQLite gives its journal the
-            # same mode).
-            os.chmod(self.path, 0o600)
+        # True counts: the owner's only, whatever the umask (SQLite gives its journal the same
+        # mode).
+        os.chmod(self.path, 0o600)
 
     def close(self) -> None:
         """Close the file."""
