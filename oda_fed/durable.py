@@ -22,9 +22,15 @@ PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Make ``path`` (and missing parents) and leave it readable by its owner only (0700)."""
+    """Make ``path`` and leave it readable by its owner only (0700), and so every parent folder
+    it had to make (a parent that existed is left as it is)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    # mkdir(parents=True) makes missing parents with the umask's mode, not ``mode``: one by one.
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another thread
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
+        os.chmod(folder, PRIVATE_DIR_MODE)
     os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode does not change a folder that existed
     return path
 
@@ -73,10 +79,12 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def replacing(path: Path) -> Iterator[Path]:
+def replacing(path: Path, *, private: bool = False) -> Iterator[Path]:
     """Yield a scratch path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On an exception the scratch file is removed and ``path`` keeps its earlier content.
+    On an exception the scratch file is removed and ``path`` keeps its earlier content. With
+    ``private`` the file is owner-only (0600) before it takes ``path``'s place, so it is never
+    readable by others under its name, whatever the umask.
 
     Examples
     --------
@@ -88,6 +96,8 @@ def replacing(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         with open(tmp, "rb") as fh:
+            if private:
+                os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
             os.fsync(fh.fileno())
         tmp.replace(path)
     finally:
@@ -95,8 +105,9 @@ def replacing(path: Path) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(scratch_path)`` and move the result to ``path`` atomically."""
-    with replacing(path) as tmp:
+def write_atomic(path: Path, write: Callable[[Path], object], *, private: bool = False) -> Path:
+    """Call ``write(scratch_path)`` and move the result to ``path`` atomically (owner-only with
+    ``private``)."""
+    with replacing(path, private=private) as tmp:
         write(tmp)
     return path

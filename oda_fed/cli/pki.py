@@ -137,18 +137,26 @@ def pki_revoke(
         ),
     ],
     reason: Annotated[
-        str, typer.Option(help="Why: e.g. key-compromise, superseded, cessation-of-operation.")
+        str,
+        typer.Option(
+            # The codes of oda_fed.pki.register.REASON_CODES (a test holds the two together).
+            help="Why, for the register. Start it with an RFC 5280 reason code for the revocation "
+            "list to carry it: key-compromise, ca-compromise, affiliation-changed, superseded, "
+            "cessation-of-operation, privilege-withdrawn (e.g. 'key-compromise: laptop "
+            "stolen'); any other reason is unspecified."
+        ),
     ],
     ca_dir: CaDirOption = Path("ca"),
 ) -> None:
     """Revoke a certificate: mark it in the register and rewrite the CA's revocation list
     (ca.crl), which the coordinator enforces (its revocation_list setting)."""
-    from oda_fed.pki.register import CRL_FILE, revoke
+    from oda_fed.pki.register import CRL_FILE, reason_code, revoke
 
     entry = call(revoke, ca_dir, which, reason=reason)
     console.print(
         f"revoked certificate {entry.serial} ({entry.role} '{escape(entry.name)}'): "
-        f"{escape(entry.reason)}\nrevocation list: {escape(str(ca_dir / CRL_FILE))} (copy it to "
+        f"{escape(entry.reason)} (reason code: {reason_code(entry.reason).name})"
+        f"\nrevocation list: {escape(str(ca_dir / CRL_FILE))} (copy it to "
         "the coordinator's revocation_list; it is read again when it changes)",
         highlight=False,
     )

@@ -19,6 +19,7 @@ from oda_fed.config import LOCAL, RECORD_KINDS, AttributeRef, Product
 from oda_fed.coordinator import reports
 from oda_fed.coordinator.release import attribute_upload, table_upload
 from oda_fed.coordinator.state import CoordinatorState
+from oda_fed.durable import private_dir
 from oda_fed.products import write_product
 from oda_fed.products.build import Population, build_products
 from oda_fed.products.note import Provenance
@@ -52,8 +53,7 @@ def make_products(state: CoordinatorState, round_id: str) -> Made:
         columns=["partner", "ref", "entity_id", "score"],
     )
     entity_partners = members.groupby("entity_id")["partner"].nunique()
-    out_dir = state.output_dir / round_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(state.output_dir / round_id)  # products and true counts
     provenance = Provenance(
         project=state.project,
         fingerprint=state.fingerprint,

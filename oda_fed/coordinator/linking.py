@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from oda_fed.coordinator.state import CoordinatorState
+from oda_fed.durable import private_dir
 from oda_fed.index import Extract
 from oda_fed.linkage import IndexTarget, run_linkage
 
@@ -61,7 +62,9 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
     }
     result = run_linkage(extracts, settings=state.settings, index=target)
     written = result.write_quality_report(
-        state.output_dir / round_id, title=f"Linkage quality, round {round_id}", internal=True
+        private_dir(state.output_dir / round_id),
+        title=f"Linkage quality, round {round_id}",
+        internal=True,
     )
     rows: list[Member] = []
     for partner, record_ids in zip(partners, ids, strict=True):

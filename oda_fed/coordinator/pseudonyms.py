@@ -52,7 +52,9 @@ class Pseudonyms:
     @classmethod
     def load_or_create(cls, state_dir: Path) -> Pseudonyms:
         """The coordinator's key, made (owner-only) the first time. Losing it changes every
-        partner's pseudonyms, so it is kept with the rest of the state."""
+        partner's pseudonyms, so it is kept with the rest of the state, and the coordinator
+        refuses to start without it once entity ids were delivered
+        (:func:`~oda_fed.coordinator.recovery.open_store`)."""
         path = Path(state_dir) / KEY_FILE
         if not path.exists():
             write_file(path, AESSIV.generate_key(256), private=True, force=False)

@@ -19,7 +19,7 @@ from oda_fed.coordinator.lifecycle import Lifecycle
 from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
-from oda_fed.durable import write_atomic
+from oda_fed.durable import private_dir, write_atomic
 from oda_fed.linkage import settings_for
 from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
@@ -61,7 +61,9 @@ def serve(
             len(drawn_on.shapes),
             drawn_on.fingerprint,
         )
-    config.output_dir.mkdir(parents=True, exist_ok=True)
+    # Products and reports hold counts (the disclosure reports true ones) before and after
+    # release: the operator's alone, whatever the umask.
+    private_dir(config.output_dir)
     crossings = Crossings(
         config.audit_path,
         party=COORDINATOR,

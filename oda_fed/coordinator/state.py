@@ -22,8 +22,9 @@ from oda_fed.coordinator.pseudonyms import Pseudonyms
 from oda_fed.coordinator.refusals import RefusalTally
 from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
+from oda_fed.durable import private_dir
 from oda_fed.matching.settings import LinkSettings
-from oda_fed.products.releases import Releases
+from oda_fed.products.releases import PENDING, Releases
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.messages import Instruction
 from oda_fed.transport.protocol import CHUNK_RECORDS, COORDINATOR, UPLOADS_AT_ONCE, AuditKind, cut
@@ -122,6 +123,7 @@ class CoordinatorState:
             )
 
         name = self.fingerprint.rpartition(":")[2][:16]
+        private_dir(self.state_dir / PENDING)  # a release's true counts wait there
         return Releases.in_folder(self.state_dir, self.project, name=name, audit=audit)
 
     def log_refusal(self, refusal: Refusal, *, who: str | None) -> None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -238,9 +239,9 @@ class LedgerHold:
 class ReleaseLedger:
     """The coordinator's ledger of released cells, in one SQLite file.
 
-    Open it with a path (the file is created on first use) and close it, or use it as a
-    context manager. Every :meth:`record` is one transaction: a release is stored whole or not
-    at all.
+    Open it with a path (the file is created on first use, owner-only) and close it, or use it
+    as a context manager. Every :meth:`record` is one transaction: a release is stored whole or
+    not at all.
 
     Parameters
     ----------
@@ -288,6 +289,9 @@ class ReleaseLedger:
         if meta.get("format") != FORMAT:
             self._db.close()
             raise DisclosureError(f"{self.path} is not a release ledger of format {FORMAT!r}")
+        # True counts: the owner's only, whatever the umask (SQLite gives its journal the same
+        # mode).
+        os.chmod(self.path, 0o600)
 
     def close(self) -> None:
         """Close the file."""

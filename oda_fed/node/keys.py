@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from oda_fed.config import LoadedProject, NodeConfig
+from oda_fed.durable import private_dir
 from oda_fed.errors import AuthError, ConfigError, ProtocolError
 from oda_fed.pki.agreement import (
     AGREEMENT_KEY_FILE,
@@ -101,7 +102,8 @@ class NodeKeys:
 
     @cached_property
     def _own(self) -> Any:
-        return agreement_key(self.config.keys_dir / AGREEMENT_KEY_FILE)
+        # The folder too is owner-only: its listing says which key versions this node holds.
+        return agreement_key(private_dir(self.config.keys_dir) / AGREEMENT_KEY_FILE)
 
     @cached_property
     def _ca(self) -> Any:

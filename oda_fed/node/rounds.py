@@ -2,7 +2,7 @@
 prepared, the entity ids received. They never leave the node.
 
 A round's folder is written in a scratch folder and renamed into place in one step, so a crash
-leaves either the whole round prepared or nothing.
+leaves either the whole round prepared or nothing. The folders and files are owner-only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oda_fed.durable import fsync_dir, private_file, write_atomic
+from oda_fed.durable import fsync_dir, private_dir, private_file, write_atomic
 from oda_fed.errors import ProtocolError
 from oda_fed.node.policy import Refused
 from oda_fed.transport.protocol import check_round_id
@@ -41,7 +41,7 @@ class RoundFiles:
         """Write the round's state in a scratch folder and rename it into place in one step."""
         tmp = self.dir.with_name(self.dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        private_dir(tmp)  # and ``rounds/``, whose listing names every round this node took part in
         pd.DataFrame({"ref": np.arange(len(record_ids)), "record_id": record_ids}).to_csv(
             tmp / "refs.csv", index=False
         )
@@ -78,5 +78,4 @@ class RoundFiles:
             raise ProtocolError(f"received {len(entity_ids)} entity ids for {len(ids)} refs")
         out = self.dir / "entities.csv"
         frame = pd.DataFrame({"record_id": ids, "entity_id": entity_ids})
-        write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
-        return private_file(out)
+        return write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False), private=True)

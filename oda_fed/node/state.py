@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oda_fed.config import LoadedProject, NodeConfig, Project
+from oda_fed.durable import private_dir
 from oda_fed.encoding.exact import derive_record_key
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.sources import Layout
@@ -79,7 +80,7 @@ class NodeState:
         """Disclosure control of the tables this node computes (``local`` products), across
         rounds: its own rounding key and release ledger in ``<workdir>/disclosure``, every
         table's decisions counted in its audit log."""
-        from oda_fed.products.releases import Releases
+        from oda_fed.products.releases import PENDING, Releases
 
         def audit(round_id: str, table: str, decisions: dict[str, int]) -> None:
             self.crossings.record(
@@ -91,4 +92,6 @@ class NodeState:
             )
 
         name = self.fingerprint.rpartition(":")[2][:16]
-        return Releases.in_folder(self.workdir / "disclosure", self.project, name=name, audit=audit)
+        folder = self.workdir / "disclosure"
+        private_dir(folder / PENDING)  # and its parent: the rounding key, the ledger's true counts
+        return Releases.in_folder(folder, self.project, name=name, audit=audit)

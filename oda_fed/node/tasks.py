@@ -19,7 +19,7 @@ import numpy as np
 
 from oda_fed import __version__
 from oda_fed.config import LOCAL
-from oda_fed.durable import private_file, write_atomic
+from oda_fed.durable import private_dir, write_atomic
 from oda_fed.encoding.exact import record_keys
 from oda_fed.encoding.rounds import RoundTransform
 from oda_fed.errors import OdaFedError
@@ -260,7 +260,7 @@ def _compute_table(
         values={name: files.attribute(name) for name in names},
         releases=state.releases,
         release_id=round_id,
-        report_dir=state.workdir / "local" / round_id,
+        report_dir=private_dir(state.workdir / "local" / round_id),  # true counts
     )[prod.id]
     for line in built.held:
         log.warning("round %s: the release ledger held %s", round_id, line)
@@ -286,7 +286,8 @@ def _fetch_entities(
 ) -> int:
     entity_ids = client.fetch_entities(round_id)
     path = files.write_entities(entity_ids)
-    private_file(shutil.copyfile(path, state.workdir / "entities.csv"))
+    write_atomic(state.workdir / "entities.csv", lambda tmp: shutil.copyfile(path, tmp),
+                 private=True)  # fmt: skip
     log.info("round %s: entity ids for %d records written to %s", round_id, len(entity_ids), path)
     return len(entity_ids)
 
@@ -302,10 +303,10 @@ def _receive_product(
     if lists.is_record_product(product):
         received, records = lists.with_record_ids(product, release, files)
     names = [policy.file_name(item.name) for item in received]
-    out = state.workdir / "releases" / round_id / release.product_id
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(state.workdir / "releases" / round_id / release.product_id)
     for name, item in zip(names, received, strict=True):
-        write_atomic(out / name, lambda tmp, data=item.content: tmp.write_bytes(data))
+        # A list or alert names this partner's records, a table its counts: owner-only.
+        write_atomic(out / name, lambda tmp, data=item.content: tmp.write_bytes(data), private=True)
     log.info(
         "round %s: received product '%s' (%d file(s), released by %s) in %s",
         round_id,

@@ -35,6 +35,16 @@ REGISTER_FILE = "register.json"
 CRL_FILE = "ca.crl"
 _SERIAL = re.compile(r"(?:0x)?([0-9a-f]{1,40})")
 _REASON_MAX = 200
+#: RFC 5280 reason codes, by the words a register reason starts with (``key-compromise``,
+#: ``Key compromise: laptop stolen``, ``keyCompromise`` all name the first).
+REASON_CODES: dict[str, x509.ReasonFlags] = {
+    "key-compromise": x509.ReasonFlags.key_compromise,
+    "ca-compromise": x509.ReasonFlags.ca_compromise,
+    "affiliation-changed": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessation-of-operation": x509.ReasonFlags.cessation_of_operation,
+    "privilege-withdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
 
 Status = Literal["valid", "expired", "revoked"]
 
@@ -150,7 +160,9 @@ def revoke(ca_dir: Path, which: str, *, reason: str, now: dt.datetime | None = N
         that name, or the path of a certificate file the CA issued (one from before the register
         too).
     reason
-        Why, for the register (e.g. ``key-compromise``, ``superseded``); not personal data.
+        Why, for the register; not personal data. When it starts with one of
+        :data:`REASON_CODES` (e.g. ``key-compromise: laptop stolen``), the CRL entry carries that
+        RFC 5280 reason code.
 
     Returns
     -------
@@ -199,6 +211,25 @@ def revoke(ca_dir: Path, which: str, *, reason: str, now: dt.datetime | None = N
     return revoked
 
 
+def reason_code(reason: str) -> x509.ReasonFlags:
+    """The RFC 5280 reason code a register reason names by its first words, else
+    ``unspecified``.
+
+    Examples
+    --------
+    >>> reason_code("key compromise: laptop stolen"), reason_code("keyCompromise")
+    (<ReasonFlags.key_compromise: 'keyCompromise'>, <ReasonFlags.key_compromise: 'keyCompromise'>)
+    >>> reason_code("left the partnership")
+    <ReasonFlags.unspecified: 'unspecified'>
+    """
+    words = re.findall(r"[a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", reason).lower())
+    for name, code in REASON_CODES.items():
+        named = name.split("-")
+        if words[: len(named)] == named:
+            return code
+    return x509.ReasonFlags.unspecified
+
+
 def write_crl(
     ca_dir: Path,
     *,
@@ -209,7 +240,9 @@ def write_crl(
     """(Re)write ``ca_dir/ca.crl`` from the register: every revoked certificate, signed by the CA.
 
     Its next update is the CA certificate's expiry: a revocation is for good, so an old list is
-    never less safe to enforce than none.
+    never less safe to enforce than none. Each entry carries the reason code its register reason
+    names (:func:`reason_code`), so that a relying party can tell a compromised key from a
+    replaced one; none when it names none, as RFC 5280 (5.3.1) asks instead of ``unspecified``.
     """
     if ca_cert is None or ca_key is None:
         from oda_fed.pki.ca import load_ca
@@ -224,13 +257,16 @@ def write_crl(
         .next_update(max(ca_cert.not_valid_after_utc, now + dt.timedelta(days=1)))
     )
     for e in entries:
-        if e.revoked_at:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(int(e.serial, 16))
-                .revocation_date(dt.datetime.fromisoformat(e.revoked_at))
-                .build()
-            )
+        if not e.revoked_at:
+            continue
+        revoked = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(e.serial, 16))
+            .revocation_date(dt.datetime.fromisoformat(e.revoked_at))
+        )
+        if (code := reason_code(e.reason)) is not x509.ReasonFlags.unspecified:
+            revoked = revoked.add_extension(x509.CRLReason(code), critical=False)
+        builder = builder.add_revoked_certificate(revoked.build())
     crl = builder.sign(ca_key, hashes.SHA256())
     pem = crl.public_bytes(serialization.Encoding.PEM)
     return write_atomic(ca_dir / CRL_FILE, lambda tmp: tmp.write_bytes(pem))

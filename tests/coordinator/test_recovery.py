@@ -24,6 +24,7 @@ from oda_fed.audit import read_entries
 from oda_fed.cli import app
 from oda_fed.config import load_coordinator_config
 from oda_fed.coordinator.chunks import Chunk
+from oda_fed.coordinator.recovery import ledger_path_for
 from oda_fed.coordinator.server import serve
 from oda_fed.coordinator.store import Store
 from oda_fed.errors import InputDataError, StateError
@@ -263,3 +264,102 @@ def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(fede
     path.write_bytes(kept)
     federation.start_coordinator()
     assert federation.errors == []
+
+
+# --- the rounding key, the release ledger and the pseudonym key: their loss is refused --------
+
+
+def _state_files(state: Path) -> dict[str, bytes]:
+    """Every file of the coordinator's state folder but its audit log, with its content."""
+    return {
+        str(p.relative_to(state)): p.read_bytes()
+        for p in state.rglob("*")
+        if p.is_file() and p.relative_to(state).parts[0] != "audit"
+    }
+
+
+def _accepted(federation) -> list[dict]:
+    audit = load_coordinator_config(federation.coordinator_config).audit_path
+    return [dict(e.detail) for e in read_entries(audit) if e.kind == "operator:accept_empty_state"]
+
+
+def test_lost_disclosure_state_or_pseudonym_key_is_refused_after_a_release(federation) -> None:
+    """A released round rounded its tables with disclosure.key, recorded its cells in the ledger
+    and delivered entity ids under pseudonyms.key: each lost (deleted or truncated) is refused,
+    with what was lost and how to restore it, and nothing in the state folder is made or
+    changed; a fresh key or empty ledger would re-round published cells and let the next release
+    be differenced against this one."""
+    assert federation.run_round().state == "closed"
+    federation.stop_coordinator()
+    state = federation.workdir / "coordinator" / "state"
+    key, names = state / "disclosure.key", state / "pseudonyms.key"
+    ledger = ledger_path_for(state, federation.fingerprint)
+    assert ledger.is_file()  # where the coordinator keeps it: the file guarded is the one in use
+    kept = _state_files(state)
+
+    for lost, how, said in [
+        (key, "missing", "the rounding key {} is missing"),
+        (key, "zero_bytes", "the rounding key {} is empty (zero bytes)"),
+        (ledger, "missing", "the release ledger {} is missing"),
+        (ledger, "zero_bytes", "the release ledger {} is empty (zero bytes)"),
+        (names, "missing", "the pseudonym key {} is missing"),
+    ]:
+        if how == "missing":
+            lost.unlink()
+        else:
+            lost.write_bytes(b"")
+        before = _state_files(state)
+        result = _refused(federation)
+        output = " ".join(result.output.split())
+        assert result.exit_code == 8, output
+        assert "Traceback" not in output
+        assert said.format(lost) in output, output
+        assert "but the audit log shows 1 " in output
+        assert f"Restore these files ({lost.name}) into state_dir from your latest backup" in output
+        assert "--accept-empty-state" in output
+        assert _state_files(state) == before  # refused before anything was made or changed
+        lost.write_bytes(kept[lost.name])
+    assert _accepted(federation) == []
+    federation.start_coordinator()  # restored from the backup: welcome again
+    federation.stop_coordinator()
+    assert federation.errors == []
+
+
+def test_accepting_lost_disclosure_state_is_audited_and_counts_only_later_releases(
+    federation,
+) -> None:
+    assert federation.run_round().state == "closed"
+    federation.stop_coordinator()
+    state = federation.workdir / "coordinator" / "state"
+    ledger = ledger_path_for(state, federation.fingerprint)
+    kept_ledger = ledger.read_bytes()
+
+    # The database lost and accepted: that excuses the database only, not the ledger.
+    (state / "coordinator.sqlite").unlink()
+    _serve_accepting_empty_state(federation)
+    assert _accepted(federation) == [{"database": "missing", "earlier_rounds": 1}]
+    ledger.unlink()
+    result = _refused(federation)
+    assert result.exit_code == 8 and "the release ledger" in result.output, result.output
+
+    # Every lost part named in one refusal; accepted, each is on the record.
+    (state / "disclosure.key").write_bytes(b"")
+    (state / "pseudonyms.key").unlink()
+    output = " ".join(_refused(federation).output.split())
+    for said in ("rounding key", "release ledger", "pseudonym key"):
+        assert f"the {said} " in output, output
+    _serve_accepting_empty_state(federation)
+    assert _accepted(federation)[1:] == [
+        {"disclosure_key": "zero_bytes", "disclosure_key_rounds": 1, "ledger": "missing",
+         "ledger_rounds": 1, "pseudonyms_key": "missing", "pseudonyms_key_rounds": 1}
+    ]  # fmt: skip
+    # Accepted once: the next start needs no flag, and a fresh key replaces the empty file.
+    federation.start_coordinator()
+    assert federation.run_round().state == "closed"
+    federation.stop_coordinator()
+    assert len((state / "disclosure.key").read_bytes()) > 0 and ledger.is_file()
+    # A release since the acceptance counts again: losing the new ledger is refused.
+    assert ledger.read_bytes() != kept_ledger
+    ledger.unlink()
+    result = _refused(federation)
+    assert result.exit_code == 8 and "shows 1 released round(s)" in result.output, result.output

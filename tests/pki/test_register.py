@@ -114,3 +114,54 @@ def test_the_list_is_read_again_when_it_changes_and_a_broken_copy_revokes_nothin
     assert revocations.revoked(serial)
     copy.unlink()
     assert revocations.revoked(serial)
+
+
+def test_each_crl_entry_carries_the_reason_code_its_register_reason_names(
+    ca: Path, tmp_path: Path
+) -> None:
+    """A relying party reading the CRL with any X.509 library learns why each certificate was
+    revoked (a compromised key is not a replaced one); a reason naming no code carries none,
+    which RFC 5280 reads as unspecified."""
+    reasons = {
+        "council": ("key-compromise: laptop stolen", x509.ReasonFlags.key_compromise),
+        "police": ("Superseded by a new certificate", x509.ReasonFlags.superseded),
+        "fire": ("affiliation changed", x509.ReasonFlags.affiliation_changed),
+        "housing": ("cessationOfOperation", x509.ReasonFlags.cessation_of_operation),
+        "nhs": ("CA compromise", x509.ReasonFlags.ca_compromise),
+        "probation": (
+            "privilege_withdrawn: left the project",
+            x509.ReasonFlags.privilege_withdrawn,
+        ),
+        "ambulance": ("lost interest", None),
+        "library": ("keys compromised?", None),  # not the code's words: not guessed
+    }
+    serials = {}
+    for name, (reason, _) in reasons.items():
+        cert, _ = issue(ca_dir=ca, name=name, role="node", out_dir=tmp_path / name)
+        serials[load_certificate(cert).serial_number] = name
+        revoke(ca, name, reason=reason)
+
+    crl = x509.load_pem_x509_crl((ca / CRL_FILE).read_bytes())
+    assert crl.is_signature_valid(_ca_cert(ca).public_key())
+    found = {}
+    for entry in crl:
+        try:
+            code = entry.extensions.get_extension_for_class(x509.CRLReason)
+        except x509.ExtensionNotFound:
+            found[serials[entry.serial_number]] = None
+        else:
+            assert not code.critical
+            found[serials[entry.serial_number]] = code.value.reason
+    assert found == {name: code for name, (_, code) in reasons.items()}
+
+
+def test_revoke_help_lists_every_reason_code_it_recognises() -> None:
+    from typer.testing import CliRunner
+
+    from oda_fed.cli import app
+    from oda_fed.pki.register import REASON_CODES
+
+    shown = CliRunner(env={"COLUMNS": "400"}).invoke(app, ["pki", "revoke", "--help"])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert all(code in text for code in REASON_CODES), text
