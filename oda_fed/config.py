@@ -871,7 +871,10 @@ class CoordinatorConfig(_Strict):
     audit_dir: Path | None = None
     tls: TlsFiles
     operator: Operator | None = None
-    max_message_mb: int = Field(default=32, ge=1, le=512)
+    # The largest message it reads or sends, in MiB. Unset, it reads no message larger than a
+    # node of the project needs (a chunk of its CLKs, of attribute values, or a local table) and
+    # sends up to 32 MiB: a smaller read limit bounds the memory that uploads at once can take.
+    max_message_mb: int | None = Field(default=None, ge=1, le=512)
     # Boundary files (GeoJSON) the project's maps are drawn on: boundary set name -> file.
     # Public geography, never personal data; the project names the set, this says where it is.
     boundaries: dict[Name, Path] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from pathlib import Path
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oda_fed.audit.checkpoint import Signer
-from oda_fed.config import CoordinatorConfig, load_pinned_project
+from oda_fed.config import LOCAL, CoordinatorConfig, Project, load_pinned_project
 from oda_fed.coordinator.lifecycle import Lifecycle
 from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
@@ -28,10 +28,18 @@ from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport.auth import CallLimits
 from oda_fed.transport.channel import create_server
 from oda_fed.transport.crossing import Crossings
-from oda_fed.transport.protocol import CALLS_PER_CALLER, COORDINATOR, AuditKind, cut
+from oda_fed.transport.protocol import (
+    CALLS_PER_CALLER,
+    COORDINATOR,
+    AuditKind,
+    cut,
+    largest_node_message,
+)
 
 log = logging.getLogger(__name__)
 
+#: The largest message it sends, in MiB, unless the configuration says (a product's files).
+SEND_MB = 32
 SERVICES = ("oda_fed.proto.v1.Coordinator", "oda_fed.proto.v1.Admin", "oda_fed.proto.v1.Keys")
 
 
@@ -108,10 +116,12 @@ def serve(
         address=config.listen,
         tls=config.tls,
         max_workers=limits.workers,
-        max_message_mb=config.max_message_mb,
+        max_message_mb=config.max_message_mb or SEND_MB,
+        max_receive_bytes=receive_limit(config, loaded.project),
         on_refused=on_refused,
         limits=limits,
         revoked=None if revocations is None else revocations.revoked,
+        partners=loaded.project.partner_ids,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -147,6 +157,24 @@ def serve(
         state.refusals.close()
         state.crossings.close()
         state.store.close()
+
+
+def receive_limit(config: CoordinatorConfig, project: Project) -> int:
+    """The largest message the coordinator reads: ``max_message_mb`` when the configuration
+    sets it, else what the project's nodes need (:func:`largest_node_message`)."""
+    if config.max_message_mb is not None:
+        return config.max_message_mb << 20
+    linkage = project.linkage
+    tables = [len(p.dimensions) for p in project.products if p.kind == LOCAL]
+    limit = largest_node_message(
+        clk_bits=linkage.wire_bits,
+        token_columns=sum(f.keyed_token for f in linkage.fields),
+        record_keys=linkage.stable_entity_ids,
+        attributes=bool(project.attributes),
+        table_dimensions=max(tables, default=0),
+    )
+    log.info("reading messages of at most %.1f MiB (the project's largest upload)", limit / 2**20)
+    return limit
 
 
 def _revocations(

@@ -28,9 +28,14 @@ _COORD = "/oda_fed.proto.v1.Coordinator/"
 _ADMIN = "/oda_fed.proto.v1.Admin/"
 _KEYS = "/oda_fed.proto.v1.Keys/"
 _HEALTH = "/grpc.health.v1.Health/"
-_ANY = frozenset({"node", "operator", "coordinator"})
+#: Not a certificate's role but what a node certificate naming a partner of the project is too.
+PARTNER = "partner"
+# The coordinator's health is for the project's own: a certificate of the partnership CA that
+# names no partner (another project's node) may not watch it, nor hold a stream for it.
+_MEMBERS = frozenset({PARTNER, "operator", "coordinator"})
 
-#: Every RPC the coordinator serves, and the certificate roles allowed to call it.
+#: Every RPC the coordinator serves, and the certificate roles allowed to call it
+#: (:data:`PARTNER`: a node of a partner of the project).
 ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     _COORD + "Connect": frozenset({"node"}),
     _COORD + "UploadClks": frozenset({"node"}),
@@ -46,10 +51,13 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     _ADMIN + "GetRound": frozenset({"operator"}),
     _ADMIN + "ReleaseRound": frozenset({"operator"}),
     _ADMIN + "CancelRound": frozenset({"operator"}),
-    _HEALTH + "Check": _ANY,
-    _HEALTH + "Watch": _ANY,
-    _HEALTH + "List": _ANY,
+    _HEALTH + "Check": _MEMBERS,
+    _HEALTH + "Watch": _MEMBERS,
+    _HEALTH + "List": _MEMBERS,
 }
+
+#: An unknown method's name is shown, and logged, cut to this length.
+MAX_METHOD_CHARS = 100
 
 RefusalHook = Callable[[str | None, str, str], None]
 """Called as ``hook(caller_name_or_None, method, reason)`` for every refused call."""
@@ -145,7 +153,13 @@ class CallLimits:
 
 class AuthInterceptor(grpc.ServerInterceptor):
     """Refuses methods outside :data:`ROLES_BY_METHOD`, checks roles on the rest, and keeps each
-    caller within its :class:`CallLimits`."""
+    caller within its :class:`CallLimits`. A node certificate has the role :data:`PARTNER`
+    too when it names one of ``partners``.
+
+    Every refusal is reported from the call's own thread, under the caller's name: never from
+    the server's one polling thread, which runs :meth:`intercept_service` for every call, and
+    where reporting (which may write to disk) would hold up all of them.
+    """
 
     def __init__(
         self,
@@ -153,10 +167,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
         on_refused: RefusalHook | None = None,
         limits: CallLimits | None = None,
         revoked: Callable[[int], bool] | None = None,
+        partners: Iterable[str] | None = None,
     ) -> None:
         self._on_refused = on_refused
         self._limits = limits
         self._revoked = revoked
+        self._partners = frozenset(partners or ())
+
+    def _roles(self, ident: Identity) -> frozenset[str]:
+        if ident.role == "node" and ident.name in self._partners:
+            return frozenset({ident.role, PARTNER})
+        return frozenset({ident.role})
 
     def _refuse(self, who: str | None, method: str, reason: str) -> None:
         if self._on_refused is not None:
@@ -166,10 +187,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         roles = ROLES_BY_METHOD.get(method)
         if roles is None:
-            self._refuse(None, method, "unknown method")
+            shown = method[:MAX_METHOD_CHARS] if isinstance(method, str) else "?"
 
             def deny(_request: Any, context: grpc.ServicerContext) -> None:
-                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {method} is not offered")
+                try:
+                    who: str | None = peer_identity(context).name
+                except AuthError:
+                    who = None
+                self._refuse(who, shown, "unknown method")
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {shown} is not offered")
 
             return grpc.unary_unary_rpc_method_handler(deny)
         handler = continuation(handler_call_details)
@@ -193,11 +219,13 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 )
                 self._refuse(ident.name, method, reason)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
-            if ident.role not in roles:
+            if not self._roles(ident) & roles:
                 reason = (
                     f"a {ident.role} certificate ('{ident.name}') may not call {method}; "
                     f"allowed: {', '.join(sorted(roles))}"
                 )
+                if PARTNER in roles and ident.role == "node":
+                    reason += f" ('{ident.name}' is no partner of this project)"
                 self._refuse(ident.name, method, reason)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             if self._limits is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from pathlib import Path
 
@@ -50,24 +50,37 @@ def create_server(
     tls: TlsFiles,
     max_workers: int = 32,
     max_message_mb: int = 32,
+    max_receive_bytes: int | None = None,
     on_refused: RefusalHook | None = None,
     limits: CallLimits | None = None,
     revoked: Callable[[int], bool] | None = None,
+    partners: Iterable[str] | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server that requires a client certificate from the partnership CA, and refuses
     every call from one whose serial ``revoked`` says the CA has revoked.
 
-    Returns the (not yet started) server and the bound port, so tests can bind port 0.
+    ``max_receive_bytes`` lowers the largest message it reads below ``max_message_mb`` (which
+    bounds what it sends): gRPC refuses a larger one before reading it into memory.
+    ``partners`` names the nodes that are partners (see
+    :class:`~oda_fed.transport.auth.AuthInterceptor`). Returns the (not yet started) server and
+    the bound port, so tests can bind port 0.
     """
     credentials = grpc.ssl_server_credentials(
         [(_read(tls.key, "private key"), _read(tls.cert, "certificate"))],
         root_certificates=_read(tls.ca, "CA certificate"),
         require_client_auth=True,
     )
+    sizes = dict(message_options(max_message_mb))
+    if max_receive_bytes is not None:
+        sizes["grpc.max_receive_message_length"] = max_receive_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[AuthInterceptor(on_refused=on_refused, limits=limits, revoked=revoked)],
-        options=[*message_options(max_message_mb), *_KEEPALIVE, *_SERVER_PINGS],
+        interceptors=[
+            AuthInterceptor(
+                on_refused=on_refused, limits=limits, revoked=revoked, partners=partners
+            )
+        ],
+        options=[*sizes.items(), *_KEEPALIVE, *_SERVER_PINGS],
     )
     try:
         port = server.add_secure_port(address, credentials)

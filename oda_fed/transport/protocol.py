@@ -17,6 +17,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -37,6 +38,99 @@ CALLS_PER_CALLER = 6
 #: Longest attribute value, label or table coordinate a node may send, in characters. A value
 #: longer than any code, band or label is a mis-mapped column or an attack (a 2 MiB "area").
 MAX_VALUE_CHARS = 100
+#: Longest name or id in a node's message, in characters: a partner, product, attribute or token
+#: field, a round or instruction id, a project fingerprint, a key check, a software version.
+MAX_NAME_CHARS = 128
+#: Longest error a node reports for an instruction (the coordinator keeps :data:`MAX_REASON`).
+MAX_ERROR_CHARS = 1_000
+#: Length of a keyed token, a record key or a Merkle hash (HMAC-SHA256, SHA-256), in bytes.
+DIGEST_BYTES = 32
+#: The widest CLK on the wire, in bytes: ``[linkage] bits`` at most 8192, doubled by balancing.
+MAX_CLK_BYTES = 2 * 8192 // 8
+#: Most keyed-token columns in one CLK chunk (one per linkage field).
+MAX_TOKEN_COLUMNS = 64
+#: Most cells in a ``local`` product's table, and most dimensions of a cell (as
+#: ``oda_fed.config.MAX_DIMENSIONS``). A table of more cells is no table to publish.
+MAX_TABLE_CELLS = 10_000
+MAX_TABLE_DIMENSIONS = 3
+#: Most partners whose wrapped secrets one key version carries.
+MAX_PARTNERS = 256
+#: A signed audit checkpoint (up to 16 signatures, each with its PEM certificate), a
+#: certificate, and a signature, in bytes.
+MAX_CHECKPOINT_BYTES = 64 * 1024
+MAX_CERTIFICATE_BYTES = 8 * 1024
+MAX_SIGNATURE_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The most one field of a node's message may hold: ``items`` values (1 for a field that is
+    not repeated), each at most ``size`` characters (a string) or bytes (bytes); ``size`` 0 for
+    a field of messages, whose own fields have bounds."""
+
+    size: int = 0
+    items: int = 1
+
+
+_NAME = Bound(MAX_NAME_CHARS)
+_KEY = Bound(DIGEST_BYTES)  # an X25519 key (32 bytes), an HKDF salt (16), an AEAD nonce (12)
+#: What the coordinator accepts in each string, bytes or repeated field of a message a node
+#: sends (``Message.field``; :data:`oda_fed.transport.serde.NODE_MESSAGES` are those
+#: messages). A test fails when a field has no entry here, so a field added to the protocol
+#: gets a bound chosen for it; until then :data:`DEFAULT_BOUND` holds it.
+FIELD_BOUNDS: dict[str, Bound] = {
+    "Hello.partner_id": _NAME,
+    "Hello.project_fingerprint": _NAME,
+    "Hello.software_version": _NAME,
+    "Hello.key_check": _NAME,
+    "InstructionResult.instruction_id": _NAME,
+    "InstructionResult.error": Bound(MAX_ERROR_CHARS),
+    "Witness.checkpoint": Bound(MAX_CHECKPOINT_BYTES),
+    "Witness.consistency": Bound(DIGEST_BYTES, items=64),  # a proof of a log of 2**64 entries
+    "Witness.cosignature": Bound(MAX_SIGNATURE_BYTES),
+    "ClkChunk.round_id": _NAME,
+    "ClkChunk.project_fingerprint": _NAME,
+    "ClkChunk.clks": Bound(CHUNK_RECORDS * MAX_CLK_BYTES),
+    "ClkChunk.tokens": Bound(items=MAX_TOKEN_COLUMNS),
+    "ClkChunk.record_keys": Bound(DIGEST_BYTES, items=CHUNK_RECORDS),
+    "TokenColumn.field": _NAME,
+    "TokenColumn.values": Bound(DIGEST_BYTES, items=CHUNK_RECORDS),
+    "UploadStatusRequest.round_id": _NAME,
+    "UploadStatusRequest.project_fingerprint": _NAME,
+    "UploadStatusRequest.upload": Bound(2 * MAX_NAME_CHARS + 16),  # attribute:<product>:<name>
+    "AttributeChunk.round_id": _NAME,
+    "AttributeChunk.project_fingerprint": _NAME,
+    "AttributeChunk.product_id": _NAME,
+    "AttributeChunk.attribute": _NAME,
+    "AttributeChunk.values": Bound(MAX_VALUE_CHARS, items=CHUNK_RECORDS),
+    "FetchEntitiesRequest.round_id": _NAME,
+    "FetchEntitiesRequest.project_fingerprint": _NAME,
+    "LocalTable.round_id": _NAME,
+    "LocalTable.project_fingerprint": _NAME,
+    "LocalTable.product_id": _NAME,
+    "LocalTable.cells": Bound(items=MAX_TABLE_CELLS),
+    "LocalCell.coordinates": Bound(MAX_VALUE_CHARS, items=MAX_TABLE_DIMENSIONS),
+    "AgreementKey.project_fingerprint": _NAME,
+    "AgreementKey.partner_id": _NAME,
+    "AgreementKey.public_key": _KEY,
+    "AgreementKey.certificate": Bound(MAX_CERTIFICATE_BYTES),
+    "AgreementKey.signature": Bound(MAX_SIGNATURE_BYTES),
+    "KeysRequest.project_fingerprint": _NAME,
+    "WrappedSecret.project_fingerprint": _NAME,
+    "WrappedSecret.sender": _NAME,
+    "WrappedSecret.recipient": _NAME,
+    "WrappedSecret.sender_key": _KEY,
+    "WrappedSecret.recipient_key": _KEY,
+    "WrappedSecret.salt": _KEY,
+    "WrappedSecret.nonce": _KEY,
+    "WrappedSecret.ciphertext": Bound(256),  # a 32-byte secret and its AEAD tag
+    "WrappedSecrets.project_fingerprint": _NAME,
+    "WrappedSecrets.key_check": _NAME,
+    "WrappedSecrets.secrets": Bound(items=MAX_PARTNERS),
+    "SecretRequest.project_fingerprint": _NAME,
+}
+#: The bound of a field :data:`FIELD_BOUNDS` does not name: a name, and a few items.
+DEFAULT_BOUND = Bound(MAX_NAME_CHARS, items=8)
 #: Uploads the coordinator takes at once, from all partners together (its memory bound), and
 #: how long an upload waits for one before it is refused, to be retried.
 UPLOADS_AT_ONCE = 4
@@ -213,6 +307,39 @@ def chunks(total: int, size: int) -> Iterator[tuple[int, int, int]]:
 def chunk_count(total: int, size: int) -> int:
     """How many chunks :func:`chunks` makes: at least one."""
     return max(1, -(-total // max(1, size)))
+
+
+def largest_node_message(
+    *, clk_bits: int, token_columns: int, record_keys: bool, attributes: bool, table_dimensions: int
+) -> int:
+    """The most bytes one message from a node of a project needs on the wire, with room for ids
+    and framing: the largest of a chunk of :data:`CHUNK_RECORDS` CLKs of ``clk_bits`` (with its
+    ``token_columns`` keyed tokens and, when the project keeps entity ids stable, record keys), a
+    chunk of attribute values (``attributes``), and a ``local`` table of ``table_dimensions``
+    (0: the project has none), every value at its longest. Anything else a node sends (a Hello,
+    a result with its audit checkpoint, a key or wrapped secrets) fits in 1 MiB.
+
+    Examples
+    --------
+    >>> largest_node_message(clk_bits=1024, token_columns=1, record_keys=False,
+    ...                      attributes=False, table_dimensions=0)
+    1686064
+    >>> largest_node_message(clk_bits=2048, token_columns=2, record_keys=True,
+    ...                      attributes=False, table_dimensions=0)
+    3646592
+    """
+    digest = DIGEST_BYTES + 2  # a repeated bytes item: its tag, its length, the digest
+    value = 4 * MAX_VALUE_CHARS + 3  # a string at its longest in UTF-8, its tag and length
+    column = CHUNK_RECORDS * digest + 4 * MAX_NAME_CHARS + 16
+    clks = CHUNK_RECORDS * (clk_bits // 8) + token_columns * column
+    if record_keys:
+        clks += CHUNK_RECORDS * digest
+    sizes = [clks, 1 << 20]
+    if attributes:
+        sizes.append(CHUNK_RECORDS * value)
+    if table_dimensions:
+        sizes.append(MAX_TABLE_CELLS * (table_dimensions * value + 16))  # + count, flag, framing
+    return max(sizes) + (64 << 10)
 
 
 def printable(text: str) -> str:

@@ -4,6 +4,9 @@
 :mod:`oda_fed.transport.messages`; :func:`received` also keeps the bytes that arrived, which is
 what the recipient's audit log hashes. Sender and recipient hash the deterministic serialisation
 of the same message, so one crossing has one ``payload_sha256`` in both logs.
+
+A message a node sends (:data:`NODE_MESSAGES`) is held to the bound of each of its fields
+(:data:`~oda_fed.transport.protocol.FIELD_BOUNDS`) before anything of it is converted or hashed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from oda_fed.errors import ProtocolError
@@ -19,7 +23,7 @@ from oda_fed.proto.v1 import admin_pb2 as admin
 from oda_fed.proto.v1 import coordinator_pb2 as wire
 from oda_fed.proto.v1 import keys_pb2 as keys
 from oda_fed.transport import messages as m
-from oda_fed.transport.protocol import RoundState
+from oda_fed.transport.protocol import DEFAULT_BOUND, FIELD_BOUNDS, Bound, RoundState
 
 T = TypeVar("T")
 
@@ -50,12 +54,72 @@ def to_proto(value: object) -> Message:
 
 
 def from_proto(message: Message) -> Any:
-    """The value of a protobuf message of ``oda_fed.proto.v1``."""
+    """The value of a protobuf message of ``oda_fed.proto.v1``; one of :data:`NODE_MESSAGES`
+    only within its bounds (:func:`check_bounds`)."""
     try:
         convert = _FROM[type(message)]
     except KeyError:
         raise TypeError(f"no value for {type(message).__name__}") from None
+    if message.DESCRIPTOR.full_name in NODE_MESSAGES:
+        check_bounds(message)
     return convert(message)
+
+
+def _sent_by_nodes(*descriptors: Descriptor) -> frozenset[str]:
+    found: set[str] = set()
+    todo = list(descriptors)
+    while todo:
+        d = todo.pop()
+        if d.full_name not in found:
+            found.add(d.full_name)
+            todo.extend(f.message_type for f in d.fields if f.message_type is not None)
+    return frozenset(found)
+
+
+#: Every message a node sends (the requests of the nodes' service and the key relay's, and the
+#: messages inside them), by full name.
+NODE_MESSAGES = _sent_by_nodes(
+    *(m.input_type for m in wire.DESCRIPTOR.services_by_name["Coordinator"].methods),
+    *(m.input_type for m in keys.DESCRIPTOR.services_by_name["Keys"].methods),
+)
+
+
+def bound(field: FieldDescriptor) -> Bound:
+    """The bound of a field of one of :data:`NODE_MESSAGES`."""
+    return FIELD_BOUNDS.get(f"{field.containing_type.name}.{field.name}", DEFAULT_BOUND)
+
+
+def check_bounds(message: Message, *, at: str = "") -> None:
+    """Refuse ``message`` when a field holds more than its :func:`bound`: too many items, or a
+    string or bytes too long. Only lengths are looked at, never content.
+
+    Raises
+    ------
+    ProtocolError
+        Naming the field, what it holds and its bound (never its content).
+    """
+    where = at or message.DESCRIPTOR.name
+    for field, value in message.ListFields():
+        name, most = f"{where}.{field.name}", bound(field)
+        items = value if field.is_repeated else (value,)
+        if len(items) > most.items:
+            raise ProtocolError(
+                f"{name} has {len(items)} items; at most {most.items} are accepted, and nothing "
+                "of this message was taken"
+            )
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for i, item in enumerate(items):
+                check_bounds(item, at=f"{name}[{i}]" if field.is_repeated else name)
+        elif field.type in _SIZED and items and max(map(len, items)) > most.size:
+            i, long = next((i, len(v)) for i, v in enumerate(items) if len(v) > most.size)
+            shown = f"{name}[{i}]" if field.is_repeated else name
+            raise ProtocolError(
+                f"{shown} is {long} {_SIZED[field.type]} long; at most {most.size} are "
+                "accepted, and nothing of this message was taken"
+            )
+
+
+_SIZED = {FieldDescriptor.TYPE_STRING: "characters", FieldDescriptor.TYPE_BYTES: "bytes"}
 
 
 # --- the control stream ---------------------------------------------------------------------------

@@ -326,8 +326,9 @@ def test_a_hostile_round_id_is_refused_and_the_log_stays_valid(federation) -> No
     )
     with federation.session("council") as stub, pytest.raises(grpc.RpcError) as info:
         stub.UploadClks(iter([chunk]))
-    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "is unknown" in info.value.details()
+    # Longer than any round id: refused before it is looked up (protocol.FIELD_BOUNDS).
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ClkChunk.round_id is 506 characters long" in info.value.details()
     log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
     assert all(r.ok for r in verify_dir(log.parent))
     assert [e.round for e in refusals(log)] == [None]

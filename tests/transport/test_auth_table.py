@@ -5,7 +5,7 @@ from __future__ import annotations
 from grpc_health.v1 import health_pb2
 
 from oda_fed.proto.v1 import admin_pb2, coordinator_pb2, keys_pb2
-from oda_fed.transport.auth import ROLES_BY_METHOD
+from oda_fed.transport.auth import PARTNER, ROLES_BY_METHOD
 
 
 def _methods(file_descriptor, service: str) -> set[str]:
@@ -31,3 +31,5 @@ def test_roles_are_least_privilege() -> None:
             assert roles == {"node"}, method
         if "/oda_fed.proto.v1.Admin/" in method:
             assert roles == {"operator"}, method
+        if "/grpc.health.v1.Health/" in method:  # a node only as a partner of the project
+            assert roles == {PARTNER, "operator", "coordinator"}, method
