@@ -114,9 +114,10 @@ def coordinator_serve(
     accept_empty_state: Annotated[
         bool,
         typer.Option(
-            help="Start although the database is missing or empty and the audit log shows "
-            "earlier rounds: their state is lost. Restore state_dir from a backup instead if "
-            "you can. Written to the audit log."
+            help="Start although state the audit log shows in use was lost: the database "
+            "(missing or empty after earlier rounds), the rounding key or release ledger (after "
+            "releases) or the pseudonym key (after entity ids were sent). What it held is gone. "
+            "Restore state_dir from a backup instead if you can. Written to the audit log."
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
