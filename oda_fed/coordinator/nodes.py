@@ -277,6 +277,12 @@ def _read_results(
             if result.witness is not None and delivery.kind is DeliveryKind.ROUND_CLOSED:
                 _accept_witness(state, partner, delivery.round_id, result.witness)
             _record_result(state, delivery, result)
+    except ProtocolError as exc:  # a message over its bounds, say: the session ends, audited
+        state.log_refusal(
+            Refusal(Status.INVALID_ARGUMENT, cut(str(exc)), kind=AuditKind.REFUSED_INSTRUCTION),
+            who=partner,
+        )
+        log.warning("ended the session of %s: %s", partner, cut(str(exc)))
     except Exception:  # the stream ended or broke; the session's generator cleans up
         log.debug("result stream of %s ended", partner, exc_info=True)
     finally:

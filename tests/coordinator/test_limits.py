@@ -216,6 +216,11 @@ def test_an_oversized_result_ends_the_session_and_is_not_recorded(federation) ->
     taken = [e for e in read_entries(log) if e.kind == "instruction_result"]
     assert [e.payload_sha256 for e in taken] == [hashlib.sha256(serde.payload(within)).hexdigest()]
     assert b"ZZZZZZZZ" not in log.read_bytes()
+    # Each refusal is audited (counted per interval), naming the field over its bound.
+    refused = [e for e in read_entries(log) if e.kind == "refused:instruction"]
+    assert refused and all(e.sender == "council" for e in refused)
+    assert sum(int(e.detail.get("repeats", 1)) for e in refused) == len(cases)
+    assert "InstructionResult." in refused[0].detail["reason"]
 
 
 def _largest_honest(*, clk_bits: int, tokens: int, record_keys: bool, dimensions: int):
