@@ -30,6 +30,7 @@ from oda_fed.coordinator import (
     retention,
 )
 from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
+from oda_fed.coordinator.pins import Pin
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import CANCELLABLE, sources_of
 from oda_fed.coordinator.store import Round
@@ -203,27 +204,12 @@ class Lifecycle:
             return self._release(
                 r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(made.report)
             )
-        held = (
-            f"the release ledger held {len(made.held)} cell(s), which stay suppressed: "
-            + "; ".join(made.held)
-            + ". "
-            if made.held
-            else ""
-        )
-        held += "".join(
-            f"a second certificate (serial {p.conflict_serial}) tried to act for "
-            f"'{p.partner}' at {p.conflict_at}, while certificate {p.serial} is pinned for it: "
-            "make sure the pinned one is the partner's own node before releasing. "
-            for p in conflicts
-        )
         return self.state.store.rounds.move(
             r.round_id,
             to=_S.AWAITING_RELEASE,
             allowed_from=[_S.ANALYSING],
             report=str(made.report),
-            message=f"products made and checked, held for release: {held}review "
-            f"{made.report.name} and the quality report, then run "
-            f"`oda-fed coordinator release {r.round_id}`",
+            message=_held_for_release(r.round_id, made, conflicts),
         )
 
     def _release(self, r: Round, *, act: Act, **fields: str) -> bool:
@@ -312,6 +298,28 @@ class Lifecycle:
             round_id=round_id,
             detail={"method": method},
         )
+
+
+def _held_for_release(round_id: str, made: analysis.Made, conflicts: list[Pin]) -> str:
+    """The status of a round whose products wait for an operator: what held them, if anything
+    but the project's choice, and what to do."""
+    held = (
+        f"the release ledger held {len(made.held)} cell(s), which stay suppressed: "
+        + "; ".join(made.held)
+        + ". "
+        if made.held
+        else ""
+    )
+    held += "".join(
+        f"a second certificate (serial {p.conflict_serial}) tried to act for "
+        f"'{p.partner}' at {p.conflict_at}, while certificate {p.serial} is pinned for it: "
+        "make sure the pinned one is the partner's own node before releasing. "
+        for p in conflicts
+    )
+    return (
+        f"products made and checked, held for release: {held}review {made.report.name} and the "
+        f"quality report, then run `oda-fed coordinator release {round_id}`"
+    )
 
 
 def _confirmed_uploads(state: CoordinatorState, round_id: str) -> set[str]:
