@@ -135,6 +135,14 @@ class Linkage(_Protective):
     # partner's record from round to round, so the DPOs agree to it by signing a project that
     # says so.
     stable_entity_ids: bool = False
+    # "clk" links on whole-record CLK similarity. "fields" also sends field evidence (small
+    # Bloom filters per name and address field, keyed tokens of parts of dates and postcodes;
+    # see docs/hardening.md for what each reveals) and links by match probability, with
+    # Fellegi-Sunter weights learnt without truth (oda_fed.matching.link_fields). Embedded
+    # linkage (`oda-fed link`) only, for now.
+    method: Literal["clk", "fields"] = "clk"
+    # With method = "fields": the match probability a pair needs to be linked.
+    match_probability: float = Field(default=0.5, gt=0, lt=1)
     fields: list[LinkageField] = Field(min_length=1)
     hardening: HardeningOptions = Field(default_factory=HardeningOptions)
     blocking: BlockingOptions = Field(default_factory=BlockingOptions)
@@ -146,6 +154,10 @@ class Linkage(_Protective):
             raise ValueError(f"hardening.salt_field '{salt}' is not one of the linkage fields")
         if self.hardening.xor_fold and self.bits < 128:
             raise ValueError("hardening.xor_fold needs bits of at least 128")
+        if self.method == "fields" and self.stable_entity_ids:
+            raise ValueError(
+                'method = "fields" does not yet keep entity ids stable: set one or the other'
+            )
         return self
 
     @property

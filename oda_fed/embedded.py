@@ -161,6 +161,7 @@ def extract_of(encoded: EncodedSource) -> Extract:
         record_ids=[str(r) for r in encoded.record_ids],
         clks=encoded.clks,
         tokens=encoded.tokens or None,
+        evidence=encoded.evidence,
     )
 
 

@@ -75,6 +75,9 @@ def settings_for(linkage: Linkage) -> LinkSettings:
             max_block=b.max_block,
         ),
         quality_sample=linkage.quality_sample,
+        method=linkage.method,
+        match_probability=linkage.match_probability,
+        fields=tuple((f.name, f.type) for f in linkage.fields),
     )
 
 
@@ -233,6 +236,7 @@ class LinkResult:
             entities_by_partner_count=self.entities_by_partner_count(),
             truth=truth,
             internal=internal,
+            model=getattr(self.outcome, "model", None),
         )
 
 
@@ -297,10 +301,12 @@ def _afresh(
                 f"{len(extract.clks)} CLKs"
             )
     keyed = any(e.tokens for e in extracts.values())
+    evidence = [e.evidence for e in extracts.values()]
     outcome = link_with_quality(
         [e.clks for e in extracts.values()],
         settings=settings,
         tokens=[e.tokens or {} for e in extracts.values()] if keyed else None,
+        evidence=None if any(e is None for e in evidence) else evidence,  # type: ignore[arg-type]
         progress=progress,
     )
     clustering = outcome.clustering

@@ -46,6 +46,8 @@ def test_settings_come_from_the_project_once_and_are_checked() -> None:
             "token_conflict": "clk",
             "quality_sample": 300,
             "blocking": {"method": "lsh", "bands": 9, "max_block": 1000},
+            "method": "fields",
+            "match_probability": 0.8,
             "fields": [{"name": "first_name", "type": "name"}],
         }
     )
@@ -56,11 +58,18 @@ def test_settings_come_from_the_project_once_and_are_checked() -> None:
         token_rule="clk",
         quality_sample=300,
         blocking=Blocking(method="lsh", bands=9, max_block=1000),
+        method="fields",
+        match_probability=0.8,
+        fields=(("first_name", "name"),),
     )
     with pytest.raises(Exception, match="threshold must be in"):
         LinkSettings(threshold=0)
     with pytest.raises(Exception, match="token rule"):
         LinkSettings(token_rule="nhs")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="match_probability must be in"):
+        LinkSettings(match_probability=1.0)
+    with pytest.raises(Exception, match='method = "fields" needs the linkage fields'):
+        LinkSettings(method="fields")
 
 
 def test_a_fresh_link_numbers_entities_and_gives_every_record_one(extracts) -> None:

@@ -20,6 +20,7 @@ from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir, write_atomic
+from oda_fed.errors import ConfigError
 from oda_fed.linkage import settings_for
 from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
@@ -60,6 +61,12 @@ def serve(
     loaded = load_pinned_project(
         config.project, pinned=config.project_fingerprint, pinned_in=config_path
     )
+    if loaded.project.linkage.method == "fields":
+        raise ConfigError(
+            f'{config.project}: [linkage] method = "fields" is for embedded linkage '
+            "(`oda-fed link`) for now: the nodes do not yet send field evidence in a federated "
+            'round. Use method = "clk" (the default) for this project'
+        )
     # Every map must be drawable before any round starts, not found wanting half-way through one.
     for product_id, drawn_on in check_boundaries(loaded.project, config.boundaries).items():
         log.info(

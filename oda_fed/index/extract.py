@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oda_fed.encoding.evidence import Evidence
 from oda_fed.errors import InputDataError, ProjectMismatchError
 from oda_fed.matching.candidates import check_clks
 
@@ -46,6 +47,8 @@ class Extract:
     record_ids: Sequence[str]
     clks: np.ndarray
     tokens: Mapping[str, Sequence[Token]] | None = None
+    #: Field evidence for ``method = "fields"`` (:mod:`oda_fed.encoding.evidence`).
+    evidence: Evidence | None = None
 
     def normalised(self, source: str, *, words: int | None = None) -> Records:
         """Check the extract and put it in the form the index stores.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,10 @@ from oda_fed.matching.quality import (
     estimate_quality,
 )
 from oda_fed.matching.settings import QUALITY_SAMPLE, LinkSettings, TokenRule
+
+if TYPE_CHECKING:
+    from oda_fed.encoding.evidence import Evidence
+    from oda_fed.matching.probabilistic import Model
 
 Progress = Callable[[str], None]
 #: Per source: field -> keyed token per record (any hashable; None where missing).
@@ -236,6 +241,8 @@ class LinkOutcome:
     conflicts: TokenConflicts = TokenConflicts()
     sampled: int = 0
     sample_from: int = 0
+    #: The match weights, with ``method = "fields"``.
+    model: Model | None = None
 
     def evidence(self, sources: Sequence[str]) -> dict[str, str]:
         """How the linkage was done, as short lines for a report: counts only, never records.
@@ -324,6 +331,7 @@ def link_with_quality(
     *,
     settings: LinkSettings,
     tokens: Sequence[Tokens] | None = None,
+    evidence: Sequence[Evidence] | None = None,
     progress: Progress | None = None,
 ) -> LinkOutcome:
     """Link as :func:`link_clks` under ``settings``, and estimate precision and recall without
@@ -365,6 +373,8 @@ def link_with_quality(
             sample_from += len(small)
     scores = np.concatenate(best)
     estimate = estimate_quality(scores, runner_up=np.concatenate(runner_up))
+    if settings.method == "fields":
+        return _link_fields(clks, evidence, settings, estimate, sampled, sample_from, progress)
     if threshold == "auto":
         if not np.isfinite(estimate.recommended):
             raise MatchingInputError(
@@ -391,6 +401,52 @@ def link_with_quality(
         conflicts=conflicts,
         sampled=sampled,
         sample_from=sample_from,
+    )
+
+
+def _link_fields(
+    clks: Sequence[np.ndarray],
+    evidence: Sequence[Evidence] | None,
+    settings: LinkSettings,
+    clk_estimate: QualityEstimate,
+    sampled: int,
+    sample_from: int,
+    progress: Progress | None,
+) -> LinkOutcome:
+    """``method = "fields"``: candidates by CLK similarity below the CLK-only threshold and by
+    agreeing tokens, linked by match probability (:mod:`oda_fed.matching.link_fields`)."""
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching.link_fields import blocking_threshold, link_fields
+    from oda_fed.matching.probabilistic import comparisons_for
+
+    if evidence is None:
+        raise MatchingInputError(
+            'the project links with method = "fields", but the sources carry no field evidence: '
+            "encode them with this project"
+        )
+    clk_threshold = (
+        blocking_threshold(clk_estimate.recommended)
+        if settings.threshold == "auto"
+        else float(settings.threshold)
+    )
+    comparisons = comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
+    clustering, model, best, estimate, counts = link_fields(
+        clks, evidence, comparisons, clk_threshold=clk_threshold,
+        match_probability=settings.match_probability, one_per_source=settings.one_per_source,
+        blocking=settings.blocking, progress=progress,
+    )  # fmt: skip
+    pairs = [(i, j) for i in range(len(clks)) for j in range(i + 1, len(clks))]
+    return LinkOutcome(
+        clustering=clustering,
+        threshold=settings.match_probability,
+        best_scores=best,
+        estimate=estimate,
+        blocking=tuple(
+            PairBlocking(i, j, None, n) for (i, j), n in zip(pairs, counts, strict=True)
+        ),
+        sampled=sampled,
+        sample_from=sample_from,
+        model=model,
     )
 
 

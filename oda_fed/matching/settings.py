@@ -39,6 +39,8 @@ class LinkSettings:
         All pairs or LSH blocking, per pair of sources.
     quality_sample : int
         Records of the smaller source of each pair whose best scores the estimate fits.
+    method, match_probability, fields
+        Field-aware linkage (see the attributes' comments).
 
     Examples
     --------
@@ -55,6 +57,14 @@ class LinkSettings:
     token_rule: TokenRule = "token"
     blocking: Blocking = field(default_factory=Blocking)
     quality_sample: int = QUALITY_SAMPLE
+    #: "clk": link on whole-record CLK similarity. "fields": also compare field evidence and
+    #: link by match probability (:mod:`oda_fed.matching.link_fields`); ``threshold`` is then
+    #: the CLK similarity candidates need.
+    method: Literal["clk", "fields"] = "clk"
+    #: The match probability a pair needs to be linked, with ``method = "fields"``.
+    match_probability: float = 0.5
+    #: The linkage fields as ``(name, type)``, which field evidence is compared by.
+    fields: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         t = self.threshold
@@ -66,6 +76,14 @@ class LinkSettings:
             raise MatchingInputError(
                 f'token rule must be "token" or "clk", got {self.token_rule!r}'
             )
+        if self.method not in ("clk", "fields"):
+            raise MatchingInputError(f'method must be "clk" or "fields", got {self.method!r}')
+        if not 0 < self.match_probability < 1:
+            raise MatchingInputError(
+                f"match_probability must be in (0, 1), got {self.match_probability!r}"
+            )
+        if self.method == "fields" and not self.fields:
+            raise MatchingInputError('method = "fields" needs the linkage fields')
         sample = self.quality_sample
         if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
             raise MatchingInputError(

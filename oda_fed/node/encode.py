@@ -20,6 +20,7 @@ from oda_fed.encoding import (
     default_field_encoding,
     encode_records,
 )
+from oda_fed.encoding.evidence import Evidence, EvidenceEncoder
 from oda_fed.encoding.exact import derive_token_key, exact_tokens
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
 from oda_fed.node.sources import Layout, PreparedSource, count_rows, iter_prepared, read_csv
@@ -85,6 +86,8 @@ class EncodedSource:
     invalid: dict[str, int]
     # keyed tokens of exact identifiers the project marks keyed_token: field -> 32 bytes or None
     tokens: dict[str, list[bytes | None]]
+    # field evidence, when the project links with method = "fields"
+    evidence: Evidence | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -124,10 +127,14 @@ def encode_file(
         if f.keyed_token
     }
     tokens: dict[str, list[bytes | None]] = {name: [] for name in keys}
+    evidence = evidence_encoder(project, secret)
+    found: list[Evidence] = []
     done = 0
     for chunk in iter_prepared(path, project=project, layout=layout, chunk_rows=chunk_rows):
         ids.append(chunk.record_ids)
         clks.append(encode_source(chunk, project=project, secret=secret))
+        if evidence is not None:
+            found.append(evidence.encode(chunk.fields))
         for name, values in chunk.attributes.items():
             attributes[name].extend(values)
         for name, key in keys.items():
@@ -147,7 +154,15 @@ def encode_file(
         missing=missing,
         invalid=invalid,
         tokens=tokens,
+        evidence=None if evidence is None else Evidence.concat(found),
     )
+
+
+def evidence_encoder(project: Project, secret: bytes) -> EvidenceEncoder | None:
+    """The field evidence encoder of a project that links with ``method = "fields"``."""
+    if project.linkage.method != "fields":
+        return None
+    return EvidenceEncoder(field_encodings(project), secret=secret, context=project.name)
 
 
 def encode_clkhash_file(

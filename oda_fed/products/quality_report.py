@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from oda_fed.matching.probabilistic import Model
 from oda_fed.matching.quality import QualityEstimate, mixture_density
 from oda_fed.products.report import _decimal, _environment, _number, _png_data_uri, _scalar
 
@@ -34,6 +35,7 @@ def write_quality_report(
     entities_by_partner_count: Mapping[int, int],
     truth: Mapping[str, float] | None = None,
     internal: bool = False,
+    model: Model | None = None,
 ) -> dict[str, Path]:
     """Write ``score_histogram.png``, ``quality_curves.png`` and ``quality.html`` into ``out_dir``.
 
@@ -63,6 +65,9 @@ def write_quality_report(
     internal
         Mark the page as internal to the coordinator (its figures are before disclosure control
         and never go to a partner), as every federated round's report is.
+    model
+        The match weights of field-aware linkage: charted and tabled (m, u and weight of every
+        level), and the scores are then match probabilities.
 
     Returns
     -------
@@ -84,17 +89,27 @@ def write_quality_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     values = np.asarray(scores, dtype=np.float64)
+    label = "Dice score" if model is None else "match probability"
     paths = {
         "histogram": _save(
-            _histogram(values, estimate, chosen_threshold, title), out_dir, "score_histogram.png"
+            _histogram(values, estimate, chosen_threshold, title, label=label),
+            out_dir,
+            "score_histogram.png",
         ),
         "curves": _save(
             _curves(estimate, chosen_threshold, title, truth), out_dir, "quality_curves.png"
         ),
     }
+    if model is not None:
+        paths["weights"] = _save(_weights_chart(model, title), out_dir, "match_weights.png")
     fit = estimate.fit
     at = _nearest(estimate, chosen_threshold)
     context = {
+        "weights": [] if model is None else _weights_table(model),
+        "weights_chart": (
+            _png_data_uri(paths["weights"], "match weights") if model is not None else ""
+        ),
+        "prior": "" if model is None else f"{model.prior:.3g}",
         "title": title,
         "internal": internal,
         "floor": _decimal(fit.floor) if fit is not None else "the floor",
@@ -138,8 +153,40 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
     return path
 
 
+def _weights_table(model: Model) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for comp, m, u, w in zip(model.comparisons, model.m, model.u, model.weights(), strict=True):
+        for level in range(1, len(comp.labels)):
+            rows.append((comp.name, comp.labels[level], f"{m[level]:.4f}", f"{u[level]:.4g}",
+                         f"{w[level]:+.2f}"))  # fmt: skip
+    return rows
+
+
+def _weights_chart(model: Model, title: str) -> Figure:
+    """One horizontal bar per level of every comparison, green for, red against, as Splink
+    draws its match weights."""
+    rows = _weights_table(model)
+    fig = Figure(figsize=(8.0, 0.25 * len(rows) + 1.2), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    weights = [float(r[4]) for r in rows]
+    y = np.arange(len(rows))[::-1]
+    colours = ["#1a7f37" if w > 0 else "#b00020" for w in weights]
+    ax.barh(y, weights, color=colours)
+    ax.set_yticks(y, [f"{r[0]}: {r[1]}" for r in rows], fontsize="small")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("match weight, log2(m / u)")
+    ax.set_title(title.replace("$", r"\$"))
+    return fig
+
+
 def _histogram(
-    scores: np.ndarray, estimate: QualityEstimate, threshold: float, title: str
+    scores: np.ndarray,
+    estimate: QualityEstimate,
+    threshold: float,
+    title: str,
+    *,
+    label: str = "Dice score",
 ) -> Figure:
     fig = Figure(figsize=(8.0, 4.5), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -164,7 +211,7 @@ def _histogram(
         # The fitted curves' far tails would stretch the axis to absurd powers of ten: show down
         # to below one record and no further.
         ax.set_ylim(0.3, max(float(counts.max(initial=1.0)), 1.0) * 3)
-    ax.set_xlabel("Dice score")
+    ax.set_xlabel(label)
     ax.set_ylabel("records")
     ax.set_title(title.replace("$", r"\$"))
     ax.legend(fontsize="small")

@@ -17,7 +17,7 @@ from oda_fed.audit import cross_check, read_entries, verify_dir
 from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config, load_project
 from oda_fed.coordinator.store import Store
 from oda_fed.encoding.exact import derive_record_key, record_keys
-from oda_fed.errors import AuthError, InputDataError, ProjectMismatchError
+from oda_fed.errors import AuthError, ConfigError, InputDataError, ProjectMismatchError
 from oda_fed.node import tasks
 from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
@@ -526,3 +526,13 @@ def test_record_keys_are_refused_when_the_project_does_not_opt_in(federation) ->
     store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
     assert store.uploads.state(round_id=round_id, partner="council") is None
     store.close()
+
+
+def test_a_coordinator_refuses_a_project_that_links_by_fields_for_now(federation) -> None:
+    """Field-aware linkage runs embedded only: nodes do not yet send field evidence, so a
+    coordinator of such a project says so at start instead of linking on CLKs alone."""
+    with pytest.raises(AssertionError):  # start_coordinator: the coordinator did not start
+        federation.amend_project(lambda doc: doc["linkage"].update(method="fields"))
+    assert len(federation.errors) == 1 and isinstance(federation.errors[0], ConfigError)
+    assert 'method = "fields" is for embedded linkage' in str(federation.errors[0])
+    federation.errors.clear()

@@ -1,0 +1,173 @@
+"""Field-aware linkage of several sources: candidates, comparison vectors, Fellegi–Sunter weights
+trained without truth, and resolution by match probability (:mod:`.probabilistic`).
+
+The steps, for ``[linkage] method = "fields"``:
+
+1. **Candidates.** CLK similarity at a blocking threshold below the CLK-only one (the best
+   threshold the CLK quality estimate finds, less 0.15, at least 0.5; or the project's number),
+   over all pairs or with LSH as the project's blocking decides, together with pairs whose
+   keyed tokens agree on a rule of :func:`~.probabilistic.blocking_rules`.
+2. **u** from the levels of random record pairs; **m** and the prior by EM in sessions blocked
+   on the date of birth and on the sound of the names (:func:`~.probabilistic.train`).
+3. **Resolution.** Candidates at or above ``match_probability`` are resolved greedily by
+   probability, at most one record per source in an entity as the project says.
+4. **The estimate.** Each record of the smaller source of a pair has a best candidate; its
+   probability is the chance it is right. Precision at a threshold is the mean of those at or
+   above it; recall is their sum over the expected number of matches, each record counting
+   the total probability of its candidates (at most 1). Matches the candidates missed are not
+   counted, so recall is as estimated among candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from oda_fed.encoding.evidence import Evidence
+from oda_fed.matching import probabilistic as fs
+from oda_fed.matching.blocking import blocked_candidates
+from oda_fed.matching.candidates import Candidates, MatchingInputError, dice_candidates
+from oda_fed.matching.quality import QualityEstimate
+from oda_fed.matching.solve import PairCandidates, resolve
+
+Progress = Callable[[str], None]
+
+#: Random record pairs counted for u, across all pairs of sources.
+U_PAIRS = 500_000
+#: Blocking threshold below the CLK-only threshold, and its floor.
+BLOCKING_MARGIN = 0.15
+BLOCKING_FLOOR = 0.5
+
+
+def blocking_threshold(recommended: float) -> float:
+    """The CLK similarity candidates need in field-aware linkage, from the CLK-only threshold."""
+    if not np.isfinite(recommended):
+        return 0.6
+    return float(max(BLOCKING_FLOOR, round(recommended - BLOCKING_MARGIN, 2)))
+
+
+def _candidates(a: np.ndarray, b: np.ndarray, *, threshold: float, blocking) -> Candidates:
+    if blocking.uses_lsh(len(a), len(b)):
+        params = blocking.params_for(a, b, threshold=threshold)
+        found, _ = blocked_candidates(a, b, threshold=threshold, params=params,
+                                      max_block=blocking.max_block)  # fmt: skip
+        return found
+    return dice_candidates(a, b, threshold=threshold)
+
+
+def pair_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    ev_a: Evidence,
+    ev_b: Evidence,
+    *,
+    threshold: float,
+    rules: Sequence[tuple[str, ...]],
+    blocking,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate row pairs of two sources: CLK similarity or agreeing tokens, each pair once,
+    sorted by left then right."""
+    found = _candidates(a, b, threshold=threshold, blocking=blocking)
+    tl, tr = fs.token_pairs(ev_a, ev_b, rules)
+    width = max(len(b), 1)
+    key = np.unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
+    return key // width, key % width
+
+
+def train_model(
+    comparisons: Sequence[fs.Comparison], evidence: Sequence[Evidence], *, seed: int = 0
+) -> fs.Model:
+    """u from random pairs and m with the prior from the training sessions, over all pairs of
+    sources."""
+    sizes = [len(e) for e in evidence]
+    random = fs.random_pairs(sizes, U_PAIRS, seed=seed)
+    levels = np.concatenate(
+        [
+            fs.comparison_levels(comparisons, evidence[i], evidence[j], left, right)
+            for i, j, left, right in random
+        ]  # fmt: skip
+    )
+    u = fs.estimate_u(levels, [len(c.labels) for c in comparisons])
+    sessions = []
+    for left_out, tokens, agree in fs.session_rules(comparisons):
+        found, pairs = [], 0
+        for i in range(len(evidence)):
+            for j in range(i + 1, len(evidence)):
+                left, right = fs.token_pairs(evidence[i], evidence[j], [tokens], max_block=50_000)
+                found.append(fs.comparison_levels(comparisons, evidence[i], evidence[j], left,
+                                                  right))  # fmt: skip
+                pairs += len(left)
+        if pairs:
+            sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree))
+    all_pairs = sum(
+        sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes))
+    )
+    return fs.train(comparisons, sessions, u, all_pairs=all_pairs)
+
+
+def estimate(
+    best: np.ndarray, expected_matches: float, *, grid: np.ndarray | None = None
+) -> QualityEstimate:
+    """Precision and recall at each probability threshold, from each record's best candidate's
+    probability and the expected number of matches (see the module docstring)."""
+    thresholds = np.round(np.arange(0.05, 1.0, 0.01), 2) if grid is None else grid
+    if not len(best) or expected_matches <= 0:
+        nan = np.full(len(thresholds), np.nan)
+        return QualityEstimate(thresholds, nan, nan, nan, float("nan"),
+                               reason="no candidate pairs")  # fmt: skip
+    precision, recall = np.empty(len(thresholds)), np.empty(len(thresholds))
+    for k, t in enumerate(thresholds):
+        chosen = best[best >= t]
+        precision[k] = chosen.mean() if len(chosen) else 1.0
+        recall[k] = min(1.0, chosen.sum() / expected_matches)
+    f1 = np.divide(2 * precision * recall, precision + recall,
+                   out=np.zeros(len(thresholds)), where=precision + recall > 0)  # fmt: skip
+    return QualityEstimate(thresholds, precision, recall, f1, float(thresholds[int(np.argmax(f1))]))
+
+
+def link_fields(
+    clks: Sequence[np.ndarray],
+    evidence: Sequence[Evidence],
+    comparisons: Sequence[fs.Comparison],
+    *,
+    clk_threshold: float,
+    match_probability: float,
+    one_per_source: bool,
+    blocking,
+    progress: Progress | None = None,
+) -> tuple[object, fs.Model, np.ndarray, QualityEstimate, list[int]]:
+    """Link ``clks`` with their field ``evidence``: ``(clustering, model, best probabilities,
+    estimate, candidates per pair of sources)``."""
+    if len(evidence) != len(clks) or any(len(e) != len(c) for e, c in zip(evidence, clks,
+                                                                          strict=True)):  # fmt: skip
+        raise MatchingInputError("field evidence is missing or does not match the CLKs")
+    if progress is not None:
+        progress("training the match weights")
+    model = train_model(comparisons, evidence)
+    rules = fs.blocking_rules(comparisons)
+    pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
+    for i in range(len(clks)):
+        for j in range(i + 1, len(clks)):
+            if progress is not None:
+                progress(f"scoring source {i + 1} against source {j + 1}")
+            left, right = pair_candidates(clks[i], clks[j], evidence[i], evidence[j],
+                                          threshold=clk_threshold, rules=rules,
+                                          blocking=blocking)  # fmt: skip
+            levels = fs.comparison_levels(comparisons, evidence[i], evidence[j], left, right)
+            prob = model.probability(levels)
+            counts.append(len(left))
+            found = Candidates(left=left, right=right, score=prob)
+            pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))
+            small, n = (
+                (left, len(clks[i])) if len(clks[i]) <= len(clks[j]) else (right, len(clks[j]))
+            )
+            top = np.full(n, -1.0)
+            np.maximum.at(top, small, prob)
+            best.append(top[top >= 0])
+            expected += float(np.minimum(1.0, np.bincount(small, weights=prob, minlength=n)).sum())
+    if progress is not None:
+        progress("resolving entities")
+    clustering = resolve([len(c) for c in clks], pairs, one_per_source=one_per_source)
+    scores = np.concatenate(best)
+    return clustering, model, scores, estimate(scores, expected), counts
