@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from oda_fed.coordinator.db import Database, now, stamp
+from oda_fed.encoding.evidence import Evidence, Layout
 from oda_fed.errors import ProtocolError
 from oda_fed.transport.messages import CLKS, Upload, content_sha256, upload_sha256
 
@@ -44,10 +45,12 @@ class Chunk:
     tokens: bytes | None = None
     # 32 bytes per record, concatenated, for projects with stable entity ids
     record_keys: bytes | None = None
+    # the columns of field evidence one after the other, for projects with method = "fields"
+    evidence: bytes | None = None
 
     def digest(self) -> str:
         """SHA-256 of what the chunk carries, to tell a re-sent chunk from a contradicting one."""
-        return content_sha256(self.data, self.tokens, self.record_keys)
+        return content_sha256(self.data, self.tokens, self.record_keys, self.evidence)
 
 
 class ChunkStore:
@@ -106,7 +109,8 @@ class ChunkStore:
                     )
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
-                    "sha256, data, tokens, record_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "sha256, data, tokens, record_keys, evidence) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         *key,
                         chunk.chunk_index,
@@ -116,6 +120,7 @@ class ChunkStore:
                         chunk.data,
                         chunk.tokens,
                         chunk.record_keys,
+                        chunk.evidence,
                     ),
                 )
             state = _state(db, key)
@@ -181,6 +186,18 @@ class ChunkStore:
                     for at in range(0, len(blob), RECORD_KEY_BYTES)
                 )
         return out
+
+    def evidence(self, *, round_id: str, partner: str, layout: Layout) -> Evidence | None:
+        """A complete CLK upload's field evidence, in ref order; None when the project's layout
+        is empty (it does not link with ``method = "fields"``)."""
+        if not layout:
+            return None
+        rows = self._db.query(
+            "SELECT evidence, records FROM chunks WHERE round_id = ? AND partner = ? "
+            "AND upload = ? ORDER BY first_ref",
+            (round_id, partner, CLKS.name),
+        )
+        return Evidence.from_blobs(layout, [(blob or b"", records) for blob, records in rows])
 
     def _clk_column(self, column: str, round_id: str, partner: str) -> list[tuple]:
         return self._db.query(

@@ -24,7 +24,7 @@ from oda_fed.durable import check_sqlite, private_dir, private_file
 #: relay's tables. Version 1
 #: named round states and deliveries differently
 #: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = (
     """
@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     -- record keys (32 bytes per record, ref order, concatenated) when the project keeps entity ids
     -- stable: keyed pseudonyms of record ids, never the ids themselves
     record_keys BLOB,
+    evidence BLOB,
     PRIMARY KEY (round_id, partner, upload, chunk_index)
 )
 """,
@@ -300,6 +301,7 @@ def _migrate(db: sqlite3.Connection, *, fresh: bool) -> None:
         db.execute(statement)
     for table, column, decl in [
         ("chunks", "record_keys", "BLOB"),
+        ("chunks", "evidence", "BLOB"),
         ("rounds", "linkage", "TEXT NOT NULL DEFAULT ''"),
         ("rounds", "deadline", "TEXT NOT NULL DEFAULT ''"),
         ("rounds", "quality_report", "TEXT NOT NULL DEFAULT ''"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir
+from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.index import Extract
 from oda_fed.linkage import IndexTarget, run_linkage
 
@@ -45,6 +46,7 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
     clks = [uploads.clks(round_id=round_id, partner=p, words=words) for p in partners]
     log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))
     keyed = [f.name for f in linkage.fields if f.keyed_token]
+    layout = linkage_layout(linkage)
     target = None
     if linkage.stable_entity_ids:
         ids: list = [uploads.record_keys(round_id=round_id, partner=p) for p in partners]
@@ -57,6 +59,7 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
             clks=clks[i],
             tokens={f: uploads.tokens(round_id=round_id, partner=p, field=f) for f in keyed}
             or None,
+            evidence=uploads.evidence(round_id=round_id, partner=p, layout=layout),
         )
         for i, p in enumerate(partners)
     }

@@ -29,10 +29,12 @@ from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import ACCEPTS_ATTRIBUTES, ACCEPTS_CLKS, SERVES_ENTITIES
 from oda_fed.coordinator.uploads import (
     clk_chunk_problem,
+    evidence_problem,
     record_key_problem,
     token_blob,
     token_problem,
 )
+from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.errors import ProtocolError
 from oda_fed.products.crosstab import ProductError
 from oda_fed.transport import witness as witnessing
@@ -51,6 +53,7 @@ from oda_fed.transport.messages import (
     UploadReceipt,
     UploadStatusRequest,
     Witness,
+    evidence_blob,
 )
 from oda_fed.transport.protocol import (
     CHUNK_RECORDS,
@@ -415,6 +418,7 @@ def receive_clks(
     linkage = state.project.linkage
     keyed = frozenset(f.name for f in linkage.fields if f.keyed_token)
     stable = linkage.stable_entity_ids
+    layout = linkage_layout(linkage)
     partner_max = state.project.partner(partner).max_records
     upload_state, round_id = None, ""
     for item in stream:
@@ -427,6 +431,7 @@ def receive_clks(
             clk_chunk_problem(chunk, linkage.wire_bits, max_records=partner_max)
             or token_problem(chunk, keyed)
             or record_key_problem(chunk, stable=stable)
+            or evidence_problem(chunk, layout)
         )
         if problem:
             raise Refusal(Status.INVALID_ARGUMENT, problem, kind=kind, round_id=round_id)
@@ -448,6 +453,7 @@ def receive_clks(
             records=chunk.records,
             tokens=token_blob(chunk),
             record_keys=b"".join(chunk.record_keys) if stable else None,
+            evidence=evidence_blob(chunk.evidence),
         )
     return _finish_upload(state, partner, round_id, upload_state, kind=AuditKind.REFUSED_CLK_UPLOAD)
 
@@ -598,6 +604,7 @@ def _store(
     records: int,
     tokens: bytes | None = None,
     record_keys: bytes | None = None,
+    evidence: bytes | None = None,
 ) -> UploadState:
     stored = Chunk(
         chunk_index=chunk.chunk_index,
@@ -608,6 +615,7 @@ def _store(
         data=data,
         tokens=tokens,
         record_keys=record_keys,
+        evidence=evidence,
     )
     try:
         return state.store.uploads.store(

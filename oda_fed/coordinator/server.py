@@ -20,7 +20,7 @@ from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir, write_atomic
-from oda_fed.errors import ConfigError
+from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.linkage import settings_for
 from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
@@ -61,12 +61,6 @@ def serve(
     loaded = load_pinned_project(
         config.project, pinned=config.project_fingerprint, pinned_in=config_path
     )
-    if loaded.project.linkage.method == "fields":
-        raise ConfigError(
-            f'{config.project}: [linkage] method = "fields" is for embedded linkage '
-            "(`oda-fed link`) for now: the nodes do not yet send field evidence in a federated "
-            'round. Use method = "clk" (the default) for this project'
-        )
     # Every map must be drawable before any round starts, not found wanting half-way through one.
     for product_id, drawn_on in check_boundaries(loaded.project, config.boundaries).items():
         log.info(
@@ -179,6 +173,7 @@ def receive_limit(config: CoordinatorConfig, project: Project) -> int:
         record_keys=linkage.stable_entity_ids,
         attributes=bool(project.attributes),
         table_dimensions=max(tables, default=0),
+        evidence=tuple(width for _, width in linkage_layout(linkage)),
     )
     log.info("reading messages of at most %.1f MiB (the project's largest upload)", limit / 2**20)
     return limit

@@ -24,6 +24,16 @@ class TokenColumn(Protocol):
     def values(self) -> Sequence[bytes]: ...
 
 
+class EvidenceColumn(Protocol):
+    """One column of field evidence of a chunk, as the generated ``EvidenceColumn`` has it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
 class ClkChunk(Protocol):
     """The fields of a CLK chunk the checks read; the generated ``ClkChunk`` has them all, and
     the checks need no generated code (or server) to be tested."""
@@ -54,6 +64,9 @@ class ClkChunk(Protocol):
 
     @property
     def record_keys(self) -> Sequence[bytes]: ...
+
+    @property
+    def evidence(self) -> Sequence[EvidenceColumn]: ...
 
 
 def clk_chunk_problem(chunk: ClkChunk, bits: int, *, max_records: int = 10_000_000) -> str:
@@ -140,4 +153,34 @@ def record_key_problem(chunk: ClkChunk, *, stable: bool) -> str:
             f"chunk {chunk.chunk_index} repeats a record key; each record id must be unique "
             "within a partner's data"
         )
+    return ""
+
+
+def evidence_problem(chunk: ClkChunk, layout: Sequence[tuple[str, int]]) -> str:
+    """Why a chunk's field evidence cannot be accepted, or '' when it is what the project agreed:
+    exactly the columns of ``layout`` (:func:`oda_fed.encoding.evidence.linkage_layout`), in its
+    order, each of its width for every record. A project that does not link with
+    ``method = "fields"`` has an empty layout, and then no evidence may cross."""
+    got = [c.name for c in chunk.evidence]
+    if not layout:
+        if got:
+            return (
+                f"the chunk carries field evidence ({len(got)} column(s)), but the project does "
+                'not link with method = "fields", so none may be sent; encode with the signed '
+                "project"
+            )
+        return ""
+    want = [name for name, _ in layout]
+    if got != want:
+        return (
+            f"the project's fields give the evidence columns {want}, but the chunk carries "
+            f"{got or 'none'}; encode with the signed project"
+        )
+    for column, (name, width) in zip(chunk.evidence, layout, strict=True):
+        if len(column.data) != chunk.records * width:
+            return (
+                f"evidence '{name}' of chunk {chunk.chunk_index} holds {len(column.data)} bytes, "
+                f"but {chunk.records} records need {chunk.records * width}; the upload was "
+                "truncated or encoded with other settings"
+            )
     return ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,16 @@ EVIDENCE_INFO = b"oda-fed/evidence/v1/"
 #: Bit positions set per bigram of a field filter: a six-bigram name sets about 60 of 256.
 FILTER_K = 10
 
+#: Bytes a record of a token column (a 64-bit keyed hash) and of a filter column.
+TOKEN_BYTES = 8
+FILTER_BYTES = FILTER_BITS // 8
+
 #: Every name field is encoded under this one key and token namespace (see the module doc).
 _NAMES = "name"
+
+
+#: The columns of field evidence: (name, bytes a record), in wire order.
+Layout = Sequence[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,47 @@ class Evidence:
         for column in (*self.filters.values(), *self.tokens.values()):
             return len(column)
         return 0
+
+    def take(self, order: np.ndarray) -> Evidence:
+        """The evidence of records ``order`` (a permutation or a selection), in that order."""
+        return Evidence(
+            filters={k: np.ascontiguousarray(v[order]) for k, v in self.filters.items()},
+            tokens={k: np.ascontiguousarray(v[order]) for k, v in self.tokens.items()},
+        )
+
+    def columns(self, layout: Layout, start: int, stop: int) -> list[tuple[str, bytes]]:
+        """Records ``start:stop`` as the wire carries them: (name, little-endian bytes) per column
+        of ``layout``, in its order."""
+        out = []
+        for name, width in layout:
+            column = self.filters[name] if width == FILTER_BYTES else self.tokens[name]
+            out.append((name, column[start:stop].astype("<u8", copy=False).tobytes()))
+        return out
+
+    @staticmethod
+    def from_blobs(layout: Layout, blobs: Sequence[tuple[bytes, int]]) -> Evidence:
+        """The evidence of stored chunks, each (its columns' bytes one after the other in
+        ``layout`` order, its number of records), in order."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in layout}
+        for blob, records in blobs:
+            at = 0
+            for name, width in layout:
+                size = records * width
+                words = np.frombuffer(blob, dtype="<u8", count=size // 8, offset=at)
+                parts[name].append(words.astype(np.uint64).reshape(records, width // 8))
+                at += size
+            if at != len(blob):
+                raise ValueError(f"stored evidence holds {len(blob)} bytes, expected {at}")
+        joined = {
+            name: np.concatenate(parts[name])
+            if parts[name]
+            else np.zeros((0, width // 8), np.uint64)
+            for name, width in layout
+        }
+        return Evidence(
+            filters={n: joined[n] for n, w in layout if w == FILTER_BYTES},
+            tokens={n: joined[n].reshape(-1) for n, w in layout if w == TOKEN_BYTES},
+        )
 
     @staticmethod
     def concat(parts: Sequence[Evidence]) -> Evidence:
@@ -112,11 +162,47 @@ _TOKEN_PARTS: dict[str, tuple[tuple[str, Callable[[str], str]], ...]] = {
 _FILTERED = frozenset({"name", "address", "postcode", "free_text"})
 
 
-def evidence_names(fields: Sequence[FieldEncoding]) -> tuple[list[str], list[str]]:
+class _Field(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
+class _Linkage(Protocol):
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def fields(self) -> Sequence[_Field]: ...
+
+
+def evidence_names(fields: Sequence[_Field]) -> tuple[list[str], list[str]]:
     """The filters and tokens :class:`EvidenceEncoder` makes for ``fields``, in order."""
     filters = [f.name for f in fields if f.type in _FILTERED]
     tokens = [f"{f.name}:{part}" for f in fields for part, _ in _TOKEN_PARTS.get(f.type, ())]
     return filters, tokens
+
+
+def evidence_layout(fields: Sequence[_Field]) -> Layout:
+    """The columns of field evidence for ``fields`` as the wire carries them: (name, bytes a
+    record), filters first, then tokens, each in field order.
+
+    Examples
+    --------
+    >>> from oda_fed.encoding.fields import default_field_encoding as f
+    >>> evidence_layout([f("surname", "name"), f("sex", "sex")])
+    [('surname', 32), ('surname:phonetic', 8), ('surname:initial', 8), ('sex:value', 8)]
+    """
+    filters, tokens = evidence_names(fields)
+    return [(f, FILTER_BYTES) for f in filters] + [(t, TOKEN_BYTES) for t in tokens]
+
+
+def linkage_layout(linkage: _Linkage) -> Layout:
+    """The evidence a project's ``[linkage]`` has its nodes send: none unless it links with
+    ``method = "fields"``."""
+    return evidence_layout(linkage.fields) if linkage.method == "fields" else []
 
 
 class EvidenceEncoder:

@@ -20,12 +20,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from oda_fed.encoding.evidence import FILTER_BITS, Evidence
 from oda_fed.encoding.keys import derive_key
 
 __all__ = ["RoundTransform"]
 
 PERMUTATION_INFO = b"oda-fed/round-permutation/v1/"
 TOKENS_INFO = b"oda-fed/round-tokens/v1/"
+EVIDENCE_INFO = b"oda-fed/round-evidence/v1/"
+
+
+def _permutation(key: bytes, bits: int) -> np.ndarray:
+    # Sorting the positions by a keyed hash of each gives a permutation no one can predict
+    # without the key, and the same one at every node.
+    rank = [hmac.new(key, i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(bits)]
+    return np.array(sorted(range(bits), key=rank.__getitem__), dtype=np.int64)
 
 
 class RoundTransform:
@@ -43,12 +52,8 @@ class RoundTransform:
         info = round_id.encode("utf-8")
         order_key = derive_key(secret, context=context, info=PERMUTATION_INFO + info)
         self._token_key = derive_key(secret, context=context, info=TOKENS_INFO + info)
-        # Sorting the positions by a keyed hash of each gives a permutation no one can predict
-        # without the key, and the same one at every node.
-        rank = [
-            hmac.new(order_key, i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(bits)
-        ]
-        self.permutation = np.array(sorted(range(bits), key=rank.__getitem__), dtype=np.int64)
+        self._evidence_key = derive_key(secret, context=context, info=EVIDENCE_INFO + info)
+        self.permutation = _permutation(order_key, bits)
         self.bits = bits
 
     def clks(self, clks: np.ndarray) -> np.ndarray:
@@ -74,3 +79,26 @@ class RoundTransform:
             return hmac.new(key, field + b"\x00" + token, hashlib.sha256).digest()
 
         return {f: [rekey(f.encode("utf-8"), t) for t in values] for f, values in tokens.items()}
+
+    def evidence(self, evidence: Evidence) -> Evidence:
+        """Field evidence moved for the round: every field filter under one bit permutation (name
+        filters stay comparable with each other, for swapped names), every token re-keyed under
+        one round key (a missing token stays 0)."""
+        from oda_fed.encoding.kernels import permute_bits
+
+        key = self._evidence_key
+        order = _permutation(key, FILTER_BITS)
+        filters = {}
+        for name, words in evidence.filters.items():
+            filters[name] = np.empty_like(words)
+            permute_bits(np.ascontiguousarray(words, dtype=np.uint64), order, filters[name])
+        tokens = {}
+        for name, column in evidence.tokens.items():
+            distinct, inverse = np.unique(column, return_inverse=True)
+            moved = np.zeros(len(distinct), dtype=np.uint64)
+            for i, value in enumerate(distinct.tolist()):
+                if value:
+                    digest = hashlib.blake2b(value.to_bytes(8, "little"), key=key, digest_size=8)
+                    moved[i] = int.from_bytes(digest.digest(), "little") or 1
+            tokens[name] = moved[inverse.reshape(-1)]
+        return Evidence(filters=filters, tokens=tokens)

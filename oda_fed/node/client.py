@@ -16,6 +16,8 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
+from oda_fed.encoding.evidence import Evidence, linkage_layout
+from oda_fed.encoding.evidence import Layout as EvidenceLayout
 from oda_fed.errors import ProtocolError
 from oda_fed.node.state import NodeState
 from oda_fed.proto.v1 import coordinator_pb2_grpc
@@ -24,6 +26,7 @@ from oda_fed.transport.messages import (
     CLKS,
     AttributeChunk,
     ClkChunk,
+    EvidenceColumn,
     FetchEntitiesRequest,
     LocalTable,
     TokenColumn,
@@ -61,8 +64,11 @@ def clk_chunks(
     tokens: Mapping[str, Sequence[bytes | None]],
     keys: Sequence[bytes] | None,
     chunk_records: int,
+    evidence: Evidence | None = None,
+    layout: EvidenceLayout = (),
 ) -> Iterator[ClkChunk]:
-    """A node's CLKs (with keyed tokens, and record keys when the project asks) as chunks."""
+    """A node's CLKs (with keyed tokens, and record keys and field evidence when the project asks)
+    as chunks."""
     n = len(clks)
     total = chunk_count(n, chunk_records)
     for index, start, stop in chunks(n, chunk_records):
@@ -81,6 +87,9 @@ def clk_chunks(
                 for f, values in tokens.items()
             ),
             record_keys=() if keys is None else tuple(keys[start:stop]),
+            evidence=()
+            if evidence is None
+            else tuple(EvidenceColumn(n, d) for n, d in evidence.columns(layout, start, stop)),
         )
 
 
@@ -104,6 +113,7 @@ class CoordinatorClient:
         tokens: Mapping[str, Sequence[bytes | None]],
         keys: Sequence[bytes] | None,
         chunk_records: int,
+        evidence: Evidence | None = None,
     ) -> None:
         """Send the CLKs in chunks, skipping those the coordinator already holds."""
         parts = clk_chunks(
@@ -113,6 +123,8 @@ class CoordinatorClient:
             tokens=tokens,
             keys=keys,
             chunk_records=chunk_records,
+            evidence=evidence,
+            layout=linkage_layout(self._state.project.linkage),
         )
         stable = keys is not None
         upload = self._upload(round_id, CLKS, AuditKind.CLK_CHUNK, "CLKs")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.durable import fsync_dir, private_dir, private_file, write_atomic
+from oda_fed.encoding.evidence import Evidence
 from oda_fed.errors import ProtocolError
 from oda_fed.node.policy import Refused
 from oda_fed.transport.protocol import check_round_id
@@ -37,6 +38,7 @@ class RoundFiles:
         clks: np.ndarray,
         attributes: dict[str, list[str]],
         tokens: dict[str, list[bytes | None]],
+        evidence: Evidence | None = None,
     ) -> None:
         """Write the round's state in a scratch folder and rename it into place in one step."""
         tmp = self.dir.with_name(self.dir.name + ".tmp")
@@ -50,6 +52,12 @@ class RoundFiles:
             (tmp / f"attribute-{name}.json").write_text(json.dumps(values, ensure_ascii=False))
         hexed = {f: [v.hex() if v else None for v in values] for f, values in tokens.items()}
         (tmp / "tokens.json").write_text(json.dumps(hexed))
+        if evidence is not None:
+            np.savez(
+                tmp / "evidence.npz",
+                **{f"filter:{k}": v for k, v in evidence.filters.items()},
+                **{f"token:{k}": v for k, v in evidence.tokens.items()},
+            )
         private_file(tmp)  # CLKs and the ref mapping: the node's user only
         tmp.rename(self.dir)
         fsync_dir(self.dir.parent)
@@ -61,6 +69,18 @@ class RoundFiles:
 
     def clks(self) -> np.ndarray:
         return np.load(self.dir / "clks.npy")
+
+    def evidence(self) -> Evidence | None:
+        """The field evidence prepared for the round, if the project links with it."""
+        path = self.dir / "evidence.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as saved:
+            kinds = {"filter": {}, "token": {}}
+            for key in saved.files:
+                kind, name = key.split(":", 1)
+                kinds[kind][name] = saved[key]
+        return Evidence(filters=kinds["filter"], tokens=kinds["token"])
 
     def tokens(self) -> dict[str, list[bytes | None]]:
         hexed = json.loads((self.dir / "tokens.json").read_text())

@@ -157,6 +157,7 @@ def _encode_and_upload(
         clks,
         tokens=files.tokens(),
         keys=keys,
+        evidence=files.evidence(),
         chunk_records=min(state.config.chunk_records, request.chunk_records or CHUNK_RECORDS),
     )
     return len(clks)
@@ -191,17 +192,20 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(source))
     clks = np.ascontiguousarray(source.clks[order])
     tokens = {f: [v[i] for i in order] for f, v in source.tokens.items()}
+    evidence = None if source.evidence is None else source.evidence.take(order)
     if not state.project.linkage.stable_entity_ids:
         # Unless the project agreed that the coordinator may follow records from round to round,
         # this round's CLKs and tokens are keyed to it, so they match no other round's.
         moved = RoundTransform(state.secret, context=state.project.name, round_id=round_id,
                                bits=clks.shape[1] * 64)  # fmt: skip
         clks, tokens = moved.clks(clks), moved.tokens(tokens)
+        evidence = None if evidence is None else moved.evidence(evidence)
     files.save(
         record_ids=source.record_ids[order],
         clks=clks,
         attributes={name: [values[i] for i in order] for name, values in derived.items()},
         tokens=tokens,
+        evidence=evidence,
     )
     log.info(
         "round %s: encoded %d records (missing: %s; invalid: %s)",

@@ -176,13 +176,25 @@ def token_blob(columns: Sequence[TokenColumn]) -> bytes | None:
     return json.dumps(stored, sort_keys=True).encode("ascii")
 
 
-def content_sha256(data: bytes, tokens: bytes | None, record_keys: bytes | None) -> str:
+def evidence_blob(columns: Sequence[EvidenceColumn]) -> bytes | None:
+    """A chunk's field evidence as the coordinator stores it: the columns' bytes one after the
+    other, in the order the project's fields give (checked before it is stored)."""
+    if not columns:
+        return None
+    return b"".join(c.data for c in columns)
+
+
+def content_sha256(
+    data: bytes, tokens: bytes | None, record_keys: bytes | None, evidence: bytes | None = None
+) -> str:
     """SHA-256 of what one stored chunk carries: the same on the node, which sent it, and on the
     coordinator, which tells a resent chunk from a contradicting one by it."""
     h = hashlib.sha256(data + (tokens or b""))
+    # Only chunks with record keys or evidence hash them, so digests of older chunks are unchanged.
     if record_keys is not None:
-        # Only chunks with record keys hash them, so digests of older chunks are unchanged.
         h.update(b"\x00record_keys\x00" + record_keys)
+    if evidence is not None:
+        h.update(b"\x00evidence\x00" + evidence)
     return h.hexdigest()
 
 
@@ -201,6 +213,15 @@ class TokenColumn:
 
 
 @dataclass(frozen=True)
+class EvidenceColumn:
+    """One column of field evidence (:mod:`oda_fed.encoding.evidence`): a field filter or a
+    keyed token, a fixed number of bytes per record, records one after the other."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ClkChunk:
     """One chunk of a node's CLKs (row-major little-endian ``uint64`` words)."""
 
@@ -215,12 +236,15 @@ class ClkChunk:
     clks: bytes = field(repr=False)
     tokens: tuple[TokenColumn, ...] = ()
     record_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    evidence: tuple[EvidenceColumn, ...] = ()
 
     def content_sha256(self, *, stable: bool) -> str:
         """What the coordinator stores of this chunk, hashed as it hashes it (``stable``: the
         project keeps entity ids, so the record keys are stored too)."""
         keys = b"".join(self.record_keys) if stable else None
-        return content_sha256(self.clks, token_blob(self.tokens), keys)
+        return content_sha256(
+            self.clks, token_blob(self.tokens), keys, evidence_blob(self.evidence)
+        )
 
     def audit_detail(self) -> dict[str, int | bool]:
         """The chunk's audit detail, the same in the node's log and the coordinator's."""
@@ -228,6 +252,9 @@ class ClkChunk:
         if self.record_keys:
             # So a DPO reading either log sees that this crossing carried record pseudonyms.
             detail["record_keys"] = True
+        if self.evidence:
+            # Field evidence crosses only under a project with method = "fields"; say so.
+            detail["evidence"] = True
         return detail
 
 

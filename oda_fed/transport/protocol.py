@@ -49,6 +49,10 @@ DIGEST_BYTES = 32
 MAX_CLK_BYTES = 2 * 8192 // 8
 #: Most keyed-token columns in one CLK chunk (one per linkage field).
 MAX_TOKEN_COLUMNS = 64
+#: Most columns of field evidence in one CLK chunk (a filter and up to five tokens a field), and
+#: the widest, in bytes a record (a 256-bit field filter).
+MAX_EVIDENCE_COLUMNS = 6 * 64
+MAX_EVIDENCE_BYTES = 32
 #: Most cells in a ``local`` product's table, and most dimensions of a cell (as
 #: ``oda_fed.config.MAX_DIMENSIONS``). A table of more cells is no table to publish.
 MAX_TABLE_CELLS = 10_000
@@ -95,6 +99,9 @@ FIELD_BOUNDS: dict[str, Bound] = {
     "ClkChunk.record_keys": Bound(DIGEST_BYTES, items=CHUNK_RECORDS),
     "TokenColumn.field": _NAME,
     "TokenColumn.values": Bound(DIGEST_BYTES, items=CHUNK_RECORDS),
+    "ClkChunk.evidence": Bound(items=MAX_EVIDENCE_COLUMNS),
+    "EvidenceColumn.name": _NAME,
+    "EvidenceColumn.data": Bound(CHUNK_RECORDS * MAX_EVIDENCE_BYTES),
     "UploadStatusRequest.round_id": _NAME,
     "UploadStatusRequest.project_fingerprint": _NAME,
     "UploadStatusRequest.upload": Bound(2 * MAX_NAME_CHARS + 16),  # attribute:<product>:<name>
@@ -310,11 +317,18 @@ def chunk_count(total: int, size: int) -> int:
 
 
 def largest_node_message(
-    *, clk_bits: int, token_columns: int, record_keys: bool, attributes: bool, table_dimensions: int
+    *,
+    clk_bits: int,
+    token_columns: int,
+    record_keys: bool,
+    attributes: bool,
+    table_dimensions: int,
+    evidence: tuple[int, ...] = (),
 ) -> int:
     """The most bytes one message from a node of a project needs on the wire, with room for ids
     and framing: the largest of a chunk of :data:`CHUNK_RECORDS` CLKs of ``clk_bits`` (with its
-    ``token_columns`` keyed tokens and, when the project keeps entity ids stable, record keys), a
+    ``token_columns`` keyed tokens, its columns of field evidence of ``evidence`` bytes a record
+    each, and, when the project keeps entity ids stable, record keys), a
     chunk of attribute values (``attributes``), and a ``local`` table of ``table_dimensions``
     (0: the project has none), every value at its longest. Anything else a node sends (a Hello,
     a result with its audit checkpoint, a key or wrapped secrets) fits in 1 MiB.
@@ -334,6 +348,7 @@ def largest_node_message(
     clks = CHUNK_RECORDS * (clk_bits // 8) + token_columns * column
     if record_keys:
         clks += CHUNK_RECORDS * digest
+    clks += sum(CHUNK_RECORDS * width + 4 * MAX_NAME_CHARS + 16 for width in evidence)
     sizes = [clks, 1 << 20]
     if attributes:
         sizes.append(CHUNK_RECORDS * value)

@@ -231,6 +231,8 @@ def _clk_chunk(v: m.ClkChunk) -> wire.ClkChunk:
     )
     for column in v.tokens:
         msg.tokens.add(field=column.field, values=list(column.values))
+    for ev in v.evidence:
+        msg.evidence.add(name=ev.name, data=ev.data)
     return msg
 
 
@@ -247,6 +249,7 @@ def _clk_chunk_from(msg: wire.ClkChunk) -> m.ClkChunk:
         clks=msg.clks,
         tokens=tuple(m.TokenColumn(field=c.field, values=tuple(c.values)) for c in msg.tokens),
         record_keys=tuple(msg.record_keys),
+        evidence=tuple(m.EvidenceColumn(name=c.name, data=c.data) for c in msg.evidence),
     )
 
 

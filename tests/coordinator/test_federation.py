@@ -16,8 +16,9 @@ import tomli_w
 from oda_fed.audit import cross_check, read_entries, verify_dir
 from oda_fed.config import TlsFiles, fingerprint_bytes, load_node_config, load_project
 from oda_fed.coordinator.store import Store
+from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.encoding.exact import derive_record_key, record_keys
-from oda_fed.errors import AuthError, ConfigError, InputDataError, ProjectMismatchError
+from oda_fed.errors import AuthError, InputDataError, ProjectMismatchError
 from oda_fed.node import tasks
 from oda_fed.pki import init_ca, issue, read_secret, secret_fingerprints
 from oda_fed.proto.v1 import admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
@@ -528,11 +529,46 @@ def test_record_keys_are_refused_when_the_project_does_not_opt_in(federation) ->
     store.close()
 
 
-def test_a_coordinator_refuses_a_project_that_links_by_fields_for_now(federation) -> None:
-    """Field-aware linkage runs embedded only: nodes do not yet send field evidence, so a
-    coordinator of such a project says so at start instead of linking on CLKs alone."""
-    with pytest.raises(AssertionError):  # start_coordinator: the coordinator did not start
-        federation.amend_project(lambda doc: doc["linkage"].update(method="fields"))
-    assert len(federation.errors) == 1 and isinstance(federation.errors[0], ConfigError)
-    assert 'method = "fields" is for embedded linkage' in str(federation.errors[0])
-    federation.errors.clear()
+def _nothing_stored(federation, round_id: str) -> None:
+    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    try:
+        assert store.uploads.state(round_id=round_id, partner="council") is None
+    finally:
+        store.close()
+    log = federation.workdir / "coordinator" / "audit" / "coordinator.jsonl"
+    assert not [e for e in read_entries(log) if e.kind == AuditKind.CLK_CHUNK]
+
+
+def test_evidence_the_project_does_not_agree_is_refused(federation) -> None:
+    """A node of a CLK-only project that sends its fields' filters anyway (more than its DPO
+    signed for) is refused, and nothing of the chunk is kept."""
+    round_id = federation.start_round()
+    chunk = _clk_chunk(round_id, federation.fingerprint, records=2, clk_bits=1024, clks=b"\1" * 256)
+    chunk.evidence.add(name="first_name", data=b"\7" * 64)
+    assert 'does not link with method = "fields"' in _upload_refused(federation, chunk)
+    _nothing_stored(federation, round_id)
+
+
+def test_evidence_other_than_the_projects_fields_give_is_refused(federation) -> None:
+    federation.amend_project(lambda doc: doc["linkage"].update(method="fields"))
+    layout = linkage_layout(load_project(federation.workdir / "project.toml").project.linkage)
+    round_id = federation.start_round()
+
+    def chunk(columns: list[tuple[str, int]], records: int = 2) -> coordinator_pb2.ClkChunk:
+        c = _clk_chunk(round_id, federation.fingerprint, records=records, clk_bits=1024,
+                       clks=b"\1" * records * 128)  # fmt: skip
+        for name, size in columns:
+            c.evidence.add(name=name, data=b"\3" * size)
+        return c
+
+    whole = [(name, 2 * width) for name, width in layout]
+    # A column the project does not give (an extra field), one left out, or a reordering.
+    extra = _upload_refused(federation, chunk([*whole, ("nhs_number_filter", 64)]))
+    assert "nhs_number_filter" in extra and "encode with the signed project" in extra
+    assert "encode with the signed project" in _upload_refused(federation, chunk(whole[1:]))
+    assert "encode with the signed project" in _upload_refused(federation, chunk(whole[::-1]))
+    # A truncated column.
+    short = [*whole[:-1], (whole[-1][0], whole[-1][1] - 1)]
+    assert "truncated" in _upload_refused(federation, chunk(short))
+    assert "carries none" in _upload_refused(federation, chunk([]))
+    _nothing_stored(federation, round_id)

@@ -109,3 +109,54 @@ def test_chunks_concatenate_into_the_evidence_of_the_whole() -> None:
         assert (whole.tokens[k] == parts.tokens[k]).all()
     for k in whole.filters:
         assert (whole.filters[k] == parts.filters[k]).all()
+
+
+def test_a_round_moves_evidence_but_keeps_every_comparison_within_it() -> None:
+    from oda_fed.encoding.rounds import RoundTransform
+
+    rows = {"first_name": ["smith", "john", "jon"], "last_name": ["john", "smith", None],
+            "dob": ["1980-02-01", "1980-02-01", None], "postcode": ["LS6 2AB", None, "LS6 2AB"],
+            "sex": ["m", "m", None]}  # fmt: skip
+    ev = _encode(rows)
+    one, two = (
+        RoundTransform(SECRET, context="project", round_id=r, bits=1024).evidence(ev)
+        for r in ("r1", "r2")
+    )
+    for name, f in ev.filters.items():
+        for i in range(3):
+            for j in range(3):
+                if f[i].any() and f[j].any():
+                    assert _dice(one.filters[name][i], one.filters[name][j]) == _dice(f[i], f[j])
+            assert not f[i].any() or (one.filters[name][i] != two.filters[name][i]).any()
+    # Swapped names are still seen: one permutation moves every name filter alike.
+    assert (one.filters["first_name"][0] == one.filters["last_name"][1]).all()
+    for name, t in ev.tokens.items():
+        moved = one.tokens[name]
+        assert ((moved == 0) == (t == 0)).all()  # missing stays missing
+        same = t[:, None] == t[None, :]
+        assert ((moved[:, None] == moved[None, :]) == same).all(), name
+        assert not set(moved[moved != 0]) & set(two.tokens[name][two.tokens[name] != 0])
+        assert not set(moved[moved != 0]) & set(t[t != 0])
+    assert one.tokens["first_name:phonetic"][0] == one.tokens["last_name:phonetic"][1]
+
+
+def test_evidence_crosses_as_columns_of_its_layout_and_comes_back_whole() -> None:
+    from oda_fed.encoding.evidence import evidence_layout
+
+    rows = {"first_name": ["ann", "bob", "cy"], "last_name": ["x", "y", "z"],
+            "dob": ["1980-01-01", None, "1990-12-31"], "postcode": [None, "LS6 2AB", None],
+            "sex": ["f", "m", None]}  # fmt: skip
+    ev = _encode(rows)
+    layout = evidence_layout(FIELDS)
+    assert [n for n, _ in layout][:3] == ["first_name", "last_name", "postcode"]
+    chunks = [
+        (b"".join(d for _, d in ev.columns(layout, a, b)), b - a) for a, b in ((0, 2), (2, 3))
+    ]
+    assert len(chunks[0][0]) == 2 * sum(w for _, w in layout)
+    back = Evidence.from_blobs(layout, chunks)
+    for k in ev.filters:
+        assert (back.filters[k] == ev.filters[k]).all()
+    for k in ev.tokens:
+        assert (back.tokens[k] == ev.tokens[k]).all()
+    with pytest.raises(ValueError, match="expected"):
+        Evidence.from_blobs(layout, [(chunks[0][0] + b"x" * 8, 2)])

@@ -408,6 +408,7 @@ class ClkChunk(_message.Message):
     CLKS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
     RECORD_KEYS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     project_fingerprint: _builtins.str
     chunk_index: _builtins.int
@@ -434,6 +435,13 @@ class ClkChunk(_message.Message):
         project sets `[linkage] stable_entity_ids = true`; otherwise empty, and refused if present.
         """
 
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvidenceColumn]:
+        """Field evidence, only when the project sets `[linkage] method = "fields"`: one column per
+        field filter and keyed token the project's fields give (oda_fed.encoding.evidence), in that
+        order; otherwise empty, and refused if present.
+        """
+
     def __init__(
         self,
         *,
@@ -448,14 +456,42 @@ class ClkChunk(_message.Message):
         clks: _builtins.bytes = ...,
         tokens: _abc.Iterable[Global___TokenColumn] | None = ...,
         record_keys: _abc.Iterable[_builtins.bytes] | None = ...,
+        evidence: _abc.Iterable[Global___EvidenceColumn] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "record_keys", b"record_keys", "records", b"records", "round_id", b"round_id", "tokens", b"tokens", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "clk_bits", b"clk_bits", "clks", b"clks", "evidence", b"evidence", "first_ref", b"first_ref", "project_fingerprint", b"project_fingerprint", "record_keys", b"record_keys", "records", b"records", "round_id", b"round_id", "tokens", b"tokens", "total_chunks", b"total_chunks", "total_records", b"total_records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClkChunk: _TypeAlias = ClkChunk  # noqa: Y015
+
+@_typing.final
+class EvidenceColumn(_message.Message):
+    """One column of field evidence for the records of a chunk, in ref order: a field's Bloom filter
+    (32 bytes a record) or a keyed token of part of a value (8 bytes a record, 0 where missing),
+    both under keys derived from the linkage secret and re-keyed every round.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvidenceColumn: _TypeAlias = EvidenceColumn  # noqa: Y015
 
 @_typing.final
 class TokenColumn(_message.Message):
