@@ -181,6 +181,14 @@ class LinkResult:
         p, r, _ = self.outcome.estimate.at(self.outcome.threshold)
         return p, r
 
+    def degenerate(self) -> list[str]:
+        """Why this linkage cannot be trusted (:mod:`oda_fed.matching.guard`): the automatic
+        threshold at its floor, no separation between matches and non-matches, or two sources
+        that share almost no entities. Empty when nothing says so, or nothing was scored."""
+        if not isinstance(self.outcome, LinkOutcome):
+            return []
+        return self.outcome.degenerate(list(self.outcome_sources))
+
     def summary(self) -> str:
         """One line on what was found: entities, the threshold and the estimated quality; for
         an index, what the run changed. The coordinator's round message.
@@ -192,6 +200,9 @@ class LinkResult:
         """
         head = f"{self.entities} entities, {self.linked_entities} known to two or more partners; "
         figures = self._figures()
+        degenerate = self.degenerate()
+        if degenerate:
+            figures += "; DEGENERATE FIT, do not trust these entities: " + "; ".join(degenerate)
         report = self.index_report
         if report is None:
             return head + figures
@@ -237,6 +248,7 @@ class LinkResult:
             truth=truth,
             internal=internal,
             model=getattr(self.outcome, "model", None),
+            degenerate=self.degenerate(),
         )
 
 

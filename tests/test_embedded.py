@@ -107,6 +107,22 @@ def test_link_writes_links_and_reports_quality(data: Path, tmp_path: Path) -> No
     assert "precision" in result.output and "recall" in result.output
 
 
+def test_link_says_when_one_file_links_to_no_one(data: Path, tmp_path: Path) -> None:
+    """The wrong extract for one partner (another population's records): the links are written,
+    but the command says plainly that they are not to be trusted, and names the pair."""
+    other = tmp_path / "other"
+    assert runner.invoke(app, ["synth", "--population", "300", "--partners", "3", "--out",
+                               str(other), "--seed", "77"]).exit_code == 0  # fmt: skip
+    result = link(data, tmp_path / "links.csv", "council.csv", "social_care.csv",
+                  other / "police.csv")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "degenerate fit, do not trust these entities" in said
+    assert "'council' and 'police' share" in said and "'social_care' and 'police' share" in said
+    assert "'council' and 'social_care'" not in said
+    assert "degenerate fit" not in " ".join(link(data, tmp_path / "ok.csv").output.split())
+
+
 def test_all_records_adds_singletons(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "all.csv"
     assert link(data, out, extra=("--all-records",)).exit_code == 0

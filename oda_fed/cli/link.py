@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from oda_fed.cli._common import (
@@ -312,6 +313,9 @@ def _link(
     )["html"]
     source = f", entity ids from {shown(index)}" if index is not None else ""
     console.print(f"wrote {out} ({len(links)} rows{source}); quality report: {shown(html)}")
+    for reason in result.degenerate():
+        # The links were written (they are the evidence), but must not be used as they are.
+        console.print(f"[bold red]degenerate fit, do not trust these entities:[/] {escape(reason)}")
 
 
 def _print_link_table(

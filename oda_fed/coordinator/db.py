@@ -24,7 +24,7 @@ from oda_fed.durable import check_sqlite, private_dir, private_file
 #: relay's tables. Version 1
 #: named round states and deliveries differently
 #: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = (
     """
@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS rounds (
     deadline TEXT NOT NULL DEFAULT '',
     quality_report TEXT NOT NULL DEFAULT '',
     -- "operator:<name>" or "auto_release", once released
-    released_by TEXT NOT NULL DEFAULT ''
+    released_by TEXT NOT NULL DEFAULT '',
+    -- why matching cannot be trusted (oda_fed.matching.guard), one reason a line; '' if none
+    degenerate TEXT NOT NULL DEFAULT ''
 )
 """,
     """
@@ -303,6 +305,7 @@ def _migrate(db: sqlite3.Connection, *, fresh: bool) -> None:
         ("chunks", "record_keys", "BLOB"),
         ("chunks", "evidence", "BLOB"),
         ("rounds", "linkage", "TEXT NOT NULL DEFAULT ''"),
+        ("rounds", "degenerate", "TEXT NOT NULL DEFAULT ''"),
         ("rounds", "deadline", "TEXT NOT NULL DEFAULT ''"),
         ("rounds", "quality_report", "TEXT NOT NULL DEFAULT ''"),
         ("rounds", "released_by", "TEXT NOT NULL DEFAULT ''"),

@@ -188,6 +188,7 @@ class Lifecycle:
             linked_entities=matched.linked,
             linkage=matched.message,
             quality_report=str(matched.quality_report or ""),
+            degenerate="\n".join(matched.degenerate),
         )
         log.info("round %s: %d entities (%d linked)", r.round_id, matched.entities, matched.linked)
         return moved
@@ -200,7 +201,9 @@ class Lifecycle:
         # A certificate refused for a partner during this round may mean the pinned one is not
         # the partner's own node: an operator decides before anything is released.
         conflicts = self.state.store.pins.conflicts_since(r.created)
-        if self.state.project.rounds.auto_release and not made.held and not conflicts:
+        # So does a linkage that cannot be trusted (a degenerate fit).
+        trusted = not r.degenerate
+        if self.state.project.rounds.auto_release and not made.held and not conflicts and trusted:
             return self._release(
                 r, act=(AuditKind.AUTO_RELEASE, COORDINATOR, {}), report=str(made.report)
             )
@@ -209,7 +212,7 @@ class Lifecycle:
             to=_S.AWAITING_RELEASE,
             allowed_from=[_S.ANALYSING],
             report=str(made.report),
-            message=_held_for_release(r.round_id, made, conflicts),
+            message=_held_for_release(r.round_id, made, conflicts, r.degenerate),
         )
 
     def _release(self, r: Round, *, act: Act, **fields: str) -> bool:
@@ -300,7 +303,9 @@ class Lifecycle:
         )
 
 
-def _held_for_release(round_id: str, made: analysis.Made, conflicts: list[Pin]) -> str:
+def _held_for_release(
+    round_id: str, made: analysis.Made, conflicts: list[Pin], degenerate: str = ""
+) -> str:
     """The status of a round whose products wait for an operator: what held them, if anything
     but the project's choice, and what to do."""
     held = (
@@ -316,6 +321,12 @@ def _held_for_release(round_id: str, made: analysis.Made, conflicts: list[Pin]) 
         "make sure the pinned one is the partner's own node before releasing. "
         for p in conflicts
     )
+    if degenerate:
+        held += (
+            "matching found a degenerate fit ("
+            + "; ".join(degenerate.splitlines())
+            + "): find the cause, and release only if the entities are right. "
+        )
     return (
         f"products made and checked, held for release: {held}review {made.report.name} and the "
         f"quality report, then run `oda-fed coordinator release {round_id}`"

@@ -35,6 +35,8 @@ class Matched:
     linked: int
     message: str
     quality_report: Path | None
+    #: Why the linkage cannot be trusted (:mod:`oda_fed.matching.guard`); the release waits.
+    degenerate: tuple[str, ...] = ()
 
 
 def match_round(state: CoordinatorState, round_id: str) -> Matched:
@@ -85,4 +87,5 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
         linked=result.linked_entities,
         message=result.summary(),
         quality_report=None if written is None else written["html"],
+        degenerate=tuple(result.degenerate()),
     )

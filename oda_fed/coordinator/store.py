@@ -27,11 +27,20 @@ from oda_fed.transport.protocol import RoundState
 
 _ROUND_COLUMNS = (
     "round_id, seq, project, state, message, entities, linked_entities, report, linkage, "
-    "deadline, quality_report, released_by, created"
+    "deadline, quality_report, released_by, created, degenerate"
 )
 #: Columns :meth:`RoundTable.move` may set together with the state.
 _SETTABLE = frozenset(
-    {"message", "entities", "linked_entities", "report", "linkage", "quality_report", "released_by"}
+    {
+        "message",
+        "entities",
+        "linked_entities",
+        "report",
+        "linkage",
+        "quality_report",
+        "released_by",
+        "degenerate",
+    }
 )
 
 
@@ -50,6 +59,7 @@ class Round:
     quality_report: str
     released_by: str
     created: str
+    degenerate: str = ""
 
 
 def _round(row: tuple) -> Round:

@@ -22,6 +22,7 @@ from oda_fed.matching import (
 )
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
 from oda_fed.matching.candidates import MatchingInputError, best_two_scores
+from oda_fed.matching.guard import fit_problems, weak_pairs
 from oda_fed.matching.quality import (
     QualityEstimate,
     estimate_quality,
@@ -243,6 +244,16 @@ class LinkOutcome:
     sample_from: int = 0
     #: The match weights, with ``method = "fields"``.
     model: Model | None = None
+    #: The lowest threshold ``"auto"`` could choose, when it chose this one.
+    auto_floor: float | None = None
+
+    def degenerate(self, sources: Sequence[str]) -> list[str]:
+        """Why this linkage cannot be trusted, in words (:mod:`oda_fed.matching.guard`); empty
+        when nothing says so."""
+        precision, _, _ = self.estimate.at(self.threshold)
+        fit = fit_problems(threshold=self.threshold, auto_floor=self.auto_floor,
+                           precision=precision, reason=self.estimate.reason)  # fmt: skip
+        return fit + weak_pairs(self.clustering.labels, sources)
 
     def evidence(self, sources: Sequence[str]) -> dict[str, str]:
         """How the linkage was done, as short lines for a report: counts only, never records.
@@ -401,6 +412,7 @@ def link_with_quality(
         conflicts=conflicts,
         sampled=sampled,
         sample_from=sample_from,
+        auto_floor=QUALITY_FLOOR if threshold == "auto" else None,
     )
 
 

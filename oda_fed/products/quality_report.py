@@ -7,7 +7,7 @@ does, and the page embeds them with the helpers of :mod:`oda_fed.products.report
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ def write_quality_report(
     truth: Mapping[str, float] | None = None,
     internal: bool = False,
     model: Model | None = None,
+    degenerate: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write ``score_histogram.png``, ``quality_curves.png`` and ``quality.html`` into ``out_dir``.
 
@@ -68,6 +69,8 @@ def write_quality_report(
     model
         The match weights of field-aware linkage: charted and tabled (m, u and weight of every
         level), and the scores are then match probabilities.
+    degenerate
+        Why the linkage cannot be trusted (:mod:`oda_fed.matching.guard`), shown first.
 
     Returns
     -------
@@ -112,6 +115,7 @@ def write_quality_report(
         "prior": "" if model is None else f"{model.prior:.3g}",
         "title": title,
         "internal": internal,
+        "degenerate": list(degenerate),
         "floor": _decimal(fit.floor) if fit is not None else "the floor",
         "n_scores": _number(fit.n_scores) if fit is not None else "0",
         "reason": estimate.reason,

@@ -236,3 +236,38 @@ def test_a_node_asked_for_a_round_that_was_cancelled_meanwhile_carries_on(federa
     assert failure is None and not result.ok
     assert "the coordinator refused" in result.error and "cancelled" in result.error
     assert not (federation.workdir / "nodes" / "council" / "state" / "entities.csv").exists()
+
+
+def test_a_degenerate_linkage_waits_for_an_operator_despite_auto_release(
+    federation, tmp_path: Path
+) -> None:
+    """A partner's node reads the wrong extract (another population's records), so its records
+    link to no one's. Matching runs to its end all the same; the round must not then release
+    itself: it waits, saying why, until an operator who has found the cause releases it."""
+    from oda_fed.synth import generate, write
+
+    write(generate(population=400, partners=3, seed=99, errors="low"), tmp_path / "other")
+    (federation.workdir / "data" / "police.csv").write_bytes(
+        (tmp_path / "other" / "police.csv").read_bytes()
+    )
+    assert load_project_auto_release(federation)
+    threads = [federation.run_node(p) for p in federation.partners]
+    admin = federation.admin()
+    round_id = admin.start_round().round_id
+    held = admin.wait(round_id, timeout=120)
+    assert held.state is RoundState.AWAITING_RELEASE, held.message
+    assert "degenerate fit" in held.message and "'police'" in held.message
+    assert "'council' and 'social_care'" not in held.message  # their link is sound
+    assert 'id="degenerate"' in Path(held.quality_report_path).read_text()
+    for partner in federation.partners:
+        assert releases(federation, partner, round_id) == []
+    assert admin.release_round(round_id).released_by == "operator:operator"
+    assert admin.wait(round_id, timeout=60).state is RoundState.CLOSED
+    admin.close()
+    join(threads)
+
+
+def load_project_auto_release(federation) -> bool:
+    from oda_fed.config import load_project
+
+    return load_project(federation.workdir / "project.toml").project.rounds.auto_release
