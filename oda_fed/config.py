@@ -796,7 +796,7 @@ class NodeSource(_Strict):
     columns: dict[str, str] = Field(default_factory=dict)
     attributes: dict[str, str] = Field(default_factory=dict)
     date_format: str | None = None
-    on_invalid: Literal["error", "missing"] = "error"
+    on_invalid: Literal["error", "missing", "keep"] = "error"
     # Lookup tables for attributes the project derives by lookup: name -> CSV file with two
     # columns (the value as it is in the extract, and what it becomes). They stay on the node.
     lookups: dict[Name, Path] = Field(default_factory=dict)

@@ -25,13 +25,14 @@ T = TypeVar("T")
 console = Console(log_path=False)
 err_console = Console(stderr=True)
 
-ON_INVALID = ("error", "missing")
+ON_INVALID = ("error", "missing", "keep")
 
 OnInvalid = Annotated[
     str,
     typer.Option(
         help="error: stop at a malformed value (e.g. 31/02/1980), naming its row and column; "
-        "missing: count malformed values as missing and go on."
+        "missing: count malformed values as missing and go on; keep: encode what a malformed "
+        "value still says (29/02/2009 keeps its year, month and day) and go on."
     ),
 ]
 

@@ -137,7 +137,8 @@ _DOB_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("ym", lambda v: v[:7]),
     ("y", lambda v: v[:4]),
     ("md", lambda v: v[5:]),
-    # Day and month sorted: 1980-02-01 and 1980-01-02 agree, a swap the data entry made.
+    # Day and month sorted: 1980-02-01 and 1980-01-02 agree, a swap the data entry made (and
+    # 1980-31-12, kept by on_invalid = "keep", agrees with 1980-12-31).
     ("swap", lambda v: v[:4] + "-" + "-".join(sorted((v[5:7], v[8:10])))),
 )
 _POSTCODE_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (

@@ -30,7 +30,9 @@ from oda_fed.standardise import InvalidValue, standardise_date
 
 log = logging.getLogger(__name__)
 
-OnInvalid = Literal["error", "missing"]
+#: "keep" keeps what a malformed linkage value still says; an event's date is either read or left
+#: out, so for events it acts as "missing".
+OnInvalid = Literal["error", "missing", "keep"]
 
 #: Bytes of the table read at a time: about 1.8M short rows, and a few hundred MB of memory.
 #: Each block also rebuilds the lookup of the extract's record ids, so much smaller blocks cost

@@ -213,15 +213,17 @@ class _Memo:
         self._cache: dict[str, dict[str, tuple[object, bool]] | None] = {}
 
     def standardise(
-        self, field: str, values: pd.Series, field_type: str, fmt: str | None
+        self, field: str, values: pd.Series, field_type: str, fmt: str | None, *, keep: bool
     ) -> tuple[pd.Series, pd.Series]:
         cache = self._cache.get(field, {})
         if cache is None:
-            return standardise_column(values, field_type, fmt=fmt)
+            return standardise_column(values, field_type, fmt=fmt, keep=keep)
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         todo = [u for u in uniques if u not in cache]
         if todo:
-            std, bad = standardise_column(pd.Series(todo, dtype=object), field_type, fmt=fmt)
+            std, bad = standardise_column(
+                pd.Series(todo, dtype=object), field_type, fmt=fmt, keep=keep
+            )
             cache.update(zip(todo, zip(std.tolist(), bad.tolist(), strict=True), strict=True))
         if field not in self._cache:
             # Decide once, on the first chunk, whether this column repeats enough to memoise.
@@ -280,22 +282,26 @@ def _prepare_frame(
             invalid[spec.name] = 0
             continue
         fmt = layout.date_format if is_date(spec.type) else None
-        values, bad = memo.standardise(spec.name, frame[column], spec.type, fmt)
+        values, bad = memo.standardise(
+            spec.name, frame[column], spec.type, fmt, keep=layout.on_invalid == "keep"
+        )
         n_bad = int(bad.sum())
         if n_bad and layout.on_invalid == "error":
             index = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputDataError(
                 f"{path}: row {line(index)}, column '{column}' (field '{spec.name}'): "
                 f"{_reason(spec.type, frame[column].iloc[index], fmt)}. {n_bad} value(s) in this "
-                'column of this chunk are invalid. Fix them, or set on_invalid = "missing" in '
-                "node.toml [source] to count them as missing."
+                "column of this chunk are invalid. Fix them, or set on_invalid in node.toml "
+                '[source] to "keep" (encode what they still say) or "missing" (drop them).'
             )
         invalid[spec.name] = n_bad
         as_list = [
             None if v is None or (isinstance(v, float) and np.isnan(v)) else v
             for v in values.tolist()
         ]
-        missing[spec.name] = sum(v is None for v in as_list) - n_bad
+        missing[spec.name] = sum(v is None for v in as_list) - sum(
+            v is None for v, b in zip(as_list, bad.tolist(), strict=True) if b
+        )
         fields[spec.name] = as_list
     attributes = {a: frame[c].str.strip().tolist() for a, c in layout.attributes.items()}
     return PreparedSource(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from oda_fed.standardise.addresses import standardise_address
-from oda_fed.standardise.dates import standardise_date
+from oda_fed.standardise.dates import loose_date, standardise_date
 from oda_fed.standardise.fieldtypes import (
     CANONICAL_FIELD_TYPES,
     FIELD_TYPE_ALIASES,
@@ -69,8 +70,35 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
+def kept_value(value: str, field_type: FieldType) -> str | None:
+    """What ``on_invalid = "keep"`` encodes of a present value its standardiser refused: the
+    characters that still say something, in the form valid values of the type take, so the
+    CLK and the field evidence can still compare them.
+
+    A date keeps its digits in ISO form when it has a date's shape (:func:`loose_date`), and is
+    missing otherwise (``"n/k"`` says nothing of a birthday); an
+    identifier its digits; a postcode its letters and digits, upper case; anything else its
+    words, folded as free text.
+
+    Examples
+    --------
+    >>> kept_value("29/02/2009", "date_of_birth"), kept_value("ls6 2a!", "postcode")
+    ('2009-02-29', 'LS6 2A')
+    >>> kept_value("943 476 5918", "nhs_number")
+    '9434765918'
+    """
+    kind = canonical_field_type(field_type)
+    if kind == "date_of_birth":
+        return loose_date(value)
+    if kind in ("nhs_number", "uprn"):
+        return re.sub(r"\D", "", value) or None
+    if kind == "postcode":
+        return " ".join(re.sub(r"[^A-Z0-9 ]", "", value.upper()).split()) or None
+    return standardise_text(value)
+
+
 def standardise_column(
-    values: pd.Series, field_type: FieldType, *, fmt: str | None = None
+    values: pd.Series, field_type: FieldType, *, fmt: str | None = None, keep: bool = False
 ) -> tuple[pd.Series, pd.Series]:
     """Standardise every value of a column without raising on bad values.
 
@@ -88,6 +116,9 @@ def standardise_column(
     fmt
         For date fields only (``"date_of_birth"`` or its alias ``"date"``): an exact
         ``strptime`` format (see ``standardise_date``).
+    keep
+        Give an invalid value's :func:`kept_value` instead of ``None`` (it is still flagged
+        invalid).
 
     Returns
     -------
@@ -133,6 +164,8 @@ def standardise_column(
             results[i] = standardise(_as_text(raw))
         except InvalidValue:
             bad[i] = True
+            if keep:
+                results[i] = kept_value(str(_as_text(raw)), field_type)
     standardised = pd.Series(results[codes], index=values.index, name=values.name, dtype=object)
     invalid = pd.Series(bad[codes], index=values.index, name=values.name, dtype=bool)
     return standardised, invalid

@@ -67,6 +67,26 @@ def _parts(text: str) -> tuple[int, int, int]:
     raise InvalidValue("date", _EXPECTED, value=text)
 
 
+def loose_date(value: str) -> str | None:
+    """A malformed date's digits as ``YYYY-MM-DD`` when it has the shape of a date with a
+    four-digit year, though not a calendar date (``29/02/2009``, or ``13/31/1980`` with day and
+    month swapped); None otherwise. What it keeps still agrees with the right date in its year,
+    its month and day, or with day and month swapped.
+
+    Examples
+    --------
+    >>> loose_date("29/02/2009"), loose_date("1980-31-12"), loose_date("n/k")
+    ('2009-02-29', '1980-31-12', None)
+    """
+    try:
+        year, month, day = _parts(_TIME_SUFFIX.sub("", value.strip()))
+    except InvalidValue:
+        return None
+    if not (MIN_YEAR <= year <= 9999 and 0 < month < 100 and 0 < day < 100):
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
 def _checked(year: int, month: int, day: int, *, text: str) -> dt.date:
     try:
         date = dt.date(year, month, day)

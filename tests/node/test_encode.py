@@ -130,3 +130,47 @@ def test_a_clkhash_file_with_other_columns_or_no_rows(tmp_path: Path) -> None:
     (tmp_path / "other.csv").write_text("id,surname\n1,smith\n")
     with pytest.raises(InputDataError, match="column 1: 'surname' where the schema has 'name'"):
         encode_clkhash_file(tmp_path / "other.csv", schema=schema, secret="s")
+
+
+def test_a_malformed_value_kept_still_gives_evidence(synth: Path, tmp_path: Path) -> None:
+    """Under on_invalid = "keep" a malformed date keeps its digits: 29/02/2009 still agrees with
+    2009-02-28 in year and month (CLK and tokens), and day/month-swapped 1980-31-12 with
+    1980-12-31 in the swap token. Under "missing" both would be lost."""
+    from dataclasses import replace
+
+    from oda_fed.matching.kernels import pair_intersections, popcounts
+
+    frame = pd.read_csv(synth / "council.csv", dtype=str, keep_default_na=False).head(6)
+    frame["dob"] = ["29/02/2009", "28/02/2009", "1980-31-12", "31/12/1980", "n/k", "01/01/1990"]
+    path = tmp_path / "council.csv"
+    frame.to_csv(path, index=False)
+    text = (synth / "project.toml").read_text().replace("[linkage]", '[linkage]\nmethod = "fields"')
+    (tmp_path / "project.toml").write_text(text)
+    project = load_project(tmp_path / "project.toml").project
+    layout = layout_for(project, "council")
+
+    def encoded(on_invalid: str):
+        return encode_file(path, project=project, layout=replace(layout, on_invalid=on_invalid),
+                           secret=SECRET)  # fmt: skip
+
+    kept, dropped = encoded("keep"), encoded("missing")
+    assert kept.invalid["date_of_birth"] == dropped.invalid["date_of_birth"] == 3
+    assert kept.missing["date_of_birth"] == dropped.missing["date_of_birth"] == 0
+
+    def dice(clks: np.ndarray, i: int, j: int) -> float:
+        pc = popcounts(clks)
+        both = pair_intersections(clks, clks, np.array([i]), np.array([j]))[0]
+        return 2 * both / (pc[i] + pc[j])
+
+    assert dice(kept.clks, 0, 1) > dice(dropped.clks, 0, 1)
+    assert dice(kept.clks, 2, 3) > dice(dropped.clks, 2, 3)
+    tok, lost = kept.evidence.tokens, dropped.evidence.tokens
+    assert (
+        tok["date_of_birth:ym"][0] == tok["date_of_birth:ym"][1] != 0
+        and lost["date_of_birth:ym"][0] == 0
+    )
+    assert (
+        tok["date_of_birth:swap"][2] == tok["date_of_birth:swap"][3] != 0
+        and lost["date_of_birth:swap"][2] == 0
+    )
+    assert tok["date_of_birth:ymd"][4] == 0  # n/k says nothing of a birthday: nothing is kept
