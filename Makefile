@@ -7,7 +7,10 @@ STAMP  := $(VENV)/.installed
 REF       := .venv-ref
 REF_STAMP := $(REF)/.installed
 
-.PHONY: demo test venv ref chromium proto lint bench clean
+SPLINK       := .venv-splink
+SPLINK_STAMP := $(SPLINK)/.installed
+
+.PHONY: demo test venv ref splink chromium proto lint bench quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +29,15 @@ $(REF_STAMP): requirements-ref.txt
 	touch $(REF_STAMP)
 
 ref: $(REF_STAMP)
+
+# Splink, the plaintext ceiling of benchmarks/quality.py, in its own environment too.
+$(SPLINK_STAMP): requirements-splink.txt
+	test -x $(SPLINK)/bin/python || $(PYTHON) -m venv $(SPLINK)
+	$(SPLINK)/bin/python -m pip install --quiet --upgrade pip
+	$(SPLINK)/bin/python -m pip install --quiet -r requirements-splink.txt
+	touch $(SPLINK_STAMP)
+
+splink: $(SPLINK_STAMP)
 
 # Debian's chromium, which the browser tests drive through Playwright (apt-get when missing; sudo
 # when not root). Playwright never downloads a browser of its own.
@@ -61,5 +73,10 @@ bench: $(STAMP) $(REF_STAMP)
 	$(PY) benchmarks/events.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/products.py
 
+## Linkage quality beside anonlink and Splink on data oda_fed.synth did not make (about 15 min).
+quality: $(STAMP) $(REF_STAMP) $(SPLINK_STAMP)
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python \
+	ODA_FED_SPLINK_PYTHON=$(CURDIR)/$(SPLINK)/bin/python $(PY) benchmarks/quality.py
+
 clean:
-	rm -rf $(VENV) $(REF) demo-run build *.egg-info
+	rm -rf $(VENV) $(REF) $(SPLINK) demo-run build *.egg-info
