@@ -22,20 +22,22 @@ venv: $(STAMP)
 
 # clkhash and anonlink, the references for bit-identity tests and benchmarks, in their own
 # environment because they pin old dependencies.
+# $(1): the environment's folder; $(2): its requirements file.
+define own_venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	touch $(1)/.installed
+endef
+
 $(REF_STAMP): requirements-ref.txt
-	test -x $(REF)/bin/python || $(PYTHON) -m venv $(REF)
-	$(REF)/bin/python -m pip install --quiet --upgrade pip
-	$(REF)/bin/python -m pip install --quiet -r requirements-ref.txt
-	touch $(REF_STAMP)
+	$(call own_venv,$(REF),requirements-ref.txt)
 
 ref: $(REF_STAMP)
 
 # Splink, the plaintext ceiling of benchmarks/quality.py, in its own environment too.
 $(SPLINK_STAMP): requirements-splink.txt
-	test -x $(SPLINK)/bin/python || $(PYTHON) -m venv $(SPLINK)
-	$(SPLINK)/bin/python -m pip install --quiet --upgrade pip
-	$(SPLINK)/bin/python -m pip install --quiet -r requirements-splink.txt
-	touch $(SPLINK_STAMP)
+	$(call own_venv,$(SPLINK),requirements-splink.txt)
 
 splink: $(SPLINK_STAMP)
 

@@ -282,52 +282,65 @@ def clkhash_schema(fields: list[dict]) -> dict:
     }
 
 
-def _write_plain(folder: Path, work: Path) -> tuple[list[dict], list[dict]]:
-    """Write the cleaned tables into ``work``; return the fields and the tables' entries."""
-    fields, tables = plain_tables(folder)
-    entries = []
-    for name, frame in tables.items():
-        path = work / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        entries.append({"name": name, "path": str(path), "rows": len(frame)})
-    return fields, entries
+def _external(
+    folder: Path,
+    *,
+    python: Path,
+    script: str,
+    settings: Callable[[list[dict]], dict],
+    read: Callable[[Path, list[dict]], object],
+) -> tuple[dict, object]:
+    """Run ``script`` under ``python`` on the cleaned tables of ``folder``.
+
+    The tables go into a temporary folder with ``spec.json``: the tables (``name``, ``path``),
+    that folder as ``out``, and ``settings(fields)``. Returns the JSON line the script printed
+    last, and ``read(folder, tables)`` of what it wrote, before the folder goes.
+    """
+    fields, plain = plain_tables(folder)
+    with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
+        work = Path(tmp)
+        tables = []
+        for name, frame in plain.items():
+            frame.to_csv(work / f"{name}.csv", index=False)
+            tables.append({"name": name, "path": str(work / f"{name}.csv")})
+        spec = {"tables": tables, "out": str(work), **settings(fields)}
+        (work / "spec.json").write_text(json.dumps(spec))
+        done = subprocess.run(
+            [str(python), str(HERE / script), str(work / "spec.json")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{script} failed:\n{done.stderr[-4000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1]), read(work, tables)
 
 
-def _subprocess(python: Path, script: str, spec: dict, work: Path) -> dict:
-    (work / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(
-        [str(python), str(HERE / script), str(work / "spec.json")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _records(work: Path, tables: list[dict]) -> pd.DataFrame:
+    """``source, record_id`` of every cleaned table, in table order."""
+    return pd.concat(
+        pd.read_csv(t["path"], dtype=str, keep_default_na=False, usecols=["record_id"]).assign(
+            source=t["name"]
+        )
+        for t in tables
+    ).reset_index(drop=True)
 
 
 def anonlink(folder: Path) -> Outcome:
     """clkhash + anonlink greedy solve at 0.8, with the sweep over 0.60–0.95."""
     from _reference import reference_python
 
-    with tempfile.TemporaryDirectory(prefix="quality-anonlink-") as tmp:
-        work = Path(tmp)
-        fields, tables = _write_plain(folder, work)
-        spec = {
-            "tables": tables,
+    figures, (records, labels) = _external(
+        folder,
+        python=reference_python(),
+        script="_quality_anonlink.py",
+        settings=lambda fields: {
             "schema": clkhash_schema(fields),
             "secret": SECRET.decode(),
             "thresholds": list(ANONLINK_THRESHOLDS),
-            "out": str(work),
-        }
-        figures = _subprocess(reference_python(), "_quality_anonlink.py", spec, work)
-        labels = np.load(work / "labels.npy")
-        records = pd.concat(
-            pd.read_csv(t["path"], dtype=str, keep_default_na=False, usecols=["record_id"]).assign(
-                source=t["name"]
-            )
-            for t in tables
-        ).reset_index(drop=True)
+        },
+        read=lambda work, tables: (_records(work, tables), np.load(work / "labels.npy")),
+    )
     sweep = {
         float(t): records.assign(entity=labels[i]) for i, t in enumerate(figures["thresholds"])
     }
@@ -349,17 +362,13 @@ def splink_python() -> Path:
 
 def splink(folder: Path) -> Outcome:
     """Splink 4, trained without truth, clustered at match probability 0.5 and over a grid."""
-    with tempfile.TemporaryDirectory(prefix="quality-splink-") as tmp:
-        work = Path(tmp)
-        fields, tables = _write_plain(folder, work)
-        spec = {
-            "tables": tables,
-            "fields": fields,
-            "thresholds": list(SPLINK_THRESHOLDS),
-            "out": str(work),
-        }
-        figures = _subprocess(splink_python(), "_quality_splink.py", spec, work)
-        clusters = pd.read_csv(work / "clusters.csv", dtype={"record_id": str})
+    figures, clusters = _external(
+        folder,
+        python=splink_python(),
+        script="_quality_splink.py",
+        settings=lambda fields: {"fields": fields, "thresholds": list(SPLINK_THRESHOLDS)},
+        read=lambda work, _: pd.read_csv(work / "clusters.csv", dtype={"record_id": str}),
+    )
     sweep = {
         float(t): group.rename(columns={"cluster_id": "entity"})
         for t, group in clusters.groupby("threshold")
