@@ -7,7 +7,10 @@ STAMP  := $(VENV)/.installed
 REF       := .venv-ref
 REF_STAMP := $(REF)/.installed
 
-.PHONY: demo test venv ref chromium proto lint bench clean
+SPLINK       := .venv-splink
+SPLINK_STAMP := $(SPLINK)/.installed
+
+.PHONY: demo test venv ref splink chromium proto lint bench quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +22,24 @@ venv: $(STAMP)
 
 # clkhash and anonlink, the references for bit-identity tests and benchmarks, in their own
 # environment because they pin old dependencies.
+# $(1): the environment's folder; $(2): its requirements file.
+define own_venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	touch $(1)/.installed
+endef
+
 $(REF_STAMP): requirements-ref.txt
-	test -x $(REF)/bin/python || $(PYTHON) -m venv $(REF)
-	$(REF)/bin/python -m pip install --quiet --upgrade pip
-	$(REF)/bin/python -m pip install --quiet -r requirements-ref.txt
-	touch $(REF_STAMP)
+	$(call own_venv,$(REF),requirements-ref.txt)
 
 ref: $(REF_STAMP)
+
+# Splink, the plaintext ceiling of benchmarks/quality.py, in its own environment too.
+$(SPLINK_STAMP): requirements-splink.txt
+	$(call own_venv,$(SPLINK),requirements-splink.txt)
+
+splink: $(SPLINK_STAMP)
 
 # Debian's chromium, which the browser tests drive through Playwright (apt-get when missing; sudo
 # when not root). Playwright never downloads a browser of its own.
@@ -61,5 +75,10 @@ bench: $(STAMP) $(REF_STAMP)
 	$(PY) benchmarks/events.py
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) benchmarks/products.py
 
+## Linkage quality beside anonlink and Splink on data oda_fed.synth did not make (about 15 min).
+quality: $(STAMP) $(REF_STAMP) $(SPLINK_STAMP)
+	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python \
+	ODA_FED_SPLINK_PYTHON=$(CURDIR)/$(SPLINK)/bin/python $(PY) benchmarks/quality.py
+
 clean:
-	rm -rf $(VENV) $(REF) demo-run build *.egg-info
+	rm -rf $(VENV) $(REF) $(SPLINK) demo-run build *.egg-info
