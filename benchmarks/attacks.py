@@ -2,7 +2,7 @@
 
 Run it with::
 
-    .venv/bin/python benchmarks/attacks.py              # a plain-text table, about 5 minutes
+    .venv/bin/python benchmarks/attacks.py              # a plain-text table, about 3 minutes
     .venv/bin/python benchmarks/attacks.py --markdown   # the same table as Markdown
 
 A synthetic region (``oda_fed.synth``, three partners, medium errors) is written as CSV files and
