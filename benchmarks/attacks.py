@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,6 +61,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tomli_w
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks
+from hardening import render  # noqa: E402
 
 from oda_fed.config import LoadedProject, load_project
 from oda_fed.embedded import link_files
@@ -675,16 +679,6 @@ def cells(row: Row) -> list[str]:
     ]
 
 
-def render(table: list[list[str]], *, markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in table]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(HEADER)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*HEADER), *(fmt.format(*r) for r in table)])
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -709,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{args.population:,} people, {records:,} records over 3 partners (medium errors); "
         f"public sample {args.public:,} people; {time.perf_counter() - started:.0f} s"
     )
-    print(render([cells(r) for r in run.rows], markdown=args.markdown))
+    print(render([cells(r) for r in run.rows], markdown=args.markdown, header=HEADER))
 
 
 if __name__ == "__main__":

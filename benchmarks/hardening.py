@@ -392,14 +392,15 @@ def cells(row: Row) -> list[str]:
     ]
 
 
-def render(table: list[list[str]], *, markdown: bool) -> str:
+def render(table: list[list[str]], *, markdown: bool, header: Sequence[str] = tuple(HEADER)) -> str:
+    """The table as Markdown, or as aligned text (the first two columns left, the rest right)."""
     if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in table]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(HEADER)]
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*HEADER), *(fmt.format(*r) for r in table)])
+    return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in table)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
