@@ -291,6 +291,10 @@ def _requested_identity(
         raise AuthError(
             f"{where} has no subjectAltName with an '{URI_PREFIX}<role>:<name>' URI"
         ) from None
+    except ValueError:  # cryptography >= 51 will not parse an empty or garbled SAN
+        raise AuthError(
+            f"{where} has a malformed subjectAltName; make a new one with `oda-fed pki request`"
+        ) from None
     identities, hosts = [], []
     for general_name in san:
         if isinstance(general_name, x509.UniformResourceIdentifier):

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from oda_fed.pki import init_ca
 
@@ -70,8 +70,12 @@ def _forge_csr(
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     )
-    if sans is not None:
+    if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    elif sans is not None:
+        # cryptography >= 51 will not build an empty SAN; a hostile requester writes the DER itself.
+        empty = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x00")
+        builder = builder.add_extension(empty, critical=False)
     return builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
 
 
