@@ -41,20 +41,20 @@ frequent plaintext, i.e. what guessing one value for everybody gets right.
 
 Each row carries the linkage F1 (pairwise, against the synthetic truth) of the mode that sends the
 encoding: ``method = "clk"`` with that hardening, or ``method = "fields"``, from a run of
-:func:`oda_fed.embedded.link_files` on the same files. Proposed changes to the evidence are
-measured by subclassing :class:`~oda_fed.encoding.evidence.EvidenceEncoder` here, in the benchmark
-only (the node's encoder is swapped for the run), with their attack figures and F1.
+:func:`oda_fed.embedded.link_files` on the same files.
+
+The field evidence's names are the unordered pair of a record's names (``@names``): a guess is
+right when it is the pair. A ``@names:born`` token is right when it is the date of birth with the
+sound of the name behind it; the attacker's list holds both names of each public person.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,11 +69,18 @@ from oda_fed.config import LoadedProject, load_project
 from oda_fed.embedded import link_files
 from oda_fed.encoding import FieldEncoding, encode_records
 from oda_fed.encoding.clk import ClkEncoder
-from oda_fed.encoding.evidence import FILTER_BITS, FILTER_K, Evidence, EvidenceEncoder
+from oda_fed.encoding.evidence import (
+    BORN,
+    FILTER_BITS,
+    FILTER_K,
+    NAMES,
+    NAMES_K,
+    Evidence,
+    EvidenceEncoder,
+)
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
 from oda_fed.matching import dice_candidates
 from oda_fed.matching.candidates import MAX_CANDIDATES
-from oda_fed.node import encode as node_encode
 from oda_fed.node.encode import encode_file, field_encodings
 from oda_fed.node.sources import iter_prepared, layout_for
 from oda_fed.standardise import standardise_column
@@ -220,15 +227,13 @@ def _swap(value: str) -> str:
 CUTS: dict[str, Callable[[str], str]] = {
     "value": lambda v: v,
     "phonetic": _metaphone,
-    "initial": lambda v: v[:1],
+    "initials": lambda v: v[:1],
     "ymd": lambda v: v,
     "ym": lambda v: v[:7],
-    "y": lambda v: v[:4],
     "md": lambda v: v[5:],
     "swap": _swap,
     "unit": lambda v: v,
     "sector": lambda v: v[:-2] if " " in v else "",
-    "district": lambda v: v.split(" ")[0],
 }
 
 
@@ -383,12 +388,19 @@ def nearest_match(a: np.ndarray, b: np.ndarray, *, block: int = 2048) -> np.ndar
 
 
 def attacker_filters(values: Sequence[str], kind: str) -> np.ndarray:
-    """The attacker's own field filters of its plaintext: the evidence scheme, its own key."""
-    encoding = FieldEncoding("value", kind, ngram=2, bits_per_token=FILTER_K)
+    """The attacker's own field filters of its plaintext: the evidence scheme, its own key.
+    ``kind`` :data:`NAMES`: values are ``"a|b"`` name pairs, encoded as the names' filter is."""
+    k = NAMES_K if kind == NAMES else FILTER_K
+    encoding = FieldEncoding("value", "name" if kind == NAMES else kind, ngram=2, bits_per_token=k)
     encoder = ClkEncoder(
         [encoding], secret=ATTACKER_SECRET, context=ATTACKER_CONTEXT, bits=FILTER_BITS
     )
-    return encoder.encode({"value": list(values)})
+    if kind != NAMES:
+        return encoder.encode({"value": list(values)})
+    parts = [v.split("|") for v in values]
+    width = max((len(p) for p in parts), default=1)
+    columns = [[p[i] if i < len(p) else None for p in parts] for i in range(width)]
+    return np.bitwise_or.reduce([encoder.encode({"value": c}) for c in columns])
 
 
 def filter_graph_attack(
@@ -441,131 +453,53 @@ def clk_graph_attack(
     return Reid(records=float(right.mean()), distinct=float(right.mean()), n=len(rows))
 
 
-# --- proposals: field evidence changed in the benchmark only -------------------------------------
+# --- what a names encoding stands for ------------------------------------------------------------
 
 
-def _pair_tokens(a: np.ndarray, b: np.ndarray, *, ordered: bool = False) -> np.ndarray:
-    """One token for each pair of keyed tokens, unordered unless ``ordered`` (0 when both are
-    missing).
+def _joined(values: Mapping[str, np.ndarray], part: str = "value") -> np.ndarray:
+    """The unordered pair of a record's names, cut by ``part``: what a joined encoding hides."""
+    first, last = cut_all(values["first_name"], part), cut_all(values["last_name"], part)
+    pairs = ["|".join(sorted(x for x in p if x)) for p in zip(first, last, strict=True)]
+    return np.array(pairs, dtype=object)
 
-    The inputs are already keyed, so an unkeyed hash of the pair is as opaque to the
-    coordinator as they are; XOR would not do, since XORs of pairs cancel into relations."""
-    pairs = np.stack([a, b] if ordered else [np.minimum(a, b), np.maximum(a, b)], axis=1)
-    codes, uniques = pd.factorize(pd.Series([p.tobytes() for p in pairs]))
-    hashed = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(u, digest_size=8).digest(), "little") or 1
-            for u in uniques
-        ],
-        dtype=np.uint64,
-    )
-    out = hashed[codes]
-    out[(a == 0) & (b == 0)] = 0
+
+def _born(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each name's sound with the date of birth (``"date|sound"``), per name field."""
+    dates = cut_all(values["date_of_birth"], "value")
+    out = {}
+    for name in ("first_name", "last_name"):
+        sound = cut_all(values[name], "phonetic")
+        out[name] = np.array([f"{d}|{s}" if d and s else "" for d, s in
+                              zip(dates, sound, strict=True)], dtype=object)  # fmt: skip
     return out
 
 
-def _names(fields: Sequence[FieldEncoding]) -> list[str]:
-    return [f.name for f in fields if f.type == "name"]
-
-
-class JoinedNameTokens(EvidenceEncoder):
-    """Each name token (phonetic code, initial) is the token of the unordered pair of the two
-    names, in both name fields' slots: as frequent as the pair, and a swap changes nothing."""
-
-    def encode(self, table: Mapping[str, Sequence[str | None]]) -> Evidence:
-        ev = super().encode(table)
-        names = _names(self.fields)
-        if len(names) != 2:
-            return ev
-        tokens = dict(ev.tokens)
-        for part in ("phonetic", "initial"):
-            pair = _pair_tokens(*(ev.tokens[f"{n}:{part}"] for n in names))
-            for name in names:
-                tokens[f"{name}:{part}"] = pair
-        return Evidence(filters=ev.filters, tokens=tokens)
-
-
-class JoinedNames(JoinedNameTokens):
-    """As :class:`JoinedNameTokens`, and one filter over both names: the union of their bigrams
-    in the first name's slot, and the other slot empty (a copy there would count the same
-    evidence twice in the Fellegi-Sunter weights: F1 0.985 where one copy gives 0.998)."""
-
-    def encode(self, table: Mapping[str, Sequence[str | None]]) -> Evidence:
-        ev = super().encode(table)
-        names = _names(self.fields)
-        if len(names) != 2:
-            return ev
-        first, last = names
-        filters = dict(ev.filters)
-        filters[first] = ev.filters[first] | ev.filters[last]
-        filters[last] = np.zeros_like(ev.filters[last])
-        return Evidence(filters=filters, tokens=ev.tokens)
-
-
-class JoinedNamesNoCoarse(JoinedNames):
-    """As :class:`JoinedNames`, without the birth-year and postcode-district tokens (sent as
-    missing): the two coarse tokens that frequency alignment reads best."""
-
-    def encode(self, table: Mapping[str, Sequence[str | None]]) -> Evidence:
-        ev = super().encode(table)
-        coarse = {f"{f.name}:{part}" for f in self.fields for part in _COARSE.get(f.type, ())}
-        tokens = {k: np.zeros_like(v) if k in coarse else v for k, v in ev.tokens.items()}
-        return Evidence(filters=ev.filters, tokens=tokens)
-
-
-_COARSE = {"date_of_birth": ("y",), "postcode": ("district",)}
-
-
-class SaltedNames(EvidenceEncoder):
-    """The name filters and tokens salted with the year of birth (as the CLK's ``salt_field``):
-    a name's frequency splits across birth years; a year typo loses the names' agreement."""
-
-    def encode(self, table: Mapping[str, Sequence[str | None]]) -> Evidence:
-        ev = super().encode(table)
-        dates = [f.name for f in self.fields if f.type == "date_of_birth"]
-        if not dates:
-            return ev
-        years = salts_for(table[dates[0]], hardening=Hardening(salt_field=dates[0]))
-        year = ev.tokens[f"{dates[0]}:y"]
-        filters, tokens = dict(ev.filters), dict(ev.tokens)
-        for name in _names(self.fields):
-            filters[name] = self._filters[name].encode({"name": list(table[name])}, salts=years)
-            for part in ("phonetic", "initial"):
-                plain = ev.tokens[f"{name}:{part}"]
-                salted = _pair_tokens(plain, year, ordered=True)
-                tokens[f"{name}:{part}"] = np.where((year == 0) | (plain == 0), plain, salted)
-        return Evidence(filters=filters, tokens=tokens)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A change to the field evidence, and what its name encodings then stand for."""
-
-    encoder: type[EvidenceEncoder]
-    joined_filters: bool = False
-    joined_tokens: bool = False
-
-
-PROPOSALS: dict[str, Proposal] = {
-    "default": Proposal(EvidenceEncoder),
-    "name tokens joined": Proposal(JoinedNameTokens, joined_tokens=True),
-    "names joined": Proposal(JoinedNames, joined_filters=True, joined_tokens=True),
-    "names joined, no year or district token": Proposal(
-        JoinedNamesNoCoarse, joined_filters=True, joined_tokens=True
-    ),
-    "names salted: birth year": Proposal(SaltedNames),
-}
-
-
-@contextmanager
-def evidence_encoder(cls: type[EvidenceEncoder]) -> Iterator[None]:
-    """Nodes encode evidence with ``cls`` inside the block (the benchmark's own process only)."""
-    saved = node_encode.EvidenceEncoder
-    node_encode.EvidenceEncoder = cls  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        node_encode.EvidenceEncoder = saved  # type: ignore[misc]
+def born_truth(upload: Upload, loaded: LoadedProject) -> dict[str, np.ndarray]:
+    """The plaintext behind each ``@names:born:i`` column: which name a column holds differs
+    from record to record (the tokens are sorted by value), so each name's token is made on
+    its own, as the node makes it, and matched back."""
+    project = loaded.project
+    fields = field_encodings(project)
+    dates = [f for f in fields if f.type == "date_of_birth"]
+    plain = _born(upload.plain)
+    own = {}
+    for f in (f for f in fields if f.type == "name"):
+        encoder = EvidenceEncoder([f, *dates], secret=SECRET, context=project.name)
+        table = {
+            f.name: list(upload.plain[f.name]),
+            dates[0].name: list(upload.plain[dates[0].name]),
+        }
+        own[f.name] = encoder.encode(table).tokens[f"{BORN}:0"]
+    assert upload.evidence is not None
+    out = {}
+    for column, tokens in upload.evidence.tokens.items():
+        if column.startswith(BORN):
+            truth = np.full(len(tokens), "", dtype=object)
+            for name, token in own.items():
+                hit = (token == tokens) & (tokens != 0)
+                truth[hit] = plain[name][hit]
+            out[column] = truth
+    return out
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -604,46 +538,35 @@ class Run:
         graph = clk_graph_attack(upload, self.region.register, loaded, options)
         self.rows.append(Row("CLK (1024 bits)", label, frequency, graph, self.f1(loaded)))
 
-    def evidence_rows(self, setting: str, proposal: Proposal) -> None:
-        loaded = project_for(
-            self.region, method="fields", hardening=Hardening(), name=f"fields-{setting}"
-        )
-        with evidence_encoder(proposal.encoder):
-            upload = node_uploads(self.region, loaded)
-            f1 = self.f1(loaded)
+    def evidence_rows(self) -> None:
+        """Every filter and token column of the default field evidence."""
+        loaded = project_for(self.region, method="fields", hardening=Hardening(), name="fields")
+        upload = node_uploads(self.region, loaded)
+        f1 = self.f1(loaded)
         assert upload.evidence is not None
         types = {f.name: f.type for f in loaded.project.linkage.fields}
-        # A proposal changes the names only: the other rows would repeat the default's.
-        shown = {n for n, t in types.items() if t == "name" or proposal.encoder is EvidenceEncoder}
+        born = born_truth(upload, loaded)
         for name, filters in upload.evidence.filters.items():
-            if name not in shown or not filters.any():
-                continue  # an empty slot sends nothing
-            if proposal.joined_filters and types[name] == "name":
-                truth, public = _joined(upload.plain), _joined(self.public)
+            if name == NAMES:
+                truth, public, kind = _joined(upload.plain), _joined(self.public), NAMES
             else:
                 truth = cut_all(upload.plain[name], "value")
-                public = cut_all(self.public[name], "value")
+                public, kind = cut_all(self.public[name], "value"), types[name]
             frequency = frequency_alignment(filters, truth, public, rng=self.rng())
-            graph = filter_graph_attack(filters, truth, public, kind=types[name])
-            self.rows.append(Row(f"filter {name}", setting, frequency, graph, f1))
+            graph = filter_graph_attack(filters, truth, public, kind=kind)
+            self.rows.append(Row(f"filter {name}", "default", frequency, graph, f1))
+        public_born = np.concatenate(list(_born(self.public).values()))
         for name, tokens in upload.evidence.tokens.items():
-            field_name, part = name.split(":")
-            if field_name not in shown or not tokens.any():
-                continue
-            if proposal.joined_tokens and types[field_name] == "name":
+            field_name, part = name.rsplit(":", 1)
+            if name in born:
+                truth, public = born[name], public_born
+            elif field_name == NAMES:
                 truth, public = _joined(upload.plain, part), _joined(self.public, part)
             else:
                 truth = cut_all(upload.plain[field_name], part)
                 public = cut_all(self.public[field_name], part)
             frequency = frequency_alignment(tokens, truth, public, rng=self.rng())
-            self.rows.append(Row(f"token {name}", setting, frequency, None, f1))
-
-
-def _joined(values: Mapping[str, np.ndarray], part: str = "value") -> np.ndarray:
-    """The unordered pair of a record's names, cut by ``part``: what a joined encoding hides."""
-    first, last = cut_all(values["first_name"], part), cut_all(values["last_name"], part)
-    pairs = ["|".join(sorted(p)) if any(p) else "" for p in zip(first, last, strict=True)]
-    return np.array(pairs, dtype=object)
+            self.rows.append(Row(f"token {name}", "default", frequency, None, f1))
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -696,8 +619,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         options = CLK_OPTIONS[:1] if args.skip_clk_options else CLK_OPTIONS
         for label, hardening in options:
             run.clk_rows(label, hardening)
-        for label, proposal in PROPOSALS.items():
-            run.evidence_rows(label, proposal)
+        run.evidence_rows()
     records = sum(len(m) for m in region.members.values())
     print(
         f"{args.population:,} people, {records:,} records over 3 partners (medium errors); "

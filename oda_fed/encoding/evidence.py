@@ -3,14 +3,22 @@
 The CLK (one Bloom filter per record) stays the blocking key. For field-aware linkage
 (:mod:`oda_fed.matching.probabilistic`) a node also computes, per record:
 
-- **field filters**: a small Bloom filter of each name, address and postcode field's bigrams,
-  so the coordinator can compare fields one by one (a house move costs a little, a different
-  surname a lot). All name fields share one key and one token namespace, so a given name can be
-  compared with a family name: swapped names are recognised.
+- **field filters**: a small Bloom filter of each address, postcode and free-text field's
+  bigrams, so the coordinator can compare fields one by one (a house move costs a little, a
+  different date of birth a lot), and **one filter over all the name fields together** (the
+  union of their bigrams, ``@names``).
 - **keyed tokens**: 64-bit keyed hashes of parts of values that are compared for equality:
-  the date of birth whole, as year and month, year alone, month and day, and with day and month
-  sorted (survives a day/month swap); the postcode's unit, sector and district; a name's
-  phonetic code (Metaphone, from ``jellyfish``) and first initial; sex and identifiers whole.
+  the date of birth whole, as year and month, as month and day, and with day and month sorted
+  (survives a day/month swap); the postcode's unit and sector; the names' phonetic codes
+  (Metaphone, from ``jellyfish``) as the unordered set over the name fields
+  (``@names:phonetic``); each name's phonetic code with the date of birth, for blocking
+  (``@names:born:<i>``); sex and identifiers whole.
+
+Names are encoded together because a filter or token per name field gives 6-14 % of records a
+name by frequency alignment, where the whole-record CLK gives none: a common family name makes a
+common filter. Joined, a record's names are about as rare as the person, and swapped given and
+family names still agree. Coarse tokens a frequency list reads directly (a year of birth, a
+postcode district, initials) are not made. ``docs/hardening.md`` has the measurements.
 
 Keys come from the linkage secret (HKDF, ``info = b"oda-fed/evidence/v1/" + kind``), so only the
 partners can make or test them. What each encoding reveals to the coordinator, and how it is
@@ -36,16 +44,25 @@ from oda_fed.errors import InputDataError
 #: Bits of each field filter. Field filters of 256 bits lost almost nothing against exact bigram
 #: sets in the experiment behind issue 11.
 FILTER_BITS = 256
-EVIDENCE_INFO = b"oda-fed/evidence/v1/"
+EVIDENCE_INFO = b"oda-fed/evidence/v2/"
 #: Bit positions set per bigram of a field filter: a six-bigram name sets about 60 of 256.
 FILTER_K = 10
+#: ... and of the names' filter, which holds two or three names' bigrams: about as many bits
+#: again, where 10 a bigram would fill half the filter and make unrelated names look alike
+#: (F1 on ukpop-high 0.9564 at 4, 0.9546 at 10).
+NAMES_K = 4
 
 #: Bytes a record of a token column (a 64-bit keyed hash) and of a filter column.
 TOKEN_BYTES = 8
 FILTER_BYTES = FILTER_BITS // 8
 
-#: Every name field is encoded under this one key and token namespace (see the module doc).
-_NAMES = "name"
+#: The evidence of all name fields together: its filter and its tokens' prefix. Not a valid field
+#: name, so it never collides with one.
+NAMES = "@names"
+#: Tokens of each name's sound with the date of birth, one column per name field, sorted by
+#: value within a record so no column is the given or the family name. For blocking only: they
+#: find a person whose family name changed and who moved, and each is about as rare as a person.
+BORN = f"{NAMES}:born"
 
 
 #: The columns of field evidence: (name, bytes a record), in wire order.
@@ -135,7 +152,6 @@ def _metaphone(value: str) -> str:
 _DOB_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("ymd", lambda v: v),
     ("ym", lambda v: v[:7]),
-    ("y", lambda v: v[:4]),
     ("md", lambda v: v[5:]),
     # Day and month sorted: 1980-02-01 and 1980-01-02 agree, a swap the data entry made (and
     # 1980-31-12, kept by on_invalid = "keep", agrees with 1980-12-31).
@@ -144,23 +160,19 @@ _DOB_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
 _POSTCODE_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("unit", lambda v: v),
     ("sector", lambda v: v[:-2] if " " in v else ""),
-    ("district", lambda v: v.split(" ")[0]),
 )
-_NAME_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
-    ("phonetic", _metaphone),
-    ("initial", lambda v: v[:1]),
-)
+#: Parts of the name fields that become one token each, over the unordered set of names.
+_NAME_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (("phonetic", _metaphone),)
 _WHOLE: tuple[tuple[str, Callable[[str], str]], ...] = (("value", lambda v: v),)
 
 _TOKEN_PARTS: dict[str, tuple[tuple[str, Callable[[str], str]], ...]] = {
     "date_of_birth": _DOB_PARTS,
     "postcode": _POSTCODE_PARTS,
-    "name": _NAME_PARTS,
     "sex": _WHOLE,
     "nhs_number": _WHOLE,
     "uprn": _WHOLE,
 }
-_FILTERED = frozenset({"name", "address", "postcode", "free_text"})
+_FILTERED = frozenset({"address", "postcode", "free_text"})
 
 
 class _Field(Protocol):
@@ -180,9 +192,14 @@ class _Linkage(Protocol):
 
 
 def evidence_names(fields: Sequence[_Field]) -> tuple[list[str], list[str]]:
-    """The filters and tokens :class:`EvidenceEncoder` makes for ``fields``, in order."""
-    filters = [f.name for f in fields if f.type in _FILTERED]
-    tokens = [f"{f.name}:{part}" for f in fields for part, _ in _TOKEN_PARTS.get(f.type, ())]
+    """The filters and tokens :class:`EvidenceEncoder` makes for ``fields``, in order: the
+    names' first when there are name fields."""
+    names = sum(f.type == "name" for f in fields)
+    filters = [NAMES] * bool(names) + [f.name for f in fields if f.type in _FILTERED]
+    tokens = [f"{NAMES}:{part}" for part, _ in _NAME_PARTS if names]
+    if any(f.type == "date_of_birth" for f in fields):
+        tokens += [f"{BORN}:{i}" for i in range(names)]
+    tokens += [f"{f.name}:{part}" for f in fields for part, _ in _TOKEN_PARTS.get(f.type, ())]
     return filters, tokens
 
 
@@ -194,7 +211,7 @@ def evidence_layout(fields: Sequence[_Field]) -> Layout:
     --------
     >>> from oda_fed.encoding.fields import default_field_encoding as f
     >>> evidence_layout([f("surname", "name"), f("sex", "sex")])
-    [('surname', 32), ('surname:phonetic', 8), ('surname:initial', 8), ('sex:value', 8)]
+    [('@names', 32), ('@names:phonetic', 8), ('sex:value', 8)]
     """
     filters, tokens = evidence_names(fields)
     return [(f, FILTER_BYTES) for f in filters] + [(t, TOKEN_BYTES) for t in tokens]
@@ -221,37 +238,36 @@ class EvidenceEncoder:
     Examples
     --------
     >>> from oda_fed.encoding.fields import default_field_encoding as f
-    >>> enc = EvidenceEncoder([f("first_name", "name"), f("dob", "date_of_birth")],
-    ...                       secret=b"s" * 32, context="demo")
-    >>> ev = enc.encode({"first_name": ["john", None], "dob": ["1980-02-01", "1980-01-02"]})
-    >>> sorted(ev.filters), ev.tokens["dob:swap"][0] == ev.tokens["dob:swap"][1]
-    (['first_name'], True)
+    >>> enc = EvidenceEncoder([f("first_name", "name"), f("last_name", "name"),
+    ...                        f("dob", "date_of_birth")], secret=b"s" * 32, context="demo")
+    >>> ev = enc.encode({"first_name": ["john", "smith"], "last_name": ["smith", "john"],
+    ...                  "dob": ["1980-02-01", "1980-01-02"]})
+    >>> sorted(ev.filters), bool((ev.filters["@names"][0] == ev.filters["@names"][1]).all())
+    (['@names'], True)
+    >>> bool(ev.tokens["dob:swap"][0] == ev.tokens["dob:swap"][1])
+    True
     """
 
     def __init__(self, fields: Sequence[FieldEncoding], *, secret: bytes, context: str) -> None:
         self.fields = list(fields)
-        evidence = f"{context}/evidence"
-        names = FieldEncoding(_NAMES, "name", ngram=2, bits_per_token=FILTER_K)
-        self._filters: dict[str, ClkEncoder] = {}
-        for field in self.fields:
-            if field.type not in _FILTERED:
-                continue
-            shared = (
-                names
-                if field.type == "name"
-                else FieldEncoding(field.name, field.type, ngram=2, bits_per_token=FILTER_K)
+        self._names = [f.name for f in self.fields if f.type == "name"]
+        filtered = [(NAMES, "name", NAMES_K)] * bool(self._names)
+        filtered += [(f.name, f.type, FILTER_K) for f in fields if f.type in _FILTERED]
+        self._filters = {
+            name: ClkEncoder(
+                [FieldEncoding(name, kind, ngram=2, bits_per_token=k)],
+                secret=secret,
+                context=f"{context}/evidence",
+                bits=FILTER_BITS,
             )
-            self._filters[field.name] = ClkEncoder(
-                [shared], secret=secret, context=evidence, bits=FILTER_BITS
-            )
-        self._keys: dict[str, bytes] = {}
-        for field in self.fields:
-            for part, _ in _TOKEN_PARTS.get(field.type, ()):
-                # Name parts share a key across name fields, so they compare across them too.
-                kind = f"name:{part}" if field.type == "name" else f"{field.name}:{part}"
-                self._keys[f"{field.name}:{part}"] = derive_key(
-                    secret, context=context, info=EVIDENCE_INFO + kind.encode("utf-8")
-                )
+            for name, kind, k in filtered
+        }
+        _, tokens = evidence_names(self.fields)
+        self._keys = {
+            token: derive_key(secret, context=context, info=EVIDENCE_INFO + token.encode("utf-8"))
+            for token in [*tokens, BORN]
+        }
+        self._born = next((f.name for f in self.fields if f.type == "date_of_birth"), None)
 
     def encode(self, table: Mapping[str, Sequence[str | None]]) -> Evidence:
         """The evidence of one chunk (field name -> standardised values, all one length)."""
@@ -261,14 +277,45 @@ class EvidenceEncoder:
             raise InputDataError(f"evidence needs one column per field of one length: {missing}")
         filters = {}
         for name, encoder in self._filters.items():
-            key = _NAMES if encoder.fields[0].name == _NAMES else name
-            filters[name] = encoder.encode({key: list(table[name])})
+            if name == NAMES:
+                # The union of every name field's bigrams: each under the one names key, OR-ed.
+                each = [encoder.encode({NAMES: list(table[n])}) for n in self._names]
+                filters[name] = np.bitwise_or.reduce(each) if len(each) > 1 else each[0]
+            else:
+                filters[name] = encoder.encode({name: list(table[name])})
         tokens = {}
+        for part, cut in _NAME_PARTS:
+            if self._names:
+                joined = _unordered([table[n] for n in self._names], cut)
+                tokens[f"{NAMES}:{part}"] = _tokens(joined, str, key=self._keys[f"{NAMES}:{part}"])
+        if self._names and self._born is not None:
+            tokens.update(self._born_tokens(table))
         for field in self.fields:
             for part, cut in _TOKEN_PARTS.get(field.type, ()):
                 name = f"{field.name}:{part}"
                 tokens[name] = _tokens(table[field.name], cut, key=self._keys[name])
         return Evidence(filters=filters, tokens=tokens)
+
+    def _born_tokens(self, table: Mapping[str, Sequence[str | None]]) -> dict[str, np.ndarray]:
+        """The :data:`BORN` columns: each name's sound with the date, largest token first."""
+        dates = list(table[self._born])  # type: ignore[index]
+        each = []
+        for name in self._names:
+            sound = [_metaphone(v) if isinstance(v, str) and v else "" for v in table[name]]
+            pairs = [f"{d}\x1f{s}" if d and s else "" for d, s in zip(dates, sound, strict=True)]
+            each.append(_tokens(pairs, str, key=self._keys[BORN]))
+        ordered = np.sort(np.vstack(each), axis=0)[::-1]
+        return {f"{BORN}:{i}": np.ascontiguousarray(ordered[i]) for i in range(len(each))}
+
+
+def _unordered(columns: Sequence[Sequence[str | None]], cut: Callable[[str], str]) -> list[str]:
+    """Per record, ``cut`` of each present name, sorted and joined ("" when none is present):
+    the same for swapped names."""
+    out = []
+    for values in zip(*columns, strict=True):
+        parts = sorted(p for v in values if isinstance(v, str) and v and (p := cut(v)))
+        out.append("\x1f".join(parts))
+    return out
 
 
 def _tokens(values: Sequence[str | None], cut: Callable[[str], str], *, key: bytes) -> np.ndarray:

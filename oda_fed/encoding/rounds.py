@@ -81,9 +81,9 @@ class RoundTransform:
         return {f: [rekey(f.encode("utf-8"), t) for t in values] for f, values in tokens.items()}
 
     def evidence(self, evidence: Evidence) -> Evidence:
-        """Field evidence moved for the round: every field filter under one bit permutation (name
-        filters stay comparable with each other, for swapped names), every token re-keyed under
-        one round key (a missing token stays 0)."""
+        """Field evidence moved for the round: every field filter under one bit permutation,
+        every token re-keyed under one round key (a missing token stays 0; the ``@names:born``
+        columns stay comparable with each other)."""
         from oda_fed.encoding.kernels import permute_bits
 
         key = self._evidence_key

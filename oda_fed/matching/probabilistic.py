@@ -3,7 +3,8 @@ plain text.
 
 For each candidate pair the coordinator builds a comparison vector, one level per field, from
 the field filters and keyed tokens the nodes sent (:mod:`oda_fed.encoding.evidence`): binned
-Dice similarity of the field filters, agreement of tokens, swapped names and partial dates.
+Dice similarity of the field filters (all names together in one), agreement of tokens and of
+partial dates.
 u (how often a level occurs between two unrelated records) is counted on random pairs; m (how
 often it occurs between two records of one person) and the share of matches among candidates
 are fitted by expectation–maximisation on the candidates, without any truth. A pair's match
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from oda_fed.encoding.evidence import Evidence
+from oda_fed.encoding.evidence import BORN, NAMES, Evidence
 from oda_fed.encoding.fields import FieldEncoding
 from oda_fed.matching import kernels
 from oda_fed.matching.candidates import Candidates
@@ -43,16 +44,15 @@ NULL = 0
 class Comparison:
     """One comparison: how a pair's level is found, and the levels' labels.
 
-    ``fields`` are the project fields it reads: one for a name, date or exact comparison; every
-    address, postcode and free-text field for the one ``location`` comparison.
+    ``fields`` are the project fields it reads: one for a date or exact comparison; every name
+    field for the one ``names`` comparison; every address, postcode and free-text field for the
+    one ``location`` comparison.
     """
 
     name: str
-    kind: str  # "name", "date", "location", "exact"
+    kind: str  # "names", "date", "location", "exact"
     labels: tuple[str, ...]
     fields: tuple[str, ...] = ()
-    #: The other name field, for the swapped-names level ("" when none).
-    other: str = ""
     #: The field types of ``fields``.
     types: tuple[str, ...] = ()
 
@@ -63,22 +63,22 @@ class Comparison:
 LOCATION_TYPES = frozenset({"address", "postcode", "free_text"})
 
 
+#: The levels of the names comparison, after "null": Dice of the names' filters, and the names'
+#: sounds agreeing for respellings Dice misses.
+NAME_LEVELS = ("exact", "dice>=0.8", "dice>=0.6", "phonetic", "dice>=0.4", "else")
+
+
 def comparisons_for(fields: Sequence[FieldEncoding]) -> list[Comparison]:
-    """The comparisons of a project's linkage fields: one per name, date and identifier field,
-    and one for all the location fields together."""
-    names = [f.name for f in fields if f.type == "name"]
-    out = []
+    """The comparisons of a project's linkage fields: one for all the name fields together, one
+    per date and identifier field, and one for all the location fields together."""
+    names = tuple(f.name for f in fields if f.type == "name")
+    out = [Comparison("names", "names", ("null", *NAME_LEVELS), names)] if names else []
     for f in fields:
-        if f.type == "name":
-            other = next((n for n in names if n != f.name), "") if len(names) == 2 else ""
-            labels = ("null", "exact", "dice>=0.8", "dice>=0.6", "phonetic", "swapped",
-                      "initial", "else")  # fmt: skip
-            out.append(Comparison(f.name, "name", labels, (f.name,), other))
-        elif f.type == "date_of_birth":
+        if f.type == "date_of_birth":
             labels = ("null", "exact", "day/month swapped", "year and month", "month and day",
-                      "year", "else")  # fmt: skip
+                      "else")  # fmt: skip
             out.append(Comparison(f.name, "date", labels, (f.name,)))
-        elif f.type not in LOCATION_TYPES:
+        elif f.type not in LOCATION_TYPES | {"name"}:
             out.append(Comparison(f.name, "exact", ("null", "agree", "else"), (f.name,)))
     located = tuple(f for f in fields if f.type in LOCATION_TYPES)
     if located:
@@ -94,7 +94,7 @@ def _location_levels(
 ) -> list[tuple[str, Callable[[dict[str, np.ndarray]], np.ndarray]]]:
     """The location comparison's levels for the location fields a project has, strongest first:
     each a label and a test over the pair's per-field similarities (``address``: the best
-    address Dice; ``unit``, ``sector``, ``district``: postcode tokens agree; ``text``: the
+    address Dice; ``unit``, ``sector``: postcode tokens agree; ``text``: the
     best free-text Dice)."""
     has = {f if isinstance(f, str) else f.type for f in located}
     levels: list[tuple[str, Callable[[dict[str, np.ndarray]], np.ndarray]]] = []
@@ -111,8 +111,6 @@ def _location_levels(
         levels.append(("same sector", lambda s: s["sector"]))
     if "address" in has:
         levels.append(("similar address", lambda s: s["address"] >= 0.6))
-    if "postcode" in has:
-        levels.append(("same district", lambda s: s["district"]))
     if "free_text" in has:
         levels.append(("similar text", lambda s: s["text"] >= 0.8))
     return levels
@@ -153,12 +151,12 @@ def _location(
     n = len(left)
     present_a = np.zeros(n, dtype=bool)
     present_b = np.zeros(n, dtype=bool)
-    sims = {k: np.zeros(n, dtype=bool) for k in ("unit", "sector", "district")}
+    sims = {k: np.zeros(n, dtype=bool) for k in ("unit", "sector")}
     best = {k: np.zeros(n) for k in ("address", "text")}
     texts = []
     for name, kind in zip(comp.fields, comp.types, strict=True):
         if kind == "postcode":
-            for part in ("unit", "sector", "district"):
+            for part in ("unit", "sector"):
                 sims[part] |= _eq(a, b, f"{name}:{part}", left, right) == 1
             present_a |= a.tokens[f"{name}:unit"][left] != 0
             present_b |= b.tokens[f"{name}:unit"][right] != 0
@@ -187,25 +185,15 @@ def comparison_levels(
     n = len(left)
     out = np.empty((n, len(comparisons)), dtype=np.int8)
     for c, comp in enumerate(comparisons):
-        if comp.kind == "name":
-            dice = _dice(a.filters[comp.name], b.filters[comp.name], left, right)
+        if comp.kind == "names":
+            dice = _dice(a.filters[NAMES], b.filters[NAMES], left, right)
             null = np.isnan(dice)
             d = np.nan_to_num(dice)
-            phonetic = _eq(a, b, f"{comp.name}:phonetic", left, right) == 1
-            initial = _eq(a, b, f"{comp.name}:initial", left, right) == 1
-            if comp.other:
-                # A's given name against B's family name and the other way round.
-                cross = np.fmax(
-                    _dice(a.filters[comp.name], b.filters[comp.other], left, right),
-                    _dice(a.filters[comp.other], b.filters[comp.name], left, right),
-                )
-                swapped = np.nan_to_num(cross) >= 0.8
-            else:
-                swapped = np.zeros(n, dtype=bool)
-            conditions = [d >= 0.999, d >= 0.8, d >= 0.6, phonetic, swapped, initial]
+            phonetic = _eq(a, b, f"{NAMES}:phonetic", left, right) == 1
+            conditions = [d >= 0.999, d >= 0.8, d >= 0.6, phonetic, d >= 0.4]
         elif comp.kind == "date":
             parts = [_eq(a, b, f"{comp.name}:{p}", left, right)
-                     for p in ("ymd", "swap", "ym", "md", "y")]  # fmt: skip
+                     for p in ("ymd", "swap", "ym", "md")]  # fmt: skip
             null = parts[0] < 0
             conditions = [p == 1 for p in parts]
         elif comp.kind == "location":
@@ -223,10 +211,11 @@ def comparison_levels(
 
 def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     """Combinations of tokens whose equality makes a candidate pair, beside CLK similarity:
-    date of birth with a name's sound or the postcode's district, the postcode with a name's
-    sound, and the sounds of both names (straight, or swapped: ``"a|b"`` compares token ``a``
-    of the left record with token ``b`` of the right). Each is specific enough that blocks stay
-    small at a million records."""
+    one name's sound with the date of birth (``@names:born``, in any column on either side: a
+    rule element ``"a|b"`` compares token ``a`` of the left record with token ``b`` of the
+    right), the date with the postcode's sector, the names' sound with the postcode, and the
+    names' sound alone (the name tokens are unordered, so swapped names agree). Each is
+    specific enough that blocks stay small at a million records."""
     dates = [c.name for c in comparisons if c.kind == "date"]
     postcodes = [
         name
@@ -235,18 +224,18 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
         for name, kind in zip(c.fields, c.types, strict=True)
         if kind == "postcode"
     ]
-    names = [c.name for c in comparisons if c.kind == "name"]
+    names = any(c.kind == "names" for c in comparisons)
+    sound = f"{NAMES}:phonetic"
     rules: list[tuple[str, ...]] = []
+    named = next((len(c.fields) for c in comparisons if c.kind == "names"), 0)
+    born = [f"{BORN}:{i}" for i in range(named)] if dates else []
     for d in dates:
-        rules += [(f"{d}:ymd", f"{n}:phonetic") for n in names]
-        rules += [(f"{d}:ymd", f"{p}:district") for p in postcodes]
-        rules += [(f"{d}:swap", f"{n}:initial") for n in names]
-    for p in postcodes:
-        rules += [(f"{p}:unit", f"{n}:phonetic") for n in names]
-    if len(names) == 2:
-        first, last = (f"{n}:phonetic" for n in names)
-        rules += [(first, last), (f"{first}|{last}", f"{last}|{first}")]
-        rules += [(f"{d}:ymd", f"{first}|{last}") for d in dates]
+        rules += [(f"{d}:ymd", f"{p}:sector") for p in postcodes]
+    # One name's sound and the date of birth, in any of the name columns on either side.
+    rules += [(f"{x}|{y}" if x != y else x,) for x in born for y in born]
+    if names:
+        rules += [(f"{p}:unit", sound) for p in postcodes]
+        rules.append((sound,))
     return rules
 
 
@@ -449,7 +438,7 @@ SessionRule = tuple[tuple[str, ...], tuple[str, ...], int | None]
 
 def session_rules(comparisons: Sequence[Comparison]) -> list[SessionRule]:
     """``(comparisons left out, tokens blocked on, agreeing level)`` of each training session:
-    one per date of birth, and one on the sound of every name at once.
+    one per date of birth, and one on the names' sound.
 
     None blocks on a location or one name: people at one address, or of one family name, are
     mostly not one person but agree on much else (an address, a family name), which would teach
@@ -458,9 +447,8 @@ def session_rules(comparisons: Sequence[Comparison]) -> list[SessionRule]:
     rules: list[SessionRule] = [
         ((c.name,), (f"{c.name}:ymd",), 1) for c in comparisons if c.kind == "date"
     ]
-    names = [c.name for c in comparisons if c.kind == "name"]
-    if names:
-        rules.append((tuple(names), tuple(f"{n}:phonetic" for n in names), None))
+    if any(c.kind == "names" for c in comparisons):
+        rules.append((("names",), (f"{NAMES}:phonetic",), None))
     return rules
 
 

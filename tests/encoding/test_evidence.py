@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oda_fed.encoding.evidence import FILTER_BITS, Evidence, EvidenceEncoder, evidence_names
+from oda_fed.encoding.evidence import (
+    FILTER_BITS,
+    NAMES,
+    Evidence,
+    EvidenceEncoder,
+    evidence_names,
+)
 from oda_fed.encoding.fields import default_field_encoding as field
 from oda_fed.errors import AuthError, InputDataError
 from oda_fed.matching import kernels
@@ -34,12 +40,15 @@ def _dice(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_the_names_of_what_is_made_follow_the_field_types() -> None:
     filters, tokens = evidence_names(FIELDS)
-    assert filters == ["first_name", "last_name", "postcode"]
+    assert filters == ["@names", "postcode"]
     assert tokens == [
-        "first_name:phonetic", "first_name:initial", "last_name:phonetic", "last_name:initial",
-        "dob:ymd", "dob:ym", "dob:y", "dob:md", "dob:swap",
-        "postcode:unit", "postcode:sector", "postcode:district", "sex:value",
+        "@names:phonetic", "@names:born:0", "@names:born:1",
+        "dob:ymd", "dob:ym", "dob:md", "dob:swap", "postcode:unit", "postcode:sector", "sex:value",
     ]  # fmt: skip
+    # Nothing a frequency list reads directly: no name on its own, no year, no district.
+    assert not any(t.startswith(("first_name", "last_name")) for t in filters + tokens)
+    assert "dob:y" not in tokens and "postcode:district" not in tokens
+    assert not any("initial" in t for t in tokens)
     ev = _encode({"first_name": ["john"], "last_name": ["smith"], "dob": ["1980-02-01"],
                   "postcode": ["LS6 2AB"], "sex": ["m"]})  # fmt: skip
     assert sorted(ev.filters) == sorted(filters) and sorted(ev.tokens) == sorted(tokens)
@@ -56,33 +65,40 @@ def test_tokens_agree_exactly_where_the_value_parts_do() -> None:
         "sex": ["m", "m", None],
     })  # fmt: skip
     t = ev.tokens
-    assert t["first_name:phonetic"][0] == t["first_name:phonetic"][1]  # STFN both
-    assert t["first_name:phonetic"][2] == 0 and t["dob:ymd"][2] == 0 and t["sex:value"][2] == 0
+    assert t["@names:phonetic"][0] == t["@names:phonetic"][1]  # STFN SM0 both
+    assert t["@names:phonetic"][2] != t["@names:phonetic"][0]  # one name only
+    assert t["dob:ymd"][2] == 0 and t["sex:value"][2] == 0
     assert t["dob:ymd"][0] != t["dob:ymd"][1] and t["dob:swap"][0] == t["dob:swap"][1]
-    assert t["dob:y"][0] == t["dob:y"][1] and t["dob:ym"][0] != t["dob:ym"][1]
+    assert t["dob:ym"][0] != t["dob:ym"][1]
     assert t["postcode:unit"][0] != t["postcode:unit"][1]
-    assert t["postcode:sector"][0] == t["postcode:sector"][1]
-    assert t["postcode:district"][0] == t["postcode:district"][1] != t["postcode:district"][2]
+    assert t["postcode:sector"][0] == t["postcode:sector"][1] != t["postcode:sector"][2]
     # Parts of different fields never share a token, even for equal text.
-    assert t["dob:y"][0] != t["dob:ymd"][0]
+    ev2 = _encode({"first_name": ["x"], "last_name": [None], "dob": ["1980-02-01"],
+                   "postcode": ["1980-02-01"], "sex": [None]})  # fmt: skip
+    assert ev2.tokens["dob:ymd"][0] != ev2.tokens["postcode:unit"][0]
 
 
-def test_name_fields_share_one_key_so_swapped_names_can_be_seen() -> None:
-    ev = _encode({"first_name": ["smith", "john"], "last_name": ["john", "smith"],
-                  "dob": [None, None], "postcode": [None, None], "sex": [None, None]})  # fmt: skip
-    first, last = ev.filters["first_name"], ev.filters["last_name"]
-    assert (first[0] == last[1]).all() and (first[1] == last[0]).all()
-    assert ev.tokens["first_name:phonetic"][0] == ev.tokens["last_name:phonetic"][1]
-    assert _dice(first[0], first[1]) < 0.3
+def test_names_are_encoded_together_so_swapped_names_agree() -> None:
+    ev = _encode({"first_name": ["smith", "john", "john", "john"],
+                  "last_name": ["john", "smith", "jones", None],
+                  "dob": [None] * 4, "postcode": [None] * 4, "sex": [None] * 4})  # fmt: skip
+    names, t = ev.filters[NAMES], ev.tokens
+    assert (names[0] == names[1]).all()
+    assert t["@names:phonetic"][0] == t["@names:phonetic"][1]
+    # One filter holds both names' bigrams: a changed family name leaves the given name's.
+    assert 0.3 < _dice(names[1], names[2]) < 0.8 and 0.4 < _dice(names[1], names[3]) < 0.9
 
 
 def test_field_filters_keep_similar_spellings_similar() -> None:
     ev = _encode({"first_name": ["catherine", "katherine", "mohammed"],
                   "last_name": [None] * 3, "dob": [None] * 3, "postcode": [None] * 3,
                   "sex": [None] * 3})  # fmt: skip
-    f = ev.filters["first_name"]
-    assert _dice(f[0], f[1]) > 0.75 > 0.3 > _dice(f[0], f[2])
-    assert not ev.filters["last_name"].any()  # missing: an empty filter
+    f = ev.filters[NAMES]
+    assert _dice(f[0], f[1]) > 0.75 > 0.45 > _dice(f[0], f[2])
+    empty = _encode({"first_name": [None], "last_name": [None], "dob": [None],
+                     "postcode": [None], "sex": [None]})  # fmt: skip
+    assert not empty.filters[NAMES].any() and not empty.filters["postcode"].any()
+    assert not any(column[0] for column in empty.tokens.values())  # missing: token 0
 
 
 def test_another_secret_gives_unrelated_evidence_and_a_short_one_is_refused() -> None:
@@ -90,7 +106,7 @@ def test_another_secret_gives_unrelated_evidence_and_a_short_one_is_refused() ->
             "postcode": ["LS6 2AB"], "sex": ["m"]}  # fmt: skip
     ours, theirs = _encode(rows), _encode(rows, secret=b"another secret of 32 bytes long!")
     assert all(ours.tokens[k][0] != theirs.tokens[k][0] for k in ours.tokens)
-    assert _dice(ours.filters["first_name"][0], theirs.filters["first_name"][0]) < 0.5
+    assert _dice(ours.filters[NAMES][0], theirs.filters[NAMES][0]) < 0.5
     with pytest.raises(AuthError):
         _encode(rows, secret=b"short")
     with pytest.raises(InputDataError):
@@ -128,8 +144,8 @@ def test_a_round_moves_evidence_but_keeps_every_comparison_within_it() -> None:
                 if f[i].any() and f[j].any():
                     assert _dice(one.filters[name][i], one.filters[name][j]) == _dice(f[i], f[j])
             assert not f[i].any() or (one.filters[name][i] != two.filters[name][i]).any()
-    # Swapped names are still seen: one permutation moves every name filter alike.
-    assert (one.filters["first_name"][0] == one.filters["last_name"][1]).all()
+    # Swapped names still agree within the round.
+    assert (one.filters[NAMES][0] == one.filters[NAMES][1]).all()
     for name, t in ev.tokens.items():
         moved = one.tokens[name]
         assert ((moved == 0) == (t == 0)).all()  # missing stays missing
@@ -137,7 +153,7 @@ def test_a_round_moves_evidence_but_keeps_every_comparison_within_it() -> None:
         assert ((moved[:, None] == moved[None, :]) == same).all(), name
         assert not set(moved[moved != 0]) & set(two.tokens[name][two.tokens[name] != 0])
         assert not set(moved[moved != 0]) & set(t[t != 0])
-    assert one.tokens["first_name:phonetic"][0] == one.tokens["last_name:phonetic"][1]
+    assert one.tokens["@names:phonetic"][0] == one.tokens["@names:phonetic"][1]
 
 
 def test_evidence_crosses_as_columns_of_its_layout_and_comes_back_whole() -> None:
@@ -148,7 +164,7 @@ def test_evidence_crosses_as_columns_of_its_layout_and_comes_back_whole() -> Non
             "sex": ["f", "m", None]}  # fmt: skip
     ev = _encode(rows)
     layout = evidence_layout(FIELDS)
-    assert [n for n, _ in layout][:3] == ["first_name", "last_name", "postcode"]
+    assert [n for n, _ in layout][:3] == ["@names", "postcode", "@names:phonetic"]
     chunks = [
         (b"".join(d for _, d in ev.columns(layout, a, b)), b - a) for a, b in ((0, 2), (2, 3))
     ]
@@ -160,3 +176,38 @@ def test_evidence_crosses_as_columns_of_its_layout_and_comes_back_whole() -> Non
         assert (back.tokens[k] == ev.tokens[k]).all()
     with pytest.raises(ValueError, match="expected"):
         Evidence.from_blobs(layout, [(chunks[0][0] + b"x" * 8, 2)])
+
+
+def test_born_tokens_pair_each_name_with_the_date_and_hide_which_name_it_is() -> None:
+    ev = _encode({"first_name": ["anna", "smith", "anna", "anna", None],
+                  "last_name": ["smith", "anna", "jones", "smith", "smith"],
+                  "dob": ["1980-02-01", "1980-02-01", "1980-02-01", "1981-02-01", "1980-02-01"],
+                  "postcode": [None] * 5, "sex": [None] * 5})  # fmt: skip
+    born = np.vstack([ev.tokens["@names:born:0"], ev.tokens["@names:born:1"]])
+    sets = [set(born[:, i].tolist()) - {0} for i in range(5)]
+    assert (born[:, 0] == born[:, 1]).all()  # swapped names: the same columns
+    assert len(sets[0] & sets[2]) == 1  # a new family name keeps the given name's token
+    assert not sets[0] & sets[3]  # another date shares none
+    assert sets[4] < sets[0] and born[1, 4] == 0  # a missing name: one token, then 0
+    # Largest first in every record, so a column says nothing of given or family name.
+    assert (born[0] >= born[1]).all()
+    # As rare as a person: no token here is shared by records of different names and dates.
+    assert (
+        len(set(born[born != 0].tolist())) == 5
+    )  # anna, smith, jones of 1980; anna, smith of 1981
+
+
+def test_a_round_keeps_born_tokens_comparable_across_their_columns() -> None:
+    from oda_fed.encoding.rounds import RoundTransform
+
+    rows = {"first_name": ["anna", "anna", "zoe"], "last_name": ["smith", "jones", "smith"],
+            "dob": ["1980-02-01"] * 3, "postcode": [None] * 3, "sex": [None] * 3}  # fmt: skip
+    moved = RoundTransform(SECRET, context="project", round_id="r1", bits=1024).evidence(
+        _encode(rows)
+    )
+
+    def born(i: int) -> set[int]:
+        return {int(moved.tokens[f"@names:born:{c}"][i]) for c in (0, 1)}
+
+    assert len(born(0) & born(1)) == 1 and len(born(0) & born(2)) == 1  # anna; smith
+    assert not born(1) & born(2)
