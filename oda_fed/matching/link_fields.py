@@ -9,8 +9,10 @@ The steps, for ``[linkage] method = "fields"``:
    keyed tokens agree on a rule of :func:`~.probabilistic.blocking_rules`.
 2. **u** from the levels of random record pairs; **m** and the prior by EM in sessions blocked
    on the date of birth and on the sound of the names (:func:`~.probabilistic.train`).
-3. **Resolution.** Candidates at or above ``match_probability`` are resolved greedily by
-   probability, at most one record per source in an entity as the project says.
+3. **Resolution.** With at most one record per source in an entity (the default), a pair's
+   probability weighs its rivals: each record has at most one match in the other source
+   (:func:`exclusive`). Candidates at or above ``match_probability`` are resolved greedily by
+   probability.
 4. **The estimate.** Each record of the smaller source of a pair has a best candidate; its
    probability is the chance it is right. Precision at a threshold is the mean of those at or
    above it; recall is their sum over the expected number of matches, each record counting
@@ -126,6 +128,31 @@ def estimate(
     return QualityEstimate(thresholds, precision, recall, f1, float(thresholds[int(np.argmax(f1))]))
 
 
+def exclusive(
+    weight: np.ndarray, left: np.ndarray, right: np.ndarray, *, sizes: tuple[int, int], prior: float
+) -> np.ndarray:
+    """Match probabilities of candidate pairs when each record has at most one match in the other
+    source (``one_record_per_partner``), from their match weights.
+
+    Record ``i`` has a match in the other source with probability ``pi`` (the expected matches
+    over the source's size); if it has one, it is one of the other source's records. Then
+    ``P(i matches j) = odds(i, j) / ((1 - pi) + sum over k of odds(i, k))``, where ``odds`` is
+    the pair's match weight as odds (prior included) and ``k`` runs over ``i``'s candidates:
+    records outside them add almost nothing. A pair keeps the smaller of its two records'
+    views. A lone candidate of a record that very likely has a match is then likely, which
+    pairwise Fellegi–Sunter, seeing one pair at a time, cannot say (FEBRL4: recall 0.985 to
+    0.992 at precision 1.000); two rivals share the belief.
+    """
+    odds = np.exp2(np.clip(weight, -60, 60))
+    expected = prior * sizes[0] * sizes[1]
+    out = np.ones(len(odds))
+    for side, n in ((left, sizes[0]), (right, sizes[1])):
+        pi = float(np.clip(expected / max(n, 1), 0.01, 0.99))
+        total = np.bincount(side, weights=odds, minlength=n)
+        out = np.minimum(out, odds / ((1 - pi) + total[side]))
+    return out
+
+
 def link_fields(
     clks: Sequence[np.ndarray],
     evidence: Sequence[Evidence],
@@ -155,7 +182,11 @@ def link_fields(
                                           threshold=clk_threshold, rules=rules,
                                           blocking=blocking)  # fmt: skip
             levels = fs.comparison_levels(comparisons, evidence[i], evidence[j], left, right)
-            prob = model.probability(levels)
+            if one_per_source:
+                prob = exclusive(model.match_weight(levels), left, right,
+                                 sizes=(len(clks[i]), len(clks[j])), prior=model.prior)  # fmt: skip
+            else:
+                prob = model.probability(levels)
             counts.append(len(left))
             found = Candidates(left=left, right=right, score=prob)
             pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from oda_fed.encoding import default_field_encoding, encode_records
+from oda_fed.encoding.evidence import NAMES as JOINED
 from oda_fed.encoding.evidence import EvidenceEncoder
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "attacks.py"
@@ -88,18 +89,21 @@ def test_graph_matching_finds_values_whose_graph_it_can_reproduce(attacks) -> No
 
     # Under the partners' key the graph differs only by Bloom-filter collisions.
     enc = EvidenceEncoder([default_field_encoding("n", "name")], secret=b"s" * 32, context="c")
-    keyed = enc.encode({"n": list(records)}).filters["n"]
-    assert attacks.filter_graph_attack(keyed, records, values, kind="name").records > 0.2
+    keyed = enc.encode({"n": list(records)}).filters[JOINED]
+    assert attacks.filter_graph_attack(keyed, records, values, kind=JOINED).records > 0.2
 
 
-def test_the_joined_names_proposal_hides_each_name_and_survives_a_swap(attacks) -> None:
-    fields = [default_field_encoding("first", "name"), default_field_encoding("last", "name")]
-    enc = attacks.JoinedNames(fields, secret=b"s" * 32, context="c")
-    ev = enc.encode({"first": ["john", "smith", "john"], "last": ["smith", "john", "jones"]})
-    assert not ev.filters["last"].any()
-    first = ev.filters["first"]
-    assert (first[0] == first[1]).all() and not (first[0] == first[2]).all()
-    for part in ("phonetic", "initial"):
-        tokens = ev.tokens[f"first:{part}"]
-        assert tokens[0] == tokens[1] and (tokens == ev.tokens[f"last:{part}"]).all()
-    assert ev.tokens["first:phonetic"][0] != ev.tokens["first:phonetic"][2]
+def test_the_attacker_reads_joined_names_as_the_node_writes_them(attacks) -> None:
+    """What the ``@names`` encodings stand for: the unordered pair of names, which the attacker
+    encodes as one filter of both names' bigrams, as the node does."""
+    plain = {"first_name": np.array(["john", "smith", None], dtype=object),
+             "last_name": np.array(["smith", "john", "jones"], dtype=object)}  # fmt: skip
+    assert list(attacks._joined(plain)) == ["john|smith", "john|smith", "jones"]
+    fields = [default_field_encoding("first_name", "name"),
+              default_field_encoding("last_name", "name")]  # fmt: skip
+    node = EvidenceEncoder(fields, secret=b"s" * 32, context="c").encode(plain).filters[JOINED]
+    mine = attacks.attacker_filters(["john|smith", "jones"], JOINED)
+    # Same scheme, other key: as many bits set, and one name is a subset of two.
+    assert (attacks.value_codes(node)[0][:2] == 0).all()
+    counts = [int(np.unpackbits(r.view(np.uint8)).sum()) for r in (*node[[0, 2]], *mine)]
+    assert abs(counts[0] - counts[2]) <= 6 and abs(counts[1] - counts[3]) <= 4

@@ -1,0 +1,48 @@
+"""Field-aware linkage's resolution-aware probabilities, against a plain-Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oda_fed.matching.link_fields import exclusive
+
+
+def _reference(weight, left, right, sizes, prior) -> list[float]:
+    """Each record has a match in the other source with probability ``pi``, and at most one."""
+    odds = [2.0**w for w in weight]
+    expected = prior * sizes[0] * sizes[1]
+    out = []
+    for k in range(len(weight)):
+        views = []
+        for side, n in ((left, sizes[0]), (right, sizes[1])):
+            pi = min(max(expected / n, 0.01), 0.99)
+            rivals = sum(odds[m] for m in range(len(weight)) if side[m] == side[k])
+            views.append(odds[k] / ((1 - pi) + rivals))
+        out.append(min(views))
+    return out
+
+
+def test_exclusive_probabilities_agree_with_a_plain_python_reference(
+    rng: np.random.Generator,
+) -> None:
+    n = 200
+    left, right = rng.integers(0, 40, n), rng.integers(0, 50, n)
+    weight = rng.normal(0, 6, n)
+    got = exclusive(weight, left, right, sizes=(40, 50), prior=0.015)
+    want = _reference(weight.tolist(), left.tolist(), right.tolist(), (40, 50), 0.015)
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_a_lone_candidate_is_likely_and_rivals_share_the_belief() -> None:
+    # Records 0 and 1 on the left; 0 has one candidate, 1 has two equally good ones.
+    left, right = np.array([0, 1, 1]), np.array([0, 1, 2])
+    weight = np.array([1.0, 1.0, 1.0])  # odds 2: pairwise, p = 2/3 each
+    nearly_all_match = 0.99 / 100  # the share of pairs that match when all 100 left records do
+    p = exclusive(weight, left, right, sizes=(100, 100), prior=nearly_all_match)
+    assert p[0] > 0.95  # nothing else could be record 0's match
+    assert p[1] == p[2] < 0.5  # one of the two, not both
+    few_match = 0.01 / 100
+    q = exclusive(weight, left, right, sizes=(100, 100), prior=few_match)
+    # Most records have no match: a lone candidate proves no more than pairwise odds 2 say.
+    assert q[0] == pytest.approx(2 / (0.99 + 2)) and q[0] < p[0]
