@@ -71,6 +71,7 @@ from oda_fed.encoding import FieldEncoding, encode_records
 from oda_fed.encoding.clk import ClkEncoder
 from oda_fed.encoding.evidence import (
     BORN,
+    BORN_INITIAL,
     FILTER_BITS,
     FILTER_K,
     NAMES,
@@ -463,42 +464,47 @@ def _joined(values: Mapping[str, np.ndarray], part: str = "value") -> np.ndarray
     return np.array(pairs, dtype=object)
 
 
-def _born(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each name's sound with the date of birth (``"date|sound"``), per name field."""
+#: The ``@names:born`` token families and what each pairs with the date of birth.
+_BORN_PARTS = {BORN: "phonetic", BORN_INITIAL: "initials"}
+
+
+def _born(values: Mapping[str, np.ndarray], part: str) -> dict[str, np.ndarray]:
+    """Each name cut by ``part``, with the date of birth (``"date|part"``), per name field."""
     dates = cut_all(values["date_of_birth"], "value")
     out = {}
     for name in ("first_name", "last_name"):
-        sound = cut_all(values[name], "phonetic")
-        out[name] = np.array([f"{d}|{s}" if d and s else "" for d, s in
-                              zip(dates, sound, strict=True)], dtype=object)  # fmt: skip
+        cut = cut_all(values[name], part)
+        out[name] = np.array([f"{d}|{c}" if d and c else "" for d, c in
+                              zip(dates, cut, strict=True)], dtype=object)  # fmt: skip
     return out
 
 
 def born_truth(upload: Upload, loaded: LoadedProject) -> dict[str, np.ndarray]:
-    """The plaintext behind each ``@names:born:i`` column: which name a column holds differs
+    """The plaintext behind each ``@names:born...:i`` column: which name a column holds differs
     from record to record (the tokens are sorted by value), so each name's token is made on
     its own, as the node makes it, and matched back."""
     project = loaded.project
     fields = field_encodings(project)
     dates = [f for f in fields if f.type == "date_of_birth"]
-    plain = _born(upload.plain)
-    own = {}
-    for f in (f for f in fields if f.type == "name"):
-        encoder = EvidenceEncoder([f, *dates], secret=SECRET, context=project.name)
-        table = {
-            f.name: list(upload.plain[f.name]),
-            dates[0].name: list(upload.plain[dates[0].name]),
-        }
-        own[f.name] = encoder.encode(table).tokens[f"{BORN}:0"]
     assert upload.evidence is not None
     out = {}
-    for column, tokens in upload.evidence.tokens.items():
-        if column.startswith(BORN):
-            truth = np.full(len(tokens), "", dtype=object)
-            for name, token in own.items():
-                hit = (token == tokens) & (tokens != 0)
-                truth[hit] = plain[name][hit]
-            out[column] = truth
+    for family, part in _BORN_PARTS.items():
+        plain = _born(upload.plain, part)
+        own = {}
+        for f in (f for f in fields if f.type == "name"):
+            encoder = EvidenceEncoder([f, *dates], secret=SECRET, context=project.name)
+            table = {
+                f.name: list(upload.plain[f.name]),
+                dates[0].name: list(upload.plain[dates[0].name]),
+            }
+            own[f.name] = encoder.encode(table).tokens[f"{family}:0"]
+        for column, tokens in upload.evidence.tokens.items():
+            if column.rsplit(":", 1)[0] == family:
+                truth = np.full(len(tokens), "", dtype=object)
+                for name, token in own.items():
+                    hit = (token == tokens) & (tokens != 0)
+                    truth[hit] = plain[name][hit]
+                out[column] = truth
     return out
 
 
@@ -555,11 +561,14 @@ class Run:
             frequency = frequency_alignment(filters, truth, public, rng=self.rng())
             graph = filter_graph_attack(filters, truth, public, kind=kind)
             self.rows.append(Row(f"filter {name}", "default", frequency, graph, f1))
-        public_born = np.concatenate(list(_born(self.public).values()))
+        public_born = {
+            family: np.concatenate(list(_born(self.public, part).values()))
+            for family, part in _BORN_PARTS.items()
+        }
         for name, tokens in upload.evidence.tokens.items():
             field_name, part = name.rsplit(":", 1)
             if name in born:
-                truth, public = born[name], public_born
+                truth, public = born[name], public_born[field_name]
             elif field_name == NAMES:
                 truth, public = _joined(upload.plain, part), _joined(self.public, part)
             else:

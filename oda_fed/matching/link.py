@@ -436,8 +436,13 @@ def _link_fields(
             'the project links with method = "fields", but the sources carry no field evidence: '
             "encode them with this project"
         )
+    lsh = any(
+        settings.blocking.uses_lsh(len(a), len(b))
+        for k, a in enumerate(clks)
+        for b in clks[k + 1 :]
+    )
     clk_threshold = (
-        blocking_threshold(clk_estimate.recommended)
+        blocking_threshold(clk_estimate.recommended, lsh=lsh)
         if settings.threshold == "auto"
         else float(settings.threshold)
     )

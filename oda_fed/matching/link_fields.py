@@ -4,7 +4,8 @@ trained without truth, and resolution by match probability (:mod:`.probabilistic
 The steps, for ``[linkage] method = "fields"``:
 
 1. **Candidates.** CLK similarity at a blocking threshold below the CLK-only one (the best
-   threshold the CLK quality estimate finds, less 0.15, at least 0.5; or the project's number),
+   threshold the CLK quality estimate finds, less 0.15, or 0.05 where LSH blocks, at least
+   0.5; or the project's number),
    over all pairs or with LSH as the project's blocking decides, together with pairs whose
    keyed tokens agree on a rule of :func:`~.probabilistic.blocking_rules`.
 2. **u** from the levels of random record pairs; **m** and the prior by EM in sessions blocked
@@ -40,13 +41,18 @@ U_PAIRS = 500_000
 #: Blocking threshold below the CLK-only threshold, and its floor.
 BLOCKING_MARGIN = 0.15
 BLOCKING_FLOOR = 0.5
+#: ... when some pair of sources is blocked by LSH: its cost grows steeply as the threshold
+#: falls (2 x 100k ukpop: 50 s at 0.15 below, 13 s at 0.05, for 0.001 F1), and the token rules
+#: find most of what the lower threshold would.
+LSH_BLOCKING_MARGIN = 0.05
 
 
-def blocking_threshold(recommended: float) -> float:
+def blocking_threshold(recommended: float, *, lsh: bool = False) -> float:
     """The CLK similarity candidates need in field-aware linkage, from the CLK-only threshold."""
     if not np.isfinite(recommended):
         return 0.6
-    return float(max(BLOCKING_FLOOR, round(recommended - BLOCKING_MARGIN, 2)))
+    margin = LSH_BLOCKING_MARGIN if lsh else BLOCKING_MARGIN
+    return float(max(BLOCKING_FLOOR, round(recommended - margin, 2)))
 
 
 def _candidates(a: np.ndarray, b: np.ndarray, *, threshold: float, blocking) -> Candidates:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from oda_fed.encoding.evidence import BORN, NAMES, Evidence
+from oda_fed.encoding.evidence import BORN, BORN_INITIAL, NAMES, Evidence
 from oda_fed.encoding.fields import FieldEncoding
 from oda_fed.matching import kernels
 from oda_fed.matching.candidates import Candidates
@@ -211,11 +211,12 @@ def comparison_levels(
 
 def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     """Combinations of tokens whose equality makes a candidate pair, beside CLK similarity:
-    one name's sound with the date of birth (``@names:born``, in any column on either side: a
-    rule element ``"a|b"`` compares token ``a`` of the left record with token ``b`` of the
-    right), the date with the postcode's sector, the names' sound with the postcode, and the
-    names' sound alone (the name tokens are unordered, so swapped names agree). Each is
-    specific enough that blocks stay small at a million records."""
+    one name's sound or initial with the date of birth (``@names:born``,
+    ``@names:born_initial``, in any column on either side: a rule element ``"a|b"`` compares
+    token ``a`` of the left record with token ``b`` of the right), the date with the
+    postcode's sector, the names' sound with the postcode, and the names' sound alone (the
+    name tokens are unordered, so swapped names agree). Each is specific enough that blocks
+    stay small at a million records."""
     dates = [c.name for c in comparisons if c.kind == "date"]
     postcodes = [
         name
@@ -229,10 +230,12 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     rules: list[tuple[str, ...]] = []
     named = next((len(c.fields) for c in comparisons if c.kind == "names"), 0)
     born = [f"{BORN}:{i}" for i in range(named)] if dates else []
+    initial = [f"{BORN_INITIAL}:{i}" for i in range(named)] if dates else []
     for d in dates:
         rules += [(f"{d}:ymd", f"{p}:sector") for p in postcodes]
-    # One name's sound and the date of birth, in any of the name columns on either side.
-    rules += [(f"{x}|{y}" if x != y else x,) for x in born for y in born]
+    # One name's sound or initial and the date of birth, in any name column on either side.
+    for family in (born, initial):
+        rules += [(f"{x}|{y}" if x != y else x,) for x in family for y in family]
     if names:
         rules += [(f"{p}:unit", sound) for p in postcodes]
         rules.append((sound,))

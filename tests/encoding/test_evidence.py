@@ -42,13 +42,14 @@ def test_the_names_of_what_is_made_follow_the_field_types() -> None:
     filters, tokens = evidence_names(FIELDS)
     assert filters == ["@names", "postcode"]
     assert tokens == [
-        "@names:phonetic", "@names:born:0", "@names:born:1",
+        "@names:phonetic", "@names:born:0", "@names:born:1", "@names:born_initial:0",
+        "@names:born_initial:1",
         "dob:ymd", "dob:ym", "dob:md", "dob:swap", "postcode:unit", "postcode:sector", "sex:value",
     ]  # fmt: skip
     # Nothing a frequency list reads directly: no name on its own, no year, no district.
     assert not any(t.startswith(("first_name", "last_name")) for t in filters + tokens)
     assert "dob:y" not in tokens and "postcode:district" not in tokens
-    assert not any("initial" in t for t in tokens)
+    assert not any("initial" in t for t in tokens if not t.startswith("@names:born_initial"))
     ev = _encode({"first_name": ["john"], "last_name": ["smith"], "dob": ["1980-02-01"],
                   "postcode": ["LS6 2AB"], "sex": ["m"]})  # fmt: skip
     assert sorted(ev.filters) == sorted(filters) and sorted(ev.tokens) == sorted(tokens)
@@ -211,3 +212,16 @@ def test_a_round_keeps_born_tokens_comparable_across_their_columns() -> None:
 
     assert len(born(0) & born(1)) == 1 and len(born(0) & born(2)) == 1  # anna; smith
     assert not born(1) & born(2)
+
+
+def test_born_initial_tokens_survive_misspelt_names_but_not_another_date() -> None:
+    ev = _encode({"first_name": ["anna", "ana", "anna"], "last_name": ["smith", "smyht", "smith"],
+                  "dob": ["1980-02-01", "1980-02-01", "1980-03-01"],
+                  "postcode": [None] * 3, "sex": [None] * 3})  # fmt: skip
+
+    def tokens(i: int, family: str) -> set[int]:
+        return {int(ev.tokens[f"@names:{family}:{c}"][i]) for c in (0, 1)} - {0}
+
+    assert tokens(0, "born_initial") == tokens(1, "born_initial")
+    assert not tokens(0, "born_initial") & tokens(2, "born_initial")
+    assert not tokens(0, "born_initial") & tokens(0, "born")  # keyed apart from the sounds
