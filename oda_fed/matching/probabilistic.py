@@ -265,8 +265,11 @@ def token_pairs(
         found.append(pairs[["left", "right"]])
     if not found:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    both = pd.concat(found).drop_duplicates()
-    return both["left"].to_numpy(np.int64), both["right"].to_numpy(np.int64)
+    # Each pair once, as one number (far faster than dropping duplicate rows of a frame).
+    width = np.int64(max(len(b), 1))
+    key = pd.unique(np.concatenate([f["left"].to_numpy(np.int64) * width
+                                    + f["right"].to_numpy(np.int64) for f in found]))  # fmt: skip
+    return key // width, key % width
 
 
 def _rule_keys(ev: Evidence, rule: Sequence[str], side: int) -> np.ndarray:
@@ -335,6 +338,25 @@ def estimate_u(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.ndarray,
     return tuple(out)
 
 
+def distinct_rows(
+    levels: np.ndarray, n_levels: Sequence[int], weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``levels`` (sorted) and how often each occurs (the sum of their
+    ``weights``, if given): ``np.unique(levels, axis=0, return_counts=True)``, but each row read
+    as one number first, which is many times faster on tens of millions of candidate pairs."""
+    code = np.zeros(len(levels), dtype=np.int64)
+    for c, k in enumerate(n_levels):  # the first column most significant, as np.unique sorts
+        code = code * np.int64(k) + levels[:, c].astype(np.int64)
+    codes, inverse, counts = np.unique(code, return_inverse=True, return_counts=True)
+    if weights is not None:
+        counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(codes))
+    rows = np.empty((len(codes), len(n_levels)), dtype=levels.dtype)
+    for c in range(len(n_levels) - 1, -1, -1):
+        rows[:, c] = codes % n_levels[c]
+        codes //= n_levels[c]
+    return rows, counts
+
+
 def fit(
     comparisons: Sequence[Comparison],
     levels: np.ndarray,
@@ -343,14 +365,16 @@ def fit(
     prior: float = 0.1,
     max_iterations: int = 100,
     tolerance: float = 1e-5,
+    weights: np.ndarray | None = None,
 ) -> Model:
     """m and the prior by EM over the candidates' levels, u held fixed (as Splink trains m).
+    ``weights``: how many pairs each row stands for, when the rows are a sample.
 
     Works on distinct comparison vectors with their counts, so its cost does not grow with the
     number of pairs.
     """
     n_levels = [len(c.labels) for c in comparisons]
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    patterns, counts = distinct_rows(levels, n_levels, weights)
     counts = counts.astype(float)
     m = []
     for k in n_levels:
@@ -432,6 +456,8 @@ class Session:
     #: The level of ``comparisons[0]`` that the blocking tokens' equality is, when exactly one
     #: is (the date's "exact"); the session then counts matches for the prior.
     agree_level: int | None = None
+    #: How many pairs each row of ``levels`` stands for, when they are a sample (None: one).
+    weights: np.ndarray | None = None
 
 
 #: A training session's rule: the comparisons it leaves out, the tokens it blocks on, and the
@@ -472,7 +498,7 @@ def train(
         left_out = [names.index(c) for c in s.comparisons]
         levels = s.levels.copy()
         levels[:, left_out] = NULL
-        model = fit(comparisons, levels, u)
+        model = fit(comparisons, levels, u, weights=s.weights)
         for k, name in enumerate(names):
             if k not in left_out:
                 fitted[name].append(model.m[k])

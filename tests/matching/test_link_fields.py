@@ -46,3 +46,44 @@ def test_a_lone_candidate_is_likely_and_rivals_share_the_belief() -> None:
     q = exclusive(weight, left, right, sizes=(100, 100), prior=few_match)
     # Most records have no match: a lone candidate proves no more than pairwise odds 2 say.
     assert q[0] == pytest.approx(2 / (0.99 + 2)) and q[0] < p[0]
+
+
+def test_distinct_rows_count_the_weights_of_a_sample() -> None:
+    from oda_fed.matching.probabilistic import distinct_rows
+
+    levels = np.array([[1, 2], [1, 2], [0, 1], [1, 2]], dtype=np.int8)
+    rows, counts = distinct_rows(levels, [2, 3], np.array([1.0, 2.0, 5.0, 0.5]))
+    assert rows.tolist() == [[0, 1], [1, 2]] and counts.tolist() == [5.0, 3.5]
+
+
+def test_training_on_a_sample_of_each_session_learns_the_same_weights(
+    tmp_path, monkeypatch
+) -> None:
+    """Sessions of millions of pairs are sampled: the weights and the prior hardly move."""
+    import dataclasses
+
+    from oda_fed.config import load_project
+    from oda_fed.matching import link_fields, probabilistic
+    from oda_fed.node.encode import encode_file, field_encodings
+    from oda_fed.node.sources import layout_for
+    from oda_fed.synth import generate, write, write_project
+
+    synthetic = generate(population=3000, partners=2, seed=5, errors="medium")
+    write(synthetic, tmp_path)
+    write_project(synthetic, tmp_path / "project.toml")
+    text = (tmp_path / "project.toml").read_text()
+    (tmp_path / "fields.toml").write_text(text.replace("[linkage]", '[linkage]\nmethod = "fields"'))
+    project = load_project(tmp_path / "fields.toml").project
+    evidence = []
+    for path in sorted(p for p in tmp_path.glob("*.csv") if p.stem != "truth"):
+        layout = dataclasses.replace(layout_for(project, path.stem, None), on_invalid="missing")
+        evidence.append(
+            encode_file(path, project=project, layout=layout, secret=b"s" * 32).evidence
+        )
+    comparisons = probabilistic.comparisons_for(field_encodings(project))
+    full = link_fields.train_model(comparisons, evidence)
+    monkeypatch.setattr(link_fields, "SESSION_PAIRS", 500)
+    sampled = link_fields.train_model(comparisons, evidence)
+    assert sampled.prior == pytest.approx(full.prior, rel=0.15)
+    for a, b in zip(full.weights(), sampled.weights(), strict=True):
+        assert np.abs(a[1:3] - b[1:3]).max() < 1.0  # the strongest levels, in bits

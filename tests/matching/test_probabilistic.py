@@ -132,6 +132,14 @@ def test_token_blocking_finds_a_person_who_married_and_moved() -> None:
     assert set(zip(left.tolist(), right.tolist(), strict=True)) == {(0, 0)}
 
 
+def test_distinct_rows_agree_with_numpy_unique(rng: np.random.Generator) -> None:
+    n_levels = [7, 6, 3, 5, 2]
+    levels = np.column_stack([rng.integers(0, k, 5000) for k in n_levels]).astype(np.int8)
+    rows, counts = fs.distinct_rows(levels, n_levels)
+    want_rows, want_counts = np.unique(levels, axis=0, return_counts=True)
+    assert rows.dtype == np.int8 and (rows == want_rows).all() and (counts == want_counts).all()
+
+
 def test_em_recovers_known_m_with_u_fixed(rng: np.random.Generator) -> None:
     """Comparison vectors drawn from known m, u and share of matches: EM finds m and the share
     within sampling error, from the vectors alone."""
