@@ -153,3 +153,15 @@ def test_oda_fed_links_a_small_population_well(tmp_path: Path, system: str) -> N
     outcome = quality.SYSTEMS[system](folder)
     got = quality.score(outcome.members, _read(folder / "truth.csv"))
     assert got.f1 > 0.8, got
+
+
+def test_the_estimate_grid_scores_the_estimate_against_the_truth(
+    populations: dict[str, Path],
+) -> None:
+    import estimate_grid
+
+    got = estimate_grid.cell(populations["low"], "fields")
+    assert got["records"] > PEOPLE and 0.9 < got["F1"] <= 1.0
+    assert got["gap"] == pytest.approx(
+        max(abs(got["est. P"] - got["P"]), abs(got["est. R"] - got["R"]))
+    )
