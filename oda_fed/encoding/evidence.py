@@ -20,8 +20,8 @@ common filter. Joined, a record's names are about as rare as the person, and swa
 family names still agree. Coarse tokens a frequency list reads directly (a year of birth, a
 postcode district, initials) are not made. ``docs/hardening.md`` has the measurements.
 
-Keys come from the linkage secret (HKDF, ``info = b"oda-fed/evidence/v1/" + kind``), so only the
-partners can make or test them. What each encoding reveals to the coordinator, and how it is
+Keys come from the linkage secret (HKDF, ``info = b"oda-fed/evidence/v2/" + token name``), so
+only the partners can make or test them. What each encoding reveals to the coordinator, and how it is
 hardened, is in ``docs/hardening.md``.
 
 Missing values give an all-zero filter and token 0; a token that hashes to 0 is stored as 1.
@@ -288,7 +288,7 @@ class EvidenceEncoder:
         tokens = {}
         for part, cut in _NAME_PARTS:
             if self._names:
-                joined = _unordered([table[n] for n in self._names], cut)
+                joined = _unordered([_cut_each(table[n], cut) for n in self._names])
                 tokens[f"{NAMES}:{part}"] = _tokens(joined, str, key=self._keys[f"{NAMES}:{part}"])
         if self._names and self._born is not None:
             tokens.update(self._born_tokens(table))
@@ -316,14 +316,9 @@ class EvidenceEncoder:
         return out
 
 
-def _unordered(columns: Sequence[Sequence[str | None]], cut: Callable[[str], str]) -> list[str]:
-    """Per record, ``cut`` of each present name, sorted and joined ("" when none is present):
-    the same for swapped names."""
-    out = []
-    for values in zip(*columns, strict=True):
-        parts = sorted(p for v in values if isinstance(v, str) and v and (p := cut(v)))
-        out.append("\x1f".join(parts))
-    return out
+def _unordered(columns: Sequence[np.ndarray]) -> list[str]:
+    """Per record, its parts that are not "", sorted and joined: the same for swapped names."""
+    return ["\x1f".join(sorted(p for p in parts if p)) for parts in zip(*columns, strict=True)]
 
 
 def _cut_each(values: Sequence[str | None], cut: Callable[[str], str]) -> np.ndarray:
