@@ -104,13 +104,14 @@ def train_model(
     sessions = []
     rng = np.random.default_rng(seed)
     for left_out, tokens, agree in fs.session_rules(comparisons):
-        found, weights, pairs = [], [], 0
+        found, weights, pairs, sampled = [], [], 0, False
         for i in range(len(evidence)):
             for j in range(i + 1, len(evidence)):
                 left, right = fs.token_pairs(evidence[i], evidence[j], [tokens], max_block=50_000)
                 pairs += len(left)
                 if len(left) > SESSION_PAIRS:
                     keep = np.sort(rng.choice(len(left), SESSION_PAIRS, replace=False))
+                    sampled = True
                     weights.append(np.full(SESSION_PAIRS, len(left) / SESSION_PAIRS))
                     left, right = left[keep], right[keep]
                 else:
@@ -118,8 +119,8 @@ def train_model(
                 found.append(fs.comparison_levels(comparisons, evidence[i], evidence[j], left,
                                                   right))  # fmt: skip
         if pairs:
-            sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree,
-                                       np.concatenate(weights)))  # fmt: skip
+            weighted = np.concatenate(weights) if sampled else None
+            sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree, weighted))
     all_pairs = sum(
         sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes))
     )

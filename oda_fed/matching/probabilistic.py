@@ -225,17 +225,14 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
         for name, kind in zip(c.fields, c.types, strict=True)
         if kind == "postcode"
     ]
-    names = any(c.kind == "names" for c in comparisons)
+    names = next((len(c.fields) for c in comparisons if c.kind == "names"), 0)
     sound = f"{NAMES}:phonetic"
-    rules: list[tuple[str, ...]] = []
-    named = next((len(c.fields) for c in comparisons if c.kind == "names"), 0)
-    born = [f"{BORN}:{i}" for i in range(named)] if dates else []
-    initial = [f"{BORN_INITIAL}:{i}" for i in range(named)] if dates else []
-    for d in dates:
-        rules += [(f"{d}:ymd", f"{p}:sector") for p in postcodes]
-    # One name's sound or initial and the date of birth, in any name column on either side.
-    for family in (born, initial):
-        rules += [(f"{x}|{y}" if x != y else x,) for x in family for y in family]
+    rules = [(f"{d}:ymd", f"{p}:sector") for d in dates for p in postcodes]
+    if names and dates:
+        # One name's sound or initial and the date of birth, in any name column on either side.
+        for family in (BORN, BORN_INITIAL):
+            columns = [f"{family}:{i}" for i in range(names)]
+            rules += [(f"{x}|{y}" if x != y else x,) for x in columns for y in columns]
     if names:
         rules += [(f"{p}:unit", sound) for p in postcodes]
         rules.append((sound,))
@@ -354,8 +351,10 @@ def distinct_rows(
     code = np.zeros(len(levels), dtype=np.int64)
     for c, k in enumerate(n_levels):  # the first column most significant, as np.unique sorts
         code = code * np.int64(k) + levels[:, c].astype(np.int64)
-    codes, inverse, counts = np.unique(code, return_inverse=True, return_counts=True)
-    if weights is not None:
+    if weights is None:
+        codes, counts = np.unique(code, return_counts=True)
+    else:
+        codes, inverse = np.unique(code, return_inverse=True)
         counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(codes))
     rows = np.empty((len(codes), len(n_levels)), dtype=levels.dtype)
     for c in range(len(n_levels) - 1, -1, -1):
