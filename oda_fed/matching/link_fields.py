@@ -14,18 +14,23 @@ The steps, for ``[linkage] method = "fields"``:
    probability weighs its rivals: each record has at most one match in the other source
    (:func:`exclusive`). Candidates at or above ``match_probability`` are resolved greedily by
    probability.
-4. **The estimate.** Each record of the smaller source of a pair has a best candidate; its
-   probability is the chance it is right. Precision at a threshold is the mean of those at or
-   above it; recall is their sum over the expected number of matches, each record counting
-   the total probability of its candidates (at most 1). Matches the candidates missed are not
-   counted, so recall is as estimated among candidates.
+4. **The estimate.** The expected number of matches is the larger of the candidates' (each
+   record of the smaller source of a pair counts the total probability of its candidates, at
+   most 1) and the model's count of all matches (:func:`~.probabilistic.train`), which also
+   counts the matches no candidate rule found. Each record of the smaller source has a best
+   candidate, its probability the chance it is right: precision at a threshold is the mean of
+   those at or above it, recall their sum over the expected matches. At the threshold used,
+   the entities as resolved are estimated instead (:func:`resolved_pairs`): with three or more
+   sources they link pairs that no score of their own passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
@@ -101,6 +106,7 @@ def train_model(
         ]  # fmt: skip
     )
     u = fs.estimate_u(levels, [len(c.labels) for c in comparisons])
+    present = (levels != fs.NULL).mean(axis=0) if len(levels) else None
     sessions = []
     rng = np.random.default_rng(seed)
     for left_out, tokens, agree in fs.session_rules(comparisons):
@@ -124,7 +130,7 @@ def train_model(
     all_pairs = sum(
         sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes))
     )
-    return fs.train(comparisons, sessions, u, all_pairs=all_pairs)
+    return fs.train(comparisons, sessions, u, all_pairs=all_pairs, present=present)
 
 
 def estimate(
@@ -193,6 +199,7 @@ def link_fields(
     model = train_model(comparisons, evidence)
     rules = fs.blocking_rules(comparisons)
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
+    scores_of: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
     for i in range(len(clks)):
         for j in range(i + 1, len(clks)):
             if progress is not None:
@@ -207,6 +214,7 @@ def link_fields(
             else:
                 prob = model.probability(levels)
             counts.append(len(left))
+            scores_of.append((i, j, left, right, prob))
             found = Candidates(left=left, right=right, score=prob)
             pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))
             small, n = (
@@ -220,4 +228,45 @@ def link_fields(
         progress("resolving entities")
     clustering = resolve([len(c) for c in clks], pairs, one_per_source=one_per_source)
     scores = np.concatenate(best)
-    return clustering, model, scores, estimate(scores, expected), counts
+    sizes = [len(c) for c in clks]
+    all_pairs = sum(a * b for k, a in enumerate(sizes) for b in sizes[k + 1 :])
+    # The candidates hold only the matches blocking found; the model counts all of them.
+    expected = max(expected, model.prior * all_pairs)
+    quality = estimate(scores, expected)
+    linked, right_ones = resolved_pairs(clustering.labels, scores_of)
+    if linked:
+        quality = replace(quality, resolved=(match_probability, right_ones / linked,
+                                             min(1.0, right_ones / expected)))  # fmt: skip
+    return clustering, model, scores, quality, counts
+
+
+def resolved_pairs(
+    labels: Sequence[np.ndarray],
+    scored: Sequence[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]],  # fmt: skip
+) -> tuple[int, float]:
+    """How many record pairs across sources the entities ``labels`` make, and how many of them
+    are expected to be matches, from the candidates' probabilities ``scored`` (``(i, j, left,
+    right, probability)`` per pair of sources).
+
+    A pair's probability is its own, or, where the entity holds it through a third record,
+    the smaller of its two records' best probabilities within the entity (both links right
+    make it right): three sources' entities link pairs that no score of their own passes.
+    """
+    sure = [np.zeros(len(x)) for x in labels]
+    inside = []
+    for i, j, left, right, prob in scored:
+        same = labels[i][left] == labels[j][right]
+        inside.append((i, j, left[same], right[same], prob[same]))
+        np.maximum.at(sure[i], left[same], prob[same])
+        np.maximum.at(sure[j], right[same], prob[same])
+    linked, right_ones = 0, 0.0
+    for i, j, left, right, prob in inside:
+        a = pd.DataFrame({"entity": labels[i], "left": np.arange(len(labels[i]))})
+        b = pd.DataFrame({"entity": labels[j], "right": np.arange(len(labels[j]))})
+        both = a.merge(b, on="entity")
+        rows, cols = both["left"].to_numpy(), both["right"].to_numpy()
+        own = pd.Series(prob, index=left * len(labels[j]) + right)
+        direct = own.reindex(rows * len(labels[j]) + cols).fillna(0.0).to_numpy()
+        linked += len(rows)
+        right_ones += float(np.maximum(direct, np.minimum(sure[i][rows], sure[j][cols])).sum())
+    return linked, right_ones

@@ -152,9 +152,14 @@ class QualityEstimate:
     recommended: float
     fit: MixtureFit | None = None
     reason: str | None = None
+    #: ``(threshold, precision, recall)`` of the linkage as resolved, where it was estimated
+    #: (field-aware linkage): entities of three or more sources join pairs that no score of
+    #: their own passes, which the curves, pair by pair, do not count.
+    resolved: tuple[float, float, float] | None = None
 
     def at(self, threshold: float) -> tuple[float, float, float]:
-        """``(precision, recall, f1)`` at the grid point nearest ``threshold``.
+        """``(precision, recall, f1)`` at the grid point nearest ``threshold``, or of the
+        resolved linkage at its threshold.
 
         Examples
         --------
@@ -162,6 +167,9 @@ class QualityEstimate:
         >>> est.at(0.8)
         (nan, nan, nan)
         """
+        if self.resolved is not None and abs(self.resolved[0] - threshold) < 1e-9:
+            _, p, r = self.resolved
+            return p, r, 2 * p * r / (p + r) if p + r > 0 else 0.0
         i = int(np.argmin(np.abs(self.thresholds - threshold)))
         return float(self.precision[i]), float(self.recall[i]), float(self.f1[i])
 

@@ -87,3 +87,50 @@ def test_training_on_a_sample_of_each_session_learns_the_same_weights(
     assert sampled.prior == pytest.approx(full.prior, rel=0.15)
     for a, b in zip(full.weights(), sampled.weights(), strict=True):
         assert np.abs(a[1:3] - b[1:3]).max() < 1.0  # the strongest levels, in bits
+
+
+def _resolved_reference(labels, scored) -> tuple[int, float]:
+    """Every cross-source pair of every entity; its own probability, or the smaller of its
+    records' best probabilities within the entity."""
+    best: dict[tuple[int, int], float] = {}
+    own: dict[tuple[int, int, int, int], float] = {}
+    for i, j, left, right, prob in scored:
+        for a, b, p in zip(left.tolist(), right.tolist(), prob.tolist(), strict=True):
+            if labels[i][a] == labels[j][b]:
+                own[i, a, j, b] = p
+                best[i, a] = max(best.get((i, a), 0.0), p)
+                best[j, b] = max(best.get((j, b), 0.0), p)
+    linked, expected = 0, 0.0
+    for i, j, *_ in scored:
+        for a, ea in enumerate(labels[i].tolist()):
+            for b, eb in enumerate(labels[j].tolist()):
+                if ea == eb:
+                    linked += 1
+                    through = min(best.get((i, a), 0.0), best.get((j, b), 0.0))
+                    expected += max(own.get((i, a, j, b), 0.0), through)
+    return linked, expected
+
+
+def test_resolved_pairs_count_what_entities_link_through_a_third_source(
+    rng: np.random.Generator,
+) -> None:
+    from oda_fed.matching.link_fields import resolved_pairs
+
+    # Entity 0: a0-b0 0.9 and b0-c0 0.8 scored, a0-c0 a weak candidate (0.3): the entity links
+    # a0-c0 at 0.8. Entity 1: a1-b1 only. c1 is alone; a2-c1 (0.4) was not linked.
+    labels = [np.array([0, 1, 2]), np.array([0, 1]), np.array([0, 3])]
+    scored = [
+        (0, 1, np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.7])),
+        (0, 2, np.array([0, 2]), np.array([0, 1]), np.array([0.3, 0.4])),
+        (1, 2, np.array([0]), np.array([0]), np.array([0.8])),
+    ]
+    assert resolved_pairs(labels, scored) == (4, pytest.approx(0.9 + 0.7 + 0.8 + 0.8))
+    # Random entities and candidates, against the reference.
+    labels = [rng.integers(0, 30, 40) for _ in range(3)]
+    scored = []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        key = np.unique(rng.integers(0, 40 * 40, 300))
+        scored.append((i, j, key // 40, key % 40, rng.random(len(key))))
+    linked, expected = resolved_pairs(labels, scored)
+    want = _resolved_reference(labels, scored)
+    assert linked == want[0] and expected == pytest.approx(want[1], rel=1e-9)
