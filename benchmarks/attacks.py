@@ -2,17 +2,22 @@
 
 Run it with::
 
-    .venv/bin/python benchmarks/attacks.py              # a plain-text table, about 3 minutes
-    .venv/bin/python benchmarks/attacks.py --markdown   # the same table as Markdown
+    .venv/bin/python benchmarks/attacks.py                # both data sets, 5-7 minutes
+    .venv/bin/python benchmarks/attacks.py --data synth   # one data set, 2-3 minutes
+    .venv/bin/python benchmarks/attacks.py --markdown     # the same tables as Markdown
 
-A synthetic region (``oda_fed.synth``, three partners, medium errors) is written as CSV files and
-each partner's file is encoded by the node's own code (:func:`oda_fed.node.encode.encode_file`):
-the CLKs, hardened as the project says, and with ``method = "fields"`` the field evidence
+A region of three partners with medium errors is written as CSV files, from one of two data
+sets (``--data``): ``synth``, made by our own generator (``oda_fed.synth``), or ``ukpop``, the
+independent population of ``benchmarks/ukpop.py`` (its own name lists and error model), so the
+figures are not only those of the data oda-fed was tuned on. Each partner's file is encoded by
+the node's own code (:func:`oda_fed.node.encode.encode_file`): the CLKs, hardened as the
+project says, and with ``method = "fields"`` the field evidence
 (:class:`oda_fed.encoding.evidence.EvidenceEncoder`). The attacker is the coordinator: it holds
 everything the nodes upload and the project file (so it knows the encoding scheme), but not the
 linkage secret. It also holds public-like data drawn from the same distribution as the region
-but *not* the region's own counts: a different synthetic population of ``--public`` people
-(another seed), standardised as a node would.
+but *not* the region's own counts: a different population of the same data set, of
+``--public`` people (another seed), standardised as a node would. Both data sets go through the
+same code: only :func:`make_region` and :func:`public_sample` know which one they read.
 
 Attacks
 -------
@@ -39,7 +44,7 @@ A record counts as re-identified when the guess for its encoded value is its own
 encoded values guessed right; *prior* is the share of records that carry the attacker's most
 frequent plaintext, i.e. what guessing one value for everybody gets right.
 
-Each row carries the linkage F1 (pairwise, against the synthetic truth) of the mode that sends the
+Each row carries the linkage F1 (pairwise, against the data set's truth) of the mode that sends the
 encoding: ``method = "clk"`` with that hardening, or ``method = "fields"``, from a run of
 :func:`oda_fed.embedded.link_files` on the same files.
 
@@ -51,11 +56,13 @@ sound of the name behind it; the attacker's list holds both names of each public
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,13 +109,8 @@ _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 MAX_GRAPH_NODES = 3000
 #: The partner whose records the CLK graph attack targets (one record per person).
 GRAPH_PARTNER = "council"
-_FIELD_TYPES = {
-    "first_name": "name",
-    "last_name": "name",
-    "date_of_birth": "date_of_birth",
-    "sex": "sex",
-    "postcode": "postcode",
-}
+#: Malformed values (impossible dates) count as missing, as ``--on-invalid missing`` does.
+ON_INVALID = "missing"
 
 CLK_OPTIONS: tuple[tuple[str, Hardening], ...] = (
     ("plain", Hardening()),
@@ -120,55 +122,115 @@ CLK_OPTIONS: tuple[tuple[str, Hardening], ...] = (
 )
 
 
-# --- the region, the nodes' uploads and the attacker's public data -------------------------------
+# --- the regions, the nodes' uploads and the attacker's public data ------------------------------
+
+#: The data sets a region can be made of: ``oda_fed.synth``, or the independent ``ukpop.py``.
+DATA = ("synth", "ukpop")
 
 
-def people_table(population: Population) -> dict[str, np.ndarray]:
-    """The true identities of ``population``, standardised as a node would: field -> values."""
-    households = population.households
-    raw = {
-        "first_name": population.first_name,
-        "last_name": population.last_name,
-        "date_of_birth": format_days(population.dob, "%Y-%m-%d"),
-        "sex": np.where(population.male, "m", "f"),
-        "postcode": households.postcode[population.household],
-    }
+def field_types(document: Mapping) -> dict[str, str]:
+    """The linkage fields of a project document: name -> type."""
+    return {f["name"]: f["type"] for f in document["linkage"]["fields"]}
+
+
+def standardised(raw: Mapping[str, Sequence], types: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """People's true values (ISO dates), standardised as a node would: field -> values."""
     out = {}
-    for name, values in raw.items():
-        fmt = "%Y-%m-%d" if name == "date_of_birth" else None
-        clean, _ = standardise_column(pd.Series(values, dtype=object), _FIELD_TYPES[name], fmt=fmt)
+    for name, kind in types.items():
+        fmt = "%Y-%m-%d" if kind == "date_of_birth" else None
+        clean, _ = standardise_column(pd.Series(list(raw[name]), dtype=object), kind, fmt=fmt)
         out[name] = clean.to_numpy(dtype=object)
     return out
 
 
+def synth_people(population: Population) -> dict[str, np.ndarray]:
+    """The true identities of an ``oda_fed.synth`` population, raw: field -> values."""
+    return {
+        "first_name": population.first_name,
+        "last_name": population.last_name,
+        "date_of_birth": format_days(population.dob, "%Y-%m-%d"),
+        "sex": np.where(population.male, "m", "f"),
+        "postcode": population.households.postcode[population.household],
+    }
+
+
 @dataclass(frozen=True)
 class Region:
-    """A synthetic region written as partner files, with what scoring needs."""
+    """A region written as partner files, with what scoring needs."""
 
     root: Path
     paths: list[Path]
-    truth: pd.DataFrame
-    profiles: tuple
+    truth: pd.DataFrame  # source, record_id, person_id
+    document: dict  # the project, every linkage setting default
     members: dict[str, np.ndarray]  # partner -> person number of each row, file order
     register: dict[str, np.ndarray]  # the people's true values, by person number
 
+    @property
+    def types(self) -> dict[str, str]:
+        return field_types(self.document)
 
-def make_region(root: Path, *, population: int, seed: int) -> Region:
-    sim = simulate(population=population, partners=3, seed=seed, errors="medium")
-    files = write(sim.synthetic, root)
+
+def make_region(root: Path, *, data: str, population: int, seed: int) -> Region:
+    """Three partners' files of ``population`` people with medium errors, from ``data``."""
+    if data not in DATA:
+        raise ValueError(f"data must be one of {', '.join(DATA)}, not {data!r}")
+    if data == "synth":
+        sim = simulate(population=population, partners=3, seed=seed, errors="medium")
+        files = write(sim.synthetic, root)
+        document = project_document(sim.synthetic.profiles, sources=True)
+        return Region(
+            root=root,
+            paths=[p for p in files if p.stem != "truth"],
+            truth=sim.synthetic.truth,
+            document=document,
+            members=sim.members,
+            register=standardised(synth_people(sim.population), field_types(document)),
+        )
+    from ukpop import make_population
+
+    folder = make_population(root, people=population, partners=3, errors="medium", seed=seed)
+    document = tomllib.loads((folder / "project.toml").read_text())
+    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    paths = [folder / f"{p['id']}.csv" for p in document["partners"]]
+    members = {}
+    for path in paths:
+        ids = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["record_id"])
+        own = truth[truth.source == path.stem].set_index("record_id").person_id
+        members[path.stem] = own.loc[ids.record_id].str[1:].astype(int).to_numpy()
     return Region(
-        root=root,
-        paths=[p for p in files if p.stem != "truth"],
-        truth=sim.synthetic.truth,
-        profiles=sim.synthetic.profiles,
-        members=sim.members,
-        register=people_table(sim.population),
+        root=folder,
+        paths=paths,
+        truth=truth,
+        document=document,
+        members=members,
+        register=_ukpop_people(folder, field_types(document)),
     )
+
+
+def _ukpop_people(folder: Path, types: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The people of a ``ukpop.py`` population (``people.csv``, person ``i`` on row ``i``)."""
+    people = pd.read_csv(folder / "people.csv", dtype=str, keep_default_na=False)
+    assert (people.person_id.str[1:].astype(int) == np.arange(len(people))).all()
+    return standardised(people, types)
+
+
+def public_sample(
+    root: Path, *, data: str, people: int, seed: int, types: Mapping[str, str]
+) -> dict[str, np.ndarray]:
+    """The attacker's public-like data: another population of ``data`` (its own seed), not the
+    region's own counts, standardised as a node would."""
+    if data == "synth":
+        return standardised(
+            synth_people(simulate(population=people, partners=2, seed=seed).population), types
+        )
+    from ukpop import make_population
+
+    return _ukpop_people(make_population(root, people=people, partners=2, seed=seed), types)
 
 
 def project_for(region: Region, *, method: str, hardening: Hardening, name: str) -> LoadedProject:
     """The region's project file with ``method`` and ``hardening``, written and loaded."""
-    doc = project_document(region.profiles, sources=True)
+    doc = copy.deepcopy(region.document)
     doc["linkage"]["method"] = method
     options = {k: v for k, v in asdict(hardening).items() if v not in (None, False, 0, 0.0)}
     if options:
@@ -191,9 +253,10 @@ class Upload:
 
 def node_uploads(region: Region, loaded: LoadedProject) -> Upload:
     clks, evidence, partner, person = [], [], [], []
-    plain: dict[str, list] = {name: [] for name in _FIELD_TYPES}
+    plain: dict[str, list] = {f.name: [] for f in loaded.project.linkage.fields}
     for path in region.paths:
-        layout = layout_for(loaded.project, path.stem, None)
+        # Impossible dates (ukpop keeps them, as real extracts do) count as missing.
+        layout = replace(layout_for(loaded.project, path.stem, None), on_invalid=ON_INVALID)
         encoded = encode_file(path, project=loaded.project, layout=layout, secret=SECRET)
         clks.append(encoded.clks)
         if encoded.evidence is not None:
@@ -531,7 +594,7 @@ class Run:
         return np.random.default_rng(self.seed)
 
     def f1(self, loaded: LoadedProject) -> float:
-        result = link_files(self.region.paths, project=loaded, secret=SECRET)
+        result = link_files(self.region.paths, project=loaded, secret=SECRET, on_invalid=ON_INVALID)
         return float(result.quality(self.region.truth).f1)
 
     def clk_rows(self, label: str, options: Hardening) -> None:
@@ -611,30 +674,59 @@ def cells(row: Row) -> list[str]:
     ]
 
 
+def attack(
+    root: Path,
+    *,
+    data: str,
+    population: int,
+    public: int,
+    seed: int,
+    clk_options: Sequence[tuple[str, Hardening]] = CLK_OPTIONS,
+) -> Run:
+    """Make a region of ``data`` in ``root`` and the attacker's public sample (seed + 1000), and
+    run every attack: a row per CLK option of ``clk_options``, then the field evidence."""
+    region = make_region(root / "region", data=data, population=population, seed=seed)
+    sample = public_sample(
+        root / "public", data=data, people=public, seed=seed + 1000, types=region.types
+    )
+    run = Run(region=region, public=sample, seed=seed)
+    for label, hardening in clk_options:
+        run.clk_rows(label, hardening)
+    run.evidence_rows()
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument(
+        "--data", default=",".join(DATA), help=f"comma-separated data sets: {', '.join(DATA)}"
+    )
     parser.add_argument("--population", type=int, default=20_000, help="people in the region")
     parser.add_argument("--public", type=int, default=50_000, help="people in the public sample")
     parser.add_argument("--seed", type=int, default=1, help="seed of the region")
     parser.add_argument("--skip-clk-options", action="store_true", help="plain CLKs only")
     args = parser.parse_args(argv)
+    data = [d.strip() for d in args.data.split(",") if d.strip()]
+    if unknown := sorted(set(data) - set(DATA)):
+        parser.error(f"unknown data set {', '.join(unknown)}; choose from {', '.join(DATA)}")
 
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        region = make_region(Path(tmp), population=args.population, seed=args.seed)
-        public_people = simulate(population=args.public, partners=2, seed=args.seed + 1000)
-        run = Run(region=region, public=people_table(public_people.population), seed=args.seed)
-        options = CLK_OPTIONS[:1] if args.skip_clk_options else CLK_OPTIONS
-        for label, hardening in options:
-            run.clk_rows(label, hardening)
-        run.evidence_rows()
-    records = sum(len(m) for m in region.members.values())
-    print(
-        f"{args.population:,} people, {records:,} records over 3 partners (medium errors); "
-        f"public sample {args.public:,} people; {time.perf_counter() - started:.0f} s"
-    )
-    print(render([cells(r) for r in run.rows], markdown=args.markdown, header=HEADER))
+    for name in data:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            run = attack(
+                Path(tmp), data=name, population=args.population, public=args.public,
+                seed=args.seed, clk_options=CLK_OPTIONS[:1] if args.skip_clk_options else CLK_OPTIONS,
+            )  # fmt: skip
+        members = run.region.members
+        records = sum(len(m) for m in members.values())
+        print(
+            f"\n{name}: {args.population:,} people, {records:,} records over "
+            f"{', '.join(members)} (medium errors); public sample {args.public:,} other people "
+            f"(seed {args.seed + 1000}); CLK graph: the {GRAPH_PARTNER}'s "
+            f"{len(members[GRAPH_PARTNER]):,} records; {time.perf_counter() - started:.0f} s"
+        )
+        print(render([cells(r) for r in run.rows], markdown=args.markdown, header=HEADER))
 
 
 if __name__ == "__main__":

@@ -107,3 +107,31 @@ def test_the_attacker_reads_joined_names_as_the_node_writes_them(attacks) -> Non
     assert (attacks.value_codes(node)[0][:2] == 0).all()
     counts = [int(np.unpackbits(r.view(np.uint8)).sum()) for r in (*node[[0, 2]], *mine)]
     assert abs(counts[0] - counts[2]) <= 6 and abs(counts[1] - counts[3]) <= 4
+
+
+@pytest.mark.parametrize("data", ["synth", "ukpop"])
+def test_each_data_set_gives_records_beside_their_own_people(attacks, tmp_path, data) -> None:
+    """Both data sets feed the same attacks: every record is tied to its own person (the truth
+    of the CLK graph attack), whose register entry it mostly agrees with (errors spoil some)."""
+    region = attacks.make_region(tmp_path, data=data, population=300, seed=2)
+    loaded = attacks.project_for(region, method="clk", hardening=attacks.Hardening(), name="t")
+    upload = attacks.node_uploads(region, loaded)
+    assert set(region.register) == set(upload.plain) == set(region.types)
+    assert len(upload.person) == len(upload.clks) == len(region.truth)
+    for name in ("date_of_birth", "last_name"):
+        held = upload.plain[name] != None  # noqa: E711
+        same = region.register[name][upload.person[held]] == upload.plain[name][held]
+        assert same.mean() > 0.7, name
+
+
+def test_the_attacks_run_on_the_independent_population(attacks, tmp_path) -> None:
+    """The ukpop path end to end, tiny: the attacker's sample is another population."""
+    run = attacks.attack(tmp_path, data="ukpop", population=300, public=600, seed=2,
+                         clk_options=attacks.CLK_OPTIONS[:1])  # fmt: skip
+    assert not set(run.public["address"]) & set(run.region.register["address"])
+    encodings = [row.encoding for row in run.rows]
+    assert encodings[:3] == ["CLK (1024 bits)", "filter @names", "filter address"]
+    assert "token @names:born:1" in encodings
+    for row in run.rows:
+        assert 0 <= row.frequency.records <= 1 and row.frequency.n > 0
+        assert row.f1 > 0.7
