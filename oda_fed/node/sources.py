@@ -219,7 +219,8 @@ class _Memo:
         if cache is None:
             return standardise_column(values, field_type, fmt=fmt, keep=keep)
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        todo = [u for u in uniques if u not in cache]
+        distinct = uniques.tolist()  # iterating an Arrow-backed index boxes each value: slower
+        todo = [u for u in distinct if u not in cache]
         if todo:
             std, bad = standardise_column(
                 pd.Series(todo, dtype=object), field_type, fmt=fmt, keep=keep
@@ -229,7 +230,7 @@ class _Memo:
             # Decide once, on the first chunk, whether this column repeats enough to memoise.
             keep = len(uniques) <= self.MAX_DISTINCT_SHARE * max(len(values), 1)
             self._cache[field] = cache if keep else None
-        looked = [cache[u] for u in uniques]
+        looked = [cache[u] for u in distinct]
         std_u = np.array([s for s, _ in looked] + [None], dtype=object)
         bad_u = np.array([b for _, b in looked] + [False], dtype=bool)
         return (
@@ -295,14 +296,10 @@ def _prepare_frame(
                 '[source] to "keep" (encode what they still say) or "missing" (drop them).'
             )
         invalid[spec.name] = n_bad
-        as_list = [
-            None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-            for v in values.tolist()
-        ]
-        missing[spec.name] = sum(v is None for v in as_list) - sum(
-            v is None for v, b in zip(as_list, bad.tolist(), strict=True) if b
-        )
-        fields[spec.name] = as_list
+        absent = values.isna().to_numpy()
+        # Invalid cells are None too, but count as invalid, not missing.
+        missing[spec.name] = int((absent & ~bad.to_numpy()).sum())
+        fields[spec.name] = values.where(~absent, None).tolist()
     attributes = {a: frame[c].str.strip().tolist() for a, c in layout.attributes.items()}
     return PreparedSource(
         path=path,

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oda_fed.standardise import AddressParts, address_parts, standardise_address
+from oda_fed.standardise.addresses import plain_addresses
 
 
 @pytest.mark.parametrize(
@@ -187,3 +191,50 @@ def test_parts_hold_every_word_once() -> None:
             *(parts.rest or "").split(),
         ]
         assert sorted(words) == sorted(standardised.split())
+
+
+def _plain(values: list[str]) -> list[str | None]:
+    found = plain_addresses(pd.Series(values, dtype="string[pyarrow]"))
+    return [None if pd.isna(v) else v for v in found]
+
+
+def test_plain_addresses_are_standardised_column_wide() -> None:
+    raws = ["Flat 7, 592 Terry Knoll, Khanmouth", "71 O'CONNOR EXTENSION, PORT HILARY", "4 Elm Way"]
+    assert _plain(raws) == [standardise_address(raw) for raw in raws]
+    # Anything a rule changes is left to the rules.
+    ruled = ["41 Mill Rd", "41 St Marys Road", "41 a Mill Road", "12 Flat Lane", "Flat 3 41 Elm Way",
+             "41 Mill Road, Leeds LS6 2AB", "41-43 Mill Road", "3/41 Mill Road", " 41 Mill Road",
+             "41 Mill Road.", "41  Mill Road", "Flat 3, 41 Unit Road", "41 \u212aings Road",
+             "\u0663 Mill Road", "41 Caf\u00e9 Road", "Mill Road", ""]  # fmt: skip
+    assert _plain(ruled) == [None] * len(ruled)
+
+
+# Mostly plain pieces, so that both paths are taken; the others each break one condition.
+_FLATS = ["", "", "", "Flat 3, ", "FLAT 12b, "] * 3 + ["flat 3,", "Apt 3, ", "Flat, ", "Flat 3/4, "]
+_NUMBERS = ["41", "41a", "0"] * 3 + ["3/41", "41-43", "a41", "41 a", "No. 41"]
+_WORDS = ["Mill", "ROAD", "Leeds", "Way", "ab"] * 30 + [
+    "Rd", "St", "Mary's", "O`Brien", "No", "Ground", "Floor", "Est", "\u212aings", "\u0663",
+    "LS6", "2AB", "Gir", "0aa", "BFPO", "57", "a", "Flat", "unit",
+]  # fmt: skip
+_SEPARATORS = [" ", ", "] * 30 + [",", "  ", "\n", ". ", " ,"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_FLATS),
+            st.sampled_from(_NUMBERS),
+            st.lists(st.tuples(st.sampled_from(_SEPARATORS), st.sampled_from(_WORDS)), max_size=6),
+        ),
+        max_size=20,
+    )
+)
+def test_plain_addresses_agree_with_the_rules(
+    addresses: list[tuple[str, str, list[tuple[str, str]]]],
+) -> None:
+    raws = [
+        flat + number + "".join(sep + word for sep, word in rest)
+        for flat, number, rest in addresses
+    ]
+    for raw, plain in zip(raws, _plain(raws), strict=True):
+        assert plain is None or plain == standardise_address(raw), raw

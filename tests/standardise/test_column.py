@@ -175,3 +175,11 @@ def test_each_distinct_value_is_standardised_once(monkeypatch: pytest.MonkeyPatc
     clean, _ = standardise_column(raw, "address")
     assert sorted(calls) == ["41 Mill Rd", "Flat 3, 41 Mill Rd"]
     assert clean.iloc[:3].tolist() == ["41 mill road", "flat 3 41 mill road", None]
+
+
+@pytest.mark.parametrize("dtype", [object, "string[pyarrow]"])
+def test_addresses_plain_or_not_match_the_single_value_standardiser(dtype: object) -> None:
+    raw = ["Flat 7, 592 Terry Knoll, Khanmouth", "41 St Mary's Rd", None, "", "4 ELM WAY"] * 3
+    clean, invalid = standardise_column(pd.Series(raw, dtype=dtype), "address")
+    assert clean.tolist() == [STANDARDISERS["address"](v) for v in raw]
+    assert not invalid.any()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oda_fed.standardise import (
     InvalidValue,
@@ -9,6 +12,7 @@ from oda_fed.standardise import (
     standardise_sex,
     standardise_uprn,
 )
+from oda_fed.standardise.identifiers import _POSTCODE, plain_postcodes
 
 
 @pytest.mark.parametrize(
@@ -227,3 +231,29 @@ def test_invalid_uprn(raw: str, problem: str) -> None:
     with pytest.raises(InvalidValue, match=problem) as caught:
         standardise_uprn(raw)
     assert caught.value.field_type == "uprn"
+
+
+def _standardised_or_none(raw: str) -> str | None:
+    try:
+        return standardise_postcode(raw)
+    except InvalidValue:
+        return None
+
+
+@given(
+    st.lists(
+        st.one_of(
+            # Postcodes, and the format's shape with look-alikes, lower case and stray spaces ...
+            st.from_regex(_POSTCODE, fullmatch=True),
+            st.from_regex(r"[A-Za-z ][A-Za-z0-9 ]{1,4} ?[0-9OoIi][A-Za-z]{2} ?", fullmatch=True),
+            # ... and anything near it: BFPO, Girobank, other whitespace, non-ASCII letters.
+            st.text(alphabet="ABFGIOPRSWZabgiors0125 \t\u00a0\u0131\u00df\u212a", max_size=9),
+            st.sampled_from(["BFPO 57", "bfpo57", "GIR 0AA", "gir0aa", "LS6 OAB", "\u0131S6 2AB"]),
+        ),
+        max_size=30,
+    )
+)
+def test_plain_postcodes_agree_with_the_single_value_standardiser(raws: list[str]) -> None:
+    plain = plain_postcodes(pd.Series(raws, dtype="string[pyarrow]"))
+    for raw, found in zip(raws, plain, strict=True):
+        assert pd.isna(found) or found == _standardised_or_none(raw), raw
