@@ -29,6 +29,7 @@ Missing values give an all-zero filter and token 0; a token that hashes to 0 is 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -285,59 +286,98 @@ class EvidenceEncoder:
                 filters[name] = np.bitwise_or.reduce(each) if len(each) > 1 else each[0]
             else:
                 filters[name] = encoder.encode({name: list(table[name])})
+        coded = {
+            f.name: _coded(table[f.name])
+            for f in self.fields
+            if f.type == "name" or f.type in _TOKEN_PARTS
+        }
+        cuts: dict[tuple[str, Callable[[str], str]], _Coded] = {}
+
+        def cut_of(field: str, cut: Callable[[str], str]) -> _Coded:
+            # The names' sounds serve both the phonetic and the born tokens: cut them once.
+            if (field, cut) not in cuts:
+                cuts[field, cut] = _cut(coded[field], cut)
+            return cuts[field, cut]
+
         tokens = {}
         for part, cut in _NAME_PARTS:
             if self._names:
-                joined = _unordered([_cut_each(table[n], cut) for n in self._names])
-                tokens[f"{NAMES}:{part}"] = _tokens(joined, str, key=self._keys[f"{NAMES}:{part}"])
+                joined = _joined([cut_of(n, cut) for n in self._names], _unordered)
+                tokens[f"{NAMES}:{part}"] = _hashed(joined, key=self._keys[f"{NAMES}:{part}"])
         if self._names and self._born is not None:
-            tokens.update(self._born_tokens(table))
+            dates = coded[self._born]
+            for family, cut in ((BORN, _metaphone), (BORN_INITIAL, _initial)):
+                # Each name's part with the date, largest token first.
+                each = [
+                    _hashed(_joined([dates, cut_of(n, cut)], _pair), key=self._keys[family])
+                    for n in self._names
+                ]
+                ordered = np.sort(np.vstack(each), axis=0)[::-1]
+                tokens.update(
+                    {f"{family}:{i}": np.ascontiguousarray(ordered[i]) for i in range(len(each))}
+                )
         for field in self.fields:
             for part, cut in _TOKEN_PARTS.get(field.type, ()):
                 name = f"{field.name}:{part}"
-                tokens[name] = _tokens(table[field.name], cut, key=self._keys[name])
+                tokens[name] = _hashed(cut_of(field.name, cut), key=self._keys[name])
         return Evidence(filters=filters, tokens=tokens)
 
-    def _born_tokens(self, table: Mapping[str, Sequence[str | None]]) -> dict[str, np.ndarray]:
-        """The :data:`BORN` and :data:`BORN_INITIAL` columns: each name's sound or initial with
-        the date, largest token first."""
-        dates = _cut_each(table[self._born], str)  # type: ignore[index]
-        out = {}
-        for family, cut in ((BORN, _metaphone), (BORN_INITIAL, lambda v: v[:1])):
-            each = []
-            for name in self._names:
-                part = _cut_each(table[name], cut)
-                pairs = np.where((dates == "") | (part == ""), "", dates + "\x1f" + part)
-                each.append(_tokens(pairs, str, key=self._keys[family]))
-            ordered = np.sort(np.vstack(each), axis=0)[::-1]
-            out.update(
-                {f"{family}:{i}": np.ascontiguousarray(ordered[i]) for i in range(len(each))}
-            )
-        return out
+
+#: A column as ``(codes, distinct)``: row ``i`` holds ``distinct[codes[i]]`` (an object array of
+#: str), "" where missing. Parts are cut, joined and hashed once per distinct value, not per record.
+_Coded = tuple[np.ndarray, np.ndarray]
 
 
-def _unordered(columns: Sequence[np.ndarray]) -> list[str]:
-    """Per record, its parts that are not "", sorted and joined: the same for swapped names."""
-    return ["\x1f".join(sorted(p for p in parts if p)) for parts in zip(*columns, strict=True)]
-
-
-def _cut_each(values: Sequence[str | None], cut: Callable[[str], str]) -> np.ndarray:
-    """``cut`` of each value as an object array, each distinct value cut once; "" if missing."""
+def _coded(values: Sequence[str | None]) -> _Coded:
     codes, uniques = pd.factorize(pd.Series(list(values), dtype=object), use_na_sentinel=True)
-    parts = [cut(v) if isinstance(v, str) and v else "" for v in uniques]
-    return np.array([*parts, ""], dtype=object)[np.where(codes >= 0, codes, len(uniques))]
+    distinct = [value if isinstance(value, str) else "" for value in uniques.tolist()]
+    return np.where(codes >= 0, codes, len(distinct)), np.array([*distinct, ""], dtype=object)
 
 
-def _tokens(values: Sequence[str | None], cut: Callable[[str], str], *, key: bytes) -> np.ndarray:
-    """Keyed 64-bit tokens of ``cut(value)``, each distinct value hashed once; 0 if missing."""
-    import hashlib
+def _cut(column: _Coded, cut: Callable[[str], str]) -> _Coded:
+    """``cut`` of each distinct value ("" stays ""), the parts made distinct again."""
+    codes, distinct = column
+    parts = np.array([cut(value) if value else "" for value in distinct.tolist()], dtype=object)
+    part_codes, uniques = pd.factorize(parts)
+    return part_codes[codes], np.asarray(uniques, dtype=object)
 
-    codes, uniques = pd.factorize(pd.Series(list(values), dtype=object), use_na_sentinel=True)
-    hashed = np.zeros(len(uniques) + 1, dtype=np.uint64)  # the last slot: missing
-    for i, value in enumerate(uniques):
-        part = cut(value) if isinstance(value, str) and value else ""
-        if not part:
-            continue
-        digest = hashlib.blake2b(part.encode("utf-8"), key=key, digest_size=8).digest()
-        hashed[i] = int.from_bytes(digest, "little") or 1
-    return hashed[np.where(codes >= 0, codes, len(uniques))]
+
+def _joined(columns: Sequence[_Coded], join: Callable[..., Sequence[str]]) -> _Coded:
+    """Each row's values of ``columns`` made one by ``join`` (given one array of values per
+    column), once per distinct combination."""
+    combined = np.zeros(len(columns[0][0]), dtype=np.int64)
+    for codes, distinct in columns:
+        combined = pd.factorize(combined * len(distinct) + codes)[0]
+    _, first = np.unique(combined, return_index=True)
+    joined = join(*(distinct[codes[first]] for codes, distinct in columns))
+    return combined, np.asarray(joined, dtype=object)
+
+
+def _unordered(*columns: np.ndarray) -> list[str]:
+    """Per row, its values that are not "", sorted and joined: the same for swapped names."""
+    return ["\x1f".join(sorted(v for v in values if v)) for values in zip(*columns, strict=True)]
+
+
+def _pair(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Per row, both values joined, or "" when either is missing."""
+    return np.where((first == "") | (second == ""), "", first + "\x1f" + second)
+
+
+def _initial(value: str) -> str:
+    return value[:1]
+
+
+def _hashed(column: _Coded, *, key: bytes) -> np.ndarray:
+    """Keyed 64-bit tokens of each row's value; 0 for "", and 1 for a value that hashes to 0."""
+    codes, distinct = column
+    # Copying the keyed state skips hashing the key block for each value: half the time.
+    keyed = hashlib.blake2b(key=key, digest_size=8)
+    digests = []
+    for value in distinct.tolist():
+        state = keyed.copy()
+        state.update(value.encode("utf-8"))
+        digests.append(state.digest())
+    hashed = np.frombuffer(b"".join(digests), dtype="<u8").astype(np.uint64)
+    hashed[hashed == 0] = 1
+    hashed[distinct == ""] = 0
+    return hashed[codes]

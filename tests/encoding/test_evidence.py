@@ -3,10 +3,13 @@ only the partners can derive."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from oda_fed.encoding.evidence import (
+    EVIDENCE_INFO,
     FILTER_BITS,
     NAMES,
     Evidence,
@@ -14,6 +17,7 @@ from oda_fed.encoding.evidence import (
     evidence_names,
 )
 from oda_fed.encoding.fields import default_field_encoding as field
+from oda_fed.encoding.keys import derive_key
 from oda_fed.errors import AuthError, InputDataError
 from oda_fed.matching import kernels
 
@@ -55,6 +59,23 @@ def test_the_names_of_what_is_made_follow_the_field_types() -> None:
     assert sorted(ev.filters) == sorted(filters) and sorted(ev.tokens) == sorted(tokens)
     assert all(f.shape == (1, FILTER_BITS // 64) and f.dtype == np.uint64
                for f in ev.filters.values())  # fmt: skip
+
+
+def test_a_token_is_the_keyed_blake2b_of_its_part() -> None:
+    ev = _encode({"first_name": ["john"], "last_name": ["smith"], "dob": ["1980-02-01"],
+                  "postcode": ["LS6 2AB"], "sex": [None]})  # fmt: skip
+
+    def token(name: str, part: str) -> int:
+        key = derive_key(SECRET, context="project", info=EVIDENCE_INFO + name.encode())
+        digest = hashlib.blake2b(part.encode(), key=key, digest_size=8).digest()
+        return int.from_bytes(digest, "little") or 1
+
+    assert ev.tokens["dob:ym"][0] == token("dob:ym", "1980-02")
+    assert ev.tokens["postcode:sector"][0] == token("postcode:sector", "LS6 2")
+    assert ev.tokens["@names:phonetic"][0] == token("@names:phonetic", "JN\x1fSM0")
+    born = {token("@names:born", "1980-02-01\x1f" + sound) for sound in ("JN", "SM0")}
+    assert [ev.tokens[f"@names:born:{i}"][0] for i in (0, 1)] == sorted(born, reverse=True)
+    assert ev.tokens["sex:value"][0] == 0
 
 
 def test_tokens_agree_exactly_where_the_value_parts_do() -> None:
