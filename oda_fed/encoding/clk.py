@@ -71,9 +71,10 @@ _POSITIONS_PER_DIGEST = 32  # a 64-byte digest holds 32 uint16 values
 RECORD_SALT_DOMAIN = b"oda-fed/rsalt/v1"
 """The BLAKE2b salt parameter of salted tokens (16 bytes)."""
 
-# Distinct values tokenised at once (bounds the code point matrices) and rows encoded at once by
-# encode_records (bounds the token lists and masks of a chunk).
-_VALUE_BLOCK = 8192
+# Distinct values tokenised at once (bounds the code point matrices: a few MB for names and
+# addresses; each block costs a kernel launch and its numbering, so small blocks cost time) and
+# rows encoded at once by encode_records (bounds the token lists and masks of a chunk).
+_VALUE_BLOCK = 65536
 _ROW_BLOCK = 250_000
 
 

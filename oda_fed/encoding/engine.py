@@ -305,12 +305,12 @@ class ValueCache:
         rows = self._token_rows(found, ks)
         counts = found.counts
         first = len(self._ids)
-        ids = np.arange(first, first + len(values), dtype=np.int64)
-        for i, value in enumerate(values):
-            if i not in problems:
-                self._ids[value] = first + i
-        # Problem values get slots too (never looked up again), which keeps the arrays simple.
         top = first + len(values)
+        ids = np.arange(first, top, dtype=np.int64)
+        # Problem values get slots too (never looked up again), which keeps the arrays simple.
+        self._ids.update(zip(values, range(first, top), strict=True))
+        for i in problems:
+            self._ids.pop(values[i], None)
         if top > len(self._offsets):
             size = max(top, 2 * len(self._offsets))
             self._offsets = _grown(self._offsets, size)
