@@ -35,7 +35,7 @@ Similarity graph (Vidanage et al. 2020)
     calibration is needed). Each node gets features from its neighbours' similarities (the
     similarity at ranks 1, 2, 3, 5, 10 and 20 and how many neighbours pass 0.5 to 0.9); nodes are
     matched across the graphs by the distance between features (greedy one-to-one, or the nearest
-    for CLKs). For name and postcode filters the nodes are the most frequent distinct filters
+    for CLKs). For the names and address filters the nodes are the most frequent distinct filters
     against the attacker's distinct values; for CLKs, one partner's records against a register of
     the region's people (the population itself, cleanly standardised: the attacker's best case).
 
@@ -82,7 +82,6 @@ from oda_fed.encoding.evidence import (
     FILTER_BITS,
     FILTER_K,
     NAMES,
-    NAMES_K,
     Evidence,
     EvidenceEncoder,
 )
@@ -454,8 +453,8 @@ def nearest_match(a: np.ndarray, b: np.ndarray, *, block: int = 2048) -> np.ndar
 def attacker_filters(values: Sequence[str], kind: str) -> np.ndarray:
     """The attacker's own field filters of its plaintext: the evidence scheme, its own key.
     ``kind`` :data:`NAMES`: values are ``"a|b"`` name pairs, encoded as the names' filter is."""
-    k = NAMES_K if kind == NAMES else FILTER_K
-    encoding = FieldEncoding("value", "name" if kind == NAMES else kind, ngram=2, bits_per_token=k)
+    kind_of = "name" if kind == NAMES else kind
+    encoding = FieldEncoding("value", kind_of, ngram=2, bits_per_token=FILTER_K)
     encoder = ClkEncoder(
         [encoding], secret=ATTACKER_SECRET, context=ATTACKER_CONTEXT, bits=FILTER_BITS
     )

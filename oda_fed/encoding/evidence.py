@@ -3,8 +3,8 @@
 The CLK (one Bloom filter per record) stays the blocking key. For field-aware linkage
 (:mod:`oda_fed.matching.probabilistic`) a node also computes, per record:
 
-- **field filters**: a small Bloom filter of each address, postcode and free-text field's
-  bigrams, so the coordinator can compare fields one by one (a house move costs a little, a
+- **field filters**: a small Bloom filter of each address and free-text field's bigrams, so
+  the coordinator can compare fields one by one (a house move costs a little, a
   different date of birth a lot), and **one filter over all the name fields together** (the
   union of their bigrams, ``@names``).
 - **keyed tokens**: 64-bit keyed hashes of parts of values that are compared for equality:
@@ -46,12 +46,12 @@ from oda_fed.errors import InputDataError
 #: sets in the experiment behind issue 11.
 FILTER_BITS = 256
 EVIDENCE_INFO = b"oda-fed/evidence/v2/"
-#: Bit positions set per bigram of a field filter: a six-bigram name sets about 60 of 256.
-FILTER_K = 10
-#: ... and of the names' filter, which holds two or three names' bigrams: about as many bits
-#: again, where 10 a bigram would fill half the filter and make unrelated names look alike
-#: (F1 on ukpop-high 0.9564 at 4, 0.9546 at 10).
-NAMES_K = 4
+#: Bit positions set per bigram of a field filter. The names' filter holds two or three names'
+#: bigrams and an address twenty or more: at 10 a bigram they fill half the filter or more, and
+#: unrelated values look alike (random addresses had Dice >= 0.6 in 87 % of pairs, so a house
+#: move and a typo were one level; ukpop-medium 100k F1 0.9732 at 10, 0.9767 at 4; names on
+#: ukpop-high 0.9546 at 10, 0.9564 at 4).
+FILTER_K = 4
 
 #: Bytes a record of a token column (a 64-bit keyed hash) and of a filter column.
 TOKEN_BYTES = 8
@@ -175,7 +175,9 @@ _TOKEN_PARTS: dict[str, tuple[tuple[str, Callable[[str], str]], ...]] = {
     "nhs_number": _WHOLE,
     "uprn": _WHOLE,
 }
-_FILTERED = frozenset({"address", "postcode", "free_text"})
+#: Fields sent as filters. A postcode is compared by its tokens (unit, sector) alone, so no
+#: filter of it leaves the node.
+_FILTERED = frozenset({"address", "free_text"})
 
 
 class _Field(Protocol):
@@ -254,16 +256,16 @@ class EvidenceEncoder:
     def __init__(self, fields: Sequence[FieldEncoding], *, secret: bytes, context: str) -> None:
         self.fields = list(fields)
         self._names = [f.name for f in self.fields if f.type == "name"]
-        filtered = [(NAMES, "name", NAMES_K)] * bool(self._names)
-        filtered += [(f.name, f.type, FILTER_K) for f in fields if f.type in _FILTERED]
+        filtered = [(NAMES, "name")] * bool(self._names)
+        filtered += [(f.name, f.type) for f in fields if f.type in _FILTERED]
         self._filters = {
             name: ClkEncoder(
-                [FieldEncoding(name, kind, ngram=2, bits_per_token=k)],
+                [FieldEncoding(name, kind, ngram=2, bits_per_token=FILTER_K)],
                 secret=secret,
                 context=f"{context}/evidence",
                 bits=FILTER_BITS,
             )
-            for name, kind, k in filtered
+            for name, kind in filtered
         }
         _, tokens = evidence_names(self.fields)
         self._keys = {
