@@ -3,11 +3,11 @@ trained without truth, and resolution by match probability (:mod:`.probabilistic
 
 The steps, for ``[linkage] method = "fields"``:
 
-1. **Candidates.** CLK similarity at a blocking threshold below the CLK-only one (the best
-   threshold the CLK quality estimate finds, less 0.15, or 0.05 where LSH blocks, at least
-   0.5; or the project's number),
-   over all pairs or with LSH as the project's blocking decides, together with pairs whose
-   keyed tokens agree on a rule of :func:`~.probabilistic.blocking_rules`.
+1. **Candidates.** CLK similarity at a blocking threshold (the best threshold the CLK
+   quality estimate finds, less 0.15 where all pairs are scored and as it is where LSH
+   blocks, at least 0.5; or the project's number), over all pairs or with LSH as the
+   project's blocking decides, together with pairs whose keyed tokens agree on a rule of
+   :func:`~.probabilistic.blocking_rules`.
 2. **u** from the levels of random record pairs; **m** and the prior by EM in sessions blocked
    on the date of birth and on the sound of the names (:func:`~.probabilistic.train`).
 3. **Resolution.** With at most one record per source in an entity (the default), a pair's
@@ -51,9 +51,9 @@ SESSION_PAIRS = 2_000_000
 BLOCKING_MARGIN = 0.15
 BLOCKING_FLOOR = 0.5
 #: ... when some pair of sources is blocked by LSH: its cost grows steeply as the threshold
-#: falls (2 x 100k ukpop: 50 s at 0.15 below, 13 s at 0.05, for 0.001 F1), and the token rules
-#: find most of what the lower threshold would.
-LSH_BLOCKING_MARGIN = 0.05
+#: falls (1M x 1M ukpop: 127 s at 0.05 below, 28 s at 0), and the token rules find nearly all
+#: that the lower threshold would (12k of its 23k matches more).
+LSH_BLOCKING_MARGIN = 0.0
 
 
 def blocking_threshold(recommended: float, *, lsh: bool = False) -> float:
