@@ -226,9 +226,9 @@ def link_fields(
             expected += float(np.minimum(1.0, np.bincount(small, weights=prob, minlength=n)).sum())
     if progress is not None:
         progress("resolving entities")
-    clustering = resolve([len(c) for c in clks], pairs, one_per_source=one_per_source)
-    scores = np.concatenate(best)
     sizes = [len(c) for c in clks]
+    clustering = resolve(sizes, pairs, one_per_source=one_per_source)
+    scores = np.concatenate(best)
     all_pairs = sum(a * b for k, a in enumerate(sizes) for b in sizes[k + 1 :])
     # The candidates hold only the matches blocking found; the model counts all of them.
     expected = max(expected, model.prior * all_pairs)
