@@ -385,7 +385,8 @@ def link_with_quality(
     scores = np.concatenate(best)
     estimate = estimate_quality(scores, runner_up=np.concatenate(runner_up))
     if settings.method == "fields":
-        return _link_fields(clks, evidence, settings, estimate, sampled, sample_from, progress)
+        return _link_fields(clks, evidence, settings, estimate, sampled, sample_from, progress,
+                            tokens)  # fmt: skip
     if threshold == "auto":
         if not np.isfinite(estimate.recommended):
             raise MatchingInputError(
@@ -424,6 +425,7 @@ def _link_fields(
     sampled: int,
     sample_from: int,
     progress: Progress | None,
+    tokens: Sequence[Tokens] | None = None,
 ) -> LinkOutcome:
     """``method = "fields"``: candidates by CLK similarity below the CLK-only threshold and by
     agreeing tokens, linked by match probability (:mod:`oda_fed.matching.link_fields`)."""
@@ -447,23 +449,25 @@ def _link_fields(
         else float(settings.threshold)
     )
     comparisons = comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
-    clustering, model, best, estimate, counts = link_fields(
+    linked = link_fields(
         clks, evidence, comparisons, clk_threshold=clk_threshold,
         match_probability=settings.match_probability, one_per_source=settings.one_per_source,
-        blocking=settings.blocking, progress=progress,
+        blocking=settings.blocking, tokens=tokens, token_rule=settings.token_rule,
+        progress=progress,
     )  # fmt: skip
     pairs = [(i, j) for i in range(len(clks)) for j in range(i + 1, len(clks))]
     return LinkOutcome(
-        clustering=clustering,
+        clustering=linked.clustering,
         threshold=settings.match_probability,
-        best_scores=best,
-        estimate=estimate,
+        best_scores=linked.best,
+        estimate=linked.estimate,
         blocking=tuple(
-            PairBlocking(i, j, None, n) for (i, j), n in zip(pairs, counts, strict=True)
+            PairBlocking(i, j, None, n) for (i, j), n in zip(pairs, linked.counts, strict=True)
         ),
+        conflicts=linked.conflicts,
         sampled=sampled,
         sample_from=sample_from,
-        model=model,
+        model=linked.model,
     )
 
 

@@ -27,7 +27,7 @@ The steps, for ``[linkage] method = "fields"``:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,10 @@ from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
 from oda_fed.matching.blocking import blocked_candidates
 from oda_fed.matching.candidates import Candidates, MatchingInputError, dice_candidates
+from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
-from oda_fed.matching.solve import PairCandidates, resolve
+from oda_fed.matching.settings import TokenRule
+from oda_fed.matching.solve import Clustering, PairCandidates, resolve
 
 Progress = Callable[[str], None]
 
@@ -178,6 +180,20 @@ def exclusive(
     return out
 
 
+@dataclass(frozen=True)
+class FieldsLinked:
+    """What :func:`link_fields` found."""
+
+    clustering: Clustering
+    model: fs.Model
+    #: Each record's best candidate probability, per pair of sources (the smaller source's).
+    best: np.ndarray
+    estimate: QualityEstimate
+    #: Candidate pairs per pair of sources, in pair order.
+    counts: list[int]
+    conflicts: TokenConflicts
+
+
 def link_fields(
     clks: Sequence[np.ndarray],
     evidence: Sequence[Evidence],
@@ -187,10 +203,16 @@ def link_fields(
     match_probability: float,
     one_per_source: bool,
     blocking,
+    tokens: Sequence[Tokens] | None = None,
+    token_rule: TokenRule = "token",
     progress: Progress | None = None,
-) -> tuple[object, fs.Model, np.ndarray, QualityEstimate, list[int]]:
-    """Link ``clks`` with their field ``evidence``: ``(clustering, model, best probabilities,
-    estimate, candidates per pair of sources)``."""
+) -> FieldsLinked:
+    """Link ``clks`` with their field ``evidence``.
+
+    Keyed tokens of identifiers (``keyed_token = true``) act as in CLK linkage
+    (:func:`~oda_fed.matching.link.apply_tokens`): with ``token_rule = "token"`` agreeing ones
+    link at probability 1.0 and differing ones forbid the link; they are rules, not weights.
+    """
     if len(evidence) != len(clks) or any(len(e) != len(c) for e, c in zip(evidence, clks,
                                                                           strict=True)):  # fmt: skip
         raise MatchingInputError("field evidence is missing or does not match the CLKs")
@@ -199,6 +221,7 @@ def link_fields(
     model = train_model(comparisons, evidence)
     rules = fs.blocking_rules(comparisons)
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
+    conflicts = TokenConflicts()
     scores_of: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
     for i in range(len(clks)):
         for j in range(i + 1, len(clks)):
@@ -213,9 +236,14 @@ def link_fields(
                                  sizes=(len(clks[i]), len(clks[j])), prior=model.prior)  # fmt: skip
             else:
                 prob = model.probability(levels)
+            found = Candidates(left=left, right=right, score=prob)
+            if tokens is not None:
+                found, settled = apply_tokens(found, clks[i], clks[j], tokens[i], tokens[j],
+                                              threshold=clk_threshold, rule=token_rule)  # fmt: skip
+                conflicts = conflicts + settled
+                left, right, prob = found.left, found.right, found.score
             counts.append(len(left))
             scores_of.append((i, j, left, right, prob))
-            found = Candidates(left=left, right=right, score=prob)
             pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))
             small, n = (
                 (left, len(clks[i])) if len(clks[i]) <= len(clks[j]) else (right, len(clks[j]))
@@ -237,7 +265,7 @@ def link_fields(
     if linked:
         quality = replace(quality, resolved=(match_probability, right_ones / linked,
                                              min(1.0, right_ones / expected)))  # fmt: skip
-    return clustering, model, scores, quality, counts
+    return FieldsLinked(clustering, model, scores, quality, counts, conflicts)
 
 
 def resolved_pairs(
