@@ -58,6 +58,15 @@ BLOCKING_FLOOR = 0.5
 LSH_BLOCKING_MARGIN = 0.0
 
 
+#: One pair of sources' candidates: ``(i, j, left, right, probability)``.
+Scored = tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _cross_pairs(sizes: Sequence[int]) -> int:
+    """Record pairs across sources."""
+    return sum(a * b for k, a in enumerate(sizes) for b in sizes[k + 1 :])
+
+
 def blocking_threshold(recommended: float, *, lsh: bool = False) -> float:
     """The CLK similarity candidates need in field-aware linkage, from the CLK-only threshold."""
     if not np.isfinite(recommended):
@@ -129,10 +138,7 @@ def train_model(
         if pairs:
             weighted = np.concatenate(weights) if sampled else None
             sessions.append(fs.Session(left_out, np.concatenate(found), pairs, agree, weighted))
-    all_pairs = sum(
-        sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes))
-    )
-    return fs.train(comparisons, sessions, u, all_pairs=all_pairs, present=present)
+    return fs.train(comparisons, sessions, u, all_pairs=_cross_pairs(sizes), present=present)
 
 
 def estimate(
@@ -222,7 +228,7 @@ def link_fields(
     rules = fs.blocking_rules(comparisons)
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
     conflicts = TokenConflicts()
-    scores_of: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    scores_of: list[Scored] = []
     for i in range(len(clks)):
         for j in range(i + 1, len(clks)):
             if progress is not None:
@@ -257,9 +263,8 @@ def link_fields(
     sizes = [len(c) for c in clks]
     clustering = resolve(sizes, pairs, one_per_source=one_per_source)
     scores = np.concatenate(best)
-    all_pairs = sum(a * b for k, a in enumerate(sizes) for b in sizes[k + 1 :])
     # The candidates hold only the matches blocking found; the model counts all of them.
-    expected = max(expected, model.prior * all_pairs)
+    expected = max(expected, model.prior * _cross_pairs(sizes))
     quality = estimate(scores, expected)
     linked, right_ones = resolved_pairs(clustering.labels, scores_of)
     if linked:
@@ -268,10 +273,7 @@ def link_fields(
     return FieldsLinked(clustering, model, scores, quality, counts, conflicts)
 
 
-def resolved_pairs(
-    labels: Sequence[np.ndarray],
-    scored: Sequence[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]],  # fmt: skip
-) -> tuple[int, float]:
+def resolved_pairs(labels: Sequence[np.ndarray], scored: Sequence[Scored]) -> tuple[int, float]:
     """How many record pairs across sources the entities ``labels`` make, and how many of them
     are expected to be matches, from the candidates' probabilities ``scored`` (``(i, j, left,
     right, probability)`` per pair of sources).
