@@ -138,9 +138,8 @@ class Linkage(_Protective):
     # "clk" links on whole-record CLK similarity. "fields" also sends field evidence (small
     # Bloom filters per name and address field, keyed tokens of parts of dates and postcodes;
     # see docs/hardening.md for what each reveals) and links by match probability, with
-    # Fellegi-Sunter weights learnt without truth (oda_fed.matching.link_fields). Embedded
-    # linkage (`oda-fed link`) only, for now.
-    method: Literal["clk", "fields"] = "clk"
+    # Fellegi-Sunter weights learnt without truth (oda_fed.matching.link_fields).
+    method: Literal["clk", "fields"] = "fields"
     # With method = "fields": the match probability a pair needs to be linked.
     match_probability: float = Field(default=0.5, gt=0, lt=1)
     fields: list[LinkageField] = Field(min_length=1)
@@ -154,10 +153,6 @@ class Linkage(_Protective):
             raise ValueError(f"hardening.salt_field '{salt}' is not one of the linkage fields")
         if self.hardening.xor_fold and self.bits < 128:
             raise ValueError("hardening.xor_fold needs bits of at least 128")
-        if self.method == "fields" and self.stable_entity_ids:
-            raise ValueError(
-                'method = "fields" does not yet keep entity ids stable: set one or the other'
-            )
         return self
 
     @property

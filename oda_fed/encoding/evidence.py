@@ -133,6 +133,38 @@ class Evidence:
             tokens={n: joined[n].reshape(-1) for n, w in layout if w == TOKEN_BYTES},
         )
 
+    def rows(self, layout: Layout) -> list[bytes]:
+        """Each record's columns of ``layout``, one after the other, as one value: how the
+        linked index stores a record's evidence beside its CLK."""
+        matrix = np.hstack(
+            [np.empty((len(self), 0), np.uint8)]
+            + [
+                np.ascontiguousarray(c.astype("<u8", copy=False)).view(np.uint8).reshape(-1, w)
+                for c, w in ((self._column(name, width), width) for name, width in layout)
+            ]
+        )
+        return [row.tobytes() for row in matrix]
+
+    @staticmethod
+    def from_rows(layout: Layout, rows: Sequence[bytes]) -> Evidence:
+        """The evidence of records stored by :meth:`rows`, in order."""
+        width = sum(w for _, w in layout)
+        if any(len(r) != width for r in rows):
+            raise ValueError(f"stored evidence rows must hold {width} bytes each")
+        matrix = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), width)
+        columns, at = {}, 0
+        for name, w in layout:
+            part = np.ascontiguousarray(matrix[:, at : at + w]).view("<u8").astype(np.uint64)
+            columns[name] = part if w == FILTER_BYTES else part.reshape(-1)
+            at += w
+        return Evidence(
+            filters={n: columns[n] for n, w in layout if w == FILTER_BYTES},
+            tokens={n: columns[n] for n, w in layout if w == TOKEN_BYTES},
+        )
+
+    def _column(self, name: str, width: int) -> np.ndarray:
+        return self.filters[name] if width == FILTER_BYTES else self.tokens[name].reshape(-1, 1)
+
     @staticmethod
     def concat(parts: Sequence[Evidence]) -> Evidence:
         """The evidence of consecutive chunks as one."""

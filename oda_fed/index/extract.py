@@ -1,4 +1,5 @@
-"""One source's current records as the linked index sees them: record ids, CLKs, keyed tokens.
+"""One source's current records as the linked index sees them: record ids, CLKs, keyed tokens and,
+with ``method = "fields"``, field evidence.
 
 A record's *digest* is the SHA-256 of its CLK and keyed tokens. When a source sends a new extract,
 a record whose id the index knows but whose digest differs has changed; the same digest means
@@ -81,12 +82,19 @@ class Extract:
                     f"{len(ids)} records"
                 )
             tokens[field] = [_hex(v) for v in values]
+        ev = self.evidence
+        if ev is not None and (ev.filters or ev.tokens) and len(ev) != len(ids):
+            raise InputDataError(
+                f"source '{source}': field evidence for {len(self.evidence)} records but "
+                f"{len(ids)} record ids; encode the extract again"
+            )
         return Records(
             source=source,
             record_ids=ids,
             clks=self.clks,
             tokens=tokens,
             digests=digests(self.clks, tokens),
+            evidence=self.evidence,
         )
 
 
@@ -99,6 +107,7 @@ class Records:
     clks: np.ndarray
     tokens: dict[str, list[str | None]]
     digests: list[str]
+    evidence: Evidence | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -112,6 +121,7 @@ class Records:
             clks=np.ascontiguousarray(self.clks[take]),
             tokens={f: [v[i] for i in take] for f, v in self.tokens.items()},
             digests=[self.digests[i] for i in take],
+            evidence=None if self.evidence is None else self.evidence.take(take),
         )
 
     def clk_bytes(self, row: int) -> bytes:

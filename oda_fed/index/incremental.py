@@ -14,11 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oda_fed.errors import ConfigError
 from oda_fed.index.extract import Records
 from oda_fed.index.store import StoredSource
 from oda_fed.matching import Candidates, dice_candidates
 from oda_fed.matching.blocking import Blocking, blocked_candidates
 from oda_fed.matching.link import TokenRule, apply_tokens
+from oda_fed.matching.link_fields import FieldScoring
+from oda_fed.matching.probabilistic import scored
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Placement:
     partner: list[tuple[int, int] | None]
     candidates: int
     compared: int
+    #: With field-aware scoring: each scored record's best match probability in each other
+    #: source (0 without a candidate), and the matches the scored records are expected to have.
+    best: np.ndarray | None = None
+    expected: float = 0.0
 
 
 def place(
@@ -55,6 +62,7 @@ def place(
     taken: set[str],
     token_rule: TokenRule = "token",
     blocking: Blocking | None = None,
+    scoring: FieldScoring | None = None,
 ) -> Placement:
     """Match ``records`` against ``others`` and choose, greedily by score, an entity for each.
 
@@ -65,7 +73,8 @@ def place(
     others
         Every other source's records in the index.
     threshold
-        Dice score a pair must reach (a keyed-token agreement scores 1.0).
+        Dice score a pair must reach (a keyed-token agreement scores 1.0); with ``scoring``,
+        the match probability.
     one_per_source
         Refuse to join an entity that already holds a record of this source.
     taken
@@ -74,6 +83,9 @@ def place(
         How keyed tokens and CLKs settle a conflict (:func:`oda_fed.matching.link.apply_tokens`).
     blocking
         When to block with LSH instead of scoring all pairs, as in a full link; None never blocks.
+    scoring
+        Field-aware linkage (``method = "fields"``): candidates and match probabilities as a full
+        link finds them, with the model it trained; ``records`` and ``others`` carry evidence.
 
     Returns
     -------
@@ -90,11 +102,19 @@ def place(
     ['e1']
     """
     edges_score, edges_new, edges_source, edges_row = [], [], [], []
+    best, expected = [], 0.0
     for position, other in enumerate(others):
         if not len(other) or not len(records):
             continue
-        found = _candidates(records.clks, other.clks, threshold=threshold, blocking=blocking)
-        if records.tokens and other.tokens:
+        if scoring is not None:
+            found, counted = _scored(records, other, scoring)
+            best.append(np.zeros(len(records)))
+            np.maximum.at(best[-1], found.left, found.score)
+            expected += counted
+            found = scored(found, found.score, threshold)
+        else:
+            found = _candidates(records.clks, other.clks, threshold=threshold, blocking=blocking)
+        if scoring is None and records.tokens and other.tokens:
             # The same rule as a full link, so that an update settles a conflict between keyed
             # tokens and CLKs the way a rebuild would.
             found, _ = apply_tokens(
@@ -138,7 +158,30 @@ def place(
         partner=partner,
         candidates=int(score.shape[0]),
         compared=sum(len(o) for o in others),
+        best=np.concatenate([np.empty(0), *best]) if scoring is not None else None,
+        expected=expected,
     )
+
+
+def _scored(
+    records: Records, other: StoredSource, scoring: FieldScoring
+) -> tuple[Candidates, float]:
+    """The records' candidates in ``other`` with match probabilities, and how many matches they
+    are expected to have there: the model's count or the candidates', the larger (as a full
+    link estimates)."""
+    if records.evidence is None or other.evidence is None:
+        raise ConfigError(
+            'the project links with method = "fields", but the linked index holds records of '
+            f"'{other.source}' without field evidence (it was built linking on CLKs): rebuild it "
+            "from every source's current file (--rebuild-index)"
+        )
+    both = records.tokens and other.tokens
+    found, _ = scoring.score((records.clks, other.clks), (records.evidence, other.evidence),
+                             (records.tokens, other.tokens) if both else None,
+                             views=(0,))  # fmt: skip
+    per_record = np.bincount(found.left, weights=found.score, minlength=len(records))
+    model_count = scoring.model.prior * len(records) * len(other)
+    return found, max(float(np.minimum(per_record, 1.0).sum()), model_count)
 
 
 def _candidates(

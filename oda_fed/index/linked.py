@@ -16,13 +16,15 @@ Every call changes the file in one transaction: it is applied whole or not at al
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from oda_fed.errors import ConfigError
+from oda_fed.encoding.evidence import Layout, evidence_layout
+from oda_fed.encoding.fields import FieldEncoding
+from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.index.extract import Extract, Records
 from oda_fed.index.ids import carry_over, fresh_ids
 from oda_fed.index.incremental import Placement, place
@@ -36,6 +38,8 @@ from oda_fed.index.reports import (
 )
 from oda_fed.index.store import IndexStore, RecordRow, StoredSource, tokens_json
 from oda_fed.matching.link import link_with_quality, quality_scores
+from oda_fed.matching.link_fields import FieldScoring, estimate
+from oda_fed.matching.probabilistic import Model, comparisons_for
 from oda_fed.matching.quality import estimate_quality
 from oda_fed.matching.settings import LinkSettings
 
@@ -136,25 +140,42 @@ class LinkedIndex:
             if rebuild or self._store.n_records() == 0:
                 action = "rebuild" if rebuild and self._store.n_records() else "build"
                 return self._relink(extracts, settings=settings, progress=progress, action=action)
-            value, note = self._update_threshold(settings.threshold)
+            scoring = self._scoring(settings)
+            if scoring is None:
+                value, note = self._update_threshold(settings.threshold)
+            else:
+                value = settings.match_probability
+                note = (
+                    f"candidates at CLK similarity {scoring.clk_threshold:.2f} or sharing a "
+                    "token rule, scored with the match weights of the last build or rebuild"
+                )
             done = [
                 self._update_source(
-                    source, extract, threshold=value, settings=settings, progress=progress
+                    source,
+                    extract,
+                    threshold=value,
+                    settings=settings,
+                    progress=progress,
+                    scoring=scoring,
                 )
                 for source, extract in extracts.items()
             ]
             updates = tuple(u for u, _ in done)
-            best = np.concatenate([np.empty(0)] + [q[0] for _, q in done])
-            runner_up = np.concatenate([np.empty(0)] + [q[1] for _, q in done])
+            best = np.concatenate([np.empty(0)] + [q.best for _, q in done])
+            runner_up = np.concatenate([np.empty(0)] + [q.runner_up for _, q in done])
             scored = sum(u.scored for u in updates)
             quality = None
             if scored:
                 quality = UpdateQuality(
                     best_scores=best,
-                    estimate=estimate_quality(best, runner_up=runner_up),
+                    estimate=(
+                        estimate_quality(best, runner_up=runner_up)
+                        if scoring is None
+                        else estimate(best, sum(q.expected for _, q in done))
+                    ),
                     threshold=value,
                     scored=scored,
-                    sampled=sum(q[2] for _, q in done),
+                    sampled=sum(q.sampled for _, q in done),
                     updates=updates,
                 )
             return self._report(
@@ -206,6 +227,28 @@ class LinkedIndex:
             "or rebuilt (an update scores too few records to estimate one)"
         )
 
+    def _scoring(self, settings: LinkSettings) -> FieldScoring | None:
+        """How an update scores, with ``method = "fields"``: the model of the last full link."""
+        if settings.method != "fields":
+            return None
+        meta = self._store.meta()
+        if meta.get("method") != "fields" or "model" not in meta:
+            raise InputDataError(
+                'the project links with method = "fields", but this linked index was built '
+                "linking on CLKs and keeps no match weights: rebuild it from every source's "
+                "current file (--rebuild-index)"
+            )
+        comparisons = comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
+        clk = settings.threshold if settings.threshold != "auto" else meta["clk_threshold"]
+        return FieldScoring(
+            comparisons=tuple(comparisons),
+            model=Model.from_json(meta["model"], comparisons),
+            clk_threshold=float(clk),
+            blocking=settings.blocking,
+            one_per_source=settings.one_per_source,
+            token_rule=settings.token_rule,
+        )
+
     def _update_source(
         self,
         source: str,
@@ -214,10 +257,14 @@ class LinkedIndex:
         threshold: float,
         settings: LinkSettings,
         progress: Progress | None,
-    ) -> tuple[SourceUpdate, tuple[np.ndarray, np.ndarray, int]]:
-        """Apply one extract; also return its scored records' best and runner-up scores."""
+        scoring: FieldScoring | None = None,
+    ) -> tuple[SourceUpdate, _Scores]:
+        """Apply one extract; also return its scored records' scores for the estimate."""
         store = self._store
         records = extract.normalised(source, words=store.words)
+        layout = _layout(settings)
+        if layout and records.evidence is None:
+            raise InputDataError(_NO_EVIDENCE)
         stored = store.load_source(source)
         diff = _diff(stored, records)
         before = dict(zip(stored.record_ids, stored.entity_ids, strict=True))
@@ -243,7 +290,9 @@ class LinkedIndex:
             progress(f"matching {len(scored_rows)} new or changed records of {source}")
         # Nothing to score, nothing to load: an unchanged extract costs one read of its source.
         others = (
-            [store.load_source(s) for s in store.sources() if s != source] if scored_rows else []
+            [store.load_source(s, layout=layout) for s in store.sources() if s != source]
+            if scored_rows
+            else []
         )
         placement = place(
             records.subset(scored_rows),
@@ -253,6 +302,7 @@ class LinkedIndex:
             taken=set(staying) if settings.one_per_source else set(),
             token_rule=settings.token_rule,
             blocking=settings.blocking,
+            scoring=scoring,
         )
 
         entity_of: list[str | None] = list(placement.entity)
@@ -270,6 +320,7 @@ class LinkedIndex:
         retired = emptied - {e for e in entity_of if e is not None}
         store.retire(sorted(retired))
 
+        evidence = _evidence_rows(records.subset(scored_rows), layout)
         store.insert_records(
             RecordRow(
                 source=source,
@@ -279,6 +330,7 @@ class LinkedIndex:
                 digest=records.digests[i],
                 clk=records.clk_bytes(i),
                 tokens=tokens_json(records.tokens, i),
+                evidence=evidence[k],
             )
             for k, i in enumerate(scored_rows)
         )
@@ -295,13 +347,17 @@ class LinkedIndex:
             retired=len(retired),
         )
         store.log("update", {"threshold": threshold, **asdict(counts)})
-        scores: tuple[np.ndarray, np.ndarray, int] = (np.empty(0), np.empty(0), 0)
-        if scored_rows and others:
-            scores = quality_scores(
+        scores = _Scores()
+        if placement.best is not None:
+            scores = _Scores(placement.best[placement.best > 0], sampled=len(scored_rows),
+                             expected=placement.expected)  # fmt: skip
+        elif scored_rows and others:
+            best, runner_up, sampled = quality_scores(
                 records.subset(scored_rows).clks,
                 np.concatenate([o.clks for o in others]),
                 sample=settings.quality_sample,
             )
+            scores = _Scores(best, runner_up, sampled)
         return counts, scores
 
     def _relink(
@@ -314,12 +370,13 @@ class LinkedIndex:
     ) -> IndexReport:
         store = self._store
         words = store.words
+        layout = _layout(settings)
         order = store.sources() + [s for s in extracts if s not in store.sources()]
         everything: list[Records] = []
         old: list[str | None] = []
         updates = []
         for source in order:
-            stored = store.load_source(source)
+            stored = store.load_source(source, layout=layout if source not in extracts else ())
             if source in extracts:
                 records = extracts[source].normalised(source, words=words)
                 updates.append(_diff(stored, records).counts(source))
@@ -329,6 +386,13 @@ class LinkedIndex:
             old.extend(before.get(rid) for rid in records.record_ids)
             everything.append(records)
 
+        lacking = [r.source for r in everything if layout and r.evidence is None]
+        if lacking:
+            raise InputDataError(
+                'the project links with method = "fields", but the records of '
+                f"{', '.join(lacking)} carry no field evidence (an index built linking on CLKs "
+                "keeps none): rebuild from every source's current file, encoded with this project"
+            )
         with_records = [r for r in everything if len(r)]
         outcome = None
         if len(with_records) >= 2:
@@ -337,6 +401,7 @@ class LinkedIndex:
                 [r.clks for r in everything],
                 settings=settings,
                 tokens=[r.tokens for r in everything] if keyed else None,
+                evidence=[r.evidence for r in everything] if layout else None,  # type: ignore[misc]
                 progress=progress,
             )
             labels = np.concatenate(outcome.clustering.labels)
@@ -364,6 +429,7 @@ class LinkedIndex:
         rows = []
         at = 0
         for records in everything:
+            evidence = _evidence_rows(records, layout)
             for i in range(len(records)):
                 score = scores[at + i]
                 rows.append(
@@ -375,6 +441,7 @@ class LinkedIndex:
                         digest=records.digests[i],
                         clk=records.clk_bytes(i),
                         tokens=tokens_json(records.tokens, i),
+                        evidence=evidence[i],
                     )
                 )
             at += len(records)
@@ -382,6 +449,10 @@ class LinkedIndex:
         chosen = None if outcome is None else outcome.threshold
         if chosen is not None:
             store.set_meta("threshold", repr(chosen))
+            store.set_meta("method", settings.method)
+        if outcome is not None and outcome.model is not None:
+            store.set_meta("model", outcome.model.to_json())
+            store.set_meta("clk_threshold", repr(outcome.clk_threshold))
         relink = Relink(
             outcome=outcome,
             sources=tuple(order),
@@ -477,7 +548,39 @@ def _as_records(stored: StoredSource) -> Records:
         clks=stored.clks,
         tokens=stored.tokens,
         digests=stored.digests,
+        evidence=stored.evidence,
     )
+
+
+_NO_EVIDENCE = (
+    'the project links with method = "fields", but the records carry no field evidence: encode '
+    "them with this project"
+)
+
+
+def _layout(settings: LinkSettings) -> Layout:
+    """The evidence columns the index keeps per record: none unless the project links with
+    ``method = "fields"``."""
+    if settings.method != "fields":
+        return []
+    return evidence_layout([FieldEncoding(n, t) for n, t in settings.fields])
+
+
+def _evidence_rows(records: Records, layout: Layout) -> list[bytes | None]:
+    if not layout or records.evidence is None:
+        return [None] * len(records)
+    return records.evidence.rows(layout)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """An update's scored records' scores for its estimate: the best and runner-up CLK scores
+    of a sample, or (field-aware) the best match probabilities and the expected matches."""
+
+    best: np.ndarray = field(default_factory=lambda: np.empty(0))
+    runner_up: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sampled: int = 0
+    expected: float = 0.0
 
 
 def _partner_scores(

@@ -1,9 +1,10 @@
 """The linked index on disk: one SQLite file, changed only in whole transactions.
 
 The file holds, per (source, record_id): its entity id, its CLK, a digest of the CLK and keyed
-tokens, the keyed tokens themselves, and the score that put it in its entity. It also holds every
-entity id ever issued (retired ones included, so none is issued twice), the project fingerprint and
-CLK width it was built under, and a history of updates.
+tokens, the keyed tokens themselves, its field evidence (with ``method = "fields"``) and the score
+that put it in its entity. It also holds every entity id ever issued (retired ones included, so
+none is issued twice), the project fingerprint and CLK width it was built under, the match weights
+of the last full link (with ``method = "fields"``), and a history of updates.
 
 It holds no names, dates, addresses or the linkage secret. It does hold record ids, so it belongs
 with whoever runs the linkage, like ``links.csv``.
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from oda_fed.durable import check_sqlite
+from oda_fed.encoding.evidence import Evidence, Layout
 from oda_fed.errors import InputDataError, ProjectMismatchError
 
 #: Written into every index; an index with another format is refused rather than misread.
@@ -50,6 +52,9 @@ CREATE TABLE records (
     clk BLOB NOT NULL,
     -- keyed tokens as JSON {field: hex or null}, or NULL when the project has none
     tokens TEXT,
+    -- field evidence, its columns one after the other (oda_fed.encoding.evidence.Evidence.rows),
+    -- or NULL when the index links on CLKs alone
+    evidence BLOB,
     PRIMARY KEY (source, record_id)
 );
 CREATE INDEX records_entity ON records (entity_id);
@@ -82,6 +87,8 @@ class StoredSource:
         ``uint64`` ``(n, words)``, C-contiguous.
     tokens : dict of str to list
         Field to hex token (or None) per record; empty when the source has no keyed tokens.
+    evidence : Evidence or None
+        Field evidence, when it was asked for (``layout``) and every record has it.
     """
 
     source: str
@@ -91,6 +98,7 @@ class StoredSource:
     digests: list[str]
     clks: np.ndarray
     tokens: dict[str, list[str | None]]
+    evidence: Evidence | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -107,6 +115,7 @@ class RecordRow:
     digest: str
     clk: bytes
     tokens: str | None
+    evidence: bytes | None = None
 
 
 def tokens_json(tokens: dict[str, list[str | None]], row: int) -> str | None:
@@ -155,6 +164,7 @@ class IndexStore:
                 store._initialise(fingerprint=fingerprint, words=words)
             else:
                 _check_meta(meta, path=path, fingerprint=fingerprint, words=words)
+                store._add_evidence_column()
         except BaseException:
             db.close()
             raise
@@ -213,6 +223,14 @@ class IndexStore:
                 ],
             )
 
+    def _add_evidence_column(self) -> None:
+        """Indexes made before field evidence was kept lack its column; it is added empty (their
+        records link on CLKs until a rebuild gives them evidence)."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(records)")}
+        if "evidence" not in columns:
+            with self.transaction() as db:
+                db.execute("ALTER TABLE records ADD COLUMN evidence BLOB")
+
     # --- transactions -----------------------------------------------------------------------------
 
     @contextmanager
@@ -247,9 +265,11 @@ class IndexStore:
     def n_records(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
-    def load_source(self, source: str) -> StoredSource:
+    def load_source(self, source: str, *, layout: Layout = ()) -> StoredSource:
+        """One source's records; with ``layout``, their field evidence too (None when any record
+        was stored without it)."""
         rows = self._db.execute(
-            "SELECT record_id, entity_id, score, digest, clk, tokens FROM records "
+            "SELECT record_id, entity_id, score, digest, clk, tokens, evidence FROM records "
             "WHERE source = ? ORDER BY rowid",
             (source,),
         ).fetchall()
@@ -269,6 +289,11 @@ class IndexStore:
             digests=[r[3] for r in rows],
             clks=np.ascontiguousarray(clks.reshape(len(rows), words)),
             tokens=fields,
+            evidence=(
+                Evidence.from_rows(layout, [r[6] for r in rows])
+                if layout and all(r[6] is not None for r in rows)
+                else None
+            ),
         )
 
     def members(self) -> list[tuple[str, str, str, float | None]]:
@@ -357,12 +382,12 @@ class IndexStore:
 
     def insert_records(self, rows: Iterable[RecordRow]) -> None:
         self._db.executemany(
-            "INSERT INTO records (source, record_id, entity_id, score, digest, clk, tokens) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO records (source, record_id, entity_id, score, digest, clk, tokens, "
+            "evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                (r.source, r.record_id, r.entity_id, r.score, r.digest, r.clk, r.tokens)
+                (r.source, r.record_id, r.entity_id, r.score, r.digest, r.clk, r.tokens, r.evidence)
                 for r in rows
-            ),
+            ),  # fmt: skip
         )
 
     def set_scores(self, scores: Iterable[tuple[str, str, float | None]]) -> None:

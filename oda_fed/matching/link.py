@@ -244,6 +244,8 @@ class LinkOutcome:
     sample_from: int = 0
     #: The match weights, with ``method = "fields"``.
     model: Model | None = None
+    #: The CLK similarity candidates needed, with ``method = "fields"``.
+    clk_threshold: float | None = None
     #: The lowest threshold ``"auto"`` could choose, when it chose this one.
     auto_floor: float | None = None
 
@@ -468,6 +470,7 @@ def _link_fields(
         sampled=sampled,
         sample_from=sample_from,
         model=linked.model,
+        clk_threshold=linked.clk_threshold,
     )
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
-from oda_fed.matching.blocking import blocked_candidates
+from oda_fed.matching.blocking import Blocking, blocked_candidates
 from oda_fed.matching.candidates import Candidates, MatchingInputError, dice_candidates
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
@@ -162,7 +162,13 @@ def estimate(
 
 
 def exclusive(
-    weight: np.ndarray, left: np.ndarray, right: np.ndarray, *, sizes: tuple[int, int], prior: float
+    weight: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    sizes: tuple[int, int],
+    prior: float,
+    views: Sequence[int] = (0, 1),
 ) -> np.ndarray:
     """Match probabilities of candidate pairs when each record has at most one match in the other
     source (``one_record_per_partner``), from their match weights.
@@ -175,15 +181,59 @@ def exclusive(
     views. A lone candidate of a record that very likely has a match is then likely, which
     pairwise Fellegi–Sunter, seeing one pair at a time, cannot say (FEBRL4: recall 0.985 to
     0.992 at precision 1.000); two rivals share the belief.
+
+    ``views`` are the sides whose view counts: ``(0,)`` when only the left records are new
+    (an update of a linked index), since how likely an old record is to match one of a few
+    new ones says nothing of whether this is that one.
     """
     odds = np.exp2(np.clip(weight, -60, 60))
     expected = prior * sizes[0] * sizes[1]
     out = np.ones(len(odds))
-    for side, n in ((left, sizes[0]), (right, sizes[1])):
+    for side, n in (((left, sizes[0]), (right, sizes[1]))[v] for v in views):
         pi = float(np.clip(expected / max(n, 1), 0.01, 0.99))
         total = np.bincount(side, weights=odds, minlength=n)
         out = np.minimum(out, odds / ((1 - pi) + total[side]))
     return out
+
+
+@dataclass(frozen=True)
+class FieldScoring:
+    """How field-aware linkage scores a pair of sources once the model is trained: the same for
+    a full link and for an update of a linked index (:mod:`oda_fed.index.incremental`)."""
+
+    comparisons: tuple[fs.Comparison, ...]
+    model: fs.Model
+    #: The CLK similarity a candidate needs (token rules find the others).
+    clk_threshold: float
+    blocking: Blocking
+    one_per_source: bool = True
+    token_rule: TokenRule = "token"
+
+    def score(
+        self,
+        clks: tuple[np.ndarray, np.ndarray],
+        evidence: tuple[Evidence, Evidence],
+        tokens: tuple[Tokens, Tokens] | None = None,
+        *,
+        views: Sequence[int] = (0, 1),
+    ) -> tuple[Candidates, TokenConflicts]:
+        """Candidate pairs of two sources with their match probabilities (see :func:`exclusive`
+        for ``views``), keyed tokens applied as rules."""
+        (a, b), (ev_a, ev_b) = clks, evidence
+        left, right = pair_candidates(a, b, ev_a, ev_b, threshold=self.clk_threshold,
+                                      rules=fs.blocking_rules(self.comparisons),
+                                      blocking=self.blocking)  # fmt: skip
+        levels = fs.comparison_levels(self.comparisons, ev_a, ev_b, left, right)
+        if self.one_per_source:
+            prob = exclusive(self.model.match_weight(levels), left, right, sizes=(len(a), len(b)),
+                             prior=self.model.prior, views=views)  # fmt: skip
+        else:
+            prob = self.model.probability(levels)
+        found = Candidates(left=left, right=right, score=prob)
+        if tokens is None:
+            return found, TokenConflicts()
+        return apply_tokens(found, a, b, tokens[0], tokens[1], threshold=self.clk_threshold,
+                            rule=self.token_rule)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -198,6 +248,8 @@ class FieldsLinked:
     #: Candidate pairs per pair of sources, in pair order.
     counts: list[int]
     conflicts: TokenConflicts
+    #: The CLK similarity candidates needed.
+    clk_threshold: float
 
 
 def link_fields(
@@ -224,8 +276,9 @@ def link_fields(
         raise MatchingInputError("field evidence is missing or does not match the CLKs")
     if progress is not None:
         progress("training the match weights")
-    model = train_model(comparisons, evidence)
-    rules = fs.blocking_rules(comparisons)
+    scoring = FieldScoring(tuple(comparisons), train_model(comparisons, evidence), clk_threshold,
+                           blocking, one_per_source, token_rule)  # fmt: skip
+    model = scoring.model
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
     conflicts = TokenConflicts()
     scores_of: list[Scored] = []
@@ -233,21 +286,13 @@ def link_fields(
         for j in range(i + 1, len(clks)):
             if progress is not None:
                 progress(f"scoring source {i + 1} against source {j + 1}")
-            left, right = pair_candidates(clks[i], clks[j], evidence[i], evidence[j],
-                                          threshold=clk_threshold, rules=rules,
-                                          blocking=blocking)  # fmt: skip
-            levels = fs.comparison_levels(comparisons, evidence[i], evidence[j], left, right)
-            if one_per_source:
-                prob = exclusive(model.match_weight(levels), left, right,
-                                 sizes=(len(clks[i]), len(clks[j])), prior=model.prior)  # fmt: skip
-            else:
-                prob = model.probability(levels)
-            found = Candidates(left=left, right=right, score=prob)
-            if tokens is not None:
-                found, settled = apply_tokens(found, clks[i], clks[j], tokens[i], tokens[j],
-                                              threshold=clk_threshold, rule=token_rule)  # fmt: skip
-                conflicts = conflicts + settled
-                left, right, prob = found.left, found.right, found.score
+            found, settled = scoring.score(
+                (clks[i], clks[j]),
+                (evidence[i], evidence[j]),
+                None if tokens is None else (tokens[i], tokens[j]),
+            )
+            conflicts = conflicts + settled
+            left, right, prob = found.left, found.right, found.score
             counts.append(len(left))
             scores_of.append((i, j, left, right, prob))
             pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))
@@ -270,7 +315,7 @@ def link_fields(
     if linked:
         quality = replace(quality, resolved=(match_probability, right_ones / linked,
                                              min(1.0, right_ones / expected)))  # fmt: skip
-    return FieldsLinked(clustering, model, scores, quality, counts, conflicts)
+    return FieldsLinked(clustering, model, scores, quality, counts, conflicts, clk_threshold)
 
 
 def resolved_pairs(labels: Sequence[np.ndarray], scored: Sequence[Scored]) -> tuple[int, float]:

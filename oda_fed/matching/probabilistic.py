@@ -19,6 +19,7 @@ much (a move and a change of name) but that agree on date of birth and a name's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -333,6 +334,35 @@ class Model:
     def probability(self, levels: np.ndarray) -> np.ndarray:
         w = self.match_weight(levels)
         return 1.0 / (1.0 + np.exp2(-np.clip(w, -60, 60)))
+
+    def to_json(self) -> str:
+        """m, u and the prior as JSON (the comparisons come from the project's fields)."""
+        return json.dumps(
+            {
+                "comparisons": [c.name for c in self.comparisons],
+                "m": [x.tolist() for x in self.m],
+                "u": [x.tolist() for x in self.u],
+                "prior": self.prior,
+            }
+        )
+
+    @staticmethod
+    def from_json(text: str, comparisons: Sequence[Comparison]) -> Model:
+        """The model :meth:`to_json` wrote, for ``comparisons``.
+
+        Raises
+        ------
+        ValueError
+            It was trained for other comparisons (the project's fields changed).
+        """
+        doc = json.loads(text)
+        names = [c.name for c in comparisons]
+        levels = [len(c.labels) for c in comparisons]
+        m = tuple(np.asarray(x, dtype=np.float64) for x in doc["m"])
+        u = tuple(np.asarray(x, dtype=np.float64) for x in doc["u"])
+        if doc["comparisons"] != names or [len(x) for x in m] != levels:
+            raise ValueError(f"the match weights are for {doc['comparisons']}, not {names}")
+        return Model(tuple(comparisons), m, u, float(doc["prior"]))
 
 
 def estimate_u(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.ndarray, ...]:

@@ -115,7 +115,7 @@ def test_project_names_only_its_fields(populations: dict[str, Path]) -> None:
     loaded = load_project(populations["low"] / "project.toml")
     linkage = loaded.project.linkage
     assert [(f.name, f.type) for f in linkage.fields] == list(ukpop.FIELDS.items())
-    assert linkage.threshold == "auto" and linkage.method == "clk"
+    assert linkage.threshold == "auto" and linkage.method == "fields"  # the default
     assert [p.id for p in loaded.project.partners] == list(ukpop.PARTNERS[:3])
 
 

@@ -542,6 +542,7 @@ def _nothing_stored(federation, round_id: str) -> None:
 def test_evidence_the_project_does_not_agree_is_refused(federation) -> None:
     """A node of a CLK-only project that sends its fields' filters anyway (more than its DPO
     signed for) is refused, and nothing of the chunk is kept."""
+    federation.amend_project(lambda doc: doc["linkage"].update(method="clk"))
     round_id = federation.start_round()
     chunk = _clk_chunk(round_id, federation.fingerprint, records=2, clk_bits=1024, clks=b"\1" * 256)
     chunk.evidence.add(name="first_name", data=b"\7" * 64)

@@ -13,6 +13,7 @@ import pytest
 
 from oda_fed.config import load_project
 from oda_fed.coordinator.store import Store
+from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.proto.v1 import coordinator_pb2 as wire
 from oda_fed.transport.protocol import CALLS_PER_CALLER, UPLOADS_AT_ONCE
 
@@ -20,12 +21,16 @@ pytestmark = pytest.mark.grpc
 
 
 def _chunk(federation, round_id: str, **fields) -> wire.ClkChunk:
-    """A CLK chunk of the project's width, all zeros; ``fields`` override the one-record default."""
-    bits = load_project(federation.workdir / "project.toml").project.linkage.wire_bits
+    """A CLK chunk of the project's width with the field evidence it agreed, all zeros;
+    ``fields`` override the one-record default."""
+    linkage = load_project(federation.workdir / "project.toml").project.linkage
+    bits = linkage.wire_bits
     base = dict(round_id=round_id, project_fingerprint=federation.fingerprint, chunk_index=0,
                 total_chunks=1, first_ref=0, records=1, total_records=1, clk_bits=bits)  # fmt: skip
     base.update(fields)
-    return wire.ClkChunk(clks=b"\0" * (bits // 8) * base["records"], **base)
+    evidence = [wire.EvidenceColumn(name=name, data=b"\0" * width * base["records"])
+                for name, width in linkage_layout(linkage)]  # fmt: skip
+    return wire.ClkChunk(clks=b"\0" * (bits // 8) * base["records"], evidence=evidence, **base)
 
 
 def _held(federation, partner: str) -> int:

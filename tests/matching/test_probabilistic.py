@@ -14,7 +14,6 @@ from oda_fed.config import load_project
 from oda_fed.embedded import link_files
 from oda_fed.encoding.evidence import Evidence, EvidenceEncoder
 from oda_fed.encoding.fields import default_field_encoding as field
-from oda_fed.errors import ConfigError
 from oda_fed.matching import probabilistic as fs
 from oda_fed.synth import generate, write, write_project
 
@@ -237,10 +236,13 @@ def test_the_quality_report_shows_the_match_weights_in_a_browser(
     assert len(images) == 3 and all(complete and width > 0 for complete, width in images)
 
 
-def test_a_project_says_where_field_aware_linkage_cannot_run_yet(tmp_path: Path) -> None:
+def test_field_aware_linkage_is_the_default_and_keeps_entity_ids_stable(tmp_path: Path) -> None:
     synthetic = generate(population=30, partners=2, seed=1)
     project = write_project(synthetic, tmp_path / "project.toml")
-    text = project.read_text().replace("[linkage]", '[linkage]\nmethod = "fields"', 1)
-    project.write_text(text.replace("[linkage]", "[linkage]\nstable_entity_ids = true", 1))
-    with pytest.raises(ConfigError, match="does not yet keep entity ids stable"):
-        load_project(project)
+    assert "method" not in project.read_text()
+    assert load_project(project).project.linkage.method == "fields"
+    project.write_text(
+        project.read_text().replace("[linkage]", "[linkage]\nstable_entity_ids = true", 1)
+    )
+    linkage = load_project(project).project.linkage
+    assert linkage.method == "fields" and linkage.stable_entity_ids

@@ -16,6 +16,7 @@ import pytest
 from oda_fed.config import load_project
 from oda_fed.coordinator.store import Store
 from oda_fed.demo import evaluate
+from oda_fed.encoding.evidence import Evidence, linkage_layout
 from oda_fed.errors import AuthError, ProtocolError
 from oda_fed.node.client import clk_chunks
 from oda_fed.pki.register import revoke
@@ -31,8 +32,11 @@ def _garbage(federation, round_id: str, n: int) -> list:
     clks = rng.integers(0, 2**63, size=(n, project.linkage.wire_bits // 64), dtype=np.uint64)
     tokens = {f.name: [rng.bytes(32) for _ in range(n)]
               for f in project.linkage.fields if f.keyed_token}  # fmt: skip
+    layout = linkage_layout(project.linkage)
+    evidence = Evidence.from_rows(layout, [rng.bytes(sum(w for _, w in layout)) for _ in range(n)])
     chunks = clk_chunks(round_id=round_id, fingerprint=federation.fingerprint, clks=clks,
-                        tokens=tokens, keys=None, chunk_records=10_000)  # fmt: skip
+                        tokens=tokens, keys=None, chunk_records=10_000, evidence=evidence,
+                        layout=layout)  # fmt: skip
     return [serde.to_proto(c) for c in chunks]
 
 
