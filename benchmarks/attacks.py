@@ -5,6 +5,7 @@ Run it with::
     .venv/bin/python benchmarks/attacks.py                # both data sets, 5-7 minutes
     .venv/bin/python benchmarks/attacks.py --data synth   # one data set, 2-3 minutes
     .venv/bin/python benchmarks/attacks.py --markdown     # the same tables as Markdown
+    .venv/bin/python benchmarks/attacks.py --only-sex     # the sex table alone, about 1 minute
 
 A region of three partners with medium errors is written as CSV files, from one of two data
 sets (``--data``): ``synth``, made by our own generator (``oda_fed.synth``), or ``ukpop``, the
@@ -38,6 +39,16 @@ Similarity graph (Vidanage et al. 2020)
     for CLKs). For the names and address filters the nodes are the most frequent distinct filters
     against the attacker's distinct values; for CLKs, one partner's records against a register of
     the region's people (the population itself, cleanly standardised: the attacker's best case).
+
+Sex, from the bits (a table of its own)
+    Sex is a linkage field of both data sets' projects, so the CLK sets 10 positions for one
+    value and 10 others for the other. With no key and no truth, the attacker takes the most
+    anti-correlated pair of bit positions as seeds, gathers the positions that go with one seed
+    and against the other (:func:`two_valued_split`), and puts each record with the set of which
+    it has more positions set. The sex token is split by its commonest value. *Sex read* is the
+    share of records put with their own sex under the better of the two labellings (which group
+    is which the split does not say; a population table or one known record does); records
+    without a sex are left out. It is also done on plain CLKs made without the sex field.
 
 A record counts as re-identified when the guess for its encoded value is its own plaintext part
 (for CLKs: its family name, or its person in the register); *distinct* is the share of distinct
@@ -516,6 +527,89 @@ def clk_graph_attack(
     return Reid(records=float(right.mean()), distinct=float(right.mean()), n=len(rows))
 
 
+# --- a two-valued field read from the bits ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """Records split in two by an attack, scored against a two-valued field (sex)."""
+
+    accuracy: float  # records put with their own value, under the better of the two labellings
+    prior: float  # the commoner value's share: what one guess for everybody gets right
+    n: int  # records scored: those holding one of the two values
+    missing: float  # the share left out: value missing (or a third one, such as "u")
+    positions: int = 0  # bit positions the split read (CLKs)
+
+
+def bit_correlation(bits: np.ndarray, *, block: int = 4096) -> np.ndarray:
+    """The correlation matrix of the columns of a 0/1 matrix, none constant (summed in row
+    blocks, exact in float32, so that no float copy of the whole matrix is made)."""
+    both = np.zeros((bits.shape[1], bits.shape[1]))
+    for lo in range(0, len(bits), block):
+        part = bits[lo : lo + block].astype(np.float32)
+        both += part.T @ part
+    share = bits.mean(axis=0)
+    spread = np.sqrt(share * (1 - share))
+    return (both / len(bits) - np.outer(share, share)) / np.outer(spread, spread)
+
+
+def two_valued_split(clks: np.ndarray) -> tuple[np.ndarray, int]:
+    """Split records in two by the bit positions a two-valued field sets, from the CLKs alone.
+
+    A two-valued field (sex) sets ``k`` positions for one value and ``k`` others for the other,
+    so a record holding it has one set of positions all set and the other at the background
+    rate: the positions of one set rise together, and fall when the other set's rise. A name
+    bigram or a birth month sets its positions in a few records and has no one opposite, so
+    the most anti-correlated pair of positions seeds the two sets. A position joins the first
+    set when its correlation with the first seed, less that with the second, is more than the
+    seeds' own anti-correlation (both halved), and the second set the other way round. A record
+    goes with the set of which it has the larger share of positions set. Constant positions,
+    and positions that copy another (a balanced CLK's complements), are dropped first.
+
+    Returns each record's group (True: the first seed's) and how many positions were read.
+    """
+    bits = np.unpackbits(np.ascontiguousarray(clks).view(np.uint8), axis=1)
+    share = bits.mean(axis=0)
+    bits = bits[:, (share > 0) & (share < 1)]
+    corr = bit_correlation(bits)
+    copies = np.triu(np.abs(corr) > 0.99, 1).any(axis=0)
+    bits, corr = bits[:, ~copies], corr[np.ix_(~copies, ~copies)]
+    i, j = np.unravel_index(np.argmin(corr), corr.shape)
+    side, cut = (corr[:, i] - corr[:, j]) / 2, -corr[i, j] / 2
+    first, second = side > cut, side < -cut
+    score = bits[:, first].mean(axis=1) - bits[:, second].mean(axis=1)
+    return score > 0, int(first.sum() + second.sum())
+
+
+def clk_sex(clks: np.ndarray, truth: np.ndarray) -> Split:
+    """:func:`two_valued_split` of the CLKs, scored against each record's sex."""
+    groups, positions = two_valued_split(clks)
+    return split_accuracy(groups, truth, positions=positions)
+
+
+def token_split(tokens: np.ndarray) -> np.ndarray:
+    """Records split by a token: those holding its commonest value, and the rest."""
+    held = tokens[tokens != 0]
+    values, counts = np.unique(held, return_counts=True)
+    return tokens == values[np.argmax(counts)] if len(values) else np.zeros(len(tokens), bool)
+
+
+def split_accuracy(groups: np.ndarray, truth: np.ndarray, *, positions: int = 0) -> Split:
+    """Score a split against ``truth`` (a value per record, "" where missing): records holding
+    neither of its two commonest values are left out."""
+    values = pd.Series(truth[truth != ""]).value_counts().index[:2]
+    held = np.isin(truth, values)
+    first = truth[held] == values[0]
+    same = float(np.mean(groups[held] == first))
+    return Split(accuracy=max(same, 1 - same), prior=float(max(first.mean(), 1 - first.mean())),
+                 n=int(held.sum()), missing=float(1 - held.mean()), positions=positions)  # fmt: skip
+
+
+def sex_field(loaded: LoadedProject) -> str | None:
+    """The project's linkage field of type sex, if it has one."""
+    return next((f.name for f in loaded.project.linkage.fields if f.type == "sex"), None)
+
+
 # --- what a names encoding stands for ------------------------------------------------------------
 
 
@@ -582,12 +676,21 @@ class Row:
     f1: float
 
 
+@dataclass(frozen=True)
+class SexRow:
+    source: str
+    setting: str
+    split: Split
+
+
 @dataclass
 class Run:
     region: Region
     public: dict[str, np.ndarray]
     seed: int
+    only_sex: bool = False  # the sex attacks alone: no other attack, no linkage
     rows: list[Row] = field(default_factory=list)
+    sex: list[SexRow] = field(default_factory=list)
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
@@ -599,6 +702,11 @@ class Run:
     def clk_rows(self, label: str, options: Hardening) -> None:
         loaded = project_for(self.region, method="clk", hardening=options, name=f"clk-{label}")
         upload = node_uploads(self.region, loaded)
+        if (sex := sex_field(loaded)) is not None:
+            split = clk_sex(upload.clks, cut_all(upload.plain[sex], "value"))
+            self.sex.append(SexRow("CLK (1024 bits)", label, split))
+        if self.only_sex:
+            return
         surnames = cut_all(upload.plain["last_name"], "value")
         frequency = frequency_alignment(
             upload.clks, surnames, self.public["last_name"], rng=self.rng()
@@ -606,12 +714,32 @@ class Run:
         graph = clk_graph_attack(upload, self.region.register, loaded, options)
         self.rows.append(Row("CLK (1024 bits)", label, frequency, graph, self.f1(loaded)))
 
+    def sex_without_its_field(self) -> None:
+        """Sex read from plain CLKs of every linkage field but sex: what the others carry."""
+        loaded = project_for(self.region, method="clk", hardening=Hardening(), name="clk-plain")
+        if (sex := sex_field(loaded)) is None:
+            return
+        truth = cut_all(node_uploads(self.region, loaded).plain[sex], "value")
+        document = copy.deepcopy(self.region.document)
+        linkage = document["linkage"]
+        linkage["fields"] = [f for f in linkage["fields"] if f["name"] != sex]
+        region = replace(self.region, document=document)
+        loaded = project_for(region, method="clk", hardening=Hardening(), name="clk-no-sex")
+        split = clk_sex(node_uploads(region, loaded).clks, truth)
+        self.sex.append(SexRow("CLK (1024 bits)", f"plain, {sex} not a linkage field", split))
+
     def evidence_rows(self) -> None:
         """Every filter and token column of the default field evidence."""
         loaded = project_for(self.region, method="fields", hardening=Hardening(), name="fields")
         upload = node_uploads(self.region, loaded)
-        f1 = self.f1(loaded)
         assert upload.evidence is not None
+        if (sex := sex_field(loaded)) is not None:
+            groups = token_split(upload.evidence.tokens[f"{sex}:value"])
+            split = split_accuracy(groups, cut_all(upload.plain[sex], "value"))
+            self.sex.append(SexRow(f"token {sex}:value", "default", split))
+        if self.only_sex:
+            return
+        f1 = self.f1(loaded)
         types = {f.name: f.type for f in loaded.project.linkage.fields}
         born = born_truth(upload, loaded)
         for name, filters in upload.evidence.filters.items():
@@ -673,6 +801,30 @@ def cells(row: Row) -> list[str]:
     ]
 
 
+SEX_HEADER = (
+    "read from",
+    "setting",
+    "records",
+    "sex missing (left out)",
+    "sex read",
+    "larger group",
+    "bit positions read",
+)
+
+
+def sex_cells(row: SexRow) -> list[str]:
+    split = row.split
+    return [
+        row.source,
+        row.setting,
+        f"{split.n:,}",
+        f"{100 * split.missing:.1f} %",
+        f"{100 * split.accuracy:.2f} %",
+        f"{100 * split.prior:.1f} %",
+        f"{split.positions}" if split.positions else "–",
+    ]
+
+
 def attack(
     root: Path,
     *,
@@ -681,16 +833,19 @@ def attack(
     public: int,
     seed: int,
     clk_options: Sequence[tuple[str, Hardening]] = CLK_OPTIONS,
+    only_sex: bool = False,
 ) -> Run:
     """Make a region of ``data`` in ``root`` and the attacker's public sample (seed + 1000), and
-    run every attack: a row per CLK option of ``clk_options``, then the field evidence."""
+    run every attack: a row per CLK option of ``clk_options``, then the field evidence.
+    ``only_sex``: read sex from the CLKs and the sex token, and nothing else."""
     region = make_region(root / "region", data=data, population=population, seed=seed)
     sample = public_sample(
         root / "public", data=data, people=public, seed=seed + 1000, types=region.types
     )
-    run = Run(region=region, public=sample, seed=seed)
+    run = Run(region=region, public=sample, seed=seed, only_sex=only_sex)
     for label, hardening in clk_options:
         run.clk_rows(label, hardening)
+    run.sex_without_its_field()
     run.evidence_rows()
     return run
 
@@ -705,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--public", type=int, default=50_000, help="people in the public sample")
     parser.add_argument("--seed", type=int, default=1, help="seed of the region")
     parser.add_argument("--skip-clk-options", action="store_true", help="plain CLKs only")
+    parser.add_argument(
+        "--only-sex", action="store_true", help="only read sex from the CLKs and the sex token"
+    )
     args = parser.parse_args(argv)
     data = [d.strip() for d in args.data.split(",") if d.strip()]
     if unknown := sorted(set(data) - set(DATA)):
@@ -716,6 +874,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             run = attack(
                 Path(tmp), data=name, population=args.population, public=args.public,
                 seed=args.seed, clk_options=CLK_OPTIONS[:1] if args.skip_clk_options else CLK_OPTIONS,
+                only_sex=args.only_sex,
             )  # fmt: skip
         members = run.region.members
         records = sum(len(m) for m in members.values())
@@ -725,7 +884,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"(seed {args.seed + 1000}); CLK graph: the {GRAPH_PARTNER}'s "
             f"{len(members[GRAPH_PARTNER]):,} records; {time.perf_counter() - started:.0f} s"
         )
-        print(render([cells(r) for r in run.rows], markdown=args.markdown, header=HEADER))
+        if run.rows:
+            print(render([cells(r) for r in run.rows], markdown=args.markdown, header=HEADER))
+        if run.sex:
+            print("\nsex, read by splitting records in two (no key, no truth):")
+            print(
+                render([sex_cells(r) for r in run.sex], markdown=args.markdown, header=SEX_HEADER)
+            )
 
 
 if __name__ == "__main__":

@@ -135,3 +135,28 @@ def test_the_attacks_run_on_the_independent_population(attacks, tmp_path) -> Non
     for row in run.rows:
         assert 0 <= row.frequency.records <= 1 and row.frequency.n > 0
         assert row.f1 > 0.7
+
+
+@pytest.mark.parametrize("data", ["synth", "ukpop"])
+def test_sex_is_read_from_the_clk_and_the_token_without_a_key(attacks, tmp_path, data) -> None:
+    """Sex is a linkage field of both data sets, so its positions split plain CLKs by sex as
+    the token does; a random split, or CLKs without the sex field, get about half."""
+    run = attacks.attack(tmp_path, data=data, population=300, public=300, seed=2,
+                         clk_options=attacks.CLK_OPTIONS[:1], only_sex=True)  # fmt: skip
+    assert not run.rows
+    read = {row.setting: row.split for row in run.sex}
+    assert [row.source for row in run.sex] == ["CLK (1024 bits)"] * 2 + ["token sex:value"]
+    token, clk = read["default"], read["plain"]
+    assert token.accuracy == 1.0 and token.n == clk.n > 500 and 0 < token.missing < 0.1
+    assert clk.accuracy > 0.95 and 10 <= clk.positions <= 24
+    assert read["plain, sex not a linkage field"].accuracy < 0.75
+    assert 0.5 <= token.prior < 0.6
+
+    rng = np.random.default_rng(6)
+    truth = rng.choice(np.array(["f", "m", ""], dtype=object), size=2000, p=[0.5, 0.45, 0.05])
+    guess = attacks.split_accuracy(rng.random(2000) < 0.5, truth)
+    assert abs(guess.accuracy - 0.5) < 0.05 and guess.n == np.sum(truth != "")
+    flipped = attacks.split_accuracy(truth == "m", truth)  # labels are only up to a swap
+    assert flipped.accuracy == 1.0 and flipped.prior == pytest.approx(
+        np.mean(truth[truth != ""] == "f")
+    )
