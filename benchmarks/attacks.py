@@ -291,7 +291,10 @@ def node_uploads(region: Region, loaded: LoadedProject) -> Upload:
 def _metaphone(value: str) -> str:
     import jellyfish
 
-    return jellyfish.metaphone(value.split()[0]) if value.strip() else ""
+    from oda_fed.standardise.names import canonical_given_name
+
+    word = canonical_given_name(value.split()[0]) if value.strip() else ""
+    return jellyfish.metaphone(word) if word else ""
 
 
 def _swap(value: str) -> str:

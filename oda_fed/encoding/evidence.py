@@ -10,8 +10,9 @@ The CLK (one Bloom filter per record) stays the blocking key. For field-aware li
 - **keyed tokens**: 64-bit keyed hashes of parts of values that are compared for equality:
   the date of birth whole, as year and month, as month and day, and with day and month sorted
   (survives a day/month swap); the postcode's unit and sector; the names' phonetic codes
-  (Metaphone, from ``jellyfish``) as the unordered set over the name fields
-  (``@names:phonetic``); each name's phonetic code and initial with the date of birth, for
+  (Metaphone, from ``jellyfish``, of a nickname's full name: "bob" sounds as "robert", by
+  :func:`~oda_fed.standardise.names.canonical_given_name`) as the unordered set over the name
+  fields (``@names:phonetic``); each name's phonetic code and initial with the date of birth, for
   blocking (``@names:born:<i>``, ``@names:born_initial:<i>``); sex and identifiers whole.
 
 Names are encoded together because a filter or token per name field gives 6-14 % of records a
@@ -41,6 +42,7 @@ from oda_fed.encoding.clk import ClkEncoder
 from oda_fed.encoding.fields import FieldEncoding
 from oda_fed.encoding.keys import derive_key
 from oda_fed.errors import InputDataError
+from oda_fed.standardise.names import canonical_given_name
 
 #: Bits of each field filter. Field filters of 256 bits lost almost nothing against exact bigram
 #: sets in the experiment behind issue 11.
@@ -178,9 +180,11 @@ class Evidence:
 
 
 def _metaphone(value: str) -> str:
+    """The sound of a name's first word, a nickname first made its full name ("bob" sounds
+    as "robert")."""
     import jellyfish
 
-    return jellyfish.metaphone(value.split()[0]) if value.strip() else ""
+    return jellyfish.metaphone(canonical_given_name(value.split()[0])) if value.strip() else ""
 
 
 #: Parts of a value that become tokens, per field type: (part name, value -> part or "").

@@ -12,8 +12,11 @@ that links on the first given name alone.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from oda_fed.standardise.fieldtypes import present
 
@@ -182,6 +185,46 @@ def first_given_name(value: str | None) -> str | None:
     """
     names = given_names(value)
     return names[0] if names else None
+
+
+@functools.cache
+def _nickname_table() -> tuple[Mapping[str, int], Mapping[str, frozenset[str]]]:
+    """How many nicknames each full name has, and each nickname's full names, from the
+    ``nicknames`` package."""
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    counts = {name: len(nicks) for name, nicks in namer.nickname_lookup.items()}
+    full = {name: frozenset(names) for name, names in namer.canonical_lookup.items()}
+    return MappingProxyType(counts), MappingProxyType(full)
+
+
+@functools.cache
+def canonical_given_name(name: str) -> str:
+    """Return the full given name a standardised name is a nickname of, or the name itself.
+
+    From the nickname table of the ``nicknames`` package: of the name itself and the full names
+    it is a nickname of, the one with the most nicknames (the commonest root: "maggie" is
+    Margaret rather than Magdelina), then the most like it by Jaro-Winkler similarity, then
+    the first in alphabetical order, so that every node maps it alike. A name not in the table
+    is returned unchanged.
+
+    Examples
+    --------
+    >>> canonical_given_name("bob"), canonical_given_name("robert")
+    ('robert', 'robert')
+    >>> canonical_given_name("maggie"), canonical_given_name("smith")
+    ('margaret', 'smith')
+    """
+    import jellyfish
+
+    counts, full = _nickname_table()
+    if name not in full:
+        return name
+    return min(
+        {name, *full[name]},
+        key=lambda c: (-counts.get(c, 0), -jellyfish.jaro_winkler_similarity(name, c), c),
+    )
 
 
 def standardise_text(value: str | None) -> str | None:

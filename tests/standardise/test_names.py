@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from oda_fed.standardise import first_given_name, given_names, standardise_name, standardise_text
-from oda_fed.standardise.names import fold_accents
+from oda_fed.standardise.names import canonical_given_name, fold_accents
 
 
 @pytest.mark.parametrize(
@@ -149,3 +149,15 @@ def test_fold_accents_ascii_fast_path_matches_unicode_path() -> None:
     # The ASCII shortcut must give what NFKD + casefold gives.
     for value in ["John SMITH", "o'brien-JONES 3", "ABC\\tdef"]:
         assert fold_accents(value) == fold_accents(value + "é")[:-1]
+
+
+def test_canonical_given_name_maps_nicknames_to_one_full_name() -> None:
+    for nickname, full in [("bob", "robert"), ("peggy", "margaret"), ("liz", "elizabeth"),
+                           ("jimmy", "james"), ("becky", "rebecca")]:  # fmt: skip
+        assert canonical_given_name(nickname) == canonical_given_name(full) == full
+    # Names the table does not know, family names among them, stay as they are.
+    assert canonical_given_name("smith") == "smith"
+    assert canonical_given_name("xqzv") == "xqzv"
+    # An ambiguous nickname maps to one name, the same every time.
+    assert canonical_given_name("chris") == canonical_given_name("chris")
+    assert canonical_given_name("chris") != "chris"
