@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/link.py [--sizes 10000,100000,1000000] [--three 1000000]
                                         [--errors medium] [--workdir DIR] [--seed 7]
+                                        [--method fields|clk]
 
 For each size ``n`` it writes a synthetic population (:func:`oda_fed.synth.generate`, the
 ``oda-fed synth`` partners and project, at the given error level) as CSV files of exactly ``n``
@@ -10,7 +11,8 @@ records each. Data are made once per size and kept in ``--workdir``.
 
 Each run then links the CSV files in a fresh process with the library's embedded pipeline
 (:func:`oda_fed.embedded.link_files`, the same code as ``oda-fed link``) under the project's
-default settings (``threshold = "auto"``, blocking chosen by size), and prints:
+default settings (``method = "fields"``, ``threshold = "auto"``, blocking chosen by size; or
+``--method clk``: CLK similarity alone), and prints:
 
 - the time of each stage: reading, standardising and encoding the CSVs; the quality pass
   (best scores of a sample against all records); scoring candidates (LSH blocking above 2.5
@@ -39,15 +41,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numba
 import pandas as pd
+import tomli_w
 
 #: Stage of the pipeline each progress message starts (prefix match).
 STAGES = (
     ("standardising and encoding", "encode"),
     ("estimating quality", "quality"),
+    ("training", "train"),
     ("scoring", "match"),
     ("resolving", "resolve"),
 )
@@ -136,12 +141,26 @@ def make_febrl4(root: Path) -> Path:
     return folder
 
 
-def child(folder: Path) -> None:
-    """Link one data folder and print one JSON line of figures."""
+def project_file(folder: Path, method: str | None) -> Path:
+    """The data folder's project file, or a copy of it beside it with ``[linkage] method``
+    replaced."""
+    path = folder / "project.toml"
+    if method is None:
+        return path
+    document = tomllib.loads(path.read_text())
+    document["linkage"]["method"] = method
+    path = folder / f"project-{method}.toml"
+    path.write_text(tomli_w.dumps(document))
+    return path
+
+
+def child(folder: Path, method: str | None = None) -> None:
+    """Link one data folder (with ``method``, its project's linkage method replaced) and print
+    one JSON line of figures."""
     from oda_fed.config import load_project
     from oda_fed.embedded import link_files
 
-    project = load_project(folder / "project.toml")
+    project = load_project(project_file(folder, method))
     paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
     times: dict[str, float] = {}
     current: list[object] = [None, time.perf_counter()]
@@ -196,9 +215,10 @@ def child(folder: Path) -> None:
     )
 
 
-def run(folder: Path) -> dict:
+def run(folder: Path, method: str | None = None) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(folder)],
+        [sys.executable, __file__, "--child", str(folder)]
+        + ([] if method is None else ["--method", method]),
         check=True,
         capture_output=True,
         text=True,
@@ -232,19 +252,22 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-febrl4", action="store_true", help="skip the FEBRL4 run")
+    parser.add_argument("--method", choices=("fields", "clk"), default=None,
+                        help="linkage method (default: the project's, fields)")  # fmt: skip
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child)
+        child(args.child, args.method)
         return
     root = args.workdir or Path(tempfile.gettempdir()) / "oda-fed-bench-link"
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"{numba.get_num_threads()} Numba threads; synthetic people, {args.errors} errors, "
-        f"project defaults (threshold auto, blocking auto); data in {root}"
+        f"project defaults (method {args.method or 'fields'}, threshold auto, blocking auto); "
+        f"data in {root}"
     )
     if not args.no_febrl4:
-        show("FEBRL4 5k × 5k", run(make_febrl4(root)))
+        show("FEBRL4 5k × 5k", run(make_febrl4(root), args.method))
     runs = [(n, 2) for n in (int(s) for s in args.sizes.split(",") if s)]
     if args.three:
         runs.append((args.three, 3))
@@ -252,7 +275,7 @@ def main() -> None:
         started = time.perf_counter()
         folder = make_data(root, n=n, partners=partners, errors=args.errors, seed=args.seed)
         made = time.perf_counter() - started
-        result = run(folder)
+        result = run(folder, args.method)
         label = " × ".join([f"{n:,}"] * partners)
         show(label, result)
         print(f"{'':>16}  (data made in {made:.0f}s, not counted)", flush=True)

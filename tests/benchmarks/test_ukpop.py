@@ -147,7 +147,7 @@ def test_plain_tables_clean_every_partners_formats(populations: dict[str, Path])
     assert both["first_name"].str.fullmatch(r"[a-z0-9 ]*").all()
 
 
-@pytest.mark.parametrize("system", ["oda-fed", "oda-fed fields"])
+@pytest.mark.parametrize("system", ["oda-fed", "oda-fed clk"])
 def test_oda_fed_links_a_small_population_well(tmp_path: Path, system: str) -> None:
     folder = ukpop.make_population(tmp_path, people=400, partners=3, errors="low", seed=3)
     outcome = quality.SYSTEMS[system](folder)
