@@ -176,7 +176,7 @@ def _scored(
             "from every source's current file (--rebuild-index)"
         )
     both = records.tokens and other.tokens
-    found, _ = scoring.score((records.clks, other.clks), (records.evidence, other.evidence),
+    found, _, _ = scoring.score((records.clks, other.clks), (records.evidence, other.evidence),
                              (records.tokens, other.tokens) if both else None,
                              views=(0,))  # fmt: skip
     per_record = np.bincount(found.left, weights=found.score, minlength=len(records))

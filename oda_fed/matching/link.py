@@ -464,7 +464,8 @@ def _link_fields(
         best_scores=linked.best,
         estimate=linked.estimate,
         blocking=tuple(
-            PairBlocking(i, j, None, n) for (i, j), n in zip(pairs, linked.counts, strict=True)
+            PairBlocking(i, j, stats, n)
+            for (i, j), n, stats in zip(pairs, linked.counts, linked.stats, strict=True)
         ),
         conflicts=linked.conflicts,
         sampled=sampled,

@@ -27,14 +27,14 @@ The steps, for ``[linkage] method = "fields"``:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
-from oda_fed.matching.blocking import Blocking, blocked_candidates
+from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
 from oda_fed.matching.candidates import Candidates, MatchingInputError, dice_candidates
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
@@ -75,13 +75,14 @@ def blocking_threshold(recommended: float, *, lsh: bool = False) -> float:
     return float(max(BLOCKING_FLOOR, round(recommended - margin, 2)))
 
 
-def _candidates(a: np.ndarray, b: np.ndarray, *, threshold: float, blocking) -> Candidates:
+def _candidates(
+    a: np.ndarray, b: np.ndarray, *, threshold: float, blocking
+) -> tuple[Candidates, BlockStats | None]:
     if blocking.uses_lsh(len(a), len(b)):
         params = blocking.params_for(a, b, threshold=threshold)
-        found, _ = blocked_candidates(a, b, threshold=threshold, params=params,
-                                      max_block=blocking.max_block)  # fmt: skip
-        return found
-    return dice_candidates(a, b, threshold=threshold)
+        return blocked_candidates(a, b, threshold=threshold, params=params,
+                                  max_block=blocking.max_block)  # fmt: skip
+    return dice_candidates(a, b, threshold=threshold), None
 
 
 def pair_candidates(
@@ -93,14 +94,14 @@ def pair_candidates(
     threshold: float,
     rules: Sequence[tuple[str, ...]],
     blocking,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, BlockStats | None]:
     """Candidate row pairs of two sources: CLK similarity or agreeing tokens, each pair once,
-    sorted by left then right."""
-    found = _candidates(a, b, threshold=threshold, blocking=blocking)
+    sorted by left then right; with the LSH blocking's figures (None: all pairs scored)."""
+    found, stats = _candidates(a, b, threshold=threshold, blocking=blocking)
     tl, tr = fs.token_pairs(ev_a, ev_b, rules)
     width = max(len(b), 1)
     key = np.unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
-    return key // width, key % width
+    return key // width, key % width, stats
 
 
 def train_model(
@@ -216,11 +217,12 @@ class FieldScoring:
         tokens: tuple[Tokens, Tokens] | None = None,
         *,
         views: Sequence[int] = (0, 1),
-    ) -> tuple[Candidates, TokenConflicts]:
+    ) -> tuple[Candidates, TokenConflicts, BlockStats | None]:
         """Candidate pairs of two sources with their match probabilities (see :func:`exclusive`
-        for ``views``), keyed tokens applied as rules."""
+        for ``views``), keyed tokens applied as rules, and the LSH blocking's figures (None:
+        all pairs scored)."""
         (a, b), (ev_a, ev_b) = clks, evidence
-        left, right = pair_candidates(a, b, ev_a, ev_b, threshold=self.clk_threshold,
+        left, right, stats = pair_candidates(a, b, ev_a, ev_b, threshold=self.clk_threshold,
                                       rules=fs.blocking_rules(self.comparisons),
                                       blocking=self.blocking)  # fmt: skip
         levels = fs.comparison_levels(self.comparisons, ev_a, ev_b, left, right)
@@ -231,9 +233,11 @@ class FieldScoring:
             prob = self.model.probability(levels)
         found = Candidates(left=left, right=right, score=prob)
         if tokens is None:
-            return found, TokenConflicts()
-        return apply_tokens(found, a, b, tokens[0], tokens[1], threshold=self.clk_threshold,
-                            rule=self.token_rule)  # fmt: skip
+            return found, TokenConflicts(), stats
+        found, conflicts = apply_tokens(found, a, b, tokens[0], tokens[1],
+                                        threshold=self.clk_threshold,
+                                        rule=self.token_rule)  # fmt: skip
+        return found, conflicts, stats
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,8 @@ class FieldsLinked:
     conflicts: TokenConflicts
     #: The CLK similarity candidates needed.
     clk_threshold: float
+    #: The LSH blocking of each pair of sources, in pair order (None: all pairs scored).
+    stats: list[BlockStats | None] = field(default_factory=list)
 
 
 def link_fields(
@@ -280,13 +286,14 @@ def link_fields(
                            blocking, one_per_source, token_rule)  # fmt: skip
     model = scoring.model
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
+    stats: list[BlockStats | None] = []
     conflicts = TokenConflicts()
     scores_of: list[Scored] = []
     for i in range(len(clks)):
         for j in range(i + 1, len(clks)):
             if progress is not None:
                 progress(f"scoring source {i + 1} against source {j + 1}")
-            found, settled = scoring.score(
+            found, settled, blocked = scoring.score(
                 (clks[i], clks[j]),
                 (evidence[i], evidence[j]),
                 None if tokens is None else (tokens[i], tokens[j]),
@@ -294,6 +301,7 @@ def link_fields(
             conflicts = conflicts + settled
             left, right, prob = found.left, found.right, found.score
             counts.append(len(left))
+            stats.append(blocked)
             scores_of.append((i, j, left, right, prob))
             pairs.append(PairCandidates(i, j, fs.scored(found, prob, match_probability)))
             small, n = (
@@ -315,7 +323,8 @@ def link_fields(
     if linked:
         quality = replace(quality, resolved=(match_probability, right_ones / linked,
                                              min(1.0, right_ones / expected)))  # fmt: skip
-    return FieldsLinked(clustering, model, scores, quality, counts, conflicts, clk_threshold)
+    return FieldsLinked(clustering, model, scores, quality, counts, conflicts, clk_threshold,
+                        stats)  # fmt: skip
 
 
 def resolved_pairs(labels: Sequence[np.ndarray], scored: Sequence[Scored]) -> tuple[int, float]:

@@ -213,6 +213,23 @@ def test_field_aware_linkage_beats_the_clk_and_estimates_its_own_quality(linked)
     linked_fields.append(fields)
 
 
+def test_field_aware_linkage_reports_its_lsh_blocking(linked) -> None:
+    folder, truth = linked
+    text = (folder / "project.toml").read_text()
+    assert "[linkage.blocking]" not in text
+    path = folder / "project-lsh.toml"
+    path.write_text(text + '\n[linkage.blocking]\nmethod = "lsh"\n')
+    files = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
+    blocked = link_files(files, project=load_project(path), secret=SECRET, on_invalid="missing")
+    stats = [b.stats for b in blocked.outcome.blocking]
+    assert len(stats) == 3 and all(s is not None and s.bands > 1 for s in stats)
+    assert blocked.quality(truth).f1 > 0.97
+    lines = blocked.outcome.evidence(list(blocked.sources))
+    pairs = [line for name, line in lines.items() if " × " in name]
+    assert len(pairs) == 3 and all("LSH blocking" in line for line in pairs)
+    assert all(b.stats is None for b in _link(folder, "fields").outcome.blocking)
+
+
 #: The field-aware result of the test above, for the report test below.
 linked_fields: list = []
 
