@@ -179,6 +179,32 @@ def test_em_recovers_known_m_with_u_fixed(rng: np.random.Generator) -> None:
     assert p[0] > 0.99 and p[1] < 0.01
 
 
+def test_the_share_of_matches_agreeing_survives_namesakes_born_on_other_days(
+    rng: np.random.Generator,
+) -> None:
+    """A session blocked on the names, whose non-matches (namesakes) have partial dates three times
+    as often as random pairs: EM on the date alone takes some for matches with a mistyped date
+    and finds too few matches agreeing; the location tells them apart, and the larger estimate
+    is kept."""
+    comps = [fs.Comparison("dob", "date", ("null", "exact", "partial", "else")),
+             fs.Comparison("loc", "exact", ("null", "exact", "else")),
+             fs.Comparison("names", "exact", ("null", "exact", "else"))]  # fmt: skip
+    u = [np.array([0, 0.001, 0.01, 0.989]), np.array([0, 0.001, 0.999]),
+         np.array([0, 0.001, 0.999])]  # fmt: skip
+    matches, namesakes = 5_000, 45_000
+    dob = np.concatenate([rng.choice(4, matches, p=[0, 0.8, 0.1, 0.1]),
+                          rng.choice(4, namesakes, p=[0, 0.001, 0.03, 0.969])])  # fmt: skip
+    loc = np.concatenate([rng.choice(3, matches, p=[0, 0.9, 0.1]),
+                          rng.choice(3, namesakes, p=u[1])])  # fmt: skip
+    levels = np.column_stack([dob, loc, np.ones_like(dob)]).astype(np.int8)
+    alone = levels.copy()
+    alone[:, 1:] = fs.NULL
+    by_date_alone = fs.fit(comps, alone, u).m[0][1]
+    share = fs._agreement(comps, [fs.Session(("names",), levels, len(levels))], u, 0, 1)
+    assert share is not None and share > by_date_alone + 0.01
+    assert abs(share - 0.8) < abs(by_date_alone - 0.8)
+
+
 @pytest.fixture(scope="module")
 def linked(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """Three partners of a synthetic population with medium errors, and the project."""
