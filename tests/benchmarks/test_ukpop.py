@@ -177,5 +177,5 @@ def test_the_estimate_counts_the_matches_blocking_missed(tmp_path: Path, partner
 
     folder = quality.make_ukpop(tmp_path, people=4000, partners=partners, errors="high", seed=2)
     got = estimate_grid.cell(folder, "fields")
-    assert got["R"] < 0.96, "the data must make blocking miss matches, or the test shows nothing"
+    assert got["R"] < 0.97, "the data must make blocking miss matches, or the test shows nothing"
     assert got["gap"] <= 0.025, got

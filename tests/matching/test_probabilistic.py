@@ -179,6 +179,14 @@ def test_em_recovers_known_m_with_u_fixed(rng: np.random.Generator) -> None:
     assert p[0] > 0.99 and p[1] < 0.01
 
 
+#: A date, a location and the names, for sessions blocked on the names.
+DATE_LOCATION_NAMES = [
+    fs.Comparison("dob", "date", ("null", "exact", "partial", "else")),
+    fs.Comparison("loc", "exact", ("null", "exact", "else")),
+    fs.Comparison("names", "exact", ("null", "exact", "else")),
+]
+
+
 def test_the_share_of_matches_agreeing_survives_namesakes_born_on_other_days(
     rng: np.random.Generator,
 ) -> None:
@@ -186,9 +194,7 @@ def test_the_share_of_matches_agreeing_survives_namesakes_born_on_other_days(
     as often as random pairs: EM on the date alone takes some for matches with a mistyped date
     and finds too few matches agreeing; the location tells them apart, and the larger estimate
     is kept."""
-    comps = [fs.Comparison("dob", "date", ("null", "exact", "partial", "else")),
-             fs.Comparison("loc", "exact", ("null", "exact", "else")),
-             fs.Comparison("names", "exact", ("null", "exact", "else"))]  # fmt: skip
+    comps = DATE_LOCATION_NAMES
     u = [np.array([0, 0.001, 0.01, 0.989]), np.array([0, 0.001, 0.999]),
          np.array([0, 0.001, 0.999])]  # fmt: skip
     matches, namesakes = 5_000, 45_000
@@ -203,6 +209,35 @@ def test_the_share_of_matches_agreeing_survives_namesakes_born_on_other_days(
     share = fs._agreement(comps, [fs.Session(("names",), levels, len(levels))], u, 0, 1)
     assert share is not None and share > by_date_alone + 0.01
     assert abs(share - 0.8) < abs(by_date_alone - 0.8)
+
+
+def test_a_father_and_son_of_one_name_do_not_teach_that_dates_differ_entirely(
+    rng: np.random.Generator,
+) -> None:
+    """A session blocked on the names holds each person's two records and, for a father and a
+    son of one name at one address, each against the other's record. Pair by pair, EM takes
+    those for matches whose date was mistyped entirely; with each record's pairs competing for
+    its one match, m of "dates differ" is the one records of one person show."""
+    comps = DATE_LOCATION_NAMES
+    u = [np.array([0, 0.001, 0.01, 0.989]), np.array([0, 0.001, 0.999]),
+         np.array([0, 0.01, 0.99])]  # fmt: skip
+    families, singles = 500, 3000
+    people = 2 * families + singles
+    fathers, sons = np.arange(0, 2 * families, 2), np.arange(1, 2 * families, 2)
+    left = np.concatenate([np.arange(people), fathers, sons])
+    right = np.concatenate([np.arange(people), sons, fathers])
+    dob = np.concatenate([rng.choice(4, people, p=[0, 0.93, 0.06, 0.01]),
+                          np.full(2 * families, 3)])  # fmt: skip
+    loc = np.concatenate([rng.choice(3, people, p=[0, 0.85, 0.15]),
+                          rng.choice(3, 2 * families, p=[0, 0.9, 0.1])])  # fmt: skip
+    levels = np.column_stack([dob, loc, np.ones_like(dob)]).astype(np.int8)
+
+    def dates_differ(ends) -> float:
+        session = fs.Session(("names",), levels, len(levels), ends=ends)
+        return fs.train(comps, [session], u, all_pairs=people**2).m[0][3]
+
+    assert dates_differ(None) > 0.1  # pair by pair: a fifth of matches "mistyped entirely"
+    assert dates_differ((left, right)) == pytest.approx(0.01, abs=0.005)
 
 
 @pytest.fixture(scope="module")
