@@ -62,9 +62,11 @@ LSH_BLOCKING_MARGIN = 0.0
 
 #: Most rounds of belief propagation in :func:`exclusive` (it settles in a few).
 BP_ROUNDS = 30
-#: Odds below which a candidate pair passes no messages in :func:`exclusive`: next to a
-#: record's chance of having no match (at least 0.01) it weighs nothing.
-ACTIVE_ODDS = 1e-9
+#: ... or until no probability moves by more than this in a round.
+BP_SETTLED = 1e-3
+#: Odds, as a share of a record's chance of having no match, below which a candidate pair
+#: passes no messages in :func:`exclusive`: it would move its rivals' odds by less than that.
+ACTIVE_ODDS = 1e-3
 
 #: One pair of sources' candidates: ``(i, j, left, right, probability)``.
 Scored = tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
@@ -226,19 +228,21 @@ def exclusive(
     slack = [1 - float(np.clip(expected / max(n, 1), 0.01, 0.99)) for n in sizes]
     # Pairs too unlikely to take anything from a rival (most LSH candidates at a million
     # records) pass no messages; they still receive them.
-    active = np.flatnonzero(odds > ACTIVE_ODDS)
+    active = np.flatnonzero(odds > ACTIVE_ODDS * min(slack))
     ends = (left[active], right[active])
     inbound = [np.ones(len(active)), np.ones(len(active))]
+    belief = np.zeros(len(active))
     for _ in range(BP_ROUNDS if len(views) > 1 else 1):
-        before = inbound[0] * inbound[1]
         for v in views:
             seen = odds[active] * inbound[1 - v]
             others = np.bincount(ends[v], weights=seen, minlength=sizes[v])[ends[v]] - seen
             inbound[v] = 1.0 / (slack[v] + np.maximum(others, 0.0))
-        if np.allclose(inbound[0] * inbound[1], before, rtol=1e-4, atol=0):
+        before, belief = belief, odds[active] * inbound[0] * inbound[1]
+        # Settled when no pair's probability moves by more than BP_SETTLED.
+        if np.abs(belief / (1 + belief) - before / (1 + before)).max(initial=0) < BP_SETTLED:
             break
     belief = odds.copy()
-    for v in views:
+    for v in views:  # every pair's belief, from the settled messages
         seen = np.zeros(len(odds))
         seen[active] = odds[active] * inbound[1 - v]
         side = (left, right)[v]

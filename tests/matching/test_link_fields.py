@@ -35,7 +35,7 @@ def test_exclusive_probabilities_agree_with_a_plain_python_reference(
     weight = rng.normal(0, 6, n)
     got = exclusive(weight, left, right, sizes=(40, 50), prior=0.015)
     want = _reference(weight.tolist(), left.tolist(), right.tolist(), (40, 50), 0.015)
-    assert got == pytest.approx(want, rel=1e-3, abs=1e-6)
+    assert got == pytest.approx(want, abs=1e-3)  # settled to BP_SETTLED, not to the end
 
 
 def test_a_lone_candidate_is_likely_and_rivals_share_the_belief() -> None:
