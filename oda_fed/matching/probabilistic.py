@@ -445,10 +445,7 @@ def fit(
         new_prior = float(np.clip(weighted.sum() / counts.sum(), 1e-9, 1 - 1e-9))
         new_m = []
         for c, k in enumerate(n_levels):
-            mass = np.bincount(patterns[:, c], weights=weighted, minlength=k)
-            mass[NULL] = 0.0
-            mass[1:] = np.maximum(mass[1:] / max(mass[1:].sum(), 1e-300), M_FLOOR)
-            new_m.append(mass / mass[1:].sum())
+            new_m.append(_m_of(np.bincount(patterns[:, c], weights=weighted, minlength=k)))
         change = max(
             abs(new_prior - prior), *(np.abs(a - b).max() for a, b in zip(new_m, m, strict=True))
         )
@@ -553,25 +550,23 @@ def train(
     """
     names = [c.name for c in comparisons]
     fitted: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    found: list[tuple[Session, float]] = []
-    model_of: dict[int, tuple[Model, np.ndarray]] = {}
+    found: list[tuple[Session, float, tuple[Model, np.ndarray]]] = []
     for s in sessions:
         left_out = [names.index(c) for c in s.comparisons]
         levels = s.levels.copy()
         levels[:, left_out] = NULL
         model = fit(comparisons, levels, u, weights=s.weights)
         session_m = _one_to_one_m(model, levels, s)
-        model_of[id(s)] = (model, levels)
         for k, name in enumerate(names):
             if k not in left_out:
                 fitted[name].append(session_m[k])
-        found.append((s, model.prior * s.pairs))
+        found.append((s, model.prior * s.pairs, (model, levels)))
     m = []
     for k, comp in enumerate(comparisons):
         got = fitted[comp.name]
         m.append(np.mean(got, axis=0) if got else u[k].copy())
     matches, split = [], None
-    for s, n in found:
+    for s, n, fitted_s in found:
         k = names.index(s.comparisons[0])
         if s.agree_level is None:
             continue
@@ -579,7 +574,7 @@ def train(
         if agree:
             both = present[k] if present is not None else 1.0
             matches.append(n / (agree * max(both, 1e-3)))
-            split = split or _split(model_of[id(s)], s)
+            split = split or _split(fitted_s, s)
     total = float(np.median(matches)) if matches else 0.01 * all_pairs
     prior = float(np.clip(total / max(all_pairs, 1), 1e-12, 0.5))
     return Model(tuple(comparisons), tuple(m), tuple(u), prior, converged=bool(matches),
@@ -601,8 +596,8 @@ def _split(fitted: tuple[Model, np.ndarray], session: Session) -> tuple[float, .
 
 def _one_to_one_m(model: Model, levels: np.ndarray, session: Session) -> list[np.ndarray]:
     """m of a session's comparisons from its pairs' probabilities under its fit once a record's
-    pairs compete for its one match (each pair's odds over both records' other pairs, as
-    :func:`~.link_fields.exclusive` weighs candidates).
+    pairs compete for its one match (each pair's odds over both records' other pairs: one round
+    of what :func:`~.link_fields.exclusive` iterates).
 
     EM sees one pair at a time, so a father and a son of one name at one address pass for one
     person whose date of birth was mistyped entirely, and namesakes born on other days for
@@ -621,16 +616,18 @@ def _one_to_one_m(model: Model, levels: np.ndarray, session: Session) -> list[np
     share = odds / (against + odds)
     if session.weights is not None:
         share = share * session.weights
-    out = []
-    for c, m in enumerate(model.m):
-        mass = np.bincount(levels[:, c], weights=share, minlength=len(m))
-        mass[NULL] = 0.0
-        if mass[1:].sum() <= 0:
-            out.append(m)
-            continue
-        mass[1:] = np.maximum(mass[1:] / mass[1:].sum(), M_FLOOR)
-        out.append(mass / mass[1:].sum())
-    return out
+    return [_m_of(np.bincount(levels[:, c], weights=share, minlength=len(m)))
+            if share[levels[:, c] != NULL].sum() > 0 else m
+            for c, m in enumerate(model.m)]  # fmt: skip
+
+
+def _m_of(mass: np.ndarray) -> np.ndarray:
+    """m from the match mass at each level: null says nothing, and no level falls below
+    :data:`M_FLOOR`."""
+    mass = mass.astype(float)
+    mass[NULL] = 0.0
+    mass[1:] = np.maximum(mass[1:] / max(mass[1:].sum(), 1e-300), M_FLOOR)
+    return mass / mass[1:].sum()
 
 
 def _agreement(
