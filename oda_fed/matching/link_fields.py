@@ -306,7 +306,7 @@ class FieldScoring:
             prob = exclusive(weight, left, right, sizes=(len(a), len(b)), prior=prior,
                              views=views)  # fmt: skip
         else:
-            prob = 1.0 / (1.0 + np.exp2(-np.clip(weight, -60, 60)))
+            prob = fs.probability(weight)
         found = Candidates(left=left, right=right, score=prob)
         if tokens is None:
             return found, TokenConflicts(), stats

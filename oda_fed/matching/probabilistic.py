@@ -299,6 +299,11 @@ def _rule_keys(ev: Evidence, rule: Sequence[str], side: int) -> np.ndarray:
 # --- Fellegi–Sunter, fitted by EM ---------------------------------------------------------------
 
 
+def probability(weight: np.ndarray) -> np.ndarray:
+    """Match probabilities from match weights (log2 odds, prior included)."""
+    return 1.0 / (1.0 + np.exp2(-np.clip(weight, -60, 60)))
+
+
 @dataclass(frozen=True)
 class Model:
     """m and u of every level of every comparison, and the share of matches among candidates.
@@ -336,8 +341,7 @@ class Model:
         return total
 
     def probability(self, levels: np.ndarray) -> np.ndarray:
-        w = self.match_weight(levels)
-        return 1.0 / (1.0 + np.exp2(-np.clip(w, -60, 60)))
+        return probability(self.match_weight(levels))
 
     def to_json(self) -> str:
         """m, u and the prior as JSON (the comparisons come from the project's fields)."""
