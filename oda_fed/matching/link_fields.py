@@ -51,6 +51,8 @@ U_PAIRS = 500_000
 #: (a million records give tens of millions of pairs of one birth date) gives the same m and
 #: share of matches, at a fraction of the memory.
 SESSION_PAIRS = 2_000_000
+#: Most pairs of records sharing a location that :func:`train_model` compares, over all sources.
+HOUSEHOLD_SAMPLE = 1_000_000
 #: Blocking threshold below the CLK-only threshold, and its floor.
 BLOCKING_MARGIN = 0.15
 BLOCKING_FLOOR = 0.5
@@ -114,11 +116,35 @@ def pair_candidates(
     return key // width, key % width, stats
 
 
+def _households(
+    comparisons: Sequence[fs.Comparison],
+    evidence: Sequence[Evidence],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The levels of pairs of records within each source that share a location
+    (:func:`~.probabilistic.household_rules`), a sample of at most :data:`HOUSEHOLD_SAMPLE`."""
+    found = [np.empty((0, len(comparisons)), dtype=np.int8)]
+    rules = fs.household_rules(comparisons)
+    for ev in evidence if rules else ():
+        left, right = fs.token_pairs(ev, ev, rules)
+        keep = left < right
+        share = HOUSEHOLD_SAMPLE / len(evidence) / max(int(keep.sum()), 1)
+        keep &= rng.random(len(left)) < share
+        found.append(fs.comparison_levels(comparisons, ev, ev, left[keep], right[keep]))
+    return np.concatenate(found)
+
+
 def train_model(
-    comparisons: Sequence[fs.Comparison], evidence: Sequence[Evidence], *, seed: int = 0
+    comparisons: Sequence[fs.Comparison],
+    evidence: Sequence[Evidence],
+    *,
+    seed: int = 0,
+    one_per_source: bool = True,
 ) -> fs.Model:
     """u from random pairs and m with the prior from the training sessions, over all pairs of
-    sources."""
+    sources. With one record per person in a source (``one_per_source``), pairs within a source
+    that share a location are different people: their levels give u where two records share
+    one (:func:`~.probabilistic.household`)."""
     sizes = [len(e) for e in evidence]
     random = fs.random_pairs(sizes, U_PAIRS, seed=seed)
     levels = np.concatenate(
@@ -131,6 +157,13 @@ def train_model(
     present = (levels != fs.NULL).mean(axis=0) if len(levels) else None
     sessions = []
     rng = np.random.default_rng(seed)
+    # A generator of its own: the sessions' samples stay those of the same seed without it.
+    nearby = np.random.default_rng([seed, 1])
+    household = (
+        fs.household(comparisons, _households(comparisons, evidence, nearby), u)
+        if one_per_source
+        else None
+    )
     n = len(evidence)
     for left_out, tokens, agree in fs.session_rules(comparisons):
         found, weights, ends, which_pair, pairs, sampled = [], [], ([], []), [], 0, False
@@ -168,7 +201,8 @@ def train_model(
                     np.concatenate(which_pair) if n > 2 else None,
                 )
             )
-    return fs.train(comparisons, sessions, u, all_pairs=_cross_pairs(sizes), present=present)
+    return fs.train(comparisons, sessions, u, all_pairs=_cross_pairs(sizes), present=present,
+                    household=household)  # fmt: skip
 
 
 def estimate(
@@ -358,8 +392,9 @@ def link_fields(
         raise MatchingInputError("field evidence is missing or does not match the CLKs")
     if progress is not None:
         progress("training the match weights")
-    scoring = FieldScoring(tuple(comparisons), train_model(comparisons, evidence), clk_threshold,
-                           blocking, one_per_source, token_rule)  # fmt: skip
+    model = train_model(comparisons, evidence, one_per_source=one_per_source)
+    scoring = FieldScoring(tuple(comparisons), model, clk_threshold, blocking, one_per_source,
+                           token_rule)  # fmt: skip
     model = scoring.model
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
     stats: list[BlockStats | None] = []

@@ -10,7 +10,9 @@ often it occurs between two records of one person) and the share of matches amon
 are fitted by expectation–maximisation on the candidates, without any truth. A pair's match
 weight is the sum of ``log2(m / u)`` of its levels; with the prior it gives a match probability,
 and pairs at or above the probability threshold are resolved into entities with it as their
-score.
+score. Where both records share a location, u of the other comparisons is the one counted
+between different people of one partner who share a postcode (:func:`household`): a family
+shares a name, which random pairs rarely do.
 
 Candidates are the union of CLK similarity (the CLK stays the blocking key, with LSH for large
 sources) and equality of a few combinations of tokens, which finds records whose CLKs differ
@@ -220,13 +222,7 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     name tokens are unordered, so swapped names agree). Each is specific enough that blocks
     stay small at a million records."""
     dates = [c.name for c in comparisons if c.kind == "date"]
-    postcodes = [
-        name
-        for c in comparisons
-        if c.kind == "location"
-        for name, kind in zip(c.fields, c.types, strict=True)
-        if kind == "postcode"
-    ]
+    postcodes = _postcodes(comparisons)
     names = next((len(c.fields) for c in comparisons if c.kind == "names"), 0)
     sound = f"{NAMES}:phonetic"
     rules = [(f"{d}:ymd", f"{p}:sector") for d in dates for p in postcodes]
@@ -243,6 +239,22 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
         rules += [(f"{p}:unit", sound) for p in postcodes]
         rules.append((sound,))
     return rules
+
+
+def _postcodes(comparisons: Sequence[Comparison]) -> list[str]:
+    return [
+        name
+        for c in comparisons
+        if c.kind == "location"
+        for name, kind in zip(c.fields, c.types, strict=True)
+        if kind == "postcode"
+    ]
+
+
+def household_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
+    """The tokens whose equality within one source finds records of people who share a location
+    (a postcode's unit), for :func:`household`; none without a postcode."""
+    return [(f"{p}:unit",) for p in _postcodes(comparisons)]
 
 
 def _side(token: str, side: int) -> str:
@@ -322,6 +334,9 @@ class Model:
     #: not counted): partners overlap unevenly, and a prior shared by all pairs of sources
     #: takes one partner's records for matches of a partner that holds few of its people.
     split: tuple[float, ...] | None = None
+    #: Bits added to the weight of comparison ``c`` at level ``k`` when the pair's location is
+    #: at level ``l``: ``household[c][l, k]`` (see :func:`household`). None: no adjustment.
+    household: tuple[np.ndarray, ...] | None = None
     history: tuple[float, ...] = field(default=(), repr=False)
 
     def weights(self) -> list[np.ndarray]:
@@ -338,21 +353,23 @@ class Model:
         total = np.full(len(levels), np.log2(self.prior / (1 - self.prior)))
         for c, w in enumerate(self.weights()):
             total += w[levels[:, c]]
-        return total
+        return total + _household_bits(self.comparisons, self.household, levels)
 
     def probability(self, levels: np.ndarray) -> np.ndarray:
         return probability(self.match_weight(levels))
 
     def to_json(self) -> str:
-        """m, u and the prior as JSON (the comparisons come from the project's fields)."""
-        return json.dumps(
-            {
-                "comparisons": [c.name for c in self.comparisons],
-                "m": [x.tolist() for x in self.m],
-                "u": [x.tolist() for x in self.u],
-                "prior": self.prior,
-            }
-        )
+        """m, u, the prior and the household adjustment as JSON (the comparisons come from the
+        project's fields)."""
+        doc = {
+            "comparisons": [c.name for c in self.comparisons],
+            "m": [x.tolist() for x in self.m],
+            "u": [x.tolist() for x in self.u],
+            "prior": self.prior,
+        }
+        if self.household is not None:
+            doc["household"] = [x.tolist() for x in self.household]
+        return json.dumps(doc)
 
     @staticmethod
     def from_json(text: str, comparisons: Sequence[Comparison]) -> Model:
@@ -370,7 +387,68 @@ class Model:
         u = tuple(np.asarray(x, dtype=np.float64) for x in doc["u"])
         if doc["comparisons"] != names or [len(x) for x in m] != levels:
             raise ValueError(f"the match weights are for {doc['comparisons']}, not {names}")
-        return Model(tuple(comparisons), m, u, float(doc["prior"]))
+        household = doc.get("household")
+        if household is not None:
+            household = tuple(np.asarray(x, dtype=np.float64) for x in household)
+        return Model(tuple(comparisons), m, u, float(doc["prior"]), household=household)
+
+
+def _household_bits(
+    comparisons: Sequence[Comparison], household: Sequence[np.ndarray] | None, levels: np.ndarray
+) -> np.ndarray | float:
+    """Each pair's bits from :attr:`Model.household` (0 without one)."""
+    if household is None:
+        return 0.0
+    at = levels[:, next(c for c, comp in enumerate(comparisons) if comp.kind == "location")]
+    return sum(table[at, levels[:, c]] for c, table in enumerate(household))
+
+
+#: Pairs of people sharing a location needed at a location level before u there is counted
+#: among them, and how many pairs' worth of the ordinary u a count starts from (so a level seen
+#: a handful of times moves little).
+HOUSEHOLD_MIN = 200
+HOUSEHOLD_START = 100.0
+
+
+def household(
+    comparisons: Sequence[Comparison], levels: np.ndarray, u: Sequence[np.ndarray]
+) -> tuple[np.ndarray, ...] | None:
+    """How differently the other comparisons weigh when two records share a location, from the
+    ``levels`` of pairs of records in one source that share one (different people, where each
+    partner holds a person once: :func:`household_rules`).
+
+    Fellegi–Sunter counts the comparisons as independent, but people at one address are mostly
+    one family, with a family name in common. Between two such people "the names are similar"
+    is common, not the 1 in 250 of random pairs, so a household member with no birth date passed
+    for the same person (ukpop 3 x 20k, medium errors: 90 % of false pairs). At each location
+    level, u of the names is counted among these pairs and a pair at that level gets
+    ``log2(u / u there)`` bits for its names' level. None when no level has
+    :data:`HOUSEHOLD_MIN` pairs.
+
+    Only the names: the other comparisons depend on the names there too (a couple differs in
+    sex, a father and a son of one name do not), so counted apart from the names the sex a
+    couple rarely shares would make a father and a son look more alike. With sex and date of
+    birth counted too, F1 moved by 0.0005 or less (ukpop 3 x 20k).
+    """
+    loc = next((c for c, comp in enumerate(comparisons) if comp.kind == "location"), None)
+    if loc is None or not len(levels):
+        return None
+    n_levels = [len(c.labels) for c in comparisons]
+    tables = [np.zeros((n_levels[loc], k)) for k in n_levels]
+    for level in range(1, n_levels[loc]):
+        at = levels[levels[:, loc] == level]
+        for c, k in enumerate(n_levels):
+            counts = np.bincount(at[:, c], minlength=k)[1:].astype(float)
+            if comparisons[c].kind != "names" or counts.sum() < HOUSEHOLD_MIN:
+                continue
+            there = (counts + HOUSEHOLD_START * u[c][1:]) / (counts.sum() + HOUSEHOLD_START)
+            # A level rarer there than between random pairs weighs more only as far as its
+            # count shows (about a 95 % upper bound): none in a thousand pairs does not show a
+            # rate below 1 in 10,000.
+            upper = (counts + 2 * np.sqrt(counts) + 1) / counts.sum()
+            there = np.maximum(there, np.minimum(u[c][1:], upper))
+            tables[c][level, 1:] = np.log2(np.maximum(u[c][1:], 1e-12) / there)
+    return tuple(tables) if any(t.any() for t in tables) else None
 
 
 def estimate_u(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.ndarray, ...]:
@@ -415,9 +493,11 @@ def fit(
     max_iterations: int = 100,
     tolerance: float = 1e-5,
     weights: np.ndarray | None = None,
+    household: tuple[np.ndarray, ...] | None = None,
 ) -> Model:
     """m and the prior by EM over the candidates' levels, u held fixed (as Splink trains m).
-    ``weights``: how many pairs each row stands for, when the rows are a sample.
+    ``weights``: how many pairs each row stands for, when the rows are a sample; ``household``:
+    :attr:`Model.household`.
 
     Works on distinct comparison vectors with their counts, so its cost does not grow with the
     number of pairs.
@@ -431,6 +511,7 @@ def fit(
         start = np.linspace(1.0, 0.1, k - 1) ** 3
         m.append(np.concatenate([[0.0], start / start.sum()]))
     log_u = [np.log(np.maximum(x, 1e-12)) for x in u]
+    shift = np.log(2.0) * _household_bits(comparisons, household, patterns)
     history = []
     converged = False
     iterations = 0
@@ -443,7 +524,7 @@ def fit(
             present = lv != NULL
             lm += np.where(present, log_m[c][lv], 0.0)
             lu += np.where(present, log_u[c][lv], 0.0)
-        logit = np.log(prior) - np.log1p(-prior) + lm - lu
+        logit = np.log(prior) - np.log1p(-prior) + lm - lu + shift
         p = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
         weighted = p * counts
         new_prior = float(np.clip(weighted.sum() / counts.sum(), 1e-9, 1 - 1e-9))
@@ -459,7 +540,7 @@ def fit(
             converged = True
             break
     return Model(tuple(comparisons), tuple(m), tuple(u), prior, iterations, converged,
-                 tuple(history))  # fmt: skip
+                 household=household, history=tuple(history))  # fmt: skip
 
 
 def random_pairs(
@@ -540,6 +621,7 @@ def train(
     *,
     all_pairs: int,
     present: Sequence[float] | None = None,
+    household: tuple[np.ndarray, ...] | None = None,
 ) -> Model:
     """m of every comparison from the sessions that did not block on it (each record's pairs
     competing for its one match, :func:`_one_to_one_m`), and the prior (the share of all record
@@ -550,7 +632,8 @@ def train(
     random pairs. The matches a session on the date of birth finds stand for the share of all
     matches that have both dates and agree on them exactly: ``present`` times how often matches
     agree (:func:`_agreement`). Without ``present`` a tenth of the matches went uncounted where
-    a twentieth of dates are missing (ukpop-high).
+    a twentieth of dates are missing (ukpop-high). ``household``: :attr:`Model.household`, used
+    in every fit.
     """
     names = [c.name for c in comparisons]
     fitted: dict[str, list[np.ndarray]] = {n: [] for n in names}
@@ -559,7 +642,7 @@ def train(
         left_out = [names.index(c) for c in s.comparisons]
         levels = s.levels.copy()
         levels[:, left_out] = NULL
-        model = fit(comparisons, levels, u, weights=s.weights)
+        model = fit(comparisons, levels, u, weights=s.weights, household=household)
         session_m = _one_to_one_m(model, levels, s)
         for k, name in enumerate(names):
             if k not in left_out:
@@ -574,7 +657,7 @@ def train(
         k = names.index(s.comparisons[0])
         if s.agree_level is None:
             continue
-        agree = _agreement(comparisons, sessions, u, k, s.agree_level)
+        agree = _agreement(comparisons, sessions, u, k, s.agree_level, household)
         if agree:
             both = present[k] if present is not None else 1.0
             matches.append(n / (agree * max(both, 1e-3)))
@@ -582,7 +665,7 @@ def train(
     total = float(np.median(matches)) if matches else 0.01 * all_pairs
     prior = float(np.clip(total / max(all_pairs, 1), 1e-12, 0.5))
     return Model(tuple(comparisons), tuple(m), tuple(u), prior, converged=bool(matches),
-                 split=split)  # fmt: skip
+                 split=split, household=household)  # fmt: skip
 
 
 def _split(fitted: tuple[Model, np.ndarray], session: Session) -> tuple[float, ...] | None:
@@ -640,6 +723,7 @@ def _agreement(
     u: Sequence[np.ndarray],
     k: int,
     level: int,
+    household: tuple[np.ndarray, ...] | None = None,
 ) -> float | None:
     """How often matches are at ``level`` of comparison ``k``, in the sessions that did not
     block on it; None if none did.
@@ -663,6 +747,7 @@ def _agreement(
         alone[:, k] = s.levels[:, k]
         others = s.levels.copy()
         others[:, [comparisons.index(c) for c in comparisons if c.name in s.comparisons]] = NULL
-        shares.append(max(fit(comparisons, levels, u, weights=s.weights).m[k][level]
+        shares.append(max(fit(comparisons, levels, u, weights=s.weights,
+                              household=household).m[k][level]
                           for levels in (alone, others)))  # fmt: skip
     return float(np.mean(shares)) if shares else None

@@ -109,6 +109,7 @@ def write_quality_report(
     at = _nearest(estimate, chosen_threshold)
     context = {
         "weights": [] if model is None else _weights_table(model),
+        "household": [] if model is None else _household_table(model),
         "weights_chart": (
             _png_data_uri(paths["weights"], "match weights") if model is not None else ""
         ),
@@ -163,6 +164,22 @@ def _weights_table(model: Model) -> list[tuple[str, str, str, str, str]]:
         for level in range(1, len(comp.labels)):
             rows.append((comp.name, comp.labels[level], f"{m[level]:.4f}", f"{u[level]:.4g}",
                          f"{w[level]:+.2f}"))  # fmt: skip
+    return rows
+
+
+def _household_table(model: Model) -> list[tuple[str, str, str, str, str, str]]:
+    """The levels whose weight differs where both records share a location
+    (:attr:`~oda_fed.matching.probabilistic.Model.household`): u there and the weight there."""
+    if model.household is None:
+        return []
+    location = next(c for c in model.comparisons if c.kind == "location")
+    rows = []
+    for comp, u, w, table in zip(model.comparisons, model.u, model.weights(), model.household,
+                                 strict=True):  # fmt: skip
+        for at, level in zip(*np.nonzero(table), strict=True):
+            there = u[level] * 2.0 ** -table[at, level]
+            rows.append((comp.name, location.labels[at], comp.labels[level], f"{there:.4g}",
+                         f"{w[level] + table[at, level]:+.2f}", f"{table[at, level]:+.2f}"))  # fmt: skip
     return rows
 
 

@@ -79,18 +79,18 @@ def test_distinct_rows_count_the_weights_of_a_sample() -> None:
     assert rows.tolist() == [[0, 1], [1, 2]] and counts.tolist() == [5.0, 3.5]
 
 
-def test_training_on_a_sample_of_each_session_learns_the_same_weights(
-    tmp_path, monkeypatch
-) -> None:
-    """Sessions of millions of pairs are sampled: the weights and the prior hardly move."""
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[list, list]:
+    """The comparisons and the field evidence of two partners of a synthetic population."""
     import dataclasses
 
     from oda_fed.config import load_project
-    from oda_fed.matching import link_fields, probabilistic
+    from oda_fed.matching import probabilistic
     from oda_fed.node.encode import encode_file, field_encodings
     from oda_fed.node.sources import layout_for
     from oda_fed.synth import generate, write, write_project
 
+    tmp_path = tmp_path_factory.mktemp("trained")
     synthetic = generate(population=3000, partners=2, seed=5, errors="medium")
     write(synthetic, tmp_path)
     write_project(synthetic, tmp_path / "project.toml")
@@ -103,13 +103,40 @@ def test_training_on_a_sample_of_each_session_learns_the_same_weights(
         evidence.append(
             encode_file(path, project=project, layout=layout, secret=b"s" * 32).evidence
         )
-    comparisons = probabilistic.comparisons_for(field_encodings(project))
+    return probabilistic.comparisons_for(field_encodings(project)), evidence
+
+
+def test_training_on_a_sample_of_each_session_learns_the_same_weights(trained, monkeypatch) -> None:
+    """Sessions of millions of pairs are sampled: the weights and the prior hardly move."""
+    from oda_fed.matching import link_fields
+
+    comparisons, evidence = trained
     full = link_fields.train_model(comparisons, evidence)
     monkeypatch.setattr(link_fields, "SESSION_PAIRS", 500)
     sampled = link_fields.train_model(comparisons, evidence)
     assert sampled.prior == pytest.approx(full.prior, rel=0.15)
     for a, b in zip(full.weights(), sampled.weights(), strict=True):
         assert np.abs(a[1:3] - b[1:3]).max() < 1.0  # the strongest levels, in bits
+
+
+def test_pairs_within_a_partner_count_only_where_it_holds_a_person_once(
+    trained, monkeypatch
+) -> None:
+    """Records of one partner at one postcode are different people only if the partner holds
+    each person once: otherwise they hold duplicates, and counting them would teach that
+    agreeing names mean little at one address."""
+    from oda_fed.matching import link_fields
+
+    comparisons, evidence = trained
+    names = [c.kind for c in comparisons].index("names")
+    shared = link_fields.train_model(comparisons, evidence).household
+    # Similar names (Dice >= 0.6) are common at one postcode, as a family shares a name.
+    assert shared is not None and shared[names][1, 3] < -1
+    assert link_fields.train_model(comparisons, evidence, one_per_source=False).household is None
+    # A sample of the pairs at one postcode tells the same.
+    monkeypatch.setattr(link_fields, "HOUSEHOLD_SAMPLE", 1000)
+    sampled = link_fields.train_model(comparisons, evidence).household
+    assert sampled is not None and abs(sampled[names][1, 3] - shared[names][1, 3]) < 0.5
 
 
 def _resolved_reference(labels, scored) -> tuple[int, float]:

@@ -179,6 +179,56 @@ def test_em_recovers_known_m_with_u_fixed(rng: np.random.Generator) -> None:
     assert p[0] > 0.99 and p[1] < 0.01
 
 
+def test_household_u_agrees_with_a_plain_python_reference(rng: np.random.Generator) -> None:
+    """u among pairs sharing a location, per location level, against counting by hand."""
+    comps = [fs.Comparison("names", "names", ("null", "exact", "similar", "else")),
+             fs.Comparison("sex", "exact", ("null", "agree", "else")),
+             fs.Comparison("loc", "location", ("null", "address", "postcode", "else"))]  # fmt: skip
+    u = [np.array([0, 0.001, 0.05, 0.949]), np.array([0, 0.5, 0.5]),
+         np.array([0, 0.0001, 0.001, 0.9989])]  # fmt: skip
+    n = 3000
+    levels = np.column_stack([rng.choice(4, n, p=[0.05, 0.02, 0.6, 0.33]),
+                              rng.choice(3, n, p=[0.1, 0.3, 0.6]),
+                              rng.choice(4, n, p=[0, 0.9, 0.1 - 1e-3, 1e-3])]).astype(np.int8)  # fmt: skip
+    got = fs.household(comps, levels, u)
+    assert got is not None
+    for c, k in ((0, 4),):
+        for loc in range(4):
+            at = [row[c] for row in levels if row[2] == loc and row[c] != fs.NULL]
+            want = np.zeros(k)
+            if len(at) >= fs.HOUSEHOLD_MIN:
+                for level in range(1, k):
+                    seen = at.count(level)
+                    there = (seen + fs.HOUSEHOLD_START * u[c][level]) / (
+                        len(at) + fs.HOUSEHOLD_START
+                    )
+                    upper = (seen + 2 * seen**0.5 + 1) / len(at)
+                    there = max(there, min(u[c][level], upper))
+                    want[level] = np.log2(u[c][level] / there)
+            assert np.allclose(got[c][loc], want), (c, loc)
+    # Similar names are common at one address: they count for less there. Sex, which depends on
+    # the names there (a couple differs, a father and a son do not), keeps its weight, though
+    # it agrees less often there; so does the location itself.
+    assert got[0][1, 2] < -3
+    assert not got[1].any() and not got[2].any()
+
+
+def test_a_household_adjustment_survives_the_index_s_json(rng: np.random.Generator) -> None:
+    comps = DATE_LOCATION_NAMES[:2] + [fs.Comparison("where", "location", ("null", "same",
+                                                                              "else"))]  # fmt: skip
+    u = [np.array([0, 0.001, 0.01, 0.989]), np.array([0, 0.5, 0.5]), np.array([0, 0.001, 0.999])]
+    shift = (np.array([[0, 0, 0, 0], [0, -2.0, 0, 0], [0, 0, 0, 0]]), np.zeros((3, 3)),
+             np.zeros((3, 3)))  # fmt: skip
+    model = fs.Model(tuple(comps), tuple(x.copy() for x in u), tuple(u), 0.01, household=shift)
+    again = fs.Model.from_json(model.to_json(), comps)
+    levels = np.array([[1, 1, 1], [1, 1, 2]], dtype=np.int8)
+    assert np.allclose(again.match_weight(levels), model.match_weight(levels))
+    # m = u: no level says anything, except an agreeing date at the shared location, 2 bits less.
+    weight = model.match_weight(levels)
+    assert weight[1] == pytest.approx(np.log2(0.01 / 0.99))
+    assert weight[0] - weight[1] == pytest.approx(-2.0)
+
+
 #: A date, a location and the names, for sessions blocked on the names.
 DATE_LOCATION_NAMES = [
     fs.Comparison("dob", "date", ("null", "exact", "partial", "else")),
@@ -310,6 +360,11 @@ def test_the_quality_report_shows_the_match_weights_in_a_browser(
     assert rows.count() == 1 + sum(len(c.labels) - 1 for c in model.comparisons)
     assert "date of birth" not in rows.nth(1).inner_text()  # labels are the comparisons'
     assert rows.nth(1).inner_text().startswith("names")
+    # Where both records share a location, the levels that weigh differently there.
+    assert model.household is not None
+    shared = page.locator("#household-weights tr")
+    assert shared.count() == 1 + sum(int((t != 0).sum()) for t in model.household)
+    assert "same postcode" in shared.nth(1).inner_text()
     images = opened.images()
     assert len(images) == 3 and all(complete and width > 0 for complete, width in images)
 
