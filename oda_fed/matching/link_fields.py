@@ -395,7 +395,6 @@ def link_fields(
     model = train_model(comparisons, evidence, one_per_source=one_per_source)
     scoring = FieldScoring(tuple(comparisons), model, clk_threshold, blocking, one_per_source,
                            token_rule)  # fmt: skip
-    model = scoring.model
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
     stats: list[BlockStats | None] = []
     conflicts = TokenConflicts()
