@@ -61,7 +61,8 @@ encoding: ``method = "clk"`` with that hardening, or ``method = "fields"``, from
 
 The field evidence's names are the unordered pair of a record's names (``@names``): a guess is
 right when it is the pair. A ``@names:born`` token is right when it is the date of birth with the
-sound of the name behind it; the attacker's list holds both names of each public person.
+sound of the name behind it (``@names:placed``: the postcode); the attacker's list holds both
+names of each public person.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ from oda_fed.encoding.evidence import (
     FILTER_BITS,
     FILTER_K,
     NAMES,
+    PLACED,
+    PLACED_INITIAL,
     Evidence,
     EvidenceEncoder,
 )
@@ -623,38 +626,47 @@ def _joined(values: Mapping[str, np.ndarray], part: str = "value") -> np.ndarray
     return np.array(pairs, dtype=object)
 
 
-#: The ``@names:born`` token families and what each pairs with the date of birth.
-_BORN_PARTS = {BORN: "phonetic", BORN_INITIAL: "initials"}
+#: The token families of one name with another field's value (``@names:born``,
+#: ``@names:placed``): what each cuts from the name, and the field type it pairs the name with.
+_ANCHORED = {
+    BORN: ("phonetic", "date_of_birth"),
+    BORN_INITIAL: ("initials", "date_of_birth"),
+    PLACED: ("phonetic", "postcode"),
+    PLACED_INITIAL: ("initials", "postcode"),
+}
 
 
-def _born(values: Mapping[str, np.ndarray], part: str) -> dict[str, np.ndarray]:
-    """Each name cut by ``part``, with the date of birth (``"date|part"``), per name field."""
-    dates = cut_all(values["date_of_birth"], "value")
+def _anchored(values: Mapping[str, np.ndarray], part: str, anchor: str) -> dict[str, np.ndarray]:
+    """Each name cut by ``part``, with the value of field ``anchor`` (``"value|part"``), per name
+    field."""
+    anchors = cut_all(values[anchor], "value")
     out = {}
     for name in ("first_name", "last_name"):
         cut = cut_all(values[name], part)
         out[name] = np.array([f"{d}|{c}" if d and c else "" for d, c in
-                              zip(dates, cut, strict=True)], dtype=object)  # fmt: skip
+                              zip(anchors, cut, strict=True)], dtype=object)  # fmt: skip
     return out
 
 
-def born_truth(upload: Upload, loaded: LoadedProject) -> dict[str, np.ndarray]:
-    """The plaintext behind each ``@names:born...:i`` column: which name a column holds differs
-    from record to record (the tokens are sorted by value), so each name's token is made on
-    its own, as the node makes it, and matched back."""
+def anchored_truth(upload: Upload, loaded: LoadedProject) -> dict[str, np.ndarray]:
+    """The plaintext behind each ``@names:born...:i`` and ``@names:placed...:i`` column: which
+    name a column holds differs from record to record (the tokens are sorted by value), so each
+    name's token is made on its own, as the node makes it, and matched back."""
     project = loaded.project
     fields = field_encodings(project)
-    dates = [f for f in fields if f.type == "date_of_birth"]
     assert upload.evidence is not None
     out = {}
-    for family, part in _BORN_PARTS.items():
-        plain = _born(upload.plain, part)
+    for family, (part, kind) in _ANCHORED.items():
+        anchors = [f for f in fields if f.type == kind]
+        if not anchors:
+            continue
+        plain = _anchored(upload.plain, part, anchors[0].name)
         own = {}
         for f in (f for f in fields if f.type == "name"):
-            encoder = EvidenceEncoder([f, *dates], secret=SECRET, context=project.name)
+            encoder = EvidenceEncoder([f, anchors[0]], secret=SECRET, context=project.name)
             table = {
                 f.name: list(upload.plain[f.name]),
-                dates[0].name: list(upload.plain[dates[0].name]),
+                anchors[0].name: list(upload.plain[anchors[0].name]),
             }
             own[f.name] = encoder.encode(table).tokens[f"{family}:0"]
         for column, tokens in upload.evidence.tokens.items():
@@ -744,7 +756,7 @@ class Run:
             return
         f1 = self.f1(loaded)
         types = {f.name: f.type for f in loaded.project.linkage.fields}
-        born = born_truth(upload, loaded)
+        anchored = anchored_truth(upload, loaded)
         for name, filters in upload.evidence.filters.items():
             if name == NAMES:
                 truth, public, kind = _joined(upload.plain), _joined(self.public), NAMES
@@ -754,14 +766,16 @@ class Run:
             frequency = frequency_alignment(filters, truth, public, rng=self.rng())
             graph = filter_graph_attack(filters, truth, public, kind=kind)
             self.rows.append(Row(f"filter {name}", "default", frequency, graph, f1))
-        public_born = {
-            family: np.concatenate(list(_born(self.public, part).values()))
-            for family, part in _BORN_PARTS.items()
+        anchors = {f.type: f.name for f in loaded.project.linkage.fields}
+        public_anchored = {
+            family: np.concatenate(list(_anchored(self.public, part, anchors[kind]).values()))
+            for family, (part, kind) in _ANCHORED.items()
+            if kind in anchors
         }
         for name, tokens in upload.evidence.tokens.items():
             field_name, part = name.rsplit(":", 1)
-            if name in born:
-                truth, public = born[name], public_born[field_name]
+            if name in anchored:
+                truth, public = anchored[name], public_anchored[field_name]
             elif field_name == NAMES:
                 truth, public = _joined(upload.plain, part), _joined(self.public, part)
             else:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from oda_fed.encoding.evidence import BORN, BORN_INITIAL, NAMES, Evidence
+from oda_fed.encoding.evidence import BORN, BORN_INITIAL, NAMES, PLACED, PLACED_INITIAL, Evidence
 from oda_fed.encoding.fields import FieldEncoding
 from oda_fed.matching import kernels
 from oda_fed.matching.candidates import Candidates
@@ -66,9 +66,13 @@ class Comparison:
 LOCATION_TYPES = frozenset({"address", "postcode", "free_text"})
 
 
-#: The levels of the names comparison, after "null": Dice of the names' filters, and the names'
-#: sounds agreeing for respellings Dice misses.
-NAME_LEVELS = ("exact", "dice>=0.8", "dice>=0.6", "phonetic", "dice>=0.4", "else")
+#: The levels of the names comparison, after "null": Dice of the names' filters, one side's names
+#: all among the other's (a name missing on one side: "JAMES" and "DANIEL JAMES" have Dice 0.6,
+#: as a sibling has), and the names' sounds agreeing for respellings Dice misses.
+NAME_LEVELS = ("exact", "dice>=0.8", "one holds the other", "phonetic", "dice>=0.6", "dice>=0.4",
+               "else")  # fmt: skip
+#: The share of the smaller names' filter bits the other must hold for "one holds the other".
+CONTAINED = 0.95
 
 
 def comparisons_for(fields: Sequence[FieldEncoding]) -> list[Comparison]:
@@ -120,12 +124,20 @@ def _location_levels(
 
 
 def _dice(fa: np.ndarray, fb: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return _similarity(fa, fb, left, right)[0]
+
+
+def _similarity(
+    fa: np.ndarray, fb: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's Dice (NaN where either filter is empty) and whether the smaller filter's bits
+    are nearly all in the other (:data:`CONTAINED`)."""
     inter = kernels.pair_intersections(fa, fb, left, right)
     pa, pb = kernels.popcounts(fa)[left], kernels.popcounts(fb)[right]
     total = pa + pb
     dice = np.divide(2 * inter, total, out=np.zeros(len(left)), where=total > 0)
     dice[(pa == 0) | (pb == 0)] = np.nan
-    return dice
+    return dice, inter >= CONTAINED * np.minimum(pa, pb)
 
 
 def _eq(a: Evidence, b: Evidence, name: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -189,11 +201,11 @@ def comparison_levels(
     out = np.empty((n, len(comparisons)), dtype=np.int8)
     for c, comp in enumerate(comparisons):
         if comp.kind == "names":
-            dice = _dice(a.filters[NAMES], b.filters[NAMES], left, right)
+            dice, contained = _similarity(a.filters[NAMES], b.filters[NAMES], left, right)
             null = np.isnan(dice)
             d = np.nan_to_num(dice)
             phonetic = _eq(a, b, f"{NAMES}:phonetic", left, right) == 1
-            conditions = [d >= 0.999, d >= 0.8, d >= 0.6, phonetic, d >= 0.4]
+            conditions = [d >= 0.999, d >= 0.8, contained, phonetic, d >= 0.6, d >= 0.4]
         elif comp.kind == "date":
             parts = [_eq(a, b, f"{comp.name}:{p}", left, right)
                      for p in ("ymd", "swap", "ym", "md")]  # fmt: skip
@@ -215,10 +227,10 @@ def comparison_levels(
 def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     """Combinations of tokens whose equality makes a candidate pair, beside CLK similarity:
     one name's sound or initial with the date of birth (``@names:born``,
-    ``@names:born_initial``, in any column on either side: a rule element ``"a|b"`` compares
-    token ``a`` of the left record with token ``b`` of the right), the date with the
-    postcode's sector, the postcode with the date's month and day, year and month, or day and
-    month sorted, the names' sound with the postcode, and the names' sound alone (the
+    ``@names:born_initial``) or with the postcode (``@names:placed``,
+    ``@names:placed_initial``), in any column on either side (``"family:*"``, see
+    :func:`token_pairs`); the date with the postcode's sector; the postcode with the date's
+    month and day, year and month, or day and month sorted; and the names' sound alone (the
     name tokens are unordered, so swapped names agree). Each is specific enough that blocks
     stay small at a million records."""
     dates = [c.name for c in comparisons if c.kind == "date"]
@@ -230,13 +242,11 @@ def blocking_rules(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
     # threshold, which costs LSH far more at a million records.
     rules += [(f"{p}:unit", f"{d}:{part}") for d in dates for p in postcodes
               for part in ("md", "ym", "swap")]  # fmt: skip
-    if names and dates:
-        # One name's sound or initial and the date of birth, in any name column on either side.
-        for family in (BORN, BORN_INITIAL):
-            columns = [f"{family}:{i}" for i in range(names)]
-            rules += [(f"{x}|{y}" if x != y else x,) for x in columns for y in columns]
+    families = [BORN, BORN_INITIAL] * bool(dates) + [PLACED, PLACED_INITIAL] * bool(postcodes)
     if names:
-        rules += [(f"{p}:unit", sound) for p in postcodes]
+        # One name's sound or initial and the date of birth or the postcode, in any name column
+        # on either side.
+        rules += [(f"{family}{ANY_COLUMN}",) for family in families]
         rules.append((sound,))
     return rules
 
@@ -267,20 +277,29 @@ def _side(token: str, side: int) -> str:
 #: 10,000, F1 is unchanged on 2 x 100k and 3 x 20k ukpop, and a million records make far fewer
 #: candidates.
 TOKEN_BLOCK = 1_000
+#: The suffix of a rule element that stands for any column of a token family.
+ANY_COLUMN = ":*"
 
 
 def token_pairs(
     a: Evidence, b: Evidence, rules: Sequence[tuple[str, ...]], *, max_block: int = TOKEN_BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs whose tokens agree on every token of at least one rule (none missing).
-    Blocks of more than ``max_block`` pairs (a token shared by thousands) are skipped."""
+    A rule ``("family:*",)`` pairs records where any of the family's columns (``family:0``,
+    ...) on the left agrees with any on the right: one pass for what would be a rule per pair
+    of columns. Blocks of more than ``max_block`` pairs (a token shared by thousands) are
+    skipped."""
     found = []
     for rule in rules:
-        if any(_side(t, 0) not in a.tokens or _side(t, 1) not in b.tokens for t in rule):
+        if len(rule) == 1 and rule[0].endswith(ANY_COLUMN):
+            (ka, rows_a), (kb, rows_b) = (_any_column(ev, rule[0]) for ev in (a, b))
+        elif any(_side(t, 0) not in a.tokens or _side(t, 1) not in b.tokens for t in rule):
             continue
-        ka, kb = _rule_keys(a, rule, 0), _rule_keys(b, rule, 1)
-        left = pd.DataFrame({"k": ka, "left": np.arange(len(ka))})[ka != 0]
-        right = pd.DataFrame({"k": kb, "right": np.arange(len(kb))})[kb != 0]
+        else:
+            ka, kb = _rule_keys(a, rule, 0), _rule_keys(b, rule, 1)
+            rows_a, rows_b = np.arange(len(ka)), np.arange(len(kb))
+        left = pd.DataFrame({"k": ka, "left": rows_a})[ka != 0]
+        right = pd.DataFrame({"k": kb, "right": rows_b})[kb != 0]
         sizes = left["k"].value_counts().mul(right["k"].value_counts(), fill_value=0)
         keep = sizes[(sizes > 0) & (sizes <= max_block)].index
         pairs = left[left["k"].isin(keep)].merge(right[right["k"].isin(keep)], on="k")
@@ -292,6 +311,17 @@ def token_pairs(
     key = pd.unique(np.concatenate([f["left"].to_numpy(np.int64) * width
                                     + f["right"].to_numpy(np.int64) for f in found]))  # fmt: skip
     return key // width, key % width
+
+
+def _any_column(ev: Evidence, element: str) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens of every column of a family (``element`` is ``"family:*"``), one after the
+    other, and the row each came from; none where the family is not there."""
+    family = element[: -len(ANY_COLUMN)]
+    columns = sorted(k for k in ev.tokens if k.rsplit(":", 1)[0] == family)
+    if not columns:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    keys = np.concatenate([ev.tokens[c] for c in columns])
+    return keys, np.tile(np.arange(len(ev), dtype=np.int64), len(columns))
 
 
 def _rule_keys(ev: Evidence, rule: Sequence[str], side: int) -> np.ndarray:
@@ -385,8 +415,13 @@ class Model:
         levels = [len(c.labels) for c in comparisons]
         m = tuple(np.asarray(x, dtype=np.float64) for x in doc["m"])
         u = tuple(np.asarray(x, dtype=np.float64) for x in doc["u"])
-        if doc["comparisons"] != names or [len(x) for x in m] != levels:
+        if doc["comparisons"] != names:
             raise ValueError(f"the match weights are for {doc['comparisons']}, not {names}")
+        if [len(x) for x in m] != levels:
+            raise ValueError(
+                "the match weights were trained for other comparison levels (saved by an "
+                "earlier oda-fed); link again to retrain them"
+            )
         household = doc.get("household")
         if household is not None:
             household = tuple(np.asarray(x, dtype=np.float64) for x in household)

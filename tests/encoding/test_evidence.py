@@ -48,13 +48,14 @@ def test_the_names_of_what_is_made_follow_the_field_types() -> None:
     assert filters == ["@names"]
     assert tokens == [
         "@names:phonetic", "@names:born:0", "@names:born:1", "@names:born_initial:0",
-        "@names:born_initial:1",
+        "@names:born_initial:1", "@names:placed:0", "@names:placed:1", "@names:placed_initial:0",
+        "@names:placed_initial:1",
         "dob:ymd", "dob:ym", "dob:md", "dob:swap", "postcode:unit", "postcode:sector", "sex:value",
     ]  # fmt: skip
     # Nothing a frequency list reads directly: no name on its own, no year, no district.
     assert not any(t.startswith(("first_name", "last_name")) for t in filters + tokens)
     assert "dob:y" not in tokens and "postcode:district" not in tokens
-    assert not any("initial" in t for t in tokens if not t.startswith("@names:born_initial"))
+    assert not any("initial" in t for t in tokens if not t.endswith(("_initial:0", "_initial:1")))
     ev = _encode({"first_name": ["john"], "last_name": ["smith"], "dob": ["1980-02-01"],
                   "postcode": ["LS6 2AB"], "sex": ["m"]})  # fmt: skip
     assert sorted(ev.filters) == sorted(filters) and sorted(ev.tokens) == sorted(tokens)
@@ -76,6 +77,10 @@ def test_a_token_is_the_keyed_blake2b_of_its_part() -> None:
     assert ev.tokens["@names:phonetic"][0] == token("@names:phonetic", "JMS\x1fSM0")
     born = {token("@names:born", "1980-02-01\x1f" + sound) for sound in ("JMS", "SM0")}
     assert [ev.tokens[f"@names:born:{i}"][0] for i in (0, 1)] == sorted(born, reverse=True)
+    placed = {token("@names:placed_initial", "LS6 2AB\x1f" + initial) for initial in "js"}
+    assert [ev.tokens[f"@names:placed_initial:{i}"][0] for i in (0, 1)] == sorted(
+        placed, reverse=True
+    )
     assert ev.tokens["sex:value"][0] == 0
 
 
@@ -214,23 +219,32 @@ def test_evidence_crosses_as_columns_of_its_layout_and_comes_back_whole() -> Non
         Evidence.from_blobs(layout, [(chunks[0][0] + b"x" * 8, 2)])
 
 
-def test_born_tokens_pair_each_name_with_the_date_and_hide_which_name_it_is() -> None:
-    ev = _encode({"first_name": ["anna", "smith", "anna", "anna", None],
-                  "last_name": ["smith", "anna", "jones", "smith", "smith"],
-                  "dob": ["1980-02-01", "1980-02-01", "1980-02-01", "1981-02-01", "1980-02-01"],
-                  "postcode": [None] * 5, "sex": [None] * 5})  # fmt: skip
-    born = np.vstack([ev.tokens["@names:born:0"], ev.tokens["@names:born:1"]])
-    sets = [set(born[:, i].tolist()) - {0} for i in range(5)]
-    assert (born[:, 0] == born[:, 1]).all()  # swapped names: the same columns
+@pytest.mark.parametrize(
+    ("family", "anchor", "values"),
+    [
+        ("born", "dob", ["1980-02-01"] * 3 + ["1981-02-01", "1980-02-01"]),
+        ("placed", "postcode", ["LS6 2AB"] * 3 + ["LS6 2AD", "LS6 2AB"]),
+    ],
+)
+def test_anchored_tokens_pair_each_name_with_a_value_and_hide_which_name_it_is(
+    family: str, anchor: str, values: list[str]
+) -> None:
+    rows = {"first_name": ["anna", "smith", "anna", "anna", None],
+            "last_name": ["smith", "anna", "jones", "smith", "smith"],
+            "dob": [None] * 5, "postcode": [None] * 5, "sex": [None] * 5}  # fmt: skip
+    ev = _encode({**rows, anchor: values})
+    made = np.vstack([ev.tokens[f"@names:{family}:0"], ev.tokens[f"@names:{family}:1"]])
+    sets = [set(made[:, i].tolist()) - {0} for i in range(5)]
+    assert (made[:, 0] == made[:, 1]).all()  # swapped names: the same columns
     assert len(sets[0] & sets[2]) == 1  # a new family name keeps the given name's token
-    assert not sets[0] & sets[3]  # another date shares none
-    assert sets[4] < sets[0] and born[1, 4] == 0  # a missing name: one token, then 0
+    assert not sets[0] & sets[3]  # another date or postcode shares none
+    assert sets[4] < sets[0] and made[1, 4] == 0  # a missing name: one token, then 0
     # Largest first in every record, so a column says nothing of given or family name.
-    assert (born[0] >= born[1]).all()
-    # As rare as a person: no token here is shared by records of different names and dates.
-    assert (
-        len(set(born[born != 0].tolist())) == 5
-    )  # anna, smith, jones of 1980; anna, smith of 1981
+    assert (made[0] >= made[1]).all()
+    # As rare as a person: no token here is shared by records of different names and values.
+    assert len(set(made[made != 0].tolist())) == 5  # anna, smith, jones; anna, smith elsewhere
+    # Without the anchor's value there is no token.
+    assert not _encode(rows).tokens[f"@names:{family}:0"].any()
 
 
 def test_a_round_keeps_born_tokens_comparable_across_their_columns() -> None:

@@ -71,6 +71,10 @@ def test_one_comparison_for_the_names_one_per_field_and_one_for_the_location() -
         (("ash", "sun", None, "14 high street leeds", None, None),
          {"names": "else", "location": "same address"}),
         (("zoe", "patel", "1990-07-30", None, None, None), {"names": "else", "dob": "else"}),
+        # A name missing on one side: the other's names hold it, which a sibling's do not.
+        ((None, "smith", None, None, None, None), {"names": "one holds the other"}),
+        (("anna", None, None, None, None, None), {"names": "one holds the other"}),
+        (("john", "smith", None, None, None, None), {"names": "dice>=0.6"}),
     ],
 )  # fmt: skip
 def test_a_pair_s_levels_are_the_first_that_holds(other: tuple, expected: dict) -> None:
@@ -82,17 +86,21 @@ def _reference_pairs(a: Evidence, b: Evidence, rules, max_block: int) -> set[tup
     """Brute force: every pair agreeing on all of some rule's tokens, none missing, in blocks of
     at most ``max_block`` pairs."""
 
-    def key(ev: Evidence, rule, row: int, side: int):
+    def keys(ev: Evidence, rule, row: int, side: int) -> list:
+        if rule[0].endswith(":*"):  # any column of the family: one key per column
+            family = rule[0][:-2]
+            return [v for k, c in ev.tokens.items() if k.rsplit(":", 1)[0] == family
+                    if (v := c[row]) != 0]  # fmt: skip
         values = [ev.tokens[t.split("|")[side] if "|" in t else t][row] for t in rule]
-        return None if 0 in values else tuple(values)
+        return [] if 0 in values else [tuple(values)]
 
     out = set()
     for rule in rules:
-        ka = [key(a, rule, i, 0) for i in range(len(a))]
-        kb = [key(b, rule, j, 1) for j in range(len(b))]
-        for k in set(ka) - {None}:
-            left = [i for i, x in enumerate(ka) if x == k]
-            right = [j for j, x in enumerate(kb) if x == k]
+        ka = [keys(a, rule, i, 0) for i in range(len(a))]
+        kb = [keys(b, rule, j, 1) for j in range(len(b))]
+        for k in {x for row in ka for x in row}:
+            left = [i for i, x in enumerate(ka) for y in x if y == k]
+            right = [j for j, x in enumerate(kb) for y in x if y == k]
             if 0 < len(left) * len(right) <= max_block:
                 out |= set(itertools.product(left, right))
     return out
@@ -102,19 +110,22 @@ def test_token_blocking_agrees_with_a_plain_python_reference(rng: np.random.Gene
     def ev(n: int) -> Evidence:
         # Few distinct values, some missing, so blocks of every size occur.
         tokens = {name: rng.choice(np.array([0, 1, 2, 3, 5], dtype=np.uint64), n)
-                  for name in ("dob:ymd", "first_name:phonetic", "last_name:phonetic")}  # fmt: skip
+                  for name in ("dob:ymd", "first_name:phonetic", "last_name:phonetic",
+                               "born:0", "born:1")}  # fmt: skip
         return Evidence(filters={}, tokens=tokens)
 
     a, b = ev(60), ev(70)
     rules = [
         ("dob:ymd", "first_name:phonetic"),
         ("first_name:phonetic|last_name:phonetic", "last_name:phonetic|first_name:phonetic"),
+        ("born:*",),
         ("postcode:unit",),
-    ]  # fmt: skip  (the last names a token neither side has)
+        ("placed:*",),
+    ]  # fmt: skip  (the last two name tokens neither side has)
     for max_block in (10**6, 40):
         left, right = fs.token_pairs(a, b, rules, max_block=max_block)
         assert set(zip(left.tolist(), right.tolist(), strict=True)) == _reference_pairs(
-            a, b, rules[:2], max_block
+            a, b, rules[:3], max_block
         )
         assert len(set(zip(left.tolist(), right.tolist(), strict=True))) == len(left)
 
