@@ -147,6 +147,18 @@ def test_token_blocking_finds_a_person_who_married_and_moved() -> None:
     assert _token_candidates(anna, married) == {(0, 0)}
 
 
+def test_token_blocking_finds_a_person_at_one_postcode_whose_birth_date_is_missing() -> None:
+    """A family name changed or misspelt out of its sound, no date of birth on one side, at
+    one postcode: one name's sound (or initial) with the postcode pairs them; a neighbour of
+    other names at that postcode is not paired, nor a namesake elsewhere."""
+    home = [("anna", "smith", "1980-02-01", "14 high street leeds", "LS6 2AB", "f"),
+            ("zoe", "patel", "1975-06-30", "16 high street leeds", "LS6 2AB", "f")]  # fmt: skip
+    later = [("anna", "jones", None, "14 high street leeds", "LS6 2AB", "f"),
+             ("anne", "smithers", None, "14 high street leeds", "LS6 2AB", "f"),
+             ("anna", "jones", None, "3 sea view hull", "HU1 1AA", "f")]  # fmt: skip
+    assert _token_candidates(home, later) == {(0, 0), (0, 1)}
+
+
 def test_token_blocking_finds_a_mistyped_birth_date_at_one_postcode() -> None:
     """Names respelt out of their sound and the year of birth mistyped, at one postcode:
     before, only CLK similarity below the LSH threshold found such pairs, at four times the
