@@ -10,6 +10,7 @@ check it with ``sha256sum project.toml``.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import itertools
 import re
@@ -784,9 +785,20 @@ class EventTable(_Strict):
     date_format: str | None = None
 
 
+#: The extract formats a node reads (node.toml ``[source] format``).
+SOURCE_FORMATS = ("csv", "parquet", "xlsx")
+
+
 class NodeSource(_Strict):
     path: Path
-    format: Literal["csv"] = "csv"
+    # One of SOURCE_FORMATS; left out, the file's suffix says (.parquet/.pq, .xlsx, else csv).
+    format: str | None = None
+    # CSV only: the text encoding (a UTF-8 byte-order mark is accepted) and the column delimiter.
+    # Exports from Excel or Windows systems are often cp1252, and ';'-separated.
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    # xlsx only: the worksheet holding the extract (default: the first).
+    sheet: str | None = None
     record_id: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     attributes: dict[str, str] = Field(default_factory=dict)
@@ -797,6 +809,38 @@ class NodeSource(_Strict):
     lookups: dict[Name, Path] = Field(default_factory=dict)
     # Event tables (many rows per person) for attributes the project derives from events.
     events: list[EventTable] = Field(default_factory=list)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in SOURCE_FORMATS:
+            raise ValueError(
+                f"format '{value}' is not supported: use one of {', '.join(SOURCE_FORMATS)}, "
+                "or leave it out to go by the file's suffix (save an old .xls workbook as .xlsx)"
+            )
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding '{value}': give a Python codec name, such as 'utf-8' or "
+                "'cp1252' (Windows and Excel exports)"
+            ) from None
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError(
+                f"the delimiter must be one character, such as ',' or ';' (a tab is \"\\t\"), "
+                f"not {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique_events(self) -> NodeSource:

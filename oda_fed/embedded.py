@@ -42,14 +42,18 @@ def link_files(
     rebuild: bool = False,
     on_invalid: str = "error",
     progress: Progress | None = None,
+    sources: Mapping[str, AnalysisSource] | None = None,
 ) -> LinkResult:
-    """Link the records of CSV files, afresh or into a linked index file.
+    """Link the records of partners' files (CSV, Parquet or xlsx), afresh or into a linked index
+    file.
 
     A file's stem names its source. When the stem is a partner id in the project, that partner's
     agreed column layout applies; otherwise columns must be named after the project's fields, and
     the record id column is ``record_id``. ``on_invalid`` is ``"error"`` (stop at the first
     malformed value, naming its row and column) or ``"missing"`` (count malformed values as
-    missing).
+    missing). ``sources`` gives, by stem, what a partner's node.toml ``[source]`` would: its
+    columns, and how to read its file (format, encoding, delimiter, sheet; by default UTF-8
+    comma-separated CSV, or as the file's suffix says).
 
     Without ``index`` the files are linked afresh and entities are numbered ``e0000001``… in
     resolution order. With ``index``, the linked index at that path is created, or updated source
@@ -77,9 +81,14 @@ def link_files(
     """
     target = _index_target(project, index, rebuild=rebuild)
     if target is None and len(paths) < 2:
-        raise InputDataError("give at least two CSV files to link")
+        raise InputDataError("give at least two files to link")
     extracts = encode_files(
-        paths, project=project, secret=secret, on_invalid=on_invalid, progress=progress
+        paths,
+        project=project,
+        secret=secret,
+        on_invalid=on_invalid,
+        progress=progress,
+        sources=sources,
     )
     return run_linkage(
         extracts,
@@ -97,10 +106,17 @@ def encode_files(
     secret: bytes,
     on_invalid: str = "error",
     progress: Progress | None = None,
+    sources: Mapping[str, AnalysisSource] | None = None,
 ) -> dict[str, Extract]:
-    """Each file's records encoded with its partner's layout, keyed by the file's stem."""
+    """Each file's records encoded with its partner's layout (and ``sources``' settings, as
+    :func:`link_files` takes them), keyed by the file's stem."""
     encoded = _encoded(
-        by_stem(paths), project=project, secret=secret, on_invalid=on_invalid, progress=progress
+        by_stem(paths),
+        project=project,
+        secret=secret,
+        on_invalid=on_invalid,
+        progress=progress,
+        sources=sources,
     )
     return {stem: extract_of(e) for stem, e in encoded.items()}
 
@@ -209,7 +225,7 @@ def analyse_files(
     on_invalid: str = "error",
     progress: Progress | None = None,
 ) -> Analysis:
-    """Link partners' files (partner to CSV file) and release every product the project
+    """Link partners' files (partner to file) and release every product the project
     declares into ``out_dir``.
 
     The same derivations and disclosure control as a federated round: each file is encoded and its
@@ -253,7 +269,7 @@ def analyse_files(
                 "[source.<partner>] path in the --sources file"
             )
     if len(files) < 2:
-        raise InputDataError("give at least two partners' CSV files to analyse")
+        raise InputDataError("give at least two partners' files to analyse")
     for prod in spec.products:
         if prod.kind == LOCAL and prod.owner not in files:
             raise InputDataError(

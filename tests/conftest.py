@@ -71,6 +71,24 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)
 
 
+def synth_folder(folder: Path, **generate: object) -> Path:
+    """``folder`` with a synthetic population's CSV files (one per partner, and truth.csv) and
+    its project.toml, as ``oda-fed synth`` writes them; ``generate`` as
+    :func:`oda_fed.synth.generate` takes it."""
+    from oda_fed.synth import generate as make
+    from oda_fed.synth import write, write_project
+
+    synthetic = make(**generate)
+    write(synthetic, folder)
+    write_project(synthetic, folder / "project.toml")
+    return folder
+
+
+@pytest.fixture(name="synth_folder", scope="session")
+def _synth_folder() -> Callable[..., Path]:
+    return synth_folder
+
+
 @dataclass
 class Federation:
     workdir: Path

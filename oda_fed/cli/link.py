@@ -44,7 +44,9 @@ index_app = typer.Typer(
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Option(help="CSV with the records to encode.")],
+    input: Annotated[
+        Path, typer.Option(help="CSV, .parquet or .xlsx file with the records to encode.")
+    ],
     out: Annotated[Path, typer.Option(help="Output file.")],
     project: Annotated[
         Path | None, typer.Option(help="The project agreement (project.toml).")
@@ -192,7 +194,8 @@ def link(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="Two or more CSV files; each file's name (without .csv) names its source."
+            help="Two or more files (CSV, .parquet or .xlsx, UTF-8 CSV unless the suffix says "
+            "otherwise); each file's name without its suffix names its source."
         ),
     ],
     project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")],
@@ -414,8 +417,9 @@ def analyse(
     files: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="One CSV file per partner, named after it (council.csv, police.csv, ...); "
-            "optional for partners whose file the --sources file gives."
+            help="One file per partner (CSV, .parquet or .xlsx), named after it (council.csv, "
+            "police.parquet, ...); optional for partners whose file the --sources file gives, "
+            "which also sets a CSV's encoding and delimiter."
         ),
     ] = None,
     project: Annotated[Path, typer.Option(help="The project agreement (project.toml).")] = Path(

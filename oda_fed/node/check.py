@@ -117,16 +117,18 @@ def _extract(config: NodeConfig, loaded: LoadedProject) -> tuple[None, str]:
     from oda_fed.node.sources import (
         count_rows,
         layout_for,
-        read_csv,
+        read_source,
         require_columns,
         require_records,
     )
 
     path = config.source.path
     layout = layout_for(loaded.project, config.partner, config.source)
-    with closing(read_csv(path, chunk_rows=1)) as frames:
-        require_columns(next(frames), path, layout)
-    rows = count_rows(path)
+    with closing(read_source(path, chunk_rows=1, options=layout.read)) as frames:
+        first = next(frames)
+    require_columns(first, path, layout)
+    # A sheet's recorded size may count blank rows: the first chunk says whether any is a record.
+    rows = count_rows(path, layout.read) if len(first) else 0
     require_records(path, rows)
     return None, f"{path}: {rows} records; every mapped column is there"
 

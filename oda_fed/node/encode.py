@@ -23,7 +23,14 @@ from oda_fed.encoding import (
 from oda_fed.encoding.evidence import Evidence, EvidenceEncoder
 from oda_fed.encoding.exact import derive_token_key, exact_tokens
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
-from oda_fed.node.sources import Layout, PreparedSource, count_rows, iter_prepared, read_csv
+from oda_fed.node.sources import (
+    Layout,
+    PreparedSource,
+    ReadOptions,
+    count_rows,
+    iter_prepared,
+    read_source,
+)
 
 #: Called with (records done, records in the file).
 Progress = Callable[[int, int], None]
@@ -116,7 +123,7 @@ def encode_file(
     >>> enc.clks.shape  # doctest: +SKIP
     (2105, 16)
     """
-    total = count_rows(path) if progress is not None else 0
+    total = count_rows(path, layout.read) if progress is not None else 0
     ids, clks = [], []
     attributes: dict[str, list[str]] = {a: [] for a in layout.attributes}
     missing = {f.name: 0 for f in project.linkage.fields}
@@ -172,6 +179,7 @@ def encode_clkhash_file(
     secret: bytes | str,
     chunk_rows: int = 100_000,
     progress: Progress | None = None,
+    read: ReadOptions | None = None,
 ) -> EncodedSource:
     """Encode ``path`` with a clkhash v3 schema, a chunk at a time, bit for bit as clkhash does.
 
@@ -182,7 +190,7 @@ def encode_clkhash_file(
     Parameters
     ----------
     path
-        The CSV to encode.
+        The file to encode: CSV, Parquet or xlsx (see :func:`oda_fed.node.sources.read_source`).
     schema
         The loaded schema (:func:`~oda_fed.encoding.load_clkhash_schema`); ``schema.bits`` is the
         CLK length, padded to whole 64-bit words in the result.
@@ -192,6 +200,9 @@ def encode_clkhash_file(
         Rows read and encoded at a time; the CLKs do not depend on it.
     progress
         Called with (records done, records in the file) after each chunk.
+    read
+        How to read ``path`` (format, encoding, delimiter, sheet); by default UTF-8 CSV, or
+        as its suffix says.
 
     Raises
     ------
@@ -207,9 +218,9 @@ def encode_clkhash_file(
     (28, 16)
     """
     encoder = ClkhashEncoder(schema, secret=secret)  # one encoder: its caches carry across chunks
-    total = count_rows(path) if progress is not None else 0
+    total = count_rows(path, read) if progress is not None else 0
     parts, done = [], 0
-    for frame in read_csv(path, chunk_rows=chunk_rows):
+    for frame in read_source(path, chunk_rows=chunk_rows, options=read):
         parts.append(encoder.encode(frame, first_row=done))
         done += len(frame)
         if progress is not None:

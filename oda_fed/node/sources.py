@@ -6,14 +6,17 @@ are shown to the partner's own staff, but they never travel to the coordinator.
 
 from __future__ import annotations
 
+import codecs
+import datetime as dt
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from oda_fed.config import NodeSource, Project
+from oda_fed.config import SOURCE_FORMATS, NodeSource, Project
 from oda_fed.errors import InputDataError
 from oda_fed.standardise import STANDARDISERS, InvalidValue, standardise_column, standardise_date
 
@@ -40,15 +43,69 @@ def require_records(path: Path, count: int) -> None:
         raise EmptyExtractError(path)
 
 
+#: The format a file's suffix implies when node.toml ``[source]`` leaves ``format`` out.
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+}
+
+#: Delimiters an export commonly uses, for the hint when a header reads as one column.
+COMMON_DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read an extract: node.toml ``[source]`` ``format``, ``encoding``, ``delimiter``
+    and ``sheet``. The defaults read UTF-8 comma-separated CSV, or go by the file's suffix."""
+
+    format: str | None = None  # None: from the file's suffix
+    encoding: str = "utf-8"  # CSV only; a UTF-8 byte-order mark is accepted
+    delimiter: str = ","  # CSV only
+    sheet: str | None = None  # xlsx only; None: the first sheet
+
+    @classmethod
+    def of(cls, source: NodeSource | None) -> ReadOptions:
+        if source is None:
+            return cls()
+        return cls(
+            format=source.format,
+            encoding=source.encoding,
+            delimiter=source.delimiter,
+            sheet=source.sheet,
+        )
+
+    def format_of(self, path: Path) -> str:
+        """The format ``path`` is read as; :class:`InputDataError` for one not supported."""
+        if self.format is not None:
+            if self.format not in SOURCE_FORMATS:
+                raise InputDataError(
+                    f"{path}: format '{self.format}' is not supported; the formats are "
+                    f"{', '.join(SOURCE_FORMATS)} (set format in node.toml [source])"
+                )
+            return self.format
+        suffix = Path(path).suffix.lower()
+        if suffix == ".xls":
+            raise InputDataError(
+                f"{path}: an old Excel (.xls) workbook cannot be read; open it in Excel and save "
+                f"it as .xlsx, or export it as CSV (the formats read are {', '.join(SOURCE_FORMATS)})"
+            )
+        return SUFFIX_FORMATS.get(suffix, "csv")
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Where each project field and shareable attribute sits in one partner's file."""
+    """Where each project field and shareable attribute sits in one partner's file, and how to
+    read that file."""
 
     record_id: str
     columns: Mapping[str, str]  # field -> column; "" where this partner does not hold the field
     attributes: Mapping[str, str]
     date_format: str | None
     on_invalid: str = "error"
+    read: ReadOptions = field(default_factory=ReadOptions)
 
 
 @dataclass(frozen=True)
@@ -94,22 +151,59 @@ def layout_for(project: Project, partner: str | None, source: NodeSource | None 
         attributes=attributes,
         date_format=date_format,
         on_invalid=on_invalid,
+        read=ReadOptions.of(source),
     )
 
 
-def read_csv(path: Path, *, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+def read_source(
+    path: Path, *, chunk_rows: int | None = None, options: ReadOptions | None = None
+) -> Iterator[pd.DataFrame]:
+    """Read an extract (CSV, Parquet or xlsx) as text columns, ``chunk_rows`` rows at a time
+    (all at once when None).
+
+    Every value is a ``str``: an empty cell is ``""``, a whole number has no ``.0`` and a date
+    is ``YYYY-MM-DD``, so each format prepares as the same table written as CSV would. A file
+    with a header and no rows still gives one (empty) frame, so its columns get checked.
+
+    Raises
+    ------
+    InputDataError
+        The file is missing, unreadable in its format or encoding, or has no header; the
+        message says what to do.
+
+    Examples
+    --------
+    >>> options = ReadOptions(encoding="cp1252", delimiter=";")
+    >>> frames = read_source(Path("council.csv"), chunk_rows=50_000,
+    ...                      options=options)  # doctest: +SKIP
+    """
+    options = options or ReadOptions()
+    fmt = options.format_of(path)
+    if not Path(path).is_file():
+        raise InputDataError(f"{path}: file not found; check the path in node.toml [source]")
+    if fmt == "parquet":
+        yield from _read_parquet(path, chunk_rows=chunk_rows)
+    elif fmt == "xlsx":
+        yield from _read_xlsx(path, chunk_rows=chunk_rows, sheet=options.sheet)
+    else:
+        yield from read_csv(
+            path, chunk_rows=chunk_rows, encoding=options.encoding, delimiter=options.delimiter
+        )
+
+
+def read_csv(
+    path: Path, *, chunk_rows: int | None = None, encoding: str = "utf-8", delimiter: str = ","
+) -> Iterator[pd.DataFrame]:
     """Read a CSV as text columns, ``chunk_rows`` at a time (all at once when None).
 
-    Raises a clear :class:`InputDataError` for files pandas cannot parse.
+    Raises a clear :class:`InputDataError` for files pandas cannot parse or decode.
     """
+    # A UTF-8 file may open with a byte-order mark (Excel writes one): read it either way.
+    codec = "utf-8-sig" if _codec(encoding) == "utf-8" else encoding
+    text = {"dtype": str, "encoding": codec, "sep": delimiter}
     try:
         reader = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            chunksize=chunk_rows,
+            path, keep_default_na=False, na_filter=False, chunksize=chunk_rows, **text
         )
         if chunk_rows is None:
             yield reader
@@ -120,46 +214,258 @@ def read_csv(path: Path, *, chunk_rows: int | None = None) -> Iterator[pd.DataFr
                 empty = False
                 yield frame
             if empty:  # a header and no rows: still one (empty) chunk, so columns get checked
-                yield pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8-sig")
+                yield pd.read_csv(path, nrows=0, **text)
     except FileNotFoundError:
         raise InputDataError(f"{path}: file not found") from None
     except UnicodeDecodeError:
-        raise InputDataError(f"{path}: not UTF-8 text; export the file as UTF-8 CSV") from None
+        raise InputDataError(_undecodable(path, encoding)) from None
+    except LookupError:
+        raise InputDataError(
+            f"{path}: unknown encoding '{encoding}'; set encoding in node.toml [source] to a "
+            "Python codec name such as 'utf-8' or 'cp1252'"
+        ) from None
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{path}: the file is empty (no header row)") from None
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{path}: malformed CSV: {exc}") from None
 
 
-def count_rows(path: Path) -> int:
-    """Data rows in a CSV, counted fast from line ends (for progress display only)."""
-    lines = 0
+def _codec(encoding: str) -> str:
     try:
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 22):
-                lines += block.count(b"\n")
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: file not found") from None
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return encoding
+
+
+def _undecodable(path: Path, encoding: str) -> str:
+    """Where ``path`` first fails to decode as ``encoding``, and what to do about it."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line, where = 0, 1, ""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line += block.count(b"\n", 0, max(exc.start, 0))
+                where = f" at byte {offset + max(exc.start, 0)} (line {line})"
+                break
+            offset += len(block)
+            line += block.count(b"\n")
+    other = "utf-8" if _codec(encoding) == "cp1252" else "cp1252"
+    return (
+        f"{path}: cannot be read as {encoding} text{where}. Set the file's encoding in node.toml "
+        f'[source], such as encoding = "{other}" (common for exports from Excel or Windows '
+        "systems), or export the file again as UTF-8 CSV"
+    )
+
+
+def _read_parquet(path: Path, *, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+
+    with _parquet_file(path) as file:
+        try:
+            empty = True
+            batches = file.iter_batches(batch_size=chunk_rows or max(file.metadata.num_rows, 1))
+            for batch in batches:
+                empty = False
+                yield _text_batch(batch)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(path, exc, "a readable Parquet file") from None
+        if empty:
+            yield pd.DataFrame({name: [] for name in file.schema_arrow.names}, dtype=object)
+
+
+def _parquet_file(path: Path) -> object:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(path, exc, "a readable Parquet file") from None
+
+
+def _unreadable(path: Path, exc: Exception, what: str) -> InputDataError:
+    return InputDataError(
+        f"{path}: not {what} ({exc}). Export or save it again, or set format in node.toml "
+        f"[source] to the file's real format ({', '.join(SOURCE_FORMATS)})"
+    )
+
+
+def _text_batch(batch: object) -> pd.DataFrame:
+    """A Parquet record batch as a frame of ``str`` columns, nulls as ``""``."""
+    return pd.DataFrame(
+        {
+            name: _text_column(column).to_numpy(zero_copy_only=False)
+            for name, column in zip(batch.schema.names, batch.columns, strict=True)
+        },
+        dtype=object,
+    )
+
+
+def _text_column(column: object) -> object:
+    """One Arrow column as strings: whole floats without ``.0``, dates ``YYYY-MM-DD``, and
+    timestamps as their date at midnight, else ``YYYY-MM-DDTHH:MM:SS``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _text_column(column.cast(kind.value_type))
+    if pa.types.is_floating(kind):
+        finite = pc.and_kleene(pc.is_finite(column), pc.less(pc.abs(column), 2.0**53))
+        whole = pc.and_kleene(finite, pc.equal(column, pc.floor(column)))
+        as_int = pc.cast(pc.if_else(whole, column, 0.0), pa.int64(), safe=False)
+        text = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(column, pa.string()))
+        text = pc.if_else(pc.is_nan(column), "", text)  # NaN is pandas' missing value
+    elif pa.types.is_timestamp(kind):
+        day = pc.cast(column, pa.date32())
+        midnight = pc.equal(pc.cast(day, kind), column)
+        seconds = pc.cast(column, pa.timestamp("s", tz=kind.tz), safe=False)
+        text = pc.if_else(
+            midnight,
+            pc.cast(day, pa.string()),
+            pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"),
+        )
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        text = pa.array(
+            [None if v is None else v.decode("utf-8", "replace") for v in column.to_pylist()],
+            pa.string(),
+        )
+    else:
+        text = pc.cast(column, pa.string())  # ints, dates, booleans, decimals, strings
+    return pc.fill_null(text, "")
+
+
+def _read_xlsx(path: Path, *, chunk_rows: int | None, sheet: str | None) -> Iterator[pd.DataFrame]:
+    book = _workbook(path)
+    try:
+        worksheet = _worksheet(book, path, sheet)
+        rows = worksheet.iter_rows(values_only=True)
+        header = next(rows, None)
+        named = [i for i, v in enumerate(header or ()) if v is not None]
+        if not named:
+            raise InputDataError(
+                f"{path}: sheet '{worksheet.title}' is empty (no header row); put the column "
+                "names in its first row, or set sheet in node.toml [source]"
+            )
+        width = named[-1] + 1
+        columns = [_cell_text(v) for v in header[:width]]
+        batch: list[list[str]] = []
+        empty = True
+        for row in rows:
+            cells = [_cell_text(v) for v in row[:width]]
+            if not any(cells):  # a blank row, as the CSV reader skips blank lines
+                continue
+            batch.append(cells + [""] * (width - len(cells)))
+            if chunk_rows is not None and len(batch) >= chunk_rows:
+                empty = False
+                yield pd.DataFrame(batch, columns=columns, dtype=object)
+                batch = []
+        if batch or empty:
+            yield pd.DataFrame(batch, columns=columns, dtype=object)
+    finally:
+        book.close()
+
+
+def _workbook(path: Path) -> object:
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        return load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
+        raise _unreadable(path, exc, "a readable .xlsx workbook") from None
+
+
+def _worksheet(book: object, path: Path, sheet: str | None) -> object:
+    """The sheet named ``sheet`` (the first when None), or an error naming those there are."""
+    if sheet is None:
+        return book.worksheets[0]
+    if sheet not in book.sheetnames:
+        raise InputDataError(
+            f"{path}: no sheet '{sheet}'; the workbook has {', '.join(book.sheetnames)}. Set "
+            "sheet in node.toml [source] to one of them (or leave it out for the first)"
+        )
+    return book[sheet]
+
+
+def _cell_text(value: object) -> str:
+    """A cell as text: a whole number without ``.0``, a date as ``YYYY-MM-DD``, empty as ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def count_rows(path: Path, options: ReadOptions | None = None) -> int:
+    """Data rows in an extract, counted fast (a CSV's line ends, the row count a Parquet file or
+    an xlsx sheet records), for progress display only."""
+    options = options or ReadOptions()
+    fmt = options.format_of(path)
+    if not Path(path).is_file():
+        raise InputDataError(f"{path}: file not found; check the path in node.toml [source]")
+    if fmt == "parquet":
+        with _parquet_file(path) as file:
+            return file.metadata.num_rows
+    if fmt == "xlsx":
+        book = _workbook(path)
+        try:
+            return max((_worksheet(book, path, options.sheet).max_row or 1) - 1, 0)
+        finally:
+            book.close()
+    lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            lines += block.count(b"\n")
     return max(lines - 1, 0)
 
 
-def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
+def _require(frame: pd.DataFrame, path: Path, column: str, what: str, read: ReadOptions) -> None:
     if column not in frame.columns:
         found = ", ".join(frame.columns[:20])
         raise InputDataError(
-            f"{path}: no column '{column}' ({what}). Columns found: {found}. Fix the mapping in "
-            "node.toml [source] or the project's [partners.source], or the file's header."
+            f"{path}: no column '{column}' ({what}). Columns found: {found}. "
+            f"{_delimiter_hint(frame, path, read)}Fix the mapping in node.toml [source] or the "
+            "project's [partners.source], or the file's header."
         )
+
+
+def _delimiter_hint(frame: pd.DataFrame, path: Path, read: ReadOptions) -> str:
+    """A CSV read with the wrong delimiter has its header in one column: say which it holds."""
+    if read.format_of(path) != "csv" or len(frame.columns) != 1:
+        return ""
+    header = str(frame.columns[0])
+    for delimiter in COMMON_DELIMITERS:
+        if delimiter != read.delimiter and delimiter in header:
+            shown = "\\t" if delimiter == "\t" else delimiter
+            return (
+                f"The header looks '{shown}'-separated: set delimiter = '{shown}' in node.toml "
+                "[source]. "
+            )
+    return ""
 
 
 def require_columns(frame: pd.DataFrame, path: Path, layout: Layout) -> None:
     """Raise :class:`InputDataError` unless ``frame`` has every column ``layout`` maps."""
-    _require(frame, path, layout.record_id, "the record id")
-    for field, column in layout.columns.items():
+    read = layout.read
+    _require(frame, path, layout.record_id, "the record id", read)
+    for name, column in layout.columns.items():
         if column:  # "" means this partner does not hold the field
-            _require(frame, path, column, f"mapped from field '{field}'")
+            _require(frame, path, column, f"mapped from field '{name}'", read)
     for attribute, column in layout.attributes.items():
-        _require(frame, path, column, f"mapped from attribute '{attribute}'")
+        _require(frame, path, column, f"mapped from attribute '{attribute}'", read)
 
 
 def iter_prepared(
@@ -179,7 +485,7 @@ def iter_prepared(
     ids: list[np.ndarray] = []
     memo = _Memo()
     first_row = 0
-    for frame in read_csv(path, chunk_rows=chunk_rows):
+    for frame in read_source(path, chunk_rows=chunk_rows, options=layout.read):
         if first_row == 0:
             require_columns(frame, path, layout)
         chunk = _prepare_frame(
@@ -289,11 +595,13 @@ def _prepare_frame(
         n_bad = int(bad.sum())
         if n_bad and layout.on_invalid == "error":
             index = int(np.flatnonzero(bad.to_numpy())[0])
+            value = frame[column].iloc[index]
             raise InputDataError(
                 f"{path}: row {line(index)}, column '{column}' (field '{spec.name}'): "
-                f"{_reason(spec.type, frame[column].iloc[index], fmt)}. {n_bad} value(s) in this "
-                "column of this chunk are invalid. Fix them, or set on_invalid in node.toml "
-                '[source] to "keep" (encode what they still say) or "missing" (drop them).'
+                f"{_reason(spec.type, value, fmt)}. {n_bad} value(s) in this column of this chunk "
+                f"are invalid. {_typed_date_hint(path, layout, value, fmt)}Fix them, or set "
+                'on_invalid in node.toml [source] to "keep" (encode what they still say) or '
+                '"missing" (drop them).'
             )
         invalid[spec.name] = n_bad
         absent = values.isna().to_numpy()
@@ -313,6 +621,17 @@ def _prepare_frame(
 
 def is_date(field_type: str) -> bool:
     return field_type in ("date", "date_of_birth")
+
+
+def _typed_date_hint(path: Path, layout: Layout, value: str, fmt: str | None) -> str:
+    """Parquet and xlsx dates read as ``YYYY-MM-DD``, whatever date_format the CSV had."""
+    typed = layout.read.format_of(path) != "csv"
+    if typed and fmt is not None and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        return (
+            f"Dates in a {layout.read.format_of(path)} file are read as YYYY-MM-DD, not "
+            f"'{fmt}': set date_format = \"%Y-%m-%d\" in node.toml [source]. "
+        )
+    return ""
 
 
 def _reason(field_type: str, value: str, fmt: str | None) -> str:

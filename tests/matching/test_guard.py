@@ -11,19 +11,15 @@ from oda_fed.config import load_project
 from oda_fed.embedded import encode_files
 from oda_fed.linkage import run_linkage, settings_for
 from oda_fed.matching.guard import fit_problems, weak_pairs
-from oda_fed.synth import generate, write, write_project
 
 SECRET = b"a shared secret of 32 bytes long"
 WRONG = b"another secret, 32 bytes long..."
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def folder(tmp_path_factory, synth_folder) -> Path:
     folder = tmp_path_factory.mktemp("guard")
-    synthetic = generate(population=600, partners=3, seed=5, errors="medium")
-    write(synthetic, folder)
-    write_project(synthetic, folder / "project.toml")
-    return folder
+    return synth_folder(folder, population=600, partners=3, seed=5, errors="medium")
 
 
 def _link(folder: Path, method: str, *, wrong: str | None = None):

@@ -16,14 +16,9 @@ from oda_fed.node.sources import layout_for
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from oda_fed.synth import generate, write, write_project
-
+def synth(tmp_path_factory, synth_folder) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    synthetic = generate(population=800, partners=2, seed=2, errors="medium")
-    write(synthetic, out)
-    write_project(synthetic, out / "project.toml")
-    return out
+    return synth_folder(out, population=800, partners=2, seed=2, errors="medium")
 
 
 SECRET = b"k" * 32

@@ -8,11 +8,12 @@ that counts by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from oda_fed.config import LoadedProject, NodeConfig, Project, fingerprint_bytes
+from oda_fed.config import Project
 from oda_fed.errors import InputDataError
 from oda_fed.node import tasks
 from oda_fed.node.sources import layout_for
@@ -58,29 +59,22 @@ EVENTS = (
 )
 
 
-def node_state(tmp_path: Path, *, events: list[dict]) -> NodeState:
+@pytest.fixture
+def node_state(tmp_path: Path, node_config) -> Callable[..., NodeState]:
+    """The police node's state, with ``events`` as its event tables."""
+    return lambda *, events: _node_state(tmp_path, node_config, events=events)
+
+
+def _node_state(tmp_path: Path, node_config, *, events: list[dict]) -> NodeState:
     (tmp_path / "extract.csv").write_text(EXTRACT)
     project = Project.model_validate(PROJECT)
-    loaded = LoadedProject(
-        path=tmp_path / "project.toml", fingerprint=fingerprint_bytes(b"test"), project=project
-    )
-    config = NodeConfig.model_validate(
-        {
-            "partner": "police",
-            "project": tmp_path / "project.toml",
-            "project_fingerprint": loaded.fingerprint,
-            "secret_file": tmp_path / "secret",
-            "workdir": tmp_path / "state",
-            "coordinator": {"address": "127.0.0.1:1"},
-            "tls": {"ca": "ca", "cert": "cert", "key": "key"},
-            "source": {
-                "path": tmp_path / "extract.csv",
-                "record_id": "person_ref",
-                "columns": {"last_name": "surname"},
-                "events": events,
-            },
-        }
-    )
+    source = {
+        "path": tmp_path / "extract.csv",
+        "record_id": "person_ref",
+        "columns": {"last_name": "surname"},
+        "events": events,
+    }
+    config, loaded = node_config(tmp_path, project, partner="police", source=source)
     return NodeState(
         config=config,
         loaded=loaded,
@@ -91,11 +85,13 @@ def node_state(tmp_path: Path, *, events: list[dict]) -> NodeState:
     )
 
 
-def test_a_round_is_prepared_with_the_banded_count_under_random_refs(tmp_path: Path) -> None:
+def test_a_round_is_prepared_with_the_banded_count_under_random_refs(
+    tmp_path: Path, node_state
+) -> None:
     (tmp_path / "incidents.csv").write_text(EVENTS)
     table = {"name": "incidents", "path": str(tmp_path / "incidents.csv"),
              "record_id": "person", "date": "date", "type": "type"}  # fmt: skip
-    state = node_state(tmp_path, events=[table])
+    state = node_state(events=[table])
     files = state.round_files("r1")
     tasks._prepare(state, "r1", files)
     by_record = dict(zip(files.record_ids(), files.attribute("incidents_12m"), strict=True))
@@ -103,8 +99,8 @@ def test_a_round_is_prepared_with_the_banded_count_under_random_refs(tmp_path: P
     state.crossings.close()
 
 
-def test_a_missing_event_table_stops_the_round_before_anything_is_saved(tmp_path: Path) -> None:
-    state = node_state(tmp_path, events=[])
+def test_a_missing_event_table_stops_the_round_before_anything_is_saved(node_state) -> None:
+    state = node_state(events=[])
     files = state.round_files("r1")
     with pytest.raises(InputDataError, match=r'add \[\[source.events\]\] with name = "incidents"'):
         tasks._prepare(state, "r1", files)
