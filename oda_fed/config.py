@@ -32,6 +32,11 @@ FINGERPRINT_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
+METRICS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"
+#: Where a service serves its Prometheus metrics: HOST:PORT ([::1]:PORT for IPv6).
+MetricsAddress = Annotated[str, Field(pattern=METRICS_PATTERN)]
+#: How a service writes its log: rich's lines for a person, or one JSON object a line.
+LogFormat = Literal["text", "json"]
 EXACT_TYPES = ("nhs_number", "uprn")
 
 
@@ -890,6 +895,9 @@ class NodeConfig(_Strict):
     # The node's agreement key and agreed secrets, owner-only (default: <workdir>/keys).
     keys_dir: Path
     chunk_records: int = Field(default=CHUNK_RECORDS, ge=1, le=1_000_000)
+    # Serve Prometheus metrics on this HOST:PORT (plain HTTP, unauthenticated): off when unset.
+    metrics: MetricsAddress | None = None
+    log_format: LogFormat = "text"
 
     @model_validator(mode="before")
     @classmethod
@@ -932,6 +940,10 @@ class CoordinatorConfig(_Strict):
     # The partnership CA's revocation list (its ca.crl, copied here): calls from a certificate it
     # lists are refused. Read again whenever the file changes, or on SIGHUP.
     revocation_list: Path | None = None
+    # Serve Prometheus metrics on this HOST:PORT (plain HTTP, unauthenticated): off when unset.
+    # Keep it on localhost or the ODA's monitoring network.
+    metrics: MetricsAddress | None = None
+    log_format: LogFormat = "text"
 
     @property
     def audit_path(self) -> Path:
@@ -941,6 +953,19 @@ class CoordinatorConfig(_Strict):
 # --- loading ------------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def metrics_address(text: str) -> str:
+    """``text`` if it is a metrics address (``HOST:PORT``), as ``--metrics`` takes it.
+
+    Examples
+    --------
+    >>> metrics_address("127.0.0.1:9464")
+    '127.0.0.1:9464'
+    """
+    if not re.fullmatch(METRICS_PATTERN, text):
+        raise ConfigError(f"--metrics '{text}' is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return text
 
 
 def fingerprint_bytes(data: bytes) -> str:

@@ -59,17 +59,50 @@ def check_on_invalid(value: str) -> str:
     return value
 
 
-def setup_logging(verbose: bool) -> None:
-    """Log to stderr through rich, at DEBUG with ``--verbose``; for the long-running services."""
+MetricsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, unauthenticated: "
+        "localhost or your monitoring network only). Overrides `metrics` in the config; off "
+        "unless one of them sets it.",
+    ),
+]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        help="text: lines for a person (the default); json: one JSON object a line, for a log "
+        "shipper. Overrides `log_format` in the config.",
+    ),
+]
+
+
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
+    """Log to stderr, at DEBUG with ``--verbose``; for the long-running services. ``text``
+    logs through rich; ``json`` one JSON object a line (:mod:`oda_fed.monitoring.logs`)."""
     import logging
 
-    from rich.logging import RichHandler
+    if log_format == "json":
+        import sys
 
+        from oda_fed.monitoring.logs import JsonFormatter
+
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif log_format == "text":
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err_console, show_path=False)
+    else:
+        fail(f"--log-format must be text or json, not '{log_format}'", exit_code=2)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        handlers=[handler],
     )
 
 

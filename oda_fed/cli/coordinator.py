@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from oda_fed.cli._common import call, console, setup_logging, spinner, yes_no
+from oda_fed.cli._common import (
+    LogFormatOption,
+    MetricsOption,
+    call,
+    console,
+    setup_logging,
+    spinner,
+    yes_no,
+)
 
 if TYPE_CHECKING:
     from oda_fed.coordinator.admin import AdminClient, RoundStatus
@@ -120,14 +128,18 @@ def coordinator_serve(
             "Restore state_dir from a backup instead if you can. Written to the audit log."
         ),
     ] = False,
+    metrics: MetricsOption = None,
+    log_format: LogFormatOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the coordinator over mutual TLS until SIGTERM or Ctrl-C."""
-    from oda_fed.config import load_coordinator_config
+    from oda_fed.config import load_coordinator_config, metrics_address
     from oda_fed.coordinator.server import serve
 
-    setup_logging(verbose)
     cfg = call(load_coordinator_config, config)
+    if metrics is not None:
+        cfg = cfg.model_copy(update={"metrics": call(metrics_address, metrics)})
+    setup_logging(verbose, log_format or cfg.log_format)
     call(serve, cfg, config_path=config, port_file=port_file, accept_empty_state=accept_empty_state)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from oda_fed.cli._common import call, console, setup_logging
+from oda_fed.cli._common import LogFormatOption, MetricsOption, call, console, setup_logging
 from oda_fed.cli.keys import app as keys_app
 
 app = typer.Typer(help="Run and check a partner's node.", no_args_is_help=True)
@@ -22,14 +22,18 @@ def node_run(
         float | None,
         typer.Option(help="Exit if the coordinator stays unreachable this many seconds."),
     ] = None,
+    metrics: MetricsOption = None,
+    log_format: LogFormatOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the node: dial out to the coordinator and do this partner's part of each round."""
-    from oda_fed.config import load_node_config
+    from oda_fed.config import load_node_config, metrics_address
     from oda_fed.node.agent import NodeAgent
 
-    setup_logging(verbose)
     cfg = call(load_node_config, config)
+    if metrics is not None:
+        cfg = cfg.model_copy(update={"metrics": call(metrics_address, metrics)})
+    setup_logging(verbose, log_format or cfg.log_format)
     agent = call(NodeAgent, cfg, config_path=config)
     try:
         call(agent.run, rounds=rounds, give_up_after=give_up_after)

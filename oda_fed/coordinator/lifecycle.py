@@ -41,6 +41,13 @@ from oda_fed.transport.protocol import COORDINATOR, AuditKind, RoundState, cut, 
 log = logging.getLogger(__name__)
 
 _S = RoundState
+
+
+def _on(round_id: str) -> dict[str, dict[str, str]]:
+    """A log call's fields about a round (JSON logs show them apart from the message)."""
+    return {"extra": {"round_id": round_id}}
+
+
 #: An act for the audit log: its kind, who did it, and its detail.
 Act = tuple[AuditKind, str, dict[str, str]]
 
@@ -67,7 +74,7 @@ class Lifecycle:
         """Delete what retention says must go, pick up rounds under way, start the worker."""
         retention.enforce(self.state)
         for r in self.state.store.rounds.active():
-            log.info("resuming round %s (%s)", r.round_id, r.state)
+            log.info("resuming round %s (%s)", r.round_id, r.state, **_on(r.round_id))
             self.schedule(r.round_id)
         self._worker.start()
 
@@ -108,7 +115,8 @@ class Lifecycle:
             deadline=datetime.now(UTC) + timedelta(hours=hours),
         )
         self._log(r.round_id, (AuditKind.START_ROUND, operator, {"deadline": r.deadline}))
-        log.info("round %s opened for %d partners", r.round_id, len(self.state.partners))
+        log.info("round %s opened for %d partners", r.round_id, len(self.state.partners),
+                 **_on(r.round_id))  # fmt: skip
         return r
 
     def release(self, round_id: str, *, operator: str) -> Round:
@@ -144,7 +152,7 @@ class Lifecycle:
                 {"deadline": r.deadline, "waiting": cut(waiting)},
             )
             if self._cancel(r, message, act=act):
-                log.warning("round %s %s", r.round_id, message)
+                log.warning("round %s %s", r.round_id, message, **_on(r.round_id))
                 cancelled.append(r.round_id)
         return cancelled
 
@@ -159,7 +167,7 @@ class Lifecycle:
                     if step is None or not step(r):
                         return
             except Exception as exc:  # a bug or broken data must not leave the round hanging
-                log.exception("round %s failed", round_id)
+                log.exception("round %s failed", round_id, **_on(round_id))
                 unfinished = [s for s in _S if not s.finished]
                 if self.state.store.rounds.move(round_id, to=_S.FAILED, allowed_from=unfinished,
                                                 message=f"coordinator error: {cut(str(exc))}"):  # fmt: skip
@@ -190,7 +198,8 @@ class Lifecycle:
             quality_report=str(matched.quality_report or ""),
             degenerate="\n".join(matched.degenerate),
         )
-        log.info("round %s: %d entities (%d linked)", r.round_id, matched.entities, matched.linked)
+        log.info("round %s: %d entities (%d linked)", r.round_id, matched.entities, matched.linked,
+                 **_on(r.round_id))  # fmt: skip
         return moved
 
     def _analyse(self, r: Round) -> bool:
@@ -231,7 +240,7 @@ class Lifecycle:
             self.state.releases.record(r.round_id)
             reports.publish(self.state, r.round_id)
             self._owe(release.product_deliveries(self.state, r.round_id))
-            log.info("round %s: products released by %s", r.round_id, by)
+            log.info("round %s: products released by %s", r.round_id, by, **_on(r.round_id))
         return moved
 
     def _close_when_delivered(self, r: Round) -> bool:
@@ -244,7 +253,7 @@ class Lifecycle:
             r.round_id, to=_S.CLOSED, allowed_from=[_S.RELEASED], message=message
         ):
             return False
-        log.info("round %s closed", r.round_id)
+        log.info("round %s closed", r.round_id, **_on(r.round_id))
         self._finish(r.round_id)
         return True
 

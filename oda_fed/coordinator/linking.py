@@ -10,6 +10,7 @@ extracts as unchanged and gives the same ids.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from oda_fed.durable import private_dir
 from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.index import Extract
 from oda_fed.linkage import IndexTarget, run_linkage
+from oda_fed.matching.link import LinkOutcome
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,13 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
     words = linkage.wire_bits // 64
     uploads = state.store.uploads
     clks = [uploads.clks(round_id=round_id, partner=p, words=words) for p in partners]
-    log.info("round %s: matching %s records", round_id, "+".join(str(len(c)) for c in clks))
+    log.info(
+        "round %s: matching %s records",
+        round_id,
+        "+".join(str(len(c)) for c in clks),
+        extra={"round_id": round_id, "records": sum(len(c) for c in clks)},
+    )
+    started = time.perf_counter()
     keyed = [f.name for f in linkage.fields if f.keyed_token]
     layout = linkage_layout(linkage)
     target = None
@@ -66,6 +74,15 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
         for i, p in enumerate(partners)
     }
     result = run_linkage(extracts, settings=state.settings, index=target)
+    seconds, outcome = time.perf_counter() - started, result.outcome
+    # An incremental update of the linked index scores no pairs of its own to count.
+    pairs = outcome.blocking if isinstance(outcome, LinkOutcome) else ()
+    state.metrics.linked(
+        seconds=seconds,
+        candidates=sum(p.candidates for p in pairs),
+        entities=result.entities,
+        linked=result.linked_entities,
+    )
     written = result.write_quality_report(
         private_dir(state.output_dir / round_id),
         title=f"Linkage quality, round {round_id}",
@@ -81,7 +98,12 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
         round_id=round_id, rows=rows, new_entities=sorted({e for _, _, e, _ in rows})
     )
     if target is not None:
-        log.info("round %s: linked index %s", round_id, result.index_report.action)
+        log.info(
+            "round %s: linked index %s",
+            round_id,
+            result.index_report.action,
+            extra={"round_id": round_id},
+        )
     return Matched(
         entities=result.entities,
         linked=result.linked_entities,

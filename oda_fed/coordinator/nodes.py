@@ -231,7 +231,8 @@ def connect(
     except SessionTaken as taken:
         raise _taken(partner, taken.holder, caller, kind=AuditKind.REFUSED_HELLO) from None
     opened()
-    log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?")
+    log.info("node %s connected (oda-fed %s)", partner, hello.software_version or "?",
+             extra={"partner": partner})  # fmt: skip
     reader = threading.Thread(
         target=_read_results,
         args=(state, partner, events, q),
@@ -245,7 +246,7 @@ def connect(
             yield instruction
     finally:
         state.sessions.close(partner, q)
-        log.info("node %s disconnected", partner)
+        log.info("node %s disconnected", partner, extra={"partner": partner})
 
 
 def _read_results(
@@ -642,7 +643,8 @@ def _finish_upload(
         raise Refusal(Status.INVALID_ARGUMENT, "the upload carried no chunks", kind=kind)
     state.lifecycle.schedule(round_id)
     if upload_state.complete:
-        log.info("round %s: %s completed an upload", round_id, partner)
+        log.info("round %s: %s completed an upload", round_id, partner,
+                 extra={"round_id": round_id, "partner": partner})  # fmt: skip
     return receipt(round_id, upload_state)
 
 

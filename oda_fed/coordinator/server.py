@@ -11,6 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
+import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oda_fed.audit.checkpoint import Signer
@@ -22,6 +23,7 @@ from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir, write_atomic
 from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.linkage import settings_for
+from oda_fed.monitoring.metrics import CoordinatorMetrics
 from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
 from oda_fed.products.boundaries import check_boundaries
@@ -73,6 +75,7 @@ def serve(
     # Products and reports hold counts (the disclosure reports true ones) before and after
     # release: the operator's alone, whatever the umask.
     private_dir(config.output_dir)
+    metrics = CoordinatorMetrics()
     crossings = Crossings(
         config.audit_path,
         party=COORDINATOR,
@@ -80,6 +83,7 @@ def serve(
         signer=Signer.from_files(config.tls.cert, config.tls.key),
         ca=load_certificate(config.tls.ca, what="CA certificate"),
     )
+    crossings.observers.append(metrics.crossed)
     try:
         store = open_store(
             config.state_dir / "coordinator.sqlite",
@@ -98,12 +102,17 @@ def serve(
         output_dir=config.output_dir,
         state_dir=config.state_dir,
         boundaries=dict(config.boundaries),
+        metrics=metrics,
     )
     state.lifecycle = Lifecycle(state)
+    metrics.watch(
+        rounds=store.rounds.count_by_state, connected=lambda: len(state.sessions.connected())
+    )
 
-    def on_refused(who: str | None, method: str, reason: str) -> None:
+    def on_refused(who: str | None, method: str, reason: str, code: grpc.StatusCode) -> None:
         detail = {"method": cut(method), "reason": cut(reason)}
         state.refusals.record(who=who, kind=AuditKind.REFUSED_CALL, round_id=None, detail=detail)
+        metrics.refused(kind=AuditKind.REFUSED_CALL, code=code.name)
 
     stop = stop_event or threading.Event()
     revocations = _revocations(config, state, stop)
@@ -123,6 +132,7 @@ def serve(
         limits=limits,
         revoked=None if revocations is None else revocations.revoked,
         partners=loaded.project.partner_ids,
+        interceptors=[metrics.interceptor()],
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -137,7 +147,24 @@ def serve(
         loaded.project.name,
         loaded.fingerprint,
         port,
+        extra={"project": loaded.fingerprint, "port": port},
     )
+    try:
+        endpoint = metrics.serve(config.metrics)
+    except BaseException:
+        server.stop(0)
+        state.lifecycle.stop()
+        state.refusals.close()
+        state.crossings.close()
+        state.store.close()
+        raise
+    if endpoint is not None:
+        log.info(
+            "metrics on http://%s:%d/metrics (unauthenticated: keep it on a monitoring network)",
+            endpoint.host,
+            endpoint.port,
+            extra={"metrics_port": endpoint.port},
+        )
     if port_file is not None:
         write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
     state.lifecycle.start()
@@ -154,6 +181,7 @@ def serve(
         health_servicer.enter_graceful_shutdown()
         state.sessions.shutdown()
         server.stop(grace).wait()
+        metrics.stop()
         state.lifecycle.stop()
         state.refusals.close()
         state.crossings.close()

@@ -46,7 +46,18 @@ def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: st
             ) from None
     except Refusal as refusal:
         state.log_refusal(refusal, who=who)
-        log.warning("refused %s from %s: %s", refusal.kind, who or "unknown", refusal.reason)
+        log.warning(
+            "refused %s from %s: %s",
+            refusal.kind,
+            who or "unknown",
+            refusal.reason,
+            extra={
+                "partner": who or "unknown",
+                "refusal": "none" if refusal.kind is None else refusal.kind.value,
+                "code": refusal.status.value,
+                "round_id": refusal.round_id,
+            },
+        )
         context.abort(grpc.StatusCode[refusal.status.value], refusal.reason)
 
 

@@ -24,6 +24,7 @@ from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import private_dir
 from oda_fed.matching.settings import LinkSettings
+from oda_fed.monitoring.metrics import CoordinatorMetrics
 from oda_fed.products.releases import PENDING, Releases
 from oda_fed.transport.crossing import Crossings
 from oda_fed.transport.messages import Instruction
@@ -84,6 +85,8 @@ class CoordinatorState:
     )
     #: Whether the CA has revoked the certificate with this serial (hex), as of its CRL now.
     revoked: Callable[[str], bool] = lambda _serial: False
+    #: What the coordinator counts for Prometheus (served only when the configuration says).
+    metrics: CoordinatorMetrics = field(default_factory=CoordinatorMetrics)
     lifecycle: Lifecycle = field(init=False)
 
     @property
@@ -127,7 +130,8 @@ class CoordinatorState:
         return Releases.in_folder(self.state_dir, self.project, name=name, audit=audit)
 
     def log_refusal(self, refusal: Refusal, *, who: str | None) -> None:
-        """Write a refusal to the audit log (if its kind says so)."""
+        """Count a refusal, and write it to the audit log (if its kind says so)."""
+        self.metrics.refused(kind=refusal.kind, code=refusal.status.value)
         if refusal.kind is None:
             return
         self.refusals.record(

@@ -112,6 +112,11 @@ class RoundTable:
         )
         return [_round(r) for r in rows]
 
+    def count_by_state(self) -> dict[RoundState, int]:
+        """How many rounds are in each state (for the metrics)."""
+        rows = self._db.query("SELECT state, COUNT(*) FROM rounds GROUP BY state")
+        return {RoundState(state): count for state, count in rows}
+
     def released(self) -> list[str]:
         """Ids of the rounds whose products were released (now released or closed), oldest
         first."""

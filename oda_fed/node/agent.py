@@ -78,6 +78,7 @@ class NodeAgent:
             layout=layout_for(project, config.partner, config.source),
             crossings=crossings,
         )
+        crossings.observers.append(self.state.metrics.crossed)
         #: How this node agrees its secret with its partners; None when it has a secret file.
         self.keys = None if secret is not None else NodeKeys(config, loaded, crossings)
         held = (0, secret) if secret is not None else self.keys.held()  # type: ignore[union-attr]
@@ -85,6 +86,7 @@ class NodeAgent:
             self.state.use_secret(held[1], version=held[0])
 
     def close(self) -> None:
+        self.state.metrics.stop()
         self.state.crossings.close()
 
     def run(self, *, rounds: int | None = None, give_up_after: float | None = None) -> None:
@@ -93,6 +95,14 @@ class NodeAgent:
         Raises an :class:`~oda_fed.errors.OdaFedError` for anything a retry cannot fix: a refused
         identity, project or secret, a failed TLS handshake, or bad input data.
         """
+        endpoint = self.state.metrics.serve(self.state.config.metrics)
+        if endpoint is not None:
+            log.info(
+                "metrics on http://%s:%d/metrics (unauthenticated: keep it on a monitoring network)",
+                endpoint.host,
+                endpoint.port,
+                extra={"partner": self.state.partner, "metrics_port": endpoint.port},
+            )
         while rounds is None or self.state.rounds_closed < rounds:
 
             def session(channel: grpc.Channel) -> None:
@@ -153,13 +163,17 @@ class NodeAgent:
                 grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
                 return action(channel)
             except grpc.FutureTimeoutError:
+                self.state.metrics.error("unreachable")
                 problem = (
                     f"{address}: no connection within {CONNECT_TIMEOUT:.0f}s (is the coordinator "
                     "running, and was its certificate issued by the partnership CA?)"
                 )
             except KeysPending as exc:
+                self.state.metrics.error("keys_pending")
                 problem = str(exc)
             except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                self.state.metrics.error(f"rpc_{code.name.lower() if code else 'error'}")
                 _raise_if_fatal(exc, address)
                 problem = describe_rpc_error(exc, address=address)
             finally:

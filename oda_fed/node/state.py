@@ -8,7 +8,7 @@ has it, and again, between sessions, when the partners rotate it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from oda_fed.config import LoadedProject, NodeConfig, Project
 from oda_fed.durable import private_dir
 from oda_fed.encoding.exact import derive_record_key
+from oda_fed.monitoring.metrics import NodeMetrics
 from oda_fed.node.rounds import RoundFiles
 from oda_fed.node.sources import Layout
 from oda_fed.pki.secret import forbidden_forms, key_check
@@ -39,6 +40,8 @@ class NodeState:
     # Derived only when the signed project asks for record keys (stable_entity_ids).
     record_key: bytes | None = None
     rounds_closed: int = 0
+    #: What the node counts for Prometheus (served only when node.toml says).
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
 
     def use_secret(self, secret: bytes, *, version: int) -> None:
         """Take up ``secret`` (key ``version``): what encodes CLKs from now on, and what the audit

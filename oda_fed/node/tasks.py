@@ -63,6 +63,9 @@ def handle(
     node (bad input data, say: a retry cannot fix it)."""
     records, error, failure, witness = 0, "", None, None
     body = instruction.body
+    metrics = state.metrics
+    if not isinstance(body, RoundClosed):  # the round's clock starts with its first instruction
+        metrics.round_seen(instruction.round_id)
     try:
         policy.check_project(state.loaded, instruction)
         files = state.round_files(instruction.round_id)
@@ -78,13 +81,18 @@ def handle(
             records = _receive_product(state, instruction.round_id, body, files)
         elif isinstance(body, RoundClosed):
             state.rounds_closed += 1
-            log.info("round %s ended: %s %s", instruction.round_id, body.status, body.message)
+            metrics.round_closed(instruction.round_id)
+            log.info("round %s ended: %s %s", instruction.round_id, body.status, body.message,
+                     extra={"round_id": instruction.round_id})  # fmt: skip
             witness, error = _witness(state, instruction.round_id, body)
         else:
             raise Refused(f"unknown instruction; this node runs oda-fed {__version__}")
     except Refused as exc:
         error = cut(str(exc))
-        log.warning("refused %s for round %s: %s", instruction.body_name, instruction.round_id, exc)
+        metrics.error("refused_instruction")
+        log.warning("refused %s for round %s: %s", instruction.body_name, instruction.round_id, exc,
+                    extra={"round_id": instruction.round_id,
+                           "instruction": instruction.body_name})  # fmt: skip
         name = instruction.body_name
         state.crossings.record(
             sender=COORDINATOR,
@@ -95,11 +103,14 @@ def handle(
         )
     except RoundMovedOn as exc:
         error = cut(f"the coordinator refused: {exc}")
-        log.info("round %s moved on: %s", instruction.round_id, exc)
+        metrics.error("round_moved_on")
+        log.info("round %s moved on: %s", instruction.round_id, exc,
+                 extra={"round_id": instruction.round_id})  # fmt: skip
     except OdaFedError as exc:
         # The full message stays in this node's log; the coordinator only learns the kind (and,
         # for an empty extract, the reason, which names nothing of the data).
         said = f": {exc.reason}" if isinstance(exc, EmptyExtractError) else ""
+        metrics.error(type(exc).__name__)
         error, failure = f"{type(exc).__name__} on the node{said}; see the node's log", exc
     result = InstructionResult(
         instruction_id=instruction.instruction_id,
@@ -174,6 +185,7 @@ def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
     )
     # Nothing to upload would leave the round waiting for this partner: say so instead.
     require_records(state.config.source.path, len(source))
+    state.metrics.encoded.inc(len(source))
     # Derived and checked before anything is saved: a value outside its domain stops here.
     asked = [
         state.project.attribute(partner=state.partner, name=name)

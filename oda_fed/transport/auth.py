@@ -59,8 +59,8 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
 #: An unknown method's name is shown, and logged, cut to this length.
 MAX_METHOD_CHARS = 100
 
-RefusalHook = Callable[[str | None, str, str], None]
-"""Called as ``hook(caller_name_or_None, method, reason)`` for every refused call."""
+RefusalHook = Callable[[str | None, str, str, grpc.StatusCode], None]
+"""Called as ``hook(caller_name_or_None, method, reason, code)`` for every refused call."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return frozenset({ident.role, PARTNER})
         return frozenset({ident.role})
 
-    def _refuse(self, who: str | None, method: str, reason: str) -> None:
+    def _refuse(self, who: str | None, method: str, reason: str, code: grpc.StatusCode) -> None:
         if self._on_refused is not None:
-            self._on_refused(who, method, reason)
+            self._on_refused(who, method, reason, code)
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         method = handler_call_details.method
@@ -194,7 +194,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     who: str | None = peer_identity(context).name
                 except AuthError:
                     who = None
-                self._refuse(who, shown, "unknown method")
+                self._refuse(who, shown, "unknown method", grpc.StatusCode.UNIMPLEMENTED)
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {shown} is not offered")
 
             return grpc.unary_unary_rpc_method_handler(deny)
@@ -208,7 +208,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             try:
                 caller = peer(context)
             except AuthError as exc:
-                self._refuse(None, method, str(exc))
+                self._refuse(None, method, str(exc), grpc.StatusCode.UNAUTHENTICATED)
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             ident = caller.identity
             if self._revoked is not None and self._revoked(caller.serial):
@@ -217,7 +217,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     f"'{ident.name}' (serial {caller.serial_hex}); nothing it sends is accepted. "
                     "Ask the CA holder for a new one (`oda-fed pki request`, then `pki sign`)"
                 )
-                self._refuse(ident.name, method, reason)
+                self._refuse(ident.name, method, reason, grpc.StatusCode.PERMISSION_DENIED)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             if not self._roles(ident) & roles:
                 reason = (
@@ -226,7 +226,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 )
                 if PARTNER in roles and ident.role == "node":
                     reason += f" ('{ident.name}' is no partner of this project)"
-                self._refuse(ident.name, method, reason)
+                self._refuse(ident.name, method, reason, grpc.StatusCode.PERMISSION_DENIED)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             if self._limits is None:
                 return None
@@ -236,7 +236,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     f"'{ident.name}' already has as many calls in progress as it may; finish or "
                     "cancel one first (a node needs only a few at once)"
                 )
-                self._refuse(ident.name, method, reason)
+                self._refuse(ident.name, method, reason, grpc.StatusCode.RESOURCE_EXHAUSTED)
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
             return bucket
 

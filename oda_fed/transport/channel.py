@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -55,6 +55,7 @@ def create_server(
     limits: CallLimits | None = None,
     revoked: Callable[[int], bool] | None = None,
     partners: Iterable[str] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
     """A gRPC server that requires a client certificate from the partnership CA, and refuses
     every call from one whose serial ``revoked`` says the CA has revoked.
@@ -62,7 +63,8 @@ def create_server(
     ``max_receive_bytes`` lowers the largest message it reads below ``max_message_mb`` (which
     bounds what it sends): gRPC refuses a larger one before reading it into memory.
     ``partners`` names the nodes that are partners (see
-    :class:`~oda_fed.transport.auth.AuthInterceptor`). Returns the (not yet started) server and
+    :class:`~oda_fed.transport.auth.AuthInterceptor`); ``interceptors`` run before the
+    authorisation (the metrics' own, which counts refused calls too). Returns the (not yet started) server and
     the bound port, so tests can bind port 0.
     """
     credentials = grpc.ssl_server_credentials(
@@ -76,9 +78,10 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[
+            *interceptors,
             AuthInterceptor(
                 on_refused=on_refused, limits=limits, revoked=revoked, partners=partners
-            )
+            ),
         ],
         options=[*sizes.items(), *_KEEPALIVE, *_SERVER_PINGS],
     )

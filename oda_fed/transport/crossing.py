@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -34,6 +35,21 @@ from oda_fed.audit.verify import _iter_entries
 from oda_fed.transport.protocol import AuditKind, loggable_round
 
 Key = tuple[str, str, str, str | None, str]
+
+
+@dataclass(frozen=True)
+class Crossed:
+    """What an observer of the log (:mod:`oda_fed.monitoring.metrics`) is told of an entry:
+    counts and parties only, never the payload or the detail."""
+
+    kind: AuditKind
+    sender: str
+    recipient: str
+    records: int
+    payload_bytes: int
+    #: Written by the party that keeps this log (a node's own upload, say).
+    sent_by_me: bool
+    discarded: bool = False
 
 
 def crossing_key(
@@ -79,6 +95,8 @@ class Crossings:
         self.ca = ca
         self._lock = threading.Lock()
         self._unconfirmed: dict[str, dict] = {}
+        #: Called with every entry once it is written (metrics count them).
+        self.observers: list[Callable[[Crossed], None]] = []
         self.checkpoints = CheckpointFile(checkpoint_path(Path(path)))
         self._delivered: set[Key] = {
             crossing_key(e.sender, e.recipient, e.kind, e.round, e.payload_sha256)
@@ -123,6 +141,11 @@ class Crossings:
             round_id=round_id,
             detail=detail,
         )
+        crossed = Crossed(kind=kind, sender=sender, recipient=recipient, records=records,
+                          payload_bytes=len(payload), sent_by_me=sender == self.party,
+                          discarded=discarded)  # fmt: skip
+        for observe in self.observers:
+            observe(crossed)
 
     def record_when_confirmed(self, token: str, **entry: object) -> None:
         """Log a message sent on a stream that gives no receipt once the recipient confirms it

@@ -146,7 +146,7 @@ def test_certificate_from_another_ca_is_refused(federation, tmp_path: Path) -> N
 
     # A node configured with it says so before dialling out.
     cfg = load_node_config(federation.node_config("council"))
-    doc = cfg.model_dump(mode="json")
+    doc = cfg.model_dump(mode="json", exclude_none=True)
     doc["tls"]["cert"], doc["tls"]["key"] = str(cert), str(key)
     path = tmp_path / "rogue.toml"
     path.write_text(tomli_w.dumps(doc))
@@ -156,7 +156,7 @@ def test_certificate_from_another_ca_is_refused(federation, tmp_path: Path) -> N
 
 def test_node_refuses_to_start_with_another_partners_certificate(federation) -> None:
     cfg = load_node_config(federation.node_config("council"))
-    doc = cfg.model_dump(mode="json")
+    doc = cfg.model_dump(mode="json", exclude_none=True)
     police = federation.workdir / "nodes" / "police" / "tls"
     doc["tls"]["cert"], doc["tls"]["key"] = str(police / "police.crt"), str(police / "police.key")
     path = federation.workdir / "nodes" / "council" / "swapped.toml"
@@ -170,7 +170,7 @@ def test_project_fingerprint_mismatch_is_refused_and_logged(federation) -> None:
     other = node_dir / "other-project.toml"
     other.write_bytes((federation.workdir / "project.toml").read_bytes() + b"\n# amended\n")
     cfg = load_node_config(federation.node_config("council"))
-    doc = cfg.model_dump(mode="json")
+    doc = cfg.model_dump(mode="json", exclude_none=True)
     doc["project"] = str(other)
     doc["project_fingerprint"] = fingerprint_bytes(other.read_bytes())
     path = node_dir / "amended.toml"
