@@ -1,7 +1,7 @@
 """Encoder benchmark: oda-fed against clkhash 0.18.3, same data, same schema, same run.
 
     .venv/bin/python benchmarks/encode.py [--distinct N] [--records N]
-        [--synthetic N | --million] [--repeats R]
+        [--synthetic N | --million] [--process N] [--repeats R]
 
 Three data sets are encoded with a FEBRL clkhash v3 schema of ten features (modelled on clkhash's
 FEBRL tutorial, every column hashed), each once by clkhash's ``generate_clks`` in the reference
@@ -29,6 +29,17 @@ separately on 1,000 records; the timed runs then start from empty token caches e
    encoded with the project's own encoding (first name, last name, date of birth, sex, postcode)
    by :func:`oda_fed.encoding.encode_records`. ``--synthetic 0`` skips it.
 
+5. **Whole process** (``--process N``, default 300,000; 0 skips it): ``oda-fed encode
+   --clkhash-schema`` on a CSV of ``N`` synthetic FEBRL-like people, to clkhash's JSON, against
+   the same file and schema through clkhash as its command line did (anonlink-client's ``anonlink
+   hash``: ``generate_clk_from_csv``, then ``serialize_bitarray`` per CLK into ``json.dump``;
+   clkhash 0.18.3 has no command line of its own). Each is a fresh process, timed by wall clock
+   from start to exit, alternately, ``--repeats`` times after one unmeasured run each (which
+   writes bytecode and Numba's cache); the two output files must be byte-identical. oda-fed's
+   time is then broken down, in more fresh processes, into imports, reading the CSV, hashing
+   (with the first kernel calls, which load Numba's cache) and writing the JSON; the rest is the
+   interpreter's start and exit.
+
 Nothing is asserted about speed; machines are shared and noisy, so compare the ratio, not the
 absolute times.
 """
@@ -39,6 +50,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +59,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
-from _reference import run_reference
+from _reference import reference_python, run_reference
 
 from oda_fed.encoding import default_field_encoding, encode_clkhash, encode_records
 from oda_fed.encoding.clkhash_json import to_clkhash_bytes
@@ -91,6 +104,54 @@ with open(out_path, "wb") as fh:
         fh.write(ba.tobytes())
 print(json.dumps({"seconds": seconds, "records": len(rows), "processes": multiprocessing.cpu_count(),
                   "version": clkhash.__version__ if hasattr(clkhash, "__version__") else "0.18.3"}))
+"""
+
+
+# Runs under .venv-ref as a whole process: what anonlink-client's `anonlink hash` does with
+# clkhash (clkhash 0.18.3 has no command line): CSV in, {"clks": [base64, ...]} out.
+_CLKHASH_PROCESS = """
+import json, sys
+from clkhash import clk
+from clkhash.schema import from_json_dict
+from clkhash.serialization import serialize_bitarray
+schema_path, data_path, out_path, secret = sys.argv[1:5]
+with open(schema_path) as fh:
+    schema = from_json_dict(json.load(fh))
+with open(data_path, newline="") as fh:
+    clks = clk.generate_clk_from_csv(fh, secret, schema, progress_bar=False)
+with open(out_path, "w") as fh:
+    json.dump({"clks": [serialize_bitarray(c).strip() for c in clks]}, fh)
+"""
+
+# Runs as a fresh oda-fed process: the steps of `oda-fed encode --clkhash-schema`, timed.
+_ODA_FED_STEPS = """
+import time
+started = time.perf_counter()
+import json, sys
+from pathlib import Path
+import oda_fed.cli.link
+from oda_fed.encoding.clkhash import ClkhashEncoder
+from oda_fed.encoding.clkhash_json import write_clkhash_json
+from oda_fed.encoding.clkhash_schema import load_clkhash_schema
+from oda_fed.node.sources import read_source
+import numpy as np
+imported = time.perf_counter()
+schema_path, data_path, out_path, secret = sys.argv[1:5]
+encoder = ClkhashEncoder(load_clkhash_schema(Path(schema_path)), secret=secret)
+frames = list(read_source(Path(data_path), chunk_rows=100_000))
+read = time.perf_counter()
+parts, done = [], 0
+for frame in frames:
+    parts.append(encoder.encode(frame, first_row=done))
+    done += len(frame)
+clks = np.concatenate(parts)
+hashed = time.perf_counter()
+write_clkhash_json(clks, Path(out_path), bits=encoder.schema.bits)
+written = time.perf_counter()
+print(json.dumps({"imports": imported - started, "read": read - imported,
+                  "hash": hashed - read, "write": written - hashed}))
+import atexit, gc
+atexit.register(gc.freeze)  # as `oda-fed encode` ends (oda_fed.cli._common.skip_collection_at_exit)
 """
 
 
@@ -260,6 +321,68 @@ def clkhash_benchmarks(*, distinct: int, records: int, work: Path, repeats: int)
     )
 
 
+def _wall(command: list[str]) -> tuple[float, str]:
+    """Wall-clock seconds of one fresh process, start to exit, and its output; it must succeed."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{done.stderr[-4000:]}")
+    return seconds, done.stdout
+
+
+def process_benchmark(people: int, work: Path, *, repeats: int) -> None:
+    """``oda-fed encode`` and clkhash as whole processes on one CSV; then oda-fed's steps."""
+    data_path, schema_path = work / "process.csv", work / "schema.json"
+    febrl_like_population(people).to_csv(data_path, index=False)
+    schema_path.write_text(json.dumps(FEBRL_SCHEMA))
+    ours_out, ref_out = work / "oda-fed.json", work / "clkhash.json"
+    ours = [sys.executable, "-m", "oda_fed", "encode", "--clkhash-schema", str(schema_path)]
+    ours += ["--secret", SECRET, "--input", str(data_path), "--out", str(ours_out)]
+    ref = [str(reference_python()), "-c", _CLKHASH_PROCESS, str(schema_path), str(data_path)]
+    ref += [str(ref_out), SECRET]
+    print(
+        f"\n[5] whole process: a CSV of {people:,} synthetic FEBRL-like people to clkhash JSON, "
+        "fresh processes, wall clock from start to exit"
+    )
+    _wall(ours), _wall(ref)  # unmeasured: bytecode and Numba's cache are written
+    if ours_out.read_bytes() != ref_out.read_bytes():
+        print("  NOT byte-identical: oda-fed's JSON differs from clkhash's; no timings reported")
+        return
+    print(f"  outputs: byte-identical JSON files ({ours_out.stat().st_size:,} bytes)")
+    steps_command = [sys.executable, "-c", _ODA_FED_STEPS, str(schema_path), str(data_path)]
+    steps_command += [str(work / "steps.json"), SECRET]
+    times: dict[str, list[float]] = {"oda-fed": [], "clkhash": [], "steps": []}
+    steps = []
+    for _ in range(repeats):  # alternately, so that all three see the same load
+        times["oda-fed"].append(_wall(ours)[0])
+        times["clkhash"].append(_wall(ref)[0])
+        seconds, out = _wall(steps_command)
+        times["steps"].append(seconds)
+        steps.append(json.loads(out) | {"start and exit": seconds})
+    ours_s, ref_s = (statistics.median(times[side]) for side in ("oda-fed", "clkhash"))
+    print(
+        f"  clkhash 0.18.3 (generate_clk_from_csv, {os.cpu_count()} worker processes): "
+        f"{ref_s:.2f} s (median of {repeats}, best {min(times['clkhash']):.2f} s)"
+    )
+    print(
+        f"  oda-fed encode ({numba.get_num_threads()} Numba threads): {ours_s:.2f} s "
+        f"(median of {repeats}, best {min(times['oda-fed']):.2f} s)"
+    )
+    print(f"  ratio: oda-fed is {ref_s / ours_s:.1f}x clkhash as a whole process")
+    for step in steps:  # what the process spent outside its timed steps
+        step["start and exit"] -= sum(v for k, v in step.items() if k != "start and exit")
+    median = {name: statistics.median(step[name] for step in steps) for name in steps[0]}
+    floor = statistics.median(_wall([sys.executable, "-c", "pass"])[0] for _ in range(repeats))
+    print(
+        "  oda-fed's steps, timed inside a process that does what `oda-fed encode` does "
+        f"(median of {repeats}, run between the others; that whole process "
+        f"{statistics.median(times['steps']):.2f} s): "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in median.items())
+        + f" (`python -c pass` takes {floor:.2f} s)"
+    )
+
+
 def _standardised_population(people: int) -> dict[str, np.ndarray]:
     from oda_fed.standardise import standardise_column
     from oda_fed.synth.dates import format_days
@@ -336,6 +459,12 @@ def main() -> None:
         dest="synthetic",
         help="run the 1,000,000-people project encoding (already the default; it takes seconds)",
     )
+    parser.add_argument(
+        "--process",
+        type=int,
+        default=300_000,
+        help="people in the whole-process comparison with clkhash (0 skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed oda-fed runs")
     args = parser.parse_args()
     print(
@@ -346,6 +475,8 @@ def main() -> None:
         clkhash_benchmarks(
             distinct=args.distinct, records=args.records, work=Path(work), repeats=args.repeats
         )
+        if args.process:
+            process_benchmark(args.process, Path(work), repeats=args.repeats)
     if args.synthetic:
         synthetic_benchmark(args.synthetic, repeats=args.repeats)
 

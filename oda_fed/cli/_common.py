@@ -6,6 +6,8 @@ Like the command modules, this imports only the standard library, typer, rich an
 
 from __future__ import annotations
 
+import atexit
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
@@ -35,6 +37,18 @@ OnInvalid = Annotated[
         "value still says (29/02/2009 keeps its year, month and day) and go on."
     ),
 ]
+
+
+def skip_collection_at_exit() -> None:
+    """End this process without the garbage collector walking every object as it shuts down.
+
+    Interpreter shutdown collects garbage while it tears down the modules; with Numba loaded that
+    walks its typing registries and takes 0.2 to 0.4 s, longer than the rest of a small command.
+    Freezing the objects (:func:`gc.freeze`) once the exit handlers run leaves them to reference
+    counting, which frees the same memory. Only for commands whose files are written, flushed and
+    closed before they return.
+    """
+    atexit.register(gc.freeze)  # runs after the handlers registered later, such as libraries'
 
 
 def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

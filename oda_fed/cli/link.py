@@ -20,6 +20,7 @@ from oda_fed.cli._common import (
     check_on_invalid,
     console,
     shown,
+    skip_collection_at_exit,
     spinner,
     with_status,
 )
@@ -110,10 +111,8 @@ def _encode(
     chunk_rows: int,
     on_invalid: str,
 ) -> None:
-    from oda_fed.config import load_project
-    from oda_fed.encoding import load_clkhash_schema
+    # Only what the chosen encoding needs: a clkhash schema loads no project models.
     from oda_fed.node.encode import FORMATS, encode_clkhash_file, encode_file
-    from oda_fed.node.sources import layout_for
     from oda_fed.pki import read_secret
 
     if (project is None) == (clkhash_schema is None):
@@ -132,12 +131,17 @@ def _encode(
     key = read_secret(secret_file) if secret_file is not None else secret.encode("utf-8")
     # Everything that can be wrong with the arguments shows before the progress bar does.
     if clkhash_schema is not None:
+        from oda_fed.encoding.clkhash_schema import load_clkhash_schema
+
         schema = load_clkhash_schema(clkhash_schema)
         bits = schema.bits
         encode = partial(
             encode_clkhash_file, input, schema=schema, secret=key, chunk_rows=chunk_rows
         )
     else:
+        from oda_fed.config import load_project
+        from oda_fed.node.sources import layout_for
+
         loaded = load_project(project)
         layout = layout_for(loaded.project, partner or input.stem)
         bits = loaded.project.linkage.wire_bits
@@ -159,14 +163,14 @@ def _encode(
     _write(encoded, out, fmt=fmt, bits=bits)
     _print_encoded(encoded, seconds=seconds)
     console.print(f"wrote {out} ({fmt}, {bits}-bit CLKs)")
+    skip_collection_at_exit()  # the output is written and closed
 
 
 def _write(encoded: EncodedSource, out: Path, *, fmt: str, bits: int) -> None:
     if fmt == "clkhash-json":
-        from oda_fed.durable import write_atomic
-        from oda_fed.encoding import write_clkhash_json
+        from oda_fed.encoding.clkhash_json import write_clkhash_json
 
-        write_atomic(out, lambda tmp: write_clkhash_json(encoded.clks, tmp, bits=bits))
+        write_clkhash_json(encoded.clks, out, bits=bits)  # atomic
     else:
         from oda_fed.node.encode import write_encoded
 

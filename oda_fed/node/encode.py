@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from oda_fed.config import Project
 from oda_fed.encoding import (
     ClkhashEncoder,
     ClkhashSchema,
@@ -31,6 +31,9 @@ from oda_fed.node.sources import (
     iter_prepared,
     read_source,
 )
+
+if TYPE_CHECKING:
+    from oda_fed.config import Project
 
 #: Called with (records done, records in the file).
 Progress = Callable[[int, int], None]
@@ -227,9 +230,11 @@ def encode_clkhash_file(
             progress(done, max(total, done))
     words = -(-schema.bits // 64)
     clks = np.concatenate(parts) if parts else np.zeros((0, words), dtype=np.uint64)
+    record_ids = np.empty(len(clks), dtype=object)
+    record_ids[:] = list(map(str, range(len(clks))))  # twice as fast as .astype(str)
     return EncodedSource(
         path=Path(path),
-        record_ids=np.arange(len(clks)).astype(str).astype(object),
+        record_ids=record_ids,
         clks=clks,
         attributes={},
         missing={},

@@ -6,6 +6,9 @@ linked index in tests/index/test_cli.py, clkhash bit-identity in tests/encoding.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,38 @@ def test_link_rebuild_needs_an_index(folder: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "--rebuild-index needs --index" in result.output
+
+
+# Loaded by other commands, never by encoding with a clkhash schema: the network, charts, X.509,
+# spreadsheets, and the project's models (pydantic classes and what they import).
+NOT_FOR_CLKHASH = (
+    "grpc",
+    "matplotlib",
+    "cryptography.x509",
+    "openpyxl",
+    "oda_fed.config",
+    "oda_fed.transport",
+    "oda_fed.audit",
+)
+
+
+def test_encoding_with_a_clkhash_schema_loads_only_what_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(
+        "rec_id,given_name,surname,street_number,address_1,address_2,suburb,postcode,state,"
+        "date_of_birth,soc_sec_id\n"
+        "rec-0,karen,collins,4,moss side lane,,leeds,1000,wy,19680122,2443811\n"
+        "rec-1,stephanie,foster,8,canal road,flat 2,leeds,8919,wy,19850504,1462601\n"
+    )
+    schema = Path(__file__).resolve().parents[2] / "docs/examples/febrl-clkhash-schema.json"
+    arguments = ["encode", "--clkhash-schema", str(schema), "--secret", "s"]
+    arguments += ["--input", "in.csv", "--out", "out.json"]
+    code = (
+        "import sys\nfrom oda_fed.cli import app\n"
+        f"app({arguments!r}, standalone_mode=False)\n"
+        f"print(sorted(m for m in {NOT_FOR_CLKHASH!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert len(json.loads((tmp_path / "out.json").read_text())["clks"]) == 2

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from oda_fed.encoding import read_clkhash_json, write_clkhash_json
-from oda_fed.encoding.clkhash_json import from_clkhash_bytes, to_clkhash_bytes
+from oda_fed.encoding.clkhash_json import (
+    _REVERSED,
+    _reverse_bits_in_bytes,
+    from_clkhash_bytes,
+    to_clkhash_bytes,
+)
 from oda_fed.errors import InputDataError
 
 
@@ -91,3 +96,45 @@ def test_bad_files_are_input_errors(text: str, problem: str, tmp_path: Path) -> 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="cannot read"):
         read_clkhash_json(tmp_path / "nope.json")
+
+
+def _as_clkhash_writes_it(clks: np.ndarray, *, bits: int) -> bytes:
+    """clkhash's own way: base64 of each CLK's bytes, one by one, into ``json.dumps``."""
+    rows = to_clkhash_bytes(clks, bits=bits)
+    return json.dumps({"clks": [base64.b64encode(r.tobytes()).decode() for r in rows]}).encode()
+
+
+@pytest.mark.parametrize("bits", [1, 8, 12, 16, 24, 64, 100, 136, 1000, 1024])
+@pytest.mark.parametrize("records", [0, 1, 2, 7])
+@pytest.mark.parametrize("block_rows", [1, 3, 65_536])
+def test_the_file_is_byte_for_byte_what_per_record_base64_writes(
+    bits: int,
+    records: int,
+    block_rows: int,
+    rng: np.random.Generator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every CLK width modulo 3 (so every '=' padding) and blocks that split the rows anywhere.
+    monkeypatch.setattr("oda_fed.encoding.clkhash_json._JSON_BLOCK_ROWS", block_rows)
+    words = -(-bits // 64)
+    clks = rng.integers(0, 2**64, size=(records, words), dtype=np.uint64)
+    keep = np.unpackbits(clks.view(np.uint8), axis=1, bitorder="little")
+    keep[:, bits:] = 0
+    clks = np.packbits(keep, axis=1, bitorder="little").view(np.uint64).reshape(records, words)
+    path = write_clkhash_json(clks, tmp_path / "clks.json", bits=bits)
+    assert path.read_bytes() == _as_clkhash_writes_it(clks, bits=bits)
+
+
+def test_all_zero_and_all_one_clks_are_written_as_clkhash_writes_them(tmp_path: Path) -> None:
+    clks = np.array([[0] * 16, [2**64 - 1] * 16], dtype=np.uint64)
+    path = write_clkhash_json(clks, tmp_path / "clks.json", bits=1024)
+    assert path.read_bytes() == _as_clkhash_writes_it(clks, bits=1024)
+    assert json.loads(path.read_text())["clks"][1] == base64.b64encode(b"\xff" * 128).decode()
+
+
+def test_bit_reversal_over_words_is_the_byte_table(rng: np.random.Generator) -> None:
+    every_byte = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    raw = np.concatenate([every_byte, rng.integers(0, 256, size=(5, 16), dtype=np.uint8)])
+    words = raw.view("<u8")
+    assert (_reverse_bits_in_bytes(words).view(np.uint8) == _REVERSED[raw]).all()

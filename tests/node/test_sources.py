@@ -24,10 +24,12 @@ from oda_fed.node.sources import (
     EmptyExtractError,
     PreparedSource,
     ReadOptions,
+    _read_csv_pandas,
     count_rows,
     iter_prepared,
     layout_for,
     prepare,
+    read_csv,
     read_source,
 )
 
@@ -367,3 +369,67 @@ def test_an_xlsx_with_dates_under_another_date_format_says_to_set_iso(tmp_path: 
     said = failure(tmp_path, path, date_format="%d/%m/%Y")
     assert "row 2, column 'dob'" in said
     assert "read as YYYY-MM-DD, not '%d/%m/%Y': set date_format = \"%Y-%m-%d\"" in said
+
+
+# CSVs that Arrow's reader must read as pandas' does, or hand over to pandas: quoted delimiters,
+# quotes and line ends, a byte-order mark, blank lines, empty cells, leading zeros, a header only,
+# ragged rows, column names empty or repeated, stray quotes and spaces.
+TRICKY_CSVS = {
+    "quoted": b'a,b,c\n"x, y","say ""hi""","two\nlines"\n007,,\n',
+    "bom and crlf": b"\xef\xbb\xbfa,b\r\n1,\r\n\r\n,2\r\n",
+    "header only": b"a,b\n",
+    "short row": b"a,b,c\n1,2,3\n4,5\n6,7,8\n",
+    "long row": b"a,b\n1,2\n3,4,5\n",
+    "repeated names": b"a,a,b\n1,2,3\n",
+    "unnamed column": b",a\n0,x\n",
+    "blank first line": b"\na,b\n1,2\n",
+    "quotes inside and after": b'a,b\nx"y,"z" \n"p"q,r\n',
+    "spaces": b"a,b\n  ,\t\n x , y \n",
+    "semicolons": b"a;b\n1;x,y\n",
+}
+
+
+@pytest.mark.parametrize("name", TRICKY_CSVS)
+@pytest.mark.parametrize("chunk_rows", [None, 1, 2, 100])
+def test_csv_reads_as_pandas_reads_it(tmp_path: Path, name: str, chunk_rows: int | None) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(TRICKY_CSVS[name])
+    delimiter = ";" if name == "semicolons" else ","
+    options = {"chunk_rows": chunk_rows, "encoding": "utf-8", "delimiter": delimiter}
+
+    def frames(reader: Callable) -> list[pd.DataFrame] | str:
+        try:
+            return list(reader(path, **options))
+        except InputDataError as exc:
+            return str(exc)
+
+    got, expected = frames(read_csv), frames(_read_csv_pandas)
+    if isinstance(expected, str):
+        assert got == expected
+        return
+    assert pd.concat(got).shape == pd.concat(expected).shape
+    pd.testing.assert_frame_equal(pd.concat(got), pd.concat(expected))
+    assert [len(f) for f in got] == [len(f) for f in expected]
+
+
+def test_csv_in_another_encoding_reads_as_pandas_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes("name,town\nRenée,Zoë\n".encode("cp1252"))
+    got = pd.concat(read_csv(path, chunk_rows=10, encoding="cp1252"))
+    expected = pd.concat(_read_csv_pandas(path, chunk_rows=10, encoding="cp1252", delimiter=","))
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.iloc[0].tolist() == ["Renée", "Zoë"]
+
+
+def test_a_large_csv_is_read_in_blocks_as_pandas_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the size read in one go, Arrow reads blocks; the frames are still chunk_rows each.
+    monkeypatch.setattr("oda_fed.node.sources._CSV_WHOLE_BYTES", 100)
+    monkeypatch.setattr("oda_fed.node.sources._CSV_BLOCK_BYTES", 64)
+    path = tmp_path / "in.csv"
+    path.write_text("a,b\n" + "".join(f'{i:04d},"x\ny{i}"\n' for i in range(50)))
+    got = list(read_csv(path, chunk_rows=7))
+    expected = list(_read_csv_pandas(path, chunk_rows=7, encoding="utf-8", delimiter=","))
+    assert [len(f) for f in got] == [len(f) for f in expected]
+    pd.testing.assert_frame_equal(pd.concat(got), pd.concat(expected))
