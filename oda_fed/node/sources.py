@@ -221,7 +221,7 @@ def read_csv(
             done += len(frame)
         return
     except _ArrowRefused:
-        pass
+        pass  # pandas reads it below, from the row Arrow stopped at
     for frame in _read_csv_pandas(
         path, chunk_rows=chunk_rows, encoding=encoding, delimiter=delimiter
     ):
