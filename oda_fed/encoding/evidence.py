@@ -75,14 +75,6 @@ BORN_INITIAL = f"{NAMES}:born_initial"
 #: each is about as rare as a household.
 PLACED = f"{NAMES}:placed"
 PLACED_INITIAL = f"{NAMES}:placed_initial"
-#: The families of one name's part with another field's value: (family, name part, field type).
-_ANCHORED: tuple[tuple[str, str, str], ...] = (
-    (BORN, "sound", "date_of_birth"),
-    (BORN_INITIAL, "initial", "date_of_birth"),
-    (PLACED, "sound", "postcode"),
-    (PLACED_INITIAL, "initial", "postcode"),
-)
-
 
 #: The columns of field evidence: (name, bytes a record), in wire order.
 Layout = Sequence[tuple[str, int]]
@@ -214,6 +206,21 @@ _POSTCODE_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("unit", lambda v: v),
     ("sector", lambda v: v[:-2] if " " in v else ""),
 )
+
+
+def _initial(value: str) -> str:
+    return value[:1]
+
+
+#: The families of one name's part with another field's value: (family, the part of each name,
+#: the type of the field whose value goes with it).
+_ANCHORED: tuple[tuple[str, Callable[[str], str], str], ...] = (
+    (BORN, _metaphone, "date_of_birth"),
+    (BORN_INITIAL, _initial, "date_of_birth"),
+    (PLACED, _metaphone, "postcode"),
+    (PLACED_INITIAL, _initial, "postcode"),
+)
+
 #: Parts of the name fields that become one token each, over the unordered set of names.
 _NAME_PARTS: tuple[tuple[str, Callable[[str], str]], ...] = (("phonetic", _metaphone),)
 _WHOLE: tuple[tuple[str, Callable[[str], str]], ...] = (("value", lambda v: v),)
@@ -360,15 +367,14 @@ class EvidenceEncoder:
             if self._names:
                 joined = _joined([cut_of(n, cut) for n in self._names], _unordered)
                 tokens[f"{NAMES}:{part}"] = _hashed(joined, key=self._keys[f"{NAMES}:{part}"])
-        cut_by_part = {"sound": _metaphone, "initial": _initial}
-        for family, part, _ in _ANCHORED:
+        for family, cut, _ in _ANCHORED:
             anchor = self._anchors[family]
             if not self._names or anchor is None:
                 continue
             # Each name's part with the anchor's value, largest token first.
             each = [
                 _hashed(
-                    _joined([coded[anchor], cut_of(n, cut_by_part[part])], _pair),
+                    _joined([coded[anchor], cut_of(n, cut)], _pair),
                     key=self._keys[family],
                 )
                 for n in self._names
@@ -422,10 +428,6 @@ def _unordered(*columns: np.ndarray) -> list[str]:
 def _pair(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Per row, both values joined, or "" when either is missing."""
     return np.where((first == "") | (second == ""), "", first + "\x1f" + second)
-
-
-def _initial(value: str) -> str:
-    return value[:1]
 
 
 def _hashed(column: _Coded, *, key: bytes) -> np.ndarray:
