@@ -10,7 +10,7 @@ REF_STAMP := $(REF)/.installed
 SPLINK       := .venv-splink
 SPLINK_STAMP := $(SPLINK)/.installed
 
-.PHONY: demo test venv ref splink chromium proto lint bench quality clean
+.PHONY: demo test venv ref splink chromium postgres proto lint bench quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,12 +46,17 @@ splink: $(SPLINK_STAMP)
 chromium:
 	bash scripts/ensure_chromium.sh
 
+# Debian's PostgreSQL server, whose binaries the tests start as a throwaway server of their own
+# (tests/postgres.py): the coordinator's PostgreSQL state and the node's SQL sources run on it.
+postgres:
+	bash scripts/ensure_postgres.sh
+
 ## Run a whole federation on localhost: coordinator + 3 nodes over mutual TLS.
 demo: $(STAMP)
 	$(VENV)/bin/oda-fed demo --workdir demo-run
 
 ## Install what is needed and run the whole test suite.
-test: $(STAMP) $(REF_STAMP) chromium
+test: $(STAMP) $(REF_STAMP) chromium postgres
 	ODA_FED_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(PY) -m pytest -q
 	$(PY) scripts/audit_deps.py
 

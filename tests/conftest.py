@@ -468,3 +468,110 @@ def open_page(browser: Browser) -> Iterator[Callable[[Path], OpenedPage]]:
     yield open_
     for context in contexts:
         context.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+#: Set to the URL of a server whose user may create databases to use it instead of a throwaway one.
+POSTGRES_URL_ENV = "ODA_FED_TEST_POSTGRES_URL"
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: p.parts[-3])
+    on_path = shutil.which("pg_ctl")
+    if found:
+        return found[-1].parent
+    if on_path:
+        return Path(on_path).parent
+    pytest.fail(
+        "the PostgreSQL tests need a PostgreSQL server's binaries (initdb, pg_ctl, postgres), and "
+        "none are installed: run `bash scripts/ensure_postgres.sh` (make test does), or set "
+        f"{POSTGRES_URL_ENV} to a server's URL"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The admin URL of a real PostgreSQL server for this test session: a throwaway cluster in a
+    temporary folder on a free loopback port (run as the ``postgres`` user when the tests run as
+    root, as PostgreSQL refuses root), stopped and deleted afterwards."""
+    import os
+    import socket
+    import subprocess
+    import tempfile
+
+    if os.environ.get(POSTGRES_URL_ENV):
+        yield os.environ[POSTGRES_URL_ENV]
+        return
+    bin_dir = _postgres_bin()
+    user = None
+    if os.geteuid() == 0:
+        import pwd
+
+        user = next(
+            (name for name in ("postgres", "nobody") if _has_user(pwd, name)),
+            None,
+        )
+    folder = Path(tempfile.mkdtemp(prefix="oda-fed-postgres-"))
+    if user:
+        shutil.chown(folder, user)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+
+    def run(*args: str) -> None:
+        done = subprocess.run(args, user=user, capture_output=True, text=True, check=False)
+        if done.returncode:
+            pytest.fail(f"{args[0]} failed for the test PostgreSQL server: {done.stderr.strip()}")
+
+    run(
+        str(bin_dir / "initdb"), "-D", str(data), "-U", "oda_fed", "-A", "trust", "-E", "UTF8",
+        "--no-locale", "--no-sync",
+    )  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(folder / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql+psycopg://oda_fed@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            user=user, capture_output=True, check=False,
+        )  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _has_user(pwd, name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on the test server, dropped after the test."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as db:
+            db.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+        with admin.connect() as db:
+            db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
