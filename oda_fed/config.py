@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -791,13 +791,19 @@ class EventTable(_Strict):
 
 
 #: The extract formats a node reads (node.toml ``[source] format``).
-SOURCE_FORMATS = ("csv", "parquet", "xlsx")
+SOURCE_FORMATS = ("csv", "parquet", "xlsx", "sql")
 
 
 class NodeSource(_Strict):
-    path: Path
+    path: Path | None = None  # the extract file; none for format = "sql"
     # One of SOURCE_FORMATS; left out, the file's suffix says (.parquet/.pq, .xlsx, else csv).
     format: str | None = None
+    # sql only: a SQLAlchemy URL without its password, and the query (or a file holding it). The
+    # password comes from password_file (owner-only) or libpq's own PGPASSWORD or ~/.pgpass.
+    url: str | None = None
+    query: str | None = None
+    query_file: Path | None = None
+    password_file: Path | None = None
     # CSV only: the text encoding (a UTF-8 byte-order mark is accepted) and the column delimiter.
     # Exports from Excel or Windows systems are often cp1252, and ';'-separated.
     encoding: str = "utf-8"
@@ -847,6 +853,34 @@ class NodeSource(_Strict):
             )
         return value
 
+    #: node.toml names its extract; an ``analyse --sources`` file may leave it to the command line.
+    needs_path: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _file_or_sql(self) -> NodeSource:
+        sql = {"url": self.url, "query": self.query, "query_file": self.query_file,
+               "password_file": self.password_file}  # fmt: skip
+        if self.format != "sql":
+            given = [key for key, value in sql.items() if value is not None]
+            if given:
+                raise ValueError(f'{", ".join(given)}: only for format = "sql"')
+            if self.path is None and self.needs_path:
+                raise ValueError(
+                    'give path (the extract file), or format = "sql" with url and query'
+                )
+            return self
+        if self.path is not None:
+            raise ValueError('path is for files: a format = "sql" source reads url and query')
+        if self.url is None or (self.query is None) == (self.query_file is None):
+            raise ValueError('format = "sql" needs url, and either query or query_file')
+        # Never echo the URL: it may hold the very password that must not be there.
+        if re.match(r"[^:/]+://[^/@?#]*:[^/@?#]*@", self.url):
+            raise ValueError(
+                "url holds a password: take it out of node.toml and put it in password_file "
+                "(readable by the node's user only), or in PGPASSWORD or ~/.pgpass"
+            )
+        return self
+
     @model_validator(mode="after")
     def _unique_events(self) -> NodeSource:
         names = [table.name for table in self.events]
@@ -864,7 +898,7 @@ class AnalysisSource(NodeSource):
     node.toml's ``[source]``; ``path`` may be left out when the file is given on the command
     line."""
 
-    path: Path | None = None  # type: ignore[assignment]
+    needs_path: ClassVar[bool] = False
 
 
 class AnalysisSources(_Strict):
@@ -1089,6 +1123,8 @@ def _source_paths(source: object, at: tuple[str, ...]) -> tuple[tuple[str | int,
     events = source.get("events") if isinstance(source.get("events"), list) else []
     return (
         (*at, "path"),
+        (*at, "query_file"),
+        (*at, "password_file"),
         *((*at, "lookups", k) for k in lookups),
         *((*at, "events", i, "path") for i in range(len(events))),
     )

@@ -528,6 +528,11 @@ def postgres_server() -> Iterator[str]:
         str(bin_dir / "initdb"), "-D", str(data), "-U", "oda_fed", "-A", "trust", "-E", "UTF8",
         "--no-locale", "--no-sync",
     )  # fmt: skip
+    # The admin trusted, every other role by password: so that a wrong password is refused.
+    (data / "pg_hba.conf").write_text(
+        "local all all trust\nhost all oda_fed 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     run(
         str(bin_dir / "pg_ctl"),

@@ -520,6 +520,13 @@ def _analyse(
                     f"[source.{partner}] path in {sources}; give it once"
                 )
             paths[partner] = source.path
+        elif source.format == "sql":  # read from its database; the partner's name labels it
+            if partner in paths:
+                raise ConfigError(
+                    f"{partner}'s extract is given twice: on the command line and as its SQL "
+                    f"query in {sources}; give it once"
+                )
+            paths[partner] = Path(partner)
     state_dir = state or out.with_name(out.name + ".state")
     secret = read_secret(secret_file)
     started = time.monotonic()

@@ -116,13 +116,14 @@ def _extract(config: NodeConfig, loaded: LoadedProject) -> tuple[None, str]:
     """The extract's header names every mapped column, and it holds records."""
     from oda_fed.node.sources import (
         count_rows,
+        extract_path,
         layout_for,
         read_source,
         require_columns,
         require_records,
     )
 
-    path = config.source.path
+    path = extract_path(config.source)
     layout = layout_for(loaded.project, config.partner, config.source)
     with closing(read_source(path, chunk_rows=1, options=layout.read)) as frames:
         first = next(frames)
@@ -135,6 +136,8 @@ def _extract(config: NodeConfig, loaded: LoadedProject) -> tuple[None, str]:
 
 def _side_files(config: NodeConfig) -> Iterator[tuple[str, Path]]:
     """Files the node reads besides the extract: lookup tables, event tables, CA, certificate."""
+    if config.source.query_file is not None:
+        yield "query file", config.source.query_file
     for name, path in config.source.lookups.items():
         yield f"lookup table '{name}'", path
     for table in config.source.events:
@@ -169,6 +172,8 @@ def _private_files(config: NodeConfig) -> list[tuple[str, Path]]:
     """The files only the node user may read: the TLS key, and the secret file or the agreed
     secrets and agreement key in ``keys_dir``."""
     files = [("key permissions", config.tls.key)]
+    if config.source.password_file is not None:  # a SQL source's database password
+        files.append(("database password permissions", config.source.password_file))
     if config.secret_file is not None:
         return [("secret permissions", config.secret_file), *files]
     keys = sorted(config.keys_dir.glob("linkage-*.secret")) if config.keys_dir.is_dir() else []

@@ -22,6 +22,7 @@ from oda_fed.standardise import STANDARDISERS, InvalidValue, standardise_column,
 
 if TYPE_CHECKING:
     from oda_fed.config import NodeSource, Project
+    from oda_fed.node.sql import SqlQuery
 
 
 class EmptyExtractError(InputDataError):
@@ -62,22 +63,35 @@ COMMON_DELIMITERS = (",", ";", "\t", "|")
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read an extract: node.toml ``[source]`` ``format``, ``encoding``, ``delimiter``
-    and ``sheet``. The defaults read UTF-8 comma-separated CSV, or go by the file's suffix."""
+    and ``sheet``, or for ``format = "sql"`` its query. The defaults read UTF-8 comma-separated
+    CSV, or go by the file's suffix."""
 
     format: str | None = None  # None: from the file's suffix
     encoding: str = "utf-8"  # CSV only; a UTF-8 byte-order mark is accepted
     delimiter: str = ","  # CSV only
     sheet: str | None = None  # xlsx only; None: the first sheet
+    sql: SqlQuery | None = None  # sql only: the database and the query
 
     @classmethod
     def of(cls, source: NodeSource | None) -> ReadOptions:
         if source is None:
             return cls()
+        sql = None
+        if source.format == "sql":
+            from oda_fed.node.sql import SqlQuery
+
+            sql = SqlQuery(
+                url=source.url or "",
+                query=source.query,
+                query_file=source.query_file,
+                password_file=source.password_file,
+            )
         return cls(
             format=source.format,
             encoding=source.encoding,
             delimiter=source.delimiter,
             sheet=source.sheet,
+            sql=sql,
         )
 
     def format_of(self, path: Path) -> str:
@@ -97,6 +111,13 @@ class ReadOptions:
                 f"{', '.join(_source_formats())})"
             )
         return SUFFIX_FORMATS.get(suffix, "csv")
+
+    def sql_query(self) -> SqlQuery:
+        if self.sql is None:
+            raise InputDataError(
+                'format = "sql" needs url and query (or query_file) in node.toml [source]'
+            )
+        return self.sql
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,13 @@ class PreparedSource:
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+
+def extract_path(source: NodeSource) -> Path:
+    """What names a node's extract in messages: its file, or a SQL source's user@host/database."""
+    if source.path is not None:
+        return source.path
+    return ReadOptions.of(source).sql_query().label()
 
 
 def layout_for(project: Project, partner: str | None, source: NodeSource | None = None) -> Layout:
@@ -162,8 +190,9 @@ def layout_for(project: Project, partner: str | None, source: NodeSource | None 
 def read_source(
     path: Path, *, chunk_rows: int | None = None, options: ReadOptions | None = None
 ) -> Iterator[pd.DataFrame]:
-    """Read an extract (CSV, Parquet or xlsx) as text columns, ``chunk_rows`` rows at a time
-    (all at once when None).
+    """Read an extract (CSV, Parquet, xlsx, or a SQL query's rows) as text columns,
+    ``chunk_rows`` rows at a time (all at once when None). A SQL source's ``path`` only names it
+    in messages.
 
     Every value is a ``str``: an empty cell is ``""``, a whole number has no ``.0`` and a date
     is ``YYYY-MM-DD``, so each format prepares as the same table written as CSV would. A file
@@ -183,6 +212,11 @@ def read_source(
     """
     options = options or ReadOptions()
     fmt = options.format_of(path)
+    if fmt == "sql":
+        from oda_fed.node.sql import read_sql
+
+        yield from read_sql(options.sql_query(), chunk_rows=chunk_rows)
+        return
     if not Path(path).is_file():
         raise InputDataError(f"{path}: file not found; check the path in node.toml [source]")
     if fmt == "parquet":
@@ -536,9 +570,13 @@ def _cell_text(value: object) -> str:
 
 def count_rows(path: Path, options: ReadOptions | None = None) -> int:
     """Data rows in an extract, counted fast (a CSV's line ends, the row count a Parquet file or
-    an xlsx sheet records), for progress display only."""
+    an xlsx sheet records, the database's count of a query's rows), for progress display only."""
     options = options or ReadOptions()
     fmt = options.format_of(path)
+    if fmt == "sql":
+        from oda_fed.node.sql import count_sql
+
+        return count_sql(options.sql_query())
     if not Path(path).is_file():
         raise InputDataError(f"{path}: file not found; check the path in node.toml [source]")
     if fmt == "parquet":

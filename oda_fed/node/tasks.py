@@ -29,7 +29,7 @@ from oda_fed.node.derive import derive_all
 from oda_fed.node.encode import encode_file
 from oda_fed.node.policy import Refused
 from oda_fed.node.rounds import RoundFiles
-from oda_fed.node.sources import EmptyExtractError, require_records
+from oda_fed.node.sources import EmptyExtractError, extract_path, require_records
 from oda_fed.node.state import NodeState
 from oda_fed.transport import witness as witnessing
 from oda_fed.transport.messages import (
@@ -177,14 +177,14 @@ def _encode_and_upload(
 def _prepare(state: NodeState, round_id: str, files: RoundFiles) -> None:
     """Encode the partner's extract for this round, under random refs, and save it."""
     source = encode_file(
-        state.config.source.path,
+        extract_path(state.config.source),
         project=state.project,
         layout=state.layout,
         secret=state.secret,
         progress=lambda done, total: log.debug("encoded %d of %d records", done, total),
     )
     # Nothing to upload would leave the round waiting for this partner: say so instead.
-    require_records(state.config.source.path, len(source))
+    require_records(extract_path(state.config.source), len(source))
     state.metrics.encoded.inc(len(source))
     # Derived and checked before anything is saved: a value outside its domain stops here.
     asked = [

@@ -117,7 +117,33 @@ def write_xlsx(path: Path, *, sheet: str = "Extract", blank_sheet_first: bool = 
     return path
 
 
-def source(path: Path, **read: object) -> NodeSource:
+def write_postgres(url: str) -> str:
+    """The table in a PostgreSQL database, typed as a partner's system holds it: integers, text,
+    a date and NULLs; the query that reads it back."""
+    import sqlalchemy as sa
+
+    people = sa.Table(
+        "people",
+        sa.MetaData(),
+        sa.Column("person_ref", sa.Integer, primary_key=True),
+        *(sa.Column(c, sa.Text) for c in ("forename", "surname")),
+        sa.Column("dob", sa.Date),
+        sa.Column("postcode", sa.Text),
+        sa.Column("household", sa.Integer),
+        sa.Column("note", sa.Text),
+    )
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as db:
+            people.create(db)
+            rows = zip(IDS, FIRST, LAST, DOB, POSTCODE, HOUSEHOLD, NOTE, strict=True)
+            db.execute(people.insert(), [dict(zip(people.c.keys(), r, strict=True)) for r in rows])
+    finally:
+        engine.dispose()
+    return "SELECT * FROM people ORDER BY person_ref"
+
+
+def source(path: Path | None, **read: object) -> NodeSource:
     return NodeSource.model_validate(
         {
             "path": path,
@@ -178,6 +204,22 @@ def test_every_format_prepares_to_the_same_records(tmp_path: Path, reference) ->
     same(reference, prepared(write_xlsx(tmp_path / "extract.xlsx")))
     named = write_xlsx(tmp_path / "named.xlsx", sheet="People", blank_sheet_first=True)
     same(reference, prepared(named, sheet="People"))
+
+
+@pytest.mark.parametrize("chunk_rows", [2, 100_000])
+def test_a_postgresql_table_prepares_to_the_same_records(
+    postgres_url: str, reference, chunk_rows: int
+) -> None:
+    query = write_postgres(postgres_url)
+    sql = {"path": None, "format": "sql", "url": postgres_url, "query": query}
+    layout = layout_for(PROJECT, "council", source(**sql))
+    label = Path("council")
+    chunks = list(iter_prepared(label, project=PROJECT, layout=layout, chunk_rows=chunk_rows))
+    assert len(chunks) == -(-len(IDS) // min(chunk_rows, len(IDS)))
+    same(reference, prepare(label, project=PROJECT, layout=layout))
+    (read,) = list(read_source(label, options=layout.read))
+    assert read.to_dict("list") == frame().to_dict("list")  # text, as the CSV says it
+    assert count_rows(label, layout.read) == len(IDS)
 
 
 def test_parquet_and_xlsx_read_as_text_like_csv(tmp_path: Path) -> None:
