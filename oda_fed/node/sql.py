@@ -321,6 +321,11 @@ def _refused(sql: SqlQuery, exc: Exception, password: str | None) -> InputDataEr
             f"{sql.shown()}: the query tries to write ({said}); the node runs it in a read-only "
             f"transaction and only reads. Give a SELECT in {where}"
         )
+    elif "multiple commands" in said:  # psycopg sends one statement: a second is not run
+        text = (
+            f"{sql.shown()}: the query holds more than one statement ({said}); give one SELECT "
+            f"in {where}"
+        )
     elif code == "57014":  # query_canceled: the statement timeout
         text = (
             f"{sql.shown()}: the query ran past the {STATEMENT_TIMEOUT_S} s statement timeout "
