@@ -73,3 +73,30 @@ def test_cp1252_csv_links_with_xlsx_or_parquet_as_utf8_csv_does(
         sources={"council": AnalysisSource(encoding="cp1252", delimiter=";")},
     ).links()
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_an_extract_read_from_postgresql_links_as_its_csv_does(
+    synth: Path, postgres_url: str
+) -> None:
+    import sqlalchemy as sa
+
+    project = load_project(synth / "project.toml")
+    expected = link_files(
+        [synth / "council.csv", synth / "police.csv"], project=project, secret=SECRET
+    ).links()
+    police = pd.read_csv(synth / "police.csv", dtype=str, keep_default_na=False)
+    table = police.replace("", None)  # an empty cell is NULL in the police's system
+    table["date_of_birth"] = pd.to_datetime(table["date_of_birth"], format="%Y-%m-%d").dt.date
+    engine = sa.create_engine(postgres_url)
+    try:
+        table.to_sql("custody_people", engine, index=False, dtype={"date_of_birth": sa.Date})
+    finally:
+        engine.dispose()
+    sql = AnalysisSource(format="sql", url=postgres_url, query="SELECT * FROM custody_people")
+    got = link_files(
+        [synth / "council.csv", Path("police")],
+        project=project,
+        secret=SECRET,
+        sources={"police": sql},
+    ).links()
+    pd.testing.assert_frame_equal(got, expected)

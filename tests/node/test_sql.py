@@ -277,3 +277,41 @@ def test_the_password_appears_in_no_error_or_log_line(
         said.append(check._extract(config, loaded)[1])
     for text in [*said, caplog.text]:
         assert PASSWORD not in text
+
+
+@pytest.mark.grpc
+def test_a_round_with_a_sql_source_sends_and_logs_no_password(
+    federation, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    try:
+        federation.extract("council").to_sql("council_extract", engine, index=False)
+        with engine.begin() as db:
+            db.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+            db.exec_driver_sql(f"GRANT SELECT ON council_extract TO {role}")
+    finally:
+        engine.dispose()
+    url = sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+
+    def to_sql(source: dict, folder: Path) -> None:
+        (folder / "db.password").write_text(PASSWORD)
+        (folder / "db.password").chmod(0o600)
+        del source["path"]
+        source.update(format="sql", url=url, query="SELECT * FROM council_extract",
+                      password_file="db.password")  # fmt: skip
+
+    federation.edit_source("council", to_sql)
+    with caplog.at_level(logging.DEBUG):
+        federation.run_round()
+    assert federation.entity_ids("council")  # the council took part, from its database
+    assert PASSWORD not in caplog.text
+    leaked = [
+        path
+        for path in federation.workdir.rglob("*")
+        if path.is_file() and path.name != "db.password" and PASSWORD.encode() in path.read_bytes()
+    ]
+    assert leaked == []  # no audit log, upload, state or product holds it
+    with sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT").connect() as db:
+        db.exec_driver_sql(f"DROP OWNED BY {role}")
+        db.exec_driver_sql(f"DROP ROLE {role}")
