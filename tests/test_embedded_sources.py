@@ -10,7 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from oda_fed.cli import app
 from oda_fed.config import AnalysisSource, load_project
 from oda_fed.embedded import link_files
 
@@ -76,7 +78,7 @@ def test_cp1252_csv_links_with_xlsx_or_parquet_as_utf8_csv_does(
 
 
 def test_an_extract_read_from_postgresql_links_as_its_csv_does(
-    synth: Path, postgres_url: str
+    synth: Path, postgres_url: str, tmp_path: Path
 ) -> None:
     import sqlalchemy as sa
 
@@ -100,3 +102,26 @@ def test_an_extract_read_from_postgresql_links_as_its_csv_does(
         sources={"police": sql},
     ).links()
     pd.testing.assert_frame_equal(got, expected)
+
+    # The command line, with the query in a --sources file: the same links.
+    (tmp_path / "k").write_text(SECRET.hex())
+    (tmp_path / "sources.toml").write_text(
+        f'[source.police]\nformat = "sql"\nurl = "{postgres_url}"\n'
+        'query = "SELECT * FROM custody_people"\n'
+    )
+    args = ["link", str(synth / "council.csv"), "--project", str(synth / "project.toml"),
+            "--secret-file", str(tmp_path / "k"), "--out", str(tmp_path / "links.csv"),
+            "--sources", str(tmp_path / "sources.toml")]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    written = pd.read_csv(tmp_path / "links.csv", dtype=str, keep_default_na=False)
+    assert written.to_csv(index=False) == expected.astype(str).to_csv(index=False)
+
+    # A database that cannot be reached is one line, not a traceback.
+    port_gone = sa.make_url(postgres_url).set(port=1).render_as_string(hide_password=False)
+    (tmp_path / "sources.toml").write_text(
+        f'[source.police]\nformat = "sql"\nurl = "{port_gone}"\nquery = "SELECT 1"\n'
+    )
+    done = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert done.exit_code != 0 and done.output.strip().startswith("error:"), done.output
+    assert "cannot connect to 127.0.0.1 port 1" in done.output and "Traceback" not in done.output

@@ -29,6 +29,7 @@ from oda_fed.errors import ConfigError, InputDataError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from oda_fed.config import AnalysisSource
     from oda_fed.embedded import Analysis
     from oda_fed.index import IndexReport
     from oda_fed.linkage import LinkResult
@@ -233,6 +234,14 @@ def link(
             "entities) and keep each earlier entity id for the new entity it overlaps most."
         ),
     ] = False,
+    sources: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file with a [source.<name>] table per source (named as its file), holding "
+            "what a node.toml [source] holds: how to read the file, its columns, or a SQL query "
+            '(format = "sql", url, query) in place of a file.'
+        ),
+    ] = None,
 ) -> None:
     """Embedded mode: link files in one process with no network and write links.csv.
 
@@ -250,6 +259,7 @@ def link(
         on_invalid=on_invalid,
         index=index,
         rebuild_index=rebuild_index,
+        sources=sources,
     )
 
 
@@ -264,15 +274,18 @@ def _link(
     on_invalid: str,
     index: Path | None,
     rebuild_index: bool,
+    sources: Path | None = None,
 ) -> None:
     """Link files afresh, or into a linked index; write links.csv and a quality report."""
-    from oda_fed.config import load_project
+    from oda_fed.config import load_analysis_sources, load_project
     from oda_fed.durable import write_atomic
-    from oda_fed.embedded import link_files
+    from oda_fed.embedded import by_stem, link_files
     from oda_fed.pki import read_secret
 
     if rebuild_index and index is None:
         raise ConfigError("--rebuild-index needs --index PATH: the index to rebuild")
+    given = load_analysis_sources(sources).source if sources is not None else {}
+    files = list(_with_sources(by_stem(files), given, sources).values())
     if index is not None and not files:
         raise InputDataError("give the CSV file(s) to add to the linked index")
     invalid = check_on_invalid(on_invalid)
@@ -288,6 +301,7 @@ def _link(
         index=index,
         rebuild=rebuild_index,
         on_invalid=invalid,
+        sources=given,
     )
     links = result.links(include_singletons=all_records)
     write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
@@ -486,6 +500,23 @@ def analyse(
     )
 
 
+def _with_sources(
+    paths: dict[str, Path], given: dict[str, AnalysisSource], sources: Path | None
+) -> dict[str, Path]:
+    """The files on the command line, and those a --sources file names: a ``path``, or a SQL
+    query (which its source's name labels)."""
+    for name, source in given.items():
+        if source.path is None and source.format != "sql":
+            continue
+        if name in paths:
+            raise ConfigError(
+                f"{name}'s extract is given twice: on the command line and as [source.{name}] "
+                f"in {sources}; give it once"
+            )
+        paths[name] = source.path if source.path is not None else Path(name)
+    return paths
+
+
 def _analyse(
     *,
     files: list[Path],
@@ -511,22 +542,7 @@ def _analyse(
             f"{sources}: [source.{unknown[0]}] names no partner of the project "
             f"({', '.join(loaded.project.partner_ids)})"
         )
-    paths = by_stem(files)
-    for partner, source in given.items():
-        if source.path is not None:
-            if partner in paths:
-                raise ConfigError(
-                    f"{partner}'s file is given twice: on the command line and as "
-                    f"[source.{partner}] path in {sources}; give it once"
-                )
-            paths[partner] = source.path
-        elif source.format == "sql":  # read from its database; the partner's name labels it
-            if partner in paths:
-                raise ConfigError(
-                    f"{partner}'s extract is given twice: on the command line and as its SQL "
-                    f"query in {sources}; give it once"
-                )
-            paths[partner] = Path(partner)
+    paths = _with_sources(by_stem(files), given, sources)
     state_dir = state or out.with_name(out.name + ".state")
     secret = read_secret(secret_file)
     started = time.monotonic()

@@ -296,6 +296,7 @@ def _unreachable(
         s in lower
         for s in ("refused", "could not translate", "timeout expired", "no route", "unreachable")
     ):
+        said = said.split(" Is the server running")[0]  # libpq's hint: ours follows
         text = (
             f"{sql.shown()}: cannot connect to {host} port {port} ({said}). Is the database "
             "server running there, and does the firewall allow the node to reach it? Check "
