@@ -303,7 +303,11 @@ def test_a_round_with_a_sql_source_sends_and_logs_no_password(
 
     federation.edit_source("council", to_sql)
     with caplog.at_level(logging.DEBUG):
+        checked = {c.name: c for c in check.check_node(federation.node_config("council"))}
         federation.run_round()
+    for name in ("extract", "database password permissions"):
+        assert checked[name].outcome == check.Outcome.OK, checked[name]
+    assert all(PASSWORD not in c.detail for c in checked.values())
     assert federation.entity_ids("council")  # the council took part, from its database
     assert PASSWORD not in caplog.text
     leaked = [
