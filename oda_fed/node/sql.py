@@ -294,7 +294,14 @@ def _unreachable(
         )
     elif any(
         s in lower
-        for s in ("refused", "could not translate", "timeout expired", "no route", "unreachable")
+        for s in (
+            "refused",
+            "could not translate",
+            "resolve host",
+            "timeout expired",
+            "no route",
+            "unreachable",
+        )
     ):
         said = said.split(" Is the server running")[0]  # libpq's hint: ours follows
         text = (

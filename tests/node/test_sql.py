@@ -146,6 +146,11 @@ def test_a_refused_connection_names_the_host_and_port(database: dict) -> None:
     assert "Is the database server running there, and does the firewall allow the node" in said
 
 
+def test_a_host_that_does_not_resolve_is_unreachable(database: dict) -> None:
+    said = failure({**database, "url": "postgresql+psycopg://reader@no-such-host.invalid/x"})
+    assert "cannot connect to no-such-host.invalid port 5432" in said and "firewall" in said
+
+
 def test_a_wrong_password_is_an_authentication_failure_that_echoes_no_password(
     database: dict, tmp_path: Path
 ) -> None:
@@ -199,6 +204,8 @@ def test_an_empty_result_is_an_empty_extract_in_node_check(
 def test_a_missing_driver_says_which_package_to_install(database: dict) -> None:
     said = failure({**database, "url": "mssql+pyodbc://reader@db.council.local/social_care"})
     assert "driver for 'mssql+pyodbc' is not installed" in said and "install pyodbc" in said
+    said = failure({**database, "url": "mysql+pymysql://reader@db/x"})
+    assert "install PyMySQL" in said and "postgresql+psycopg is" in said
     said = failure({**database, "url": "nosuchdb://reader@host/db"})
     assert "SQLAlchemy knows no database 'nosuchdb'" in said
 
