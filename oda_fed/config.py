@@ -805,7 +805,8 @@ class NodeSource(_Strict):
     query_file: Path | None = None
     password_file: Path | None = None
     # CSV only: the text encoding (a UTF-8 byte-order mark is accepted) and the column delimiter.
-    # Exports from Excel or Windows systems are often cp1252, and ';'-separated.
+    # Exports from Excel or Windows systems are often cp1252, and ';'-separated. For sql, the
+    # encoding PostgreSQL is asked to send text in (a SQL_ASCII database's bytes are read as it).
     encoding: str = "utf-8"
     delimiter: str = ","
     # xlsx only: the worksheet holding the extract (default: the first).

@@ -85,6 +85,7 @@ class ReadOptions:
                 query=source.query,
                 query_file=source.query_file,
                 password_file=source.password_file,
+                encoding=source.encoding,
             )
         return cls(
             format=source.format,

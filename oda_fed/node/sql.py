@@ -55,6 +55,7 @@ class SqlQuery:
     query: str | None = None
     query_file: Path | None = None
     password_file: Path | None = None
+    encoding: str = "utf-8"  # what a SQL_ASCII database's bytes are (PostgreSQL only)
 
     def shown(self) -> str:
         """The URL as messages show it: never with a password."""
@@ -182,7 +183,11 @@ def _reading(sql: SqlQuery) -> Iterator[tuple[sa.Connection, str | None]]:
     if password is not None:
         url = url.set(password=password)
     postgres = url.get_backend_name() == "postgresql"
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if postgres else {}
+    connect_args = {}
+    if postgres:
+        # The server converts to this encoding; from a SQL_ASCII database it sends bytes as
+        # they are, to be decoded as node.toml's encoding says.
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "client_encoding": _pg_encoding(sql)}
     try:
         engine = sa.create_engine(url, poolclass=sa.NullPool, connect_args=connect_args)
     except ModuleNotFoundError as exc:
@@ -216,6 +221,42 @@ def _reading(sql: SqlQuery) -> Iterator[tuple[sa.Connection, str | None]]:
             conn.rollback()  # nothing to keep: the transaction only read
     finally:
         engine.dispose()
+
+
+#: Python codec -> PostgreSQL client encoding, for the encodings exports commonly come in.
+PG_ENCODINGS = {
+    "utf-8": "UTF8",
+    "cp1252": "WIN1252",
+    "cp1250": "WIN1250",
+    "iso8859-1": "LATIN1",
+    "iso8859-15": "LATIN9",
+}
+
+
+def _pg_encoding(sql: SqlQuery) -> str:
+    import codecs
+
+    try:
+        name = codecs.lookup(sql.encoding).name
+    except LookupError:
+        name = sql.encoding
+    if name not in PG_ENCODINGS:
+        raise InputDataError(
+            f"{sql.shown()}: encoding '{sql.encoding}' cannot be asked of PostgreSQL; set "
+            f"encoding in node.toml [source] to one of {', '.join(PG_ENCODINGS)}"
+        )
+    return PG_ENCODINGS[name]
+
+
+def _undecodable(sql: SqlQuery, password: str | None, said: str) -> InputDataError:
+    return InputDataError(
+        _scrub(
+            f"{sql.shown()}: the database holds text that is not {sql.encoding} ({said}; a "
+            "SQL_ASCII database keeps bytes in whatever encoding they were written in). Set "
+            'encoding in node.toml [source] to the one its text is in, such as encoding = "cp1252"',
+            password,
+        )
+    )
 
 
 def _password(path: Path | None) -> str | None:
@@ -324,6 +365,8 @@ def _refused(sql: SqlQuery, exc: Exception, password: str | None) -> InputDataEr
     said = _message(exc)
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
     where = "query_file" if sql.query_file is not None else "query in node.toml [source]"
+    if code in ("22021", "22P05"):  # bytes not in the encoding asked for, or not convertible
+        return _undecodable(sql, password, said)
     if code == "25006" or "data-modifying" in said:  # read_only_sql_transaction
         text = (
             f"{sql.shown()}: the query tries to write ({said}); the node runs it in a read-only "

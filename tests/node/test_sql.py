@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -326,3 +327,34 @@ def test_a_round_with_a_sql_source_sends_and_logs_no_password(
     with sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT").connect() as db:
         db.exec_driver_sql(f"DROP OWNED BY {role}")
         db.exec_driver_sql(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def sql_ascii_url(postgres_server: str) -> Iterator[str]:
+    """A SQL_ASCII database (it stores bytes unchecked) holding a cp1252 'Zoë', as an old
+    system's may."""
+    name = f"ascii_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.exec_driver_sql(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' "
+            "LC_CTYPE 'C'"
+        )
+    url = postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as raw:  # SQLAlchemy cannot talk SQL_ASCII: psycopg's bytes
+        raw.execute(b"CREATE TABLE people (person_ref text, forename text)")
+        raw.execute(b"INSERT INTO people VALUES ('1', 'Zo\xeb')")
+    try:
+        yield url
+    finally:
+        with admin.connect() as db:
+            db.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def test_text_in_another_encoding_says_which_setting_reads_it(sql_ascii_url: str) -> None:
+    source = {"format": "sql", "url": sql_ascii_url, "query": "SELECT * FROM people"}
+    said = failure(source)
+    assert "holds text that is not utf-8" in said and 'encoding = "cp1252"' in said
+    assert read({**source, "encoding": "cp1252"})["forename"].tolist() == ["Zoë"]
