@@ -360,7 +360,11 @@ class Federation:
 
 
 def _federation(
-    tmp_path: Path, *, agree_secret: bool, database: str | None = None
+    tmp_path: Path,
+    *,
+    agree_secret: bool,
+    database: str | None = None,
+    prepare: Callable[[Federation], None] | None = None,
 ) -> Iterator[Federation]:
     from oda_fed.demo import setup
 
@@ -371,6 +375,8 @@ def _federation(
     if database:
         doc = tomllib.loads(fed.coordinator_config.read_text())
         fed.coordinator_config.write_text(tomli_w.dumps({**doc, "database": database}))
+    if prepare is not None:
+        prepare(fed)
     fed.start_coordinator()
     yield fed
     fed.stop_coordinator()
@@ -394,6 +400,22 @@ def backend(request: pytest.FixtureRequest) -> str | None:
 def backed_federation(tmp_path: Path, backend: str | None):
     """As ``federation``, on each backend of the coordinator's state in turn."""
     yield from _federation(tmp_path, agree_secret=False, database=backend)
+
+
+@pytest.fixture
+def another_federation(tmp_path: Path) -> Iterator[Callable[..., Federation]]:
+    """Makes a further federation in ``tmp_path / name``: ``make(name, database=...,
+    prepare=...)``, where ``prepare(federation)`` runs before its coordinator starts. Each is
+    stopped at the end of the test."""
+    made: list[Iterator[Federation]] = []
+
+    def make(name: str, **kwargs) -> Federation:
+        made.append(_federation(tmp_path / name, agree_secret=False, **kwargs))
+        return next(made[-1])
+
+    yield make
+    for federation in made:
+        next(federation, None)
 
 
 @pytest.fixture
