@@ -104,7 +104,13 @@ def test_postgresql_backs_a_whole_round_with_the_sqlite_rounds_results(
         # A second coordinator on the same database, as a copied config would start one.
         second = pg.workdir / "coordinator" / "second.toml"
         second.write_text(pg.coordinator_config.read_text())
-        _edit(second, state_dir="second-state", listen="127.0.0.1:0")
+        _edit(
+            second,
+            state_dir="state2",
+            audit_dir="audit2",
+            output_dir="products2",
+            listen="127.0.0.1:0",
+        )
         refused = _serve(second)
         output = " ".join(refused.output.split())
         assert refused.exit_code == 8, output
