@@ -121,6 +121,13 @@ class Database:
                 if self.fresh or version < SCHEMA_VERSION:
                     migrate(self._connection, fresh=self.fresh)
                     self._set_version(db)
+        except sa.exc.DBAPIError as exc:
+            # A role that may not create tables, a read-only file: the database's own words.
+            self.close()
+            said = str(exc.orig).strip().splitlines()[0]
+            raise StateError(
+                f"the coordinator's database {self.where} could not be opened: {said}"
+            ) from None
         except BaseException:
             self.close()
             raise

@@ -1,7 +1,8 @@
 """The coordinator's durable state: rounds, deliveries, uploads and results, in one database.
 
 A coordinator that stops mid-round picks the round up where it was, because everything the
-lifecycle needs is here. :class:`Store` opens the file and holds one table class per concept:
+lifecycle needs is here. :class:`Store` opens the database (SQLite or PostgreSQL) and holds one
+table class per concept:
 
 - :attr:`Store.rounds` (:class:`RoundTable`): each round's state, message, counts and deadline;
   a state changes only by :meth:`RoundTable.move`, which checks the state it moves from;

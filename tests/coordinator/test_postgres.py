@@ -251,3 +251,18 @@ def test_deleted_clks_leave_the_postgresql_tables(postgres_url: str) -> None:
     store.close()
     assert size() < held - 8192  # the CLK's pages (in its TOAST table) are gone, not just dead
     engine.dispose()
+
+
+def test_a_role_that_may_not_create_the_tables_is_refused_in_one_line(postgres_url: str) -> None:
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        url = database_url(sa.make_url(postgres_url).set(username=role).render_as_string())
+        with pytest.raises(StateError, match="could not be opened: permission denied"):
+            Store(url)
+    finally:
+        with admin.connect() as db:
+            db.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
