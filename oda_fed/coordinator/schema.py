@@ -10,6 +10,7 @@ SQL text, not ORM objects.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 #: The schema's version: ``PRAGMA user_version`` in SQLite, the one row of ``schema_version`` in
 #: PostgreSQL. Version 7 gave deliveries their own order (``seq``; SQLite's rowid before),
@@ -23,8 +24,13 @@ _EMPTY = sa.text("''")
 _ZERO = sa.text("0")
 
 
+#: Text compared and ordered byte by byte on both, as SQLite does: a PostgreSQL database made with
+#: a locale's collation would otherwise order partner ids and stamps by that locale's rules.
+TEXT = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+
 def _text(name: str, *args: object, **kwargs: object) -> sa.Column:
-    return sa.Column(name, sa.Text, *args, nullable=False, **kwargs)
+    return sa.Column(name, TEXT, *args, nullable=False, **kwargs)
 
 
 def _int(name: str, **kwargs: object) -> sa.Column:
@@ -48,7 +54,7 @@ rounds = sa.Table(
     _text("report", server_default=_EMPTY),
     # how matching made this round's entities (kept when later states replace the message)
     _text("linkage", server_default=_EMPTY),
-    sa.Column("clks_deleted", sa.Text),
+    sa.Column("clks_deleted", TEXT),
     _text("created"),
     _text("updated"),
     # when the round is cancelled unless released (RFC 3339, UTC)

@@ -266,3 +266,17 @@ def test_a_role_that_may_not_create_the_tables_is_refused_in_one_line(postgres_u
         with admin.connect() as db:
             db.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()
+
+
+def test_text_is_ordered_byte_by_byte_as_in_sqlite(postgres_url: str) -> None:
+    """Whatever the database's locale: partner ids, product names and stamps sort as SQLite
+    sorts them, so both give rows in one order."""
+    Store(database_url(postgres_url)).close()
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as db:
+        collations = db.exec_driver_sql(
+            "SELECT DISTINCT collation_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type = 'text'"
+        ).scalars()
+        assert list(collations) == ["C"]
+    engine.dispose()

@@ -265,3 +265,31 @@ def test_every_table_reads_back_what_it_wrote(store: Store) -> None:
     assert store.uploads.expired_clks(finished=finished, older_than=LATER) == []
     store.uploads.discard(round_id="r1", partner="a", upload=CLKS, complete_too=True)
     assert store.uploads.state(round_id="r1", partner="a", upload=CLKS) is None
+
+
+def test_a_version_6_database_keeps_the_order_deliveries_were_owed_in(tmp_path: Path) -> None:
+    """Version 6 ordered deliveries by SQLite's rowid; the upgrade writes that order down."""
+    import sqlite3
+
+    path = tmp_path / "v6.sqlite"
+    s = Store(path)
+    s.rounds.create(round_id="r1", project="p", partners=["b", "a"], deadline=LATER)
+    s.deliveries.add([Delivery("r1", "a", DeliveryKind.ENTITIES_READY)])
+    s.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE deliveries DROP COLUMN seq")  # as version 6 made the table
+    db.execute("PRAGMA user_version = 6")
+    db.commit()
+    db.close()
+    again = Store(path)
+    assert [(d.partner, d.kind) for d in again.deliveries.of_round("r1")] == [
+        ("b", DeliveryKind.ENCODE_AND_UPLOAD),
+        ("a", DeliveryKind.ENCODE_AND_UPLOAD),
+        ("a", DeliveryKind.ENTITIES_READY),
+    ]
+    again.deliveries.add([Delivery("r1", "b", DeliveryKind.ENTITIES_READY)])
+    assert [d.kind for d, _ in again.deliveries.pending(partner="b")] == [
+        DeliveryKind.ENCODE_AND_UPLOAD,
+        DeliveryKind.ENTITIES_READY,
+    ]
+    again.close()
