@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: The only driver: psycopg 3 (``postgresql://`` means it too).
 DRIVER = "postgresql+psycopg"
+#: Seconds to wait for the server when the URL does not say (``?connect_timeout=``).
+CONNECT_TIMEOUT = 10
 #: The advisory lock a serving coordinator holds on its database (two 32-bit keys: "oda-", "fed").
 LOCK = (0x6F64612D, 0x666564)
 
@@ -81,10 +83,12 @@ def connect(url: sa.URL) -> tuple[sa.Engine, sa.Connection]:
         The server cannot be reached, refuses the login, or has no such database: the message
         says which and what to check.
     """
+    # libpq waits for ever on a server behind a firewall that drops packets, unless told.
+    defaults = {"application_name": "oda-fed coordinator", "connect_timeout": CONNECT_TIMEOUT}
     engine = sa.create_engine(
         url,
         poolclass=sa.pool.NullPool,
-        connect_args={"application_name": "oda-fed coordinator"},
+        connect_args={k: v for k, v in defaults.items() if k not in url.query},
     )
     try:
         return engine, engine.connect()
