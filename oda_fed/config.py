@@ -961,6 +961,11 @@ class CoordinatorConfig(_Strict):
     # Host name the operator CLI uses to check the coordinator's certificate.
     server_name: str = "localhost"
     state_dir: Path
+    # Keep the database on PostgreSQL (postgresql+psycopg://USER@HOST[:PORT]/DATABASE) instead of
+    # SQLite in state_dir. Never with a password: that is read from database_password_file, or
+    # libpq's PGPASSWORD / ~/.pgpass.
+    database: str | None = None
+    database_password_file: Path | None = None
     output_dir: Path
     audit_dir: Path | None = None
     tls: TlsFiles
@@ -983,6 +988,22 @@ class CoordinatorConfig(_Strict):
     @property
     def audit_path(self) -> Path:
         return (self.audit_dir or self.state_dir / "audit") / "coordinator.jsonl"
+
+    @field_validator("database")
+    @classmethod
+    def _postgres_without_password(cls, url: str | None) -> str | None:
+        scheme, _, rest = (url or "").partition("://")
+        if url is not None and scheme not in ("postgresql", "postgresql+psycopg"):
+            raise ValueError(
+                "expected postgresql+psycopg://USER@HOST[:PORT]/DATABASE (leave it unset for "
+                "SQLite in state_dir)"
+            )
+        if ":" in rest.rpartition("@")[0]:
+            raise ValueError(
+                "the URL carries a password: put it in database_password_file (or PGPASSWORD / "
+                "~/.pgpass), never in coordinator.toml"
+            )
+        return url
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -1106,6 +1127,7 @@ _COORDINATOR_PATHS = (
     ("project",),
     ("revocation_list",),
     ("state_dir",),
+    ("database_password_file",),
     ("output_dir",),
     ("audit_dir",),
     ("tls", "ca"),

@@ -97,6 +97,8 @@ class Federation:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     errors: list[BaseException] = field(default_factory=list)
+    #: The coordinator's PostgreSQL URL; None for SQLite in its state_dir.
+    database: str | None = None
 
     @property
     def coordinator_config(self) -> Path:
@@ -169,6 +171,16 @@ class Federation:
         self.start_coordinator()
         # Rewritten whatever port was bound, so the nodes pin the amended project too.
         write_node_configs(self.workdir, self.synthetic, port=self.port)
+
+    def store(self):
+        """The coordinator's store, opened as a reader would (not the serving coordinator's
+        lock): on PostgreSQL when the federation's coordinator keeps its state there."""
+        from oda_fed.coordinator.postgres import database_url
+        from oda_fed.coordinator.store import Store
+
+        if self.database:
+            return Store(database_url(self.database))
+        return Store(self.workdir / "coordinator" / "state" / "coordinator.sqlite")
 
     @property
     def fingerprint(self) -> str:
@@ -347,13 +359,24 @@ class Federation:
         return thread, errors
 
 
-def _federation(tmp_path: Path, *, agree_secret: bool) -> Iterator[Federation]:
+def _federation(
+    tmp_path: Path,
+    *,
+    agree_secret: bool,
+    database: str | None = None,
+    prepare: Callable[[Federation], None] | None = None,
+) -> Iterator[Federation]:
     from oda_fed.demo import setup
 
     synthetic, _ = setup(
         tmp_path / "fed", population=400, seed=11, errors="low", agree_secret=agree_secret
     )
-    fed = Federation(workdir=tmp_path / "fed", synthetic=synthetic)
+    fed = Federation(workdir=tmp_path / "fed", synthetic=synthetic, database=database)
+    if database:
+        doc = tomllib.loads(fed.coordinator_config.read_text())
+        fed.coordinator_config.write_text(tomli_w.dumps({**doc, "database": database}))
+    if prepare is not None:
+        prepare(fed)
     fed.start_coordinator()
     yield fed
     fed.stop_coordinator()
@@ -364,6 +387,35 @@ def federation(tmp_path: Path):
     """A three-partner federation folder with a coordinator serving on a free loopback port; the
     nodes share one secret file, as partners who exchanged it themselves would."""
     yield from _federation(tmp_path, agree_secret=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """Where the coordinator keeps its state, for the tests that run on both: None for SQLite in
+    its state_dir, or the URL of a new, empty PostgreSQL database."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture
+def backed_federation(tmp_path: Path, backend: str | None):
+    """As ``federation``, on each backend of the coordinator's state in turn."""
+    yield from _federation(tmp_path, agree_secret=False, database=backend)
+
+
+@pytest.fixture
+def another_federation(tmp_path: Path) -> Iterator[Callable[..., Federation]]:
+    """Makes a further federation in ``tmp_path / name``: ``make(name, database=...,
+    prepare=...)``, where ``prepare(federation)`` runs before its coordinator starts. Each is
+    stopped at the end of the test."""
+    made: list[Iterator[Federation]] = []
+
+    def make(name: str, **kwargs) -> Federation:
+        made.append(_federation(tmp_path / name, agree_secret=False, **kwargs))
+        return next(made[-1])
+
+    yield make
+    for federation in made:
+        next(federation, None)
 
 
 @pytest.fixture

@@ -125,7 +125,8 @@ def coordinator_serve(
             help="Start although state the audit log shows in use was lost: the database "
             "(missing or empty after earlier rounds), the rounding key or release ledger (after "
             "releases) or the pseudonym key (after entity ids were sent). What it held is gone. "
-            "Restore state_dir from a backup instead if you can. Written to the audit log."
+            "Restore state_dir (and the PostgreSQL database, if used) from a backup instead if you "
+            "can. Written to the audit log."
         ),
     ] = False,
     metrics: MetricsOption = None,

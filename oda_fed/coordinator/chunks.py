@@ -7,13 +7,12 @@ upload leaves nothing half-stored, and a chunk sent again (a resumed upload) is 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from oda_fed.coordinator.db import Database, now, stamp
+from oda_fed.coordinator.db import Database, Sql, now, stamp
 from oda_fed.encoding.evidence import Evidence, Layout
 from oda_fed.errors import ProtocolError
 from oda_fed.transport.messages import CLKS, Upload, content_sha256, upload_sha256
@@ -66,18 +65,18 @@ class ChunkStore:
         contradicts what was stored (other content, other totals) is refused and nothing changes.
         """
         digest = chunk.digest()
-        key = (round_id, partner, upload.name)
+        key = _key(round_id, partner, upload)
         with self._db.tx() as db:
             row = db.execute(
-                "SELECT total_chunks, total_records FROM uploads "
-                "WHERE round_id = ? AND partner = ? AND upload = ?",
-                key,
-            ).fetchone()
+                f"SELECT total_chunks, total_records FROM uploads WHERE {_KEY}", **key
+            ).first()
             if row is None:
                 db.execute(
                     "INSERT INTO uploads (round_id, partner, upload, total_chunks, total_records) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (*key, chunk.total_chunks, chunk.total_records),
+                    "VALUES (:round_id, :partner, :upload, :total_chunks, :total_records)",
+                    **key,
+                    total_chunks=chunk.total_chunks,
+                    total_records=chunk.total_records,
                 )
             elif (row[0], row[1]) != (chunk.total_chunks, chunk.total_records):
                 raise ProtocolError(
@@ -85,21 +84,19 @@ class ChunkStore:
                     f"{chunk.total_records} records, but it was started with {row[0]} and {row[1]}"
                 )
             old = db.execute(
-                "SELECT sha256 FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-                "AND chunk_index = ?",
-                (*key, chunk.chunk_index),
-            ).fetchone()
+                f"SELECT sha256 FROM chunks WHERE {_KEY} AND chunk_index = :chunk_index",
+                **key,
+                chunk_index=chunk.chunk_index,
+            ).first()
             if old is not None and old[0] != digest:
                 raise ProtocolError(
                     f"chunk {chunk.chunk_index} was already received with different content; "
                     "a round's data cannot change once sent"
                 )
             if old is None:
-                (held,) = db.execute(
-                    "SELECT COALESCE(SUM(records), 0) FROM chunks "
-                    "WHERE round_id = ? AND partner = ? AND upload = ?",
-                    key,
-                ).fetchone()
+                held = db.execute(
+                    f"SELECT COALESCE(SUM(records), 0) FROM chunks WHERE {_KEY}", **key
+                ).scalar_one()
                 if held + chunk.records > chunk.total_records:
                     # Chunks that overlap would otherwise all be stored (up to the declared
                     # total for each), and only found out when the upload completes.
@@ -109,35 +106,31 @@ class ChunkStore:
                     )
                 db.execute(
                     "INSERT INTO chunks (round_id, partner, upload, chunk_index, first_ref, records, "
-                    "sha256, data, tokens, record_keys, evidence) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        *key,
-                        chunk.chunk_index,
-                        chunk.first_ref,
-                        chunk.records,
-                        digest,
-                        chunk.data,
-                        chunk.tokens,
-                        chunk.record_keys,
-                        chunk.evidence,
-                    ),
+                    "sha256, data, tokens, record_keys, evidence) VALUES (:round_id, :partner, "
+                    ":upload, :chunk_index, :first_ref, :records, :sha256, :data, :tokens, "
+                    ":record_keys, :evidence)",
+                    **key,
+                    chunk_index=chunk.chunk_index,
+                    first_ref=chunk.first_ref,
+                    records=chunk.records,
+                    sha256=digest,
+                    data=chunk.data,
+                    tokens=chunk.tokens,
+                    record_keys=chunk.record_keys,
+                    evidence=chunk.evidence,
                 )
             state = _state(db, key)
             if state is not None and not state.complete and _all_there(state):
                 _check_contiguous(db, key, state.total_records)
                 _check_record_keys_unique(db, key)
-                db.execute(
-                    "UPDATE uploads SET complete = 1 WHERE round_id = ? AND partner = ? AND upload = ?",
-                    key,
-                )
+                db.execute(f"UPDATE uploads SET complete = 1 WHERE {_KEY}", **key)
                 state = _state(db, key)
         assert state is not None
         return state
 
     def state(self, *, round_id: str, partner: str, upload: Upload = CLKS) -> UploadState | None:
         with self._db.reading() as db:
-            return _state(db, (round_id, partner, upload.name))
+            return _state(db, _key(round_id, partner, upload))
 
     def complete(self, *, round_id: str, partner: str, upload: Upload = CLKS) -> bool:
         state = self.state(round_id=round_id, partner=partner, upload=upload)
@@ -145,14 +138,17 @@ class ChunkStore:
 
     def started(self, *, round_id: str) -> bool:
         """Whether any chunk of the round has been stored."""
-        return bool(self._db.query("SELECT 1 FROM chunks WHERE round_id = ? LIMIT 1", (round_id,)))
+        return bool(
+            self._db.query(
+                "SELECT 1 FROM chunks WHERE round_id = :round_id LIMIT 1", round_id=round_id
+            )
+        )
 
     def data(self, *, round_id: str, partner: str, upload: Upload) -> list[bytes]:
         """The stored chunks of a complete upload, in ref order."""
         rows = self._db.query(
-            "SELECT data FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-            "ORDER BY first_ref",
-            (round_id, partner, upload.name),
+            f"SELECT data FROM chunks WHERE {_KEY} ORDER BY first_ref",
+            **_key(round_id, partner, upload),
         )
         return [r[0] for r in rows]
 
@@ -193,29 +189,29 @@ class ChunkStore:
         if not layout:
             return None
         rows = self._db.query(
-            "SELECT evidence, records FROM chunks WHERE round_id = ? AND partner = ? "
-            "AND upload = ? ORDER BY first_ref",
-            (round_id, partner, CLKS.name),
+            f"SELECT evidence, records FROM chunks WHERE {_KEY} ORDER BY first_ref",
+            **_key(round_id, partner, CLKS),
         )
         return Evidence.from_blobs(layout, [(blob or b"", records) for blob, records in rows])
 
     def _clk_column(self, column: str, round_id: str, partner: str) -> list[tuple]:
         return self._db.query(
-            f"SELECT {column} FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-            "ORDER BY first_ref",
-            (round_id, partner, CLKS.name),
+            f"SELECT {column} FROM chunks WHERE {_KEY} ORDER BY first_ref",
+            **_key(round_id, partner, CLKS),
         )
 
     def expired_clks(
         self, *, finished: tuple[str, ...], older_than: datetime
     ) -> list[tuple[str, int]]:
         """Rounds in a ``finished`` state whose CLKs are past retention: (round, CLKs held)."""
-        marks = ", ".join("?" * len(finished))
         return self._db.query(
             "SELECT r.round_id, COALESCE(SUM(c.records), 0) FROM rounds r LEFT JOIN chunks c "
-            f"ON c.round_id = r.round_id AND c.upload = ? WHERE r.state IN ({marks}) "
-            "AND r.clks_deleted IS NULL AND r.updated <= ? GROUP BY r.round_id ORDER BY r.seq",
-            (CLKS.name, *finished, stamp(older_than)),
+            "ON c.round_id = r.round_id AND c.upload = :upload WHERE r.state IN :finished "
+            "AND r.clks_deleted IS NULL AND r.updated <= :older_than "
+            "GROUP BY r.round_id, r.seq ORDER BY r.seq",
+            upload=CLKS.name,
+            finished=list(finished),
+            older_than=stamp(older_than),
         )
 
     def discard(
@@ -223,24 +219,35 @@ class ChunkStore:
     ) -> None:
         """Forget an incomplete upload whole (a refused one), so nothing of it stays stored;
         with ``complete_too`` a complete one as well (one its partner's node disowned)."""
-        key = (round_id, partner, upload.name)
+        key = _key(round_id, partner, upload)
         with self._db.tx() as db:
-            where = "WHERE round_id = ? AND partner = ? AND upload = ? "
-            db.execute(f"DELETE FROM chunks {where}", key)
+            db.execute(f"DELETE FROM chunks WHERE {_KEY}", **key)
             incomplete = "" if complete_too else " AND complete = 0"
-            db.execute(f"DELETE FROM uploads {where}{incomplete}", key)
+            db.execute(f"DELETE FROM uploads WHERE {_KEY}{incomplete}", **key)
 
     def delete_clks(self, round_id: str) -> None:
         """Delete a round's CLKs for good (the linked index and products stay)."""
         with self._db.tx() as db:
             db.execute(
-                "DELETE FROM chunks WHERE round_id = ? AND upload = ?", (round_id, CLKS.name)
+                "DELETE FROM chunks WHERE round_id = :round_id AND upload = :upload",
+                round_id=round_id,
+                upload=CLKS.name,
             )
-            db.execute("UPDATE rounds SET clks_deleted = ? WHERE round_id = ?", (now(), round_id))
+            db.execute(
+                "UPDATE rounds SET clks_deleted = :at WHERE round_id = :round_id",
+                at=now(),
+                round_id=round_id,
+            )
         self._db.vacuum()
 
 
-Key = tuple[str, str, str]
+#: An upload's rows: ``WHERE`` this, with :func:`_key`'s binds.
+_KEY = "round_id = :round_id AND partner = :partner AND upload = :upload"
+Key = dict[str, str]
+
+
+def _key(round_id: str, partner: str, upload: Upload) -> Key:
+    return {"round_id": round_id, "partner": partner, "upload": upload.name}
 
 
 def _all_there(state: UploadState) -> bool:
@@ -250,12 +257,10 @@ def _all_there(state: UploadState) -> bool:
     )
 
 
-def _check_contiguous(db: sqlite3.Connection, key: Key, total: int) -> None:
+def _check_contiguous(db: Sql, key: Key, total: int) -> None:
     expected = 0
     for first_ref, records in db.execute(
-        "SELECT first_ref, records FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-        "ORDER BY first_ref",
-        key,
+        f"SELECT first_ref, records FROM chunks WHERE {_KEY} ORDER BY first_ref", **key
     ):
         if first_ref != expected:
             raise ProtocolError(
@@ -266,15 +271,13 @@ def _check_contiguous(db: sqlite3.Connection, key: Key, total: int) -> None:
         raise ProtocolError(f"chunks cover {expected} refs, but the upload declared {total}")
 
 
-def _check_record_keys_unique(db: sqlite3.Connection, key: Key) -> None:
+def _check_record_keys_unique(db: Sql, key: Key) -> None:
     # A repeated record key would make two records one in the linked index; refuse the upload
     # now, while the node can still be told, rather than fail the round later.
     seen: set[bytes] = set()
     expected = 0
     for (blob,) in db.execute(
-        "SELECT record_keys FROM chunks WHERE round_id = ? AND partner = ? AND upload = ? "
-        "AND record_keys IS NOT NULL",
-        key,
+        f"SELECT record_keys FROM chunks WHERE {_KEY} AND record_keys IS NOT NULL", **key
     ):
         for at in range(0, len(blob), RECORD_KEY_BYTES):
             seen.add(blob[at : at + RECORD_KEY_BYTES])
@@ -286,19 +289,16 @@ def _check_record_keys_unique(db: sqlite3.Connection, key: Key) -> None:
         )
 
 
-def _state(db: sqlite3.Connection, key: Key) -> UploadState | None:
+def _state(db: Sql, key: Key) -> UploadState | None:
     row = db.execute(
-        "SELECT total_chunks, total_records, complete FROM uploads "
-        "WHERE round_id = ? AND partner = ? AND upload = ?",
-        key,
-    ).fetchone()
+        f"SELECT total_chunks, total_records, complete FROM uploads WHERE {_KEY}", **key
+    ).first()
     if row is None:
         return None
     stored = db.execute(
-        "SELECT chunk_index, records, sha256 FROM chunks "
-        "WHERE round_id = ? AND partner = ? AND upload = ? ORDER BY chunk_index",
-        key,
-    ).fetchall()
+        f"SELECT chunk_index, records, sha256 FROM chunks WHERE {_KEY} ORDER BY chunk_index",
+        **key,
+    ).all()
     return UploadState(
         total_chunks=row[0],
         total_records=row[1],

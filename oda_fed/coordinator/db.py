@@ -1,8 +1,10 @@
-"""The coordinator's SQLite database: one connection, its schema, and migrations from earlier versions.
+"""The coordinator's database: SQLite in state_dir by default, or PostgreSQL; one held connection,
+its schema (:mod:`oda_fed.coordinator.schema`), and migrations from earlier versions.
 
 Everything a restart must remember lives here. The tables are read and written through
 :mod:`oda_fed.coordinator.store` (rounds, deliveries, results) and
-:mod:`oda_fed.coordinator.chunks` (uploads).
+:mod:`oda_fed.coordinator.chunks` (uploads), as SQL text with named binds that both databases
+run alike.
 
 Nothing here holds names, dates, addresses, record ids or the linkage secret: only CLKs, per-round
 refs, entity ids and the attribute values the project explicitly allows, plus, for a project that
@@ -13,181 +15,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from oda_fed.coordinator import postgres
+from oda_fed.coordinator.schema import SCHEMA_VERSION, migrate, schema_version
 from oda_fed.durable import check_sqlite, private_dir, private_file
+from oda_fed.errors import StateError
 
-#: ``PRAGMA user_version`` of this schema. Version 4 added certificate pins, version 3 the key
-#: relay's tables. Version 1
-#: named round states and deliveries differently
-#: (``waiting_attributes``, ``releasing``; ``attribute:<product>:<name>`` as one string).
-SCHEMA_VERSION = 6
-
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS rounds (
-    round_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL UNIQUE,
-    project TEXT NOT NULL,
-    state TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    entities INTEGER NOT NULL DEFAULT 0,
-    linked_entities INTEGER NOT NULL DEFAULT 0,
-    report TEXT NOT NULL DEFAULT '',
-    -- how matching made this round's entities (kept when later states replace the message)
-    linkage TEXT NOT NULL DEFAULT '',
-    clks_deleted TEXT,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    -- when the round is cancelled unless released (RFC 3339, UTC)
-    deadline TEXT NOT NULL DEFAULT '',
-    quality_report TEXT NOT NULL DEFAULT '',
-    -- "operator:<name>" or "auto_release", once released
-    released_by TEXT NOT NULL DEFAULT '',
-    -- why matching cannot be trusted (oda_fed.matching.guard), one reason a line; '' if none
-    degenerate TEXT NOT NULL DEFAULT ''
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS uploads (
-    round_id TEXT NOT NULL REFERENCES rounds(round_id),
-    partner TEXT NOT NULL,
-    upload TEXT NOT NULL,
-    total_chunks INTEGER NOT NULL,
-    total_records INTEGER NOT NULL,
-    complete INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (round_id, partner, upload)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS chunks (
-    round_id TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    upload TEXT NOT NULL,
-    chunk_index INTEGER NOT NULL,
-    first_ref INTEGER NOT NULL,
-    records INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    data BLOB NOT NULL,
-    -- keyed tokens of exact identifiers that came with a CLK chunk (JSON: field -> hex or null)
-    tokens BLOB,
-    -- record keys (32 bytes per record, ref order, concatenated) when the project keeps entity ids
-    -- stable: keyed pseudonyms of record ids, never the ids themselves
-    record_keys BLOB,
-    evidence BLOB,
-    PRIMARY KEY (round_id, partner, upload, chunk_index)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS entities (
-    entity_id TEXT PRIMARY KEY,
-    first_round TEXT NOT NULL
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS members (
-    round_id TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    ref INTEGER NOT NULL,
-    entity_id TEXT NOT NULL REFERENCES entities(entity_id),
-    score REAL,
-    PRIMARY KEY (round_id, partner, ref)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS deliveries (
-    round_id TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    -- what is delivered: an instruction body's name (encode_and_upload, share_attribute, ...)
-    kind TEXT NOT NULL,
-    product_id TEXT NOT NULL DEFAULT '',
-    attribute TEXT NOT NULL DEFAULT '',
-    -- the id the instruction carries, which the node's result names
-    instruction_id TEXT NOT NULL UNIQUE,
-    done INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (round_id, partner, kind, product_id, attribute)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS products (
-    round_id TEXT NOT NULL,
-    product_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    media_type TEXT NOT NULL,
-    path TEXT NOT NULL,
-    PRIMARY KEY (round_id, product_id, name)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS product_tables (
-    round_id TEXT NOT NULL,
-    product_id TEXT NOT NULL,
-    title TEXT NOT NULL,
-    cells INTEGER NOT NULL,
-    suppressed INTEGER NOT NULL,
-    PRIMARY KEY (round_id, product_id)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS agreement_keys (
-    -- each node's X25519 public key, signed with its certificate's key: public material only
-    project TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    public_key BLOB NOT NULL,
-    certificate BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    published TEXT NOT NULL,
-    PRIMARY KEY (project, partner)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS key_versions (
-    -- the key-check value every node of a key version must present; version 0 (a secret file)
-    -- is pinned from the first node that said hello, agreed versions from the dealer
-    project TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    key_check TEXT NOT NULL,
-    pinned_from TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (project, version)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS wrapped_secrets (
-    -- a key version's secret wrapped for one partner: ciphertext the coordinator cannot open,
-    -- with the sender's signed agreement key as it was when the secret was wrapped
-    project TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    partner TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    sender_key BLOB NOT NULL,
-    recipient_key BLOB NOT NULL,
-    salt BLOB NOT NULL,
-    nonce BLOB NOT NULL,
-    ciphertext BLOB NOT NULL,
-    sender_certificate BLOB NOT NULL,
-    sender_signature BLOB NOT NULL,
-    PRIMARY KEY (project, version, partner)
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS certificate_pins (
-    -- the one certificate each partner's node may use (its fingerprint and serial: public data)
-    partner TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    serial TEXT NOT NULL,
-    not_after TEXT NOT NULL,
-    pinned TEXT NOT NULL,
-    -- the last other certificate refused for this partner, and when ("serial at time"): a
-    -- round made since then is not released without an operator
-    conflict TEXT NOT NULL DEFAULT ''
-)
-""",
-)
+__all__ = ["RESTORE", "Database", "Sql", "now", "parse_stamp", "stamp"]
 
 
 def now() -> str:
@@ -212,127 +52,169 @@ RESTORE = (
 )
 
 
-class Database:
-    """One SQLite connection shared by the store's tables; every write runs in a transaction.
+class Sql:
+    """The held connection as the table classes use it: SQL text with named binds (``:name``).
 
-    The file and its folder are the owner's only (they hold CLKs). A damaged file is refused
-    when it is opened, before anything reads or writes it.
+    A list or tuple bound to a name is expanded, so ``state IN :states`` takes a list.
+    """
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, /, **params: object) -> sa.CursorResult:
+        return self._connection.execute(_text(sql, params), params)
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, object]]) -> None:
+        if rows:  # an empty list would run the statement once, without its binds
+            self._connection.execute(sa.text(sql), list(rows))
+
+
+def _text(sql: str, params: Mapping[str, object]) -> sa.TextClause:
+    clause = sa.text(sql)
+    lists = [name for name, value in params.items() if isinstance(value, list | tuple)]
+    return clause.bindparams(*(sa.bindparam(n, expanding=True) for n in lists)) if lists else clause
+
+
+class Database:
+    """One connection shared by the store's tables; every write runs in a transaction.
+
+    ``where`` is the SQLite file (the default, in state_dir), or a PostgreSQL URL
+    (:func:`~oda_fed.coordinator.postgres.database_url`). A SQLite file and its folder are the
+    owner's only (they hold CLKs), and a damaged file is refused when it is opened, before
+    anything reads or writes it. On PostgreSQL an ``exclusive`` opening (a serving coordinator's)
+    takes the database's advisory lock for as long as it is open, so a second coordinator on the
+    same database is refused.
 
     Raises
     ------
     StateError
-        The file is not a SQLite database, or ``PRAGMA quick_check`` finds damage.
+        The file is not a SQLite database, or ``PRAGMA quick_check`` finds damage; the
+        PostgreSQL server cannot be reached, refuses the login or has no such database; another
+        coordinator holds the database; or a newer oda-fed wrote its schema.
     """
 
-    def __init__(self, path: Path) -> None:
-        private_dir(path.parent)
-        self.path = path
+    def __init__(self, where: Path | sa.URL, *, exclusive: bool = False) -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.path = None if isinstance(where, sa.URL) else Path(where)
+        if self.path is None:
+            assert isinstance(where, sa.URL)
+            #: Where the state is, for messages: the file, or the URL without its password.
+            self.where = where.render_as_string(hide_password=True)
+            self._engine, self._connection = postgres.connect(where)
+        else:
+            self.where = str(self.path)
+            self._engine, self._connection = _connect_sqlite(self.path)
+        self._sql = Sql(self._connection)
         try:
-            check_sqlite(self._db, path=path, what="the coordinator's database", remedy=RESTORE)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            if self.path is None and exclusive:
+                with self.tx() as db:
+                    postgres.lock(db, where=self.where)
             with self.tx() as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                #: True when the file held no schema yet: a new, zero-byte or missing database.
-                self.fresh = not db.execute(
-                    "SELECT name FROM sqlite_master WHERE name = 'rounds'"
-                ).fetchone()
+                version, self.fresh = self._version()
+                if version > SCHEMA_VERSION:
+                    raise StateError(
+                        f"the coordinator's database {self.where} was written by a newer oda-fed "
+                        f"(schema version {version}; this one knows up to {SCHEMA_VERSION}). "
+                        "Run the oda-fed version that wrote it, or restore a backup made before "
+                        "the upgrade"
+                    )
                 if self.fresh or version < SCHEMA_VERSION:
-                    _migrate(db, fresh=self.fresh)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    migrate(self._connection, fresh=self.fresh)
+                    self._set_version(db)
+        except sa.exc.DBAPIError as exc:
+            # A role that may not create tables, a read-only file: the database's own words.
+            self.close()
+            said = str(exc.orig).strip().splitlines()[0]
+            raise StateError(
+                f"the coordinator's database {self.where} could not be opened: {said}"
+            ) from None
         except BaseException:
-            self._db.close()
+            self.close()
             raise
-        # The -wal and -shm files take the database's mode when SQLite makes them.
-        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
-            private_file(path.with_name(name))
+        if self.path is not None:
+            # The -wal and -shm files take the database's mode when SQLite makes them.
+            for name in (self.path.name, f"{self.path.name}-wal", f"{self.path.name}-shm"):
+                private_file(self.path.with_name(name))
+
+    def _version(self) -> tuple[int, bool]:
+        """The schema version stored, and whether the database held no schema yet (a new,
+        zero-byte or missing file, or an empty PostgreSQL database)."""
+        tables = set(sa.inspect(self._connection).get_table_names())
+        if self.path is not None:
+            version = self._connection.exec_driver_sql("PRAGMA user_version").scalar_one()
+        elif schema_version.name in tables:
+            version = self._connection.execute(sa.select(schema_version.c.version)).scalar()
+        else:
+            version = 0
+        return int(version or 0), "rounds" not in tables
+
+    def _set_version(self, db: Sql) -> None:
+        if self.path is not None:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        schema_version.create(self._connection, checkfirst=True)
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (:v)", v=SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._connection.close()
+            self._engine.dispose()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Sql]:
         """A write transaction: applied whole, or not at all."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._connection.info["write"] = True
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                with self._connection.begin():
+                    yield self._sql
+            finally:
+                self._connection.info["write"] = False
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Sql]:
         """The connection for a few reads that must see one state (no write lock taken)."""
-        with self._lock:
-            yield self._db
+        with self._lock, self._connection.begin():
+            yield self._sql
 
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def query(self, sql: str, /, **params: object) -> list[tuple]:
+        with self.reading() as db:
+            return [tuple(row) for row in db.execute(sql, **params)]
 
     def vacuum(self) -> None:
-        """Rewrite the file, so deleted rows do not linger in free pages."""
+        """Rewrite the stored CLKs, so deleted rows do not linger in free pages (SQLite) or dead
+        tuples (PostgreSQL)."""
         with self._lock:
-            self._db.execute("VACUUM")
+            if self.path is None:
+                postgres.vacuum(self._engine, tables=("chunks", "uploads"))
+            else:
+                # VACUUM cannot run in a transaction: on the driver's connection, which is in
+                # autocommit between transactions (see _connect_sqlite).
+                self._connection.connection.driver_connection.execute("VACUUM")
 
 
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+def _connect_sqlite(path: Path) -> tuple[sa.Engine, sa.Connection]:
+    """The held connection to the SQLite file at ``path``, checked before SQLAlchemy reads it.
 
-
-#: Version 1 round states that have new names.
-_RENAMED_STATES = {"waiting_attributes": "analysing", "releasing": "released"}
-
-
-def _migrate(db: sqlite3.Connection, *, fresh: bool) -> None:
-    """Create the schema, or bring a database written by an earlier version up to it.
-
-    Columns are only added, and old deliveries keep their instruction ids, so a node still
-    holding a result for one is understood after the upgrade.
+    pysqlite's own transaction handling begins late and never for DDL, so it is switched off and
+    each transaction begins explicitly: ``BEGIN IMMEDIATE`` for writes (the write lock up front,
+    so two writers never deadlock), ``BEGIN`` for reads.
     """
-    old_deliveries = not fresh and "what" in _columns(db, "deliveries")
-    if old_deliveries:
-        db.execute("ALTER TABLE deliveries RENAME TO deliveries_v1")
-    for statement in SCHEMA:
-        # One at a time: executescript() would commit the migration's transaction half-way.
-        db.execute(statement)
-    for table, column, decl in [
-        ("chunks", "record_keys", "BLOB"),
-        ("chunks", "evidence", "BLOB"),
-        ("rounds", "linkage", "TEXT NOT NULL DEFAULT ''"),
-        ("rounds", "degenerate", "TEXT NOT NULL DEFAULT ''"),
-        ("rounds", "deadline", "TEXT NOT NULL DEFAULT ''"),
-        ("rounds", "quality_report", "TEXT NOT NULL DEFAULT ''"),
-        ("rounds", "released_by", "TEXT NOT NULL DEFAULT ''"),
-    ]:
-        if column not in _columns(db, table):
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-    for old, new in _RENAMED_STATES.items():
-        db.execute("UPDATE rounds SET state = ? WHERE state = ?", (new, old))
-    if old_deliveries:
-        rows = db.execute(
-            "SELECT round_id, partner, what, done, error FROM deliveries_v1 ORDER BY rowid"
-        ).fetchall()
-        for round_id, partner, what, done, error in rows:
-            kind, product_id, attribute = _v1_delivery(what)
-            db.execute(
-                "INSERT INTO deliveries (round_id, partner, kind, product_id, attribute, "
-                "instruction_id, done, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (round_id, partner, kind, product_id, attribute, f"{round_id}/{what}", done, error),
-            )
-        db.execute("DROP TABLE deliveries_v1")
+    private_dir(path.parent)
+    raw = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        check_sqlite(raw, path=path, what="the coordinator's database", remedy=RESTORE)
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        raw.close()
+        raise
+    engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=sa.pool.StaticPool)
 
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection: sa.Connection) -> None:
+        write = connection.info.get("write")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-def _v1_delivery(what: str) -> tuple[str, str, str]:
-    """A version 1 delivery (one string) as (kind, product_id, attribute)."""
-    if what.startswith("attribute:"):
-        _, product_id, attribute = what.split(":", 2)
-        return "share_attribute", product_id, attribute
-    if what.startswith("product:"):
-        return "product_release", what.split(":", 1)[1], ""
-    return {"entities": "entities_ready", "closed": "round_closed"}.get(what, what), "", ""
+    return engine, engine.connect()

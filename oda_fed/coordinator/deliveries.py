@@ -67,28 +67,34 @@ class DeliveryTable:
     def add(self, items: list[Delivery]) -> None:
         """Owe these deliveries (each once: one already owed is left as it is)."""
         with self._db.tx() as db:
+            last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM deliveries").scalar_one()
             db.executemany(
-                f"INSERT OR IGNORE INTO deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, '')",
+                f"INSERT INTO deliveries ({_COLUMNS}, seq) VALUES (:round_id, :partner, :kind, "
+                ":product_id, :attribute, :instruction_id, 0, '', :seq) ON CONFLICT DO NOTHING",
                 [
-                    (d.round_id, d.partner, d.kind.value, d.product_id, d.attribute, _new_id())
-                    for d in items
+                    {"round_id": d.round_id, "partner": d.partner, "kind": d.kind.value,
+                     "product_id": d.product_id, "attribute": d.attribute,
+                     "instruction_id": _new_id(), "seq": last + n}
+                    for n, d in enumerate(items, start=1)
                 ],
-            )
+            )  # fmt: skip
 
     def pending(self, *, partner: str) -> list[tuple[Delivery, RoundState]]:
         """What ``partner`` has not acknowledged yet, with its round's state, oldest round first."""
         rows = self._db.query(
             f"SELECT {', '.join('d.' + c for c in _COLUMNS.split(', '))}, r.state "
             "FROM deliveries d JOIN rounds r USING (round_id) "
-            "WHERE d.partner = ? AND d.done = 0 ORDER BY r.seq, d.rowid",
-            (partner,),
+            "WHERE d.partner = :partner AND d.done = 0 ORDER BY r.seq, d.seq",
+            partner=partner,
         )
         return [(_delivery(row[:-1]), RoundState(row[-1])) for row in rows]
 
     def find(self, *, partner: str, instruction_id: str) -> Delivery | None:
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE partner = ? AND instruction_id = ?",
-            (partner, instruction_id),
+            f"SELECT {_COLUMNS} FROM deliveries WHERE partner = :partner "
+            "AND instruction_id = :instruction_id",
+            partner=partner,
+            instruction_id=instruction_id,
         )
         return _delivery(rows[0]) if rows else None
 
@@ -96,15 +102,19 @@ class DeliveryTable:
         """Record the node's answer: done, or not done with the reason it gave."""
         with self._db.tx() as db:
             db.execute(
-                "UPDATE deliveries SET done = ?, error = ? WHERE instruction_id = ?",
-                (0 if error else 1, error, delivery.instruction_id),
+                "UPDATE deliveries SET done = :done, error = :error "
+                "WHERE instruction_id = :instruction_id",
+                done=0 if error else 1,
+                error=error,
+                instruction_id=delivery.instruction_id,
             )
 
     def of_round(self, round_id: str) -> list[Delivery]:
         return [
             _delivery(row)
             for row in self._db.query(
-                f"SELECT {_COLUMNS} FROM deliveries WHERE round_id = ? ORDER BY rowid", (round_id,)
+                f"SELECT {_COLUMNS} FROM deliveries WHERE round_id = :round_id ORDER BY seq",
+                round_id=round_id,
             )
         ]
 

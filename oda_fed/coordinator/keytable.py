@@ -30,16 +30,24 @@ class KeyTable:
         """Keep ``key`` as its partner's agreement key (a newer one replaces it)."""
         with self._db.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO agreement_keys (project, partner, public_key, "
-                "certificate, signature, published) VALUES (?, ?, ?, ?, ?, ?)",
-                (project, key.partner_id, key.public_key, key.certificate, key.signature, now()),
+                "INSERT INTO agreement_keys (project, partner, public_key, certificate, signature, "
+                "published) VALUES (:project, :partner, :public_key, :certificate, :signature, "
+                ":published) ON CONFLICT (project, partner) DO UPDATE SET "
+                "public_key = excluded.public_key, certificate = excluded.certificate, "
+                "signature = excluded.signature, published = excluded.published",
+                project=project,
+                partner=key.partner_id,
+                public_key=key.public_key,
+                certificate=key.certificate,
+                signature=key.signature,
+                published=now(),
             )
 
     def keys(self, project: str) -> list[AgreementKey]:
         rows = self._db.query(
             "SELECT partner, public_key, certificate, signature FROM agreement_keys "
-            "WHERE project = ? ORDER BY partner",
-            (project,),
+            "WHERE project = :project ORDER BY partner",
+            project=project,
         )
         return [AgreementKey(project, p, bytes(k), bytes(c), bytes(s)) for p, k, c, s in rows]
 
@@ -47,8 +55,8 @@ class KeyTable:
         """The project's latest key version (an agreed one wins over a pinned secret file)."""
         rows = self._db.query(
             "SELECT version, key_check, pinned_from, created FROM key_versions "
-            "WHERE project = ? ORDER BY version DESC LIMIT 1",
-            (project,),
+            "WHERE project = :project ORDER BY version DESC LIMIT 1",
+            project=project,
         )
         return KeyVersion(*rows[0]) if rows else None
 
@@ -56,39 +64,53 @@ class KeyTable:
         """The key-check value pinned for ``version``: ``key_check`` if none was yet."""
         with self._db.tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO key_versions (project, version, key_check, pinned_from, "
-                "created) VALUES (?, ?, ?, ?, ?)",
-                (project, version, key_check, partner, now()),
+                "INSERT INTO key_versions (project, version, key_check, pinned_from, created) "
+                "VALUES (:project, :version, :key_check, :partner, :created) "
+                "ON CONFLICT DO NOTHING",
+                project=project,
+                version=version,
+                key_check=key_check,
+                partner=partner,
+                created=now(),
             )
             row = db.execute(
                 "SELECT version, key_check, pinned_from, created FROM key_versions "
-                "WHERE project = ? AND version = ?",
-                (project, version),
-            ).fetchone()
+                "WHERE project = :project AND version = :version",
+                project=project,
+                version=version,
+            ).one()
         return KeyVersion(*row)
 
     def add_version(self, project: str, new: WrappedSecrets, *, sender: AgreementKey) -> bool:
         """Keep a new key version and its wrapped secrets; False if the version exists."""
         with self._db.tx() as db:
             taken = db.execute(
-                "SELECT 1 FROM key_versions WHERE project = ? AND version = ?",
-                (project, new.key_version),
-            ).fetchone()
+                "SELECT 1 FROM key_versions WHERE project = :project AND version = :version",
+                project=project,
+                version=new.key_version,
+            ).first()
             if taken:
                 return False
             db.execute(
                 "INSERT INTO key_versions (project, version, key_check, pinned_from, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (project, new.key_version, new.key_check, sender.partner_id, now()),
+                "VALUES (:project, :version, :key_check, :pinned_from, :created)",
+                project=project,
+                version=new.key_version,
+                key_check=new.key_check,
+                pinned_from=sender.partner_id,
+                created=now(),
             )
             db.executemany(
                 "INSERT INTO wrapped_secrets (project, version, partner, sender, sender_key, "
                 "recipient_key, salt, nonce, ciphertext, sender_certificate, sender_signature) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (:project, :version, :partner, :sender, :sender_key, :recipient_key, "
+                ":salt, :nonce, :ciphertext, :sender_certificate, :sender_signature)",
                 [
-                    (project, new.key_version, w.recipient, w.sender, w.sender_key,
-                     w.recipient_key, w.salt, w.nonce, w.ciphertext, sender.certificate,
-                     sender.signature)
+                    {"project": project, "version": new.key_version, "partner": w.recipient,
+                     "sender": w.sender, "sender_key": w.sender_key,
+                     "recipient_key": w.recipient_key, "salt": w.salt, "nonce": w.nonce,
+                     "ciphertext": w.ciphertext, "sender_certificate": sender.certificate,
+                     "sender_signature": sender.signature}
                     for w in new.secrets
                 ],
             )  # fmt: skip
@@ -98,8 +120,10 @@ class KeyTable:
         rows = self._db.query(
             "SELECT sender, sender_key, recipient_key, salt, nonce, ciphertext, "
             "sender_certificate, sender_signature FROM wrapped_secrets "
-            "WHERE project = ? AND version = ? AND partner = ?",
-            (project, version, partner),
+            "WHERE project = :project AND version = :version AND partner = :partner",
+            project=project,
+            version=version,
+            partner=partner,
         )
         if not rows:
             return None

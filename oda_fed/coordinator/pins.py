@@ -123,10 +123,18 @@ class Pins:
                 return None
             new = Pin(partner, fingerprint, serial, not_after, now())
             with self._db.tx() as db:
+                # A new pin has no conflict yet, whatever the certificate before it had.
                 db.execute(
-                    "INSERT OR REPLACE INTO certificate_pins (partner, fingerprint, serial, "
-                    "not_after, pinned) VALUES (?, ?, ?, ?, ?)",
-                    (partner, fingerprint, serial, stamp(not_after), new.pinned),
+                    "INSERT INTO certificate_pins (partner, fingerprint, serial, not_after, "
+                    "pinned, conflict) VALUES (:partner, :fingerprint, :serial, :not_after, "
+                    ":pinned, '') ON CONFLICT (partner) DO UPDATE SET "
+                    "fingerprint = excluded.fingerprint, serial = excluded.serial, "
+                    "not_after = excluded.not_after, pinned = excluded.pinned, conflict = ''",
+                    partner=partner,
+                    fingerprint=fingerprint,
+                    serial=serial,
+                    not_after=stamp(not_after),
+                    pinned=new.pinned,
                 )
             self._pins[partner] = new
             return Moved(new, previous=old, why=why)
@@ -137,8 +145,9 @@ class Pins:
         when = now()
         with self._db.tx() as db:
             db.execute(
-                "UPDATE certificate_pins SET conflict = ? WHERE partner = ?",
-                (f"{serial} at {when}", pin.partner),
+                "UPDATE certificate_pins SET conflict = :conflict WHERE partner = :partner",
+                conflict=f"{serial} at {when}",
+                partner=pin.partner,
             )
         self._pins[pin.partner] = replace(pin, conflict_serial=serial, conflict_at=when)
         return pin

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import URL
+
 from oda_fed.audit import read_entries
 from oda_fed.coordinator.pseudonyms import KEY_FILE as PSEUDONYMS_KEY_FILE
 from oda_fed.coordinator.store import Store
@@ -81,6 +83,7 @@ PSEUDONYMS_KEY = _Part(
     "longer map earlier ones back",
 )
 PARTS = (DATABASE, DISCLOSURE_KEY, LEDGER, PSEUDONYMS_KEY)
+_RESTORE_POSTGRES = "the PostgreSQL database (pg_restore of your latest pg_dump) and state_dir"
 _HOW = {
     "missing": "is missing",
     "zero_bytes": "is empty (zero bytes)",
@@ -96,9 +99,15 @@ def ledger_path_for(state_dir: Path, fingerprint: str) -> Path:
 
 
 def open_store(
-    path: Path, *, audit_path: Path, crossings: Crossings, accept_empty_state: bool
+    path: Path,
+    *,
+    audit_path: Path,
+    crossings: Crossings,
+    accept_empty_state: bool,
+    database: URL | None = None,
 ) -> Store:
-    """Open the coordinator's database at ``path``, refusing lost state in its folder.
+    """Open the coordinator's database at ``path`` (or on PostgreSQL at ``database``, whose
+    lock it then holds), refusing lost state in ``path``'s folder.
 
     Raises
     ------
@@ -118,8 +127,10 @@ def open_store(
         PSEUDONYMS_KEY: state_dir / PSEUDONYMS_KEY_FILE,
     }
     lost = {part: how for part, file in files.items() if (how := _how_lost(file))}
-    how = _how_lost(path)
-    store = None if how else Store(path)  # a missing or zero-byte database is not made yet
+    where: Path | URL = path if database is None else database
+    # A missing or zero-byte file is not made yet; a PostgreSQL database is there or refused.
+    how = "" if database is not None else _how_lost(path)
+    store = None if how else Store(where, exclusive=True)
     try:
         if store is not None and store.rounds.get() is None:
             how = "no_rounds"
@@ -128,13 +139,14 @@ def open_store(
         needed = _needed(audit_path) if lost else {}
         counted = {part: needed[part] for part in lost if needed[part]}
         if counted and not accept_empty_state:
-            raise _refusal({DATABASE: path, **files}, lost, counted, audit_path)
+            shown = path if store is None else store.where
+            raise _refusal({DATABASE: shown, **files}, lost, counted, audit_path)
     except BaseException:
         if store is not None:
             store.close()
         raise
     if store is None:
-        store = Store(path)
+        store = Store(where, exclusive=True)
     if counted:  # accepted: the loss is on the record
         for part in counted:
             if part is not DATABASE:
@@ -190,7 +202,7 @@ def _needed(audit_path: Path) -> dict[_Part, int]:
 
 
 def _refusal(
-    paths: Mapping[_Part, Path],
+    paths: Mapping[_Part, Path | str],
     lost: Mapping[_Part, str],
     counted: Mapping[_Part, int],
     audit_path: Path,
@@ -202,9 +214,11 @@ def _refusal(
     )
     gone = "; ".join(part.loses for part in counted)
     restore = (
-        "state_dir"
+        ("state_dir" if isinstance(paths[DATABASE], Path) else _RESTORE_POSTGRES)
         if DATABASE in counted
-        else "these files (" + ", ".join(paths[part].name for part in counted) + ") into state_dir"
+        else "these files ("
+        + ", ".join(Path(paths[part]).name for part in counted)
+        + ") into state_dir"
     )
     return StateError(
         f"{found} (audit log {audit_path}): the state was lost. Restore {restore} from your "

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from oda_fed.audit.checkpoint import Signer
 from oda_fed.config import LOCAL, CoordinatorConfig, Project, load_pinned_project
 from oda_fed.coordinator.lifecycle import Lifecycle
+from oda_fed.coordinator.postgres import database_url
 from oda_fed.coordinator.recovery import open_store
 from oda_fed.coordinator.servicer import AdminServicer, CoordinatorServicer, KeysServicer
 from oda_fed.coordinator.state import CoordinatorState
@@ -85,11 +86,18 @@ def serve(
     )
     crossings.observers.append(metrics.crossed)
     try:
+        database = None
+        if config.database:
+            database = database_url(config.database, password_file=config.database_password_file)
+            log.info(
+                "coordinator state on PostgreSQL %s", database.render_as_string(hide_password=True)
+            )
         store = open_store(
             config.state_dir / "coordinator.sqlite",
             audit_path=config.audit_path,
             crossings=crossings,
             accept_empty_state=accept_empty_state,
+            database=database,
         )
     except BaseException:
         crossings.close()

@@ -1,7 +1,8 @@
-"""The coordinator's durable state: rounds, deliveries, uploads and results, in one SQLite file.
+"""The coordinator's durable state: rounds, deliveries, uploads and results, in one database.
 
 A coordinator that stops mid-round picks the round up where it was, because everything the
-lifecycle needs is here. :class:`Store` opens the file and holds one table class per concept:
+lifecycle needs is here. :class:`Store` opens the database (SQLite or PostgreSQL) and holds one
+table class per concept:
 
 - :attr:`Store.rounds` (:class:`RoundTable`): each round's state, message, counts and deadline;
   a state changes only by :meth:`RoundTable.move`, which checks the state it moves from;
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy import URL
 
 from oda_fed.coordinator.chunks import ChunkStore
 from oda_fed.coordinator.db import Database, now, stamp
@@ -79,12 +82,17 @@ class RoundTable:
     ) -> Round:
         """Open a round and owe every partner the instruction to encode and upload."""
         with self._db.tx() as db:
-            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rounds").fetchone()
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rounds").scalar_one()
             at = now()
             db.execute(
                 "INSERT INTO rounds (round_id, seq, project, state, created, updated, deadline) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (round_id, seq, project, RoundState.OPEN.value, at, at, stamp(deadline)),
+                "VALUES (:round_id, :seq, :project, :state, :at, :at, :deadline)",
+                round_id=round_id,
+                seq=seq,
+                project=project,
+                state=RoundState.OPEN.value,
+                at=at,
+                deadline=stamp(deadline),
             )
         DeliveryTable(self._db).add(
             [Delivery(round_id, p, DeliveryKind.ENCODE_AND_UPLOAD) for p in partners]
@@ -97,7 +105,8 @@ class RoundTable:
         """The round ``round_id``, or the latest one."""
         if round_id:
             rows = self._db.query(
-                f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE round_id = ?", (round_id,)
+                f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE round_id = :round_id",
+                round_id=round_id,
             )
         else:
             rows = self._db.query(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY seq DESC LIMIT 1")
@@ -107,8 +116,8 @@ class RoundTable:
         """Rounds not yet finished, oldest first."""
         finished = [s.value for s in RoundState if s.finished]
         rows = self._db.query(
-            f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE state NOT IN (?, ?, ?) ORDER BY seq",
-            tuple(finished),
+            f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE state NOT IN :finished ORDER BY seq",
+            finished=finished,
         )
         return [_round(r) for r in rows]
 
@@ -121,8 +130,8 @@ class RoundTable:
         """Ids of the rounds whose products were released (now released or closed), oldest
         first."""
         rows = self._db.query(
-            "SELECT round_id FROM rounds WHERE state IN (?, ?) ORDER BY seq",
-            (RoundState.RELEASED.value, RoundState.CLOSED.value),
+            "SELECT round_id FROM rounds WHERE state IN :states ORDER BY seq",
+            states=[RoundState.RELEASED.value, RoundState.CLOSED.value],
         )
         return [r[0] for r in rows]
 
@@ -142,13 +151,15 @@ class RoundTable:
         unknown = set(fields) - _SETTABLE
         if unknown:
             raise ValueError(f"not settable with a state: {sorted(unknown)}")
-        allowed = [s.value for s in allowed_from]
-        sets = ["state = ?", "updated = ?", *[f"{k} = ?" for k in fields]]
+        sets = ", ".join(f"{k} = :{k}" for k in ("state", "updated", *fields))
         with self._db.tx() as db:
             cursor = db.execute(
-                f"UPDATE rounds SET {', '.join(sets)} WHERE round_id = ? "
-                f"AND state IN ({', '.join('?' * len(allowed))})",
-                (to.value, now(), *fields.values(), round_id, *allowed),
+                f"UPDATE rounds SET {sets} WHERE round_id = :round_id AND state IN :allowed",
+                **fields,
+                state=to.value,
+                updated=now(),
+                round_id=round_id,
+                allowed=[s.value for s in allowed_from],
             )
             return cursor.rowcount == 1
 
@@ -156,8 +167,11 @@ class RoundTable:
         """Replace the round's message, its state unchanged (a node's reported problem, say)."""
         with self._db.tx() as db:
             db.execute(
-                "UPDATE rounds SET message = ?, updated = ? WHERE round_id = ?",
-                (message, now(), round_id),
+                "UPDATE rounds SET message = :message, updated = :updated "
+                "WHERE round_id = :round_id",
+                message=message,
+                updated=now(),
+                round_id=round_id,
             )
 
 
@@ -177,28 +191,31 @@ class Results:
     ) -> None:
         """Record (partner, ref, entity_id, score) for a round and register new entity ids."""
         with self._db.tx() as db:
-            db.execute("DELETE FROM members WHERE round_id = ?", (round_id,))
+            db.execute("DELETE FROM members WHERE round_id = :round_id", round_id=round_id)
             db.executemany(
-                "INSERT OR IGNORE INTO entities (entity_id, first_round) VALUES (?, ?)",
-                [(e, round_id) for e in new_entities],
+                "INSERT INTO entities (entity_id, first_round) VALUES (:e, :round_id) "
+                "ON CONFLICT DO NOTHING",
+                [{"e": e, "round_id": round_id} for e in new_entities],
             )
             db.executemany(
                 "INSERT INTO members (round_id, partner, ref, entity_id, score) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(round_id, p, r, e, s) for p, r, e, s in rows],
+                "VALUES (:round_id, :p, :r, :e, :s)",
+                [{"round_id": round_id, "p": p, "r": r, "e": e, "s": s} for p, r, e, s in rows],
             )
 
     def entity_ids(self, *, round_id: str, partner: str) -> list[tuple[int, str]]:
         return self._db.query(
-            "SELECT ref, entity_id FROM members WHERE round_id = ? AND partner = ? ORDER BY ref",
-            (round_id, partner),
+            "SELECT ref, entity_id FROM members WHERE round_id = :round_id "
+            "AND partner = :partner ORDER BY ref",
+            round_id=round_id,
+            partner=partner,
         )
 
     def members(self, *, round_id: str) -> list[tuple[str, int, str, float | None]]:
         return self._db.query(
-            "SELECT partner, ref, entity_id, score FROM members WHERE round_id = ? "
+            "SELECT partner, ref, entity_id, score FROM members WHERE round_id = :round_id "
             "ORDER BY partner, ref",
-            (round_id,),
+            round_id=round_id,
         )
 
     def add_product(
@@ -215,46 +232,65 @@ class Results:
         type, path)."""
         with self._db.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO product_tables (round_id, product_id, title, cells, "
-                "suppressed) VALUES (?, ?, ?, ?, ?)",
-                (round_id, product_id, title, cells, suppressed),
+                "INSERT INTO product_tables (round_id, product_id, title, cells, suppressed) "
+                "VALUES (:round_id, :product_id, :title, :cells, :suppressed) "
+                "ON CONFLICT (round_id, product_id) DO UPDATE SET title = excluded.title, "
+                "cells = excluded.cells, suppressed = excluded.suppressed",
+                round_id=round_id,
+                product_id=product_id,
+                title=title,
+                cells=cells,
+                suppressed=suppressed,
             )
             db.executemany(
-                "INSERT OR REPLACE INTO products (round_id, product_id, name, media_type, path) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(round_id, product_id, n, t, str(p)) for n, t, p in files],
-            )
+                "INSERT INTO products (round_id, product_id, name, media_type, path) "
+                "VALUES (:round_id, :product_id, :name, :media_type, :path) "
+                "ON CONFLICT (round_id, product_id, name) DO UPDATE SET "
+                "media_type = excluded.media_type, path = excluded.path",
+                [{"round_id": round_id, "product_id": product_id, "name": n, "media_type": t,
+                  "path": str(p)} for n, t, p in files],
+            )  # fmt: skip
 
     def product_files(
         self, *, round_id: str, product_id: str | None = None
     ) -> list[tuple[str, str, str, str]]:
         """(product_id, name, media_type, path) of a round's product files."""
-        sql = "SELECT product_id, name, media_type, path FROM products WHERE round_id = ?"
-        args: tuple = (round_id,)
+        sql = "SELECT product_id, name, media_type, path FROM products WHERE round_id = :round_id"
         if product_id is not None:
-            sql += " AND product_id = ?"
-            args += (product_id,)
-        return self._db.query(sql + " ORDER BY product_id, name", args)
+            sql += " AND product_id = :product_id"
+        return self._db.query(
+            sql + " ORDER BY product_id, name", round_id=round_id, product_id=product_id
+        )
 
     def product_tables(self, *, round_id: str) -> list[tuple[str, str, int, int]]:
         """(product_id, title, cells, suppressed) of each product made for a round."""
         return self._db.query(
-            "SELECT product_id, title, cells, suppressed FROM product_tables WHERE round_id = ? "
-            "ORDER BY product_id",
-            (round_id,),
+            "SELECT product_id, title, cells, suppressed FROM product_tables "
+            "WHERE round_id = :round_id ORDER BY product_id",
+            round_id=round_id,
         )
 
 
 class Store:
-    """The coordinator's database file, with one attribute per table class.
+    """The coordinator's database, with one attribute per table class.
 
-    Opening it checks the file (:class:`~oda_fed.coordinator.db.Database`); :func:`open_store`
-    also refuses one that was lost, when the audit log shows it held rounds.
+    ``where`` is its SQLite file, or a PostgreSQL URL. Opening it checks the database
+    (:class:`~oda_fed.coordinator.db.Database`; ``exclusive`` as there, for a serving
+    coordinator); :func:`~oda_fed.coordinator.recovery.open_store` also refuses one that was
+    lost, when the audit log shows it held rounds.
+
+    Examples
+    --------
+    >>> store = Store(Path("state/coordinator.sqlite"))  # doctest: +SKIP
+    >>> store = Store(database_url("postgresql://oda_fed@db/oda_fed"))  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = Database(path)
+    def __init__(self, where: Path | URL, *, exclusive: bool = False) -> None:
+        self._db = Database(where, exclusive=exclusive)
+        #: The SQLite file; None on PostgreSQL.
+        self.path = self._db.path
+        #: Where the state is, for messages: the file, or the URL without its password.
+        self.where = self._db.where
         #: The file held no schema when opened: a new, zero-byte or missing database.
         self.fresh = self._db.fresh
         self.rounds = RoundTable(self._db)

@@ -207,9 +207,11 @@ def test_a_coordinator_that_rewrote_its_log_between_rounds_is_not_cosigned(witne
     assert any("coordinator's log does not extend it" in p for p in report.checkpoints)
 
 
-def test_a_node_killed_mid_upload_and_restarted_still_verifies(federation) -> None:
+def test_a_node_killed_mid_upload_and_restarted_still_verifies(backed_federation) -> None:
     """kill -9 of a node in the middle of its upload, then a restart: an honest fault, which must
-    verify afterwards (chunks logged when delivered, resent ones as resends)."""
+    verify afterwards (chunks logged when delivered, resent ones as resends). The upload resumes
+    on the coordinator's SQLite, then PostgreSQL, state."""
+    federation = backed_federation
     import os
     import signal
     import subprocess
@@ -218,8 +220,6 @@ def test_a_node_killed_mid_upload_and_restarted_still_verifies(federation) -> No
     import tomllib
 
     import tomli_w
-
-    from oda_fed.coordinator.store import Store
 
     config = federation.node_config("police")
     doc = tomllib.loads(config.read_text())
@@ -231,7 +231,7 @@ def test_a_node_killed_mid_upload_and_restarted_still_verifies(federation) -> No
                "--rounds", "1", "--give-up-after", "30"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     node = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    store = federation.store()
     deadline = time.monotonic() + 120
     while True:
         state = store.uploads.state(round_id=round_id, partner="police")

@@ -284,11 +284,12 @@ def test_missing_column_fails_on_the_node_and_uploads_nothing(federation) -> Non
     store.close()
 
 
-def test_a_restarted_coordinator_resumes_the_round(federation) -> None:
+def test_a_restarted_coordinator_resumes_the_round(backed_federation) -> None:
+    federation = backed_federation  # on SQLite, then on PostgreSQL
     round_id = federation.start_round()
     # Two partners upload, then the coordinator goes down before the third arrives.
     early = [federation.run_node(p, rounds=1) for p in federation.partners[:2]]
-    store = Store(federation.workdir / "coordinator" / "state" / "coordinator.sqlite")
+    store = federation.store()
     deadline = time.monotonic() + 60
     while not all(
         store.uploads.complete(round_id=round_id, partner=p) for p in federation.partners[:2]

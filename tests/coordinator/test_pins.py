@@ -7,11 +7,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import URL
 
 from oda_fed.coordinator.db import Database
 from oda_fed.coordinator.pins import NotPinned, Pins
+from oda_fed.coordinator.postgres import database_url
 
 SOON = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def where(tmp_path: Path, backend: str | None) -> Path | URL:
+    """The coordinator's SQLite file, or its PostgreSQL database: every test here runs on both."""
+    return database_url(backend) if backend else tmp_path / "c.sqlite"
 
 
 def _cert(letter: str, *, not_after: datetime = SOON) -> dict:
@@ -22,8 +30,8 @@ def _never(_serial: str) -> bool:
     return False
 
 
-def test_the_first_certificate_is_pinned_and_kept_across_a_restart(tmp_path: Path) -> None:
-    db = Database(tmp_path / "c.sqlite")
+def test_the_first_certificate_is_pinned_and_kept_across_a_restart(where: Path | URL) -> None:
+    db = Database(where)
     pins = Pins(db)
     # A call that only reads pins nothing.
     assert pins.check("council", **_cert("a"), revoked=_never, pin=False) is None
@@ -33,7 +41,7 @@ def test_the_first_certificate_is_pinned_and_kept_across_a_restart(tmp_path: Pat
     assert pins.check("council", **_cert("a"), revoked=_never) is None  # already pinned
     db.close()
 
-    db = Database(tmp_path / "c.sqlite")
+    db = Database(where)
     pins = Pins(db)
     with pytest.raises(NotPinned) as info:
         pins.check("council", **_cert("b"), revoked=_never)
@@ -42,8 +50,8 @@ def test_the_first_certificate_is_pinned_and_kept_across_a_restart(tmp_path: Pat
     db.close()
 
 
-def test_a_refused_certificate_is_remembered_for_the_rounds_made_since(tmp_path: Path) -> None:
-    db = Database(tmp_path / "c.sqlite")
+def test_a_refused_certificate_is_remembered_for_the_rounds_made_since(where: Path | URL) -> None:
+    db = Database(where)
     pins = Pins(db)
     pins.check("council", **_cert("a"), revoked=_never)
     before = (datetime.now(UTC) - timedelta(seconds=5)).isoformat(timespec="seconds")
@@ -53,12 +61,12 @@ def test_a_refused_certificate_is_remembered_for_the_rounds_made_since(tmp_path:
     assert [p.conflict_serial for p in pins.conflicts_since(before)] == ["bbbb"]
     assert pins.conflicts_since(later) == []
     db.close()
-    assert [p.conflict_serial for p in Pins(Database(tmp_path / "c.sqlite")).conflicts_since(
+    assert [p.conflict_serial for p in Pins(Database(where)).conflicts_since(
         before)] == ["bbbb"]  # fmt: skip
 
 
-def test_a_pin_moves_only_from_a_revoked_or_expired_certificate(tmp_path: Path) -> None:
-    pins = Pins(Database(tmp_path / "c.sqlite"))
+def test_a_pin_moves_only_from_a_revoked_or_expired_certificate(where: Path | URL) -> None:
+    pins = Pins(Database(where))
     pins.check("council", **_cert("a"), revoked=_never)
     moved = pins.check("council", **_cert("b"), revoked=lambda serial: serial == "aaaa")
     assert moved is not None and (moved.previous.serial, moved.why) == ("aaaa", "revoked")  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import tomli_w
 from typer.testing import CliRunner
 
@@ -263,6 +264,36 @@ def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(fede
     federation.stop_coordinator()
     path.write_bytes(kept)
     federation.start_coordinator()
+    assert federation.errors == []
+
+
+def test_a_lost_postgresql_database_is_refused_unless_the_loss_is_accepted(
+    federation, postgres_url: str
+) -> None:
+    """As a lost SQLite file: an empty database (a server rebuilt without its backup) while the
+    audit log shows a round is refused, with how to restore it; accepted, the loss is audited."""
+    federation.stop_coordinator()
+    doc = tomllib.loads(federation.coordinator_config.read_text())
+    federation.coordinator_config.write_text(tomli_w.dumps({**doc, "database": postgres_url}))
+    federation.start_coordinator()
+    federation.start_round()
+    federation.stop_coordinator()
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as db:
+        db.exec_driver_sql("DROP SCHEMA public CASCADE")
+        db.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    refused = _refused(federation)
+    output = " ".join(refused.output.split())
+    assert refused.exit_code == 8, output
+    shown = sa.make_url(postgres_url).render_as_string(hide_password=True)
+    assert f"the coordinator's database {shown} holds no rounds" in output, output
+    assert "shows 1 earlier round(s)" in output and "pg_restore" in output
+    assert "--accept-empty-state" in output and "Traceback" not in output
+
+    _serve_accepting_empty_state(federation)
+    assert _accepted(federation) == [{"database": "no_rounds", "earlier_rounds": 1}]
+    federation.start_coordinator()  # accepted once: the next start needs no flag
     assert federation.errors == []
 
 

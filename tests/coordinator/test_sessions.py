@@ -163,13 +163,14 @@ def test_a_second_certificate_cannot_act_for_a_partner_whose_node_is_connected(
 
 @pytest.mark.grpc
 def test_a_pinned_certificate_keeps_a_second_one_out_while_its_node_is_away_and_after_a_restart(
-    federation, tmp_path: Path, second_certificate
+    backed_federation, tmp_path: Path, second_certificate
 ) -> None:
     """The measured attack's way round the live-session rule: act for the council while its
     node is not connected. The council's certificate was pinned at its first call, so the second
     one is refused whether or not the council's node is connected, and after the coordinator
     restarts. Once the CA revokes the pinned certificate (a replacement), the pin moves to the
-    next certificate that calls, and the audit log says so."""
+    next certificate that calls, and the audit log says so. On SQLite and on PostgreSQL."""
+    federation = backed_federation
     status = federation.run_round()
     assert status.state is RoundState.CLOSED, status.message
     pins = [e for e in _coordinator_log(federation) if e.kind == AuditKind.CERTIFICATE_PINNED]

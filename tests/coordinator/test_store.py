@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import URL
 
 from oda_fed.coordinator.chunks import Chunk
-from oda_fed.coordinator.deliveries import DeliveryKind
+from oda_fed.coordinator.deliveries import Delivery, DeliveryKind
+from oda_fed.coordinator.postgres import database_url
 from oda_fed.coordinator.store import Store
 from oda_fed.errors import ProtocolError
-from oda_fed.transport.messages import Upload
+from oda_fed.transport.messages import AgreementKey, Upload, WrappedSecret, WrappedSecrets
 from oda_fed.transport.protocol import RoundState
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -35,8 +37,14 @@ def chunk(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "db.sqlite")
+def where(tmp_path: Path, backend: str | None) -> Path | URL:
+    """The store's SQLite file, or its PostgreSQL database: every test here runs on both."""
+    return database_url(backend) if backend else tmp_path / "db.sqlite"
+
+
+@pytest.fixture
+def store(where: Path | URL) -> Store:
+    s = Store(where)
     s.rounds.create(
         round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"], deadline=LATER
     )
@@ -83,15 +91,14 @@ def test_first_chunk_refused_leaves_no_upload_row(store: Store) -> None:
     assert store.uploads.state(round_id="r1", partner="b", upload=CLKS) is None
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    s = Store(path)
+def test_state_survives_reopening(where: Path | URL) -> None:
+    s = Store(where)
     s.rounds.create(
         round_id="r1", project="sha256:" + "0" * 64, partners=["a", "b"], deadline=LATER
     )
     s.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
     s.close()
-    again = Store(path)
+    again = Store(where)
     assert again.rounds.get("r1").state == "open"
     assert again.uploads.state(round_id="r1", partner="a", upload=CLKS).stored_chunks == (0,)
     [(delivery, state)] = again.deliveries.pending(partner="b")
@@ -190,3 +197,99 @@ def test_a_state_moves_only_from_where_it_is(store: Store) -> None:
     assert store.rounds.get("r1").state is RoundState.UPLOADING
     with pytest.raises(ValueError, match="not settable"):
         store.rounds.move("r1", to=RoundState.FAILED, allowed_from=[RoundState.UPLOADING], seq=9)
+
+
+def test_every_table_reads_back_what_it_wrote(store: Store) -> None:
+    """Each table class's statements, on both databases: bytes come back as bytes, scores as
+    full-precision floats, flags as ints, rows in the order written, and a row written again
+    replaces or is kept as the statement says."""
+    project = "sha256:" + "0" * 64
+    # Deliveries: heard in the order owed, each once.
+    store.deliveries.add(
+        [Delivery("r1", "a", DeliveryKind.SHARE_ATTRIBUTE, "p", "ward"),
+         Delivery("r1", "a", DeliveryKind.ENTITIES_READY),
+         Delivery("r1", "a", DeliveryKind.SHARE_ATTRIBUTE, "p", "ward")]
+    )  # fmt: skip
+    pending = [d.kind for d, _ in store.deliveries.pending(partner="a")]
+    assert pending == [DeliveryKind.ENCODE_AND_UPLOAD, DeliveryKind.SHARE_ATTRIBUTE,
+                       DeliveryKind.ENTITIES_READY]  # fmt: skip
+    first = store.deliveries.pending(partner="a")[0][0]
+    store.deliveries.mark(first, error="boom")
+    assert store.deliveries.find(partner="a", instruction_id=first.instruction_id).error == "boom"
+    store.deliveries.mark(first)
+    assert [d.done for d in store.deliveries.of_round("r1")][:2] == [True, False]
+    # Members and entities: an entity seen again is kept from its first round.
+    score = 0.1234567890123
+    rows = [("a", 0, "e1", score), ("b", 0, "e1", None)]
+    store.results.store_members(round_id="r1", rows=rows, new_entities=["e1"])
+    store.results.store_members(round_id="r1", rows=rows[:1], new_entities=["e1"])
+    assert store.results.members(round_id="r1") == [("a", 0, "e1", score)]
+    assert store.results.entity_ids(round_id="r1", partner="a") == [(0, "e1")]
+    # Products: a product made again replaces its row.
+    for cells in (4, 6):
+        files = [("p.csv", "text/csv", Path("/x/p.csv"))]
+        store.results.add_product(
+            round_id="r1", product_id="p", title="T", cells=cells, suppressed=1, files=files
+        )
+    assert store.results.product_tables(round_id="r1") == [("p", "T", 6, 1)]
+    assert store.results.product_files(round_id="r1", product_id="p") == [
+        ("p", "p.csv", "text/csv", "/x/p.csv")
+    ]
+    assert store.results.product_files(round_id="r1") == store.results.product_files(
+        round_id="r1", product_id="p"
+    )
+    # The key relay: a newer agreement key replaces the old; a pinned version is kept.
+    for public in (b"\0old", b"\0new\xff"):
+        store.keys.publish(project, AgreementKey(project, "a", public, b"cert", b"sig"))
+    assert store.keys.keys(project) == [AgreementKey(project, "a", b"\0new\xff", b"cert", b"sig")]
+    assert store.keys.pin(project, version=0, key_check="k0", partner="a").key_check == "k0"
+    assert store.keys.pin(project, version=0, key_check="kX", partner="b").pinned_from == "a"
+    wrapped = WrappedSecret(project, 1, "a", "b", b"sk", b"rk", b"salt", b"nonce", b"\0ct")
+    signed = AgreementKey(project, "a", b"\0new\xff", b"cert", b"sig")
+    new = WrappedSecrets(project, 1, "k1", (wrapped,))
+    assert store.keys.add_version(project, new, sender=signed)
+    assert not store.keys.add_version(project, new, sender=signed)
+    got = store.keys.wrapped(project, version=1, partner="b")
+    assert got.ciphertext == b"\0ct" and isinstance(got.ciphertext, bytes)
+    assert got.sender_signed_key == AgreementKey(project, "a", b"sk", b"cert", b"sig")
+    assert store.keys.latest(project).version == 1
+    # Rounds: counts by state, and CLKs past retention deleted for good.
+    store.uploads.store(round_id="r1", partner="a", upload=CLKS, chunk=chunk(0))
+    assert store.uploads.started(round_id="r1")
+    assert store.rounds.move("r1", to=RoundState.CANCELLED, allowed_from=[RoundState.OPEN])
+    assert store.rounds.count_by_state() == {RoundState.CANCELLED: 1}
+    finished = tuple(s.value for s in RoundState if s.finished)
+    assert store.uploads.expired_clks(finished=finished, older_than=LATER) == [("r1", 3)]
+    store.uploads.delete_clks("r1")
+    assert not store.uploads.started(round_id="r1")
+    assert store.uploads.expired_clks(finished=finished, older_than=LATER) == []
+    store.uploads.discard(round_id="r1", partner="a", upload=CLKS, complete_too=True)
+    assert store.uploads.state(round_id="r1", partner="a", upload=CLKS) is None
+
+
+def test_a_version_6_database_keeps_the_order_deliveries_were_owed_in(tmp_path: Path) -> None:
+    """Version 6 ordered deliveries by SQLite's rowid; the upgrade writes that order down."""
+    import sqlite3
+
+    path = tmp_path / "v6.sqlite"
+    s = Store(path)
+    s.rounds.create(round_id="r1", project="p", partners=["b", "a"], deadline=LATER)
+    s.deliveries.add([Delivery("r1", "a", DeliveryKind.ENTITIES_READY)])
+    s.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE deliveries DROP COLUMN seq")  # as version 6 made the table
+    db.execute("PRAGMA user_version = 6")
+    db.commit()
+    db.close()
+    again = Store(path)
+    assert [(d.partner, d.kind) for d in again.deliveries.of_round("r1")] == [
+        ("b", DeliveryKind.ENCODE_AND_UPLOAD),
+        ("a", DeliveryKind.ENCODE_AND_UPLOAD),
+        ("a", DeliveryKind.ENTITIES_READY),
+    ]
+    again.deliveries.add([Delivery("r1", "b", DeliveryKind.ENTITIES_READY)])
+    assert [d.kind for d, _ in again.deliveries.pending(partner="b")] == [
+        DeliveryKind.ENCODE_AND_UPLOAD,
+        DeliveryKind.ENTITIES_READY,
+    ]
+    again.close()
