@@ -253,19 +253,55 @@ def test_deleted_clks_leave_the_postgresql_tables(postgres_url: str) -> None:
     engine.dispose()
 
 
-def test_a_role_that_may_not_create_the_tables_is_refused_in_one_line(postgres_url: str) -> None:
+def _role_with_password(postgres_url: str, tmp_path: Path) -> tuple[str, Path]:
+    """A new login role whose password (kept in an owner-only file) the test server checks."""
     role = f"reader_{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as db:
-        db.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        db.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    admin.dispose()
+    secret = tmp_path / "db-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    return role, secret
+
+
+def _drop_role(postgres_url: str, role: str) -> None:
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.exec_driver_sql(f"DROP OWNED BY {role}")
+        db.exec_driver_sql(f"DROP ROLE {role}")
+    admin.dispose()
+
+
+def test_a_role_that_may_not_create_the_tables_is_refused_in_one_line(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    role, secret = _role_with_password(postgres_url, tmp_path)
     try:
-        url = database_url(sa.make_url(postgres_url).set(username=role).render_as_string())
+        as_role = sa.make_url(postgres_url).set(username=role).render_as_string()
+        url = database_url(as_role, password_file=secret)
         with pytest.raises(StateError, match="could not be opened: permission denied"):
             Store(url)
     finally:
-        with admin.connect() as db:
-            db.exec_driver_sql(f"DROP ROLE {role}")
-        admin.dispose()
+        _drop_role(postgres_url, role)
+
+
+def test_a_wrong_password_is_refused_without_showing_it(postgres_url: str, tmp_path: Path) -> None:
+    """The server checks the password from database_password_file; a wrong one is a refused
+    login, and neither password appears in the message."""
+    role, secret = _role_with_password(postgres_url, tmp_path)
+    right = secret.read_text().strip()
+    secret.write_text("not-the-password-4711\n")
+    try:
+        as_role = sa.make_url(postgres_url).set(username=role).render_as_string()
+        with pytest.raises(StateError, match="refused the coordinator's login") as refused:
+            Store(database_url(as_role, password_file=secret))
+        assert "not-the-password-4711" not in str(refused.value)
+        assert right not in str(refused.value)
+    finally:
+        _drop_role(postgres_url, role)
 
 
 def test_text_is_ordered_byte_by_byte_as_in_sqlite(postgres_url: str) -> None:
