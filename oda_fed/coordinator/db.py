@@ -96,8 +96,12 @@ class Database:
     def __init__(self, where: Path | sa.URL, *, exclusive: bool = False) -> None:
         self._lock = threading.RLock()
         self.path = None if isinstance(where, sa.URL) else Path(where)
+        self._exclusive = exclusive
+        self._closed = False
+        self._lost = False  # PostgreSQL dropped the held connection: connect again first
         if self.path is None:
             assert isinstance(where, sa.URL)
+            self._url = where
             #: Where the state is, for messages: the file, or the URL without its password.
             self.where = where.render_as_string(hide_password=True)
             self._engine, self._connection = postgres.connect(where)
@@ -158,25 +162,62 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._connection.close()
             self._engine.dispose()
 
     @contextmanager
     def tx(self) -> Iterator[Sql]:
         """A write transaction: applied whole, or not at all."""
-        with self._lock:
-            self._connection.info["write"] = True
-            try:
-                with self._connection.begin():
-                    yield self._sql
-            finally:
-                self._connection.info["write"] = False
+        with self._transaction(write=True) as db:
+            yield db
 
     @contextmanager
     def reading(self) -> Iterator[Sql]:
         """The connection for a few reads that must see one state (no write lock taken)."""
-        with self._lock, self._connection.begin():
-            yield self._sql
+        with self._transaction(write=False) as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Sql]:
+        with self._lock:
+            self._reconnect()
+            self._connection.info["write"] = write
+            try:
+                with self._connection.begin():
+                    yield self._sql
+            except sa.exc.DBAPIError as exc:
+                if self.path is None and exc.connection_invalidated:
+                    self._lost = True
+                    # The transaction was never committed: the server rolled it back.
+                    raise StateError(
+                        f"the coordinator lost its connection to the PostgreSQL database "
+                        f"{self.where} ({str(exc.orig).strip().splitlines()[0]}); nothing of "
+                        "this call was written, and the next call connects again"
+                    ) from None
+                raise
+            finally:
+                self._connection.info["write"] = False
+
+    def _reconnect(self) -> None:
+        """After PostgreSQL dropped the held connection (a server restart, a failover), a new
+        one, holding the coordinator's lock again if this opening held it."""
+        if not self._lost or self._closed:
+            return
+        self._connection.close()
+        self._connection = postgres.reconnect(self._engine, self._url)
+        self._sql = Sql(self._connection)
+        self._lost = False
+        if self._exclusive:
+            try:
+                with self._connection.begin():
+                    postgres.lock(self._sql, where=self.where)
+            except StateError:
+                # Another coordinator took the database while this one was cut off: every call
+                # is refused so, until the other one stops.
+                self._connection.close()
+                self._lost = True
+                raise
 
     def query(self, sql: str, /, **params: object) -> list[tuple]:
         with self.reading() as db:

@@ -97,6 +97,20 @@ def connect(url: sa.URL) -> tuple[sa.Engine, sa.Connection]:
         raise StateError(_why_not(url, str(exc.orig))) from None
 
 
+def reconnect(engine: sa.Engine, url: sa.URL) -> sa.Connection:
+    """A new held connection through ``engine``, after the last one was dropped.
+
+    Raises
+    ------
+    StateError
+        As :func:`connect`: the server is still unreachable, or refuses the login.
+    """
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise StateError(_why_not(url, str(exc.orig))) from None
+
+
 def _why_not(url: sa.URL, said: str) -> str:
     """A refused connection as one line: what failed, and what to check."""
     shown = url.render_as_string(hide_password=True)

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from oda_fed.coordinator import keys, nodes, operator
 from oda_fed.coordinator.sessions import Holder
 from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
-from oda_fed.errors import AuthError, ProtocolError
+from oda_fed.errors import AuthError, ProtocolError, StateError
 from oda_fed.proto.v1 import admin_pb2_grpc, coordinator_pb2_grpc, keys_pb2_grpc
 from oda_fed.transport import serde
 from oda_fed.transport.auth import peer
@@ -59,6 +59,11 @@ def _refusals(state: CoordinatorState, context: grpc.ServicerContext, *, who: st
             },
         )
         context.abort(grpc.StatusCode[refusal.status.value], refusal.reason)
+    except StateError as exc:
+        # The database went away mid-call (PostgreSQL restarting): nothing was written, and the
+        # node retries an unavailable coordinator.
+        log.error("call from %s failed: %s", who or "unknown", exc, extra={"partner": who or ""})
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the coordinator's database is unavailable")
 
 
 def _holder(context: grpc.ServicerContext) -> Holder:

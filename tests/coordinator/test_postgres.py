@@ -216,6 +216,38 @@ def test_a_second_coordinator_on_one_database_is_refused(postgres_url: str) -> N
     Store(url, exclusive=True).close()  # the lock went with the first coordinator
 
 
+def test_a_dropped_connection_fails_one_call_and_the_next_connects_again(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL restarting (here: the coordinator's server process terminated) fails the call
+    in flight with one line, writes nothing half, and the next call reconnects and takes the
+    coordinator's lock again, so a second coordinator is still refused."""
+    url = database_url(postgres_url)
+    store = Store(url, exclusive=True)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        store.rounds.create(round_id="r1", project="p", partners=["a"], deadline=LATER)
+        with admin.connect() as db:
+            ended = (
+                db.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'oda-fed coordinator' AND datname = current_database()"
+                )
+                .scalars()
+                .all()
+            )
+        assert ended == [True]
+        with pytest.raises(StateError, match="lost its connection to the PostgreSQL database"):
+            store.rounds.create(round_id="r2", project="p", partners=["a"], deadline=LATER)
+        assert store.rounds.get("r1") is not None  # connected again
+        assert store.rounds.get("r2") is None  # the failed call left nothing
+        with pytest.raises(StateError, match="another coordinator is using"):
+            Store(url, exclusive=True)
+    finally:
+        store.close()
+        admin.dispose()
+
+
 def test_a_schema_from_a_newer_oda_fed_is_refused(backend: str | None, tmp_path: Path) -> None:
     where = database_url(backend) if backend else tmp_path / "coordinator.sqlite"
     Store(where).close()
