@@ -1,0 +1,275 @@
+"""Where matching's candidate work runs: in this process (the default) or on a Dask cluster.
+
+Candidate generation is the part of matching that grows with N × N: all-pairs Dice scoring
+and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
+left rows against all right rows, or a span of bands over both sides. :class:`Executor` runs
+them as one call in this process, on the Numba kernels' own threads, exactly as matching always
+ran; :class:`DaskExecutor` submits the units to a Dask scheduler and merges their sparse results
+in a fixed order, so the candidates are identical bit for bit.
+
+The CLKs reach the workers through shared storage, not the scheduler: each pair of sources is
+written as ``.npy`` files into a private (0700) folder under ``shared_dir`` (a path every
+worker sees) and deleted, folder and all, once its units are done. The workers are in the
+coordinator's trust domain: they see CLKs, never names or record ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oda_fed.errors import ClusterError
+from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
+from oda_fed.matching.candidates import Candidates, dice_candidates
+from oda_fed.matching.units import Done, dice_rows, forget, lsh_bands
+
+#: LSH bands per unit: each unit packs its bands' keys in one pass, 8 bytes per record a band
+#: on both sides (10M records a side: 640 MB for 4 bands).
+BANDS_PER_UNIT = 4
+#: Units per worker for all-pairs scoring, so a slow worker does not hold up the rest.
+UNITS_PER_WORKER = 4
+#: Seconds to wait for a scheduler to answer before saying it cannot be reached.
+CONNECT_TIMEOUT = 10
+
+_INSTALL = "pip install 'oda-fed[cluster]'"
+
+
+class Executor:
+    """Runs candidate work in this process, on the kernels' threads: matching as it always ran.
+
+    Examples
+    --------
+    >>> a = np.array([[0b1111]], dtype=np.uint64)
+    >>> with Executor() as run:
+    ...     run.dice(a, a, threshold=0.9).score.tolist()
+    [1.0]
+    """
+
+    kind = "threads"
+
+    def dice(self, a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candidates:
+        """:func:`~oda_fed.matching.dice_candidates` of ``a`` against ``b``."""
+        return dice_candidates(a, b, threshold=threshold)
+
+    def join(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        params: LshParams,
+        max_block: int | None,
+        ratio: tuple[int, int],
+        progress: BandProgress | None = None,
+    ) -> _Join:
+        """The LSH join of every band (:func:`~oda_fed.matching.blocking.blocked_candidates`)."""
+        return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
+
+    def close(self) -> None:
+        """Release what the executor holds (nothing, here)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DaskExecutor(Executor):
+    """Runs candidate work as units on a Dask cluster (see the module docstring).
+
+    Open one with :func:`open_executor`. ``units`` collects every finished unit's
+    :class:`~oda_fed.matching.units.Done` (its cost, never its result), for benchmarks.
+    """
+
+    kind = "dask"
+
+    def __init__(self, client: Any, *, shared_dir: Path, cluster: Any = None,
+                 bands_per_unit: int = BANDS_PER_UNIT) -> None:  # fmt: skip
+        self.client = client
+        self.shared_dir = Path(shared_dir)
+        self.cluster = cluster
+        self.bands_per_unit = bands_per_unit
+        self.units: list[tuple[str, Done]] = []
+
+    def workers(self) -> int:
+        """Workers the scheduler knows now (at least 1)."""
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def dice(self, a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candidates:
+        rows = max(1, math.ceil(len(a) / (UNITS_PER_WORKER * self.workers())))
+        spans = [(lo, min(lo + rows, len(a))) for lo in range(0, len(a), rows)]
+        if len(spans) < 2:  # nothing to share out
+            return dice_candidates(a, b, threshold=threshold)
+        with self._shared(a, b) as (path_a, path_b):
+            parts = self._run(
+                "dice rows",
+                [(dice_rows, path_a, path_b, lo, hi, float(threshold)) for lo, hi in spans],
+            )
+        left = np.concatenate([p.left for p in parts])
+        right = np.concatenate([p.right for p in parts])
+        score = np.concatenate([p.score for p in parts])
+        # The documented order: score descending, then left, then right.
+        order = np.lexsort((right, left, -score))
+        return Candidates(left=left[order], right=right[order], score=score[order])
+
+    def join(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        params: LshParams,
+        max_block: int | None,
+        ratio: tuple[int, int],
+        progress: BandProgress | None = None,
+    ) -> _Join:
+        if len(a) == 0 or len(b) == 0 or params.bands <= 1:
+            return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
+        step = self.bands_per_unit
+        spans = [(lo, min(lo + step, params.bands)) for lo in range(0, params.bands, step)]
+        with self._shared(a, b) as (path_a, path_b):
+
+            def bands_done(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(min(done * step, params.bands), params.bands)
+
+            parts = self._run(
+                "LSH bands",
+                [
+                    (lsh_bands, path_a, path_b, params, lo, hi, max_block, ratio)
+                    for lo, hi in spans
+                ],  # fmt: skip
+                progress=bands_done,
+            )
+        return merge_joins(parts, ratio=ratio)
+
+    @contextmanager
+    def _shared(self, a: np.ndarray, b: np.ndarray):
+        """Both sides' CLKs as files every worker sees, in a private folder removed afterwards
+        (the workers close their maps of it first)."""
+        try:
+            self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder = tempfile.mkdtemp(prefix="clks-", dir=self.shared_dir)  # mode 0700
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot write CLKs for the Dask workers under {self.shared_dir} ({exc}): set a "
+                "shared folder every worker can read"
+            ) from None
+        try:
+            path_a = os.path.join(folder, "a.npy")
+            np.save(path_a, np.ascontiguousarray(a))
+            path_b = path_a
+            if b is not a:
+                path_b = os.path.join(folder, "b.npy")
+                np.save(path_b, np.ascontiguousarray(b))
+            yield path_a, path_b
+        finally:
+            # A dead cluster's maps went with it.
+            with contextlib.suppress(Exception):
+                self.client.run(forget, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _run(
+        self,
+        what: str,
+        calls: list[tuple],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list:
+        """Submit ``calls`` (function, arguments), wait for all, and return their results in the
+        order given, whichever finished first."""
+        from distributed import as_completed
+
+        try:
+            futures = [self.client.submit(f, *args, pure=False) for f, *args in calls]
+            place = {f.key: k for k, f in enumerate(futures)}
+            done: list[Done | None] = [None] * len(futures)
+            for n, future in enumerate(as_completed(futures), start=1):
+                done[place[future.key]] = future.result()
+                if progress is not None:
+                    progress(n, len(futures))
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(_lost(what, exc)) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("distributed"):  # KilledWorker, CommClosedError
+                raise ClusterError(_lost(what, exc)) from None
+            raise
+        finally:
+            if "futures" in locals():
+                self.client.cancel(futures)
+        # Costs only: a unit's result goes to the caller, not into this record.
+        self.units += [(what, replace(d, result=None)) for d in done if d is not None]
+        return [d.result for d in done if d is not None]
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def _lost(what: str, exc: BaseException) -> str:
+    return (
+        f"the Dask cluster failed while matching ({what}: {type(exc).__name__}: {exc}); the "
+        "round stays unmatched: check the workers' memory and logs, then match it again"
+    )
+
+
+def open_executor(
+    address: str | None,
+    *,
+    shared_dir: Path | None = None,
+    security: Any = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> Executor:
+    """The executor for ``address``: None runs in this process; ``"local"`` or ``"local:N"``
+    starts a Dask ``LocalCluster`` of N worker processes (default 2) on this machine; anything
+    else (``tcp://host:8786``, ``tls://…``) is a running scheduler. ``security`` is a
+    ``distributed.Security`` for a ``tls://`` scheduler. ``shared_dir`` (default: a folder
+    in the system's temporary folder) must be a path every worker sees.
+
+    Raises
+    ------
+    ClusterError
+        ``distributed`` is not installed, or the scheduler does not answer within ``timeout``.
+    """
+    if address is None:
+        return Executor()
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ClusterError(
+            f"matching on a Dask cluster ({address}) needs the 'distributed' package: {_INSTALL}"
+        ) from None
+    folder = (
+        Path(shared_dir)
+        if shared_dir is not None
+        else Path(tempfile.gettempdir()) / (f"oda-fed-dask-{os.getuid()}")
+    )
+    cluster = None
+    try:
+        if address == "local" or address.startswith("local:"):
+            workers = int(address.partition(":")[2] or 2)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)  # fmt: skip
+            client = Client(cluster, timeout=timeout)
+        else:
+            client = Client(address, security=security, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} ({exc}): start it (dask scheduler), "
+            "or fix dask_scheduler / --dask; the round stays unmatched until then"
+        ) from None
+    return DaskExecutor(client, shared_dir=folder, cluster=cluster)

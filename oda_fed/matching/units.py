@@ -1,0 +1,91 @@
+"""Matching's work units: plain functions over CLK files that a cluster's workers open themselves.
+
+A unit reads its CLKs from ``.npy`` files in a folder every worker sees, memory-mapped, so the
+workers of one machine share one copy in the page cache, and returns sparse arrays only
+(candidate pairs, or pair keys), never a matrix. Its arguments are paths and row or band ranges,
+so the scheduler moves almost nothing. :mod:`oda_fed.matching.executor` submits them.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from oda_fed.matching.blocking import LshParams, _Join, _join
+from oda_fed.matching.candidates import Candidates, dice_candidates
+
+T = TypeVar("T")
+
+# Per worker process: the CLK files of the rounds under way, opened once. forget() drops a
+# finished round's, so a deleted file's pages are freed.
+_OPEN: dict[str, np.ndarray] = {}
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """A unit's result, with what it cost: wall and CPU seconds (all the kernels' threads), and
+    the worker process's id and peak resident memory so far."""
+
+    result: T
+    seconds: float
+    cpu_seconds: float
+    pid: int
+    peak_rss: int
+
+
+def clks_at(path: str) -> np.ndarray:
+    """The CLK array saved at ``path``, memory-mapped read-only, opened once per process."""
+    if path not in _OPEN:
+        _OPEN[path] = np.load(path, mmap_mode="r")
+    return _OPEN[path]
+
+
+def forget(folder: str) -> int:
+    """Close this process's CLK files under ``folder``; returns how many it held."""
+    gone = [p for p in _OPEN if os.path.dirname(p) == folder]
+    for p in gone:
+        del _OPEN[p]
+    return len(gone)
+
+
+def _timed(run, *args) -> Done:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run(*args)
+    # ru_maxrss is in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Done(result, time.perf_counter() - wall, time.process_time() - cpu, os.getpid(), peak)
+
+
+def _dice_rows(path_a: str, path_b: str, start: int, stop: int, threshold: float) -> Candidates:
+    found = dice_candidates(clks_at(path_a)[start:stop], clks_at(path_b), threshold=threshold)
+    return Candidates(left=found.left + start, right=found.right, score=found.score)
+
+
+def dice_rows(path_a: str, path_b: str, start: int, stop: int, threshold: float) -> Done:
+    """Left rows ``start:stop`` against every right row: the candidates at ``threshold``, with
+    left indices of the whole left array."""
+    return _timed(_dice_rows, path_a, path_b, start, stop, threshold)
+
+
+def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:
+    return _join(clks_at(path_a), clks_at(path_b), params=params, max_block=max_block,
+                 ratio=ratio, span=range(start, stop))  # fmt: skip
+
+
+def lsh_bands(
+    path_a: str,
+    path_b: str,
+    params: LshParams,
+    start: int,
+    stop: int,
+    max_block: int | None,
+    ratio: tuple[int, int],
+) -> Done:
+    """LSH bands ``start:stop`` of ``params`` over all left and right rows: the distinct pair
+    keys that pass ``ratio`` in any of them, and the blocks' figures."""
+    return _timed(_bands, path_a, path_b, params, start, stop, max_block, ratio)
