@@ -73,7 +73,8 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
         )
         for i, p in enumerate(partners)
     }
-    result = run_linkage(extracts, settings=state.settings, index=target)
+    with state.executor() as executor:
+        result = run_linkage(extracts, settings=state.settings, index=target, executor=executor)
     seconds, outcome = time.perf_counter() - started, result.outcome
     # An incremental update of the linked index scores no pairs of its own to count.
     pairs = outcome.blocking if isinstance(outcome, LinkOutcome) else ()

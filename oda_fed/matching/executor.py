@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from oda_fed.errors import ClusterError
+from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
 from oda_fed.matching.candidates import Candidates, dice_candidates
 from oda_fed.matching.units import Done, dice_rows, forget, lsh_bands
@@ -42,6 +43,8 @@ UNITS_PER_WORKER = 4
 CONNECT_TIMEOUT = 10
 
 _INSTALL = "pip install 'oda-fed[cluster]'"
+#: A Dask scheduler, or "local" / "local:N" (as ``[coordinator] dask_scheduler`` takes it).
+ADDRESS = r"((tcp|tls)://\S+|local(:[1-9][0-9]*)?)"
 
 
 class Executor:
@@ -94,11 +97,13 @@ class DaskExecutor(Executor):
     kind = "dask"
 
     def __init__(self, client: Any, *, shared_dir: Path, cluster: Any = None,
-                 bands_per_unit: int = BANDS_PER_UNIT) -> None:  # fmt: skip
+                 bands_per_unit: int = BANDS_PER_UNIT, threads: int = 0) -> None:  # fmt: skip
         self.client = client
         self.shared_dir = Path(shared_dir)
         self.cluster = cluster
         self.bands_per_unit = bands_per_unit
+        #: Kernel threads per unit (0: all the worker's); a LocalCluster shares the cores out.
+        self.threads = threads
         self.units: list[tuple[str, Done]] = []
 
     def workers(self) -> int:
@@ -110,11 +115,11 @@ class DaskExecutor(Executor):
         spans = [(lo, min(lo + rows, len(a))) for lo in range(0, len(a), rows)]
         if len(spans) < 2:  # nothing to share out
             return dice_candidates(a, b, threshold=threshold)
+        parts: list[Candidates] = [dice_candidates(a[:0], b[:0], threshold=threshold)] * len(spans)
         with self._shared(a, b) as (path_a, path_b):
-            parts = self._run(
-                "dice rows",
-                [(dice_rows, path_a, path_b, lo, hi, float(threshold)) for lo, hi in spans],
-            )
+            t = self.threads
+            calls = [(dice_rows, path_a, path_b, lo, hi, float(threshold), t) for lo, hi in spans]
+            self._run("dice rows", calls, take=parts.__setitem__)
         left = np.concatenate([p.left for p in parts])
         right = np.concatenate([p.right for p in parts])
         score = np.concatenate([p.score for p in parts])
@@ -136,21 +141,27 @@ class DaskExecutor(Executor):
             return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
         step = self.bands_per_unit
         spans = [(lo, min(lo + step, params.bands)) for lo in range(0, params.bands, step)]
+        merged: list[_Join] = []
+        pending: list[_Join] = []
+        bands = [0]
+
+        def take(k: int, part: _Join) -> None:
+            # A close pair turns up in most spans: merge as they come (in whatever order, the
+            # keys end sorted), so the client holds about the distinct pairs, not one per span.
+            pending.append(part)
+            waiting = sum(len(p.keys) for p in pending)
+            if waiting > max([1 << 22] + [len(m.keys) for m in merged]):
+                merged[:] = [merge_joins(merged + pending, ratio=ratio)]
+                pending.clear()
+            bands[0] += spans[k][1] - spans[k][0]
+            if progress is not None:
+                progress(bands[0], params.bands)
+
         with self._shared(a, b) as (path_a, path_b):
-
-            def bands_done(done: int, total: int) -> None:
-                if progress is not None:
-                    progress(min(done * step, params.bands), params.bands)
-
-            parts = self._run(
-                "LSH bands",
-                [
-                    (lsh_bands, path_a, path_b, params, lo, hi, max_block, ratio)
-                    for lo, hi in spans
-                ],  # fmt: skip
-                progress=bands_done,
-            )
-        return merge_joins(parts, ratio=ratio)
+            calls = [(lsh_bands, path_a, path_b, params, lo, hi, max_block, ratio, self.threads)
+                     for lo, hi in spans]  # fmt: skip
+            self._run("LSH bands", calls, take=take)
+        return merge_joins(merged + pending, ratio=ratio)
 
     @contextmanager
     def _shared(self, a: np.ndarray, b: np.ndarray):
@@ -178,25 +189,21 @@ class DaskExecutor(Executor):
                 self.client.run(forget, folder)
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _run(
-        self,
-        what: str,
-        calls: list[tuple],
-        *,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list:
-        """Submit ``calls`` (function, arguments), wait for all, and return their results in the
-        order given, whichever finished first."""
+    def _run(self, what: str, calls: list[tuple], *, take: Callable[[int, Any], None]) -> None:
+        """Submit ``calls`` (function, arguments) and hand each result to ``take`` with its
+        place in ``calls`` as it arrives; unit costs go to :attr:`units`."""
         from distributed import as_completed
 
+        futures = []
         try:
             futures = [self.client.submit(f, *args, pure=False) for f, *args in calls]
             place = {f.key: k for k, f in enumerate(futures)}
-            done: list[Done | None] = [None] * len(futures)
-            for n, future in enumerate(as_completed(futures), start=1):
-                done[place[future.key]] = future.result()
-                if progress is not None:
-                    progress(n, len(futures))
+            for future in as_completed(futures):
+                done: Done = future.result()
+                future.release()  # the worker may drop its copy now
+                take(place[future.key], done.result)
+                # Costs only: the result went to take(), not into this record.
+                self.units.append((what, replace(done, result=None)))
         except (OSError, TimeoutError) as exc:
             raise ClusterError(_lost(what, exc)) from None
         except Exception as exc:
@@ -204,11 +211,8 @@ class DaskExecutor(Executor):
                 raise ClusterError(_lost(what, exc)) from None
             raise
         finally:
-            if "futures" in locals():
+            if futures:
                 self.client.cancel(futures)
-        # Costs only: a unit's result goes to the caller, not into this record.
-        self.units += [(what, replace(d, result=None)) for d in done if d is not None]
-        return [d.result for d in done if d is not None]
 
     def close(self) -> None:
         try:
@@ -225,18 +229,35 @@ def _lost(what: str, exc: BaseException) -> str:
     )
 
 
+def check_address(address: str, *, what: str) -> str:
+    """``address`` if it names a scheduler or a local cluster, as ``dask_scheduler`` takes it.
+
+    Examples
+    --------
+    >>> check_address("local:4", what="--dask")
+    'local:4'
+    """
+    if not re.fullmatch(ADDRESS, address):
+        raise ConfigError(
+            f"{what} '{address}' is not a Dask scheduler (tcp://HOST:PORT, tls://HOST:PORT) or "
+            "local[:N]"
+        )
+    return address
+
+
 def open_executor(
     address: str | None,
     *,
     shared_dir: Path | None = None,
-    security: Any = None,
+    tls: tuple[Path, Path, Path] | None = None,
     timeout: float = CONNECT_TIMEOUT,
 ) -> Executor:
     """The executor for ``address``: None runs in this process; ``"local"`` or ``"local:N"``
     starts a Dask ``LocalCluster`` of N worker processes (default 2) on this machine; anything
-    else (``tcp://host:8786``, ``tls://…``) is a running scheduler. ``security`` is a
-    ``distributed.Security`` for a ``tls://`` scheduler. ``shared_dir`` (default: a folder
-    in the system's temporary folder) must be a path every worker sees.
+    else (``tcp://host:8786``, ``tls://…``) is a running scheduler. ``tls`` is the client's
+    ``(CA, certificate, key)`` files for a ``tls://`` scheduler, whose workers must present
+    certificates from that CA. ``shared_dir`` (default: a folder in the system's temporary
+    folder) must be a path every worker sees.
 
     Raises
     ------
@@ -246,7 +267,7 @@ def open_executor(
     if address is None:
         return Executor()
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster, Security
     except ImportError:
         raise ClusterError(
             f"matching on a Dask cluster ({address}) needs the 'distributed' package: {_INSTALL}"
@@ -256,7 +277,7 @@ def open_executor(
         if shared_dir is not None
         else Path(tempfile.gettempdir()) / (f"oda-fed-dask-{os.getuid()}")
     )
-    cluster = None
+    cluster, workers = None, 0
     try:
         if address == "local" or address.startswith("local:"):
             workers = int(address.partition(":")[2] or 2)
@@ -264,6 +285,11 @@ def open_executor(
                                    dashboard_address=None)  # fmt: skip
             client = Client(cluster, timeout=timeout)
         else:
+            security = None
+            if tls is not None:
+                ca, cert, key = (str(p) for p in tls)
+                security = Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key,
+                                    require_encryption=True)  # fmt: skip
             client = Client(address, security=security, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
@@ -272,4 +298,6 @@ def open_executor(
             f"cannot reach the Dask scheduler at {address} ({exc}): start it (dask scheduler), "
             "or fix dask_scheduler / --dask; the round stays unmatched until then"
         ) from None
-    return DaskExecutor(client, shared_dir=folder, cluster=cluster)
+    # On one machine, each worker's kernels get an equal share of the cores, not all of them.
+    threads = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else 0
+    return DaskExecutor(client, shared_dir=folder, cluster=cluster, threads=threads)

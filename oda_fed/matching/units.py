@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import numba
 import numpy as np
 
 from oda_fed.matching.blocking import LshParams, _Join, _join
@@ -53,7 +54,9 @@ def forget(folder: str) -> int:
     return len(gone)
 
 
-def _timed(run, *args) -> Done:
+def _timed(threads: int, run, *args) -> Done:
+    if threads > 0:  # this thread's share of the worker's kernel threads (0: all of them)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     wall, cpu = time.perf_counter(), time.process_time()
     result = run(*args)
     # ru_maxrss is in KiB on Linux.
@@ -66,10 +69,12 @@ def _dice_rows(path_a: str, path_b: str, start: int, stop: int, threshold: float
     return Candidates(left=found.left + start, right=found.right, score=found.score)
 
 
-def dice_rows(path_a: str, path_b: str, start: int, stop: int, threshold: float) -> Done:
+def dice_rows(
+    path_a: str, path_b: str, start: int, stop: int, threshold: float, threads: int = 0
+) -> Done:
     """Left rows ``start:stop`` against every right row: the candidates at ``threshold``, with
-    left indices of the whole left array."""
-    return _timed(_dice_rows, path_a, path_b, start, stop, threshold)
+    left indices of the whole left array; on ``threads`` kernel threads (0: all)."""
+    return _timed(threads, _dice_rows, path_a, path_b, start, stop, threshold)
 
 
 def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:
@@ -85,7 +90,9 @@ def lsh_bands(
     stop: int,
     max_block: int | None,
     ratio: tuple[int, int],
+    threads: int = 0,
 ) -> Done:
     """LSH bands ``start:stop`` of ``params`` over all left and right rows: the distinct pair
-    keys that pass ``ratio`` in any of them, and the blocks' figures."""
-    return _timed(_bands, path_a, path_b, params, start, stop, max_block, ratio)
+    keys that pass ``ratio`` in any of them, and the blocks' figures; on ``threads`` kernel
+    threads (0: all)."""
+    return _timed(threads, _bands, path_a, path_b, params, start, stop, max_block, ratio)
