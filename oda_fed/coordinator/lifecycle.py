@@ -35,7 +35,6 @@ from oda_fed.coordinator.state import CoordinatorState, Refusal, Status
 from oda_fed.coordinator.states import CANCELLABLE, sources_of
 from oda_fed.coordinator.store import Round
 from oda_fed.coordinator.worker import RoundWorker
-from oda_fed.errors import ClusterError
 from oda_fed.transport.messages import CLKS
 from oda_fed.transport.protocol import COORDINATOR, AuditKind, RoundState, cut, new_round_id
 
@@ -187,12 +186,8 @@ class Lifecycle:
         return False
 
     def _match(self, r: Round) -> bool:
-        try:
-            matched = linking.match_round(self.state, r.round_id)
-        except ClusterError as exc:
-            # Not the round's fault: it stays in matching, and is matched again when the
-            # coordinator restarts or a node next calls.
-            log.error("round %s stays unmatched: %s", r.round_id, exc, **_on(r.round_id))
+        matched = linking.match_round(self.state, r.round_id)
+        if matched is None:  # its cluster failed: it stays in matching, to be matched again
             return False
         moved = self.state.store.rounds.move(
             r.round_id,

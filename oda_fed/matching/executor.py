@@ -99,6 +99,8 @@ class DaskExecutor(Executor):
     def __init__(self, client: Any, *, shared_dir: Path, cluster: Any = None,
                  bands_per_unit: int = BANDS_PER_UNIT, threads: int = 0) -> None:  # fmt: skip
         self.client = client
+        #: The scheduler's address, kept for messages after the client is closed.
+        self.address: str = client.scheduler.address
         self.shared_dir = Path(shared_dir)
         self.cluster = cluster
         self.bands_per_unit = bands_per_unit
