@@ -268,6 +268,11 @@ def open_executor(
     """
     if address is None:
         return Executor()
+    if address.startswith("tls://") and tls is None:
+        raise ClusterError(
+            f"{address}: a tls:// scheduler needs a client certificate; name it as the "
+            "coordinator's dask_scheduler, which uses the coordinator's [tls] files"
+        )
     try:
         from distributed import Client, LocalCluster, Security
     except ImportError:

@@ -180,3 +180,30 @@ def test_a_worker_dying_is_a_clear_error(tmp_path: Path) -> None:
 def test_an_address_that_names_no_scheduler_is_a_config_error(address: str) -> None:
     with pytest.raises(ConfigError, match="not a Dask scheduler"):
         check_address(address, what="--dask")
+
+
+def test_a_tls_scheduler_is_reached_with_the_partnership_s_certificates(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from distributed import LocalCluster, Security
+
+    from oda_fed.pki import init_ca, issue
+
+    init_ca(tmp_path / "ca")
+    ca = tmp_path / "ca" / "ca.crt"
+    mine = issue(ca_dir=tmp_path / "ca", name="coordinator", role="coordinator",
+                 out_dir=tmp_path / "c", hosts=["127.0.0.1"])  # fmt: skip
+    cert, key = (str(p) for p in issue(ca_dir=tmp_path / "ca", name="dask", role="coordinator",
+                                       out_dir=tmp_path / "d", hosts=["127.0.0.1"]))  # fmt: skip
+    security = Security(tls_ca_file=str(ca), tls_scheduler_cert=cert, tls_scheduler_key=key,
+                        tls_worker_cert=cert, tls_worker_key=key, tls_client_cert=cert,
+                        tls_client_key=key, require_encryption=True)  # fmt: skip
+    a, b = _sources(rng, (400, 300))
+    with LocalCluster(n_workers=1, threads_per_worker=1, protocol="tls://", security=security,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        address = cluster.scheduler_address
+        with pytest.raises(ClusterError, match="needs a client certificate"):
+            open_executor(address, shared_dir=tmp_path / "s")
+        with open_executor(address, shared_dir=tmp_path / "s", tls=(ca, *mine)) as executor:
+            found = executor.dice(a, b, threshold=0.47)
+        assert _same(found, dice_candidates(a, b, threshold=0.47))
