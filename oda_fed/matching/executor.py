@@ -31,8 +31,8 @@ import numpy as np
 
 from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
-from oda_fed.matching.candidates import Candidates, dice_candidates
-from oda_fed.matching.units import Done, dice_rows, forget, lsh_bands
+from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.units import Done, best_two_of_rows, dice_rows, forget, lsh_bands
 
 #: LSH bands per unit: each unit packs its bands' keys in one pass, 8 bytes per record a band
 #: on both sides (10M records a side: 640 MB for 4 bands).
@@ -63,6 +63,12 @@ class Executor:
     def dice(self, a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candidates:
         """:func:`~oda_fed.matching.dice_candidates` of ``a`` against ``b``."""
         return dice_candidates(a, b, threshold=threshold)
+
+    def best_two(
+        self, a: np.ndarray, b: np.ndarray, *, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~oda_fed.matching.candidates.best_two_scores` of ``a`` against ``b``."""
+        return best_two_scores(a, b, threshold=threshold)
 
     def join(
         self,
@@ -113,8 +119,7 @@ class DaskExecutor(Executor):
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def dice(self, a: np.ndarray, b: np.ndarray, *, threshold: float) -> Candidates:
-        rows = max(1, math.ceil(len(a) / (UNITS_PER_WORKER * self.workers())))
-        spans = [(lo, min(lo + rows, len(a))) for lo in range(0, len(a), rows)]
+        spans = self._spans(len(a))
         if len(spans) < 2:  # nothing to share out
             return dice_candidates(a, b, threshold=threshold)
         parts: list[Candidates] = [dice_candidates(a[:0], b[:0], threshold=threshold)] * len(spans)
@@ -128,6 +133,28 @@ class DaskExecutor(Executor):
         # The documented order: score descending, then left, then right.
         order = np.lexsort((right, left, -score))
         return Candidates(left=left[order], right=right[order], score=score[order])
+
+    def best_two(
+        self, a: np.ndarray, b: np.ndarray, *, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        spans = self._spans(len(b))
+        if len(spans) < 2:
+            return best_two_scores(a, b, threshold=threshold)
+        parts: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(spans)
+        with self._shared(a, b) as (path_a, path_b):
+            t = self.threads
+            calls = [(best_two_of_rows, path_a, path_b, lo, hi, float(threshold), t)
+                     for lo, hi in spans]  # fmt: skip
+            self._run("best two scores", calls, take=parts.__setitem__)
+        # Each row's two highest of its blocks' best and second scores: the same two as over
+        # all rows at once (NaN, none, sorts last).
+        every = np.concatenate([np.stack(p, axis=1) for p in parts], axis=1)
+        top = -np.sort(-every, axis=1)[:, :2]  # descending, NaN last
+        return top[:, 0].copy(), top[:, 1].copy()
+
+    def _spans(self, n: int) -> list[tuple[int, int]]:
+        rows = max(1, math.ceil(n / (UNITS_PER_WORKER * self.workers())))
+        return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
 
     def join(
         self,

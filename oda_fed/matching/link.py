@@ -21,7 +21,7 @@ from oda_fed.matching import (
     resolve,
 )
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
-from oda_fed.matching.candidates import MatchingInputError, best_two_scores
+from oda_fed.matching.candidates import MatchingInputError
 from oda_fed.matching.executor import Executor
 from oda_fed.matching.guard import fit_problems, weak_pairs
 from oda_fed.matching.quality import (
@@ -322,6 +322,7 @@ def quality_scores(
     floor: float = QUALITY_FLOOR,
     sample: int = QUALITY_SAMPLE,
     seed: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Best and runner-up scores of (a seeded sample of) ``small``'s records against ``other``.
 
@@ -329,7 +330,8 @@ def quality_scores(
     estimate sees the whole score distribution down to ``floor``), keeping only its two best
     scores (:func:`~oda_fed.matching.candidates.best_two_scores`), never a list of pairs. Returns
     ``(best, runner_up, records sampled)``, aligned as :func:`~oda_fed.matching.quality.best_scores`
-    and :func:`~oda_fed.matching.quality.runner_up_scores`.
+    and :func:`~oda_fed.matching.quality.runner_up_scores`. ``executor`` runs the scoring
+    (:mod:`oda_fed.matching.executor`; default: in this process).
 
     Examples
     --------
@@ -345,7 +347,8 @@ def quality_scores(
         rows = np.arange(n)
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
-    best, runner_up = best_two_scores(np.ascontiguousarray(small[rows]), other, threshold=floor)
+    run = executor or Executor()
+    best, runner_up = run.best_two(np.ascontiguousarray(small[rows]), other, threshold=floor)
     found = ~np.isnan(best)  # as best_scores(): only records with a score above the floor
     return best[found], runner_up[found], len(rows)
 
@@ -392,7 +395,8 @@ def link_with_quality(
             small, other = (
                 (clks[i], clks[j]) if len(clks[i]) <= len(clks[j]) else (clks[j], clks[i])
             )
-            b, r, n = quality_scores(small, other, floor=floor, sample=settings.quality_sample)
+            b, r, n = quality_scores(small, other, floor=floor, sample=settings.quality_sample,
+                                     executor=executor)  # fmt: skip
             best.append(b)
             runner_up.append(r)
             sampled += n

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from oda_fed.matching.blocking import LshParams, _Join, _join
-from oda_fed.matching.candidates import Candidates, dice_candidates
+from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
 
 T = TypeVar("T")
 
@@ -75,6 +75,18 @@ def dice_rows(
     """Left rows ``start:stop`` against every right row: the candidates at ``threshold``, with
     left indices of the whole left array; on ``threads`` kernel threads (0: all)."""
     return _timed(threads, _dice_rows, path_a, path_b, start, stop, threshold)
+
+
+def _best_two(path_a: str, path_b: str, start: int, stop: int, threshold: float):
+    return best_two_scores(clks_at(path_a), clks_at(path_b)[start:stop], threshold=threshold)
+
+
+def best_two_of_rows(
+    path_a: str, path_b: str, start: int, stop: int, threshold: float, threads: int = 0
+) -> Done:
+    """Every left row's best and second-best score against right rows ``start:stop`` (NaN
+    where there is none at or above ``threshold``)."""
+    return _timed(threads, _best_two, path_a, path_b, start, stop, threshold)
 
 
 def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:

@@ -17,6 +17,7 @@ import pytest
 from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching import Candidates, dice_candidates
 from oda_fed.matching.blocking import Blocking, LshParams, blocked_candidates
+from oda_fed.matching.candidates import best_two_scores
 from oda_fed.matching.executor import DaskExecutor, Executor, check_address, open_executor
 from oda_fed.matching.link import link_clks, link_with_quality
 from oda_fed.matching.settings import LinkSettings
@@ -73,6 +74,18 @@ def test_all_pairs_row_blocks_give_the_same_candidates_in_the_same_order(
     assert _same(found, dice_candidates(a, b, threshold=0.47))
 
 
+def test_best_two_scores_over_blocks_of_the_other_side_are_the_same(
+    executor: Executor, rng: np.random.Generator
+) -> None:
+    a, b = _sources(rng, (1000, 900))
+    for threshold in (0.47, 0.9):  # many scores per row; most rows with none or one
+        got = executor.best_two(a[:400], b, threshold=threshold)
+        want = best_two_scores(a[:400], b, threshold=threshold)
+        assert np.isnan(want[1]).any() == (threshold == 0.9)
+        for x, y in zip(got, want, strict=True):
+            assert np.array_equal(x, y, equal_nan=True)
+
+
 def test_lsh_band_spans_give_the_same_candidates_and_figures(
     executor: Executor, rng: np.random.Generator
 ) -> None:
@@ -96,6 +109,7 @@ def test_clk_linkage_with_tokens_and_lsh_links_the_same_entities(
         want = link_with_quality(clks, settings=settings, tokens=tokens)
         got = link_with_quality(clks, settings=settings, tokens=tokens, executor=executor)
         assert got.threshold == want.threshold
+        assert np.array_equal(got.best_scores, want.best_scores)  # the quality pass
         assert got.blocking == want.blocking and got.conflicts == want.conflicts
         for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
             assert np.array_equal(x, y)
