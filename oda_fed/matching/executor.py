@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -29,10 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from oda_fed.encoding.evidence import Evidence
 from oda_fed.errors import ClusterError, ConfigError
+from oda_fed.matching import probabilistic as fs
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
-from oda_fed.matching.units import Done, best_two_of_rows, dice_rows, forget, lsh_bands
+from oda_fed.matching.units import (
+    Done,
+    best_two_of_rows,
+    dice_rows,
+    forget,
+    lsh_bands,
+    token_rule,
+)
 
 #: LSH bands per unit: each unit packs its bands' keys in one pass, 8 bytes per record a band
 #: on both sides (10M records a side: 640 MB for 4 bands).
@@ -69,6 +78,12 @@ class Executor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:func:`~oda_fed.matching.candidates.best_two_scores` of ``a`` against ``b``."""
         return best_two_scores(a, b, threshold=threshold)
+
+    def token_pairs(
+        self, a: Evidence, b: Evidence, rules: Sequence[tuple[str, ...]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs whose keyed tokens agree on a rule (:func:`~.probabilistic.token_pairs`)."""
+        return fs.token_pairs(a, b, rules)
 
     def join(
         self,
@@ -123,7 +138,8 @@ class DaskExecutor(Executor):
         if len(spans) < 2:  # nothing to share out
             return dice_candidates(a, b, threshold=threshold)
         parts: list[Candidates] = [dice_candidates(a[:0], b[:0], threshold=threshold)] * len(spans)
-        with self._shared(a, b) as (path_a, path_b):
+        with self._shared({"a": a, "b": b}) as paths:
+            path_a, path_b = paths["a"], paths["b"]
             t = self.threads
             calls = [(dice_rows, path_a, path_b, lo, hi, float(threshold), t) for lo, hi in spans]
             self._run("dice rows", calls, take=parts.__setitem__)
@@ -141,7 +157,8 @@ class DaskExecutor(Executor):
         if len(spans) < 2:
             return best_two_scores(a, b, threshold=threshold)
         parts: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(spans)
-        with self._shared(a, b) as (path_a, path_b):
+        with self._shared({"a": a, "b": b}) as paths:
+            path_a, path_b = paths["a"], paths["b"]
             t = self.threads
             calls = [(best_two_of_rows, path_a, path_b, lo, hi, float(threshold), t)
                      for lo, hi in spans]  # fmt: skip
@@ -151,6 +168,21 @@ class DaskExecutor(Executor):
         every = np.concatenate([np.stack(p, axis=1) for p in parts], axis=1)
         top = -np.sort(-every, axis=1)[:, :2]  # descending, NaN last
         return top[:, 0].copy(), top[:, 1].copy()
+
+    def token_pairs(
+        self, a: Evidence, b: Evidence, rules: Sequence[tuple[str, ...]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(rules) < 2 or not len(a) or not len(b):
+            return fs.token_pairs(a, b, rules)
+        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(rules)
+        arrays = {("a", k): v for k, v in a.tokens.items()}
+        arrays.update({("b", k): v for k, v in b.tokens.items()})
+        with self._shared(arrays) as paths:  # the token columns only, never the filters
+            side_a = {k: p for (side, k), p in paths.items() if side == "a"}
+            side_b = {k: p for (side, k), p in paths.items() if side == "b"}
+            calls = [(token_rule, side_a, side_b, tuple(r), fs.TOKEN_BLOCK) for r in rules]
+            self._run("token rules", calls, take=found.__setitem__)
+        return fs.merge_rule_pairs(found, n_right=len(b))
 
     def _spans(self, n: int) -> list[tuple[int, int]]:
         rows = max(1, math.ceil(n / (UNITS_PER_WORKER * self.workers())))
@@ -186,16 +218,17 @@ class DaskExecutor(Executor):
             if progress is not None:
                 progress(bands[0], params.bands)
 
-        with self._shared(a, b) as (path_a, path_b):
+        with self._shared({"a": a, "b": b}) as paths:
+            path_a, path_b = paths["a"], paths["b"]
             calls = [(lsh_bands, path_a, path_b, params, lo, hi, max_block, ratio, self.threads)
                      for lo, hi in spans]  # fmt: skip
             self._run("LSH bands", calls, take=take)
         return merge_joins(merged + pending, ratio=ratio)
 
     @contextmanager
-    def _shared(self, a: np.ndarray, b: np.ndarray):
-        """Both sides' CLKs as files every worker sees, in a private folder removed afterwards
-        (the workers close their maps of it first)."""
+    def _shared(self, arrays: dict[Any, np.ndarray]):
+        """``arrays`` (CLKs, token columns) as files every worker sees, by name, in a private
+        folder removed afterwards (the workers close their maps of it first)."""
         try:
             self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             folder = tempfile.mkdtemp(prefix="clks-", dir=self.shared_dir)  # mode 0700
@@ -205,13 +238,14 @@ class DaskExecutor(Executor):
                 "shared folder every worker can read"
             ) from None
         try:
-            path_a = os.path.join(folder, "a.npy")
-            np.save(path_a, np.ascontiguousarray(a))
-            path_b = path_a
-            if b is not a:
-                path_b = os.path.join(folder, "b.npy")
-                np.save(path_b, np.ascontiguousarray(b))
-            yield path_a, path_b
+            paths: dict[str, str] = {}
+            saved: dict[int, str] = {}  # one file for an array given twice (a source with itself)
+            for k, (name, array) in enumerate(arrays.items()):
+                if id(array) not in saved:
+                    saved[id(array)] = os.path.join(folder, f"{k}.npy")
+                    np.save(saved[id(array)], np.ascontiguousarray(array))
+                paths[name] = saved[id(array)]
+            yield paths
         finally:
             # A dead cluster's maps went with it.
             with contextlib.suppress(Exception):

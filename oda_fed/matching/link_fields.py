@@ -111,9 +111,9 @@ def pair_candidates(
 ) -> tuple[np.ndarray, np.ndarray, BlockStats | None]:
     """Candidate row pairs of two sources: CLK similarity or agreeing tokens, each pair once,
     sorted by left then right; with the LSH blocking's figures (None: all pairs scored).
-    ``executor`` runs the CLK similarity work (default: in this process)."""
+    ``executor`` runs the CLK similarity and token rules (default: in this process)."""
     found, stats = _candidates(a, b, threshold=threshold, blocking=blocking, executor=executor)
-    tl, tr = fs.token_pairs(ev_a, ev_b, rules)
+    tl, tr = (executor or Executor()).token_pairs(ev_a, ev_b, rules)
     width = max(len(b), 1)
     key = np.unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
     return key // width, key % width, stats

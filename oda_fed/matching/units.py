@@ -17,8 +17,10 @@ from typing import Generic, TypeVar
 import numba
 import numpy as np
 
+from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching.blocking import LshParams, _Join, _join
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.probabilistic import rule_pairs
 
 T = TypeVar("T")
 
@@ -87,6 +89,22 @@ def best_two_of_rows(
     """Every left row's best and second-best score against right rows ``start:stop`` (NaN
     where there is none at or above ``threshold``)."""
     return _timed(threads, _best_two, path_a, path_b, start, stop, threshold)
+
+
+def _rule(tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...],
+          max_block: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    a = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_a.items()})
+    b = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_b.items()})
+    return rule_pairs(a, b, rule, max_block=max_block)
+
+
+def token_rule(
+    tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...], max_block: int
+) -> Done:
+    """The row pairs whose keyed tokens agree on ``rule``
+    (:func:`~oda_fed.matching.probabilistic.rule_pairs`), from each side's token columns
+    saved at the paths given by name."""
+    return _timed(0, _rule, tokens_a, tokens_b, rule, max_block)
 
 
 def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:

@@ -131,6 +131,21 @@ def test_field_linkage_gives_the_same_weights_entities_and_estimate(
         assert np.array_equal(x, y)
 
 
+def test_token_rules_give_the_same_pairs_in_the_same_order(
+    executor: Executor, field_sources
+) -> None:
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    rules = fs.blocking_rules(fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields]))
+    assert len(rules) > 2
+    got = executor.token_pairs(evidence[0], evidence[1], rules)
+    want = fs.token_pairs(evidence[0], evidence[1], rules)
+    assert len(want[0]) > 1000
+    assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+
+
 @pytest.fixture(scope="module")
 def field_sources(tmp_path_factory: pytest.TempPathFactory, synth_folder):
     """Three partners' encoded synth records with their field evidence, linked by the
