@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/scaling.py [--sizes 1000000,10000000]
         [--workers 2] [--threads-max 2000000] [--real 100000] [--threshold 0.8]
-        [--shared DIR] [--seed 7]
+        [--fields 400000] [--shared DIR] [--seed 7]
 
 For each size ``N`` (default 10,000,000), two sides of ``N`` synthetic CLKs (1024 bits) are
 linked at ``--threshold`` with LSH blocking (:class:`~oda_fed.matching.blocking.Blocking` with
@@ -20,6 +20,9 @@ random words: fill 0.44, near the 0.41 of this project's default encoding of syn
 and half of the right side are copies of left records (in random order) with each bit flipped
 with probability 1/32 (Dice about 0.96, as a typical true match). ``--real N`` links ``N``
 encoded synth records a side (:func:`blocking.realistic_pair`) the same two ways, to compare.
+``--fields P`` links a synthetic population of P people at 2 partners the project's default
+way (field evidence, EM; LSH blocking) in-process and on the cluster, end to end from encoded
+records: the time of each, what the units cost by kind, and whether the entities are the same.
 
 A worker's peak memory counts the pages of the memory-mapped CLK files it touched (shared
 with the other workers through the page cache) as well as its own. The machine is shared and
@@ -109,6 +112,47 @@ def report(label: str, a, b, ex: DaskExecutor, threads_max: int, threshold: floa
               f"identical: {equal}", flush=True)  # fmt: skip
 
 
+def fields(population: int, ex: DaskExecutor, seed: int) -> None:
+    """The default field-aware linkage of a synthetic population, in-process and on ``ex``."""
+    import dataclasses
+
+    from oda_fed.config import load_project
+    from oda_fed.embedded import encode_files
+    from oda_fed.linkage import settings_for
+    from oda_fed.matching.link import link_with_quality
+    from oda_fed.synth import generate, write, write_project
+
+    folder = Path(tempfile.mkdtemp())
+    synthetic = generate(population=population, partners=2, seed=seed, errors="medium")
+    write(synthetic, folder)
+    write_project(synthetic, folder / "project.toml")
+    loaded = load_project(folder / "project.toml")
+    paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
+    extracts = encode_files(paths, project=loaded, secret=b"k" * 32)
+    clks = [e.clks for e in extracts.values()]
+    evidence = [e.evidence for e in extracts.values()]
+    settings = dataclasses.replace(settings_for(loaded.project.linkage),
+                                   blocking=Blocking(method="lsh"))  # fmt: skip
+    print(f"\nfield-aware linkage, {len(clks[0]):,} x {len(clks[1]):,} encoded synth records, LSH")
+    started = time.perf_counter()
+    here = link_with_quality(clks, settings=settings, evidence=evidence)
+    local = time.perf_counter() - started
+    before = len(ex.units)
+    started = time.perf_counter()
+    there = link_with_quality(clks, settings=settings, evidence=evidence, executor=ex)
+    wall = time.perf_counter() - started
+    kinds: dict[str, list] = {}
+    for what, d in ex.units[before:]:
+        kinds.setdefault(what, []).append(d)
+    same = all(np.array_equal(x, y) for x, y in zip(here.clustering.labels,
+                                                    there.clustering.labels, strict=True))  # fmt: skip
+    print(f"  in-process {local:.1f} s; on the cluster {wall:.1f} s ({wall / local:.2f}); "
+          f"same entities: {same}")  # fmt: skip
+    for what, done in kinds.items():
+        cpu = sum(d.cpu_seconds for d in done)
+        print(f"  {what}: {len(done)} units, {cpu:.1f} CPU-s in all", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000000")
@@ -116,6 +160,7 @@ def main() -> None:
     parser.add_argument("--threads-max", type=int, default=2_000_000)
     parser.add_argument("--real", type=int, default=0, help="encoded synth records a side")
     parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--fields", type=int, default=0, help="people, field-aware linkage")
     parser.add_argument("--shared", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -134,7 +179,9 @@ def main() -> None:
 
             a, b, _, _ = realistic_pair(args.real, seed=args.seed)
             report("encoded synth records", a, b, ex, args.threads_max, args.threshold)
-        for n in (int(s) for s in args.sizes.split(",")):
+        if args.fields:
+            fields(args.fields, ex, args.seed)
+        for n in (int(s) for s in args.sizes.split(",") if int(s) > 0):
             started = time.perf_counter()
             a, b = random_pair(n, seed=args.seed)
             print(f"\n(made {n:,} x {n:,} random CLKs in {time.perf_counter() - started:.0f} s)")
