@@ -1,16 +1,18 @@
-"""Where matching's candidate work runs: in this process (the default) or on a Dask cluster.
+"""Where matching's heavy work runs: in this process (the default) or on a Dask cluster.
 
 Candidate generation is the part of matching that grows with N × N: all-pairs Dice scoring
 and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
-left rows against all right rows, or a span of bands over both sides. :class:`Executor` runs
-them as one call in this process, on the Numba kernels' own threads, exactly as matching always
-ran; :class:`DaskExecutor` submits the units to a Dask scheduler and merges their sparse results
-in a fixed order, so the candidates are identical bit for bit.
+left rows against all right rows, or a span of bands over both sides; so do two steps that grow
+with N, the quality pass (the other side in blocks of rows) and field-aware linkage's token
+blocking (a rule per unit). :class:`Executor` runs each as one call in this process, on the
+Numba kernels' own threads, exactly as matching always ran; :class:`DaskExecutor` submits the
+units to a Dask scheduler and merges their sparse results in a fixed order, so the results are
+identical bit for bit.
 
-The CLKs reach the workers through shared storage, not the scheduler: each pair of sources is
-written as ``.npy`` files into a private (0700) folder under ``shared_dir`` (a path every
-worker sees) and deleted, folder and all, once its units are done. The workers are in the
-coordinator's trust domain: they see CLKs, never names or record ids.
+The CLKs (or token columns) reach the workers through shared storage, not the scheduler: each
+pair of sources is written as ``.npy`` files into a private (0700) folder under ``shared_dir``
+(a path every worker sees) and deleted, folder and all, once its units are done. The workers are
+in the coordinator's trust domain: they see CLKs and keyed tokens, never names or record ids.
 """
 
 from __future__ import annotations
