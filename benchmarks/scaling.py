@@ -122,13 +122,14 @@ def fields(population: int, ex: DaskExecutor, seed: int) -> None:
     from oda_fed.matching.link import link_with_quality
     from oda_fed.synth import generate, write, write_project
 
-    folder = Path(tempfile.mkdtemp())
-    synthetic = generate(population=population, partners=2, seed=seed, errors="medium")
-    write(synthetic, folder)
-    write_project(synthetic, folder / "project.toml")
-    loaded = load_project(folder / "project.toml")
-    paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
-    extracts = encode_files(paths, project=loaded, secret=b"k" * 32)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        synthetic = generate(population=population, partners=2, seed=seed, errors="medium")
+        write(synthetic, folder)
+        write_project(synthetic, folder / "project.toml")
+        loaded = load_project(folder / "project.toml")
+        paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
+        extracts = encode_files(paths, project=loaded, secret=b"k" * 32)
     clks = [e.clks for e in extracts.values()]
     evidence = [e.evidence for e in extracts.values()]
     settings = dataclasses.replace(settings_for(loaded.project.linkage),
