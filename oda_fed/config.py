@@ -35,6 +35,8 @@ Fingerprint = Annotated[str, Field(pattern=FINGERPRINT_PATTERN)]
 METRICS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"
 #: Where a service serves its Prometheus metrics: HOST:PORT ([::1]:PORT for IPv6).
 MetricsAddress = Annotated[str, Field(pattern=METRICS_PATTERN)]
+#: A Dask scheduler (tcp://, tls://) or "local" / "local:N" (a LocalCluster of N workers here).
+DaskAddress = Annotated[str, Field(pattern=r"^((tcp|tls)://\S+|local(:[1-9][0-9]*)?)$")]
 #: How a service writes its log: rich's lines for a person, or one JSON object a line.
 LogFormat = Literal["text", "json"]
 EXACT_TYPES = ("nhs_number", "uprn")
@@ -984,6 +986,12 @@ class CoordinatorConfig(_Strict):
     # Keep it on localhost or the ODA's monitoring network.
     metrics: MetricsAddress | None = None
     log_format: LogFormat = "text"
+    # Match on a Dask cluster: its scheduler (tcp://HOST:8786, or tls://, which uses the
+    # certificates above), or "local[:N]". Unset: in this process. See the runbook.
+    dask_scheduler: DaskAddress | None = None
+    # A folder every Dask worker reads: each pair of sources' CLKs wait there while it is
+    # matched. Default: state_dir/dask, fine for workers on this machine.
+    dask_shared_dir: Path | None = None
 
     @property
     def audit_path(self) -> Path:

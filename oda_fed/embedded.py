@@ -22,6 +22,7 @@ from oda_fed.config import LOCAL, RECORD_KINDS, AnalysisSource, LoadedProject
 from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, LinkedIndex
 from oda_fed.linkage import IndexTarget, LinkResult, run_linkage, settings_for
+from oda_fed.matching.executor import Executor
 from oda_fed.node.encode import EncodedSource, encode_file
 from oda_fed.node.sources import layout_for
 from oda_fed.products.records import RecordProduct
@@ -43,6 +44,7 @@ def link_files(
     on_invalid: str = "error",
     progress: Progress | None = None,
     sources: Mapping[str, AnalysisSource] | None = None,
+    executor: Executor | None = None,
 ) -> LinkResult:
     """Link the records of partners' files (CSV, Parquet or xlsx), afresh or into a linked index
     file.
@@ -61,7 +63,8 @@ def link_files(
     again, new and changed records are matched against the other sources' records, and records
     missing from a file are removed (:class:`oda_fed.index.LinkedIndex`). ``rebuild`` links
     everything again, carrying old entity ids over by largest overlap. Sources the index holds but
-    ``paths`` leaves out keep their records.
+    ``paths`` leaves out keep their records. ``executor`` runs a fresh link's candidate work
+    (:func:`oda_fed.matching.executor.open_executor`: a Dask cluster); default: this process.
 
     Raises
     ------
@@ -96,6 +99,7 @@ def link_files(
         index=target,
         entity_ids="numbered",
         progress=progress,
+        executor=executor,
     )
 
 

@@ -49,3 +49,10 @@ class StateError(OdaFedError):
     """Stored state (a database) is damaged or missing; restore it from a backup."""
 
     exit_code = 8
+
+
+class ClusterError(OdaFedError):
+    """The Dask cluster matching runs on cannot be used: its package is missing, its scheduler
+    does not answer, or a worker died. The round stays unmatched; fix the cluster and retry."""
+
+    exit_code = 9

@@ -29,6 +29,7 @@ from oda_fed.errors import InputDataError
 from oda_fed.index import Extract, IndexReport, LinkedIndex, UpdateQuality
 from oda_fed.matching import Clustering, Quality
 from oda_fed.matching.blocking import Blocking
+from oda_fed.matching.executor import Executor
 from oda_fed.matching.link import LinkOutcome, entities_by_partner_count, link_with_quality
 from oda_fed.matching.metrics import truth_quality
 from oda_fed.matching.settings import LinkSettings
@@ -271,8 +272,12 @@ def run_linkage(
     index: IndexTarget | None = None,
     entity_ids: EntityIds = "random",
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> LinkResult:
     """Link ``extracts`` (source name to records) afresh, or into the linked index ``index``.
+
+    ``executor`` runs a fresh link's candidate work (:mod:`oda_fed.matching.executor`; default:
+    in this process). An update of a linked index runs in this process.
 
     Raises
     ------
@@ -292,7 +297,8 @@ def run_linkage(
     ['entity_id', 'source', 'record_id', 'score']
     """
     if index is None:
-        return _afresh(extracts, settings=settings, entity_ids=entity_ids, progress=progress)
+        return _afresh(extracts, settings=settings, entity_ids=entity_ids, progress=progress,
+                       executor=executor)  # fmt: skip
     return _into_index(extracts, settings=settings, index=index, progress=progress)
 
 
@@ -302,6 +308,7 @@ def _afresh(
     settings: LinkSettings,
     entity_ids: EntityIds,
     progress: Progress | None,
+    executor: Executor | None = None,
 ) -> LinkResult:
     if len(extracts) < 2:
         raise InputDataError("linkage needs at least two sources")
@@ -320,6 +327,7 @@ def _afresh(
         tokens=[e.tokens or {} for e in extracts.values()] if keyed else None,
         evidence=None if any(e is None for e in evidence) else evidence,  # type: ignore[arg-type]
         progress=progress,
+        executor=executor,
     )
     clustering = outcome.clustering
     return LinkResult(

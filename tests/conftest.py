@@ -632,3 +632,25 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
             db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """A real ``distributed.LocalCluster`` of 2 worker processes, one thread each, started once:
+    the scheduler's address, for matching on a cluster."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_executor(dask_address: str, tmp_path_factory: pytest.TempPathFactory):
+    """An executor on the session's LocalCluster, its shared folder in a temporary folder."""
+    from oda_fed.matching.executor import open_executor
+
+    with open_executor(dask_address, shared_dir=tmp_path_factory.mktemp("dask")) as executor:
+        yield executor

@@ -655,3 +655,15 @@ def test_analysis_returns_the_population_its_products_were_built_from(
     shown = product.table["count"].to_numpy(dtype=float, na_value=np.nan)
     published = ~np.isnan(shown)
     assert np.abs(shown[published] - table.cells["count"].to_numpy()[published]).max() < 5
+
+
+def test_link_on_a_dask_cluster_writes_the_same_links(
+    data: Path, tmp_path: Path, dask_address: str
+) -> None:
+    here, there = tmp_path / "here.csv", tmp_path / "there.csv"
+    assert link(data, here).exit_code == 0
+    result = link(data, there, extra=("--dask", dask_address, "--dask-shared",
+                                      str(tmp_path / "shared")))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert there.read_text() == here.read_text()
+    assert list((tmp_path / "shared").iterdir()) == []  # no CLKs left behind

@@ -242,6 +242,21 @@ def link(
             '(format = "sql", url, query) in place of a file.'
         ),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Match on a Dask cluster: its scheduler (tcp://HOST:8786), or local[:N] to "
+            "start N worker processes here (default 2). The results are the same as without "
+            "it. Needs the 'cluster' extra; not with --index."
+        ),
+    ] = None,
+    dask_shared: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --dask: a folder every worker can read, where each pair of sources' "
+            "CLKs wait while it is matched (default: a private folder in the temporary folder)."
+        ),
+    ] = None,
 ) -> None:
     """Embedded mode: link files in one process with no network and write links.csv.
 
@@ -260,6 +275,8 @@ def link(
         index=index,
         rebuild_index=rebuild_index,
         sources=sources,
+        dask=dask,
+        dask_shared=dask_shared,
     )
 
 
@@ -275,11 +292,14 @@ def _link(
     index: Path | None,
     rebuild_index: bool,
     sources: Path | None = None,
+    dask: str | None = None,
+    dask_shared: Path | None = None,
 ) -> None:
     """Link files afresh, or into a linked index; write links.csv and a quality report."""
     from oda_fed.config import load_analysis_sources, load_project
     from oda_fed.durable import write_atomic
     from oda_fed.embedded import by_stem, link_files
+    from oda_fed.matching.executor import check_address, open_executor
     from oda_fed.pki import read_secret
 
     if rebuild_index and index is None:
@@ -288,21 +308,27 @@ def _link(
     files = list(_with_sources(by_stem(files), given, sources).values())
     if index is not None and not files:
         raise InputDataError("give the CSV file(s) to add to the linked index")
+    if dask is not None and index is not None:
+        raise ConfigError("--dask links afresh: an update of a linked index (--index) runs here")
+    if dask is not None:
+        check_address(dask, what="--dask")
     invalid = check_on_invalid(on_invalid)
     loaded = load_project(project)
     secret = read_secret(secret_file)
     started = time.monotonic()
-    result = with_status(
-        "linking",
-        link_files,
-        paths=files,
-        project=loaded,
-        secret=secret,
-        index=index,
-        rebuild=rebuild_index,
-        on_invalid=invalid,
-        sources=given,
-    )
+    with open_executor(dask, shared_dir=dask_shared) as executor:
+        result = with_status(
+            "linking",
+            link_files,
+            paths=files,
+            project=loaded,
+            secret=secret,
+            index=index,
+            rebuild=rebuild_index,
+            on_invalid=invalid,
+            sources=given,
+            executor=executor,
+        )
     links = result.links(include_singletons=all_records)
     write_atomic(out, lambda tmp: links.to_csv(tmp, index=False))
     seconds = time.monotonic() - started

@@ -187,6 +187,8 @@ class Lifecycle:
 
     def _match(self, r: Round) -> bool:
         matched = linking.match_round(self.state, r.round_id)
+        if matched is None:  # its cluster failed: it stays in matching, to be matched again
+            return False
         moved = self.state.store.rounds.move(
             r.round_id,
             to=_S.ANALYSING,

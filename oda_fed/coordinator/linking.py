@@ -19,8 +19,10 @@ import numpy as np
 from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir
 from oda_fed.encoding.evidence import linkage_layout
+from oda_fed.errors import ClusterError
 from oda_fed.index import Extract
 from oda_fed.linkage import IndexTarget, run_linkage
+from oda_fed.matching.executor import DaskExecutor
 from oda_fed.matching.link import LinkOutcome
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,13 @@ class Matched:
     degenerate: tuple[str, ...] = ()
 
 
-def match_round(state: CoordinatorState, round_id: str) -> Matched:
-    """Link the round's uploads, store each ref's entity id, write the quality report."""
+def match_round(state: CoordinatorState, round_id: str) -> Matched | None:
+    """Link the round's uploads, store each ref's entity id, write the quality report.
+
+    None when the Dask cluster it matches on fails (:class:`~oda_fed.errors.ClusterError`,
+    logged): the round is left unmatched, to be matched again when the coordinator restarts or
+    a node next calls.
+    """
     linkage = state.project.linkage
     partners = state.partners
     words = linkage.wire_bits // 64
@@ -73,7 +80,17 @@ def match_round(state: CoordinatorState, round_id: str) -> Matched:
         )
         for i, p in enumerate(partners)
     }
-    result = run_linkage(extracts, settings=state.settings, index=target)
+    try:
+        with state.executor() as executor:
+            result = run_linkage(extracts, settings=state.settings, index=target,
+                                 executor=executor)  # fmt: skip
+    except ClusterError as exc:
+        log.error("round %s stays unmatched: %s", round_id, exc, extra={"round_id": round_id})
+        return None
+    if isinstance(executor, DaskExecutor):
+        log.info("round %s: matched on the Dask cluster at %s, %d units", round_id,
+                 executor.address, len(executor.units),
+                 extra={"round_id": round_id})  # fmt: skip
     seconds, outcome = time.perf_counter() - started, result.outcome
     # An incremental update of the linked index scores no pairs of its own to count.
     pairs = outcome.blocking if isinstance(outcome, LinkOutcome) else ()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -24,6 +26,7 @@ from oda_fed.coordinator.state import CoordinatorState
 from oda_fed.durable import private_dir, write_atomic
 from oda_fed.encoding.evidence import linkage_layout
 from oda_fed.linkage import settings_for
+from oda_fed.matching.executor import Executor, open_executor
 from oda_fed.monitoring.metrics import CoordinatorMetrics
 from oda_fed.pki.register import RevocationList, serial_hex, watch
 from oda_fed.pki.trust import load_certificate
@@ -111,6 +114,7 @@ def serve(
         state_dir=config.state_dir,
         boundaries=dict(config.boundaries),
         metrics=metrics,
+        executor=_executor(config),
     )
     state.lifecycle = Lifecycle(state)
     metrics.watch(
@@ -194,6 +198,20 @@ def serve(
         state.refusals.close()
         state.crossings.close()
         state.store.close()
+
+
+def _executor(config: CoordinatorConfig) -> Callable[[], Executor]:
+    """Opens, for each round, where it is matched: here, or the ``dask_scheduler``'s cluster
+    (over TLS with the coordinator's certificates for a ``tls://`` one)."""
+    if config.dask_scheduler is None:
+        return Executor
+    tls = config.tls
+    return partial(
+        open_executor,
+        config.dask_scheduler,
+        shared_dir=config.dask_shared_dir or config.state_dir / "dask",
+        tls=(tls.ca, tls.cert, tls.key) if config.dask_scheduler.startswith("tls://") else None,
+    )
 
 
 def receive_limit(config: CoordinatorConfig, project: Project) -> int:

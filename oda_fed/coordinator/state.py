@@ -23,6 +23,7 @@ from oda_fed.coordinator.refusals import RefusalTally
 from oda_fed.coordinator.sessions import Sessions
 from oda_fed.coordinator.store import Store
 from oda_fed.durable import private_dir
+from oda_fed.matching.executor import Executor
 from oda_fed.matching.settings import LinkSettings
 from oda_fed.monitoring.metrics import CoordinatorMetrics
 from oda_fed.products.releases import PENDING, Releases
@@ -87,6 +88,8 @@ class CoordinatorState:
     revoked: Callable[[str], bool] = lambda _serial: False
     #: What the coordinator counts for Prometheus (served only when the configuration says).
     metrics: CoordinatorMetrics = field(default_factory=CoordinatorMetrics)
+    #: Opens where a round's matching runs (a Dask cluster when the configuration names one).
+    executor: Callable[[], Executor] = Executor
     lifecycle: Lifecycle = field(init=False)
 
     @property

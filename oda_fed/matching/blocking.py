@@ -39,7 +39,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numba
 import numpy as np
@@ -52,6 +52,9 @@ from oda_fed.matching.candidates import (
     check_clks,
     threshold_ratio,
 )
+
+if TYPE_CHECKING:
+    from oda_fed.matching.executor import Executor
 
 _log = logging.getLogger(__name__)
 
@@ -418,11 +421,13 @@ def _join(
     collect: bool = True,
     truth: tuple[np.ndarray, np.ndarray] | None = None,
     progress: BandProgress | None = None,
+    span: range | None = None,
 ) -> _Join:
     """Run the bands on checked inputs: score each block's pairs, keep the distinct passing ones.
 
     ``ratio`` is the integer Dice threshold ``(num, den)``; ``None`` keeps every blocked pair.
     ``collect=False`` only counts the blocks' pairs (for :func:`block_stats`).
+    ``span``: only these bands (a unit of cluster matching); :func:`merge_joins` adds them up.
     Memory stays near the passing pairs, whatever the number of pairs compared: a pair is scored
     inside its block, and passing keys are deduplicated as they come.
     """
@@ -453,12 +458,13 @@ def _join(
     pending: list[np.ndarray] = []
     pending_size = 0
     largest = blocks_skipped = pairs_skipped = 0
-    for band in range(params.bands):
-        if band % _BANDS_AT_ONCE == 0:
-            chunk = positions[band : band + _BANDS_AT_ONCE]
+    bands = range(params.bands) if span is None else span
+    for done, band in enumerate(bands):
+        if done % _BANDS_AT_ONCE == 0:
+            chunk = positions[band : min(band + _BANDS_AT_ONCE, bands.stop)]
             chunk_a, chunk_b = kernels.band_keys(a, chunk), kernels.band_keys(b, chunk)
-        keys_a = chunk_a[band % _BANDS_AT_ONCE]
-        keys_b = chunk_b[band % _BANDS_AT_ONCE]
+        keys_a = chunk_a[done % _BANDS_AT_ONCE]
+        keys_b = chunk_b[done % _BANDS_AT_ONCE]
         if truth_hit is not None:
             truth_hit |= keys_a[t_left] == keys_b[t_right]
         sorted_a, rows_a = _sorted_band(keys_a, bits_a)
@@ -493,7 +499,7 @@ def _join(
             if ratio is not None:
                 check_candidate_count(unique.shape[0], num=num, den=den)
         if progress is not None:
-            progress(band + 1, params.bands)
+            progress(done + 1, len(bands))
     if pending:
         unique = _sorted_unique(np.concatenate([unique, *pending]))
     if ratio is not None:
@@ -516,6 +522,24 @@ def _join(
         pairs_skipped=pairs_skipped,
         truth_found=found,
         truth_pairs=None if t_left is None else len(t_left),
+    )
+
+
+def merge_joins(parts: list[_Join], *, ratio: tuple[int, int]) -> _Join:
+    """The joins of disjoint band spans as one join of all their bands: the same keys and
+    figures whatever order the parts come in (a pair found in several bands is kept once)."""
+    keys = [p.keys for p in parts]
+    unique = _sorted_unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+    check_candidate_count(unique.shape[0], num=ratio[0], den=ratio[1])
+    return _Join(
+        keys=unique,
+        right_bits=parts[0].right_bits if parts else 0,
+        compared=sum(p.compared for p in parts),
+        largest_block=max((p.largest_block for p in parts), default=0),
+        blocks_skipped=sum(p.blocks_skipped for p in parts),
+        pairs_skipped=sum(p.pairs_skipped for p in parts),
+        truth_found=None,
+        truth_pairs=None,
     )
 
 
@@ -662,11 +686,14 @@ def blocked_candidates(
     max_block: int | None = None,
     truth: tuple[np.ndarray, np.ndarray] | None = None,
     progress: BandProgress | None = None,
+    executor: Executor | None = None,
 ) -> tuple[Candidates, BlockStats]:
     """:func:`blocked_dice_candidates`, with the :class:`BlockStats` of the blocking.
 
     ``truth`` (``(left, right)`` rows of the true pairs) gives the pair completeness;
-    ``progress`` is called with ``(bands done, bands)`` after each band.
+    ``progress`` is called with ``(bands done, bands)`` after each band. ``executor`` runs the
+    bands (:mod:`oda_fed.matching.executor`; default: here, on the kernels' threads); the
+    candidates are the same whichever runs them.
 
     Examples
     --------
@@ -680,9 +707,14 @@ def blocked_candidates(
     if params is None:
         fill = min(max(estimate_fill(a, b), 1e-3), 1 - 1e-3)
         params = auto_params(threshold=threshold, fill=fill, bits=64 * a.shape[1])
-    join = _join(
-        a, b, params=params, max_block=max_block, ratio=ratio, truth=truth, progress=progress
-    )
+    if executor is None or truth is not None:
+        join = _join(
+            a, b, params=params, max_block=max_block, ratio=ratio, truth=truth, progress=progress
+        )
+    else:
+        join = executor.join(
+            a, b, params=params, max_block=max_block, ratio=ratio, progress=progress
+        )
     left, right = _split(join)
     inter = kernels.pair_intersections(a, b, left, right)
     total = kernels.popcounts(a)[left] + kernels.popcounts(b)[right]

@@ -16,12 +16,13 @@ from oda_fed.matching import (
     Candidates,
     Clustering,
     PairCandidates,
-    dice_candidates,
+    dice_candidates,  # noqa: F401 - the doctests use it
     kernels,
     resolve,
 )
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
-from oda_fed.matching.candidates import MatchingInputError, best_two_scores
+from oda_fed.matching.candidates import MatchingInputError
+from oda_fed.matching.executor import Executor
 from oda_fed.matching.guard import fit_problems, weak_pairs
 from oda_fed.matching.quality import (
     QualityEstimate,
@@ -103,6 +104,7 @@ def _pair_candidates(
     token_rule: TokenRule,
     blocking: Blocking,
     progress: Progress | None,
+    executor: Executor | None = None,
 ) -> tuple[Candidates, BlockStats | None, TokenConflicts]:
     a, b = clks[i], clks[j]
     label = f"source {i + 1} against source {j + 1}"
@@ -120,11 +122,12 @@ def _pair_candidates(
             params=params,
             max_block=blocking.max_block,
             progress=bands,
+            executor=executor,
         )
     else:
         if progress is not None:
             progress(f"scoring {label}")
-        found, stats = dice_candidates(a, b, threshold=threshold), None
+        found, stats = (executor or Executor()).dice(a, b, threshold=threshold), None
     conflicts = TokenConflicts()
     if tokens is not None:
         found, conflicts = apply_tokens(
@@ -141,13 +144,16 @@ def score_pairs(
     token_rule: TokenRule = "token",
     blocking: Blocking | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> list[PairCandidates]:
     """Candidates for every pair of sources at ``threshold``, keyed tokens applied by ``token_rule``.
 
     ``blocking`` (default :class:`~oda_fed.matching.blocking.Blocking()`) decides, per pair of
-    sources, between all pairs and LSH blocking.
+    sources, between all pairs and LSH blocking. ``executor`` runs the candidate work
+    (:mod:`oda_fed.matching.executor`; default: in this process).
     """
-    return [p for p, _, _ in _score_all(clks, threshold, tokens, token_rule, blocking, progress)]
+    scored = _score_all(clks, threshold, tokens, token_rule, blocking, progress, executor)
+    return [p for p, _, _ in scored]
 
 
 def _score_all(
@@ -157,6 +163,7 @@ def _score_all(
     token_rule: TokenRule,
     blocking: Blocking | None,
     progress: Progress | None,
+    executor: Executor | None = None,
 ) -> list[tuple[PairCandidates, PairBlocking, TokenConflicts]]:
     if len(clks) < 2:
         raise ValueError("linkage needs at least two sources")
@@ -166,7 +173,7 @@ def _score_all(
         for j in range(i + 1, len(clks)):
             found, stats, conflicts = _pair_candidates(
                 clks, i, j, threshold=threshold, tokens=tokens, token_rule=token_rule,
-                blocking=plan, progress=progress,
+                blocking=plan, progress=progress, executor=executor,
             )  # fmt: skip
             out.append(
                 (
@@ -187,6 +194,7 @@ def link_clks(
     token_rule: TokenRule = "token",
     blocking: Blocking | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Clustering:
     """Resolve records from ``len(clks)`` sources into entities.
 
@@ -209,6 +217,9 @@ def link_clks(
         All pairs or LSH blocking per pair of sources; default :class:`Blocking()`.
     progress
         Called with a short description as the work goes on.
+    executor
+        Where the candidate work runs (:mod:`oda_fed.matching.executor`); default: in this
+        process. The entities are the same either way.
 
     Examples
     --------
@@ -218,7 +229,7 @@ def link_clks(
     """
     pairs = score_pairs(
         clks, threshold=threshold, tokens=tokens, token_rule=token_rule, blocking=blocking,
-        progress=progress,
+        progress=progress, executor=executor,
     )  # fmt: skip
     if progress is not None:
         progress("resolving entities")
@@ -311,6 +322,7 @@ def quality_scores(
     floor: float = QUALITY_FLOOR,
     sample: int = QUALITY_SAMPLE,
     seed: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Best and runner-up scores of (a seeded sample of) ``small``'s records against ``other``.
 
@@ -318,7 +330,8 @@ def quality_scores(
     estimate sees the whole score distribution down to ``floor``), keeping only its two best
     scores (:func:`~oda_fed.matching.candidates.best_two_scores`), never a list of pairs. Returns
     ``(best, runner_up, records sampled)``, aligned as :func:`~oda_fed.matching.quality.best_scores`
-    and :func:`~oda_fed.matching.quality.runner_up_scores`.
+    and :func:`~oda_fed.matching.quality.runner_up_scores`. ``executor`` runs the scoring
+    (:mod:`oda_fed.matching.executor`; default: in this process).
 
     Examples
     --------
@@ -334,7 +347,8 @@ def quality_scores(
         rows = np.arange(n)
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
-    best, runner_up = best_two_scores(np.ascontiguousarray(small[rows]), other, threshold=floor)
+    run = executor or Executor()
+    best, runner_up = run.best_two(np.ascontiguousarray(small[rows]), other, threshold=floor)
     found = ~np.isnan(best)  # as best_scores(): only records with a score above the floor
     return best[found], runner_up[found], len(rows)
 
@@ -346,6 +360,7 @@ def link_with_quality(
     tokens: Sequence[Tokens] | None = None,
     evidence: Sequence[Evidence] | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> LinkOutcome:
     """Link as :func:`link_clks` under ``settings``, and estimate precision and recall without
     ground truth.
@@ -358,7 +373,8 @@ def link_with_quality(
     record has a match). ``threshold="auto"`` takes the threshold that maximises the estimated
     F1. Then the candidate pass scores every pair of sources at that threshold, over all pairs
     or with LSH blocking as ``settings.blocking`` decides, applies keyed tokens by
-    ``settings.token_rule``, and resolves.
+    ``settings.token_rule``, and resolves. ``executor`` runs the candidate pass
+    (:mod:`oda_fed.matching.executor`; default: in this process).
 
     Examples
     --------
@@ -379,7 +395,8 @@ def link_with_quality(
             small, other = (
                 (clks[i], clks[j]) if len(clks[i]) <= len(clks[j]) else (clks[j], clks[i])
             )
-            b, r, n = quality_scores(small, other, floor=floor, sample=settings.quality_sample)
+            b, r, n = quality_scores(small, other, floor=floor, sample=settings.quality_sample,
+                                     executor=executor)  # fmt: skip
             best.append(b)
             runner_up.append(r)
             sampled += n
@@ -388,7 +405,7 @@ def link_with_quality(
     estimate = estimate_quality(scores, runner_up=np.concatenate(runner_up))
     if settings.method == "fields":
         return _link_fields(clks, evidence, settings, estimate, sampled, sample_from, progress,
-                            tokens)  # fmt: skip
+                            tokens, executor)  # fmt: skip
     if threshold == "auto":
         if not np.isfinite(estimate.recommended):
             raise MatchingInputError(
@@ -397,7 +414,8 @@ def link_with_quality(
         chosen = float(estimate.recommended)
     else:
         chosen = float(threshold)
-    scored = _score_all(clks, chosen, tokens, settings.token_rule, settings.blocking, progress)
+    scored = _score_all(clks, chosen, tokens, settings.token_rule, settings.blocking, progress,
+                        executor)  # fmt: skip
     if progress is not None:
         progress("resolving entities")
     clustering = resolve(
@@ -428,6 +446,7 @@ def _link_fields(
     sample_from: int,
     progress: Progress | None,
     tokens: Sequence[Tokens] | None = None,
+    executor: Executor | None = None,
 ) -> LinkOutcome:
     """``method = "fields"``: candidates by CLK similarity below the CLK-only threshold and by
     agreeing tokens, linked by match probability (:mod:`oda_fed.matching.link_fields`)."""
@@ -455,7 +474,7 @@ def _link_fields(
         clks, evidence, comparisons, clk_threshold=clk_threshold,
         match_probability=settings.match_probability, one_per_source=settings.one_per_source,
         blocking=settings.blocking, tokens=tokens, token_rule=settings.token_rule,
-        progress=progress,
+        progress=progress, executor=executor,
     )  # fmt: skip
     pairs = [(i, j) for i in range(len(clks)) for j in range(i + 1, len(clks))]
     return LinkOutcome(

@@ -37,7 +37,8 @@ import pandas as pd
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
-from oda_fed.matching.candidates import Candidates, MatchingInputError, dice_candidates
+from oda_fed.matching.candidates import Candidates, MatchingInputError
+from oda_fed.matching.executor import Executor
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
 from oda_fed.matching.settings import TokenRule
@@ -88,13 +89,13 @@ def blocking_threshold(recommended: float, *, lsh: bool = False) -> float:
 
 
 def _candidates(
-    a: np.ndarray, b: np.ndarray, *, threshold: float, blocking
+    a: np.ndarray, b: np.ndarray, *, threshold: float, blocking, executor: Executor | None = None
 ) -> tuple[Candidates, BlockStats | None]:
     if blocking.uses_lsh(len(a), len(b)):
         params = blocking.params_for(a, b, threshold=threshold)
         return blocked_candidates(a, b, threshold=threshold, params=params,
-                                  max_block=blocking.max_block)  # fmt: skip
-    return dice_candidates(a, b, threshold=threshold), None
+                                  max_block=blocking.max_block, executor=executor)  # fmt: skip
+    return (executor or Executor()).dice(a, b, threshold=threshold), None
 
 
 def pair_candidates(
@@ -106,11 +107,13 @@ def pair_candidates(
     threshold: float,
     rules: Sequence[tuple[str, ...]],
     blocking,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, BlockStats | None]:
     """Candidate row pairs of two sources: CLK similarity or agreeing tokens, each pair once,
-    sorted by left then right; with the LSH blocking's figures (None: all pairs scored)."""
-    found, stats = _candidates(a, b, threshold=threshold, blocking=blocking)
-    tl, tr = fs.token_pairs(ev_a, ev_b, rules)
+    sorted by left then right; with the LSH blocking's figures (None: all pairs scored).
+    ``executor`` runs the CLK similarity and token rules (default: in this process)."""
+    found, stats = _candidates(a, b, threshold=threshold, blocking=blocking, executor=executor)
+    tl, tr = (executor or Executor()).token_pairs(ev_a, ev_b, rules)
     width = max(len(b), 1)
     key = np.unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
     return key // width, key % width, stats
@@ -312,6 +315,8 @@ class FieldScoring:
     blocking: Blocking
     one_per_source: bool = True
     token_rule: TokenRule = "token"
+    #: Where the CLK similarity work runs (:mod:`.executor`); None: in this process.
+    executor: Executor | None = None
 
     def score(
         self,
@@ -329,7 +334,7 @@ class FieldScoring:
         (a, b), (ev_a, ev_b) = clks, evidence
         left, right, stats = pair_candidates(a, b, ev_a, ev_b, threshold=self.clk_threshold,
                                       rules=fs.blocking_rules(self.comparisons),
-                                      blocking=self.blocking)  # fmt: skip
+                                      blocking=self.blocking, executor=self.executor)  # fmt: skip
         levels = fs.comparison_levels(self.comparisons, ev_a, ev_b, left, right)
         weight = self.model.match_weight(levels)
         if prior is None:
@@ -380,12 +385,15 @@ def link_fields(
     tokens: Sequence[Tokens] | None = None,
     token_rule: TokenRule = "token",
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> FieldsLinked:
     """Link ``clks`` with their field ``evidence``.
 
     Keyed tokens of identifiers (``keyed_token = true``) act as in CLK linkage
     (:func:`~oda_fed.matching.link.apply_tokens`): with ``token_rule = "token"`` agreeing ones
     link at probability 1.0 and differing ones forbid the link; they are rules, not weights.
+    ``executor`` runs the CLK candidate work (:mod:`oda_fed.matching.executor`); default: in
+    this process.
     """
     if len(evidence) != len(clks) or any(len(e) != len(c) for e, c in zip(evidence, clks,
                                                                           strict=True)):  # fmt: skip
@@ -394,7 +402,7 @@ def link_fields(
         progress("training the match weights")
     model = train_model(comparisons, evidence, one_per_source=one_per_source)
     scoring = FieldScoring(tuple(comparisons), model, clk_threshold, blocking, one_per_source,
-                           token_rule)  # fmt: skip
+                           token_rule, executor)  # fmt: skip
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
     stats: list[BlockStats | None] = []
     conflicts = TokenConflicts()

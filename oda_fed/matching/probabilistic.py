@@ -289,27 +289,40 @@ def token_pairs(
     ...) on the left agrees with any on the right: one pass for what would be a rule per pair
     of columns. Blocks of more than ``max_block`` pairs (a token shared by thousands) are
     skipped."""
-    found = []
-    for rule in rules:
-        if len(rule) == 1 and rule[0].endswith(ANY_COLUMN):
-            (ka, rows_a), (kb, rows_b) = (_any_column(ev, rule[0]) for ev in (a, b))
-        elif any(_side(t, 0) not in a.tokens or _side(t, 1) not in b.tokens for t in rule):
-            continue
-        else:
-            ka, kb = _rule_keys(a, rule, 0), _rule_keys(b, rule, 1)
-            rows_a, rows_b = np.arange(len(ka)), np.arange(len(kb))
-        left = pd.DataFrame({"k": ka, "left": rows_a})[ka != 0]
-        right = pd.DataFrame({"k": kb, "right": rows_b})[kb != 0]
-        sizes = left["k"].value_counts().mul(right["k"].value_counts(), fill_value=0)
-        keep = sizes[(sizes > 0) & (sizes <= max_block)].index
-        pairs = left[left["k"].isin(keep)].merge(right[right["k"].isin(keep)], on="k")
-        found.append(pairs[["left", "right"]])
-    if not found:
+    found = [rule_pairs(a, b, rule, max_block=max_block) for rule in rules]
+    return merge_rule_pairs(found, n_right=len(b))
+
+
+def rule_pairs(
+    a: Evidence, b: Evidence, rule: Sequence[str], *, max_block: int = TOKEN_BLOCK
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Row pairs whose tokens agree on every token of ``rule`` (one rule of
+    :func:`token_pairs`, which a cluster runs as a unit); None where a side lacks its tokens."""
+    if len(rule) == 1 and rule[0].endswith(ANY_COLUMN):
+        (ka, rows_a), (kb, rows_b) = (_any_column(ev, rule[0]) for ev in (a, b))
+    elif any(_side(t, 0) not in a.tokens or _side(t, 1) not in b.tokens for t in rule):
+        return None
+    else:
+        ka, kb = _rule_keys(a, rule, 0), _rule_keys(b, rule, 1)
+        rows_a, rows_b = np.arange(len(ka)), np.arange(len(kb))
+    left = pd.DataFrame({"k": ka, "left": rows_a})[ka != 0]
+    right = pd.DataFrame({"k": kb, "right": rows_b})[kb != 0]
+    sizes = left["k"].value_counts().mul(right["k"].value_counts(), fill_value=0)
+    keep = sizes[(sizes > 0) & (sizes <= max_block)].index
+    pairs = left[left["k"].isin(keep)].merge(right[right["k"].isin(keep)], on="k")
+    return pairs["left"].to_numpy(np.int64), pairs["right"].to_numpy(np.int64)
+
+
+def merge_rule_pairs(
+    found: Sequence[tuple[np.ndarray, np.ndarray] | None], *, n_right: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rules' pairs (in rule order), each pair once, in order of first appearance."""
+    parts = [f for f in found if f is not None]
+    if not parts:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     # Each pair once, as one number (far faster than dropping duplicate rows of a frame).
-    width = np.int64(max(len(b), 1))
-    key = pd.unique(np.concatenate([f["left"].to_numpy(np.int64) * width
-                                    + f["right"].to_numpy(np.int64) for f in found]))  # fmt: skip
+    width = np.int64(max(n_right, 1))
+    key = pd.unique(np.concatenate([left * width + right for left, right in parts]))
     return key // width, key % width
 
 

@@ -105,3 +105,24 @@ def test_encoding_with_a_clkhash_schema_loads_only_what_it_needs(tmp_path: Path)
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert len(json.loads((tmp_path / "out.json").read_text())["clks"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--dask", "10.0.0.5:8786"], "is not a Dask scheduler"),
+        (["--dask", "local", "--index", "x.index"], "--dask links afresh"),
+    ],
+)
+def test_link_refuses_a_dask_option_it_cannot_use(
+    folder: Path, extra: list[str], message: str
+) -> None:
+    args = ["link", str(folder / "in.csv"), str(folder / "in.csv"), "--project",
+            str(folder / "project.toml"), "--secret-file", str(folder / "k"), *extra]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_link_help_says_how_to_match_on_a_dask_cluster() -> None:
+    result = runner.invoke(app, ["link", "--help"])
+    assert "--dask" in result.output and "local[:N]" in result.output

@@ -1,0 +1,128 @@
+"""Matching's work units: plain functions over CLK files that a cluster's workers open themselves.
+
+A unit reads its CLKs from ``.npy`` files in a folder every worker sees, memory-mapped, so the
+workers of one machine share one copy in the page cache, and returns sparse arrays only
+(candidate pairs, or pair keys), never a matrix. Its arguments are paths and row or band ranges,
+so the scheduler moves almost nothing. :mod:`oda_fed.matching.executor` submits them.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numba
+import numpy as np
+
+from oda_fed.encoding.evidence import Evidence
+from oda_fed.matching.blocking import LshParams, _Join, _join
+from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.probabilistic import rule_pairs
+
+T = TypeVar("T")
+
+# Per worker process: the CLK files of the rounds under way, opened once. forget() drops a
+# finished round's, so a deleted file's pages are freed.
+_OPEN: dict[str, np.ndarray] = {}
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """A unit's result, with what it cost: wall and CPU seconds (all the kernels' threads), and
+    the worker process's id and peak resident memory so far."""
+
+    result: T
+    seconds: float
+    cpu_seconds: float
+    pid: int
+    peak_rss: int
+
+
+def clks_at(path: str) -> np.ndarray:
+    """The CLK array saved at ``path``, memory-mapped read-only, opened once per process."""
+    if path not in _OPEN:
+        _OPEN[path] = np.load(path, mmap_mode="r")
+    return _OPEN[path]
+
+
+def forget(folder: str) -> int:
+    """Close this process's CLK files under ``folder``; returns how many it held."""
+    gone = [p for p in _OPEN if os.path.dirname(p) == folder]
+    for p in gone:
+        del _OPEN[p]
+    return len(gone)
+
+
+def _timed(threads: int, run, *args) -> Done:
+    if threads > 0:  # this thread's share of the worker's kernel threads (0: all of them)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run(*args)
+    # ru_maxrss is in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Done(result, time.perf_counter() - wall, time.process_time() - cpu, os.getpid(), peak)
+
+
+def _dice_rows(path_a: str, path_b: str, start: int, stop: int, threshold: float) -> Candidates:
+    found = dice_candidates(clks_at(path_a)[start:stop], clks_at(path_b), threshold=threshold)
+    return Candidates(left=found.left + start, right=found.right, score=found.score)
+
+
+def dice_rows(
+    path_a: str, path_b: str, start: int, stop: int, threshold: float, threads: int = 0
+) -> Done:
+    """Left rows ``start:stop`` against every right row: the candidates at ``threshold``, with
+    left indices of the whole left array; on ``threads`` kernel threads (0: all)."""
+    return _timed(threads, _dice_rows, path_a, path_b, start, stop, threshold)
+
+
+def _best_two(path_a: str, path_b: str, start: int, stop: int, threshold: float):
+    return best_two_scores(clks_at(path_a), clks_at(path_b)[start:stop], threshold=threshold)
+
+
+def best_two_of_rows(
+    path_a: str, path_b: str, start: int, stop: int, threshold: float, threads: int = 0
+) -> Done:
+    """Every left row's best and second-best score against right rows ``start:stop`` (NaN
+    where there is none at or above ``threshold``)."""
+    return _timed(threads, _best_two, path_a, path_b, start, stop, threshold)
+
+
+def _rule(tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...],
+          max_block: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    a = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_a.items()})
+    b = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_b.items()})
+    return rule_pairs(a, b, rule, max_block=max_block)
+
+
+def token_rule(
+    tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...], max_block: int
+) -> Done:
+    """The row pairs whose keyed tokens agree on ``rule``
+    (:func:`~oda_fed.matching.probabilistic.rule_pairs`), from each side's token columns
+    saved at the paths given by name."""
+    return _timed(0, _rule, tokens_a, tokens_b, rule, max_block)
+
+
+def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:
+    return _join(clks_at(path_a), clks_at(path_b), params=params, max_block=max_block,
+                 ratio=ratio, span=range(start, stop))  # fmt: skip
+
+
+def lsh_bands(
+    path_a: str,
+    path_b: str,
+    params: LshParams,
+    start: int,
+    stop: int,
+    max_block: int | None,
+    ratio: tuple[int, int],
+    threads: int = 0,
+) -> Done:
+    """LSH bands ``start:stop`` of ``params`` over all left and right rows: the distinct pair
+    keys that pass ``ratio`` in any of them, and the blocks' figures; on ``threads`` kernel
+    threads (0: all)."""
+    return _timed(threads, _bands, path_a, path_b, params, start, stop, max_block, ratio)

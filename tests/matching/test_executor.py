@@ -1,0 +1,238 @@
+"""Matching on a Dask cluster gives what matching in this process gives, exactly.
+
+Every unit type runs on a real ``distributed.LocalCluster`` of 2 worker processes (the session's
+``dask_executor``): all-pairs row blocks, LSH band spans, and both linkage pipelines built on
+them (CLK-only with keyed tokens, and field evidence with EM).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oda_fed.errors import ClusterError, ConfigError
+from oda_fed.matching import Candidates, dice_candidates
+from oda_fed.matching.blocking import Blocking, LshParams, blocked_candidates
+from oda_fed.matching.candidates import best_two_scores
+from oda_fed.matching.executor import DaskExecutor, Executor, check_address, open_executor
+from oda_fed.matching.link import link_clks, link_with_quality
+from oda_fed.matching.settings import LinkSettings
+
+WORDS = 16
+
+
+def _words(rng: np.random.Generator, n: int, ands: int) -> np.ndarray:
+    out = rng.integers(0, 2**64, size=(n, WORDS), dtype=np.uint64)
+    for _ in range(ands - 1):
+        out &= rng.integers(0, 2**64, size=(n, WORDS), dtype=np.uint64)
+    return out
+
+
+def _sources(rng: np.random.Generator, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """Random CLKs at fill 7/16, each source after the first holding noisy copies of half of
+    the first's records (some nearly equal, some near the threshold), and exact duplicates, so
+    that ties and repeated scores occur."""
+    first = _words(rng, sizes[0], 2) | _words(rng, sizes[0], 2)
+    first[1::50] = first[::50][: len(first[1::50])]  # duplicates: equal scores to break ties
+    out = [first]
+    for n in sizes[1:]:
+        side = _words(rng, n, 2) | _words(rng, n, 2)
+        rows = rng.choice(len(first), size=n // 2, replace=False)
+        noise = np.where((np.arange(n // 2) % 2)[:, None] == 0, 5, 3)
+        side[: n // 2] = first[rows] ^ np.where(
+            noise == 5, _words(rng, n // 2, 5), _words(rng, n // 2, 3)
+        )
+        out.append(side[rng.permutation(n)])
+    return out
+
+
+def _same(x: Candidates, y: Candidates) -> bool:
+    return all(
+        np.array_equal(p, q)
+        for p, q in zip((x.left, x.right, x.score), (y.left, y.right, y.score), strict=True)
+    )
+
+
+@pytest.fixture(params=["threads", "dask"])
+def executor(request: pytest.FixtureRequest) -> Executor:
+    """Each executor in turn: the default in-process one, and the session's LocalCluster."""
+    if request.param == "threads":
+        return Executor()
+    return request.getfixturevalue("dask_executor")
+
+
+def test_all_pairs_row_blocks_give_the_same_candidates_in_the_same_order(
+    executor: Executor, rng: np.random.Generator
+) -> None:
+    a, b = _sources(rng, (1200, 900))
+    found = executor.dice(a, b, threshold=0.47)
+    assert len(found) > 10_000  # non-trivial: many pairs, ties included
+    assert _same(found, dice_candidates(a, b, threshold=0.47))
+
+
+def test_best_two_scores_over_blocks_of_the_other_side_are_the_same(
+    executor: Executor, rng: np.random.Generator
+) -> None:
+    a, b = _sources(rng, (1000, 900))
+    for threshold in (0.47, 0.9):  # many scores per row; most rows with none or one
+        got = executor.best_two(a[:400], b, threshold=threshold)
+        want = best_two_scores(a[:400], b, threshold=threshold)
+        assert np.isnan(want[1]).any() == (threshold == 0.9)
+        for x, y in zip(got, want, strict=True):
+            assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_lsh_band_spans_give_the_same_candidates_and_figures(
+    executor: Executor, rng: np.random.Generator
+) -> None:
+    a, b = _sources(rng, (2000, 1600))
+    params = LshParams(bands=23, bits_per_band=12, seed=3)  # spans of 4, the last shorter
+    here, stats = blocked_candidates(a, b, threshold=0.75, params=params, max_block=12)
+    there, spread = blocked_candidates(a, b, threshold=0.75, params=params, max_block=12,
+                                       executor=executor)  # fmt: skip
+    assert len(here) > 500 and stats.blocks_skipped > 0
+    assert _same(there, here)
+    assert spread == stats
+
+
+def test_clk_linkage_with_tokens_and_lsh_links_the_same_entities(
+    executor: Executor, rng: np.random.Generator
+) -> None:
+    clks = _sources(rng, (900, 700, 500))
+    tokens = [{"nhs": [f"n{k % 97}" if k % 3 else None for k in range(len(c))]} for c in clks]
+    for blocking in (Blocking(method="lsh"), Blocking(method="none")):
+        settings = LinkSettings(threshold=0.8, blocking=blocking)
+        want = link_with_quality(clks, settings=settings, tokens=tokens)
+        got = link_with_quality(clks, settings=settings, tokens=tokens, executor=executor)
+        assert got.threshold == want.threshold
+        assert np.array_equal(got.best_scores, want.best_scores)  # the quality pass
+        assert got.blocking == want.blocking and got.conflicts == want.conflicts
+        for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
+            assert np.array_equal(x, y)
+    plain = link_clks(clks, threshold=0.8, executor=executor)
+    assert plain.labels[0].tolist() == link_clks(clks, threshold=0.8).labels[0].tolist()
+
+
+def test_field_linkage_gives_the_same_weights_entities_and_estimate(
+    executor: Executor, field_sources
+) -> None:
+    clks, evidence, settings = field_sources
+    want = link_with_quality(clks, settings=settings, evidence=evidence)
+    got = link_with_quality(clks, settings=settings, evidence=evidence, executor=executor)
+    assert got.model is not None and want.model is not None
+    assert got.model.to_json() == want.model.to_json()  # EM's parameters
+    assert got.blocking == want.blocking
+    assert np.array_equal(got.best_scores, want.best_scores)
+    for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_token_rules_give_the_same_pairs_in_the_same_order(
+    executor: Executor, field_sources
+) -> None:
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    rules = fs.blocking_rules(fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields]))
+    assert len(rules) > 2
+    got = executor.token_pairs(evidence[0], evidence[1], rules)
+    want = fs.token_pairs(evidence[0], evidence[1], rules)
+    assert len(want[0]) > 1000
+    assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+
+
+@pytest.fixture(scope="module")
+def field_sources(tmp_path_factory: pytest.TempPathFactory, synth_folder):
+    """Three partners' encoded synth records with their field evidence, linked by the
+    project's default method (field evidence, EM), all pairs scored in units."""
+    from oda_fed.config import load_project
+    from oda_fed.embedded import encode_files
+    from oda_fed.linkage import settings_for
+
+    folder = synth_folder(tmp_path_factory.mktemp("synth"), population=1500, partners=3,
+                          seed=5, errors="medium")  # fmt: skip
+    loaded = load_project(folder / "project.toml")
+    paths = sorted(p for p in folder.glob("*.csv") if p.stem != "truth")
+    extracts = encode_files(paths, project=loaded, secret=b"k" * 32)
+    settings = settings_for(loaded.project.linkage)
+    assert settings.method == "fields"
+    return (
+        [e.clks for e in extracts.values()],
+        [e.evidence for e in extracts.values()],
+        settings,
+    )
+
+
+def test_the_shared_folder_is_private_and_emptied_after_each_pair(
+    dask_executor: DaskExecutor, rng: np.random.Generator
+) -> None:
+    a, b = _sources(rng, (300, 300))
+    dask_executor.dice(a, b, threshold=0.7)
+    folder = dask_executor.shared_dir
+    assert folder.stat().st_mode & 0o077 == 0
+    assert list(folder.iterdir()) == []  # the CLKs are gone once their units are done
+    assert dask_executor.units and all(d.result is None for _, d in dask_executor.units)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        open_executor("tcp://127.0.0.1:9", shared_dir=tmp_path, timeout=1)
+
+
+def test_a_missing_distributed_package_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(ClusterError, match=r"oda-fed\[cluster\]"):
+        open_executor("tcp://127.0.0.1:8786", shared_dir=tmp_path)
+    assert isinstance(open_executor(None), Executor)  # without a cluster nothing needs it
+
+
+def test_a_worker_dying_is_a_clear_error(tmp_path: Path) -> None:
+    import dask
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        open_executor("local:1", shared_dir=tmp_path) as executor,
+    ):
+        assert isinstance(executor, DaskExecutor)
+        with pytest.raises(ClusterError, match="a Dask worker died|cluster failed"):
+            executor._run("test", [(os._exit, 1)], take=lambda k, r: None)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5:8786", "http://x:1", "local:0", "local:x"])
+def test_an_address_that_names_no_scheduler_is_a_config_error(address: str) -> None:
+    with pytest.raises(ConfigError, match="not a Dask scheduler"):
+        check_address(address, what="--dask")
+
+
+def test_a_tls_scheduler_is_reached_with_the_partnership_s_certificates(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from distributed import LocalCluster, Security
+
+    from oda_fed.pki import init_ca, issue
+
+    init_ca(tmp_path / "ca")
+    ca = tmp_path / "ca" / "ca.crt"
+    mine = issue(ca_dir=tmp_path / "ca", name="coordinator", role="coordinator",
+                 out_dir=tmp_path / "c", hosts=["127.0.0.1"])  # fmt: skip
+    cert, key = (str(p) for p in issue(ca_dir=tmp_path / "ca", name="dask", role="coordinator",
+                                       out_dir=tmp_path / "d", hosts=["127.0.0.1"]))  # fmt: skip
+    security = Security(tls_ca_file=str(ca), tls_scheduler_cert=cert, tls_scheduler_key=key,
+                        tls_worker_cert=cert, tls_worker_key=key, tls_client_cert=cert,
+                        tls_client_key=key, require_encryption=True)  # fmt: skip
+    a, b = _sources(rng, (400, 300))
+    with LocalCluster(n_workers=1, threads_per_worker=1, protocol="tls://", security=security,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        address = cluster.scheduler_address
+        with pytest.raises(ClusterError, match="needs a client certificate"):
+            open_executor(address, shared_dir=tmp_path / "s")
+        with open_executor(address, shared_dir=tmp_path / "s", tls=(ca, *mine)) as executor:
+            found = executor.dice(a, b, threshold=0.47)
+        assert _same(found, dice_candidates(a, b, threshold=0.47))
