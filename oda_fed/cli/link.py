@@ -304,14 +304,14 @@ def _link(
 
     if rebuild_index and index is None:
         raise ConfigError("--rebuild-index needs --index PATH: the index to rebuild")
-    given = load_analysis_sources(sources).source if sources is not None else {}
-    files = list(_with_sources(by_stem(files), given, sources).values())
-    if index is not None and not files:
-        raise InputDataError("give the CSV file(s) to add to the linked index")
     if dask is not None and index is not None:
         raise ConfigError("--dask links afresh: an update of a linked index (--index) runs here")
     if dask is not None:
         check_address(dask, what="--dask")
+    given = load_analysis_sources(sources).source if sources is not None else {}
+    files = list(_with_sources(by_stem(files), given, sources).values())
+    if index is not None and not files:
+        raise InputDataError("give the CSV file(s) to add to the linked index")
     invalid = check_on_invalid(on_invalid)
     loaded = load_project(project)
     secret = read_secret(secret_file)
