@@ -1,4 +1,5 @@
-"""Shared fixtures for the matching tests: a seeded generator and a CLK-pair strategy."""
+"""Shared fixtures for the matching tests: a seeded generator, a CLK-pair strategy, and each
+executor in turn (in this process, and a real Dask LocalCluster)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,15 @@ def clk_pairs() -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
 def rng() -> np.random.Generator:
     """Seeded generator, so every failure reproduces."""
     return np.random.default_rng(20240611)
+
+
+@pytest.fixture(params=["threads", "dask"])
+def executor(request: pytest.FixtureRequest):
+    """Each executor in turn: the default in-process one, and the session's LocalCluster of 2
+    worker processes (``dask_executor`` in tests/conftest.py). A test taking it must give the
+    same results on both."""
+    from oda_fed.matching.executor import Executor
+
+    if request.param == "threads":
+        return Executor()
+    return request.getfixturevalue("dask_executor")

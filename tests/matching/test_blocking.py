@@ -18,6 +18,7 @@ from oda_fed.matching.blocking import (
     band_positions,
     block_pairs,
     block_stats,
+    blocked_candidates,
     blocked_dice_candidates,
 )
 from oda_fed.matching.kernels import (
@@ -267,6 +268,22 @@ def test_max_block_skips_and_counts_giant_blocks() -> None:
     assert (stats.blocks_skipped, stats.pairs_skipped, stats.largest_block) == (2, 50, 25)
     left, right = block_pairs(a, b, params=params, max_block=10)
     assert set(zip(left.tolist(), right.tolist(), strict=True)) == {
+        (i, j) for i in (5, 6) for j in (5, 6)
+    }
+
+
+def test_giant_blocks_are_skipped_and_counted_alike_in_units_of_bands(executor) -> None:
+    """On a cluster the bands run in spans of a few; the skipped blocks and the largest block
+    are still counted over all of them, and the candidates are the same."""
+    zeros = np.zeros((5, 1), dtype=np.uint64)
+    ones = np.full((2, 1), 2**64 - 1, dtype=np.uint64)
+    a = b = np.concatenate([zeros, ones])
+    params = LshParams(bands=9, bits_per_band=8)
+    found, stats = blocked_candidates(
+        a, b, threshold=0.5, params=params, max_block=10, executor=executor
+    )
+    assert (stats.blocks_skipped, stats.pairs_skipped, stats.largest_block) == (9, 225, 25)
+    assert set(zip(found.left.tolist(), found.right.tolist(), strict=True)) == {
         (i, j) for i in (5, 6) for j in (5, 6)
     }
 

@@ -57,14 +57,6 @@ def _same(x: Candidates, y: Candidates) -> bool:
     )
 
 
-@pytest.fixture(params=["threads", "dask"])
-def executor(request: pytest.FixtureRequest) -> Executor:
-    """Each executor in turn: the default in-process one, and the session's LocalCluster."""
-    if request.param == "threads":
-        return Executor()
-    return request.getfixturevalue("dask_executor")
-
-
 def test_all_pairs_row_blocks_give_the_same_candidates_in_the_same_order(
     executor: Executor, rng: np.random.Generator
 ) -> None:

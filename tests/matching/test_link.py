@@ -44,18 +44,18 @@ def test_with_exact_keeps_the_best_score_once_and_the_documented_order() -> None
     assert merged.score.tolist() == [1.0, 1.0, 0.9]
 
 
-def test_a_token_match_links_records_whose_clks_disagree() -> None:
+def test_a_token_match_links_records_whose_clks_disagree(executor) -> None:
     a, b = clks([0b1111, 0b110000]), clks([0b1111, 0b1])
-    plain = link_clks([a, b], threshold=0.8)
+    plain = link_clks([a, b], threshold=0.8, executor=executor)
     assert plain.labels[0][1] != plain.labels[1][1]
     tokens = [{"nhs": [None, "x"]}, {"nhs": [None, "x"]}]
-    linked = link_clks([a, b], threshold=0.8, tokens=tokens)
+    linked = link_clks([a, b], threshold=0.8, tokens=tokens, executor=executor)
     assert linked.labels[0][1] == linked.labels[1][1]
     assert linked.scores[0][1] == 1.0
     assert partners_per_entity(linked).tolist().count(2) == 2
 
 
-def test_auto_threshold_is_estimated_and_links_well() -> None:
+def test_auto_threshold_is_estimated_and_links_well(executor) -> None:
     from oda_fed.encoding import default_field_encoding, encode_records
     from oda_fed.matching import pairwise_quality
     from oda_fed.matching.link import link_with_quality
@@ -84,7 +84,7 @@ def test_auto_threshold_is_estimated_and_links_well() -> None:
     codes = {p: i for i, p in enumerate(np.unique(np.concatenate(truths)))}
     true_labels = [np.array([codes[p] for p in t]) for t in truths]
 
-    outcome = link_with_quality(clks, settings=LinkSettings())
+    outcome = link_with_quality(clks, settings=LinkSettings(), executor=executor)
     assert 0.6 < outcome.threshold < 0.95
     quality = pairwise_quality(outcome.clustering.labels, true_labels)
     assert quality.f1 > 0.97
@@ -170,13 +170,17 @@ def realistic() -> tuple[list[np.ndarray], list[np.ndarray]]:
     return out, [np.array([codes[p] for p in t]) for t in people]
 
 
-def test_lsh_blocking_in_the_pipeline_keeps_nearly_every_link(realistic) -> None:
+def test_lsh_blocking_in_the_pipeline_keeps_nearly_every_link(realistic, executor) -> None:
     sources, truth = realistic
     full = link_with_quality(
-        sources, settings=LinkSettings(threshold=0.8, blocking=Blocking(method="none"))
+        sources,
+        settings=LinkSettings(threshold=0.8, blocking=Blocking(method="none")),
+        executor=executor,
     )
     blocked = link_with_quality(
-        sources, settings=LinkSettings(threshold=0.8, blocking=Blocking(method="lsh"))
+        sources,
+        settings=LinkSettings(threshold=0.8, blocking=Blocking(method="lsh")),
+        executor=executor,
     )
     assert all(b.stats is None for b in full.blocking)
     stats = [b.stats for b in blocked.blocking]
@@ -192,7 +196,7 @@ def test_lsh_blocking_in_the_pipeline_keeps_nearly_every_link(realistic) -> None
     assert "all" in full.evidence(["a", "b", "c"])["a × c"]
 
 
-def test_the_quality_pass_samples_the_smaller_source(realistic) -> None:
+def test_the_quality_pass_samples_the_smaller_source(realistic, executor) -> None:
     sources, _ = realistic
     small, other = sorted(sources[:2], key=len)
     best, runner_up, n = quality_scores(small, other, sample=len(small))
@@ -207,14 +211,14 @@ def test_the_quality_pass_samples_the_smaller_source(realistic) -> None:
     np.testing.assert_array_equal(part, again)
     assert set(part.tolist()) <= set(best.tolist())
     outcome = link_with_quality(
-        sources, settings=LinkSettings(threshold="auto", quality_sample=300)
+        sources, settings=LinkSettings(threshold="auto", quality_sample=300), executor=executor
     )
     assert outcome.sampled == 3 * 300 and outcome.sample_from > outcome.sampled
     assert 0.6 < outcome.threshold < 0.95
     assert "seeded sample" in outcome.evidence(["a", "b", "c"])["quality estimate"]
 
 
-def test_keyed_tokens_are_combined_with_lsh_blocking(realistic) -> None:
+def test_keyed_tokens_are_combined_with_lsh_blocking(realistic, executor) -> None:
     """A pair sharing a keyed token is a candidate even when no LSH band brings it together."""
     sources, truth = realistic
     a, b = sources[0], sources[1]
@@ -225,8 +229,10 @@ def test_keyed_tokens_are_combined_with_lsh_blocking(realistic) -> None:
         {"nhs": [f"t{truth[0][i]}" for i in range(len(a))]},
         {"nhs": [f"t{truth[1][j]}" for j in range(len(b))]},
     ]
-    plain = score_pairs([a, b], threshold=0.8, blocking=strict)[0].candidates
-    keyed = score_pairs([a, b], threshold=0.8, blocking=strict, tokens=tokens)[0].candidates
+    plain = score_pairs([a, b], threshold=0.8, blocking=strict, executor=executor)[0].candidates
+    keyed = score_pairs([a, b], threshold=0.8, blocking=strict, tokens=tokens, executor=executor)[
+        0
+    ].candidates
     found = set(zip(keyed.left.tolist(), keyed.right.tolist(), strict=True))
     assert len(plain) < 0.9 * len(same) and set(same) <= found
 
