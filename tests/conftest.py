@@ -634,17 +634,39 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         admin.dispose()
 
 
+#: A LocalCluster in a process of its own, as a cluster is: its scheduler's sockets are not the
+#: test process's (tests check which ports the coordinator opens).
+_CLUSTER = """
+import sys
+from distributed import LocalCluster
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()  # until the tests close this pipe
+cluster.close()
+"""
+
+
 @pytest.fixture(scope="session")
 def dask_address() -> Iterator[str]:
-    """A real ``distributed.LocalCluster`` of 2 worker processes, one thread each, started once:
-    the scheduler's address, for matching on a cluster."""
-    from distributed import LocalCluster
+    """A real ``distributed.LocalCluster`` of 2 worker processes, one thread each, started once
+    in a process of its own: the scheduler's address, for matching on a cluster."""
+    import subprocess
+    import sys
 
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    yield cluster.scheduler_address
-    cluster.close()
+    try:
+        address = cluster.stdout.readline().strip()
+        if not address.startswith("tcp://"):
+            pytest.fail(f"the test LocalCluster did not start (exit code {cluster.poll()})")
+        yield address
+    finally:
+        cluster.stdin.close()
+        try:
+            cluster.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            cluster.kill()
 
 
 @pytest.fixture(scope="session")
