@@ -2,17 +2,18 @@
 
 Candidate generation is the part of matching that grows with N × N: all-pairs Dice scoring
 and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
-left rows against all right rows, or a span of bands over both sides; so do two steps that grow
-with N, the quality pass (the other side in blocks of rows) and field-aware linkage's token
-blocking (a rule per unit). :class:`Executor` runs each as one call in this process, on the
-Numba kernels' own threads, exactly as matching always ran; :class:`DaskExecutor` submits the
-units to a Dask scheduler and merges their sparse results in a fixed order, so the results are
-identical bit for bit.
+left rows against all right rows, or a span of bands over both sides; so do the steps that grow
+with N or with the candidates: the quality pass (the other side in blocks of rows), field-aware
+linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates).
+:class:`Executor` runs each as one call in this process, on the Numba kernels' own threads,
+exactly as matching always ran; :class:`DaskExecutor` submits the units to a Dask scheduler and
+merges their sparse results in a fixed order, so the results are identical bit for bit.
 
 The CLKs (or token columns) reach the workers through shared storage, not the scheduler: each
 pair of sources is written as ``.npy`` files into a private (0700) folder under ``shared_dir``
 (a path every worker sees) and deleted, folder and all, once its units are done. The workers are
-in the coordinator's trust domain: they see CLKs and keyed tokens, never names or record ids.
+in the coordinator's trust domain: they see CLKs, field evidence and keyed tokens, never names
+or record ids.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candid
 from oda_fed.matching.units import (
     Done,
     best_two_of_rows,
+    comparison_rows,
     dice_rows,
     forget,
     lsh_bands,
@@ -50,6 +52,8 @@ from oda_fed.matching.units import (
 BANDS_PER_UNIT = 4
 #: Units per worker for all-pairs scoring, so a slow worker does not hold up the rest.
 UNITS_PER_WORKER = 4
+#: Fewest candidate pairs per unit of comparison levels (see DaskExecutor.min_unit_pairs).
+MIN_UNIT_PAIRS = 250_000
 #: Seconds to wait for a scheduler to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 10
 
@@ -86,6 +90,17 @@ class Executor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pairs whose keyed tokens agree on a rule (:func:`~.probabilistic.token_pairs`)."""
         return fs.token_pairs(a, b, rules)
+
+    def levels(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> np.ndarray:
+        """Each candidate's comparison levels (:func:`~.probabilistic.comparison_levels`)."""
+        return fs.comparison_levels(comparisons, a, b, left, right)
 
     def join(
         self,
@@ -130,6 +145,9 @@ class DaskExecutor(Executor):
         #: Kernel threads per unit (0: all the worker's); a LocalCluster shares the cores out.
         self.threads = threads
         self.units: list[tuple[str, Done]] = []
+        #: Fewest candidates a unit of comparison levels gets: below, shipping the evidence
+        #: costs more than the comparisons.
+        self.min_unit_pairs = MIN_UNIT_PAIRS
 
     def workers(self) -> int:
         """Workers the scheduler knows now (at least 1)."""
@@ -186,8 +204,36 @@ class DaskExecutor(Executor):
             self._run("token rules", calls, take=found.__setitem__)
         return fs.merge_rule_pairs(found, n_right=len(b))
 
-    def _spans(self, n: int) -> list[tuple[int, int]]:
-        rows = max(1, math.ceil(n / (UNITS_PER_WORKER * self.workers())))
+    def levels(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> np.ndarray:
+        spans = self._spans(len(left), at_least=self.min_unit_pairs)
+        if len(spans) < 2:
+            return fs.comparison_levels(comparisons, a, b, left, right)
+        parts: list[np.ndarray] = [np.empty((0, len(comparisons)), np.int8)] * len(spans)
+        arrays: dict[Any, np.ndarray] = {"left": left, "right": right}
+        for side, ev in (("a", a), ("b", b)):
+            arrays.update({(side, "filters", k): v for k, v in ev.filters.items()})
+            arrays.update({(side, "tokens", k): v for k, v in ev.tokens.items()})
+        with self._shared(arrays) as paths:
+
+            def side(name: str) -> tuple[dict[str, str], dict[str, str]]:
+                of = {kind: {k[2]: p for k, p in paths.items() if k[:2] == (name, kind)}
+                      for kind in ("filters", "tokens")}  # fmt: skip
+                return of["filters"], of["tokens"]
+
+            calls = [(comparison_rows, side("a"), side("b"), paths["left"], paths["right"], lo, hi,
+                      tuple(comparisons)) for lo, hi in spans]  # fmt: skip
+            self._run("comparison levels", calls, take=parts.__setitem__)
+        return np.concatenate(parts)
+
+    def _spans(self, n: int, *, at_least: int = 1) -> list[tuple[int, int]]:
+        rows = max(at_least, math.ceil(n / (UNITS_PER_WORKER * self.workers())))
         return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
 
     def join(

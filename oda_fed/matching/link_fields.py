@@ -335,7 +335,7 @@ class FieldScoring:
         left, right, stats = pair_candidates(a, b, ev_a, ev_b, threshold=self.clk_threshold,
                                       rules=fs.blocking_rules(self.comparisons),
                                       blocking=self.blocking, executor=self.executor)  # fmt: skip
-        levels = fs.comparison_levels(self.comparisons, ev_a, ev_b, left, right)
+        levels = (self.executor or Executor()).levels(self.comparisons, ev_a, ev_b, left, right)
         weight = self.model.match_weight(levels)
         if prior is None:
             prior = self.model.prior

@@ -20,7 +20,7 @@ import numpy as np
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching.blocking import LshParams, _Join, _join
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
-from oda_fed.matching.probabilistic import rule_pairs
+from oda_fed.matching.probabilistic import Comparison, comparison_levels, rule_pairs
 
 T = TypeVar("T")
 
@@ -93,9 +93,8 @@ def best_two_of_rows(
 
 def _rule(tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...],
           max_block: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
-    a = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_a.items()})
-    b = Evidence(filters={}, tokens={k: clks_at(p) for k, p in tokens_b.items()})
-    return rule_pairs(a, b, rule, max_block=max_block)
+    return rule_pairs(_evidence_at({}, tokens_a), _evidence_at({}, tokens_b), rule,
+                      max_block=max_block)  # fmt: skip
 
 
 def token_rule(
@@ -126,3 +125,30 @@ def lsh_bands(
     keys that pass ``ratio`` in any of them, and the blocks' figures; on ``threads`` kernel
     threads (0: all)."""
     return _timed(threads, _bands, path_a, path_b, params, start, stop, max_block, ratio)
+
+
+def _evidence_at(filters: dict[str, str], tokens: dict[str, str]) -> Evidence:
+    return Evidence(filters={k: clks_at(p) for k, p in filters.items()},
+                    tokens={k: clks_at(p) for k, p in tokens.items()})  # fmt: skip
+
+
+def _levels(side_a, side_b, path_left, path_right, start, stop, comparisons) -> np.ndarray:
+    left = np.asarray(clks_at(path_left)[start:stop])
+    right = np.asarray(clks_at(path_right)[start:stop])
+    return comparison_levels(comparisons, _evidence_at(*side_a), _evidence_at(*side_b), left,
+                             right)  # fmt: skip
+
+
+def comparison_rows(
+    side_a: tuple[dict[str, str], dict[str, str]],
+    side_b: tuple[dict[str, str], dict[str, str]],
+    path_left: str,
+    path_right: str,
+    start: int,
+    stop: int,
+    comparisons: tuple[Comparison, ...],
+) -> Done:
+    """The comparison levels of candidates ``start:stop`` (their left and right records in the
+    files ``path_left``, ``path_right``), from each side's field evidence: ``(filters,
+    tokens)``, name to file."""
+    return _timed(0, _levels, side_a, side_b, path_left, path_right, start, stop, comparisons)

@@ -110,9 +110,11 @@ def test_clk_linkage_with_tokens_and_lsh_links_the_same_entities(
 
 
 def test_field_linkage_gives_the_same_weights_entities_and_estimate(
-    executor: Executor, field_sources
+    executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clks, evidence, settings = field_sources
+    if isinstance(executor, DaskExecutor):  # the comparison levels in units too
+        monkeypatch.setattr(executor, "min_unit_pairs", 1_000)
     want = link_with_quality(clks, settings=settings, evidence=evidence)
     got = link_with_quality(clks, settings=settings, evidence=evidence, executor=executor)
     assert got.model is not None and want.model is not None
@@ -121,6 +123,30 @@ def test_field_linkage_gives_the_same_weights_entities_and_estimate(
     assert np.array_equal(got.best_scores, want.best_scores)
     for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
         assert np.array_equal(x, y)
+
+
+def test_comparison_levels_in_units_of_candidates_are_the_same(
+    executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each candidate's levels, computed by a worker from both sides' evidence in the shared
+    folder, in candidate order; none of it left there afterwards."""
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    comparisons = fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
+    left, right = fs.token_pairs(evidence[0], evidence[1], fs.blocking_rules(comparisons))
+    assert len(left) > 1000
+    if isinstance(executor, DaskExecutor):
+        monkeypatch.setattr(executor, "min_unit_pairs", 100)
+        before = len(executor.units)
+    got = executor.levels(comparisons, evidence[0], evidence[1], left, right)
+    want = fs.comparison_levels(comparisons, evidence[0], evidence[1], left, right)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    if isinstance(executor, DaskExecutor):
+        done = [what for what, _ in executor.units[before:]]
+        assert done.count("comparison levels") >= 2
+        assert not any(executor.shared_dir.iterdir())
 
 
 def test_token_rules_give_the_same_pairs_in_the_same_order(
