@@ -177,15 +177,15 @@ def serve(
             endpoint.port,
             extra={"metrics_port": endpoint.port},
         )
-    if port_file is not None:
-        write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
-    state.lifecycle.start()
-
+    # Handlers first: whoever reads the port file may stop the coordinator at once.
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         if revocations is not None:
             signal.signal(signal.SIGHUP, lambda *_: revocations.refresh(force=True))
+    if port_file is not None:
+        write_atomic(port_file, lambda tmp: tmp.write_text(f"{port}\n"))
+    state.lifecycle.start()
     try:
         stop.wait()
     finally:
