@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-import threading
 import tomllib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,9 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import tomli_w
-from typer.testing import CliRunner
 
-from oda_fed.cli import app
 from oda_fed.coordinator.chunks import Chunk
 from oda_fed.coordinator.postgres import database_url
 from oda_fed.coordinator.schema import SCHEMA_VERSION
@@ -28,19 +25,6 @@ from oda_fed.errors import ConfigError, StateError
 from oda_fed.transport.messages import Upload
 
 LATER = datetime.now(UTC) + timedelta(days=1)
-
-
-def _serve(config: Path) -> object:
-    """`oda-fed coordinator serve --config config`, which must refuse to start: the CLI's
-    result."""
-    result: list = []
-    args = ["coordinator", "serve", "--config", str(config)]
-    thread = threading.Thread(target=lambda: result.append(CliRunner().invoke(app, args)),
-                              daemon=True)  # fmt: skip
-    thread.start()
-    thread.join(timeout=60)
-    assert result, "the coordinator started instead of refusing"
-    return result[0]
 
 
 def _edit(config: Path, **keys: object) -> None:
@@ -71,7 +55,11 @@ def _released(federation, round_id: str) -> dict[str, bytes]:
 @pytest.mark.grpc
 @pytest.mark.slow
 def test_postgresql_backs_a_whole_round_with_the_sqlite_rounds_results(
-    federation, another_federation, postgres_url: str, caplog: pytest.LogCaptureFixture
+    federation,
+    another_federation,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+    serve_refused,
 ) -> None:
     """The same partners, data, secret and keys, once with SQLite and once with PostgreSQL: the
     same entities and byte-identical released products, over mutual TLS. The password comes from
@@ -111,7 +99,7 @@ def test_postgresql_backs_a_whole_round_with_the_sqlite_rounds_results(
             output_dir="products2",
             listen="127.0.0.1:0",
         )
-        refused = _serve(second)
+        refused = serve_refused(second)
         output = " ".join(refused.output.split())
         assert refused.exit_code == 8, output
         assert "another coordinator is using the PostgreSQL database" in output
@@ -148,7 +136,7 @@ def _free_port() -> int:
 
 @pytest.mark.grpc
 def test_mistakes_in_reaching_postgresql_are_refused_in_one_line(
-    federation, postgres_url: str
+    federation, postgres_url: str, serve_refused
 ) -> None:
     """Each start-up mistake is one clear line with its exit code, no traceback, and no
     password: nothing is served and nothing is written to the database."""
@@ -173,14 +161,14 @@ def test_mistakes_in_reaching_postgresql_are_refused_in_one_line(
     ]  # fmt: skip
     for url, code, said in cases:
         _edit(config, database=url, database_password_file=str(password_file))
-        result = _serve(config)
+        result = serve_refused(config)
         output = " ".join(result.output.split())
         assert result.exit_code == code, output
         assert "Traceback" not in output and "hunter2" not in output, output
         for words in said:
             assert words in output, output
     _edit(config, database=postgres_url, database_password_file="gone.password")
-    result = _serve(config)
+    result = serve_refused(config)
     assert result.exit_code == 2 and "cannot read" in result.output, result.output
     # The database the coordinator would have used holds nothing: every refusal came first.
     engine = sa.create_engine(postgres_url)

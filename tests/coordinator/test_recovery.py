@@ -184,19 +184,6 @@ def test_the_database_and_its_folder_are_the_owners_only(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def _refused(federation):
-    """`oda-fed coordinator serve` on the federation's configuration (its coordinator stopped),
-    which must refuse to start: the CLI's result."""
-    result: list = []
-    args = ["coordinator", "serve", "--config", str(federation.coordinator_config)]
-    thread = threading.Thread(target=lambda: result.append(CliRunner().invoke(app, args)),
-                              daemon=True)  # fmt: skip
-    thread.start()
-    thread.join(timeout=60)
-    assert result, "the coordinator started instead of refusing"
-    return result[0]
-
-
 def _serve_accepting_empty_state(federation) -> None:
     """Start the coordinator with ``accept_empty_state``, wait until it serves, stop it."""
     stop, port_file = threading.Event(), federation.workdir / "coordinator" / "accepted-port"
@@ -222,7 +209,9 @@ def _serve_accepting_empty_state(federation) -> None:
     assert not errors, errors
 
 
-def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(federation) -> None:
+def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(
+    federation, serve_refused
+) -> None:
     federation.start_round()
     federation.stop_coordinator()
     state = federation.workdir / "coordinator" / "state"
@@ -245,7 +234,7 @@ def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(fede
                       ("no_rounds", "holds no rounds")]:  # fmt: skip
         lose(how)
         before = path.read_bytes() if path.exists() else None
-        result = _refused(federation)
+        result = serve_refused(federation.coordinator_config)
         assert result.exit_code == 8, result.output
         assert "Traceback" not in result.output
         assert f"{path} {said}" in result.output.replace("\n", " ")
@@ -268,7 +257,7 @@ def test_a_lost_database_is_refused_unless_the_loss_is_accepted_and_audited(fede
 
 
 def test_a_lost_postgresql_database_is_refused_unless_the_loss_is_accepted(
-    federation, postgres_url: str
+    federation, postgres_url: str, serve_refused
 ) -> None:
     """As a lost SQLite file: an empty database (a server rebuilt without its backup) while the
     audit log shows a round is refused, with how to restore it; accepted, the loss is audited."""
@@ -283,7 +272,7 @@ def test_a_lost_postgresql_database_is_refused_unless_the_loss_is_accepted(
         db.exec_driver_sql("DROP SCHEMA public CASCADE")
         db.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
-    refused = _refused(federation)
+    refused = serve_refused(federation.coordinator_config)
     output = " ".join(refused.output.split())
     assert refused.exit_code == 8, output
     shown = sa.make_url(postgres_url).render_as_string(hide_password=True)
@@ -314,7 +303,9 @@ def _accepted(federation) -> list[dict]:
     return [dict(e.detail) for e in read_entries(audit) if e.kind == "operator:accept_empty_state"]
 
 
-def test_lost_disclosure_state_or_pseudonym_key_is_refused_after_a_release(federation) -> None:
+def test_lost_disclosure_state_or_pseudonym_key_is_refused_after_a_release(
+    federation, serve_refused
+) -> None:
     """A released round rounded its tables with disclosure.key, recorded its cells in the ledger
     and delivered entity ids under pseudonyms.key: each lost (deleted or truncated) is refused,
     with what was lost and how to restore it, and nothing in the state folder is made or
@@ -340,7 +331,7 @@ def test_lost_disclosure_state_or_pseudonym_key_is_refused_after_a_release(feder
         else:
             lost.write_bytes(b"")
         before = _state_files(state)
-        result = _refused(federation)
+        result = serve_refused(federation.coordinator_config)
         output = " ".join(result.output.split())
         assert result.exit_code == 8, output
         assert "Traceback" not in output
@@ -357,7 +348,7 @@ def test_lost_disclosure_state_or_pseudonym_key_is_refused_after_a_release(feder
 
 
 def test_accepting_lost_disclosure_state_is_audited_and_counts_only_later_releases(
-    federation,
+    federation, serve_refused
 ) -> None:
     assert federation.run_round().state == "closed"
     federation.stop_coordinator()
@@ -370,13 +361,13 @@ def test_accepting_lost_disclosure_state_is_audited_and_counts_only_later_releas
     _serve_accepting_empty_state(federation)
     assert _accepted(federation) == [{"database": "missing", "earlier_rounds": 1}]
     ledger.unlink()
-    result = _refused(federation)
+    result = serve_refused(federation.coordinator_config)
     assert result.exit_code == 8 and "the release ledger" in result.output, result.output
 
     # Every lost part named in one refusal; accepted, each is on the record.
     (state / "disclosure.key").write_bytes(b"")
     (state / "pseudonyms.key").unlink()
-    output = " ".join(_refused(federation).output.split())
+    output = " ".join(serve_refused(federation.coordinator_config).output.split())
     for said in ("rounding key", "release ledger", "pseudonym key"):
         assert f"the {said} " in output, output
     _serve_accepting_empty_state(federation)
@@ -392,5 +383,5 @@ def test_accepting_lost_disclosure_state_is_audited_and_counts_only_later_releas
     # A release since the acceptance counts again: losing the new ledger is refused.
     assert ledger.read_bytes() != kept_ledger
     ledger.unlink()
-    result = _refused(federation)
+    result = serve_refused(federation.coordinator_config)
     assert result.exit_code == 8 and "shows 1 released round(s)" in result.output, result.output
