@@ -133,19 +133,23 @@ import oda_fed.cli.link
 from oda_fed.encoding.clkhash import ClkhashEncoder
 from oda_fed.encoding.clkhash_json import write_clkhash_json
 from oda_fed.encoding.clkhash_schema import load_clkhash_schema
-from oda_fed.node.sources import read_source
+from oda_fed.encoding.engine import start_kernels
+from oda_fed.node.reading import read_tables
 import numpy as np
 imported = time.perf_counter()
 schema_path, data_path, out_path, secret = sys.argv[1:5]
 encoder = ClkhashEncoder(load_clkhash_schema(Path(schema_path)), secret=secret)
-frames = list(read_source(Path(data_path), chunk_rows=100_000))
+starting = start_kernels()  # Numba's start-up, in a thread while the CSV is read
+tables = list(read_tables(Path(data_path), chunk_rows=100_000))
 read = time.perf_counter()
 parts, done = [], 0
-for frame in frames:
-    parts.append(encoder.encode(frame, first_row=done))
-    done += len(frame)
+for table in tables:
+    parts.append(encoder.encode(table, first_row=done))
+    done += table.num_rows
+starting.join()
 clks = np.concatenate(parts)
 hashed = time.perf_counter()
+assert "pandas" not in sys.modules  # as in `oda-fed encode --clkhash-schema`
 write_clkhash_json(clks, Path(out_path), bits=encoder.schema.bits)
 written = time.perf_counter()
 print(json.dumps({"imports": imported - started, "read": read - imported,

@@ -47,3 +47,24 @@ def test_config_imports_no_engine_module() -> None:
     tree = ast.parse((PACKAGE / "config.py").read_text())
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     assert not [m for m in imported if m.startswith(engine)], imported
+
+
+def test_encoding_with_a_clkhash_schema_loads_no_pandas(tmp_path: Path) -> None:
+    # `oda-fed encode --clkhash-schema` is timed as a whole process against clkhash's
+    # (benchmarks/encode.py); importing pandas alone was a fifth of it.
+    schema = PACKAGE.parent / "docs/examples/febrl-clkhash-schema.json"
+    data = tmp_path / "people.csv"
+    data.write_text(
+        "rec_id,given_name,surname,street_number,address_1,address_2,suburb,postcode,state,"
+        "date_of_birth,soc_sec_id\n"
+        "rec-0,karen,collins,4,moss side lane,,leeds,1000,wy,19680122,2443811\n"
+        'rec-1,"stephanie",foster,8,canal road,flat 2,leeds,8919,wy,19850504,1462601\n'
+    )
+    out = tmp_path / "clks.json"
+    args = ["encode", "--clkhash-schema", str(schema), "--secret", "s", "--input", str(data)]
+    loaded = _loaded_after(
+        "from oda_fed.cli import app; "
+        f"app(args={args + ['--out', str(out)]!r}, prog_name='oda-fed', standalone_mode=False)"
+    )
+    assert out.read_text().count('"') == 2 * 2 + 2  # "clks" and two CLKs
+    assert {"numba", "pyarrow"} <= loaded and "pandas" not in loaded

@@ -112,8 +112,8 @@ def _encode(
     chunk_rows: int,
     on_invalid: str,
 ) -> None:
-    # Only what the chosen encoding needs: a clkhash schema loads no project models.
-    from oda_fed.node.encode import FORMATS, encode_clkhash_file, encode_file
+    # Only what the chosen encoding needs: a clkhash schema loads no project models, nor pandas.
+    from oda_fed.node.encoded import FORMATS, encode_clkhash_file
     from oda_fed.pki import read_secret
 
     if (project is None) == (clkhash_schema is None):
@@ -141,6 +141,7 @@ def _encode(
         )
     else:
         from oda_fed.config import load_project
+        from oda_fed.node.encode import encode_file
         from oda_fed.node.sources import layout_for
 
         loaded = load_project(project)

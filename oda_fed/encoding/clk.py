@@ -50,7 +50,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from oda_fed.encoding.engine import (
     FieldBatch,
@@ -149,6 +148,8 @@ class _FieldMasks:
 
 def _factorize(column: Sequence[object], name: str) -> tuple[np.ndarray, list[str]]:
     """``(codes, values)``: each row's distinct value (-1 when missing) and the values."""
+    import pandas as pd  # the project's columns come from pandas; clkhash's path needs none
+
     if not isinstance(column, pd.Series | pd.Index | np.ndarray | pd.api.extensions.ExtensionArray):
         column = np.asarray(column, dtype=object)
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
@@ -269,7 +270,7 @@ def _check_table(
 
 
 def _rows(column: Sequence[object], lo: int, hi: int) -> Sequence[object]:
-    return column.iloc[lo:hi] if isinstance(column, pd.Series) else column[lo:hi]
+    return column.iloc[lo:hi] if hasattr(column, "iloc") else column[lo:hi]  # a pandas Series
 
 
 def encode_records(

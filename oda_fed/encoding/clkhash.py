@@ -59,11 +59,12 @@ import hashlib
 import hmac
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import pandas as pd
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -75,6 +76,7 @@ from oda_fed.encoding.clkhash_schema import (
     NumericComparison,
 )
 from oda_fed.encoding.clkhash_values import format_values, shown, token_ks, tokenise
+from oda_fed.encoding.distinct import factorize
 from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
 from oda_fed.encoding.token_batches import TokenLists
 from oda_fed.errors import AuthError, InputDataError
@@ -215,16 +217,62 @@ _Problem = tuple[int, int, int, str]
 """(0 for a failed check or 1 for a value that cannot be hashed, row, feature index, message)."""
 
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+Rows = Union["pd.DataFrame", "pa.Table", Sequence[Sequence[str]]]
+"""A chunk of records: a pandas frame, an Arrow table of text columns, or rows of strings."""
+
+
+def _is_pandas(value: object) -> bool:
+    # Not imported for this: a process that never loaded pandas (oda-fed encode with a
+    # clkhash schema reads with Arrow) holds no pandas object.
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, pd.DataFrame | pd.Series)
+
+
+def _is_pandas_text(column: object) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(getattr(column, "dtype", None), pd.StringDtype)
+
+
+def _is_arrow(value: object) -> bool:
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(value, pa.Table | pa.Array | pa.ChunkedArray)
+
+
+def _is_table(rows: object) -> bool:
+    return _is_arrow(rows) or _is_pandas(rows)
+
+
+def _arrow_factorize(column: object, identifier: str) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow as pa
+
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        raise InputDataError(
+            f"column {identifier!r}: values must be strings, found {column.type} (read the "
+            "file with every column as text)"
+        )
+    return factorize(column)
+
+
 def _factorize(column: object, identifier: str) -> tuple[np.ndarray, list[str]]:
     """Row -> distinct value codes; a missing cell (None, NaN) is the empty string, as clkhash
     reads an empty CSV cell."""
-    if not isinstance(column, pd.Series | np.ndarray):
-        column = np.asarray(column, dtype=object)
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    codes = np.asarray(codes, dtype=np.int64)
-    values = np.asarray(uniques, dtype=object).tolist()
-    # A pandas string column holds only strings (missing cells aside), so only others are checked.
-    if not isinstance(getattr(column, "dtype", None), pd.StringDtype):
+    if _is_arrow(column):
+        codes, uniques = _arrow_factorize(column, identifier)
+        values = uniques.tolist()
+    else:
+        import pandas as pd  # only for rows given as a frame or Python values
+
+        if not isinstance(column, pd.Series | np.ndarray):
+            column = np.asarray(column, dtype=object)
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        codes = np.asarray(codes, dtype=np.int64)
+        values = np.asarray(uniques, dtype=object).tolist()
+    # A string column holds only strings (missing cells aside), so only others are checked.
+    if not _is_arrow(column) and not _is_pandas_text(column):
         for value in values:
             if not isinstance(value, str):
                 raise InputDataError(
@@ -290,7 +338,7 @@ class ClkhashEncoder:
 
     def encode(
         self,
-        rows: pd.DataFrame | Sequence[Sequence[str]],
+        rows: Rows,
         *,
         first_row: int = 0,
         out: np.ndarray | None = None,
@@ -336,13 +384,11 @@ class ClkhashEncoder:
         return out
 
 
-def _columns(
-    rows: pd.DataFrame | Sequence[Sequence[str]], schema: ClkhashSchema, *, first_row: int
-) -> Callable[[int], object]:
+def _columns(rows: Rows, schema: ClkhashSchema, *, first_row: int) -> Callable[[int], object]:
     """Check the shape of ``rows`` and return ``column(index)``."""
     width = len(schema.features)
-    if isinstance(rows, pd.DataFrame):
-        header = [str(name) for name in rows.columns]
+    if _is_table(rows):
+        header = [str(name) for name in rows.columns] if _is_pandas(rows) else rows.column_names
         expected = schema.identifiers
         if header != expected:
             differ = [
@@ -355,6 +401,8 @@ def _columns(
             raise InputDataError(
                 f"the columns do not match the schema's features: {'; '.join(differ)}"
             )
+        if _is_arrow(rows):
+            return rows.column
         return lambda index: rows.iloc[:, index]
     for i, row in enumerate(rows):
         if len(row) != width:
@@ -368,7 +416,7 @@ def _columns(
 
 def encode_clkhash(
     schema: ClkhashSchema,
-    rows: pd.DataFrame | Sequence[Sequence[str]],
+    rows: Rows,
     *,
     secret: bytes | str,
     progress: Callable[[int], None] | None = None,
@@ -411,6 +459,7 @@ def encode_clkhash(
     >>> schema = parse_clkhash_schema({"version": 3, "clkConfig": {"l": 128, "kdf": {"type":
     ...     "HKDF"}}, "features": [{"identifier": "name", "format": {"type": "string"},
     ...     "hashing": {"comparison": {"type": "ngram", "n": 2}, "strategy": {"bitsPerToken": 5}}}]})
+    >>> import pandas as pd
     >>> clks = encode_clkhash(schema, pd.DataFrame({"name": ["anna", "ann"]}), secret="s3cret")
     >>> clks.shape, clks.dtype
     ((2, 2), dtype('uint64'))
@@ -420,7 +469,10 @@ def encode_clkhash(
     out = np.zeros((n, math.ceil(schema.bits / 64)), dtype=np.uint64)
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(lo + CHUNK_ROWS, n)
-        chunk = rows.iloc[lo:hi] if isinstance(rows, pd.DataFrame) else rows[lo:hi]
+        if _is_table(rows):
+            chunk = rows.iloc[lo:hi] if _is_pandas(rows) else rows.slice(lo, hi - lo)
+        else:
+            chunk = rows[lo:hi]
         encoder.encode(chunk, first_row=lo, out=out[lo:hi])
         if progress is not None:
             progress(hi)

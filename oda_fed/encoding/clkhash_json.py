@@ -135,7 +135,7 @@ def write_clkhash_json(clks: np.ndarray, path: Path, *, bits: int) -> Path:
     return write_atomic(Path(path), write)
 
 
-def _json_parts(data: np.ndarray) -> Iterator[bytes]:
+def _json_parts(data: np.ndarray) -> Iterator[bytes | memoryview]:
     """The bytes of ``json.dumps({"clks": [base64 of each row, ...]})``, in parts.
 
     ``data`` is clkhash's bytes of each CLK (``uint8`` of shape ``(n, nbytes)``, as
@@ -168,7 +168,8 @@ def _json_parts(data: np.ndarray) -> Iterator[bytes]:
             rows[:, width + 1 - pad : width + 1] = ord("=")
         rows[:, width + 1 :] = np.frombuffer(b'", ', dtype=np.uint8)
         flat = rows.reshape(-1)
-        yield (flat[:-2] if start + len(block) == n else flat).tobytes()  # no ", " after the last
+        # No ", " after the last row; a view, not a copy (the file takes any buffer).
+        yield memoryview(flat[:-2] if start + len(block) == n else flat)
     yield b"]}"
 
 

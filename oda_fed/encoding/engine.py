@@ -28,13 +28,15 @@ which are emptied between chunks once they pass ``max_values`` values or ``max_t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+from numba import njit
 
 from oda_fed.encoding import kernels
+from oda_fed.encoding.distinct import factorize
 from oda_fed.encoding.token_batches import TokenLists
 
 Hasher = Callable[[list[Hashable], np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -57,6 +59,24 @@ Tokenise = Callable[[list[str]], tuple[TokenLists, np.ndarray, dict[int, str]]]
 ``problems`` maps the index of a value that cannot be encoded to what is wrong with it; such a
 value must have no tokens, and is not cached.
 """
+
+
+def start_kernels() -> threading.Thread:
+    """Pay Numba's start-up in a thread of its own, and return the thread.
+
+    The first call of any kernel in a process sets up Numba's compiler state (about a quarter
+    of a second) before it loads its cached code. A process that reads its input first
+    (``oda-fed encode``) starts this, reads (Arrow releases the GIL), and its kernels' first
+    calls then only load their own code.
+    """
+    thread = threading.Thread(target=_ready, args=(np.int64(0),), daemon=True)
+    thread.start()
+    return thread
+
+
+@njit(cache=True)
+def _ready(x: np.int64) -> np.int64:
+    return x + 1
 
 
 class TokenCache:
@@ -444,7 +464,7 @@ def salted(batch: FieldBatch, *, salt_codes: np.ndarray, salt_values: Sequence[s
     u = max(batch.values, 1)
     codes = np.full(len(batch.codes), -1, dtype=np.int64)
     present = batch.codes >= 0
-    pair_codes, pairs = pd.factorize((salt_codes[present] + 1) * u + batch.codes[present])
+    pair_codes, pairs = factorize((salt_codes[present] + 1) * u + batch.codes[present])
     codes[present] = pair_codes
     pairs = np.asarray(pairs, dtype=np.int64)
     pair_value, pair_salt = pairs % u, pairs // u - 1
@@ -462,7 +482,7 @@ def salted(batch: FieldBatch, *, salt_codes: np.ndarray, salt_values: Sequence[s
     salty = np.flatnonzero(occ_salt >= 0)
     if salty.size:
         t = max(len(batch.cache), 1)
-        index, distinct = pd.factorize(occ_salt[salty] * t + occ_token[salty])
+        index, distinct = factorize(occ_salt[salty] * t + occ_token[salty])
         distinct = np.asarray(distinct, dtype=np.int64)
         names = batch.cache.keys(distinct % t)
         keys = [

@@ -14,10 +14,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from oda_fed.encoding import kernels
 from oda_fed.encoding.codepoints import CodePoints
+from oda_fed.encoding.distinct import factorize
 
 # Code points need 21 bits, so an n-gram packs into one uint64 (a fast hash key) when
 # 21 * n bits, plus the position bits of a positional n-gram, fit.
@@ -94,6 +94,8 @@ class TokenLists:
     @classmethod
     def single(cls, keys: Sequence[Hashable]) -> TokenLists:
         """One token per value: value ``v`` has the token ``keys[v]``."""
+        import pandas as pd  # keys of any hashable type; not on clkhash's path
+
         index, distinct = pd.factorize(np.asarray(keys, dtype=object))
         offsets = np.arange(len(keys) + 1, dtype=np.int64)
         return cls(offsets, np.asarray(index, dtype=np.int64), list(distinct))
@@ -313,8 +315,7 @@ def _keyed_grams(
         )
         if not len(keys):
             return np.zeros(0, dtype=np.int64), []
-        index, distinct = pd.factorize(keys)
-        index = np.asarray(index, dtype=np.int64)
+        index, distinct = factorize(keys)
         distinct = np.asarray(distinct, dtype=np.uint64)
         radix = 1 << _CODE_BITS
         alphabet = None

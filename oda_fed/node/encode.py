@@ -6,16 +6,13 @@ plus the compact results (128 bytes of CLK per record at 1024 bits), whatever th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oda_fed.encoding import (
-    ClkhashEncoder,
-    ClkhashSchema,
     FieldEncoding,
     default_field_encoding,
     encode_records,
@@ -23,20 +20,13 @@ from oda_fed.encoding import (
 from oda_fed.encoding.evidence import Evidence, EvidenceEncoder
 from oda_fed.encoding.exact import derive_token_key, exact_tokens
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
-from oda_fed.node.sources import (
-    Layout,
-    PreparedSource,
-    ReadOptions,
-    count_rows,
-    iter_prepared,
-    read_source,
-)
+from oda_fed.node.encoded import FORMATS, Progress
+from oda_fed.node.encoded import EncodedSource as EncodedSource
+from oda_fed.node.encoded import encode_clkhash_file as encode_clkhash_file
+from oda_fed.node.sources import Layout, PreparedSource, count_rows, iter_prepared
 
 if TYPE_CHECKING:
     from oda_fed.config import Project
-
-#: Called with (records done, records in the file).
-Progress = Callable[[int, int], None]
 
 
 def field_encodings(project: Project) -> list[FieldEncoding]:
@@ -82,25 +72,6 @@ def encode_source(
     if chosen is None:
         return clks
     return harden(clks, hardening=chosen, secret=secret, context=project.name)
-
-
-@dataclass(frozen=True)
-class EncodedSource:
-    """A file's records as CLKs; the raw values are gone. Nothing here leaves the node but CLKs."""
-
-    path: Path
-    record_ids: np.ndarray  # object array of str, file order
-    clks: np.ndarray  # uint64 (n, bits // 64), file order
-    attributes: dict[str, list[str]]
-    missing: dict[str, int]
-    invalid: dict[str, int]
-    # keyed tokens of exact identifiers the project marks keyed_token: field -> 32 bytes or None
-    tokens: dict[str, list[bytes | None]]
-    # field evidence, when the project links with method = "fields"
-    evidence: Evidence | None = None
-
-    def __len__(self) -> int:
-        return len(self.record_ids)
 
 
 def encode_file(
@@ -173,77 +144,6 @@ def evidence_encoder(project: Project, secret: bytes) -> EvidenceEncoder | None:
     if project.linkage.method != "fields":
         return None
     return EvidenceEncoder(field_encodings(project), secret=secret, context=project.name)
-
-
-def encode_clkhash_file(
-    path: Path,
-    *,
-    schema: ClkhashSchema,
-    secret: bytes | str,
-    chunk_rows: int = 100_000,
-    progress: Progress | None = None,
-    read: ReadOptions | None = None,
-) -> EncodedSource:
-    """Encode ``path`` with a clkhash v3 schema, a chunk at a time, bit for bit as clkhash does.
-
-    The header must name the schema's features in order; a record's id is its row number from
-    0, the order of clkhash's output. Values are encoded as they are, without standardising, and
-    no attribute, count or keyed token is kept: a clkhash schema declares none.
-
-    Parameters
-    ----------
-    path
-        The file to encode: CSV, Parquet or xlsx (see :func:`oda_fed.node.sources.read_source`).
-    schema
-        The loaded schema (:func:`~oda_fed.encoding.load_clkhash_schema`); ``schema.bits`` is the
-        CLK length, padded to whole 64-bit words in the result.
-    secret
-        The clkhash secret.
-    chunk_rows
-        Rows read and encoded at a time; the CLKs do not depend on it.
-    progress
-        Called with (records done, records in the file) after each chunk.
-    read
-        How to read ``path`` (format, encoding, delimiter, sheet); by default UTF-8 CSV, or
-        as its suffix says.
-
-    Raises
-    ------
-    InputDataError
-        For a value the schema refuses, naming its row; nothing is returned.
-
-    Examples
-    --------
-    >>> schema = load_clkhash_schema(Path("schema.json"))  # doctest: +SKIP
-    >>> encoded = encode_clkhash_file(Path("people.csv"), schema=schema,
-    ...                               secret="secret")  # doctest: +SKIP
-    >>> encoded.clks.shape  # doctest: +SKIP
-    (28, 16)
-    """
-    encoder = ClkhashEncoder(schema, secret=secret)  # one encoder: its caches carry across chunks
-    total = count_rows(path, read) if progress is not None else 0
-    parts, done = [], 0
-    for frame in read_source(path, chunk_rows=chunk_rows, options=read):
-        parts.append(encoder.encode(frame, first_row=done))
-        done += len(frame)
-        if progress is not None:
-            progress(done, max(total, done))
-    words = -(-schema.bits // 64)
-    clks = np.concatenate(parts) if parts else np.zeros((0, words), dtype=np.uint64)
-    record_ids = np.empty(len(clks), dtype=object)
-    record_ids[:] = list(map(str, range(len(clks))))  # twice as fast as .astype(str)
-    return EncodedSource(
-        path=Path(path),
-        record_ids=record_ids,
-        clks=clks,
-        attributes={},
-        missing={},
-        invalid={},
-        tokens={},
-    )
-
-
-FORMATS = ("npy", "arrow")
 
 
 def write_encoded(encoded: EncodedSource, out: Path, *, fmt: str) -> Path:

@@ -52,6 +52,27 @@ def test_frames_and_row_lists_give_the_same_clks() -> None:
     assert clks[0].any() and clks[2].any()
 
 
+def test_arrow_tables_give_the_frames_clks_in_chunks_and_refuse_other_types() -> None:
+    import pyarrow as pa
+
+    table = pa.table(
+        {name: [row[i] for row in ROWS] for i, name in enumerate(["id", "name", "year"])}
+    )
+    expected = encode_clkhash(SCHEMA, ROWS, secret=SECRET)
+    np.testing.assert_array_equal(encode_clkhash(SCHEMA, table, secret=SECRET), expected)
+    encoder = ClkhashEncoder(SCHEMA, secret=SECRET)  # a chunked column, and a slice of a table
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=3))
+    np.testing.assert_array_equal(encoder.encode(chunked), expected)
+    np.testing.assert_array_equal(encoder.encode(table.slice(1, 2), first_row=1), expected[1:3])
+    nulls = table.set_column(1, "name", pa.array(["anna", "bob", None, "anna"]))
+    np.testing.assert_array_equal(encode_clkhash(SCHEMA, nulls, secret=SECRET), expected)
+    years = table.set_column(2, "year", pa.array([1980, None, 2001, 1980]))
+    with pytest.raises(InputDataError, match="column 'year': values must be strings, found int64"):
+        encode_clkhash(SCHEMA, years, secret=SECRET)
+    with pytest.raises(InputDataError, match="column 1: 'surname' where the schema has 'name'"):
+        encode_clkhash(SCHEMA, table.rename_columns(["id", "surname", "year"]), secret=SECRET)
+
+
 def test_missing_cells_read_as_empty_strings() -> None:
     frame = _frame()
     frame.loc[2, "name"] = None

@@ -20,11 +20,11 @@ import pytest
 from oda_fed.config import NodeSource, Project, load_node_config
 from oda_fed.errors import ConfigError, InputDataError
 from oda_fed.node import check
+from oda_fed.node.reading import _read_csv_pandas
 from oda_fed.node.sources import (
     EmptyExtractError,
     PreparedSource,
     ReadOptions,
-    _read_csv_pandas,
     count_rows,
     iter_prepared,
     layout_for,
@@ -467,11 +467,79 @@ def test_a_large_csv_is_read_in_blocks_as_pandas_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Past the size read in one go, Arrow reads blocks; the frames are still chunk_rows each.
-    monkeypatch.setattr("oda_fed.node.sources._CSV_WHOLE_BYTES", 100)
-    monkeypatch.setattr("oda_fed.node.sources._CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr("oda_fed.node.reading._CSV_WHOLE_BYTES", 100)
+    monkeypatch.setattr("oda_fed.node.reading._CSV_BLOCK_BYTES", 64)
     path = tmp_path / "in.csv"
     path.write_text("a,b\n" + "".join(f'{i:04d},"x\ny{i}"\n' for i in range(50)))
     got = list(read_csv(path, chunk_rows=7))
     expected = list(_read_csv_pandas(path, chunk_rows=7, encoding="utf-8", delimiter=","))
     assert [len(f) for f in got] == [len(f) for f in expected]
     pd.testing.assert_frame_equal(pd.concat(got), pd.concat(expected))
+
+
+def _as_tables(path: Path, **options) -> list[pa.Table] | str:
+    from oda_fed.node.reading import read_tables
+
+    try:
+        return list(read_tables(path, **options))
+    except InputDataError as exc:
+        return str(exc)
+
+
+def _as_frames(path: Path, **options) -> list[pd.DataFrame] | str:
+    try:
+        return list(read_source(path, **options))
+    except InputDataError as exc:
+        return str(exc)
+
+
+def _same_text(tables: list[pa.Table] | str, frames: list[pd.DataFrame] | str) -> None:
+    if isinstance(frames, str):
+        assert tables == frames
+        return
+    assert [t.num_rows for t in tables] == [len(f) for f in frames]
+    for table, frame_ in zip(tables, frames, strict=True):
+        assert table.column_names == [str(c) for c in frame_.columns]
+        assert all(pa.types.is_string(t) for t in table.schema.types)
+        assert table.to_pydict() == frame_.to_dict("list")
+
+
+@pytest.mark.parametrize("name", TRICKY_CSVS)
+@pytest.mark.parametrize("chunk_rows", [None, 2])
+def test_csv_as_arrow_tables_holds_the_frames_text(
+    tmp_path: Path, name: str, chunk_rows: int | None
+) -> None:
+    # What a clkhash schema encodes from (without pandas where Arrow can parse the file): the
+    # same text, chunks and errors as the frames the project's preparation reads.
+    path = tmp_path / "in.csv"
+    path.write_bytes(TRICKY_CSVS[name])
+    read = ReadOptions(delimiter=";" if name == "semicolons" else ",")
+    options = {"chunk_rows": chunk_rows, "options": read}
+    _same_text(_as_tables(path, **options), _as_frames(path, **options))
+
+
+def test_every_format_as_arrow_tables_holds_the_frames_text(tmp_path: Path) -> None:
+    paths = [
+        (write_csv(tmp_path / "c.csv", encoding="cp1252", delimiter=";"),
+         ReadOptions(encoding="cp1252", delimiter=";")),
+        (write_parquet(tmp_path / "p.parquet", row_group_size=2), ReadOptions()),
+        (write_xlsx(tmp_path / "x.xlsx"), ReadOptions()),
+        (tmp_path / "missing.csv", ReadOptions()),
+        (tmp_path / "missing.parquet", ReadOptions()),
+    ]  # fmt: skip
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    paths.append((tmp_path / "empty.parquet", ReadOptions()))
+    for path, read in paths:
+        for chunk_rows in (None, 2):
+            options = {"chunk_rows": chunk_rows, "options": read}
+            _same_text(_as_tables(path, **options), _as_frames(path, **options))
+    (table,) = _as_tables(tmp_path / "c.csv", options=paths[0][1])
+    assert table.column("forename").to_pylist() == FIRST
+
+
+def test_a_csv_in_a_mistaken_encoding_is_refused_as_tables_too(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes("name\nRenée\n".encode("cp1252"))
+    said = _as_tables(path)
+    assert isinstance(said, str) and "cannot be read as utf-8 text" in said
+    assert said == _as_frames(path)
