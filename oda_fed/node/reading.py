@@ -1,9 +1,9 @@
 """Read an extract as text columns: the formats and options, and the CSV reader.
 
 Arrow parses a CSV; its text columns become pandas frames for the project's preparation
-(:mod:`oda_fed.node.sources`), or stay Arrow tables for a clkhash schema's encoding
-(:func:`read_tables`), which so never imports pandas: that alone was a fifth of
-``oda-fed encode --clkhash-schema``'s whole process. Nothing here standardises a value.
+(:mod:`oda_fed.node.sources`), or stay Arrow tables (:func:`read_tables`) for a clkhash schema's
+encoding, so that ``oda-fed encode --clkhash-schema`` never imports pandas (importing it was a
+fifth of that whole process). Nothing here standardises a value.
 """
 
 from __future__ import annotations
