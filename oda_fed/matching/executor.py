@@ -37,6 +37,15 @@ from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching import probabilistic as fs
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.solve import (
+    Clustering,
+    PairCandidates,
+    assemble,
+    component_units,
+    merge_all,
+    ordered_edges,
+    resolve,
+)
 from oda_fed.matching.units import (
     Done,
     best_two_of_rows,
@@ -44,6 +53,7 @@ from oda_fed.matching.units import (
     dice_rows,
     forget,
     lsh_bands,
+    resolve_components,
     token_rule,
 )
 
@@ -54,6 +64,8 @@ BANDS_PER_UNIT = 4
 UNITS_PER_WORKER = 4
 #: Fewest candidate pairs per unit of comparison levels (see DaskExecutor.min_unit_pairs).
 MIN_UNIT_PAIRS = 250_000
+#: Fewest edges per unit of resolution (see DaskExecutor.min_unit_edges).
+MIN_UNIT_EDGES = 250_000
 #: Seconds to wait for a scheduler to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 10
 
@@ -115,6 +127,17 @@ class Executor:
         """The LSH join of every band (:func:`~oda_fed.matching.blocking.blocked_candidates`)."""
         return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
 
+    def resolve(
+        self,
+        sizes: Sequence[int],
+        pairs: Sequence[PairCandidates],
+        *,
+        one_per_source: bool = True,
+        trusted_from: float | None = None,
+    ) -> Clustering:
+        """Entities from the candidates (:func:`~oda_fed.matching.solve.resolve`)."""
+        return resolve(sizes, pairs, one_per_source=one_per_source, trusted_from=trusted_from)
+
     def close(self) -> None:
         """Release what the executor holds (nothing, here)."""
 
@@ -133,6 +156,8 @@ class DaskExecutor(Executor):
     """
 
     kind = "dask"
+    #: Fewest edges a unit of resolution gets: below, shipping them costs more than merging.
+    min_unit_edges = MIN_UNIT_EDGES
 
     def __init__(self, client: Any, *, shared_dir: Path, cluster: Any = None,
                  bands_per_unit: int = BANDS_PER_UNIT, threads: int = 0) -> None:  # fmt: skip
@@ -231,6 +256,30 @@ class DaskExecutor(Executor):
                       tuple(comparisons)) for lo, hi in spans]  # fmt: skip
             self._run("comparison levels", calls, take=parts.__setitem__)
         return np.concatenate(parts)
+
+    def resolve(
+        self,
+        sizes: Sequence[int],
+        pairs: Sequence[PairCandidates],
+        *,
+        one_per_source: bool = True,
+        trusted_from: float | None = None,
+    ) -> Clustering:
+        # Deduplication, the order and the trusted level need all edges: they stay here.
+        edges = ordered_edges(sizes, pairs, one_per_source=one_per_source,
+                              trusted_from=trusted_from)  # fmt: skip
+        units = len(self._spans(len(edges.score), at_least=self.min_unit_edges))
+        order, spans = component_units(edges, units) if units > 1 else (None, [])
+        if len(spans) < 2:  # one unit, or one component holds nearly all edges
+            return merge_all(edges)
+        parts: list[Any] = [None] * len(spans)
+        arrays = {"a": edges.node_a[order], "b": edges.node_b[order], "score": edges.score[order]}
+        with self._shared(arrays) as paths:
+            calls = [(resolve_components, paths["a"], paths["b"], paths["score"], lo, hi,
+                      edges.offsets.tolist(), edges.one_per_source, edges.level)
+                     for lo, hi in spans]  # fmt: skip
+            self._run("resolution components", calls, take=parts.__setitem__)
+        return assemble(edges, parts)
 
     def _spans(self, n: int, *, at_least: int = 1) -> list[tuple[int, int]]:
         rows = max(at_least, math.ceil(n / (UNITS_PER_WORKER * self.workers())))

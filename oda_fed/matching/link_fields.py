@@ -42,7 +42,7 @@ from oda_fed.matching.executor import Executor
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
 from oda_fed.matching.settings import TokenRule
-from oda_fed.matching.solve import Clustering, PairCandidates, resolve
+from oda_fed.matching.solve import Clustering, PairCandidates
 
 Progress = Callable[[str], None]
 
@@ -433,7 +433,7 @@ def link_fields(
     if progress is not None:
         progress("resolving entities")
     sizes = [len(c) for c in clks]
-    clustering = resolve(sizes, pairs, one_per_source=one_per_source)
+    clustering = (executor or Executor()).resolve(sizes, pairs, one_per_source=one_per_source)
     scores = np.concatenate(best)
     # The candidates hold only the matches blocking found; the model counts all of them.
     expected = max(expected, model.prior * _cross_pairs(sizes))
