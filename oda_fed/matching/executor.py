@@ -4,7 +4,10 @@ Candidate generation is the part of matching that grows with N × N: all-pairs D
 and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
 left rows against all right rows, or a span of bands over both sides; so do the steps that grow
 with N or with the candidates: the quality pass (the other side in blocks of rows), field-aware
-linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates).
+linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates);
+and resolution into entities, as groups of whole connected components of the candidate graph
+(:func:`~oda_fed.matching.solve.merge_components`), once the coordinator has ordered the edges
+and learnt the trusted level from all of them.
 :class:`Executor` runs each as one call in this process, on the Numba kernels' own threads,
 exactly as matching always ran; :class:`DaskExecutor` submits the units to a Dask scheduler and
 merges their sparse results in a fixed order, so the results are identical bit for bit.
@@ -49,6 +52,7 @@ from oda_fed.matching.solve import (
 from oda_fed.matching.units import (
     Done,
     best_two_of_rows,
+    comparison_counts,
     comparison_rows,
     dice_rows,
     forget,
@@ -126,6 +130,19 @@ class Executor:
     ) -> _Join:
         """The LSH join of every band (:func:`~oda_fed.matching.blocking.blocked_candidates`)."""
         return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
+
+    def level_counts(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates' distinct level patterns and how many have each
+        (:func:`~.probabilistic.distinct_rows` of :meth:`levels`): all that a count needs."""
+        levels = fs.comparison_levels(comparisons, a, b, left, right)
+        return fs.distinct_rows(levels, [len(c.labels) for c in comparisons])
 
     def resolve(
         self,
@@ -257,6 +274,25 @@ class DaskExecutor(Executor):
             self._run("comparison levels", calls, take=parts.__setitem__)
         return np.concatenate(parts)
 
+    def level_counts(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # A map-reduce: each unit counts its candidates' patterns; integer sums here.
+        spans = self._spans(len(left), at_least=self.min_unit_pairs)
+        if len(spans) < 2:
+            return super().level_counts(comparisons, a, b, left, right)
+        parts: list[Any] = [None] * len(spans)
+        with self._shared(_evidence_arrays(a, b, left, right)) as paths:
+            sides = _evidence_paths(paths)
+            calls = [(comparison_counts, *sides, lo, hi, tuple(comparisons)) for lo, hi in spans]
+            self._run("level counts", calls, take=parts.__setitem__)
+        return fs.add_counts(parts, [len(c.labels) for c in comparisons])
+
     def resolve(
         self,
         sizes: Sequence[int],
@@ -380,6 +416,27 @@ class DaskExecutor(Executor):
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _evidence_arrays(a: Evidence, b: Evidence, left: np.ndarray, right: np.ndarray) -> dict:
+    """Both sides' field evidence and the candidates, to share with the workers."""
+    arrays: dict[Any, np.ndarray] = {"left": left, "right": right}
+    for side, ev in (("a", a), ("b", b)):
+        arrays.update({(side, "filters", k): v for k, v in ev.filters.items()})
+        arrays.update({(side, "tokens", k): v for k, v in ev.tokens.items()})
+    return arrays
+
+
+def _evidence_paths(paths: dict[Any, str]) -> tuple:
+    """The shared :func:`_evidence_arrays`' files as a comparison unit takes them: each side's
+    ``(filters, tokens)``, name to file, then the left and right candidates' files."""
+
+    def side(name: str) -> tuple[dict[str, str], dict[str, str]]:
+        of = {kind: {k[2]: p for k, p in paths.items() if k[:2] == (name, kind)}
+              for kind in ("filters", "tokens")}  # fmt: skip
+        return of["filters"], of["tokens"]
+
+    return side("a"), side("b"), paths["left"], paths["right"]
 
 
 def _lost(what: str, exc: BaseException) -> str:

@@ -117,13 +117,19 @@ def test_field_linkage_gives_the_same_weights_entities_and_estimate(
     executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clks, evidence, settings = field_sources
-    if isinstance(executor, DaskExecutor):  # the comparison levels and resolution in units too
+    if isinstance(executor, DaskExecutor):  # levels, EM's counts and resolution in units too
         monkeypatch.setattr(executor, "min_unit_pairs", 1_000)
         monkeypatch.setattr(executor, "min_unit_edges", 1)
+        before = len(executor.units)
     want = link_with_quality(clks, settings=settings, evidence=evidence)
     got = link_with_quality(clks, settings=settings, evidence=evidence, executor=executor)
     assert got.model is not None and want.model is not None
     assert got.model.to_json() == want.model.to_json()  # EM's parameters
+    assert (got.model.iterations, got.model.converged, got.model.split) == (
+        want.model.iterations, want.model.converged, want.model.split)  # fmt: skip
+    if isinstance(executor, DaskExecutor):
+        done = {what for what, _ in executor.units[before:]}
+        assert {"level counts", "comparison levels", "resolution components"} <= done
     assert got.blocking == want.blocking
     assert np.array_equal(got.best_scores, want.best_scores)
     for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
@@ -151,6 +157,42 @@ def test_comparison_levels_in_units_of_candidates_are_the_same(
     if isinstance(executor, DaskExecutor):
         done = [what for what, _ in executor.units[before:]]
         assert done.count("comparison levels") >= 2
+        assert not any(executor.shared_dir.iterdir())
+
+
+def test_level_pattern_counts_are_a_map_reduce_with_the_same_counts(
+    executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each unit counts its candidates' level patterns; the sums are the counts of all rows,
+    and u and the household tables from them are those of the rows, bit for bit."""
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    comparisons = fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
+    n_levels = [len(c.labels) for c in comparisons]
+    left, right = fs.token_pairs(evidence[0], evidence[1], fs.blocking_rules(comparisons))
+    if isinstance(executor, DaskExecutor):
+        monkeypatch.setattr(executor, "min_unit_pairs", 100)
+        before = len(executor.units)
+    patterns, counts = executor.level_counts(comparisons, evidence[0], evidence[1], left, right)
+    levels = fs.comparison_levels(comparisons, evidence[0], evidence[1], left, right)
+    want = fs.distinct_rows(levels, n_levels)
+    assert patterns.dtype == levels.dtype and counts.dtype == np.int64
+    assert np.array_equal(patterns, want[0]) and np.array_equal(counts, want[1])
+    assert len(patterns) > 10 and counts.sum() == len(levels)
+    for x, y in zip(fs.estimate_u(patterns, n_levels, counts=counts), fs.estimate_u(levels, n_levels),
+                    strict=True):  # fmt: skip
+        assert np.array_equal(x, y)
+    assert np.array_equal(fs.presence(patterns, counts), (levels != fs.NULL).mean(axis=0))
+    u = fs.estimate_u(levels, n_levels)
+    tables = fs.household(comparisons, patterns, u, counts=counts)
+    assert tables is not None
+    for x, y in zip(tables, fs.household(comparisons, levels, u), strict=True):
+        assert np.array_equal(x, y)
+    if isinstance(executor, DaskExecutor):
+        done = [what for what, _ in executor.units[before:]]
+        assert done.count("level counts") >= 2
         assert not any(executor.shared_dir.iterdir())
 
 
