@@ -4,7 +4,8 @@ Candidate generation is the part of matching that grows with N × N: all-pairs D
 and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
 left rows against all right rows, or a span of bands over both sides; so do the steps that grow
 with N or with the candidates: the quality pass (the other side in blocks of rows), field-aware
-linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates);
+linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates; for
+EM's u and household tables each block returns only its level patterns' counts, which add up);
 and resolution into entities, as groups of whole connected components of the candidate graph
 (:func:`~oda_fed.matching.solve.merge_components`), once the coordinator has ordered the edges
 and learnt the trusted level from all of them.
