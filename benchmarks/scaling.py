@@ -22,7 +22,8 @@ with probability 1/32 (Dice about 0.96, as a typical true match). ``--real N`` l
 encoded synth records a side (:func:`blocking.realistic_pair`) the same two ways, to compare.
 ``--fields P`` links a synthetic population of P people at 2 partners the project's default
 way (field evidence, EM; LSH blocking) in-process and on the cluster, end to end from encoded
-records: the time of each, what the units cost by kind, and whether the entities are the same.
+records: the time of each, what the units cost by kind, and whether the entities and the EM
+model are the same.
 
 A worker's peak memory counts the pages of the memory-mapped CLK files it touched (shared
 with the other workers through the page cache) as well as its own. The machine is shared and
@@ -147,8 +148,10 @@ def fields(population: int, ex: DaskExecutor, seed: int) -> None:
         kinds.setdefault(what, []).append(d)
     same = all(np.array_equal(x, y) for x, y in zip(here.clustering.labels,
                                                     there.clustering.labels, strict=True))  # fmt: skip
+    model = here.model is not None and there.model is not None and (
+        here.model.to_json() == there.model.to_json())  # fmt: skip
     print(f"  in-process {local:.1f} s; on the cluster {wall:.1f} s ({wall / local:.2f}); "
-          f"same entities: {same}")  # fmt: skip
+          f"same entities: {same}; same EM model: {model}")  # fmt: skip
     for what, done in kinds.items():
         cpu = sum(d.cpu_seconds for d in done)
         print(f"  {what}: {len(done)} units, {cpu:.1f} CPU-s in all", flush=True)

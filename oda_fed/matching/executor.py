@@ -4,7 +4,11 @@ Candidate generation is the part of matching that grows with N × N: all-pairs D
 and LSH bands. Both split into independent units (:mod:`oda_fed.matching.units`): a block of
 left rows against all right rows, or a span of bands over both sides; so do the steps that grow
 with N or with the candidates: the quality pass (the other side in blocks of rows), field-aware
-linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates).
+linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates; for
+EM's u and household tables each block returns only its level patterns' counts, which add up);
+and resolution into entities, as groups of whole connected components of the candidate graph
+(:func:`~oda_fed.matching.solve.merge_components`), once the coordinator has ordered the edges
+and learnt the trusted level from all of them.
 :class:`Executor` runs each as one call in this process, on the Numba kernels' own threads,
 exactly as matching always ran; :class:`DaskExecutor` submits the units to a Dask scheduler and
 merges their sparse results in a fixed order, so the results are identical bit for bit.
@@ -37,13 +41,24 @@ from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching import probabilistic as fs
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.solve import (
+    Clustering,
+    PairCandidates,
+    assemble,
+    component_units,
+    merge_all,
+    ordered_edges,
+    resolve,
+)
 from oda_fed.matching.units import (
     Done,
     best_two_of_rows,
+    comparison_counts,
     comparison_rows,
     dice_rows,
     forget,
     lsh_bands,
+    resolve_components,
     token_rule,
 )
 
@@ -54,6 +69,8 @@ BANDS_PER_UNIT = 4
 UNITS_PER_WORKER = 4
 #: Fewest candidate pairs per unit of comparison levels (see DaskExecutor.min_unit_pairs).
 MIN_UNIT_PAIRS = 250_000
+#: Fewest edges per unit of resolution (see DaskExecutor.min_unit_edges).
+MIN_UNIT_EDGES = 250_000
 #: Seconds to wait for a scheduler to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 10
 
@@ -115,6 +132,30 @@ class Executor:
         """The LSH join of every band (:func:`~oda_fed.matching.blocking.blocked_candidates`)."""
         return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
 
+    def level_counts(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates' distinct level patterns and how many have each
+        (:func:`~.probabilistic.distinct_rows` of :meth:`levels`): all that a count needs."""
+        levels = fs.comparison_levels(comparisons, a, b, left, right)
+        return fs.distinct_rows(levels, [len(c.labels) for c in comparisons])
+
+    def resolve(
+        self,
+        sizes: Sequence[int],
+        pairs: Sequence[PairCandidates],
+        *,
+        one_per_source: bool = True,
+        trusted_from: float | None = None,
+    ) -> Clustering:
+        """Entities from the candidates (:func:`~oda_fed.matching.solve.resolve`)."""
+        return resolve(sizes, pairs, one_per_source=one_per_source, trusted_from=trusted_from)
+
     def close(self) -> None:
         """Release what the executor holds (nothing, here)."""
 
@@ -133,6 +174,8 @@ class DaskExecutor(Executor):
     """
 
     kind = "dask"
+    #: Fewest edges a unit of resolution gets: below, shipping them costs more than merging.
+    min_unit_edges = MIN_UNIT_EDGES
 
     def __init__(self, client: Any, *, shared_dir: Path, cluster: Any = None,
                  bands_per_unit: int = BANDS_PER_UNIT, threads: int = 0) -> None:  # fmt: skip
@@ -231,6 +274,49 @@ class DaskExecutor(Executor):
                       tuple(comparisons)) for lo, hi in spans]  # fmt: skip
             self._run("comparison levels", calls, take=parts.__setitem__)
         return np.concatenate(parts)
+
+    def level_counts(
+        self,
+        comparisons: Sequence[fs.Comparison],
+        a: Evidence,
+        b: Evidence,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # A map-reduce: each unit counts its candidates' patterns; integer sums here.
+        spans = self._spans(len(left), at_least=self.min_unit_pairs)
+        if len(spans) < 2:
+            return super().level_counts(comparisons, a, b, left, right)
+        parts: list[Any] = [None] * len(spans)
+        with self._shared(_evidence_arrays(a, b, left, right)) as paths:
+            sides = _evidence_paths(paths)
+            calls = [(comparison_counts, *sides, lo, hi, tuple(comparisons)) for lo, hi in spans]
+            self._run("level counts", calls, take=parts.__setitem__)
+        return fs.add_counts(parts, [len(c.labels) for c in comparisons])
+
+    def resolve(
+        self,
+        sizes: Sequence[int],
+        pairs: Sequence[PairCandidates],
+        *,
+        one_per_source: bool = True,
+        trusted_from: float | None = None,
+    ) -> Clustering:
+        # Deduplication, the order and the trusted level need all edges: they stay here.
+        edges = ordered_edges(sizes, pairs, one_per_source=one_per_source,
+                              trusted_from=trusted_from)  # fmt: skip
+        units = len(self._spans(len(edges.score), at_least=self.min_unit_edges))
+        order, spans = component_units(edges, units) if units > 1 else (None, [])
+        if len(spans) < 2:  # one unit, or one component holds nearly all edges
+            return merge_all(edges)
+        parts: list[Any] = [None] * len(spans)
+        arrays = {"a": edges.node_a[order], "b": edges.node_b[order], "score": edges.score[order]}
+        with self._shared(arrays) as paths:
+            calls = [(resolve_components, paths["a"], paths["b"], paths["score"], lo, hi,
+                      edges.offsets.tolist(), edges.one_per_source, edges.level)
+                     for lo, hi in spans]  # fmt: skip
+            self._run("resolution components", calls, take=parts.__setitem__)
+        return assemble(edges, parts)
 
     def _spans(self, n: int, *, at_least: int = 1) -> list[tuple[int, int]]:
         rows = max(at_least, math.ceil(n / (UNITS_PER_WORKER * self.workers())))
@@ -331,6 +417,27 @@ class DaskExecutor(Executor):
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _evidence_arrays(a: Evidence, b: Evidence, left: np.ndarray, right: np.ndarray) -> dict:
+    """Both sides' field evidence and the candidates, to share with the workers."""
+    arrays: dict[Any, np.ndarray] = {"left": left, "right": right}
+    for side, ev in (("a", a), ("b", b)):
+        arrays.update({(side, "filters", k): v for k, v in ev.filters.items()})
+        arrays.update({(side, "tokens", k): v for k, v in ev.tokens.items()})
+    return arrays
+
+
+def _evidence_paths(paths: dict[Any, str]) -> tuple:
+    """The shared :func:`_evidence_arrays`' files as a comparison unit takes them: each side's
+    ``(filters, tokens)``, name to file, then the left and right candidates' files."""
+
+    def side(name: str) -> tuple[dict[str, str], dict[str, str]]:
+        of = {kind: {k[2]: p for k, p in paths.items() if k[:2] == (name, kind)}
+              for kind in ("filters", "tokens")}  # fmt: skip
+        return of["filters"], of["tokens"]
+
+    return side("a"), side("b"), paths["left"], paths["right"]
 
 
 def _lost(what: str, exc: BaseException) -> str:

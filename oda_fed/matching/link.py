@@ -18,7 +18,6 @@ from oda_fed.matching import (
     PairCandidates,
     dice_candidates,  # noqa: F401 - the doctests use it
     kernels,
-    resolve,
 )
 from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
 from oda_fed.matching.candidates import MatchingInputError
@@ -233,7 +232,8 @@ def link_clks(
     )  # fmt: skip
     if progress is not None:
         progress("resolving entities")
-    return resolve([len(c) for c in clks], pairs, one_per_source=one_per_source)
+    return (executor or Executor()).resolve([len(c) for c in clks], pairs,
+                                            one_per_source=one_per_source)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -418,7 +418,7 @@ def link_with_quality(
                         executor)  # fmt: skip
     if progress is not None:
         progress("resolving entities")
-    clustering = resolve(
+    clustering = (executor or Executor()).resolve(
         [len(c) for c in clks], [p for p, _, _ in scored], one_per_source=settings.one_per_source
     )
     conflicts = TokenConflicts()

@@ -42,7 +42,7 @@ from oda_fed.matching.executor import Executor
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
 from oda_fed.matching.quality import QualityEstimate
 from oda_fed.matching.settings import TokenRule
-from oda_fed.matching.solve import Clustering, PairCandidates, resolve
+from oda_fed.matching.solve import Clustering, PairCandidates
 
 Progress = Callable[[str], None]
 
@@ -123,18 +123,20 @@ def _households(
     comparisons: Sequence[fs.Comparison],
     evidence: Sequence[Evidence],
     rng: np.random.Generator,
-) -> np.ndarray:
-    """The levels of pairs of records within each source that share a location
-    (:func:`~.probabilistic.household_rules`), a sample of at most :data:`HOUSEHOLD_SAMPLE`."""
-    found = [np.empty((0, len(comparisons)), dtype=np.int8)]
+    run: Executor,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The level patterns, with their counts, of pairs of records within each source that share
+    a location (:func:`~.probabilistic.household_rules`), a sample of at most
+    :data:`HOUSEHOLD_SAMPLE`."""
+    found = []
     rules = fs.household_rules(comparisons)
     for ev in evidence if rules else ():
         left, right = fs.token_pairs(ev, ev, rules)
         keep = left < right
         share = HOUSEHOLD_SAMPLE / len(evidence) / max(int(keep.sum()), 1)
         keep &= rng.random(len(left)) < share
-        found.append(fs.comparison_levels(comparisons, ev, ev, left[keep], right[keep]))
-    return np.concatenate(found)
+        found.append(run.level_counts(comparisons, ev, ev, left[keep], right[keep]))
+    return fs.add_counts(found, [len(c.labels) for c in comparisons])
 
 
 def train_model(
@@ -143,30 +145,34 @@ def train_model(
     *,
     seed: int = 0,
     one_per_source: bool = True,
+    executor: Executor | None = None,
 ) -> fs.Model:
     """u from random pairs and m with the prior from the training sessions, over all pairs of
     sources. With one record per person in a source (``one_per_source``), pairs within a source
     that share a location are different people: their levels give u where two records share
-    one (:func:`~.probabilistic.household`)."""
+    one (:func:`~.probabilistic.household`).
+
+    ``executor`` runs the comparisons (default: in this process). u and the household tables
+    need only counts of level patterns, a map-reduce on a cluster; the sessions' rows come back,
+    since each record's pairs compete for its one match (:func:`~.probabilistic.train`)."""
+    run = executor or Executor()
     sizes = [len(e) for e in evidence]
+    n_levels = [len(c.labels) for c in comparisons]
     random = fs.random_pairs(sizes, U_PAIRS, seed=seed)
-    levels = np.concatenate(
-        [
-            fs.comparison_levels(comparisons, evidence[i], evidence[j], left, right)
-            for i, j, left, right in random
-        ]  # fmt: skip
-    )
-    u = fs.estimate_u(levels, [len(c.labels) for c in comparisons])
-    present = (levels != fs.NULL).mean(axis=0) if len(levels) else None
+    patterns, counts = fs.add_counts(
+        [run.level_counts(comparisons, evidence[i], evidence[j], left, right)
+         for i, j, left, right in random], n_levels,
+    )  # fmt: skip
+    u = fs.estimate_u(patterns, n_levels, counts=counts)
+    present = fs.presence(patterns, counts)
     sessions = []
     rng = np.random.default_rng(seed)
     # A generator of its own: the sessions' samples stay those of the same seed without it.
     nearby = np.random.default_rng([seed, 1])
-    household = (
-        fs.household(comparisons, _households(comparisons, evidence, nearby), u)
-        if one_per_source
-        else None
-    )
+    household = None
+    if one_per_source:
+        seen, times = _households(comparisons, evidence, nearby, run)
+        household = fs.household(comparisons, seen, u, counts=times)
     n = len(evidence)
     for left_out, tokens, agree in fs.session_rules(comparisons):
         found, weights, ends, which_pair, pairs, sampled = [], [], ([], []), [], 0, False
@@ -186,8 +192,7 @@ def train_model(
                 ends[0].append((left.astype(np.int64) * n + j) * n + i)
                 ends[1].append((right.astype(np.int64) * n + i) * n + j)
                 which_pair.append(np.full(len(left), len(which_pair), dtype=np.int64))
-                found.append(fs.comparison_levels(comparisons, evidence[i], evidence[j], left,
-                                                  right))  # fmt: skip
+                found.append(run.levels(comparisons, evidence[i], evidence[j], left, right))
         if pairs:
             weighted = np.concatenate(weights)
             # A sampled right record has lost most of its rivals: only the left ones compete.
@@ -400,7 +405,8 @@ def link_fields(
         raise MatchingInputError("field evidence is missing or does not match the CLKs")
     if progress is not None:
         progress("training the match weights")
-    model = train_model(comparisons, evidence, one_per_source=one_per_source)
+    model = train_model(comparisons, evidence, one_per_source=one_per_source,
+                        executor=executor)  # fmt: skip
     scoring = FieldScoring(tuple(comparisons), model, clk_threshold, blocking, one_per_source,
                            token_rule, executor)  # fmt: skip
     pairs, best, expected, counts = [], [np.empty(0)], 0.0, []
@@ -433,7 +439,7 @@ def link_fields(
     if progress is not None:
         progress("resolving entities")
     sizes = [len(c) for c in clks]
-    clustering = resolve(sizes, pairs, one_per_source=one_per_source)
+    clustering = (executor or Executor()).resolve(sizes, pairs, one_per_source=one_per_source)
     scores = np.concatenate(best)
     # The candidates hold only the matches blocking found; the model counts all of them.
     expected = max(expected, model.prior * _cross_pairs(sizes))

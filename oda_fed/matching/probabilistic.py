@@ -459,11 +459,16 @@ HOUSEHOLD_START = 100.0
 
 
 def household(
-    comparisons: Sequence[Comparison], levels: np.ndarray, u: Sequence[np.ndarray]
+    comparisons: Sequence[Comparison],
+    levels: np.ndarray,
+    u: Sequence[np.ndarray],
+    *,
+    counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...] | None:
     """How differently the other comparisons weigh when two records share a location, from the
     ``levels`` of pairs of records in one source that share one (different people, where each
-    partner holds a person once: :func:`household_rules`).
+    partner holds a person once: :func:`household_rules`); ``counts``: how many pairs each row
+    stands for, when the rows are distinct patterns (:func:`add_counts`).
 
     Fellegi–Sunter counts the comparisons as independent, but people at one address are mostly
     one family: a family name in common, a couple rarely of one sex, siblings rarely born on one
@@ -485,30 +490,33 @@ def household(
     n_levels = [len(c.labels) for c in comparisons]
     tables = [np.zeros((n_levels[loc], k)) for k in n_levels]
     for level in range(1, n_levels[loc]):
-        at = levels[levels[:, loc] == level]
+        here = levels[:, loc] == level
+        at, times = levels[here], None if counts is None else counts[here]
         for c, k in enumerate(n_levels):
-            counts = np.bincount(at[:, c], minlength=k)[1:].astype(float)
-            if c == loc or counts.sum() < HOUSEHOLD_MIN:
+            counts_c = np.bincount(at[:, c], weights=times, minlength=k)[1:].astype(float)
+            if c == loc or counts_c.sum() < HOUSEHOLD_MIN:
                 continue
-            there = (counts + HOUSEHOLD_START * u[c][1:]) / (counts.sum() + HOUSEHOLD_START)
+            there = (counts_c + HOUSEHOLD_START * u[c][1:]) / (counts_c.sum() + HOUSEHOLD_START)
             # A level rarer there than between random pairs weighs more only as far as its
             # count shows (about a 95 % upper bound): none in a thousand pairs does not show a
             # rate below 1 in 10,000.
-            upper = (counts + 2 * np.sqrt(counts) + 1) / counts.sum()
+            upper = (counts_c + 2 * np.sqrt(counts_c) + 1) / counts_c.sum()
             there = np.maximum(there, np.minimum(u[c][1:], upper))
             tables[c][level, 1:] = np.log2(np.maximum(u[c][1:], 1e-12) / there)
     return tuple(tables) if any(t.any() for t in tables) else None
 
 
-def estimate_u(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.ndarray, ...]:
+def estimate_u(
+    levels: np.ndarray, n_levels: Sequence[int], *, counts: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
     """u per level from the levels of random pairs (nearly all non-matches), smoothed so no
-    level has u = 0."""
+    level has u = 0; ``counts``: how many pairs each row stands for (distinct patterns)."""
     out = []
     for c, k in enumerate(n_levels):
-        counts = np.bincount(levels[:, c], minlength=k).astype(float)
-        counts[NULL] = 0.0
-        counts[1:] += 0.5
-        out.append(counts / counts[1:].sum())
+        seen = np.bincount(levels[:, c], weights=counts, minlength=k).astype(float)
+        seen[NULL] = 0.0
+        seen[1:] += 0.5
+        out.append(seen / seen[1:].sum())
     return tuple(out)
 
 
@@ -531,6 +539,44 @@ def distinct_rows(
         rows[:, c] = codes % n_levels[c]
         codes //= n_levels[c]
     return rows, counts
+
+
+def add_counts(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], n_levels: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reduce of level counts: distinct patterns (sorted) and their ``int64`` counts summed
+    over ``parts``, each ``(patterns, counts)`` of :func:`distinct_rows`. Integer sums, so the
+    parts may come in any order and split anywhere: the same as counting all rows at once."""
+    parts = [(rows, counts) for rows, counts in parts if len(rows)]
+    if not parts:
+        return np.empty((0, len(n_levels)), dtype=np.int8), np.empty(0, dtype=np.int64)
+    rows = np.concatenate([r for r, _ in parts])
+    times = np.concatenate([c for _, c in parts]).astype(np.int64)
+    patterns, first, inverse = np.unique(
+        _pattern_codes(rows, n_levels), return_index=True, return_inverse=True
+    )
+    counts = np.zeros(len(patterns), dtype=np.int64)
+    np.add.at(counts, inverse.reshape(-1), times)
+    return rows[first], counts
+
+
+def _pattern_codes(levels: np.ndarray, n_levels: Sequence[int]) -> np.ndarray:
+    code = np.zeros(len(levels), dtype=np.int64)
+    for c, k in enumerate(n_levels):  # the first column most significant, as np.unique sorts
+        code = code * np.int64(k) + levels[:, c].astype(np.int64)
+    return code
+
+
+def presence(patterns: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """The share of pairs with both values of each comparison (level not null), from pattern
+    counts; None without pairs. As ``(levels != NULL).mean(axis=0)`` of the rows, exactly."""
+    total = int(counts.sum())
+    if not total:
+        return None
+    return (
+        np.array([int(counts[patterns[:, c] != NULL].sum()) for c in range(patterns.shape[1])])
+        / total
+    )
 
 
 def fit(

@@ -37,6 +37,13 @@ Without ``one_per_source`` every edge merges: entities are the connected compone
 
 The result depends only on the set of edges and their scores, not on their input order, on how
 they are split between :class:`PairCandidates`, or on which way round a pair of datasets is given.
+
+An edge merges, or supports a merge of, entities of its own connected component only, and
+``trusted_from`` is settled before any merge. So once the edges are deduplicated, ordered and
+the level learnt (:func:`ordered_edges`, over all of them), each component can merge apart, its
+edges in the global order (:func:`merge_components`: a cluster's units, whole components each),
+and :func:`assemble` numbers the entities by their smallest record, which is the global merge's
+numbering by first appearance: the same clustering, bit for bit.
 """
 
 from __future__ import annotations
@@ -298,6 +305,45 @@ def resolve(
     >>> [labels.tolist() for labels in result.labels], result.n_entities
     ([[0, 1], [1]], 2)
     """
+    return merge_all(ordered_edges(sizes, pairs, one_per_source=one_per_source,
+                                   trusted_from=trusted_from))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Edges:
+    """The candidate graph as :func:`resolve` merges it: each record pair once, at its best
+    score, in the global order, with the level from which one edge merges on its own."""
+
+    #: Both ends' node ids (``node_a < node_b``) and the score, in the global order.
+    node_a: np.ndarray
+    node_b: np.ndarray
+    score: np.ndarray
+    #: ``node_a * n_nodes + node_b`` ascending, and each key's edge's position in the order.
+    keys: np.ndarray
+    ranks: np.ndarray
+    #: Each dataset's first node id, and one past the last (``len(sizes) + 1`` entries).
+    offsets: np.ndarray
+    one_per_source: bool
+    level: float
+
+    @property
+    def n_datasets(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.offsets[-1])
+
+
+def ordered_edges(
+    sizes: Sequence[int],
+    pairs: Sequence[PairCandidates],
+    *,
+    one_per_source: bool = True,
+    trusted_from: float | None = None,
+) -> Edges:
+    """What every merge of :func:`resolve` shares: the checked edges, deduplicated, in the
+    global order, and the trusted level learnt from all of them."""
     sizes = [int(s) for s in sizes]
     if any(s < 0 for s in sizes):
         raise MatchingInputError("dataset sizes must be non-negative")
@@ -355,13 +401,123 @@ def resolve(
     else:
         level = float(trusted_from)
 
+    return Edges(node_a, node_b, score, keys, ranks, offsets, one_per_source, level)
+
+
+def merge_all(edges: Edges) -> Clustering:
+    """The greedy merge of all ``edges`` at once, in this process (:func:`resolve`)."""
+    dataset_of = np.repeat(np.arange(edges.n_datasets, dtype=np.int64), np.diff(edges.offsets))
     labels, joined, n_entities = _greedy_merge(
-        node_a, node_b, score, dataset_of, len(sizes), one_per_source, level, keys, ranks
-    )
-    bounds = list(zip(offsets[:-1], offsets[1:], strict=True))
+        edges.node_a, edges.node_b, edges.score, dataset_of, edges.n_datasets,
+        edges.one_per_source, edges.level, edges.keys, edges.ranks,
+    )  # fmt: skip
+    return _clustering(edges, labels, joined, int(n_entities))
+
+
+def _clustering(edges: Edges, labels: np.ndarray, joined: np.ndarray, n: int) -> Clustering:
+    bounds = list(zip(edges.offsets[:-1], edges.offsets[1:], strict=True))
     return Clustering(
         labels=[labels[lo:hi] for lo, hi in bounds],
         scores=[joined[lo:hi] for lo, hi in bounds],
-        n_entities=int(n_entities),
-        trusted_from=level,
+        n_entities=n,
+        trusted_from=edges.level,
     )
+
+
+# --- per connected component ---------------------------------------------------------------------
+# An edge only ever merges, or supports a merge of, entities of its own connected component, and
+# the trusted level is fixed before any merge: so each component merges alone, its edges in the
+# global order, to the same entities and joined scores as the global merge.
+
+
+@njit(cache=True)
+def _components(node_a, node_b, n_nodes):
+    """Each node's connected component, named by its smallest node."""
+    parent = np.arange(n_nodes)
+    for e in range(node_a.shape[0]):
+        ru = _find(parent, node_a[e])
+        rv = _find(parent, node_b[e])
+        if ru < rv:
+            parent[rv] = ru
+        elif rv < ru:
+            parent[ru] = rv
+    for v in range(n_nodes):
+        parent[v] = _find(parent, v)
+    return parent
+
+
+def component_units(edges: Edges, units: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Whole components in about ``units`` groups of about equal edges: the edges' positions
+    grouped so (each group in the global order), and each group's span of them."""
+    n = len(edges.score)
+    component = _components(edges.node_a, edges.node_b, max(edges.n_nodes, 1))[edges.node_a]
+    _, of_edge, counts = np.unique(component, return_inverse=True, return_counts=True)
+    # Components in a row, cut where the edges before them pass a multiple of n / units.
+    before = np.cumsum(counts) - counts
+    unit = (before * units // max(n, 1))[of_edge.reshape(-1)]
+    order = np.argsort(unit, kind="stable")
+    bounds = np.searchsorted(unit[order], np.arange(units + 1))
+    spans = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    return order, spans
+
+
+def merge_components(
+    node_a: np.ndarray,
+    node_b: np.ndarray,
+    score: np.ndarray,
+    *,
+    offsets: Sequence[int],
+    one_per_source: bool,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greedy merge of whole components' edges, given in the global order: their nodes
+    (ascending), each one's entity named by its smallest node, and its joined score."""
+    nodes, local = np.unique(np.concatenate([node_a, node_b]), return_inverse=True)
+    local = local.reshape(-1).astype(np.int64)
+    la, lb = local[: len(node_a)], local[len(node_a) :]
+    # Local ids keep the nodes' order, so keys and ranks order as the global ones do.
+    key = la * max(len(nodes), 1) + lb
+    by_key = np.argsort(key, kind="stable")
+    dataset_of = np.searchsorted(np.asarray(offsets), nodes, side="right").astype(np.int64) - 1
+    labels, joined, _ = _greedy_merge(
+        la, lb, np.ascontiguousarray(score, dtype=np.float64), dataset_of, len(offsets) - 1,
+        one_per_source, level, key[by_key], by_key.astype(np.int64),
+    )  # fmt: skip
+    # Entities are numbered by first appearance, i.e. by their smallest node.
+    _, first = np.unique(labels, return_index=True)
+    return nodes, nodes[first[labels]], joined
+
+
+def assemble(
+    edges: Edges, parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> Clustering:
+    """The clustering from every component's :func:`merge_components`: entities numbered by
+    their smallest node, as the global merge numbers them by first appearance."""
+    smallest = np.arange(edges.n_nodes)
+    joined = np.full(edges.n_nodes, np.nan)
+    for nodes, entity, score in parts:
+        smallest[nodes] = entity
+        joined[nodes] = score
+    is_first = smallest == np.arange(edges.n_nodes)
+    number = np.cumsum(is_first) - 1
+    return _clustering(edges, number[smallest].astype(np.int64), joined, int(is_first.sum()))
+
+
+def resolve_by_component(
+    sizes: Sequence[int],
+    pairs: Sequence[PairCandidates],
+    *,
+    units: int,
+    one_per_source: bool = True,
+    trusted_from: float | None = None,
+) -> Clustering:
+    """:func:`resolve`, its greedy merge run in about ``units`` groups of whole components in
+    turn: the same clustering, as a cluster's executor makes it from units on its workers."""
+    edges = ordered_edges(sizes, pairs, one_per_source=one_per_source, trusted_from=trusted_from)
+    order, spans = component_units(edges, units)
+    return assemble(edges, [
+        merge_components(edges.node_a[order[lo:hi]], edges.node_b[order[lo:hi]],
+                         edges.score[order[lo:hi]], offsets=edges.offsets.tolist(),
+                         one_per_source=edges.one_per_source, level=edges.level)
+        for lo, hi in spans
+    ])  # fmt: skip

@@ -20,7 +20,13 @@ import numpy as np
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching.blocking import LshParams, _Join, _join
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
-from oda_fed.matching.probabilistic import Comparison, comparison_levels, rule_pairs
+from oda_fed.matching.probabilistic import (
+    Comparison,
+    comparison_levels,
+    distinct_rows,
+    rule_pairs,
+)
+from oda_fed.matching.solve import merge_components
 
 T = TypeVar("T")
 
@@ -152,3 +158,45 @@ def comparison_rows(
     files ``path_left``, ``path_right``), from each side's field evidence: ``(filters,
     tokens)``, name to file."""
     return _timed(0, _levels, side_a, side_b, path_left, path_right, start, stop, comparisons)
+
+
+def _components(path_a, path_b, path_score, start, stop, offsets, one_per_source, level):
+    a, b, score = (np.array(clks_at(p)[start:stop]) for p in (path_a, path_b, path_score))
+    return merge_components(a, b, score, offsets=offsets, one_per_source=one_per_source,
+                            level=level)  # fmt: skip
+
+
+def resolve_components(
+    path_a: str,
+    path_b: str,
+    path_score: str,
+    start: int,
+    stop: int,
+    offsets: list[int],
+    one_per_source: bool,
+    level: float,
+) -> Done:
+    """The greedy merge of edges ``start:stop`` (whole connected components, in the global
+    order) of the edge files: :func:`~oda_fed.matching.solve.merge_components`."""
+    return _timed(0, _components, path_a, path_b, path_score, start, stop, offsets,
+                  one_per_source, level)  # fmt: skip
+
+
+def _counts(side_a, side_b, path_left, path_right, start, stop, comparisons):
+    levels = _levels(side_a, side_b, path_left, path_right, start, stop, comparisons)
+    return distinct_rows(levels, [len(c.labels) for c in comparisons])
+
+
+def comparison_counts(
+    side_a: tuple[dict[str, str], dict[str, str]],
+    side_b: tuple[dict[str, str], dict[str, str]],
+    path_left: str,
+    path_right: str,
+    start: int,
+    stop: int,
+    comparisons: tuple[Comparison, ...],
+) -> Done:
+    """The distinct level patterns of candidates ``start:stop`` and how many have each (the map
+    of a count whose reduce is :func:`~oda_fed.matching.probabilistic.add_counts`); the
+    arguments as :func:`comparison_rows` takes them."""
+    return _timed(0, _counts, side_a, side_b, path_left, path_right, start, stop, comparisons)

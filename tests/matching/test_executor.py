@@ -7,6 +7,8 @@ them (CLK-only with keyed tokens, and field evidence with EM).
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from oda_fed.errors import ClusterError, ConfigError
-from oda_fed.matching import Candidates, dice_candidates
+from oda_fed.matching import Candidates, PairCandidates, dice_candidates, resolve
 from oda_fed.matching.blocking import Blocking, LshParams, blocked_candidates
 from oda_fed.matching.candidates import best_two_scores
 from oda_fed.matching.executor import DaskExecutor, Executor, check_address, open_executor
@@ -92,8 +94,10 @@ def test_lsh_band_spans_give_the_same_candidates_and_figures(
 
 
 def test_clk_linkage_with_tokens_and_lsh_links_the_same_entities(
-    executor: Executor, rng: np.random.Generator
+    executor: Executor, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if isinstance(executor, DaskExecutor):  # resolution per connected component too
+        monkeypatch.setattr(executor, "min_unit_edges", 1)
     clks = _sources(rng, (900, 700, 500))
     tokens = [{"nhs": [f"n{k % 97}" if k % 3 else None for k in range(len(c))]} for c in clks]
     for blocking in (Blocking(method="lsh"), Blocking(method="none")):
@@ -113,12 +117,19 @@ def test_field_linkage_gives_the_same_weights_entities_and_estimate(
     executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clks, evidence, settings = field_sources
-    if isinstance(executor, DaskExecutor):  # the comparison levels in units too
+    if isinstance(executor, DaskExecutor):  # levels, EM's counts and resolution in units too
         monkeypatch.setattr(executor, "min_unit_pairs", 1_000)
+        monkeypatch.setattr(executor, "min_unit_edges", 1)
+        before = len(executor.units)
     want = link_with_quality(clks, settings=settings, evidence=evidence)
     got = link_with_quality(clks, settings=settings, evidence=evidence, executor=executor)
     assert got.model is not None and want.model is not None
     assert got.model.to_json() == want.model.to_json()  # EM's parameters
+    assert (got.model.iterations, got.model.converged, got.model.split) == (
+        want.model.iterations, want.model.converged, want.model.split)  # fmt: skip
+    if isinstance(executor, DaskExecutor):
+        done = {what for what, _ in executor.units[before:]}
+        assert {"level counts", "comparison levels", "resolution components"} <= done
     assert got.blocking == want.blocking
     assert np.array_equal(got.best_scores, want.best_scores)
     for x, y in zip(got.clustering.labels, want.clustering.labels, strict=True):
@@ -149,6 +160,42 @@ def test_comparison_levels_in_units_of_candidates_are_the_same(
         assert not any(executor.shared_dir.iterdir())
 
 
+def test_level_pattern_counts_are_a_map_reduce_with_the_same_counts(
+    executor: Executor, field_sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each unit counts its candidates' level patterns; the sums are the counts of all rows,
+    and u and the household tables from them are those of the rows, bit for bit."""
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    comparisons = fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields])
+    n_levels = [len(c.labels) for c in comparisons]
+    left, right = fs.token_pairs(evidence[0], evidence[1], fs.blocking_rules(comparisons))
+    if isinstance(executor, DaskExecutor):
+        monkeypatch.setattr(executor, "min_unit_pairs", 100)
+        before = len(executor.units)
+    patterns, counts = executor.level_counts(comparisons, evidence[0], evidence[1], left, right)
+    levels = fs.comparison_levels(comparisons, evidence[0], evidence[1], left, right)
+    want = fs.distinct_rows(levels, n_levels)
+    assert patterns.dtype == levels.dtype and counts.dtype == np.int64
+    assert np.array_equal(patterns, want[0]) and np.array_equal(counts, want[1])
+    assert len(patterns) > 10 and counts.sum() == len(levels)
+    for x, y in zip(fs.estimate_u(patterns, n_levels, counts=counts), fs.estimate_u(levels, n_levels),
+                    strict=True):  # fmt: skip
+        assert np.array_equal(x, y)
+    assert np.array_equal(fs.presence(patterns, counts), (levels != fs.NULL).mean(axis=0))
+    u = fs.estimate_u(levels, n_levels)
+    tables = fs.household(comparisons, patterns, u, counts=counts)
+    assert tables is not None
+    for x, y in zip(tables, fs.household(comparisons, levels, u), strict=True):
+        assert np.array_equal(x, y)
+    if isinstance(executor, DaskExecutor):
+        done = [what for what, _ in executor.units[before:]]
+        assert done.count("level counts") >= 2
+        assert not any(executor.shared_dir.iterdir())
+
+
 def test_token_rules_give_the_same_pairs_in_the_same_order(
     executor: Executor, field_sources
 ) -> None:
@@ -162,6 +209,44 @@ def test_token_rules_give_the_same_pairs_in_the_same_order(
     want = fs.token_pairs(evidence[0], evidence[1], rules)
     assert len(want[0]) > 1000
     assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+
+
+def _multiparty(rng: np.random.Generator, sizes: list[int], per_pair: int) -> list[PairCandidates]:
+    """Random edges between every pair of sources, both ways round, with few distinct scores
+    (ties) and repeated record pairs: many small components and contested edges."""
+    pairs = []
+    for i, j in itertools.permutations(range(len(sizes)), 2):
+        if not sizes[i] or not sizes[j]:
+            continue
+        found = Candidates(left=rng.integers(0, sizes[i], per_pair),
+                           right=rng.integers(0, sizes[j], per_pair),
+                           score=rng.choice([0.7, 0.8, 0.9, 1.0], per_pair))  # fmt: skip
+        pairs.append(PairCandidates(source_a=i, source_b=j, candidates=found))
+    return pairs
+
+
+@pytest.mark.parametrize("one_per_source", [True, False])
+def test_resolution_per_connected_component_gives_the_same_entities(
+    executor: Executor, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch,
+    one_per_source: bool,
+) -> None:  # fmt: skip
+    sizes = [300, 250, 0, 200, 150]
+    pairs = _multiparty(rng, sizes, 40)
+    if isinstance(executor, DaskExecutor):
+        monkeypatch.setattr(executor, "min_unit_edges", 1)
+        before = len(executor.units)
+    for trusted_from in (None, math.inf, -math.inf):
+        want = resolve(sizes, pairs, one_per_source=one_per_source, trusted_from=trusted_from)
+        got = executor.resolve(sizes, pairs, one_per_source=one_per_source,
+                               trusted_from=trusted_from)  # fmt: skip
+        assert got.n_entities == want.n_entities and got.trusted_from == want.trusted_from
+        assert 0 < want.n_entities < sum(sizes)
+        for x, y in zip(got.labels + got.scores, want.labels + want.scores, strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True)
+    if isinstance(executor, DaskExecutor):
+        done = [what for what, _ in executor.units[before:]]
+        assert done.count("resolution components") >= 3 * 2  # each call in several units
+        assert not any(executor.shared_dir.iterdir())
 
 
 @pytest.fixture(scope="module")

@@ -178,6 +178,23 @@ def test_distinct_rows_agree_with_numpy_unique(rng: np.random.Generator) -> None
     assert rows.dtype == np.int8 and (rows == want_rows).all() and (counts == want_counts).all()
 
 
+def test_pattern_counts_of_parts_add_up_to_the_counts_of_all_rows(
+    rng: np.random.Generator,
+) -> None:
+    """The reduce of a map-reduce: any split of the rows, parts in any order, empty ones too."""
+    n_levels = [7, 6, 3, 5, 2]
+    levels = np.column_stack([rng.integers(0, k, 5000) for k in n_levels]).astype(np.int8)
+    cuts = np.sort(rng.integers(0, len(levels), 6))
+    parts = [fs.distinct_rows(x, n_levels) for x in np.split(levels, cuts)]
+    rows, counts = fs.add_counts(parts[::-1] + [parts[0]], n_levels)
+    want_rows, want_counts = fs.distinct_rows(np.concatenate([levels, np.split(levels, cuts)[0]]),
+                                              n_levels)  # fmt: skip
+    assert rows.dtype == np.int8 and counts.dtype == np.int64
+    assert np.array_equal(rows, want_rows) and np.array_equal(counts, want_counts)
+    empty = fs.add_counts([], n_levels)
+    assert empty[0].shape == (0, 5) and not len(empty[1]) and fs.presence(*empty) is None
+
+
 def test_em_recovers_known_m_with_u_fixed(rng: np.random.Generator) -> None:
     """Comparison vectors drawn from known m, u and share of matches: EM finds m and the share
     within sampling error, from the vectors alone."""

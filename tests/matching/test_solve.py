@@ -18,6 +18,7 @@ from oda_fed.matching import (
     PairCandidates,
     resolve,
 )
+from oda_fed.matching.solve import component_units, ordered_edges, resolve_by_component
 
 
 def _pair(source_a: int, source_b: int, edges: list[tuple[int, int, float]]) -> PairCandidates:
@@ -444,3 +445,52 @@ def test_deterministic_and_independent_of_edge_order_split_and_orientation(
             resolve(sizes, _as_pairs(edges), one_per_source=one_per_source),
             resolve(sizes, pairs, one_per_source=one_per_source),
         )
+
+
+# --- Per connected component: the same entities as the global merge ------------------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    _edge_sets(),
+    st.sampled_from([None, math.inf, -math.inf, 0.8]),
+    st.booleans(),
+    st.integers(1, 6),
+)
+def test_merging_connected_components_apart_gives_the_global_entities(
+    edge_set: tuple[list[int], list[tuple[int, int, int, int, float]]],
+    trusted_from: float | None,
+    one_per_source: bool,
+    units: int,
+) -> None:
+    sizes, edges = edge_set
+    pairs = _as_pairs(edges)
+    kwargs = {"one_per_source": one_per_source, "trusted_from": trusted_from}
+    _assert_same(resolve_by_component(sizes, pairs, units=units, **kwargs),
+                 resolve(sizes, pairs, **kwargs))  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(_edge_sets(), st.integers(1, 6))
+def test_component_units_keep_components_whole_and_the_order(
+    edge_set: tuple[list[int], list[tuple[int, int, int, int, float]]], units: int
+) -> None:
+    sizes, edges = edge_set
+    graph = ordered_edges(sizes, _as_pairs(edges))
+    order, spans = component_units(graph, units)
+    assert sorted(order.tolist()) == list(range(len(graph.score)))
+    assert [lo for lo, _ in spans[1:]] == [hi for _, hi in spans[:-1]] and len(spans) <= units
+    unit_of: dict[int, int] = {}
+    for k, (lo, hi) in enumerate(spans):
+        positions = order[lo:hi]
+        assert np.all(np.diff(positions) > 0)  # each unit in the global order
+        for node in np.concatenate([graph.node_a[positions], graph.node_b[positions]]).tolist():
+            assert unit_of.setdefault(node, k) == k  # a record's edges all in one unit
+
+
+def test_component_units_are_balanced_by_edges() -> None:
+    # 40 components of 3 edges each (a chain of 4 records across 4 datasets).
+    chains = [(d, k, d + 1, k, 0.9) for k in range(40) for d in range(3)]
+    graph = ordered_edges([40] * 4, _as_pairs(chains))
+    _, spans = component_units(graph, 4)
+    assert [hi - lo for lo, hi in spans] == [30, 30, 30, 30]
