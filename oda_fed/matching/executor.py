@@ -7,13 +7,16 @@ with N or with the candidates: the quality pass (the other side in blocks of row
 linkage's token blocking (a rule per unit) and its comparison levels (blocks of candidates).
 :class:`Executor` runs each as one call in this process, on the Numba kernels' own threads,
 exactly as matching always ran; :class:`DaskExecutor` submits the units to a Dask scheduler and
-merges their sparse results in a fixed order, so the results are identical bit for bit.
+merges their sparse results in a fixed order, so the results are identical bit for bit. The pairs
+of LSH bands and token rules, found many times over, are merged on the workers too
+(:mod:`oda_fed.matching.shuffle`: a shuffle by runs of left rows, through files in the shared
+folder), so the coordinator only concatenates the merged runs.
 
 The CLKs (or token columns) reach the workers through shared storage, not the scheduler: each
 pair of sources is written as ``.npy`` files into a private (0700) folder under ``shared_dir``
-(a path every worker sees) and deleted, folder and all, once its units are done. The workers are
-in the coordinator's trust domain: they see CLKs, field evidence and keyed tokens, never names
-or record ids.
+(a path every worker sees), with whatever the units write there for each other, and deleted,
+folder and all, once its units are done. The workers are in the coordinator's trust domain: they
+see CLKs, field evidence, keyed tokens and candidate pairs, never names or record ids.
 """
 
 from __future__ import annotations

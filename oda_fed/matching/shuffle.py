@@ -85,7 +85,7 @@ def _bands_to_runs(
 ) -> tuple[Counts, _Join]:
     join = _bands(path_a, path_b, params, start, stop, max_block, ratio)
     # The figures go back; the keys stay in the shared folder.
-    return _save_runs(join.keys, at, stem), replace(join, keys=join.keys[:0])
+    return _save_runs(join.keys, at, stem), replace(join, keys=np.empty(0, np.int64))
 
 
 def lsh_bands_runs(

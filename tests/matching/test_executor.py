@@ -301,6 +301,14 @@ def test_token_pairs_merged_by_runs_are_the_same_on_any_small_input(
     assert not any(dask_executor.shared_dir.iterdir())
 
 
+def test_a_merge_unit_that_fails_is_a_cluster_error(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    """A reduce unit whose run is gone (the shared folder lost under it) stops the round."""
+    with pytest.raises(ClusterError, match="merge LSH pairs: FileNotFoundError"):
+        shuffle.merged_keys(dask_executor._run, str(tmp_path), [[0, 3]], what="merge LSH pairs")
+
+
 def test_the_shared_folder_is_private_and_emptied_after_each_pair(
     dask_executor: DaskExecutor, rng: np.random.Generator
 ) -> None:
