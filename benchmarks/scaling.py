@@ -22,8 +22,9 @@ with probability 1/32 (Dice about 0.96, as a typical true match). ``--real N`` l
 encoded synth records a side (:func:`blocking.realistic_pair`) the same two ways, to compare.
 ``--fields P`` links a synthetic population of P people at 2 partners the project's default
 way (field evidence, EM; LSH blocking) in-process and on the cluster, end to end from encoded
-records: the time of each, what the units cost by kind, and whether the entities and the EM
-model are the same.
+records: the time of each, what the units cost by kind, the CPU time of the coordinator's own
+process on the cluster (all that is not a unit), and whether the entities and the EM model are
+the same.
 
 A worker's peak memory counts the pages of the memory-mapped CLK files it touched (shared
 with the other workers through the page cache) as well as its own. The machine is shared and
@@ -90,17 +91,19 @@ def report(label: str, a, b, ex: DaskExecutor, threads_max: int, threshold: floa
     print(f"\n{label}: {n:,} x {len(b):,}, fill {estimate_fill(a, b):.3f}", flush=True)
     before = len(ex.units)
     found, stats, wall = run(a, b, threshold=threshold, executor=ex)
-    units = [d for _, d in ex.units[before:]]
+    units = [d for what, d in ex.units[before:] if what == "LSH bands"]
+    merges = [d for what, d in ex.units[before:] if what != "LSH bands"]
     cpu = sum(d.cpu_seconds for d in units)
     peak: dict[int, int] = {}
-    for d in units:
+    for d in units + merges:
         peak[d.pid] = max(peak.get(d.pid, 0), d.peak_rss)
     print(f"  LSH: {stats.bands} bands of {stats.bits_per_band} bits; {stats.pairs_compared:,} "
           f"pairs scored; {len(found):,} candidates")  # fmt: skip
     print(f"  dask, {ex.workers()} workers: {wall:.1f} s wall; {len(units)} units of "
           f"{ex.bands_per_unit} bands, {np.mean([d.seconds for d in units]):.2f} s wall and "
           f"{cpu / len(units):.2f} CPU-s each ({cpu / stats.bands:.2f} CPU-s per band, "
-          f"{cpu:.0f} CPU-s in all)")  # fmt: skip
+          f"{cpu:.0f} CPU-s in all); merging their pairs {len(merges)} units, "
+          f"{sum(d.cpu_seconds for d in merges):.1f} CPU-s")  # fmt: skip
     print("  peak memory per worker: "
           + ", ".join(f"{v / 2**20:,.0f} MiB" for _, v in sorted(peak.items()))
           + f"; client so far {_peak_mib():,.0f} MiB", flush=True)  # fmt: skip
@@ -140,9 +143,9 @@ def fields(population: int, ex: DaskExecutor, seed: int) -> None:
     here = link_with_quality(clks, settings=settings, evidence=evidence)
     local = time.perf_counter() - started
     before = len(ex.units)
-    started = time.perf_counter()
+    started, own = time.perf_counter(), time.process_time()
     there = link_with_quality(clks, settings=settings, evidence=evidence, executor=ex)
-    wall = time.perf_counter() - started
+    wall, own = time.perf_counter() - started, time.process_time() - own
     kinds: dict[str, list] = {}
     for what, d in ex.units[before:]:
         kinds.setdefault(what, []).append(d)
@@ -151,7 +154,8 @@ def fields(population: int, ex: DaskExecutor, seed: int) -> None:
     model = here.model is not None and there.model is not None and (
         here.model.to_json() == there.model.to_json())  # fmt: skip
     print(f"  in-process {local:.1f} s; on the cluster {wall:.1f} s ({wall / local:.2f}); "
-          f"same entities: {same}; same EM model: {model}")  # fmt: skip
+          f"same entities: {same}; same EM model: {model}; the coordinator's own process "
+          f"{own:.1f} CPU-s")  # fmt: skip
     for what, done in kinds.items():
         cpu = sum(d.cpu_seconds for d in done)
         print(f"  {what}: {len(done)} units, {cpu:.1f} CPU-s in all", flush=True)

@@ -11,13 +11,16 @@ and resolution into entities, as groups of whole connected components of the can
 and learnt the trusted level from all of them.
 :class:`Executor` runs each as one call in this process, on the Numba kernels' own threads,
 exactly as matching always ran; :class:`DaskExecutor` submits the units to a Dask scheduler and
-merges their sparse results in a fixed order, so the results are identical bit for bit.
+merges their sparse results in a fixed order, so the results are identical bit for bit. The pairs
+of LSH bands and token rules, found many times over, are merged on the workers too
+(:mod:`oda_fed.matching.shuffle`: a shuffle by runs of left rows, through files in the shared
+folder), so the coordinator only concatenates the merged runs.
 
 The CLKs (or token columns) reach the workers through shared storage, not the scheduler: each
 pair of sources is written as ``.npy`` files into a private (0700) folder under ``shared_dir``
-(a path every worker sees) and deleted, folder and all, once its units are done. The workers are
-in the coordinator's trust domain: they see CLKs, field evidence and keyed tokens, never names
-or record ids.
+(a path every worker sees), with whatever the units write there for each other, and deleted,
+folder and all, once its units are done. The workers are in the coordinator's trust domain: they
+see CLKs, field evidence, keyed tokens and candidate pairs, never names or record ids.
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ import numpy as np
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.errors import ClusterError, ConfigError
 from oda_fed.matching import probabilistic as fs
+from oda_fed.matching import shuffle
 from oda_fed.matching.blocking import BandProgress, LshParams, _Join, _join, merge_joins
-from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
+from oda_fed.matching.candidates import (
+    Candidates,
+    best_two_scores,
+    check_candidate_count,
+    dice_candidates,
+)
 from oda_fed.matching.solve import (
     Clustering,
     PairCandidates,
@@ -57,9 +66,7 @@ from oda_fed.matching.units import (
     comparison_rows,
     dice_rows,
     forget,
-    lsh_bands,
     resolve_components,
-    token_rule,
 )
 
 #: LSH bands per unit: each unit packs its bands' keys in one pass, 8 bytes per record a band
@@ -191,6 +198,8 @@ class DaskExecutor(Executor):
         #: Fewest candidates a unit of comparison levels gets: below, shipping the evidence
         #: costs more than the comparisons.
         self.min_unit_pairs = MIN_UNIT_PAIRS
+        #: Fewest left rows a unit merging LSH or token pairs gets (see shuffle.parts_for).
+        self.min_merge_rows = shuffle.MIN_MERGE_ROWS
 
     def workers(self) -> int:
         """Workers the scheduler knows now (at least 1)."""
@@ -237,15 +246,29 @@ class DaskExecutor(Executor):
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(rules) < 2 or not len(a) or not len(b):
             return fs.token_pairs(a, b, rules)
-        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(rules)
+        return self._token_pairs_shuffled(a, b, rules)
+
+    def _token_pairs_shuffled(
+        self, a: Evidence, b: Evidence, rules: Sequence[tuple[str, ...]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A rule per unit, their pairs merged on the workers in the order
+        :func:`~.probabilistic.merge_rule_pairs` gives (:mod:`.shuffle`)."""
         arrays = {("a", k): v for k, v in a.tokens.items()}
         arrays.update({("b", k): v for k, v in b.tokens.items()})
+        if not arrays:  # no rule finds a pair, and no folder to shuffle in
+            return fs.token_pairs(a, b, rules)
+        found: list[Any] = [None] * len(rules)
+        width = max(len(b), 1)  # as merge_rule_pairs keys a pair
         with self._shared(arrays) as paths:  # the token columns only, never the filters
             side_a = {k: p for (side, k), p in paths.items() if side == "a"}
             side_b = {k: p for (side, k), p in paths.items() if side == "b"}
-            calls = [(token_rule, side_a, side_b, tuple(r), fs.TOKEN_BLOCK) for r in rules]
+            folder = os.path.dirname(next(iter(paths.values())))
+            at = shuffle.cuts(len(a), self._merges(len(a)), width)
+            calls = [(shuffle.token_rule_runs, side_a, side_b, tuple(r), fs.TOKEN_BLOCK, width,
+                      shuffle.stem(folder, "map", k), at) for k, r in enumerate(rules)]  # fmt: skip
             self._run("token rules", calls, take=found.__setitem__)
-        return fs.merge_rule_pairs(found, n_right=len(b))
+            keys = shuffle.first_keys(self._run, folder, found, what="merge token pairs")
+        return keys // width, keys % width
 
     def levels(
         self,
@@ -259,19 +282,9 @@ class DaskExecutor(Executor):
         if len(spans) < 2:
             return fs.comparison_levels(comparisons, a, b, left, right)
         parts: list[np.ndarray] = [np.empty((0, len(comparisons)), np.int8)] * len(spans)
-        arrays: dict[Any, np.ndarray] = {"left": left, "right": right}
-        for side, ev in (("a", a), ("b", b)):
-            arrays.update({(side, "filters", k): v for k, v in ev.filters.items()})
-            arrays.update({(side, "tokens", k): v for k, v in ev.tokens.items()})
-        with self._shared(arrays) as paths:
-
-            def side(name: str) -> tuple[dict[str, str], dict[str, str]]:
-                of = {kind: {k[2]: p for k, p in paths.items() if k[:2] == (name, kind)}
-                      for kind in ("filters", "tokens")}  # fmt: skip
-                return of["filters"], of["tokens"]
-
-            calls = [(comparison_rows, side("a"), side("b"), paths["left"], paths["right"], lo, hi,
-                      tuple(comparisons)) for lo, hi in spans]  # fmt: skip
+        with self._shared(_evidence_arrays(a, b, left, right)) as paths:
+            sides = _evidence_paths(paths)
+            calls = [(comparison_rows, *sides, lo, hi, tuple(comparisons)) for lo, hi in spans]
             self._run("comparison levels", calls, take=parts.__setitem__)
         return np.concatenate(parts)
 
@@ -334,30 +347,41 @@ class DaskExecutor(Executor):
     ) -> _Join:
         if len(a) == 0 or len(b) == 0 or params.bands <= 1:
             return _join(a, b, params=params, max_block=max_block, ratio=ratio, progress=progress)
+        return self._join_shuffled(a, b, params=params, max_block=max_block, ratio=ratio,
+                                   progress=progress)  # fmt: skip
+
+    def _join_shuffled(self, a: np.ndarray, b: np.ndarray, *, params: LshParams,
+                       max_block: int | None, ratio: tuple[int, int],
+                       progress: BandProgress | None) -> _Join:  # fmt: skip
+        """The bands in spans, their keys merged on the workers (:mod:`.shuffle`)."""
         step = self.bands_per_unit
         spans = [(lo, min(lo + step, params.bands)) for lo in range(0, params.bands, step)]
-        merged: list[_Join] = []
-        pending: list[_Join] = []
+        found: list[Any] = [None] * len(spans)
         bands = [0]
 
-        def take(k: int, part: _Join) -> None:
-            # A close pair turns up in most spans: merge as they come (in whatever order, the
-            # keys end sorted), so the client holds about the distinct pairs, not one per span.
-            pending.append(part)
-            waiting = sum(len(p.keys) for p in pending)
-            if waiting > max([1 << 22] + [len(m.keys) for m in merged]):
-                merged[:] = [merge_joins(merged + pending, ratio=ratio)]
-                pending.clear()
+        def take(k: int, part: tuple[list[int], _Join]) -> None:
+            found[k] = part  # counts and figures: the keys stay in the shared folder
             bands[0] += spans[k][1] - spans[k][0]
             if progress is not None:
                 progress(bands[0], params.bands)
 
         with self._shared({"a": a, "b": b}) as paths:
             path_a, path_b = paths["a"], paths["b"]
-            calls = [(lsh_bands, path_a, path_b, params, lo, hi, max_block, ratio, self.threads)
-                     for lo, hi in spans]  # fmt: skip
+            folder = os.path.dirname(path_a)
+            right_bits = max(len(b) - 1, 0).bit_length()
+            at = shuffle.cuts(len(a), self._merges(len(a)), 1 << right_bits)
+            calls = [(shuffle.lsh_bands_runs, path_a, path_b, params, lo, hi, max_block, ratio,
+                      self.threads, shuffle.stem(folder, "map", k), at)
+                     for k, (lo, hi) in enumerate(spans)]  # fmt: skip
             self._run("LSH bands", calls, take=take)
-        return merge_joins(merged + pending, ratio=ratio)
+            keys = shuffle.merged_keys(self._run, folder, [c for c, _ in found],
+                                       what="merge LSH pairs")  # fmt: skip
+        check_candidate_count(len(keys), num=ratio[0], den=ratio[1])
+        # The figures add up as merge_joins adds them; the keys are already merged.
+        return replace(merge_joins([j for _, j in found], ratio=ratio), keys=keys)
+
+    def _merges(self, n_left: int) -> int:
+        return shuffle.parts_for(n_left, workers=self.workers(), min_rows=self.min_merge_rows)
 
     @contextmanager
     def _shared(self, arrays: dict[Any, np.ndarray]):

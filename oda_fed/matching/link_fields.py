@@ -36,7 +36,7 @@ import pandas as pd
 
 from oda_fed.encoding.evidence import Evidence
 from oda_fed.matching import probabilistic as fs
-from oda_fed.matching.blocking import Blocking, BlockStats, blocked_candidates
+from oda_fed.matching.blocking import Blocking, BlockStats, _sorted_unique, blocked_candidates
 from oda_fed.matching.candidates import Candidates, MatchingInputError
 from oda_fed.matching.executor import Executor
 from oda_fed.matching.link import TokenConflicts, Tokens, apply_tokens
@@ -115,7 +115,8 @@ def pair_candidates(
     found, stats = _candidates(a, b, threshold=threshold, blocking=blocking, executor=executor)
     tl, tr = (executor or Executor()).token_pairs(ev_a, ev_b, rules)
     width = max(len(b), 1)
-    key = np.unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
+    # Sorted, not np.unique, which hashes since numpy 2.3: 4 s against 0.13 s for 5M keys.
+    key = _sorted_unique(np.concatenate([found.left * width + found.right, tl * width + tr]))
     return key // width, key % width, stats
 
 

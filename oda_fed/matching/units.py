@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from oda_fed.encoding.evidence import Evidence
-from oda_fed.matching.blocking import LshParams, _Join, _join
+from oda_fed.matching.blocking import _Join, _join
 from oda_fed.matching.candidates import Candidates, best_two_scores, dice_candidates
 from oda_fed.matching.probabilistic import (
     Comparison,
@@ -103,34 +103,9 @@ def _rule(tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, .
                       max_block=max_block)  # fmt: skip
 
 
-def token_rule(
-    tokens_a: dict[str, str], tokens_b: dict[str, str], rule: tuple[str, ...], max_block: int
-) -> Done:
-    """The row pairs whose keyed tokens agree on ``rule``
-    (:func:`~oda_fed.matching.probabilistic.rule_pairs`), from each side's token columns
-    saved at the paths given by name."""
-    return _timed(0, _rule, tokens_a, tokens_b, rule, max_block)
-
-
 def _bands(path_a, path_b, params, start, stop, max_block, ratio) -> _Join:
     return _join(clks_at(path_a), clks_at(path_b), params=params, max_block=max_block,
                  ratio=ratio, span=range(start, stop))  # fmt: skip
-
-
-def lsh_bands(
-    path_a: str,
-    path_b: str,
-    params: LshParams,
-    start: int,
-    stop: int,
-    max_block: int | None,
-    ratio: tuple[int, int],
-    threads: int = 0,
-) -> Done:
-    """LSH bands ``start:stop`` of ``params`` over all left and right rows: the distinct pair
-    keys that pass ``ratio`` in any of them, and the blocks' figures; on ``threads`` kernel
-    threads (0: all)."""
-    return _timed(threads, _bands, path_a, path_b, params, start, stop, max_block, ratio)
 
 
 def _evidence_at(filters: dict[str, str], tokens: dict[str, str]) -> Evidence:

@@ -11,18 +11,31 @@ import itertools
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from oda_fed.encoding.evidence import Evidence
 from oda_fed.errors import ClusterError, ConfigError
-from oda_fed.matching import Candidates, PairCandidates, dice_candidates, resolve
-from oda_fed.matching.blocking import Blocking, LshParams, blocked_candidates
+from oda_fed.matching import (
+    Candidates,
+    PairCandidates,
+    dice_candidates,
+    resolve,
+    shuffle,
+    threshold_ratio,
+)
+from oda_fed.matching.blocking import Blocking, LshParams, _Join, _join, blocked_candidates
 from oda_fed.matching.candidates import best_two_scores
 from oda_fed.matching.executor import DaskExecutor, Executor, check_address, open_executor
 from oda_fed.matching.link import link_clks, link_with_quality
 from oda_fed.matching.settings import LinkSettings
+from oda_fed.matching.units import Done
 
 WORDS = 16
 
@@ -269,6 +282,127 @@ def field_sources(tmp_path_factory: pytest.TempPathFactory, synth_folder):
         [e.evidence for e in extracts.values()],
         settings,
     )
+
+
+@contextmanager
+def _runs(executor: DaskExecutor, per_worker: int) -> Iterator[None]:
+    """Pairs merged in ``per_worker`` runs of left rows per worker, however few the rows."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(executor, "min_merge_rows", 1)
+        patch.setattr(shuffle, "MERGES_PER_WORKER", per_worker)
+        yield
+
+
+def _merges(executor: DaskExecutor, before: int, what: str) -> list[Done]:
+    """The merge units run since ``before``; the shared folder is empty again."""
+    assert not any(executor.shared_dir.iterdir())
+    return [d for w, d in executor.units[before:] if w == what]
+
+
+def _same_join(x: _Join, y: _Join) -> bool:
+    return x.keys.dtype == y.keys.dtype and np.array_equal(x.keys, y.keys) and all(
+        getattr(x, f) == getattr(y, f) for f in vars(x) if f != "keys"
+    )  # fmt: skip
+
+
+def _skewed(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Only the last eighth of the left rows have a match: every pair in the last run."""
+    a = _sources(rng, (800,))[0]
+    b = a[700:] ^ _words(rng, 100, 6)
+    return a, np.ascontiguousarray(b)
+
+
+@pytest.mark.parametrize("case", ["several", "itself", "skewed"])
+def test_lsh_pairs_merged_by_runs_of_left_rows_are_the_same_keys_and_figures(
+    dask_executor: DaskExecutor, rng: np.random.Generator, case: str
+) -> None:
+    """Each run merged by a unit of its own, empty runs skipped; the figures (pairs scored,
+    blocks skipped, largest block) as in this process."""
+    if case == "several":
+        a, b = _sources(rng, (900, 700))
+    elif case == "skewed":
+        a, b = _skewed(rng)
+    else:
+        a = b = _sources(rng, (900,))[0]
+    params, ratio = LshParams(bands=11, bits_per_band=8, seed=3), threshold_ratio(0.75, words=WORDS)
+    want = _join(a, b, params=params, max_block=12, ratio=ratio)
+    before = len(dask_executor.units)
+    with _runs(dask_executor, per_worker=4):  # 8 runs of left rows
+        got = dask_executor.join(a, b, params=params, max_block=12, ratio=ratio)
+    assert len(want.keys) > 100 and want.blocks_skipped > 0
+    assert _same_join(got, want)
+    merges = _merges(dask_executor, before, "merge LSH pairs")
+    runs = np.unique(np.searchsorted(shuffle.cuts(len(a), 8, 1), want.keys >> want.right_bits,
+                                     side="right"))  # the runs holding pairs  # fmt: skip
+    assert len(merges) == len(runs) == (1 if case == "skewed" else 8)
+    assert all(d.seconds > 0 and d.peak_rss > 0 for d in merges)  # what each cost
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), bands=st.integers(2, 9), threshold=st.sampled_from([0.3, 0.5, 0.8, 1.0]))
+def test_lsh_pairs_merged_by_runs_are_the_same_on_any_small_input(
+    dask_executor: DaskExecutor, clk_pairs, data: st.DataObject, bands: int, threshold: float
+) -> None:
+    a, b = data.draw(clk_pairs)
+    if data.draw(st.booleans()):
+        b = a  # a source with itself: one file
+    params = LshParams(bands=bands, bits_per_band=3, seed=bands)
+    ratio = threshold_ratio(threshold, words=a.shape[1])
+    with _runs(dask_executor, per_worker=data.draw(st.integers(1, 3))):
+        got = dask_executor.join(a, b, params=params, max_block=20, ratio=ratio)
+    assert _same_join(got, _join(a, b, params=params, max_block=20, ratio=ratio))
+    assert not any(dask_executor.shared_dir.iterdir())
+
+
+def test_token_pairs_merged_by_runs_keep_their_order_of_first_appearance(
+    dask_executor: DaskExecutor, field_sources
+) -> None:
+    from oda_fed.encoding.fields import FieldEncoding
+    from oda_fed.matching import probabilistic as fs
+
+    _, evidence, settings = field_sources
+    rules = fs.blocking_rules(fs.comparisons_for([FieldEncoding(n, t) for n, t in settings.fields]))
+    want = fs.token_pairs(evidence[0], evidence[1], rules)
+    before = len(dask_executor.units)
+    with _runs(dask_executor, per_worker=3):  # 6 runs of left rows, then of places
+        got = dask_executor.token_pairs(evidence[0], evidence[1], rules)
+    assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+    assert not np.all(np.diff(want[0]) >= 0)  # not in order of rows: the order is kept
+    assert len(_merges(dask_executor, before, "merge token pairs")) == 2 * 6
+
+
+_TOKENS = ["x", "y", "f:1", "f:2"]
+_RULES = [("x",), ("f:*",), ("x", "y"), ("y|f:1",), ("z",), ("y",)]
+
+
+@st.composite
+def _evidence(draw: st.DrawFn) -> Evidence:
+    n = draw(st.integers(1, 12))
+    values = st.lists(st.integers(0, 3), min_size=n, max_size=n)
+    return Evidence(filters={}, tokens={t: np.array(draw(values), np.uint64) for t in _TOKENS})
+
+
+@settings(max_examples=15, deadline=None)
+@given(a=_evidence(), b=_evidence(), rules=st.permutations(_RULES), per_worker=st.integers(1, 3))
+def test_token_pairs_merged_by_runs_are_the_same_on_any_small_input(
+    dask_executor: DaskExecutor, a: Evidence, b: Evidence, rules: list, per_worker: int
+) -> None:
+    """Few values, so that most pairs agree on several rules; a rule (z) without its tokens."""
+    from oda_fed.matching import probabilistic as fs
+
+    with _runs(dask_executor, per_worker=per_worker):
+        got = dask_executor.token_pairs(a, b, rules)
+    want = fs.token_pairs(a, b, rules)
+    assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+    assert not any(dask_executor.shared_dir.iterdir())
+
+
+def test_a_merge_unit_that_fails_is_a_cluster_error(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    """A reduce unit whose run is gone (the shared folder lost under it) stops the round."""
+    with pytest.raises(ClusterError, match="merge LSH pairs: FileNotFoundError"):
+        shuffle.merged_keys(dask_executor._run, str(tmp_path), [[0, 3]], what="merge LSH pairs")
 
 
 def test_the_shared_folder_is_private_and_emptied_after_each_pair(
