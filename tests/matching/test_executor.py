@@ -286,9 +286,12 @@ def field_sources(tmp_path_factory: pytest.TempPathFactory, synth_folder):
 
 @contextmanager
 def _runs(executor: DaskExecutor, per_worker: int) -> Iterator[None]:
-    """Pairs merged in ``per_worker`` runs of left rows per worker, however few the rows."""
+    """Pairs merged in ``per_worker`` runs of left rows for each of 2 workers, however few the
+    rows. The count is pinned: a worker of the shared cluster can be missing for a moment under a
+    busy suite, and the units' count (not their result) follows the workers the scheduler knows."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(executor, "min_merge_rows", 1)
+        patch.setattr(executor, "workers", lambda: 2)
         patch.setattr(shuffle, "MERGES_PER_WORKER", per_worker)
         yield
 
