@@ -19,8 +19,8 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -29,9 +29,13 @@ from oda_fed.errors import InputDataError
 
 # Byte -> the same byte with its bit order reversed (bit 0 <-> bit 7, ...).
 _REVERSED = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
+# base64's characters, by the value of their six bits.
+_BASE64 = np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", dtype=np.uint8
+)
 
-# Rows of CLK JSON encoded at a time: bounds the scratch memory (about 0.4 kB a row at 1024 bits)
-# without costing speed.
+# Rows of CLK JSON written at a time, through one buffer (11.5 MB at 1024 bits): reused, its
+# pages are touched once, and the memory stays bounded whatever the number of CLKs.
 _JSON_BLOCK_ROWS = 65_536
 
 
@@ -53,6 +57,20 @@ def _reverse_bits_in_bytes(words: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_clks(clks: np.ndarray, bits: int) -> np.ndarray:
+    """``clks`` as C-contiguous ``uint64`` words, refused unless ``bits`` long."""
+    clks = np.asarray(clks)
+    words = math.ceil(bits / 64)
+    if clks.dtype != np.uint64 or clks.ndim != 2 or clks.shape[1] != words:
+        raise ValueError(
+            f"expected uint64 CLKs of shape (n, {words}) for {bits} bits; "
+            f"got {clks.dtype} of shape {clks.shape}"
+        )
+    if bits % 64 and len(clks) and (clks[:, -1] >> np.uint64(bits % 64)).any():
+        raise ValueError(f"CLKs have bits set at or beyond bit {bits}")
+    return np.ascontiguousarray(clks)
+
+
 def to_clkhash_bytes(clks: np.ndarray, *, bits: int) -> np.ndarray:
     """Each CLK as the bytes clkhash serialises: ``uint8`` of shape ``(n, ceil(bits / 8))``.
 
@@ -61,20 +79,10 @@ def to_clkhash_bytes(clks: np.ndarray, *, bits: int) -> np.ndarray:
     >>> to_clkhash_bytes(np.array([[1 | 1 << 9]], dtype=np.uint64), bits=16).tolist()
     [[128, 64]]
     """
-    clks = np.asarray(clks)
-    words = math.ceil(bits / 64)
-    if clks.dtype != np.uint64 or clks.ndim != 2 or clks.shape[1] != words:
-        raise ValueError(
-            f"expected uint64 CLKs of shape (n, {words}) for {bits} bits; "
-            f"got {clks.dtype} of shape {clks.shape}"
-        )
-    little = np.ascontiguousarray(clks, dtype="<u8")
-    raw = little.view(np.uint8).reshape(len(clks), 8 * words)
-    size = math.ceil(bits / 8)
-    if bits % 64 and np.unpackbits(raw, axis=1, bitorder="little")[:, bits:].any():
-        raise ValueError(f"CLKs have bits set at or beyond bit {bits}")
-    reversed_words = _reverse_bits_in_bytes(little)
-    return reversed_words.view(np.uint8).reshape(len(clks), 8 * words)[:, :size]
+    clks = _check_clks(clks, bits)
+    reversed_words = _reverse_bits_in_bytes(clks.astype("<u8", copy=False))
+    raw = reversed_words.view(np.uint8).reshape(len(clks), 8 * clks.shape[1])
+    return raw[:, : math.ceil(bits / 8)]
 
 
 def from_clkhash_bytes(data: np.ndarray) -> np.ndarray:
@@ -125,52 +133,36 @@ def write_clkhash_json(clks: np.ndarray, path: Path, *, bits: int) -> Path:
     >>> out.read_text()
     '{"clks": ["gAAAAAAAAAA="]}'
     """
-    data = to_clkhash_bytes(clks, bits=bits)  # checks the shape and the bits before writing
+    clks = _check_clks(clks, bits)  # before the file is touched
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            for part in _json_parts(data):
-                fh.write(part)
+            _write_json(fh, clks, math.ceil(bits / 8))
 
     return write_atomic(Path(path), write)
 
 
-def _json_parts(data: np.ndarray) -> Iterator[bytes | memoryview]:
-    """The bytes of ``json.dumps({"clks": [base64 of each row, ...]})``, in parts.
+def _write_json(fh: BinaryIO, clks: np.ndarray, nbytes: int) -> None:
+    """Write ``json.dumps({"clks": [base64 of each CLK's bytes, ...]})`` to ``fh``.
 
-    ``data`` is clkhash's bytes of each CLK (``uint8`` of shape ``(n, nbytes)``, as
-    :func:`to_clkhash_bytes` returns them). Every row has the same width, so every row's base64
-    has the same width too: each block of rows is padded to whole 3-byte groups and encoded in one
-    call, and the zero bytes' characters at each row's end become clkhash's ``=`` padding.
-
-    Examples
-    --------
-    >>> b"".join(_json_parts(np.array([[128, 64], [0, 0]], dtype=np.uint8)))
-    b'{"clks": ["gEA=", "AAA="]}'
-    >>> b"".join(_json_parts(np.zeros((0, 128), dtype=np.uint8)))
-    b'{"clks": []}'
+    Every CLK has the same width, so every item has the same width too: a kernel
+    (:func:`oda_fed.encoding.kernels.base64_rows`) writes a block of rows' items into one reused
+    buffer, in parallel, and the buffer goes to the file as it is. Numba is loaded already
+    wherever CLKs were made, which is why it is imported here and not with this module.
     """
-    n, size = data.shape
-    groups = -(-size // 3)
-    pad = 3 * groups - size  # clkhash's base64 ends in this many '='
-    width = 4 * groups
-    yield b'{"clks": ['
+    from oda_fed.encoding.kernels import base64_rows
+
+    n = len(clks)
+    raw = clks.astype("<u8", copy=False).view(np.uint8)
+    width = 4 * -(-nbytes // 3) + 4  # '"<base64>", '
+    buffer = np.empty((min(n, _JSON_BLOCK_ROWS), width), dtype=np.uint8)
+    fh.write(b'{"clks": [')
     for start in range(0, n, _JSON_BLOCK_ROWS):
-        block = data[start : start + _JSON_BLOCK_ROWS]
-        padded = np.zeros((len(block), 3 * groups), dtype=np.uint8)
-        padded[:, :size] = block
-        chars = np.frombuffer(binascii.b2a_base64(padded, newline=False), dtype=np.uint8)
-        # Each row as '"<base64>", ': four bytes more than its base64.
-        rows = np.empty((len(block), width + 4), dtype=np.uint8)
-        rows[:, 0] = ord('"')
-        rows[:, 1 : width + 1] = chars.reshape(len(block), width)
-        if pad:
-            rows[:, width + 1 - pad : width + 1] = ord("=")
-        rows[:, width + 1 :] = np.frombuffer(b'", ', dtype=np.uint8)
+        rows = buffer[: min(_JSON_BLOCK_ROWS, n - start)]
+        base64_rows(raw, nbytes, start, _BASE64, _REVERSED, rows)
         flat = rows.reshape(-1)
-        # No ", " after the last row; a view, not a copy (the file takes any buffer).
-        yield memoryview(flat[:-2] if start + len(block) == n else flat)
-    yield b"]}"
+        fh.write(flat[:-2] if start + len(rows) == n else flat)  # no ", " after the last
+    fh.write(b"]}")
 
 
 def read_clkhash_json(path: Path) -> np.ndarray:

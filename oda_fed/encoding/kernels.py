@@ -207,3 +207,54 @@ def permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> 
                 bit = (clks[i, s >> 6] >> np.uint64(s & 63)) & one
                 acc |= bit << np.uint64(b)
             out[i, k] = acc
+
+
+@njit(cache=True, parallel=True)
+def base64_rows(
+    raw: np.ndarray,
+    nbytes: int,
+    first: int,
+    alphabet: np.ndarray,
+    reverse: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write CLK ``first + i`` into ``out[i]`` as clkhash's JSON writes it: ``"<base64>", ``.
+
+    ``raw`` holds the CLKs' words as little-endian bytes (``uint8[n, 8 * words]``); a CLK's
+    bytes in clkhash are its first ``nbytes``, each with its bit order reversed through
+    ``reverse`` (``uint8[256]``). ``alphabet`` holds base64's 64 characters (``uint8``).
+    ``out`` is ``uint8`` with ``4 * ceil(nbytes / 3) + 4`` columns. Each parallel iteration
+    writes only its own row of ``out``.
+    """
+    whole = nbytes // 3  # groups of three bytes; a last group of one or two is padded
+    rest = nbytes - 3 * whole
+    width = 4 * (whole + (rest > 0))
+    for i in prange(out.shape[0]):
+        row = raw[first + i]
+        line = out[i]
+        line[0] = 34  # "
+        for g in range(whole):
+            j = 3 * g
+            acc = (
+                (np.int64(reverse[row[j]]) << 16)
+                | (np.int64(reverse[row[j + 1]]) << 8)
+                | np.int64(reverse[row[j + 2]])
+            )
+            o = 1 + 4 * g
+            line[o] = alphabet[acc >> 18]
+            line[o + 1] = alphabet[(acc >> 12) & 63]
+            line[o + 2] = alphabet[(acc >> 6) & 63]
+            line[o + 3] = alphabet[acc & 63]
+        if rest:
+            j = 3 * whole
+            acc = np.int64(reverse[row[j]]) << 16
+            if rest == 2:
+                acc |= np.int64(reverse[row[j + 1]]) << 8
+            o = 1 + 4 * whole
+            line[o] = alphabet[acc >> 18]
+            line[o + 1] = alphabet[(acc >> 12) & 63]
+            line[o + 2] = alphabet[(acc >> 6) & 63] if rest == 2 else 61  # =
+            line[o + 3] = 61
+        line[width + 1] = 34  # "
+        line[width + 2] = 44  # ,
+        line[width + 3] = 32  # space

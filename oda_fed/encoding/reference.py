@@ -8,6 +8,8 @@ are computed with Python integers and strings.
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 
@@ -108,3 +110,22 @@ def permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> 
         value = _row_int(clks[r])
         moved = sum(((value >> int(s)) & 1) << j for j, s in enumerate(permutation.tolist()))
         _write_row(out, r, moved)
+
+
+def base64_rows(
+    raw: np.ndarray,
+    nbytes: int,
+    first: int,
+    alphabet: np.ndarray,
+    reverse: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Each CLK's bits, most significant first in each byte, through :mod:`base64` and quoted.
+
+    The tables are base64's and the bit reversal's own, so this twin does not read them.
+    """
+    for i in range(out.shape[0]):
+        value = _row_int(raw[first + i].view("<u8"))
+        bits = "".join(str((value >> b) & 1) for b in range(8 * nbytes))
+        data = bytes(int(bits[8 * j : 8 * j + 8], 2) for j in range(nbytes))
+        out[i] = np.frombuffer(b'"' + base64.b64encode(data) + b'", ', dtype=np.uint8)

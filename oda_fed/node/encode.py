@@ -129,13 +129,13 @@ def encode_file(
     words = project.linkage.wire_bits // 64
     return EncodedSource(
         path=Path(path),
-        record_ids=np.concatenate(ids) if ids else np.empty(0, dtype=object),
         clks=np.concatenate(clks) if clks else np.zeros((0, words), dtype=np.uint64),
         attributes=attributes,
         missing=missing,
         invalid=invalid,
         tokens=tokens,
         evidence=None if evidence is None else Evidence.concat(found),
+        ids=np.concatenate(ids) if ids else np.empty(0, dtype=object),
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from oda_fed.encoding import (
     ClkEncoder,
     FieldEncoding,
+    clkhash_json,
     derive_field_keys,
     encode_records,
     engine,
@@ -195,6 +196,27 @@ def test_plain_decimals_matches_its_twin_and_python(values) -> None:
         # A plain decimal is exactly a string that int() reads and str() writes back unchanged.
         assert ok == (len(value) <= 18 and value.isascii() and _round_trips(value))
         assert number == (int(value) if ok else 0)
+
+
+@pytest.mark.kernel
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(st.data())
+def test_base64_rows_matches_its_twin(data) -> None:
+    nbytes = data.draw(st.integers(1, 40))  # every width modulo 3, so every '=' padding
+    words = -(-nbytes // 8)
+    n = data.draw(st.integers(1, 6))
+    first = data.draw(st.integers(0, n - 1))
+    clks = np.array(
+        data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n * words, max_size=n * words)),
+        dtype=np.uint64,
+    ).reshape(n, words)
+    shape = (n - first, 4 * -(-nbytes // 3) + 4)
+    fast, plain = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+    raw = clks.astype("<u8").view(np.uint8)
+    tables = clkhash_json._BASE64, clkhash_json._REVERSED
+    kernels.base64_rows(raw, nbytes, first, *tables, fast)
+    reference.base64_rows(raw, nbytes, first, *tables, plain)
+    np.testing.assert_array_equal(fast, plain)
 
 
 def _round_trips(value: str) -> bool:
