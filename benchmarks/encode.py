@@ -136,8 +136,10 @@ from oda_fed.encoding.clkhash_schema import load_clkhash_schema
 from oda_fed.encoding.engine import start_kernels
 from oda_fed.node.reading import read_tables
 import numpy as np
+import gc
 imported = time.perf_counter()
 schema_path, data_path, out_path, secret = sys.argv[1:5]
+gc.freeze()  # as `oda-fed encode` does before it encodes
 encoder = ClkhashEncoder(load_clkhash_schema(Path(schema_path)), secret=secret)
 starting = start_kernels()  # Numba's start-up, in a thread while the CSV is read
 tables = list(read_tables(Path(data_path), chunk_rows=100_000))
@@ -154,7 +156,7 @@ write_clkhash_json(clks, Path(out_path), bits=encoder.schema.bits)
 written = time.perf_counter()
 print(json.dumps({"imports": imported - started, "read": read - imported,
                   "hash": hashed - read, "write": written - hashed}))
-import atexit, gc
+import atexit
 atexit.register(gc.freeze)  # as `oda-fed encode` ends (oda_fed.cli._common.skip_collection_at_exit)
 """
 

@@ -3,6 +3,7 @@ mode, one process."""
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import replace
@@ -155,6 +156,8 @@ def _encode(
             secret=key,
             chunk_rows=chunk_rows,
         )
+    # What the imports made lives to the end: the collector's full passes while encoding skip it.
+    gc.freeze()
     started = time.monotonic()
     with spinner(counts=True) as progress:
         task = progress.add_task(f"encoding {input.name}", total=None)
