@@ -115,6 +115,42 @@ def test_a_clkhash_file_in_chunks_gives_clkhash_s_bits_of_the_whole(tmp_path: Pa
     assert encoded.attributes == encoded.missing == encoded.tokens == {}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'id,name\n1,"an\nna"\n2,"b\no\nb"\n3,zoë\n4,anna\n5,"x\ny"\n',  # lines counted > rows
+        "id,name\n1,anna\n2,bob\n3,zoë\n4,anna\n5,eve",  # no last line end: counted < rows
+        "id,name\r\n1,anna\r\n2,\r\n3,zoë\r\n4,anna\r\n5,eve\r\n",  # counted exactly
+    ],
+)
+def test_a_clkhash_file_s_clks_do_not_depend_on_its_counted_rows(tmp_path: Path, text) -> None:
+    # With progress shown, the rows are counted from line ends and the chunks are encoded into
+    # an array of that size, spilling past it when the count was short.
+    from oda_fed.encoding import encode_clkhash
+    from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
+
+    schema = parse_clkhash_schema(CLKHASH_SCHEMA)
+    path = tmp_path / "people.csv"
+    path.write_bytes(text.encode("utf-8"))
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False).values.tolist()
+    expected = encode_clkhash(schema, rows, secret="s")
+    for chunk_rows in (2, 4, 100):
+        seen = []
+        shown = encode_clkhash_file(
+            path,
+            schema=schema,
+            secret="s",
+            chunk_rows=chunk_rows,
+            progress=lambda d, t: seen.append(t),
+        )
+        np.testing.assert_array_equal(shown.clks, expected)
+        np.testing.assert_array_equal(
+            encode_clkhash_file(path, schema=schema, secret="s", chunk_rows=chunk_rows).clks,
+            expected,
+        )
+        assert seen[-1] == 5 and shown.clks.shape == (5, 2)  # the bar ends full
+
+
 def test_a_clkhash_file_with_other_columns_or_no_rows(tmp_path: Path) -> None:
     from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
 
