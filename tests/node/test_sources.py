@@ -222,6 +222,18 @@ def test_a_postgresql_table_prepares_to_the_same_records(
     assert count_rows(label, layout.read) == len(IDS)
 
 
+def test_a_csv_s_rows_are_counted_across_read_blocks(tmp_path: Path) -> None:
+    # The count reads 4 MiB at a time into one buffer: a block's stale tail must not count.
+    path = tmp_path / "big.csv"
+    rows = 400_000  # 22 bytes a row: two full blocks and a short third
+    path.write_text("id,name\n" + "".join(f"{i:08d},someone else\n" for i in range(rows)))
+    assert path.stat().st_size > 2 * (1 << 22)
+    assert count_rows(path) == rows
+    with path.open("a") as fh:
+        fh.write("last,no line end")
+    assert count_rows(path) == rows  # line ends counted: the progress total only
+
+
 def test_parquet_and_xlsx_read_as_text_like_csv(tmp_path: Path) -> None:
     expected = frame()
     for path in (write_parquet(tmp_path / "a.parquet"), write_xlsx(tmp_path / "a.xlsx")):
