@@ -130,11 +130,13 @@ started = time.perf_counter()
 import json, sys
 from pathlib import Path
 import oda_fed.cli.link
+from oda_fed.cli._common import import_numba_lean
+import_numba_lean()  # as `oda-fed encode` does
 from oda_fed.encoding.clkhash import ClkhashEncoder
 from oda_fed.encoding.clkhash_json import write_clkhash_json
 from oda_fed.encoding.clkhash_schema import load_clkhash_schema
 from oda_fed.encoding.engine import start_kernels
-from oda_fed.node.reading import read_tables
+from oda_fed.node.reading import count_rows, read_tables
 import numpy as np
 import gc
 imported = time.perf_counter()
@@ -142,14 +144,14 @@ schema_path, data_path, out_path, secret = sys.argv[1:5]
 gc.freeze()  # as `oda-fed encode` does before it encodes
 encoder = ClkhashEncoder(load_clkhash_schema(Path(schema_path)), secret=secret)
 starting = start_kernels()  # Numba's start-up, in a thread while the CSV is read
+clks = np.zeros((count_rows(Path(data_path)), -(-encoder.schema.bits // 64)), dtype=np.uint64)
 tables = list(read_tables(Path(data_path), chunk_rows=100_000))
 read = time.perf_counter()
-parts, done = [], 0
-for table in tables:
-    parts.append(encoder.encode(table, first_row=done))
+done = 0
+for table in tables:  # into the counted rows, as encode_clkhash_file does
+    encoder.encode(table, first_row=done, out=clks[done : done + table.num_rows])
     done += table.num_rows
 starting.join()
-clks = np.concatenate(parts)
 hashed = time.perf_counter()
 assert "pandas" not in sys.modules  # as in `oda-fed encode --clkhash-schema`
 write_clkhash_json(clks, Path(out_path), bits=encoder.schema.bits)

@@ -134,8 +134,8 @@ def test_a_clkhash_file_s_clks_do_not_depend_on_its_counted_rows(tmp_path: Path,
     path.write_bytes(text.encode("utf-8"))
     rows = pd.read_csv(path, dtype=str, keep_default_na=False).values.tolist()
     expected = encode_clkhash(schema, rows, secret="s")
+    seen: list[int] = []  # the totals the progress bar was given
     for chunk_rows in (2, 4, 100):
-        seen = []
         shown = encode_clkhash_file(
             path,
             schema=schema,
@@ -149,6 +149,7 @@ def test_a_clkhash_file_s_clks_do_not_depend_on_its_counted_rows(tmp_path: Path,
             expected,
         )
         assert seen[-1] == 5 and shown.clks.shape == (5, 2)  # the bar ends full
+        seen.clear()
 
 
 def test_a_clkhash_file_with_other_columns_or_no_rows(tmp_path: Path) -> None:
