@@ -7,8 +7,10 @@ Three data sets are encoded with a FEBRL clkhash v3 schema of ten features (mode
 FEBRL tutorial, every column hashed), each once by clkhash's ``generate_clks`` in the reference
 environment (timed inside that process, without interpreter start, imports or reading the data;
 it uses every core through its process pool) and several times by
-:func:`oda_fed.encoding.encode_clkhash` (Numba kernels over every core), both from the same CSV.
-The outputs must be bit-identical, or nothing is reported for that data set.
+:func:`oda_fed.encoding.encode_clkhash`, both from the same CSV: first with the NumPy kernels
+(the default), then with the Numba kernels (:func:`oda_fed.encoding.kernels.use_jit`, what a
+run of a million rows or more uses), each over every core. The outputs must be bit-identical,
+or nothing is reported for that data set.
 
 1. **Distinct records, synthetic** (the headline): ``--distinct`` people (default 100,000) of a
    synthetic UK-like population (:mod:`oda_fed.synth`) in FEBRL's ten columns: given name,
@@ -22,12 +24,14 @@ The outputs must be bit-identical, or nothing is reported for that data set.
    100,000), so every record occurs ten times. Repeats are what oda-fed's per-distinct-value
    work gains most from, so this is an upper bound, not a typical case.
 
-oda-fed's first call in the process (which loads or compiles the Numba kernels) is timed
-separately on 1,000 records; the timed runs then start from empty token caches each.
+oda-fed's first call with each set of kernels (for Numba's, with importing Numba and loading
+or compiling its kernels) is timed separately on 1,000 records; the timed runs then start from
+empty token caches each.
 
 4. A synthetic UK-like population (``--synthetic`` people, default 1,000,000) is standardised and
    encoded with the project's own encoding (first name, last name, date of birth, sex, postcode)
-   by :func:`oda_fed.encoding.encode_records`. ``--synthetic 0`` skips it.
+   by :func:`oda_fed.encoding.encode_records`, with each set of kernels. ``--synthetic 0``
+   skips it.
 
 5. **Whole process** (``--process N``, default 300,000; 0 skips it): ``oda-fed encode
    --clkhash-schema`` on a CSV of ``N`` synthetic FEBRL-like people, to clkhash's JSON, against
@@ -35,9 +39,9 @@ separately on 1,000 records; the timed runs then start from empty token caches e
    hash``: ``generate_clk_from_csv``, then ``serialize_bitarray`` per CLK into ``json.dump``;
    clkhash 0.18.3 has no command line of its own). Each is a fresh process, timed by wall clock
    from start to exit, alternately, ``--repeats`` times after one unmeasured run each (which
-   writes bytecode and Numba's cache); the two output files must be byte-identical. oda-fed's
-   time is then broken down, in more fresh processes, into imports, reading the CSV, hashing
-   (with the first kernel calls, which load Numba's cache) and writing the JSON; the rest is the
+   writes bytecode); the two output files must be byte-identical. At 300,000 rows oda-fed runs
+   the NumPy kernels and never imports Numba. Its time is then broken down, in more fresh
+   processes, into imports, reading the CSV, hashing and writing the JSON; the rest is the
    interpreter's start and exit.
 
 Nothing is asserted about speed; machines are shared and noisy, so compare the ratio, not the
@@ -54,18 +58,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 from _reference import reference_python, run_reference
 
-from oda_fed.encoding import default_field_encoding, encode_clkhash, encode_records
+from oda_fed.encoding import default_field_encoding, encode_clkhash, encode_records, kernels
 from oda_fed.encoding.clkhash_json import to_clkhash_bytes
 from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
 
 SECRET = "benchmark secret, shared by the partners"
+# The encoder's kernels run on every core this process may use.
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 # Modelled on clkhash's FEBRL tutorial schema, with every FEBRL column hashed; the interop tests
 # check oda-fed against clkhash on the same file.
 FEBRL_SCHEMA = json.loads(
@@ -130,12 +136,9 @@ started = time.perf_counter()
 import json, sys
 from pathlib import Path
 import oda_fed.cli.link
-from oda_fed.cli._common import import_numba_lean
-import_numba_lean()  # as `oda-fed encode` does
 from oda_fed.encoding.clkhash import ClkhashEncoder
 from oda_fed.encoding.clkhash_json import write_clkhash_json
 from oda_fed.encoding.clkhash_schema import load_clkhash_schema
-from oda_fed.encoding.engine import start_kernels
 from oda_fed.node.reading import count_rows, read_tables
 import numpy as np
 import gc
@@ -143,7 +146,6 @@ imported = time.perf_counter()
 schema_path, data_path, out_path, secret = sys.argv[1:5]
 gc.freeze()  # as `oda-fed encode` does before it encodes
 encoder = ClkhashEncoder(load_clkhash_schema(Path(schema_path)), secret=secret)
-starting = start_kernels()  # Numba's start-up, in a thread while the CSV is read
 clks = np.zeros((count_rows(Path(data_path)), -(-encoder.schema.bits // 64)), dtype=np.uint64)
 tables = list(read_tables(Path(data_path), chunk_rows=100_000))
 read = time.perf_counter()
@@ -151,9 +153,8 @@ done = 0
 for table in tables:  # into the counted rows, as encode_clkhash_file does
     encoder.encode(table, first_row=done, out=clks[done : done + table.num_rows])
     done += table.num_rows
-starting.join()
 hashed = time.perf_counter()
-assert "pandas" not in sys.modules  # as in `oda-fed encode --clkhash-schema`
+assert "pandas" not in sys.modules and "numba" not in sys.modules  # as in the command
 write_clkhash_json(clks, Path(out_path), bits=encoder.schema.bits)
 written = time.perf_counter()
 print(json.dumps({"imports": imported - started, "read": read - imported,
@@ -228,10 +229,12 @@ def _febrl(which: str, work: Path) -> pd.DataFrame:
     return pd.read_csv(raw, dtype=str, keep_default_na=False)
 
 
-def compare(label: str, data: pd.DataFrame, work: Path, *, repeats: int) -> float | None:
-    """Encode ``data`` with clkhash and oda-fed, check the bits agree, print both rates.
+def compare(label: str, data: pd.DataFrame, work: Path, *, repeats: int) -> dict[str, float] | None:
+    """Encode ``data`` with clkhash and with oda-fed (with each set of kernels), check the bits
+    agree, print the rates.
 
-    Returns oda-fed's speed as a multiple of clkhash's, or ``None`` when the CLKs differ.
+    Returns oda-fed's speed as a multiple of clkhash's per set of kernels, or ``None`` when the
+    CLKs differ.
     """
     data_path = work / "data.csv"
     data.to_csv(data_path, index=False)
@@ -253,41 +256,61 @@ def compare(label: str, data: pd.DataFrame, work: Path, *, repeats: int) -> floa
         run_reference(_RUN_CLKHASH, args=[str(schema_path), str(data_path), str(out_path), SECRET])
     )
 
-    start = time.perf_counter()
-    encode_clkhash(schema, data.iloc[:1000], secret=SECRET)
-    cold = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        clks = encode_clkhash(schema, data, secret=SECRET)
-        times.append(time.perf_counter() - start)
-
+    timed = _per_kernel_set(
+        lambda: encode_clkhash(schema, data.iloc[:1000], secret=SECRET),
+        lambda: encode_clkhash(schema, data, secret=SECRET),
+        repeats=repeats,
+    )
     expected = np.fromfile(out_path, dtype=np.uint8).reshape(len(data), -1)
-    got = to_clkhash_bytes(clks, bits=schema.bits)
-    differ = int((got != expected).any(axis=1).sum())
-    if differ:
-        print(
-            f"  NOT bit-identical: {differ:,} of {len(data):,} CLKs differ from clkhash's; "
-            "no timings reported"
-        )
-        return None
-    print(f"  outputs: bit-identical ({len(data):,} CLKs of {schema.bits} bits)")
+    for name, (_, _, clks) in timed.items():
+        got = to_clkhash_bytes(clks, bits=schema.bits)
+        differ = int((got != expected).any(axis=1).sum())
+        if differ:
+            print(
+                f"  NOT bit-identical ({name} kernels): {differ:,} of {len(data):,} CLKs differ "
+                "from clkhash's; no timings reported"
+            )
+            return None
+    print(f"  outputs: bit-identical ({len(data):,} CLKs of {schema.bits} bits, both kernels)")
 
-    ours = statistics.median(times)
     ref_rate = ref["records"] / ref["seconds"]
-    our_rate = len(data) / ours
     print(
         f"  clkhash 0.18.3: {ref['seconds']:.2f} s, {ref_rate:,.0f} records/s "
         f"({ref['processes']} worker processes)"
     )
-    print(
-        f"  oda-fed:        {ours:.3f} s, {our_rate:,.0f} records/s (median of {repeats}, "
-        f"best {min(times):.3f} s; Numba threads: {numba.get_num_threads()}; first call on "
-        f"1,000 records, which loads or compiles the kernels: {cold:.2f} s)"
-    )
-    ratio = our_rate / ref_rate
-    print(f"  ratio: oda-fed is {ratio:.1f}x clkhash")
-    return ratio
+    ratios = {}
+    for name, (cold, times, _) in timed.items():
+        ours = statistics.median(times)
+        our_rate = len(data) / ours
+        ratios[name] = our_rate / ref_rate
+        print(
+            f"  oda-fed, {name} kernels: {ours:.3f} s, {our_rate:,.0f} records/s "
+            f"({ratios[name]:.1f}x clkhash; median of {repeats}, best {min(times):.3f} s; "
+            f"{THREADS} threads; first call on 1,000 records: {cold:.2f} s)"
+        )
+    return ratios
+
+
+def _per_kernel_set(
+    first: Callable[[], object], run: Callable[[], object], *, repeats: int
+) -> dict[str, tuple[float, list[float], object]]:
+    """Time ``run`` with the NumPy kernels, then with Numba's: for each, the seconds of
+    ``first`` (which loads Numba and the compiled kernels for the second), the seconds of each
+    run, and the last run's result. The process is left on the NumPy kernels."""
+    timed = {}
+    for name, jit in (("NumPy", False), ("Numba", True)):
+        start = time.perf_counter()
+        kernels.use_jit(jit)
+        first()
+        cold = time.perf_counter() - start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = run()
+            times.append(time.perf_counter() - start)
+        timed[name] = (cold, times, result)
+    kernels.use_jit(False)
+    return timed
 
 
 def clkhash_benchmarks(*, distinct: int, records: int, work: Path, repeats: int) -> None:
@@ -321,10 +344,15 @@ def clkhash_benchmarks(*, distinct: int, records: int, work: Path, repeats: int)
             repeats=repeats,
         )
     print(
-        "\nsummary (oda-fed / clkhash, same run): "
+        "\nsummary (oda-fed / clkhash, same run, NumPy kernels / Numba kernels): "
         + "; ".join(
-            f"{name} {'NOT bit-identical' if ratio is None else f'{ratio:.1f}x'}"
-            for name, ratio in ratios.items()
+            f"{name} "
+            + (
+                "NOT bit-identical"
+                if found is None
+                else " / ".join(f"{r:.1f}x" for r in found.values())
+            )
+            for name, found in ratios.items()
         )
     )
 
@@ -374,7 +402,7 @@ def process_benchmark(people: int, work: Path, *, repeats: int) -> None:
         f"{ref_s:.2f} s (median of {repeats}, best {min(times['clkhash']):.2f} s)"
     )
     print(
-        f"  oda-fed encode ({numba.get_num_threads()} Numba threads): {ours_s:.2f} s "
+        f"  oda-fed encode ({THREADS} threads): {ours_s:.2f} s "
         f"(median of {repeats}, best {min(times['oda-fed']):.2f} s)"
     )
     print(f"  ratio: oda-fed is {ref_s / ours_s:.1f}x clkhash as a whole process")
@@ -424,20 +452,20 @@ def synthetic_benchmark(people: int, *, repeats: int) -> None:
         default_field_encoding("postcode", "postcode"),
     ]
     secret = b"a linkage secret of 32 bytes ok!"
-    encode_records(
-        {k: v[:1000] for k, v in table.items()}, fields=fields, secret=secret, context="bench"
+    timed = _per_kernel_set(
+        lambda: encode_records(
+            {k: v[:1000] for k, v in table.items()}, fields=fields, secret=secret, context="bench"
+        ),
+        lambda: encode_records(table, fields=fields, secret=secret, context="bench"),
+        repeats=repeats,
     )
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encode_records(table, fields=fields, secret=secret, context="bench")
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    print(
-        f"project encoding (first name, last name, dob, sex, postcode; 1024 bits; keyed "
-        f"BLAKE2b), {people:,} records: {seconds:.2f} s, {people / seconds:,.0f} records/s "
-        f"(median of {repeats}, best {min(times):.2f} s)"
-    )
+    for name, (_, times, _) in timed.items():
+        seconds = statistics.median(times)
+        print(
+            f"project encoding (first name, last name, dob, sex, postcode; 1024 bits; keyed "
+            f"BLAKE2b), {people:,} records, {name} kernels: {seconds:.2f} s, "
+            f"{people / seconds:,.0f} records/s (median of {repeats}, best {min(times):.2f} s)"
+        )
 
 
 def main() -> None:
@@ -476,7 +504,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed oda-fed runs")
     args = parser.parse_args()
     print(
-        f"cores: {os.cpu_count()} (oda-fed: {numba.get_num_threads()} Numba threads; "
+        f"cores: {os.cpu_count()} (oda-fed: {THREADS} threads; "
         "clkhash: one worker process per core)"
     )
     with tempfile.TemporaryDirectory(prefix="oda-fed-bench-") as work:

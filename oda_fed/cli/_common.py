@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
@@ -50,30 +49,6 @@ def skip_collection_at_exit() -> None:
     closed before they return.
     """
     atexit.register(gc.freeze)  # runs after the handlers registered later, such as libraries'
-
-
-def import_numba_lean() -> None:
-    """Import Numba without two optional packages it loads for features oda-fed never uses.
-
-    When they are installed (Dask needs PyYAML), Numba imports PyYAML to read a
-    ``.numba_config.yaml`` and builds a cffi ``FFI`` for cffi functions in kernels, which loads
-    cffi's C parser: about 0.05 s of ``oda-fed encode``, a command timed as a whole process.
-    Both are hidden from Numba only while it loads them, so later imports of either work. A
-    Numba config file in the working directory is still read, and a process that has loaded
-    Numba or either package already is left as it is.
-    """
-    if "numba" in sys.modules:
-        return
-    optional = {"cffi"} if Path(".numba_config.yaml").exists() else {"yaml", "cffi"}
-    hidden = [name for name in optional if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    try:
-        import numba.core.typing.cffi_utils  # noqa: F401  (its FFI is None: no cffi kernels)
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
 
 
 def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

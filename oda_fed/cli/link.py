@@ -20,7 +20,6 @@ from oda_fed.cli._common import (
     call,
     check_on_invalid,
     console,
-    import_numba_lean,
     shown,
     skip_collection_at_exit,
     spinner,
@@ -115,7 +114,6 @@ def _encode(
     on_invalid: str,
 ) -> None:
     # Only what the chosen encoding needs: a clkhash schema loads no project models, nor pandas.
-    import_numba_lean()
     from oda_fed.node.encoded import FORMATS, encode_clkhash_file
     from oda_fed.pki import read_secret
 

@@ -40,8 +40,8 @@ How it is computed
 A :class:`ClkEncoder` keeps, per field, a cache of the bit positions of every distinct token (or
 (salt, token) pair) it has hashed, so each is hashed once however many chunks it appears in. Each
 chunk of rows is factorised into distinct values per field, the distinct values are tokenised in
-batches (:func:`oda_fed.encoding.tokens.token_lists`), and Numba kernels set the bits, in
-parallel over rows (:mod:`oda_fed.encoding.engine`).
+batches (:func:`oda_fed.encoding.tokens.token_lists`), and array kernels set the bits, over
+rows on every core (:mod:`oda_fed.encoding.engine`).
 """
 
 from __future__ import annotations

@@ -47,10 +47,10 @@ How it is fast
 --------------
 clkhash works record by record. Here each column of a chunk is factorised into distinct values
 (on every core at once). The distinct values are checked and formatted together
-(:func:`~oda_fed.encoding.clkhash_values.format_values`): with numpy and Numba over their code
+(:func:`~oda_fed.encoding.clkhash_values.format_values`): with array kernels over their code
 points wherever a check allows, the rest one by one exactly as clkhash does. The n-grams of all
-values become integer keys at once; each distinct token is hashed once; and Numba kernels set
-the bits over rows in parallel (:mod:`oda_fed.encoding.engine`).
+values become integer keys at once; each distinct token is hashed once; and array kernels set
+the bits over rows on every core (:mod:`oda_fed.encoding.engine`, :mod:`oda_fed.encoding.kernels`).
 """
 
 from __future__ import annotations

@@ -147,8 +147,7 @@ def _write_json(fh: BinaryIO, clks: np.ndarray, nbytes: int) -> None:
 
     Every CLK has the same width, so every item has the same width too: a kernel
     (:func:`oda_fed.encoding.kernels.base64_rows`) writes a block of rows' items into one reused
-    buffer, in parallel, and the buffer goes to the file as it is. Numba is loaded already
-    wherever CLKs were made, which is why it is imported here and not with this module.
+    buffer, on every core, and the buffer goes to the file as it is.
     """
     from oda_fed.encoding.kernels import base64_rows
 

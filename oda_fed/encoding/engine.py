@@ -11,16 +11,17 @@ Why it is fast
 Values repeat across a population (first names, dates, postcodes), and tokens repeat far more
 even where values do not (the n-grams of addresses and ids), so work is done once per distinct
 thing. Each chunk's distinct values are checked and tokenised together, as arrays of code points
-(:mod:`oda_fed.encoding.codepoints`): n-grams become integer keys in a Numba kernel, and only
+(:mod:`oda_fed.encoding.codepoints`): n-grams become integer keys in an array kernel, and only
 distinct keys become token strings. Each distinct token is hashed once per encoder and its bit
 positions kept (:class:`TokenCache`). Where a value needs Python code of its own (a date to
 parse, say), the :class:`ValueCache` also keeps each value's tokens across chunks; otherwise
-tokenising a chunk's values again costs less than looking them up. Bits are set by Numba kernels
-(:mod:`oda_fed.encoding.kernels`) that run over rows in parallel. For a field whose values
-repeat, each distinct value's bits are first collected into a one-value mask and each row ORs
-its masks word by word (:func:`~oda_fed.encoding.kernels.or_masks`); for a field whose values
-hardly repeat, or very wide CLKs, where a mask costs more than its positions, rows set their
-positions directly. Both give the same bits.
+tokenising a chunk's values again costs less than looking them up. Bits are set by the kernels
+of :mod:`oda_fed.encoding.kernels` (NumPy, or Numba's for long runs) over rows on every core.
+For a field whose values repeat, each distinct value's bits are first collected into a
+one-value mask and each row ORs its masks word by word
+(:func:`~oda_fed.encoding.kernels.or_masks`); for a field whose values hardly repeat (more
+distinct values than half its rows), or whose masks would take too much memory, rows set
+their bits directly. Both give the same bits.
 
 Memory stays bounded by the chunk (its codes, token occurrences and masks) plus the two caches,
 which are emptied between chunks once they pass ``max_values`` values or ``max_tokens`` tokens.
@@ -28,12 +29,10 @@ which are emptied between chunks once they pass ``max_values`` values or ``max_t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from oda_fed.encoding import kernels
 from oda_fed.encoding.distinct import factorize
@@ -59,24 +58,6 @@ Tokenise = Callable[[list[str]], tuple[TokenLists, np.ndarray, dict[int, str]]]
 ``problems`` maps the index of a value that cannot be encoded to what is wrong with it; such a
 value must have no tokens, and is not cached.
 """
-
-
-def start_kernels() -> threading.Thread:
-    """Pay Numba's start-up in a thread of its own, and return the thread.
-
-    The first call of any kernel in a process sets up Numba's compiler state (about a quarter
-    of a second) before it loads its cached code. A process that reads its input first
-    (``oda-fed encode``) starts this, reads (Arrow releases the GIL), and its kernels' first
-    calls then only load their own code.
-    """
-    thread = threading.Thread(target=_ready, args=(np.int64(0),), daemon=True)
-    thread.start()
-    return thread
-
-
-@njit(cache=True)
-def _ready(x: np.int64) -> np.int64:
-    return x + 1
 
 
 class TokenCache:
@@ -392,31 +373,36 @@ def encode_batches(
         # The kernels do not check bounds: a position past the CLK would write past its row.
         if batch.cache.position_bound > 64 * words or len(batch.codes) != rows:
             raise ValueError(f"a field batch does not fit {rows} CLKs of {64 * words} bits")
-    # Per field: setting a value's bits once into a mask and ORing the mask into each of its
-    # rows pays when values repeat; for values that hardly repeat (an id), rows set bits direct.
-    masked, direct = [], []
+    # Each distinct value's bits are set once, into a mask, and each row ORs its values' masks
+    # word by word. A field whose values hardly repeat (an id) sets its rows' bits direct, as
+    # does one whose masks alone would pass _MASK_BYTES; the rest go in groups that fit it.
+    group: list[FieldBatch] = []
     for batch in batches:
-        set_per_value = int(batch.ks.sum())
-        row_by_row = rows * set_per_value // max(batch.values, 1)
-        via_mask = set_per_value + rows * words
-        (direct if row_by_row <= via_mask else masked).append(batch)
-    if sum(batch.values for batch in masked) * words * 8 > _MASK_BYTES:
-        masked, direct = [], list(batches)
-    if masked:
-        masks = np.zeros((sum(batch.values for batch in masked), words), dtype=np.uint64)
-        codes = np.empty((rows, len(masked)), dtype=np.int64)
-        first = 0
-        for f, batch in enumerate(masked):
-            last = first + batch.values
-            _set_bits(
-                batch, value_of_row=np.arange(batch.values, dtype=np.int64), out=masks[first:last]
-            )
-            codes[:, f] = np.where(batch.codes >= 0, batch.codes + first, -1)
-            first = last
-        kernels.or_masks(codes, masks, out)
-    for batch in direct:
-        _set_bits(batch, value_of_row=batch.codes, out=out)
+        if 2 * batch.values > rows or batch.values * words * 8 > _MASK_BYTES:
+            _set_bits(batch, value_of_row=batch.codes, out=out)
+            continue
+        if (sum(b.values for b in group) + batch.values) * words * 8 > _MASK_BYTES:
+            _or_value_masks(group, rows=rows, words=words, out=out)
+            group = []
+        group.append(batch)
+    _or_value_masks(group, rows=rows, words=words, out=out)
     return out
+
+
+def _or_value_masks(batches: list[FieldBatch], *, rows: int, words: int, out: np.ndarray) -> None:
+    if not batches:
+        return
+    masks = np.zeros((sum(batch.values for batch in batches), words), dtype=np.uint64)
+    codes = np.empty((rows, len(batches)), dtype=np.int64)
+    first = 0
+    for f, batch in enumerate(batches):
+        last = first + batch.values
+        _set_bits(
+            batch, value_of_row=np.arange(batch.values, dtype=np.int64), out=masks[first:last]
+        )
+        codes[:, f] = np.where(batch.codes >= 0, batch.codes + first, -1)
+        first = last
+    kernels.or_masks(codes, masks, out)
 
 
 def _set_bits(batch: FieldBatch, *, value_of_row: np.ndarray, out: np.ndarray) -> None:

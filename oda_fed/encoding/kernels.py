@@ -1,10 +1,20 @@
-"""Numba kernels of the CLK encoder: read values as code points, cut them into n-gram keys, and
-set the cached bit positions of tokens into CLK rows.
+"""Array kernels of the CLK encoder: read values as code points, cut them into n-gram keys, set
+the cached bit positions of tokens into CLK rows, and write CLKs as clkhash's base64.
 
-Only ``@njit`` functions over arrays live here, so that Numba's on-disk cache, which tracks this
-file alone, is invalidated whenever a kernel changes. Every kernel has a plain-Python twin of the
-same name in :mod:`oda_fed.encoding.reference`; the orchestration (token caches, which kernel
-runs when) is :mod:`oda_fed.encoding.engine`.
+Two implementations share each kernel's name, arguments and effect:
+
+- **NumPy** (here, the default): whole-array operations over blocks of rows, spread over the
+  cores by threads (NumPy releases the GIL inside each operation). Nothing to compile, so a
+  short run, such as ``oda-fed encode`` on a few hundred thousand rows, starts at once.
+- **Numba** (:mod:`oda_fed.encoding.jit_kernels`): loops compiled to machine code, 1.5 to 2.5
+  times as fast, but importing Numba and loading the compiled code costs a process about 0.4 s
+  before its first row, more than hashing 300,000 records takes. :func:`use_jit` switches a
+  process to them; :func:`use_jit_for` does so for a run of at least :data:`JIT_ROWS` rows,
+  which the node's file encoders call once they have counted the rows.
+
+Both give the same bits: every kernel has a plain-Python twin of the same name in
+:mod:`oda_fed.encoding.reference`, and the tests check both implementations against it. The
+orchestration (token caches, which kernel runs when) is :mod:`oda_fed.encoding.engine`.
 
 The arrays describe a batch of distinct values and their tokens in compressed sparse row form:
 
@@ -25,11 +35,137 @@ CLKs and masks are ``uint64[:, ::1]``: bit ``b`` lives in word ``b // 64`` at po
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
 import numpy as np
-from numba import njit, prange
+
+JIT_ROWS = 1_000_000
+"""Rows from which a run pays for Numba's start-up (about 0.4 s) with faster kernels."""
+
+# Rows of work per block: a block's temporaries (a bit matrix, gathered masks) stay about this
+# size, within the cores' caches, and the blocks are shared among threads.
+_BLOCK_BYTES = 1 << 20
+_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+_LEAST_ROWS = 512
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+_JIT: ModuleType | None = None
+
+_Kernel = TypeVar("_Kernel", bound=Callable[..., None])
 
 
-@njit(cache=True, parallel=True)
+def use_jit(on: bool = True) -> None:
+    """Run this process's kernels compiled by Numba from now on (see the module's docstring),
+    or, with ``on=False``, the NumPy kernels again.
+
+    Imports Numba and :mod:`oda_fed.encoding.jit_kernels`; each kernel's first call then loads
+    its cached machine code (compiling it once per installation).
+    """
+    global _JIT
+    if not on:
+        _JIT = None
+    elif _JIT is None:
+        import_numba()
+        from oda_fed.encoding import jit_kernels
+
+        _JIT = jit_kernels
+
+
+def use_jit_for(rows: int) -> bool:
+    """Switch to the Numba kernels (:func:`use_jit`) for a run of at least :data:`JIT_ROWS`
+    rows; return whether the process uses them."""
+    if rows >= JIT_ROWS:
+        use_jit()
+    return _JIT is not None
+
+
+def import_numba() -> None:
+    """Import Numba without two optional packages it loads for features oda-fed never uses.
+
+    When they are installed (Dask needs PyYAML), Numba imports PyYAML to read a
+    ``.numba_config.yaml`` and builds a cffi ``FFI`` for cffi functions in kernels, which loads
+    cffi's C parser: about 0.05 s. Both are hidden from Numba only while it loads them, so
+    later imports of either work. A Numba config file in the working directory is still read,
+    and a process that has loaded Numba or either package already is left as it is.
+    """
+    if "numba" in sys.modules:
+        return
+    optional = {"cffi"} if Path(".numba_config.yaml").exists() else {"yaml", "cffi"}
+    hidden = [name for name in optional if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import numba.core.typing.cffi_utils  # noqa: F401  (its FFI is None: no cffi kernels)
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def _or_jit(kernel: _Kernel) -> _Kernel:
+    """The NumPy ``kernel``, or its Numba twin once the process uses those."""
+    name = kernel.__name__
+
+    @functools.wraps(kernel)
+    def chosen(*args: object) -> None:
+        if _JIT is not None:
+            return getattr(_JIT, name)(*args)
+        return kernel(*args)
+
+    return chosen  # type: ignore[return-value]
+
+
+def _in_blocks(rows: int, block: int, work: Callable[[list[tuple[int, int]]], None]) -> None:
+    """Call ``work(spans)`` on the cores, each call with its share of ``[lo, hi)`` row spans of
+    at most ``block`` rows (fewer, so that every core has a share, down to ``_LEAST_ROWS``), so
+    that a call can reuse its own buffers across its spans. This thread takes a share too."""
+    workers = _WORKERS or 1
+    block = max(1, min(block, max(_LEAST_ROWS, -(-rows // workers))))
+    spans = [(lo, min(lo + block, rows)) for lo in range(0, rows, block)]
+    workers = min(workers, len(spans))
+    if workers <= 1:
+        work(spans)
+        return
+    pool = _pool()
+    shares = [pool.submit(work, spans[w::workers]) for w in range(1, workers)]
+    work(spans[0::workers])
+    for share in shares:
+        share.result()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool of threads for every kernel call: starting threads per call costs more than a
+    small call's work."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max((_WORKERS or 1) - 1, 1), "oda-fed-kernels")
+        return _POOL
+
+
+def _runs(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])``, as ``int64``."""
+    ends = np.cumsum(counts, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(starts.astype(np.int64) - (ends - counts), counts) + np.arange(
+        total, dtype=np.int64
+    )
+
+
+def _value_of_point(offsets: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The value that holds each of ``points`` (indexes into the code points)."""
+    return np.searchsorted(offsets, points, side="right") - 1
+
+
+@_or_jit
 def set_token_bits(
     value_of_row: np.ndarray,
     occ_offsets: np.ndarray,
@@ -41,8 +177,9 @@ def set_token_bits(
 ) -> None:
     """OR into each row ``r`` of ``out`` the bits of the tokens of value ``value_of_row[r]``.
 
-    A negative value index sets nothing (a missing value). Each parallel iteration writes only
-    its own row of ``out``, so no locks are needed.
+    A negative value index sets nothing (a missing value). Each distinct (token, k) of the
+    occurrences becomes a one-token mask, each value's mask is the OR of its occurrences'
+    (gathers of whole words, not a write per bit), and each row ORs its value's mask.
 
     Examples
     --------
@@ -53,24 +190,96 @@ def set_token_bits(
     >>> out[:, 0].tolist()
     [40, 0]
     """
-    one = np.uint64(1)
-    for r in prange(out.shape[0]):
-        v = value_of_row[r]
-        if v < 0:
-            continue
-        for o in range(occ_offsets[v], occ_offsets[v + 1]):
-            base = tok_offsets[occ_tokens[o]]
-            for j in range(occ_ks[o]):
-                p = np.int64(positions[base + j])
-                out[r, p >> 6] |= one << np.uint64(p & 63)
+    counts = np.diff(occ_offsets)
+    values, words = len(counts), out.shape[1]
+    if not len(occ_tokens) or not len(out):
+        return
+    radix = int(occ_ks.max()) + 1
+    pair, kinds = _pairs(occ_tokens.astype(np.int64) * radix + occ_ks)
+    one_token = _one_token_masks(kinds // radix, kinds % radix, tok_offsets, positions, words)
+    # Column j of `slots` holds the j-th tokens' masks of the values that have one, the first
+    # have[j] values in `order`: by decreasing number of tokens, unless all have as many.
+    if counts.min() == counts.max() and occ_offsets[0] == 0:
+        order, widest = None, int(counts[0])
+        have = np.full(widest, values, dtype=np.int64)
+        slots = pair.reshape(values, widest).T
+    else:
+        order = np.argsort(counts.max() - counts, kind="stable")
+        ranked = counts[order]
+        widest = int(ranked[0])
+        have = np.searchsorted(-ranked, -np.arange(widest), side="left")
+        slots = np.empty((widest, values), dtype=np.int64)
+        at = np.repeat(np.arange(values, dtype=np.int64), ranked)
+        column = np.arange(len(at), dtype=np.int64) - np.repeat(np.cumsum(ranked) - ranked, ranked)
+        slots.reshape(-1)[column * values + at] = pair[_runs(occ_offsets[order], ranked)]
+    # Value v's mask goes straight into row v when the rows are the values in order (one mask
+    # per distinct value, or a field of distinct values); otherwise into a row of its own.
+    straight = order is None and np.array_equal(value_of_row, np.arange(values))
+    masks = out if straight else np.zeros((values + 1, words), dtype=np.uint64)
+
+    def work(spans: list[tuple[int, int]]) -> None:
+        gathered = np.empty((_BLOCK_BYTES // (8 * words) + 1, words), dtype=np.uint64)
+        for lo, hi in spans:
+            for j in range(widest):
+                top = min(hi, int(have[j]))
+                if top <= lo:
+                    break
+                part = gathered[: top - lo]
+                np.take(one_token, slots[j, lo:top], axis=0, out=part)
+                masks[lo:top] |= part
+
+    _in_blocks(values, _BLOCK_BYTES // (8 * words), work)
+    if straight:
+        return
+    rank = np.arange(values + 1, dtype=np.int64)  # the last row, all zero: no value
+    if order is not None:
+        rank[order] = rank[:values].copy()
+    _gather_or(rank[np.where(value_of_row < 0, values, value_of_row)].reshape(-1, 1), masks, out)
 
 
-@njit(cache=True, parallel=True)
+def _pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, distinct)``: the distinct keys, ascending, and each key's place among them."""
+    if len(keys) and int(keys.max()) < 1 << 22:
+        # Small keys: numbered through a table, without sorting.
+        present = np.zeros(int(keys.max()) + 1, dtype=np.bool_)
+        present[keys] = True
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return rank[keys], np.flatnonzero(present)
+    distinct, index = np.unique(keys, return_inverse=True)
+    return index.reshape(-1), distinct
+
+
+def _one_token_masks(
+    tokens: np.ndarray, ks: np.ndarray, tok_offsets: np.ndarray, positions: np.ndarray, words: int
+) -> np.ndarray:
+    """``uint64[len(tokens), words]``: row ``i`` has the first ``ks[i]`` positions of token
+    ``tokens[i]`` set. A block of rows sets its positions in a matrix of one byte per bit,
+    packed into words."""
+    width = 64 * words
+    masks = np.zeros((len(tokens), words), dtype=np.uint64)
+    block = max(1, _BLOCK_BYTES // width)
+
+    def work(spans: list[tuple[int, int]]) -> None:
+        matrix = np.zeros(block * width, dtype=np.bool_)
+        for lo, hi in spans:
+            k = ks[lo:hi]
+            bits = positions[_runs(tok_offsets[tokens[lo:hi]], k)].astype(np.int64)
+            part = matrix[: (hi - lo) * width]
+            part[np.repeat(np.arange(hi - lo, dtype=np.int64) * width, k) + bits] = True
+            packed = np.packbits(part.reshape(hi - lo, width), axis=1, bitorder="little")
+            masks[lo:hi] = packed.view("<u8")
+            part[...] = False
+
+    _in_blocks(len(tokens), block, work)
+    return masks
+
+
+@_or_jit
 def or_masks(codes: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None:
     """OR into each row ``r`` of ``out`` the rows ``masks[codes[r, f]]`` of every field ``f``.
 
     ``codes`` is ``int64[n, fields]``, a negative code skipped; ``masks`` and ``out`` have the
-    same number of words. Each parallel iteration writes only its own row of ``out``.
+    same number of words.
 
     Examples
     --------
@@ -79,17 +288,30 @@ def or_masks(codes: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None:
     >>> out[:, 0].tolist()
     [5, 4]
     """
+    # A zero row last: a negative code, clamped to -1, reads it.
+    table = np.zeros((len(masks) + 1, out.shape[1]), dtype=np.uint64)
+    table[:-1] = masks
+    _gather_or(np.maximum(codes, -1), table, out)
+
+
+def _gather_or(codes: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """OR ``table[codes[r, f]]`` into row ``r`` of ``out`` for every ``f``; codes index
+    ``table`` (negative ones from its end)."""
     words = out.shape[1]
-    for r in prange(out.shape[0]):
-        for f in range(codes.shape[1]):
-            c = codes[r, f]
-            if c < 0:
-                continue
-            for w in range(words):
-                out[r, w] |= masks[c, w]
+    block = max(1, _BLOCK_BYTES // (8 * words))
+
+    def work(spans: list[tuple[int, int]]) -> None:
+        gathered = np.empty((block, words), dtype=np.uint64)
+        for lo, hi in spans:
+            part, rows = gathered[: hi - lo], out[lo:hi]
+            for f in range(codes.shape[1]):
+                np.take(table, codes[lo:hi, f], axis=0, out=part)
+                rows |= part
+
+    _in_blocks(len(out), block, work)
 
 
-@njit(cache=True, parallel=True)
+@_or_jit
 def ngram_keys(
     data: np.ndarray,
     offsets: np.ndarray,
@@ -110,7 +332,7 @@ def ngram_keys(
     ``len(padded) - n + 1``. Each code point ``c`` is a digit ``lut[c]`` (``c`` itself when
     ``lut`` is empty); the key of the n-gram starting at ``i`` is its digits in base ``base``,
     first most significant, plus ``i * position_unit`` (0 for plain n-grams). The caller checks
-    that keys fit 64 bits. Each parallel iteration writes only its own value's slots.
+    that keys fit 64 bits.
 
     Examples
     --------
@@ -120,24 +342,44 @@ def ngram_keys(
     >>> out.tolist()
     [32097, 97098, 98032]
     """
+    lengths = np.diff(offsets)
+    grams = np.diff(gram_offsets)
+    # Every value padded, one after another, as digits; then the key of the n-gram starting at
+    # each place, of which the asked-for ones are picked.
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths + 2 * pad_width, out=starts[1:])
+    places = int(starts[-1]) - n + 1
+    if places <= 0 or not int(grams.sum()):
+        return
+    if pad_width:
+        padded = np.full(int(starts[-1]), pad, dtype=np.uint32)
+        padded[_runs(starts[:-1] + pad_width, lengths)] = data
+    else:
+        padded = data
+    digits = (lut[padded] if len(lut) else padded).astype(np.uint64)
     wide = np.uint64(base)
-    unit = np.uint64(position_unit)
-    mapped = len(lut) > 0
-    for v in prange(len(offsets) - 1):
-        lo = offsets[v]
-        length = offsets[v + 1] - lo
-        first = gram_offsets[v]
-        for i in range(gram_offsets[v + 1] - first):
-            key = np.uint64(0)
-            for t in range(n):
-                j = i + t - pad_width
-                c = data[lo + j] if 0 <= j < length else pad
-                digit = np.uint64(lut[c]) if mapped else np.uint64(c)
-                key = key * wide + digit
-            out[first + i] = key + np.uint64(i) * unit
+    keys = digits[:places].copy()
+    for t in range(1, n):
+        keys *= wide
+        keys += digits[t : places + t]
+    slots = out[int(gram_offsets[0]) : int(gram_offsets[-1])]
+    if (grams == lengths + 2 * pad_width - n + 1).all():
+        # Every n-gram of every value: all places but the last n - 1 of each value, which run
+        # into the next.
+        keep = np.ones(places, dtype=np.bool_)
+        for back in range(1, n):
+            keep[starts[1:-1] - back] = False
+        slots[...] = keys[keep]
+    else:
+        np.take(keys, _runs(starts[:-1], grams), out=slots)
+    if position_unit:
+        at = np.arange(len(slots), dtype=np.int64) - np.repeat(
+            gram_offsets[:-1] - gram_offsets[0], grams
+        )
+        slots += at.astype(np.uint64) * np.uint64(position_unit)
 
 
-@njit(cache=True, parallel=True)
+@_or_jit
 def all_allowed(
     data: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, out: np.ndarray
 ) -> None:
@@ -152,18 +394,14 @@ def all_allowed(
     >>> out.tolist()
     [True, False]
     """
-    size = len(allowed)
-    for v in prange(len(offsets) - 1):
-        ok = True
-        for o in range(offsets[v], offsets[v + 1]):
-            c = data[o]
-            if c >= size or not allowed[c]:
-                ok = False
-                break
-        out[v] = ok
+    table = np.zeros(len(allowed) + 1, dtype=np.bool_)  # the last entry: past the end
+    table[:-1] = allowed
+    refused = np.flatnonzero(~table[np.minimum(data, len(allowed))])
+    out[:] = True
+    out[_value_of_point(offsets, refused)] = False
 
 
-@njit(cache=True, parallel=True)
+@_or_jit
 def plain_decimals(
     data: np.ndarray, offsets: np.ndarray, most_digits: int, plain: np.ndarray, numbers: np.ndarray
 ) -> None:
@@ -178,38 +416,28 @@ def plain_decimals(
     >>> plain.tolist(), numbers.tolist()
     ([True, False], [42, 0])
     """
-    for v in prange(len(offsets) - 1):
-        lo, hi = offsets[v], offsets[v + 1]
-        ok = 1 <= hi - lo <= most_digits and not (hi - lo > 1 and data[lo] == 48)
-        number = 0
-        for o in range(lo, hi):
-            if not ok:
-                break
-            c = data[o]
-            if c < 48 or c > 57:
-                ok = False
-            else:
-                number = number * 10 + (np.int64(c) - 48)
-        plain[v] = ok
-        numbers[v] = number if ok else 0
+    lengths = np.diff(offsets)
+    digits = data.astype(np.int64) - 48
+    ok = (lengths >= 1) & (lengths <= most_digits)
+    ok[_value_of_point(offsets, np.flatnonzero((digits < 0) | (digits > 9)))] = False
+    longer = np.flatnonzero(ok & (lengths > 1))
+    ok[longer[data[offsets[longer]] == 48]] = False  # a leading zero
+    plain[:] = ok
+    numbers[:] = 0
+    starts = offsets[:-1][ok]
+    if not len(starts):
+        return
+    # Each digit times its power of ten, 0 outside plain values; summed from each plain value's
+    # start to the next one's, which adds only the zeros between.
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    inside = ok[owner]
+    place = np.where(inside, np.repeat(offsets[1:] - 1, lengths) - np.arange(len(data)), 0)
+    powers = np.uint64(10) ** np.arange(max(most_digits, 1), dtype=np.uint64)
+    terms = np.where(inside, digits.astype(np.uint64) * powers[place], np.uint64(0))
+    numbers[ok] = np.add.reduceat(terms, starts).view(np.int64)
 
 
-@njit(cache=True, parallel=True)
-def permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> None:
-    """Set bit ``j`` of each row of ``out`` to bit ``permutation[j]`` of the row of ``clks``
-    (a per-round keyed permutation: popcounts and every Dice score are unchanged)."""
-    one = np.uint64(1)
-    for i in prange(clks.shape[0]):
-        for k in range(out.shape[1]):
-            acc = np.uint64(0)
-            for b in range(64):
-                s = permutation[k * 64 + b]
-                bit = (clks[i, s >> 6] >> np.uint64(s & 63)) & one
-                acc |= bit << np.uint64(b)
-            out[i, k] = acc
-
-
-@njit(cache=True, parallel=True)
+@_or_jit
 def base64_rows(
     raw: np.ndarray,
     nbytes: int,
@@ -223,38 +451,68 @@ def base64_rows(
     ``raw`` holds the CLKs' words as little-endian bytes (``uint8[n, 8 * words]``); a CLK's
     bytes in clkhash are its first ``nbytes``, each with its bit order reversed through
     ``reverse`` (``uint8[256]``). ``alphabet`` holds base64's 64 characters (``uint8``).
-    ``out`` is ``uint8`` with ``4 * ceil(nbytes / 3) + 4`` columns. Each parallel iteration
-    writes only its own row of ``out``.
+    ``out`` is ``uint8`` with ``4 * ceil(nbytes / 3) + 4`` columns.
+
+    Three bytes are two 12-bit halves, each two characters. The halves are read from the bytes
+    as they are, as 16-bit words three bytes apart, and a table of 2 * 4096 character pairs
+    reverses the bits as it spells them.
     """
-    whole = nbytes // 3  # groups of three bytes; a last group of one or two is padded
-    rest = nbytes - 3 * whole
+    raw = np.ascontiguousarray(raw)
+    whole, rest = divmod(nbytes, 3)  # groups of three bytes; a last one or two are padded
     width = 4 * (whole + (rest > 0))
-    for i in prange(out.shape[0]):
-        row = raw[first + i]
-        line = out[i]
-        line[0] = 34  # "
-        for g in range(whole):
-            j = 3 * g
-            acc = (
-                (np.int64(reverse[row[j]]) << 16)
-                | (np.int64(reverse[row[j + 1]]) << 8)
-                | np.int64(reverse[row[j + 2]])
-            )
-            o = 1 + 4 * g
-            line[o] = alphabet[acc >> 18]
-            line[o + 1] = alphabet[(acc >> 12) & 63]
-            line[o + 2] = alphabet[(acc >> 6) & 63]
-            line[o + 3] = alphabet[acc & 63]
-        if rest:
-            j = 3 * whole
-            acc = np.int64(reverse[row[j]]) << 16
-            if rest == 2:
-                acc |= np.int64(reverse[row[j + 1]]) << 8
-            o = 1 + 4 * whole
-            line[o] = alphabet[acc >> 18]
-            line[o + 1] = alphabet[(acc >> 12) & 63]
-            line[o + 2] = alphabet[(acc >> 6) & 63] if rest == 2 else 61  # =
-            line[o + 3] = 61
-        line[width + 1] = 34  # "
-        line[width + 2] = 44  # ,
-        line[width + 3] = 32  # space
+    table = _base64_pairs(alphabet, reverse)
+    stride = raw.strides[0]
+    block = max(1, _BLOCK_BYTES // width)
+
+    def halves(lo: int, hi: int, count: int, into: np.ndarray) -> None:
+        """The table rows of the 12-bit halves of ``count`` groups of rows ``lo:hi``."""
+        at = (first + lo) * stride
+        shape, strides = (hi - lo, count), (stride, 3)
+        low = np.ndarray(shape, dtype="<u2", buffer=raw, offset=at, strides=strides)
+        high = np.ndarray(shape, dtype="<u2", buffer=raw, offset=at + 1, strides=strides)
+        np.bitwise_and(low, 0xFFF, out=into[:, :, 0])  # byte 1 and the low half of byte 2
+        np.right_shift(high, 4, out=into[:, :, 1])  # the high half of byte 2 and byte 3
+        into[:, :, 1] |= 4096
+
+    def work(spans: list[tuple[int, int]]) -> None:
+        units = np.empty((block, whole, 2), dtype=np.uint16)
+        pairs = np.empty((block, 2 * whole), dtype=np.uint16)
+        for lo, hi in spans:
+            line = out[lo:hi]
+            if whole:
+                part = units[: hi - lo]
+                halves(lo, hi, whole, part)
+                np.take(table, part.reshape(hi - lo, -1), out=pairs[: hi - lo])
+                line[:, 1 : 4 * whole + 1] = pairs[: hi - lo].view(np.uint8)
+            if rest:  # a 16-bit read would run past the CLK: the last bytes, padded, apart
+                tail = np.zeros((hi - lo, 3), dtype=np.uint16)
+                tail[:, :rest] = raw[first + lo : first + hi, 3 * whole : nbytes]
+                ends = np.stack(
+                    [tail[:, 0] | (tail[:, 1] & 15) << 8, tail[:, 1] >> 4 | tail[:, 2] << 4 | 4096],
+                    axis=1,
+                )
+                line[:, 4 * whole + 1 : width + 1] = table[ends].view(np.uint8)
+                line[:, width] = 61  # =
+                if rest == 1:
+                    line[:, width - 1] = 61
+            line[:, 0] = line[:, width + 1] = 34  # "
+            line[:, width + 2] = 44  # ,
+            line[:, width + 3] = 32  # space
+
+    _in_blocks(len(out), block, work)
+
+
+def _base64_pairs(alphabet: np.ndarray, reverse: np.ndarray) -> np.ndarray:
+    """``uint16[8192]``: the two base64 characters (first in the low byte) of a 12-bit half.
+
+    Row ``u < 4096`` is the first half of a group, ``u = b1 | (b2 & 15) << 8``; row
+    ``4096 + u`` the second, ``u = b2 >> 4 | b3 << 4``, the bytes as stored, before ``reverse``.
+    """
+    u = np.arange(4096, dtype=np.uint16)
+    turned = reverse.astype(np.uint16)
+    nibble = turned[:16] >> 4  # a half-byte, bits reversed
+    first = turned[u & 255] << 4 | nibble[u >> 8]
+    second = nibble[u & 15] << 8 | turned[u >> 4]
+    spelled = alphabet.astype(np.uint16)
+    pairs = spelled[np.arange(4096) >> 6] | spelled[np.arange(4096) & 63] << 8
+    return np.concatenate([pairs[first], pairs[second]])

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from oda_fed.encoding.evidence import FILTER_BITS, Evidence
+from oda_fed.encoding.kernels import import_numba
 from oda_fed.encoding.keys import derive_key
 
 __all__ = ["RoundTransform"]
@@ -35,6 +36,15 @@ def _permutation(key: bytes, bits: int) -> np.ndarray:
     # without the key, and the same one at every node.
     rank = [hmac.new(key, i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(bits)]
     return np.array(sorted(range(bits), key=rank.__getitem__), dtype=np.int64)
+
+
+def _permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> None:
+    """Set bit ``j`` of each row of ``out`` to bit ``permutation[j]`` of the row of ``clks``:
+    hardening's XOR of taps with one tap per output bit."""
+    import_numba()
+    from oda_fed.encoding.hardening_kernels import xor_taps
+
+    xor_taps(clks, np.ascontiguousarray(permutation, dtype=np.int64).reshape(-1, 1), out)
 
 
 class RoundTransform:
@@ -59,13 +69,11 @@ class RoundTransform:
     def clks(self, clks: np.ndarray) -> np.ndarray:
         """CLKs (rows of little-endian ``uint64`` words) with bit ``j`` taken from bit
         ``permutation[j]``; popcounts, and so every Dice score within the round, are unchanged."""
-        from oda_fed.encoding.kernels import permute_bits
-
         words = np.ascontiguousarray(clks, dtype=np.uint64)
         if words.ndim != 2 or words.shape[1] * 64 != self.bits:
             raise ValueError(f"expected CLKs of {self.bits} bits, got shape {words.shape}")
         out = np.empty_like(words)
-        permute_bits(words, self.permutation, out)
+        _permute_bits(words, self.permutation, out)
         return out
 
     def tokens(self, tokens: Mapping[str, Sequence[bytes | None]]) -> dict[str, list[bytes | None]]:
@@ -84,14 +92,12 @@ class RoundTransform:
         """Field evidence moved for the round: every field filter under one bit permutation,
         every token re-keyed under one round key (a missing token stays 0; the ``@names:born``
         columns stay comparable with each other)."""
-        from oda_fed.encoding.kernels import permute_bits
-
         key = self._evidence_key
         order = _permutation(key, FILTER_BITS)
         filters = {}
         for name, words in evidence.filters.items():
             filters[name] = np.empty_like(words)
-            permute_bits(np.ascontiguousarray(words, dtype=np.uint64), order, filters[name])
+            _permute_bits(np.ascontiguousarray(words, dtype=np.uint64), order, filters[name])
         tokens = {}
         for name, column in evidence.tokens.items():
             distinct, inverse = np.unique(column, return_inverse=True)

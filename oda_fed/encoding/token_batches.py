@@ -2,7 +2,7 @@
 
 :class:`TokenLists` holds the tokens of a batch of values in compressed sparse rows.
 :func:`ngram_lists` cuts every value of a batch into n-grams at once: the values become one array
-of code points (:class:`~oda_fed.encoding.codepoints.CodePoints`), a Numba kernel
+of code points (:class:`~oda_fed.encoding.codepoints.CodePoints`), a kernel
 (:func:`~oda_fed.encoding.kernels.ngram_keys`) turns each n-gram into an integer key, the keys are
 numbered, and only the distinct n-grams are spelled as strings. n-grams repeat far more than
 values do (an address is new, its letter pairs are not), which is what makes this fast.

@@ -20,6 +20,7 @@ from oda_fed.encoding import (
 from oda_fed.encoding.evidence import Evidence, EvidenceEncoder
 from oda_fed.encoding.exact import derive_token_key, exact_tokens
 from oda_fed.encoding.hardening import Hardening, harden, salts_for
+from oda_fed.encoding.kernels import use_jit_for
 from oda_fed.node.encoded import FORMATS, Progress
 from oda_fed.node.encoded import EncodedSource as EncodedSource
 from oda_fed.node.encoded import encode_clkhash_file as encode_clkhash_file
@@ -97,7 +98,8 @@ def encode_file(
     >>> enc.clks.shape  # doctest: +SKIP
     (2105, 16)
     """
-    total = count_rows(path, layout.read) if progress is not None else 0
+    total = count_rows(path, layout.read)
+    use_jit_for(total)
     ids, clks = [], []
     attributes: dict[str, list[str]] = {a: [] for a in layout.attributes}
     missing = {f.name: 0 for f in project.linkage.fields}

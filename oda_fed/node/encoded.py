@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from oda_fed.encoding.clkhash import ClkhashEncoder
-from oda_fed.encoding.engine import start_kernels
+from oda_fed.encoding.kernels import use_jit_for
 from oda_fed.node.reading import ReadOptions, count_rows, read_tables
 
 if TYPE_CHECKING:
@@ -110,28 +110,25 @@ def encode_clkhash_file(
     (28, 16)
     """
     encoder = ClkhashEncoder(schema, secret=secret)  # one encoder: its caches carry across chunks
-    starting = start_kernels()  # while the first chunk is read
     words = -(-schema.bits // 64)
-    try:
-        total = count_rows(path, read) if progress is not None else 0
-        # Chunks are encoded in place while the count holds (it can be off: a quoted line end),
-        # which spares a copy of every CLK and the fresh pages it would take.
-        clks = np.zeros((total, words), dtype=np.uint64)
-        spilled: list[np.ndarray] = []
-        done = 0
-        for table in read_tables(path, chunk_rows=chunk_rows, options=read):
-            end = done + table.num_rows
-            if spilled or end > total:
-                spilled.append(encoder.encode(table, first_row=done))
-            else:
-                encoder.encode(table, first_row=done, out=clks[done:end])
-            done = end
-            if progress is not None:
-                progress(done, max(total, done))
-        if progress is not None and done < total:
-            progress(done, done)  # the bar ends full when line ends inside values overcounted
-    finally:
-        starting.join()
+    total = count_rows(path, read)
+    use_jit_for(total)
+    # Chunks are encoded in place while the count holds (it can be off: a quoted line end),
+    # which spares a copy of every CLK and the fresh pages it would take.
+    clks = np.zeros((total, words), dtype=np.uint64)
+    spilled: list[np.ndarray] = []
+    done = 0
+    for table in read_tables(path, chunk_rows=chunk_rows, options=read):
+        end = done + table.num_rows
+        if spilled or end > total:
+            spilled.append(encoder.encode(table, first_row=done))
+        else:
+            encoder.encode(table, first_row=done, out=clks[done:end])
+        done = end
+        if progress is not None:
+            progress(done, max(total, done))
+    if progress is not None and done < total:
+        progress(done, done)  # the bar ends full when line ends inside values overcounted
     in_place = done - sum(len(part) for part in spilled)
     clks = np.concatenate([clks[:in_place], *spilled]) if spilled else clks[:done]
     return EncodedSource(

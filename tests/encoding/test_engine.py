@@ -1,4 +1,4 @@
-"""The shared encoding engine: kernels against their twins, caches, chunks and record salts."""
+"""The shared encoding engine: code points, token lists, caches, chunks and record salts."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from hypothesis import strategies as st
 from oda_fed.encoding import (
     ClkEncoder,
     FieldEncoding,
-    clkhash_json,
     derive_field_keys,
     encode_records,
     engine,
-    kernels,
     reference,
     token_batches,
     tokens,
@@ -44,186 +42,6 @@ FIELDS = [
     default_field_encoding("dob", "date"),
     default_field_encoding("postcode", "postcode"),
 ]
-
-
-# --- kernels and their plain twins -----------------------------------------------------------
-
-
-@st.composite
-def _token_batches(draw):
-    """Random token caches, values made of tokens, and rows pointing at values."""
-    words = draw(st.integers(1, 3))
-    tokens_ = draw(st.integers(1, 6))
-    lengths = draw(st.lists(st.integers(0, 70), min_size=tokens_, max_size=tokens_))
-    positions = np.array(
-        draw(
-            st.lists(st.integers(0, 64 * words - 1), min_size=sum(lengths), max_size=sum(lengths))
-        ),
-        dtype=np.uint32,
-    )
-    tok_offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    values = draw(st.integers(0, 5))
-    occ_tokens, occ_ks, counts = [], [], []
-    for _ in range(values):
-        picked = draw(st.lists(st.integers(0, tokens_ - 1), max_size=5))
-        counts.append(len(picked))
-        occ_tokens += picked
-        occ_ks += [draw(st.integers(0, lengths[t])) for t in picked]
-    occ_offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
-    rows = np.array(draw(st.lists(st.integers(-1, values - 1), max_size=8)), dtype=np.int64)
-    start = draw(
-        st.lists(st.integers(0, 2**64 - 1), min_size=len(rows) * words, max_size=len(rows) * words)
-    )
-    out = np.array(start, dtype=np.uint64).reshape(len(rows), words)
-    arrays = (
-        occ_offsets,
-        np.array(occ_tokens, dtype=np.int64),
-        np.array(occ_ks, dtype=np.int64),
-        tok_offsets,
-        positions,
-    )
-    return rows, arrays, out
-
-
-@pytest.mark.kernel
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(_token_batches())
-def test_set_token_bits_matches_its_twin(case) -> None:
-    rows, arrays, out = case
-    fast, plain = out.copy(), out.copy()
-    kernels.set_token_bits(rows, *arrays, fast)
-    reference.set_token_bits(rows, *arrays, plain)
-    np.testing.assert_array_equal(fast, plain)
-
-
-@pytest.mark.kernel
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(st.data())
-def test_or_masks_matches_its_twin(data) -> None:
-    words = data.draw(st.integers(1, 4))
-    masks = data.draw(st.integers(1, 6))
-    n, fields = data.draw(st.integers(0, 8)), data.draw(st.integers(1, 4))
-    u64 = st.integers(0, 2**64 - 1)
-    mask_array = np.array(
-        data.draw(st.lists(u64, min_size=masks * words, max_size=masks * words)), dtype=np.uint64
-    ).reshape(masks, words)
-    codes = np.array(
-        data.draw(st.lists(st.integers(-1, masks - 1), min_size=n * fields, max_size=n * fields)),
-        dtype=np.int64,
-    ).reshape(n, fields)
-    out = np.array(
-        data.draw(st.lists(u64, min_size=n * words, max_size=n * words)), dtype=np.uint64
-    ).reshape(n, words)
-    fast, plain = out.copy(), out.copy()
-    kernels.or_masks(codes, mask_array, fast)
-    reference.or_masks(codes, mask_array, plain)
-    np.testing.assert_array_equal(fast, plain)
-
-
-@pytest.mark.kernel
-def test_kernels_on_all_zero_and_all_one_rows() -> None:
-    ones = np.full((2, 2), np.iinfo(np.uint64).max, dtype=np.uint64)
-    codes = np.array([[0, -1], [-1, -1]], dtype=np.int64)
-    for impl in (kernels, reference):
-        out = np.zeros((2, 2), dtype=np.uint64)
-        impl.or_masks(codes, ones, out)
-        assert out[0].tolist() == [2**64 - 1] * 2 and out[1].tolist() == [0, 0]
-
-
-@st.composite
-def _code_point_batches(draw):
-    """Values as code points (any code point, surrogates and NUL included) with offsets."""
-    values = draw(st.lists(st.lists(st.integers(0, 0x10FFFF), max_size=9), max_size=8))
-    data = np.array([c for value in values for c in value], dtype=np.uint32)
-    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
-    return data, offsets
-
-
-@pytest.mark.kernel
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(_code_point_batches(), st.integers(1, 3), st.integers(0, 2), st.booleans(), st.data())
-def test_ngram_keys_matches_its_twin(batch, n, pad_width, positional, data) -> None:
-    points, offsets = batch
-    lengths = np.diff(offsets) + 2 * pad_width
-    # As many n-grams as fit, or fewer (the caller may ask for none of a value's).
-    grams = np.array(
-        [data.draw(st.integers(0, max(int(k) - n + 1, 0))) for k in lengths], dtype=np.int64
-    )
-    gram_offsets = np.concatenate([[0], np.cumsum(grams)]).astype(np.int64)
-    pad = 0x5F
-    if data.draw(st.booleans()):
-        # A dense alphabet: every code point in use, and the pad, gets a digit.
-        alphabet = np.unique(np.append(points, pad))
-        lut = np.zeros(int(alphabet.max()) + 1, dtype=np.uint32)
-        lut[alphabet] = np.arange(len(alphabet), dtype=np.uint32)
-        base = len(alphabet)
-    else:
-        lut, base = np.zeros(0, dtype=np.uint32), 1 << 21
-    unit = base**n if positional else 0
-    fast = np.zeros(int(gram_offsets[-1]), dtype=np.uint64)
-    plain = fast.copy()
-    args = (points, offsets, gram_offsets, n, pad, pad_width, lut)
-    kernels.ngram_keys(*args, np.uint64(base), np.uint64(unit), fast)
-    reference.ngram_keys(*args, base, unit, plain)
-    np.testing.assert_array_equal(fast, plain)
-
-
-@pytest.mark.kernel
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(_code_point_batches(), st.lists(st.booleans(), max_size=70))
-def test_all_allowed_matches_its_twin(batch, table) -> None:
-    points, offsets = batch
-    points = points % 80  # so that the table decides most code points
-    allowed = np.array(table, dtype=np.bool_)
-    fast, plain = np.zeros(len(offsets) - 1, bool), np.ones(len(offsets) - 1, bool)
-    kernels.all_allowed(points, offsets, allowed, fast)
-    reference.all_allowed(points, offsets, allowed, plain)
-    np.testing.assert_array_equal(fast, plain)
-
-
-@pytest.mark.kernel
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(st.lists(st.text(alphabet="0123456789 +-_x٣", max_size=20), max_size=10))
-def test_plain_decimals_matches_its_twin_and_python(values) -> None:
-    points = CodePoints.from_strings(values)
-    fast = np.zeros(len(values), bool), np.zeros(len(values), np.int64)
-    plain = np.zeros(len(values), bool), np.zeros(len(values), np.int64)
-    kernels.plain_decimals(points.data, points.offsets, 18, *fast)
-    reference.plain_decimals(points.data, points.offsets, 18, *plain)
-    np.testing.assert_array_equal(fast[0], plain[0])
-    np.testing.assert_array_equal(fast[1], plain[1])
-    for value, ok, number in zip(values, *fast, strict=True):
-        # A plain decimal is exactly a string that int() reads and str() writes back unchanged.
-        assert ok == (len(value) <= 18 and value.isascii() and _round_trips(value))
-        assert number == (int(value) if ok else 0)
-
-
-@pytest.mark.kernel
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(st.data())
-def test_base64_rows_matches_its_twin(data) -> None:
-    nbytes = data.draw(st.integers(1, 40))  # every width modulo 3, so every '=' padding
-    words = -(-nbytes // 8)
-    n = data.draw(st.integers(1, 6))
-    first = data.draw(st.integers(0, n - 1))
-    clks = np.array(
-        data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n * words, max_size=n * words)),
-        dtype=np.uint64,
-    ).reshape(n, words)
-    shape = (n - first, 4 * -(-nbytes // 3) + 4)
-    fast, plain = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
-    raw = clks.astype("<u8").view(np.uint8)
-    tables = clkhash_json._BASE64, clkhash_json._REVERSED
-    kernels.base64_rows(raw, nbytes, first, *tables, fast)
-    reference.base64_rows(raw, nbytes, first, *tables, plain)
-    np.testing.assert_array_equal(fast, plain)
-
-
-def _round_trips(value: str) -> bool:
-    try:
-        return str(int(value, 10)) == value
-    except ValueError:
-        return False
 
 
 def test_code_points_keep_every_character() -> None:
