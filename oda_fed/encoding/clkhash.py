@@ -76,7 +76,8 @@ from oda_fed.encoding.clkhash_schema import (
     NumericComparison,
 )
 from oda_fed.encoding.clkhash_values import format_values, shown, token_ks, tokenise
-from oda_fed.encoding.distinct import factorize
+from oda_fed.encoding.codepoints import ArrowText
+from oda_fed.encoding.distinct import dictionary_codes
 from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
 from oda_fed.encoding.token_batches import TokenLists
 from oda_fed.errors import AuthError, InputDataError
@@ -191,13 +192,13 @@ class _FeatureEncoder:
         )
         self.values = ValueCache(TokenCache(hasher), self._prepare, remember=per_value)
 
-    def _prepare(self, values: list[str]) -> tuple[TokenLists, np.ndarray, dict[int, str]]:
+    def _prepare(self, values: Sequence[str]) -> tuple[TokenLists, np.ndarray, dict[int, str]]:
         formatted, problems, points = format_values(self.feature, values)
         found, unreadable = tokenise(formatted, self.feature.comparison, points=points)
         problems.update(unreadable)
         return found, token_ks(self.feature, found.counts), problems
 
-    def batch(self, codes: np.ndarray, values: list[str]) -> tuple[FieldBatch, _Problem | None]:
+    def batch(self, codes: np.ndarray, values: Sequence[str]) -> tuple[FieldBatch, _Problem | None]:
         """The feature's part of a chunk whose column :func:`_factorize` gave ``codes`` and
         ``values``, and its first problem (by row), if any."""
         batch, problems = self.values.batch(codes, values)
@@ -246,7 +247,7 @@ def _is_table(rows: object) -> bool:
     return _is_arrow(rows) or _is_pandas(rows)
 
 
-def _arrow_factorize(column: object, identifier: str) -> tuple[np.ndarray, np.ndarray]:
+def _arrow_factorize(column: object, identifier: str) -> tuple[np.ndarray, pa.Array]:
     import pyarrow as pa
 
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
@@ -254,15 +255,17 @@ def _arrow_factorize(column: object, identifier: str) -> tuple[np.ndarray, np.nd
             f"column {identifier!r}: values must be strings, found {column.type} (read the "
             "file with every column as text)"
         )
-    return factorize(column)
+    return dictionary_codes(column)
 
 
-def _factorize(column: object, identifier: str) -> tuple[np.ndarray, list[str]]:
+def _factorize(column: object, identifier: str) -> tuple[np.ndarray, Sequence[str]]:
     """Row -> distinct value codes; a missing cell (None, NaN) is the empty string, as clkhash
     reads an empty CSV cell."""
     if _is_arrow(column):
-        codes, uniques = _arrow_factorize(column, identifier)
-        values = uniques.tolist()
+        codes, dictionary = _arrow_factorize(column, identifier)
+        if not dictionary.null_count and codes.min(initial=0) >= 0:
+            return codes, ArrowText(dictionary)  # Python strings made only if a value needs one
+        values = dictionary.to_pylist()
     else:
         import pandas as pd  # only for rows given as a frame or Python values
 

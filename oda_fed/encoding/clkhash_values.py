@@ -148,7 +148,7 @@ def formatter(feature: ClkhashFeature) -> Callable[[str], tuple[str | None, str 
 
 def format_values(
     feature: ClkhashFeature, values: Sequence[str]
-) -> tuple[list[str], dict[int, str], CodePoints]:
+) -> tuple[Sequence[str], dict[int, str], CodePoints]:
     """Steps 1 and 2 for many distinct values at once: what :func:`formatter` gives each.
 
     Checks that numpy can answer for every value at once (the encoding; a pattern that is one
@@ -180,10 +180,11 @@ def format_values(
     >>> formatted, problems
     (['42', '7', ''], {2: 'invalid: is more than the maximum 99'})
     """
-    points = CodePoints.from_strings(values)
+    points = CodePoints.of(values)
     missing = _is_sentinel(values, points, feature.missing_sentinel)
     settled = _settled(feature, values, points) & ~missing
-    formatted = list(values)
+    # Values that all pass unchanged (ids, dates) stay as they came, Python strings or not.
+    formatted = values if settled.all() else list(values)
     replacement = feature.missing_replacement or ""
     changed = False
     for i in np.flatnonzero(missing).tolist():
@@ -338,7 +339,7 @@ def numeric_tokens(word: str, comparison: NumericComparison) -> list[str]:
 
 
 def tokenise(
-    formatted: list[str], comparison: object, *, points: CodePoints | None = None
+    formatted: Sequence[str], comparison: object, *, points: CodePoints | None = None
 ) -> tuple[TokenLists, dict[int, str]]:
     """The tokens of formatted values, as clkhash's comparators give them, repeats kept.
 

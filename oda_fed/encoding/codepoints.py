@@ -12,12 +12,16 @@ are exactly the string's, and checks can see it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from oda_fed.encoding import kernels
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Decimal strings of up to 18 digits fit int64 without overflow.
 MAX_DECIMAL_DIGITS = 18
@@ -72,6 +76,14 @@ class CodePoints:
         # surrogates as their own code points instead of failing.
         raw = "".join(values).encode("utf-32-le", "surrogatepass")
         return cls(np.frombuffer(raw, dtype=np.uint32), offsets)
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> CodePoints:
+        """The code points of ``values``: from their Arrow buffers when they are
+        :class:`ArrowText`, else from the strings."""
+        if isinstance(values, ArrowText):
+            return values.code_points()
+        return cls.from_strings(values)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -137,3 +149,63 @@ def allowed_table(ranges: Sequence[tuple[int, int]]) -> np.ndarray:
     for lo, hi in ranges:
         table[lo : hi + 1] = True
     return table
+
+
+class ArrowText(Sequence[str]):
+    """Distinct text values held in an Arrow string array, read as Python strings only when a
+    value is asked for.
+
+    Checking and cutting values into n-grams works on their code points
+    (:meth:`code_points`), which ASCII text gives straight from Arrow's buffers: for a column of
+    distinct ids, making a Python string of each value costs more than encoding it.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> text = ArrowText(pa.array(["ab", "", "zoë"]))
+    >>> len(text), text[2], text.code_points().lengths.tolist()
+    (3, 'zoë', [2, 0, 3])
+    """
+
+    def __init__(self, array: pa.Array) -> None:
+        if array.null_count:
+            raise ValueError("ArrowText holds values, not missing cells")
+        self._array = array
+        self._strings: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self.strings()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.strings())
+
+    def strings(self) -> list[str]:
+        """Every value as a Python string (made once)."""
+        if self._strings is None:
+            self._strings = self._array.to_pylist()
+        return self._strings
+
+    def code_points(self) -> CodePoints:
+        """The values' code points: ASCII bytes are their code points, so ASCII text needs
+        only its offsets and bytes widened; other text goes through Python strings."""
+        import pyarrow as pa
+
+        array = self._array
+        _, offsets, data = array.buffers()
+        wide = pa.types.is_large_string(array.type)
+        kind = np.dtype(np.int64 if wide else np.int32)
+        ends = np.frombuffer(
+            offsets, dtype=kind, count=len(array) + 1, offset=array.offset * kind.itemsize
+        ).astype(np.int64)
+        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        raw = raw[ends[0] : ends[-1]]
+        if raw.size and int(raw.max()) >= 0x80:
+            return CodePoints.from_strings(self.strings())
+        return CodePoints(raw.astype(np.uint32), ends - ends[0])

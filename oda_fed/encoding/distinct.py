@@ -43,19 +43,36 @@ def factorize(values: np.ndarray | pa.Array | pa.ChunkedArray) -> tuple[np.ndarr
         array = pa.Array.from_buffers(
             pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
         )
+        codes, dictionary = dictionary_codes(array)
     else:
-        # One array, so that every chunk's codes index one dictionary.
-        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    encoded = _dictionary_encode(array)
-    codes = _integers(encoded.indices).astype(np.int64)
-    if encoded.indices.null_count:
-        codes[~_valid(encoded.indices)] = -1
-    dictionary = encoded.dictionary
+        codes, dictionary = dictionary_codes(values)
     if pa.types.is_integer(dictionary.type):
         return codes, _integers(dictionary)
     uniques = np.empty(len(dictionary), dtype=object)
     uniques[:] = dictionary.to_pylist()
     return codes, uniques
+
+
+def dictionary_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """``(codes, dictionary)``: :func:`factorize` of an Arrow array, its distinct values left
+    as an Arrow array (a text column's become Python strings only if asked for).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> codes, dictionary = dictionary_codes(pa.array(["b", None, "a", "b"]))
+    >>> codes.tolist(), dictionary.to_pylist()
+    ([0, -1, 1, 0], ['b', 'a'])
+    """
+    import pyarrow as pa
+
+    # One array, so that every chunk's codes index one dictionary.
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = _dictionary_encode(array)
+    codes = _integers(encoded.indices).astype(np.int64)
+    if encoded.indices.null_count:
+        codes[~_valid(encoded.indices)] = -1
+    return codes, encoded.dictionary
 
 
 def _dictionary_encode(array: pa.Array) -> pa.DictionaryArray:

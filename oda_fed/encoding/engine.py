@@ -271,7 +271,7 @@ class ValueCache:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def batch(self, codes: np.ndarray, values: list[str]) -> tuple[FieldBatch, dict[int, str]]:
+    def batch(self, codes: np.ndarray, values: Sequence[str]) -> tuple[FieldBatch, dict[int, str]]:
         """The field batch of a chunk whose rows have the distinct ``values`` by ``codes``.
 
         Returns the batch and the problems of values that cannot be encoded (index into

@@ -193,7 +193,7 @@ def ngram_lists(
     >>> ngram_lists(["ab"], 1, pad=" ", pad_width=0, positional=True).lists()
     [['1 a', '2 b']]
     """
-    points = CodePoints.from_strings(values) if points is None else points
+    points = CodePoints.of(values) if points is None else points
     lens = points.lengths
     padded = lens + 2 * pad_width
     short = (lens > 0) & (padded < n)

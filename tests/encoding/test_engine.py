@@ -29,7 +29,7 @@ from oda_fed.encoding.clkhash_schema import (
     StringFormat,
 )
 from oda_fed.encoding.clkhash_values import format_values, formatter
-from oda_fed.encoding.codepoints import CodePoints
+from oda_fed.encoding.codepoints import ArrowText, CodePoints
 from oda_fed.encoding.engine import FieldBatch, TokenCache, ValueCache, encode_batches
 from oda_fed.encoding.fields import default_field_encoding
 from oda_fed.encoding.tokens import TokenLists, ngram_lists, token_lists
@@ -42,6 +42,29 @@ FIELDS = [
     default_field_encoding("dob", "date"),
     default_field_encoding("postcode", "postcode"),
 ]
+
+
+def test_arrow_text_gives_the_code_points_its_strings_give() -> None:
+    import pyarrow as pa
+
+    values = ["", "a", "zoë", "\x00x\x00", "😀b", "ab", "0123"]
+    ascii_only = [value for value in values if value.isascii()]
+    for array in (
+        pa.array(values),
+        pa.array(values, pa.large_string()),
+        pa.array(["before", *values]).slice(1),  # an offset into the buffers
+        pa.array(ascii_only),
+        pa.array(["x", *ascii_only], pa.large_string()).slice(1),
+        pa.array([], pa.string()),
+    ):
+        text = ArrowText(array)
+        expected = CodePoints.from_strings(array.to_pylist())
+        got = CodePoints.of(text)
+        assert got.data.tolist() == expected.data.tolist()
+        assert got.offsets.tolist() == expected.offsets.tolist()
+        assert len(text) == len(array) and list(text) == array.to_pylist()
+    with pytest.raises(ValueError, match="missing"):
+        ArrowText(pa.array(["a", None]))
 
 
 def test_code_points_keep_every_character() -> None:
