@@ -39,7 +39,9 @@ empty token caches each.
    hash``: ``generate_clk_from_csv``, then ``serialize_bitarray`` per CLK into ``json.dump``;
    clkhash 0.18.3 has no command line of its own). Each is a fresh process, timed by wall clock
    from start to exit, alternately, ``--repeats`` times after one unmeasured run each (which
-   writes bytecode); the two output files must be byte-identical. At 300,000 rows oda-fed runs
+   writes bytecode, into a folder of the benchmark's own whatever ``PYTHONDONTWRITEBYTECODE``
+   says, as an installed package has it), with the disk flushed before each run; the two output
+   files must be byte-identical. At 300,000 rows oda-fed runs
    the NumPy kernels and never imports Numba. Its time is then broken down, in more fresh
    processes, into imports, reading the CSV, hashing and writing the JSON; the rest is the
    interpreter's start and exit.
@@ -357,10 +359,15 @@ def clkhash_benchmarks(*, distinct: int, records: int, work: Path, repeats: int)
     )
 
 
-def _wall(command: list[str]) -> tuple[float, str]:
-    """Wall-clock seconds of one fresh process, start to exit, and its output; it must succeed."""
+def _wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall-clock seconds of one fresh process, start to exit, and its output; it must succeed.
+
+    Files written by the run before are flushed to disk first, so that neither side's process
+    waits on the other's writes (clkhash's JSON is not fsynced; oda-fed's is, as it replaces
+    its output durably)."""
+    os.sync()
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed:\n{done.stderr[-4000:]}")
@@ -381,7 +388,11 @@ def process_benchmark(people: int, work: Path, *, repeats: int) -> None:
         f"\n[5] whole process: a CSV of {people:,} synthetic FEBRL-like people to clkhash JSON, "
         "fresh processes, wall clock from start to exit"
     )
-    _wall(ours), _wall(ref)  # unmeasured: bytecode and Numba's cache are written
+    # Both sides run as installed packages do, with bytecode: written by the unmeasured runs
+    # into a folder of the benchmark's own, whatever PYTHONDONTWRITEBYTECODE says.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    _wall(ours, env), _wall(ref, env)  # unmeasured: bytecode is written
     if ours_out.read_bytes() != ref_out.read_bytes():
         print("  NOT byte-identical: oda-fed's JSON differs from clkhash's; no timings reported")
         return
@@ -391,9 +402,9 @@ def process_benchmark(people: int, work: Path, *, repeats: int) -> None:
     times: dict[str, list[float]] = {"oda-fed": [], "clkhash": [], "steps": []}
     steps = []
     for _ in range(repeats):  # alternately, so that all three see the same load
-        times["oda-fed"].append(_wall(ours)[0])
-        times["clkhash"].append(_wall(ref)[0])
-        seconds, out = _wall(steps_command)
+        times["oda-fed"].append(_wall(ours, env)[0])
+        times["clkhash"].append(_wall(ref, env)[0])
+        seconds, out = _wall(steps_command, env)
         times["steps"].append(seconds)
         steps.append(json.loads(out) | {"start and exit": seconds})
     ours_s, ref_s = (statistics.median(times[side]) for side in ("oda-fed", "clkhash"))
@@ -409,7 +420,7 @@ def process_benchmark(people: int, work: Path, *, repeats: int) -> None:
     for step in steps:  # what the process spent outside its timed steps
         step["start and exit"] -= sum(v for k, v in step.items() if k != "start and exit")
     median = {name: statistics.median(step[name] for step in steps) for name in steps[0]}
-    floor = statistics.median(_wall([sys.executable, "-c", "pass"])[0] for _ in range(repeats))
+    floor = statistics.median(_wall([sys.executable, "-c", "pass"], env)[0] for _ in range(repeats))
     print(
         "  oda-fed's steps, timed inside a process that does what `oda-fed encode` does "
         f"(median of {repeats}, run between the others; that whole process "

@@ -11,7 +11,8 @@ It times fresh processes, wall clock from start to exit, of:
   (typer 0.29 coerced every parameter, ``--help`` included, through a pydantic TypeAdapter,
   which is why the project stays below it);
 - ``oda-fed encode`` of a two-row CSV: the command line plus what encoding needs (pydantic for
-  the project, pandas to read, Numba's kernels) and nothing else (no gRPC, matplotlib...).
+  the project, pandas to read; no Numba below a million rows) and nothing else (no gRPC,
+  matplotlib...).
 
 The project, secret and CSV are written into a temporary folder with ``oda-fed synth`` and
 ``oda-fed pki secret``. Each command runs once unmeasured, so that bytecode and Numba's cache are
@@ -95,7 +96,7 @@ def main() -> None:
             ("python -c pass", [sys.executable, "-c", "pass"], "the floor"),
             ("oda-fed --help", [*cli, "--help"], HELP_GOAL),
             ("oda-fed link --help", [*cli, "link", "--help"], "typer < 0.29: no pydantic"),
-            ("oda-fed encode (2-row CSV, npy)", [*cli, *encode], "Numba, pandas, pydantic"),
+            ("oda-fed encode (2-row CSV, npy)", [*cli, *encode], "pandas, pydantic; no Numba"),
         ]
         print(
             f"whole-process wall time, {args.runs} fresh processes each after one warm-up "

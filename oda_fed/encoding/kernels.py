@@ -4,8 +4,9 @@ the cached bit positions of tokens into CLK rows, and write CLKs as clkhash's ba
 Two implementations share each kernel's name, arguments and effect:
 
 - **NumPy** (here, the default): whole-array operations over blocks of rows, spread over the
-  cores by threads (NumPy releases the GIL inside each operation). Nothing to compile, so a
-  short run, such as ``oda-fed encode`` on a few hundred thousand rows, starts at once.
+  cores by threads (NumPy releases the GIL inside each operation; ``NUMBA_NUM_THREADS``, when
+  set, bounds these threads as it does Numba's). Nothing to compile, so a short run, such as
+  ``oda-fed encode`` on a few hundred thousand rows, starts at once.
 - **Numba** (:mod:`oda_fed.encoding.jit_kernels`): loops compiled to machine code, 1.5 to 2.5
   times as fast, but importing Numba and loading the compiled code costs a process about 0.4 s
   before its first row, more than hashing 300,000 records takes. :func:`use_jit` switches a
@@ -53,7 +54,18 @@ JIT_ROWS = 1_000_000
 # Rows of work per block: a block's temporaries (a bit matrix, gathered masks) stay about this
 # size, within the cores' caches, and the blocks are shared among threads.
 _BLOCK_BYTES = 1 << 20
-_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _threads() -> int:
+    """Threads for the NumPy kernels: as many as Numba's (``NUMBA_NUM_THREADS``, so that one
+    setting bounds both), else one per core this process may run on."""
+    setting = os.environ.get("NUMBA_NUM_THREADS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_WORKERS = _threads()
 _LEAST_ROWS = 512
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -365,3 +366,13 @@ def test_the_numba_kernels_are_chosen_for_long_runs_and_give_the_same_bits(monke
     assert kernels.use_jit_for(kernels.JIT_ROWS)
     assert kernels._JIT is jit_kernels
     np.testing.assert_array_equal(encode_clkhash(schema, rows, secret="s"), with_numpy)
+
+
+def test_numba_s_thread_setting_bounds_the_numpy_kernels_too(monkeypatch) -> None:
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "3")
+    assert kernels._threads() == 3
+    for unset in ("", "0", "many"):
+        monkeypatch.setenv("NUMBA_NUM_THREADS", unset)
+        assert kernels._threads() == (
+            os.cpu_count() if not hasattr(os, "sched_getaffinity") else len(os.sched_getaffinity(0))
+        )
