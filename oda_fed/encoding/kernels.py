@@ -163,6 +163,16 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, so start a new pool."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _runs(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])``, as ``int64``."""
     ends = np.cumsum(counts, dtype=np.int64)
@@ -211,7 +221,7 @@ def set_token_bits(
     one_token = _one_token_masks(kinds // radix, kinds % radix, tok_offsets, positions, words)
     # Column j of `slots` holds the j-th tokens' masks of the values that have one, the first
     # have[j] values in `order`: by decreasing number of tokens, unless all have as many.
-    if counts.min() == counts.max() and occ_offsets[0] == 0:
+    if counts.min() == counts.max() and occ_offsets[0] == 0 and len(pair) == counts.sum():
         order, widest = None, int(counts[0])
         have = np.full(widest, values, dtype=np.int64)
         slots = pair.reshape(values, widest).T

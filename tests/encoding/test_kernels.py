@@ -376,3 +376,32 @@ def test_numba_s_thread_setting_bounds_the_numpy_kernels_too(monkeypatch) -> Non
         assert kernels._threads() == (
             os.cpu_count() if not hasattr(os, "sched_getaffinity") else len(os.sched_getaffinity(0))
         )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_the_numpy_kernels_on_threads_of_its_own(small_blocks) -> None:
+    # A forked child inherits the pool object but none of its threads.
+    rng = np.random.default_rng(5)
+    codes = rng.integers(-1, 40, size=(1000, 3)).astype(np.int64)
+    masks = rng.integers(0, 2**63, size=(40, 2), dtype=np.uint64)
+    expected = np.zeros((1000, 2), dtype=np.uint64)
+    kernels.or_masks.__wrapped__(codes, masks, expected)  # starts the parent's pool
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        out = np.zeros((1000, 2), dtype=np.uint64)
+        kernels.or_masks.__wrapped__(codes, masks, out)
+        os.write(write, b"1" if np.array_equal(out, expected) else b"0")
+        os._exit(0)
+    os.close(write)
+    import select
+    import signal
+
+    ready, _, _ = select.select([read], [], [], 30)
+    answer = os.read(read, 1) if ready else b""
+    os.close(read)
+    if not ready:
+        os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert ready, "the child hung on the parent's pool"
+    assert answer == b"1"
