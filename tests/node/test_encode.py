@@ -206,3 +206,24 @@ def test_a_malformed_value_kept_still_gives_evidence(synth: Path, tmp_path: Path
         and lost["date_of_birth:swap"][2] == 0
     )
     assert tok["date_of_birth:ymd"][4] == 0  # n/k says nothing of a birthday: nothing is kept
+
+
+def test_a_file_of_jit_rows_or_more_is_encoded_by_the_numba_kernels_alike(
+    synth: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from oda_fed.encoding import jit_kernels, kernels
+    from oda_fed.encoding.clkhash_schema import parse_clkhash_schema
+
+    monkeypatch.setattr(kernels, "_JIT", None)
+    with_numpy = encode(synth, synth / "council.csv", 97)
+    schema = parse_clkhash_schema(CLKHASH_SCHEMA)
+    path = tmp_path / "people.csv"
+    pd.DataFrame({"id": ["1", "2", "3"], "name": ["anna", "zoë", ""]}).to_csv(path, index=False)
+    clkhash_numpy = encode_clkhash_file(path, schema=schema, secret="s").clks
+    assert kernels._JIT is None
+    monkeypatch.setattr(kernels, "JIT_ROWS", 3)  # this file counts as long
+    np.testing.assert_array_equal(
+        encode_clkhash_file(path, schema=schema, secret="s").clks, clkhash_numpy
+    )
+    assert kernels._JIT is jit_kernels
+    np.testing.assert_array_equal(encode(synth, synth / "council.csv", 97).clks, with_numpy.clks)
