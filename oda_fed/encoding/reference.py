@@ -1,6 +1,8 @@
 """Plain Python twins of :mod:`oda_fed.encoding.kernels`, written for clarity, for tests.
 
-Each function has the same name, arguments and effect as its kernel. Bits are set one at a time
+Each function has the same name, arguments and effect as its kernel, in both of the kernels'
+implementations (NumPy and Numba); :func:`permute_bits` is the twin of the per-round
+permutation in :mod:`oda_fed.encoding.rounds`. Bits are set one at a time
 on Python integers (bit ``b`` of a row is ``1 << b``) and only then written back as ``uint64``
 words, so these twins share no word arithmetic with the kernels; n-gram keys and decimal numbers
 are computed with Python integers and strings.
