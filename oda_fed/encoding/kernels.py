@@ -11,7 +11,8 @@ Two implementations share each kernel's name, arguments and effect:
   times as fast, but importing Numba and loading the compiled code costs a process about 0.4 s
   before its first row, more than hashing 300,000 records takes. :func:`use_jit` switches a
   process to them; :func:`use_jit_for` does so for a run of at least :data:`JIT_ROWS` rows,
-  which the node's file encoders call once they have counted the rows.
+  which the node's file encoders call with the rows they count for their progress bar (in
+  ``oda-fed encode`` and the node's rounds).
 
 Both give the same bits: every kernel has a plain-Python twin of the same name in
 :mod:`oda_fed.encoding.reference`, and the tests check both implementations against it. The

@@ -98,8 +98,8 @@ def encode_file(
     >>> enc.clks.shape  # doctest: +SKIP
     (2105, 16)
     """
-    total = count_rows(path, layout.read)
-    use_jit_for(total)
+    total = count_rows(path, layout.read) if progress is not None else 0
+    use_jit_for(total)  # the Numba kernels for a count of JIT_ROWS or more
     ids, clks = [], []
     attributes: dict[str, list[str]] = {a: [] for a in layout.attributes}
     missing = {f.name: 0 for f in project.linkage.fields}

@@ -111,7 +111,9 @@ def encode_clkhash_file(
     """
     encoder = ClkhashEncoder(schema, secret=secret)  # one encoder: its caches carry across chunks
     words = -(-schema.bits // 64)
-    total = count_rows(path, read)
+    # Counted for the progress bar (a query's rows cost the database a second pass); a count
+    # of JIT_ROWS or more switches to the Numba kernels.
+    total = count_rows(path, read) if progress is not None else 0
     use_jit_for(total)
     # Chunks are encoded in place while the count holds (it can be off: a quoted line end),
     # which spares a copy of every CLK and the fresh pages it would take.

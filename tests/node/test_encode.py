@@ -222,8 +222,11 @@ def test_a_file_of_jit_rows_or_more_is_encoded_by_the_numba_kernels_alike(
     clkhash_numpy = encode_clkhash_file(path, schema=schema, secret="s").clks
     assert kernels._JIT is None
     monkeypatch.setattr(kernels, "JIT_ROWS", 3)  # this file counts as long
+    assert encode_clkhash_file(path, schema=schema, secret="s").clks.shape == (3, 2)
+    assert kernels._JIT is None  # uncounted (no progress shown): the NumPy kernels
     np.testing.assert_array_equal(
-        encode_clkhash_file(path, schema=schema, secret="s").clks, clkhash_numpy
+        encode_clkhash_file(path, schema=schema, secret="s", progress=lambda d, t: None).clks,
+        clkhash_numpy,
     )
     assert kernels._JIT is jit_kernels
     np.testing.assert_array_equal(encode(synth, synth / "council.csv", 97).clks, with_numpy.clks)
