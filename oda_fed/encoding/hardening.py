@@ -81,7 +81,6 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from oda_fed.encoding.kernels import import_numba
 from oda_fed.encoding.keys import check_secret, derive_key
 from oda_fed.errors import ConfigError, InputDataError
 
@@ -297,8 +296,7 @@ def _diffusion_taps(key: bytes, bits: int, taps: int) -> np.ndarray:
 
 def _select(clks: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Run :func:`~oda_fed.encoding.hardening_kernels.xor_taps` into a new array."""
-    import_numba()  # only once a project hardens its CLKs
-    from oda_fed.encoding.hardening_kernels import xor_taps
+    from oda_fed.encoding.hardening_kernels import xor_taps  # Numba, once a project hardens
 
     out = np.empty((clks.shape[0], taps.shape[0] // WORD_BITS), dtype=np.uint64)
     xor_taps(clks, taps, out)

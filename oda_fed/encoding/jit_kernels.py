@@ -14,7 +14,12 @@ plain-Python twin in :mod:`oda_fed.encoding.reference`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from oda_fed.encoding.kernels import import_numba
+
+import_numba()  # without PyYAML and cffi, whoever imports this module first
+
+from numba import njit, prange  # noqa: E402
 
 
 @njit(cache=True, parallel=True)

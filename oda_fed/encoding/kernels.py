@@ -86,8 +86,7 @@ def use_jit(on: bool = True) -> None:
     if not on:
         _JIT = None
     elif _JIT is None:
-        import_numba()
-        from oda_fed.encoding import jit_kernels
+        from oda_fed.encoding import jit_kernels  # imports Numba through import_numba
 
         _JIT = jit_kernels
 

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from oda_fed.encoding.evidence import FILTER_BITS, Evidence
-from oda_fed.encoding.kernels import import_numba
 from oda_fed.encoding.keys import derive_key
 
 __all__ = ["RoundTransform"]
@@ -41,8 +40,7 @@ def _permutation(key: bytes, bits: int) -> np.ndarray:
 def _permute_bits(clks: np.ndarray, permutation: np.ndarray, out: np.ndarray) -> None:
     """Set bit ``j`` of each row of ``out`` to bit ``permutation[j]`` of the row of ``clks``:
     hardening's XOR of taps with one tap per output bit."""
-    import_numba()
-    from oda_fed.encoding.hardening_kernels import xor_taps
+    from oda_fed.encoding.hardening_kernels import xor_taps  # Numba, loaded when first used
 
     xor_taps(clks, np.ascontiguousarray(permutation, dtype=np.int64).reshape(-1, 1), out)
 
